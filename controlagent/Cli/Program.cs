@@ -1,0 +1,70 @@
+using System.CommandLine;
+using FastXtr.ControlAgent.Messages;
+
+namespace FastXtr.ControlAgent.Cli;
+
+/// <summary>The single <c>fastxtr</c> executable: one subcommand per role, each role its own process (ARCHITECTURE.md).</summary>
+public static class Program
+{
+    /// <summary>Exit code of a role this build does not have yet.</summary>
+    public const int ExitNotImplemented = 3;
+    public const int ExitUsage = 2;
+
+    public static int Main(string[] args) => BuildRootCommand(Console.Out, Console.Error).Parse(args).Invoke();
+
+    public static RootCommand BuildRootCommand(TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand(
+            "FastXtr: a LISP (RFC 9300/9301) network substrate for AI agents, per draft-wang-lisp-ai-agent-00.\n" +
+            "Agents keep stable EIDs across hosts, agent groups are isolated by Instance IDs, and the mapping system\n" +
+            "picks locators by the agents' context (latency, hardware, state). Each role below runs as its own process.");
+
+        root.Subcommands.Add(Planned("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation on TUN or AF_PACKET, multi-core, with the map-cache in shared memory.", 3, stderr));
+        root.Subcommands.Add(Planned("agent", "Run the xTR control agent: register local agents' EIDs, resolve misses into the shared map-cache, follow moves, serve the local agent API.", 5, stderr));
+        root.Subcommands.Add(Planned("mapserver", "Run a Map-Server and/or Map-Resolver with the agent context extension, publish/subscribe and rate limiting.", 4, stderr));
+        root.Subcommands.Add(Planned("show", "Show the state of a running xTR or Map-Server: stats, map-cache, registrations, database, agents.", 3, stderr));
+        root.Subcommands.Add(Planned("lig", "Ask a Map-Resolver for an EID's mapping and print the answer (LISP Internet Groper), optionally with agent constraints.", 4, stderr));
+        root.Subcommands.Add(Planned("lab", "Build, run and tear down the demonstration topology in network namespaces (up | run | down).", 6, stderr));
+        root.Subcommands.Add(DecodeCommand(stdout, stderr));
+        return root;
+    }
+
+    private static Command Planned(string name, string description, int issue, TextWriter stderr)
+    {
+        var command = new Command(name, description + " [not in this build yet]");
+        // Accept and ignore whatever follows, so that the message below is what the user sees, not a parse error.
+        var rest = new Argument<string[]>("arguments") { Arity = ArgumentArity.ZeroOrMore, Description = "arguments of the role (ignored until it exists)" };
+        command.Arguments.Add(rest);
+        command.SetAction(_ =>
+        {
+            stderr.WriteLine($"fastxtr {name}: this role is not implemented in this build yet (tracked in issue #{issue}); nothing was started.");
+            return ExitNotImplemented;
+        });
+        return command;
+    }
+
+    private static Command DecodeCommand(TextWriter stdout, TextWriter stderr)
+    {
+        var hex = new Argument<string>("hex") { Description = "the UDP payload of a LISP control message, in hex (spaces and colons allowed)" };
+        var command = new Command("decode", "Decode a LISP control message given in hex and print its fields, or the error and its offset.");
+        command.Arguments.Add(hex);
+        command.SetAction(parse =>
+        {
+            string text = new string(parse.GetValue(hex)!.Where(c => !char.IsWhiteSpace(c) && c != ':').ToArray());
+            byte[] bytes;
+            try
+            {
+                bytes = Convert.FromHexString(text);
+            }
+            catch (FormatException)
+            {
+                stderr.WriteLine("fastxtr decode: the argument is not an even number of hex digits");
+                return ExitUsage;
+            }
+            string description = LispMessage.Describe(bytes);
+            stdout.WriteLine(description);
+            return description.StartsWith("malformed", StringComparison.Ordinal) || description.StartsWith("unknown", StringComparison.Ordinal) || description.StartsWith("empty", StringComparison.Ordinal) ? 1 : 0;
+        });
+        return command;
+    }
+}
