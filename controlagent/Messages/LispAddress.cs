@@ -360,12 +360,12 @@ public sealed class LispAddress
             || !r.TryReadUInt8(out byte rsvd2) || !r.TryReadUInt16(out ushort length))
             return false;
         int bodyStart = r.Position;
-        if (length > r.Remaining) return r.Fail(LispFormatError.BadLcafLength, start + 4, $"LCAF type {type} length {length} exceeds the {r.Remaining} bytes left");
+        if (length > r.Remaining) return r.Fail(LispFormatError.BadLcafLength, start + 6, $"LCAF type {type} length {length} exceeds the {r.Remaining} bytes left");
         int end = bodyStart + length;
         switch (type)
         {
             case LcafType.InstanceId:
-                if (length < 6) return r.Fail(LispFormatError.BadLcafLength, start + 4, $"Instance-ID LCAF length {length} < 6");
+                if (length < 6) return r.Fail(LispFormatError.BadLcafLength, start + 6, $"Instance-ID LCAF length {length} < 6");
                 r.TryReadUInt32(out uint iid);
                 into.Kind = LispAddressKind.InstanceId;
                 into.InstanceIdValue = iid;
@@ -415,7 +415,7 @@ public sealed class LispAddress
                 into.SetData(body);
                 return true;
         }
-        if (r.Position > end) return r.Fail(LispFormatError.BadLcafLength, start + 4, $"LCAF type {type} contents run {r.Position - end} bytes past its length {length}");
+        if (r.Position > end) return r.Fail(LispFormatError.BadLcafLength, start + 6, $"LCAF type {type} contents run {r.Position - end} bytes past its length {length}");
         // Bytes left inside a known LCAF belong to a later revision of its format: skip them by the length.
         return r.SkipTo(end);
     }

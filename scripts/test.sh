@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds, runs every test, and ends with "N passed, N failed, N skipped".
+# Exits non-zero when anything failed. Usage: scripts/test.sh [extra dotnet test arguments, e.g. --filter ...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+fail_early() {
+  echo "test.sh: $1" >&2
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+}
+
+command -v dotnet >/dev/null 2>&1 || fail_early "the .NET 10 SDK (dotnet) is not on PATH"
+
+# Debian packages: tshark (the independent LISP dissector), openssl (independent HMACs), iproute2.
+missing=()
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then fail_early "missing ${missing[*]}; run as root so that apt-get can install them"; fi
+  echo "test.sh: installing ${missing[*]}"
+  apt-get update -qq >/dev/null || fail_early "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || fail_early "apt-get install ${missing[*]} failed"
+fi
+
+dotnet restore FastXtr.sln --nologo -v quiet || fail_early "dotnet restore failed"
+dotnet build FastXtr.sln -c Release --no-restore --nologo -v quiet || fail_early "the build failed"
+bash scripts/build.sh Release >/dev/null || fail_early "scripts/build.sh failed"
+
+results="$root/TestResults"
+rm -rf "$results"
+FASTXTR_EXE="$root/out/fastxtr" dotnet test tests/FastXtr.Tests/FastXtr.Tests.csproj -c Release --no-build --nologo \
+  --logger "trx;LogFileName=tests.trx" --logger "console;verbosity=normal" --results-directory "$results" "$@"
+status=$?
+
+trx="$results/tests.trx"
+if [ ! -f "$trx" ]; then
+  echo "test.sh: the test run produced no results (dotnet test exit $status)" >&2
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+fi
+counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+field() { printf '%s' "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
+passed=$(field passed); failed=$(field failed); total=$(field total); executed=$(field executed)
+passed=${passed:-0}; failed=${failed:-0}; total=${total:-0}; executed=${executed:-0}
+errors=$(field error); errors=${errors:-0}; timeouts=$(field timeout); timeouts=${timeouts:-0}
+failed=$((failed + errors + timeouts))
+skipped=$((total - executed))
+[ "$skipped" -lt 0 ] && skipped=0
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
