@@ -99,15 +99,6 @@ internal ref struct LispReader
         return true;
     }
 
-    /// <summary>A reader over the next <paramref name="count"/> bytes whose offsets stay those of the whole message.</summary>
-    public bool TrySlice(int count, out int end)
-    {
-        end = 0;
-        if (!Ensure(count)) return false;
-        end = _position + count;
-        return true;
-    }
-
     /// <summary>Moves to <paramref name="position"/>, which must lie between the current position and the end.</summary>
     public bool SkipTo(int position)
     {
