@@ -1,0 +1,152 @@
+using System.Runtime.InteropServices;
+
+namespace FastXtr.Dataplane.MapCache;
+
+public enum EidFamily : byte
+{
+    Ipv4 = 4,
+    Ipv6 = 6,
+}
+
+/// <summary>What the data plane does with packets for a negative entry (RFC 9301 §5.4 ACT).</summary>
+public enum MapCacheAction : byte
+{
+    NoAction = 0,
+    NativelyForward = 1,
+    SendMapRequest = 2,
+    Drop = 3,
+    DropPolicyDenied = 4,
+    DropAuthFailure = 5,
+}
+
+/// <summary>
+/// One locator of an entry, 24 bytes in shared memory. The address is a host-order number (IPv4 in the low 32
+/// bits) kept as two 64-bit halves, so the slot needs only 8-byte alignment. Priority 255 means "never use"
+/// (RFC 9301 §5.4); <see cref="Up"/> is the reachability the agent learnt by probing.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 24)]
+public struct RlocSlot
+{
+    [FieldOffset(0)] public ulong AddressLow;
+    [FieldOffset(8)] public ulong AddressHigh;
+    [FieldOffset(16)] public EidFamily Family;
+    [FieldOffset(17)] public byte Priority;
+    [FieldOffset(18)] public byte Weight;
+    [FieldOffset(19)] public byte State;
+
+    public UInt128 Address
+    {
+        readonly get => new(AddressHigh, AddressLow);
+        set
+        {
+            AddressLow = (ulong)value;
+            AddressHigh = (ulong)(value >> 64);
+        }
+    }
+
+    public const byte StateUp = 1;
+    public const byte StateDown = 0;
+
+    public readonly bool Up => State == StateUp;
+    public readonly bool Usable => State == StateUp && Priority != 255;
+}
+
+[System.Runtime.CompilerServices.InlineArray(MapCacheEntry.MaxRlocs)]
+public struct RlocArray
+{
+    private RlocSlot _element;
+}
+
+/// <summary>
+/// A map-cache entry as it sits in shared memory: 240 bytes, guarded by a sequence counter (<see cref="Seq"/>):
+/// odd while the writer is changing it, even when stable. Readers copy it and accept the copy only when the
+/// counter was even and unchanged across the copy, so they never act on a torn entry.
+/// <code>
+///  0 Seq        4 State Family PrefixLength Action   8 InstanceId   12 Profile RlocCount Flags
+/// 16 Prefix (16)   32 ExpiresAt (Stopwatch ticks, 0 = never)   40 MapVersion TtlMinutes Reserved
+/// 48 Rlocs: 8 x 24 bytes
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Bytes)]
+public struct MapCacheEntry
+{
+    public const int Bytes = 240;
+    public const int MaxRlocs = 8;
+    public const byte StateFree = 0;
+    public const byte StateUsed = 1;
+
+    [FieldOffset(0)] public uint Seq;
+    [FieldOffset(4)] public byte State;
+    [FieldOffset(5)] public EidFamily Family;
+    [FieldOffset(6)] public byte PrefixLength;
+    [FieldOffset(7)] public MapCacheAction Action;
+    [FieldOffset(8)] public uint InstanceId;
+    [FieldOffset(12)] public ushort Profile;
+    [FieldOffset(14)] public byte RlocCount;
+    [FieldOffset(15)] public byte Flags;
+    [FieldOffset(16)] public UInt128 Prefix;
+    [FieldOffset(32)] public long ExpiresAt;
+    [FieldOffset(40)] public ushort MapVersion;
+    [FieldOffset(42)] public ushort TtlMinutes;
+    [FieldOffset(44)] public uint Reserved;
+    [FieldOffset(48)] public RlocArray Rlocs;
+
+    public readonly bool IsNegative => RlocCount == 0;
+}
+
+/// <summary>A slot of the per-IID table: which prefix lengths exist in that Instance ID, so lookups probe only those.</summary>
+[StructLayout(LayoutKind.Explicit, Size = Bytes)]
+public struct IidSlot
+{
+    public const int Bytes = 48;
+
+    [FieldOffset(0)] public uint Used;
+    [FieldOffset(4)] public uint InstanceId;
+    /// <summary>Bit n set: some IPv4 entry of this IID has prefix length n (0..32).</summary>
+    [FieldOffset(8)] public ulong Ipv4Lengths;
+    /// <summary>Bits for IPv6 prefix lengths 0..63, 64..127 and 128.</summary>
+    [FieldOffset(16)] public ulong Ipv6Lengths0;
+    [FieldOffset(24)] public ulong Ipv6Lengths1;
+    [FieldOffset(32)] public ulong Ipv6Lengths2;
+    [FieldOffset(40)] public ulong Reserved;
+}
+
+/// <summary>The lookup key: (IID, constraint profile, family, destination address).</summary>
+public readonly record struct MapCacheKey(uint InstanceId, ushort Profile, EidFamily Family, UInt128 Address);
+
+public static class MapCacheMath
+{
+    public const uint IndexEmpty = 0;
+    public const uint IndexTombstone = uint.MaxValue;
+
+    public static int MaxPrefixLength(EidFamily family) => family == EidFamily.Ipv4 ? 32 : 128;
+
+    /// <summary>The address with every bit after the first <paramref name="length"/> of its family cleared.</summary>
+    public static UInt128 Mask(UInt128 address, EidFamily family, int length)
+    {
+        int bits = MaxPrefixLength(family);
+        if (length >= bits) return address;
+        if (length <= 0) return 0;
+        UInt128 keep = (UInt128.One << bits) - 1 - ((UInt128.One << (bits - length)) - 1);
+        if (bits == 128) keep = UInt128.MaxValue << (128 - length);
+        return address & keep;
+    }
+
+    public static ulong Hash(uint iid, ushort profile, EidFamily family, int length, UInt128 prefix)
+    {
+        ulong h = ((ulong)iid << 32) ^ ((ulong)profile << 16) ^ ((ulong)family << 8) ^ (uint)length;
+        h = Mix(h ^ (ulong)prefix);
+        h = Mix(h ^ (ulong)(prefix >> 64));
+        return h;
+    }
+
+    public static ulong Mix(ulong x)
+    {
+        // SplitMix64's finaliser: every input bit affects every output bit.
+        x ^= x >> 30;
+        x *= 0xbf58476d1ce4e5b9UL;
+        x ^= x >> 27;
+        x *= 0x94d049bb133111ebUL;
+        return x ^ (x >> 31);
+    }
+}

@@ -1,0 +1,46 @@
+namespace FastXtr.Dataplane.Shared;
+
+/// <summary>Per-worker counters in shared memory; the names are what <c>fastxtr show stats</c> prints.</summary>
+public enum Counter
+{
+    TunRxPackets, TunRxBytes, UdpTxPackets, UdpTxBytes,
+    UdpRxPackets, UdpRxBytes, TunTxPackets, TunTxBytes,
+    MapCacheHits, MapCacheMisses, MissesPosted, MissesSuppressed, MissRingFull,
+    IcmpTooBigSent, OuterFragmentsSent, Batches,
+    // Drop reasons, one counter each (the data plane never drops silently).
+    DropNotIp, DropTruncated, DropNoMapping, DropNegativeEntry, DropPolicyDenied, DropAuthFailure, DropNoUsableRloc,
+    DropUnknownInstanceId, DropDecapFilter, DropBadOuterHeader, DropTtlExpired, DropTooBig, DropSendFailed, DropTunWriteFailed,
+    DropNativeForwardUnsupported,
+    Count,
+}
+
+/// <summary>
+/// One worker's block of 64-bit counters (512 bytes, cache-line aligned, so workers never share a line). Only the
+/// owning worker writes; readers in other processes read each word with Volatile (a 64-bit aligned load is atomic).
+/// </summary>
+public readonly unsafe struct WorkerCounters
+{
+    public const int Slots = 64;
+    public const int BlockBytes = Slots * sizeof(ulong);
+    private readonly ulong* _c;
+
+    public WorkerCounters(ulong* counters) => _c = counters;
+
+    public void Add(Counter c, ulong n = 1) => _c[(int)c] += n;
+
+    public ulong this[Counter c] => Volatile.Read(ref _c[(int)c]);
+
+    public static bool IsDrop(Counter c) => c >= Counter.DropNotIp && c < Counter.Count;
+
+    public static string Name(Counter c)
+    {
+        string s = c.ToString();
+        var sb = new System.Text.StringBuilder(s.Length + 8);
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (i > 0 && char.IsUpper(s[i]) && !char.IsUpper(s[i - 1])) sb.Append('-');
+            sb.Append(char.ToLowerInvariant(s[i]));
+        }
+        return sb.ToString();
+    }
+}

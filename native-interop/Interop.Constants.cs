@@ -1,0 +1,73 @@
+namespace FastXtr.NativeInterop;
+
+/// <summary>
+/// Linux constants as the C headers name them (x86-64 and aarch64 agree on all of these). The values are
+/// checked against the system headers by tests/FastXtr.Tests/Interop/NativeLayoutTests.cs, which compiles a
+/// small C program with gcc.
+/// </summary>
+public static class Linux
+{
+    // <fcntl.h>
+    public const int O_RDONLY = 0x0;
+    public const int O_RDWR = 0x2;
+    public const int O_CREAT = 0x40;
+    public const int O_EXCL = 0x80;
+    public const int O_NONBLOCK = 0x800;
+    public const int O_CLOEXEC = 0x80000;
+
+    // <sys/mman.h>
+    public const int PROT_READ = 0x1;
+    public const int PROT_WRITE = 0x2;
+    public const int MAP_SHARED = 0x01;
+    public const int MAP_POPULATE = 0x8000;
+
+    // <sys/socket.h>, <netinet/in.h>
+    public const int AF_INET = 2;
+    public const int AF_INET6 = 10;
+    public const int SOCK_DGRAM = 2;
+    public const int SOCK_NONBLOCK = 0x800;
+    public const int SOCK_CLOEXEC = 0x80000;
+    public const int SOL_SOCKET = 1;
+    public const int SO_REUSEADDR = 2;
+    public const int SO_SNDBUF = 7;
+    public const int SO_RCVBUF = 8;
+    public const int SO_REUSEPORT = 15;
+    public const int SO_SNDBUFFORCE = 32;
+    public const int SO_RCVBUFFORCE = 33;
+    public const int IPPROTO_IP = 0;
+    public const int IPPROTO_IPV6 = 41;
+    public const int IPPROTO_UDP = 17;
+    public const int IP_MTU_DISCOVER = 10;
+    public const int IP_PMTUDISC_DONT = 0;
+    public const int IPV6_V6ONLY = 26;
+    public const int SOL_UDP = 17;
+    public const int UDP_SEGMENT = 103;
+    public const int UDP_GRO = 104;
+    public const int MSG_DONTWAIT = 0x40;
+
+    // <poll.h>
+    public const short POLLIN = 0x1;
+    public const short POLLOUT = 0x4;
+    public const short POLLERR = 0x8;
+
+    // <errno.h>
+    public const int EPERM = 1;
+    public const int ENOENT = 2;
+    public const int EINTR = 4;
+    public const int EAGAIN = 11;
+    public const int EACCES = 13;
+    public const int EBUSY = 16;
+    public const int EEXIST = 17;
+    public const int ENODEV = 19;
+    public const int EINVAL = 22;
+    public const int EMSGSIZE = 90;
+    public const int EADDRINUSE = 98;
+
+    // <linux/if_tun.h>, <linux/if.h>
+    public const uint TUNSETIFF = 0x400454ca;
+    public const short IFF_TUN = 0x0001;
+    public const short IFF_NO_PI = 0x1000;
+    public const short IFF_MULTI_QUEUE = 0x0100;
+    public const short IFF_VNET_HDR = 0x4000;
+    public const int IFNAMSIZ = 16;
+}

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+
+namespace FastXtr.NativeInterop;
+
+/// <summary>struct iovec (&lt;sys/uio.h&gt;): 16 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct IoVec
+{
+    public void* Base;
+    public nuint Length;
+}
+
+/// <summary>struct msghdr (&lt;sys/socket.h&gt;): 56 bytes on 64-bit Linux.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct MsgHdr
+{
+    public void* Name;
+    public uint NameLength;
+    public IoVec* Iov;
+    public nuint IovLength;
+    public void* Control;
+    public nuint ControlLength;
+    public int Flags;
+}
+
+/// <summary>struct mmsghdr (&lt;sys/socket.h&gt;, for sendmmsg/recvmmsg): 64 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct MMsgHdr
+{
+    public MsgHdr Header;
+    public uint Length;
+}
+
+/// <summary>struct sockaddr_in (&lt;netinet/in.h&gt;): 16 bytes; port and address in network byte order.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SockAddrIn
+{
+    public ushort Family;
+    public ushort PortBigEndian;
+    public uint AddressBigEndian;
+    public fixed byte Zero[8];
+}
+
+/// <summary>struct sockaddr_in6 (&lt;netinet/in.h&gt;): 28 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SockAddrIn6
+{
+    public ushort Family;
+    public ushort PortBigEndian;
+    public uint FlowInfo;
+    public fixed byte Address[16];
+    public uint ScopeId;
+}
+
+/// <summary>struct ifreq (&lt;net/if.h&gt;) as TUNSETIFF uses it: the name and ifr_flags; 40 bytes.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 40)]
+public unsafe struct IfReq
+{
+    [FieldOffset(0)] public fixed byte Name[Linux.IFNAMSIZ];
+    [FieldOffset(16)] public short Flags;
+    [FieldOffset(16)] public int IntValue;
+}
+
+/// <summary>struct pollfd (&lt;poll.h&gt;): 8 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct PollFd
+{
+    public int Fd;
+    public short Events;
+    public short Revents;
+}

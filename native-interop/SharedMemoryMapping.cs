@@ -1,0 +1,90 @@
+namespace FastXtr.NativeInterop;
+
+/// <summary>
+/// A file in /dev/shm (tmpfs) mapped MAP_SHARED into this process: the region a data plane and its control agent
+/// share. Either process may create it; the other attaches. The mapping is released on Dispose; the file stays
+/// until <see cref="Unlink"/>, so a restarted process finds the map-cache where it was.
+/// </summary>
+public sealed unsafe class SharedMemoryMapping : IDisposable
+{
+    private byte* _base;
+
+    private SharedMemoryMapping(string path, byte* basePointer, long length, bool created)
+    {
+        Path = path;
+        _base = basePointer;
+        Length = length;
+        Created = created;
+    }
+
+    public string Path { get; }
+    public long Length { get; }
+    /// <summary>True when this call created the file (its content is zero-filled).</summary>
+    public bool Created { get; }
+    public byte* Base => _base != null ? _base : throw new ObjectDisposedException(nameof(SharedMemoryMapping));
+
+    /// <summary>/dev/shm/NAME for a bare name; a path with a '/' is used as it is.</summary>
+    public static string PathFor(string name) => name.Contains('/', StringComparison.Ordinal) ? name : "/dev/shm/" + name;
+
+    /// <summary>Creates the file with <paramref name="length"/> bytes; fails with EEXIST when it exists.</summary>
+    public static SharedMemoryMapping Create(string name, long length)
+    {
+        string path = PathFor(name);
+        int fd = Libc.open(path, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0x180 /* 0600 */);
+        if (fd < 0) throw new NativeException($"create shared memory {path}", Libc.LastError);
+        try
+        {
+            if (Libc.ftruncate(fd, length) != 0)
+            {
+                int e = Libc.LastError;
+                File.Delete(path);
+                throw new NativeException($"size shared memory {path} to {length} bytes", e);
+            }
+            return Map(path, fd, length, created: true);
+        }
+        finally
+        {
+            Libc.close(fd);
+        }
+    }
+
+    /// <summary>Maps an existing file at its current size.</summary>
+    public static SharedMemoryMapping Attach(string name)
+    {
+        string path = PathFor(name);
+        int fd = Libc.open(path, Linux.O_RDWR | Linux.O_CLOEXEC, 0);
+        if (fd < 0) throw new NativeException($"attach shared memory {path}", Libc.LastError);
+        try
+        {
+            long length = new FileInfo(path).Length;
+            if (length <= 0) throw new NativeException($"attach shared memory {path}: the file is empty", Linux.EINVAL);
+            return Map(path, fd, length, created: false);
+        }
+        finally
+        {
+            Libc.close(fd);
+        }
+    }
+
+    private static SharedMemoryMapping Map(string path, int fd, long length, bool created)
+    {
+        void* p = Libc.mmap(null, (nuint)length, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_SHARED, fd, 0);
+        if (p == (void*)-1) throw new NativeException($"mmap {path} ({length} bytes)", Libc.LastError);
+        return new SharedMemoryMapping(path, (byte*)p, length, created);
+    }
+
+    public static bool Unlink(string name)
+    {
+        string path = PathFor(name);
+        if (!File.Exists(path)) return false;
+        File.Delete(path);
+        return true;
+    }
+
+    public void Dispose()
+    {
+        if (_base == null) return;
+        Libc.munmap(_base, (nuint)Length);
+        _base = null;
+    }
+}

@@ -1,0 +1,144 @@
+using FastXtr.Dataplane.MapCache;
+using FastXtr.Dataplane.Shared;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.MapCache;
+
+/// <summary>The map-cache against a naive reference model: random inserts, updates, deletes and lookups.</summary>
+[TestFixture]
+public class MapCacheModelTests
+{
+    private sealed record ModelEntry(uint Iid, ushort Profile, EidFamily Family, UInt128 Prefix, int Length, uint Marker);
+
+    /// <summary>Naive longest-prefix match: scan everything.</summary>
+    private static ModelEntry? ModelLookup(List<ModelEntry> model, MapCacheKey key) =>
+        model.Where(e => e.Iid == key.InstanceId && e.Profile == key.Profile && e.Family == key.Family
+                         && MapCacheMath.Mask(key.Address, key.Family, e.Length) == e.Prefix)
+             .OrderByDescending(e => e.Length).FirstOrDefault();
+
+    private static UInt128 RandomAddress(Random rng, EidFamily family)
+    {
+        // A small address space (the top bits vary little) so that prefixes overlap often.
+        if (family == EidFamily.Ipv4) return 0x0A000000u | (uint)rng.Next(0, 1 << 12) << 12 | (uint)rng.Next(0, 4096);
+        return ((UInt128)0x20010db8u << 96) | ((UInt128)(uint)rng.Next(0, 256) << 88) | (UInt128)(ulong)rng.NextInt64();
+    }
+
+    [TestCase(1, 4000)]
+    [TestCase(2, 4000)]
+    [TestCase(3, 20000)]
+    public void RandomOperations_AgreeWithTheReferenceModel(int seed, int operations)
+    {
+        var rng = new Random(seed);
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(2048, 64, 1, 16));
+        var writer = region.CreateWriter();
+        var model = new List<ModelEntry>();
+        uint marker = 1;
+        int lookups = 0, hits = 0;
+        for (int op = 0; op < operations; op++)
+        {
+            var family = rng.Next(3) == 0 ? EidFamily.Ipv6 : EidFamily.Ipv4;
+            uint iid = (uint)rng.Next(1, 6) * 1000;
+            ushort profile = (ushort)rng.Next(0, 2);
+            int choice = rng.Next(10);
+            if (choice < 5 && model.Count < 2000)
+            {
+                int max = MapCacheMath.MaxPrefixLength(family);
+                int length = family == EidFamily.Ipv4 ? rng.Next(8, max + 1) : rng.Next(32, max + 1);
+                UInt128 prefix = MapCacheMath.Mask(RandomAddress(rng, family), family, length);
+                uint m = marker++;
+                var result = writer.Upsert(new MapCacheEntrySpec(iid, profile, family, prefix, length, [new RlocSpec(EidFamily.Ipv4, m, 1, 100)]));
+                int existing = model.FindIndex(e => e.Iid == iid && e.Profile == profile && e.Family == family && e.Prefix == prefix && e.Length == length);
+                Assert.That(result, Is.EqualTo(existing >= 0 ? MapCacheWriteResult.Updated : MapCacheWriteResult.Inserted));
+                if (existing >= 0) model[existing] = model[existing] with { Marker = m };
+                else model.Add(new ModelEntry(iid, profile, family, prefix, length, m));
+            }
+            else if (choice < 7 && model.Count > 0)
+            {
+                var victim = model[rng.Next(model.Count)];
+                Assert.That(writer.Remove(victim.Iid, victim.Profile, victim.Family, victim.Prefix, victim.Length), Is.EqualTo(MapCacheWriteResult.Removed));
+                model.Remove(victim);
+            }
+            else
+            {
+                // Look up near an existing prefix half the time, anywhere otherwise.
+                UInt128 address = RandomAddress(rng, family);
+                if (model.Count > 0 && rng.Next(2) == 0)
+                {
+                    var near = model[rng.Next(model.Count)];
+                    (family, iid, profile) = (near.Family, near.Iid, near.Profile);
+                    address = near.Prefix | (RandomAddress(rng, family) & ~MapCacheMath.Mask(UInt128.MaxValue >> (family == EidFamily.Ipv4 ? 96 : 0), family, near.Length));
+                }
+                var key = new MapCacheKey(iid, profile, family, address);
+                var expected = ModelLookup(model, key);
+                bool found = region.MapCache.TryLookup(key, out var entry);
+                lookups++;
+                Assert.That(found, Is.EqualTo(expected is not null), $"lookup {key} (op {op})");
+                if (expected is null) continue;
+                hits++;
+                Assert.That((entry.PrefixLength, entry.Prefix, (uint)entry.Rlocs[0].Address), Is.EqualTo((expected.Length, expected.Prefix, expected.Marker)), $"lookup {key} (op {op})");
+            }
+            Assert.That(writer.Count, Is.EqualTo(model.Count));
+        }
+        Assert.That(hits, Is.GreaterThan(lookups / 5), "the test exercised real matches");
+        Assert.That(region.Header.EntryCount, Is.EqualTo(model.Count));
+    }
+
+    [Test]
+    public void Overlapping_LongestPrefixWins_AndRemovalFallsBackToTheShorter()
+    {
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
+        var w = region.CreateWriter();
+        w.Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, 0x0A010000, 16, [new RlocSpec(EidFamily.Ipv4, 16, 1, 1)]));
+        w.Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, 0x0A010100, 24, [new RlocSpec(EidFamily.Ipv4, 24, 1, 1)]));
+        w.Upsert(new MapCacheEntrySpec(2000, 0, EidFamily.Ipv4, 0x0A010105, 32, [new RlocSpec(EidFamily.Ipv4, 32, 1, 1)]));
+        Assert.That(region.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, 0x0A010105), out var e) ? (uint)e.Rlocs[0].Address : 0, Is.EqualTo(24u));
+        Assert.That(region.MapCache.TryLookup(new MapCacheKey(2000, 0, EidFamily.Ipv4, 0x0A010105), out e) ? (uint)e.Rlocs[0].Address : 0, Is.EqualTo(32u), "IIDs are separate tables");
+        Assert.That(region.MapCache.TryLookup(new MapCacheKey(3000, 0, EidFamily.Ipv4, 0x0A010105), out _), Is.False);
+        w.Remove(1000, 0, EidFamily.Ipv4, 0x0A010100, 24);
+        Assert.That(region.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, 0x0A010105), out e) ? (uint)e.Rlocs[0].Address : 0, Is.EqualTo(16u));
+    }
+
+    [Test]
+    public void NegativeEntry_AndRlocState_AndExpiry()
+    {
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
+        var w = region.CreateWriter();
+        w.Upsert(new MapCacheEntrySpec(5, 0, EidFamily.Ipv6, (UInt128)0x20010db8u << 96, 32, [], MapCacheAction.DropPolicyDenied, TtlMinutes: 1));
+        Assert.That(region.MapCache.TryLookup(new MapCacheKey(5, 0, EidFamily.Ipv6, ((UInt128)0x20010db8u << 96) | 77), out var e), Is.True);
+        Assert.That((e.IsNegative, e.Action), Is.EqualTo((true, MapCacheAction.DropPolicyDenied)));
+        w.Upsert(new MapCacheEntrySpec(5, 0, EidFamily.Ipv4, 0x0A000000, 8, [new RlocSpec(EidFamily.Ipv4, 1, 1, 50), new RlocSpec(EidFamily.Ipv4, 2, 1, 50)]));
+        Assert.That(w.SetRlocState(5, 0, EidFamily.Ipv4, 0x0A000000, 8, 2, up: false), Is.EqualTo(MapCacheWriteResult.Updated));
+        region.MapCache.TryLookup(new MapCacheKey(5, 0, EidFamily.Ipv4, 0x0A0A0A0A), out e);
+        Assert.That((e.Rlocs[0].Up, e.Rlocs[1].Up), Is.EqualTo((true, false)));
+        long later = MapCacheTables.Now + 2L * 60 * System.Diagnostics.Stopwatch.Frequency;
+        Assert.That(w.RemoveExpired(later), Is.EqualTo(1), "the 1-minute negative entry has expired, the 1-day one has not");
+        Assert.That(w.Count, Is.EqualTo(1));
+        Assert.That(region.MapCache.TryLookup(new MapCacheKey(5, 0, EidFamily.Ipv6, ((UInt128)0x20010db8u << 96) | 77), out _), Is.False);
+    }
+
+    [Test]
+    public void Full_IsReportedNotThrown_AndInvalidSpecsAreRefused()
+    {
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(16, 16, 1, 16));
+        var w = region.CreateWriter();
+        for (uint i = 0; i < 16; i++) Assert.That(w.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, i << 8, 24, [])), Is.EqualTo(MapCacheWriteResult.Inserted));
+        Assert.That(w.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, 99u << 8, 24, [])), Is.EqualTo(MapCacheWriteResult.Full));
+        Assert.Throws<ArgumentOutOfRangeException>(() => w.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, 0, 33, [])));
+        Assert.Throws<ArgumentOutOfRangeException>(() => w.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, 0, 24, Enumerable.Repeat(new RlocSpec(EidFamily.Ipv4, 1, 1, 1), 9).ToArray())));
+    }
+
+    [Test]
+    public void RestartedWriter_FindsTheEntriesAndFreeSlots()
+    {
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(32, 16, 1, 16));
+        var first = region.CreateWriter();
+        for (uint i = 0; i < 10; i++) first.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, i << 8, 24, []));
+        first.Remove(1, 0, EidFamily.Ipv4, 3u << 8, 24);
+        var second = region.CreateWriter();
+        Assert.That(second.Count, Is.EqualTo(9));
+        Assert.That(second.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, 4u << 8, 24, [])), Is.EqualTo(MapCacheWriteResult.Updated));
+        for (uint i = 10; i < 33; i++) second.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, i << 8, 24, []));
+        Assert.That(second.Count, Is.EqualTo(32));
+        Assert.That(region.MapCache.Snapshot(), Has.Count.EqualTo(32));
+    }
+}
