@@ -19,10 +19,11 @@ public static class Program
             "Agents keep stable EIDs across hosts, agent groups are isolated by Instance IDs, and the mapping system\n" +
             "picks locators by the agents' context (latency, hardware, state). Each role below runs as its own process.");
 
-        root.Subcommands.Add(Planned("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation on TUN or AF_PACKET, multi-core, with the map-cache in shared memory.", 3, stderr));
+        root.Subcommands.Add(DataplaneCommand.Build(stdout, stderr));
         root.Subcommands.Add(Planned("agent", "Run the xTR control agent: register local agents' EIDs, resolve misses into the shared map-cache, follow moves, serve the local agent API.", 5, stderr));
         root.Subcommands.Add(Planned("mapserver", "Run a Map-Server and/or Map-Resolver with the agent context extension, publish/subscribe and rate limiting.", 4, stderr));
-        root.Subcommands.Add(Planned("show", "Show the state of a running xTR or Map-Server: stats, map-cache, registrations, database, agents.", 3, stderr));
+        root.Subcommands.Add(ShowCommand.Build(stdout, stderr));
+        root.Subcommands.Add(MapCacheCommand.Build(stdout, stderr));
         root.Subcommands.Add(Planned("lig", "Ask a Map-Resolver for an EID's mapping and print the answer (LISP Internet Groper), optionally with agent constraints.", 4, stderr));
         root.Subcommands.Add(Planned("lab", "Build, run and tear down the demonstration topology in network namespaces (up | run | down).", 6, stderr));
         root.Subcommands.Add(DecodeCommand(stdout, stderr));

@@ -28,32 +28,39 @@ public static class FuzzTargets
     private static readonly byte[] Scratch = new byte[LispMessage.MaxMessageLength];
     private static readonly byte[] Scratch2 = new byte[LispMessage.MaxMessageLength];
 
-    // Reused across runs, as a server would reuse them: decoding into dirty instances must still be exact.
-    private static readonly MapRequest s_request = new(), s_request2 = new();
-    private static readonly MapReply s_reply = new(), s_reply2 = new();
-    private static readonly MapRegister s_register = new(), s_register2 = new();
-    private static readonly MapNotify s_notify = new(), s_notify2 = new();
-    private static readonly EncapsulatedControlMessage s_ecm = new(), s_ecm2 = new();
+    /// <summary>
+    /// Messages reused across runs, as a server reuses them: decoding into dirty instances must still be exact.
+    /// A nested class, so that they are built on first use, after SharpFuzz has set up its coverage map (an
+    /// instrumented constructor run before that crashes).
+    /// </summary>
+    private static class Reused
+    {
+        public static readonly MapRequest Request = new(), Request2 = new();
+        public static readonly MapReply Reply = new(), Reply2 = new();
+        public static readonly MapRegister Register = new(), Register2 = new();
+        public static readonly MapNotify Notify = new(), Notify2 = new();
+        public static readonly EncapsulatedControlMessage Ecm = new(), Ecm2 = new();
+    }
 
-    public static void MapRequestTarget(ReadOnlySpan<byte> data) => RoundTrip(data, s_request, s_request2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
-    public static void MapReplyTarget(ReadOnlySpan<byte> data) => RoundTrip(data, s_reply, s_reply2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+    public static void MapRequestTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Request, Reused.Request2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+    public static void MapReplyTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Reply, Reused.Reply2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
 
     public static void MapRegisterTarget(ReadOnlySpan<byte> data)
     {
         MessageAuthentication.Verify(data, Key);
-        RoundTrip(data, s_register, s_register2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+        RoundTrip(data, Reused.Register, Reused.Register2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
     }
 
     public static void MapNotifyTarget(ReadOnlySpan<byte> data)
     {
         MessageAuthentication.Verify(data, Key);
-        RoundTrip(data, s_notify, s_notify2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+        RoundTrip(data, Reused.Notify, Reused.Notify2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
     }
 
     public static void EcmTarget(ReadOnlySpan<byte> data)
     {
-        RoundTrip(data, s_ecm, s_ecm2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
-        if (s_ecm.TryDecode(data).Ok) MapRequestTarget(s_ecm.InnerMessage);
+        RoundTrip(data, Reused.Ecm, Reused.Ecm2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+        if (Reused.Ecm.TryDecode(data).Ok) MapRequestTarget(Reused.Ecm.InnerMessage);
     }
 
     public static void DataHeaderTarget(ReadOnlySpan<byte> data)

@@ -1,0 +1,81 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using FastXtr.Dataplane.Shared;
+using FastXtr.Dataplane.Workers;
+
+namespace FastXtr.ControlAgent.Cli;
+
+/// <summary><c>fastxtr dataplane</c>: runs the xTR data plane until SIGINT or SIGTERM.</summary>
+public static class DataplaneCommand
+{
+    public static Command Build(TextWriter stdout, TextWriter stderr)
+    {
+        var workers = new Option<int>("--workers") { Description = "run-to-completion workers, one TUN queue and UDP socket each", DefaultValueFactory = _ => 1 };
+        var cpus = new Option<string?>("--cpus") { Description = "CPUs to pin the workers to, one per worker, e.g. 0,1 (default: not pinned)" };
+        var batch = new Option<int>("--batch") { Description = "packets per read/send batch (32: where sendmmsg's per-call cost stops mattering on a 2-core VM)", DefaultValueFactory = _ => DataplaneOptions.DefaultBatch };
+        var mode = new Option<string>("--mode") { Description = "EID-side I/O: tun (one TUN per instance) or af-packet (an EID-facing interface, TPACKET_V3 rings; not in this build yet)", DefaultValueFactory = _ => "tun" };
+        mode.AcceptOnlyFromAmong("tun", "af-packet");
+        var instance = new Option<string[]>("--instance") { Description = "an agent group: IID=IFNAME, e.g. 1000=fx1000 (repeat for more groups); the TUN is created if missing, then configure it with ip(8)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
+        var eidIf = new Option<string?>("--eid-if") { Description = "the EID-facing interface for --mode af-packet" };
+        var rloc = new Option<string>("--rloc-addr") { Description = "this xTR's IPv4 RLOC: the source of encapsulated packets and the address LISP data is received on (required)" };
+        var port = new Option<int>("--port") { Description = "the LISP data port (RFC 9300: 4341)", DefaultValueFactory = _ => 4341 };
+        var mtu = new Option<int>("--mtu") { Description = "underlay path MTU; larger outer packets are fragmented, or refused with ICMP when DF is set or the inner packet is IPv6 (RFC 9300 §7)", DefaultValueFactory = _ => 1500 };
+        var shm = new Option<string>("--shm") { Description = "name of the shared-memory region in /dev/shm shared with `fastxtr agent`", DefaultValueFactory = _ => "fastxtr" };
+        var entries = new Option<int>("--map-cache-entries") { Description = "map-cache capacity (240 bytes each, plus 8 bytes of index)", DefaultValueFactory = _ => SharedRegionSizes.Default.EntryCapacity };
+        var decapFilter = new Option<bool>("--decap-filter") { Description = "drop decapsulated packets whose outer source is not an RLOC of the inner source EID in the map-cache" };
+        var rxRing = new Option<int>("--rx-ring") { Description = "receive ring frames for --mode af-packet", DefaultValueFactory = _ => 4096 };
+        var txRing = new Option<int>("--tx-ring") { Description = "transmit ring frames for --mode af-packet", DefaultValueFactory = _ => 4096 };
+        var sockBuf = new Option<int>("--socket-buffer") { Description = "bytes of kernel buffer per UDP and raw socket", DefaultValueFactory = _ => 4 << 20 };
+
+        var command = new Command("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation (RFC 9300) between TUN devices and UDP 4341, multi-core, with the map-cache in shared memory. Stops on SIGINT/SIGTERM.");
+        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, sockBuf }) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            DataplaneOptions options;
+            try
+            {
+                options = new DataplaneOptions
+                {
+                    Workers = parse.GetValue(workers),
+                    Cpus = CliParsing.ParseCpus(parse.GetValue(cpus)),
+                    Batch = parse.GetValue(batch),
+                    Mode = parse.GetValue(mode) == "af-packet" ? IoMode.AfPacket : IoMode.Tun,
+                    Instances = (parse.GetValue(instance) ?? []).Select(CliParsing.ParseInstance).ToList(),
+                    EidInterface = parse.GetValue(eidIf),
+                    RlocAddress = parse.GetValue(rloc) is string r ? CliParsing.ParseIpv4(r, "--rloc-addr") : 0,
+                    Port = (ushort)Math.Clamp(parse.GetValue(port), 1, 65535),
+                    OuterMtu = parse.GetValue(mtu),
+                    SharedMemoryName = parse.GetValue(shm)!,
+                    MapCacheEntries = parse.GetValue(entries),
+                    DecapFilter = parse.GetValue(decapFilter),
+                    RxRingFrames = parse.GetValue(rxRing),
+                    TxRingFrames = parse.GetValue(txRing),
+                    SocketBufferBytes = parse.GetValue(sockBuf),
+                };
+            }
+            catch (FormatException e)
+            {
+                stderr.WriteLine($"fastxtr dataplane: {e.Message}");
+                return Program.ExitUsage;
+            }
+            DataplaneHost host;
+            try
+            {
+                host = DataplaneHost.Start(options, stdout);
+            }
+            catch (DataplaneStartException e)
+            {
+                foreach (var line in e.Message.Split(Environment.NewLine)) stderr.WriteLine($"fastxtr dataplane: {line}");
+                return 1;
+            }
+            using var done = new ManualResetEventSlim();
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; done.Set(); });
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; done.Set(); });
+            done.Wait();
+            host.Dispose();
+            stdout.WriteLine("fastxtr dataplane: stopped");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,103 @@
+using System.CommandLine;
+using FastXtr.Dataplane.MapCache;
+using FastXtr.Dataplane.Shared;
+
+namespace FastXtr.ControlAgent.Cli;
+
+/// <summary><c>fastxtr show stats|map-cache</c>: reads a running data plane's shared memory (no IPC, no locks).</summary>
+public static class ShowCommand
+{
+    public static Command Build(TextWriter stdout, TextWriter stderr)
+    {
+        var command = new Command("show", "Show the state of a running xTR, read from its shared memory: stats (per-worker counters and drop reasons) or map-cache.");
+        command.Subcommands.Add(Stats(stdout, stderr));
+        command.Subcommands.Add(MapCacheView(stdout, stderr));
+        foreach (var (name, issue) in new[] { ("registrations", 4), ("database", 5), ("agents", 5) })
+        {
+            var planned = new Command(name, $"[not in this build yet: issue #{issue}]");
+            planned.SetAction(_ =>
+            {
+                stderr.WriteLine($"fastxtr show {name}: not implemented in this build yet (tracked in issue #{issue})");
+                return Program.ExitNotImplemented;
+            });
+            command.Subcommands.Add(planned);
+        }
+        return command;
+    }
+
+    private static Option<string> ShmOption() => new("--shm") { Description = "the data plane's shared-memory name", DefaultValueFactory = _ => "fastxtr" };
+
+    private static SharedRegion? Attach(string shm, TextWriter stderr, string what)
+    {
+        try { return SharedRegion.Attach(shm); }
+        catch (SharedRegionException e) { stderr.WriteLine($"fastxtr show {what}: {e.Message}"); }
+        catch (FastXtr.NativeInterop.NativeException e) { stderr.WriteLine($"fastxtr show {what}: {e.Message}"); }
+        return null;
+    }
+
+    private static Command Stats(TextWriter stdout, TextWriter stderr)
+    {
+        var shm = ShmOption();
+        var json = new Option<bool>("--json") { Description = "print one JSON object instead of a table" };
+        var command = new Command("stats", "Per-worker packet, byte and drop-reason counters of a running data plane.");
+        command.Options.Add(shm);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            using var region = Attach(parse.GetValue(shm)!, stderr, "stats");
+            if (region is null) return 1;
+            int workers = region.Sizes.Workers;
+            var counters = Enumerable.Range(0, workers).Select(region.Counters).ToArray();
+            var all = Enum.GetValues<Counter>().Where(c => c != Counter.Count).ToArray();
+            if (parse.GetValue(json))
+            {
+                var total = all.ToDictionary(WorkerCounters.Name, c => counters.Aggregate(0UL, (s, w) => s + w[c]));
+                var doc = new Dictionary<string, object>
+                {
+                    ["shm"] = region.Path!, ["dataplane_pid"] = region.Header.DataplanePid, ["map_cache_entries"] = region.Header.EntryCount,
+                    ["total"] = total,
+                    ["workers"] = counters.Select(w => all.ToDictionary(WorkerCounters.Name, c => w[c])).ToArray(),
+                };
+                stdout.WriteLine(System.Text.Json.JsonSerializer.Serialize(doc));
+                return 0;
+            }
+            stdout.WriteLine($"shm {region.Path}  data plane pid {region.Header.DataplanePid}  map-cache entries {region.Header.EntryCount}/{region.Sizes.EntryCapacity}");
+            stdout.WriteLine($"{"counter",-32}{"total",16}" + string.Concat(Enumerable.Range(0, workers).Select(w => $"{"worker " + w,16}")));
+            foreach (var c in all)
+            {
+                ulong sum = counters.Aggregate(0UL, (s, w) => s + w[c]);
+                if (sum == 0 && WorkerCounters.IsDrop(c)) continue; // drop reasons that never happened stay quiet
+                stdout.WriteLine($"{WorkerCounters.Name(c),-32}{sum,16}" + string.Concat(counters.Select(w => $"{w[c],16}")));
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command MapCacheView(TextWriter stdout, TextWriter stderr)
+    {
+        var shm = ShmOption();
+        var command = new Command("map-cache", "Every map-cache entry: (IID, profile, EID prefix), RLOCs with priority/weight/state, action, TTL, expiry.");
+        command.Options.Add(shm);
+        command.SetAction(parse =>
+        {
+            using var region = Attach(parse.GetValue(shm)!, stderr, "map-cache");
+            if (region is null) return 1;
+            var entries = region.MapCache.Snapshot().OrderBy(e => e.InstanceId).ThenBy(e => e.Profile).ThenBy(e => e.Family).ThenBy(e => e.Prefix).ToList();
+            long now = MapCacheTables.Now;
+            stdout.WriteLine($"{entries.Count} entries");
+            foreach (var e in entries)
+            {
+                string expiry = e.ExpiresAt == 0 ? "never" : $"{Math.Max(0, (e.ExpiresAt - now) / System.Diagnostics.Stopwatch.Frequency)}s";
+                string rlocs = e.IsNegative ? $"negative, action {e.Action}" : string.Join(", ", Enumerable.Range(0, e.RlocCount).Select(i =>
+                {
+                    var r = e.Rlocs[i];
+                    return $"{CliParsing.FormatAddress(r.Family, r.Address)} p{r.Priority}/w{r.Weight} {(r.Up ? "up" : "down")}";
+                }));
+                stdout.WriteLine($"[{e.InstanceId}]{(e.Profile != 0 ? $"(profile {e.Profile})" : "")} {CliParsing.FormatAddress(e.Family, e.Prefix)}/{e.PrefixLength}  ttl {e.TtlMinutes}m  expires {expiry}  ver {e.MapVersion}  {rlocs}");
+            }
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,127 @@
+using FastXtr.Dataplane.Shared;
+using FastXtr.NativeInterop;
+
+namespace FastXtr.Dataplane.Workers;
+
+/// <summary>
+/// Starts a data plane: checks the options, creates or attaches the shared region (an existing region of this
+/// layout is kept, so the map-cache survives a data-plane restart), opens every instance's TUN with one queue per
+/// worker, starts the workers on their CPUs and stops them on request. Every failure here is a
+/// <see cref="DataplaneStartException"/> whose message names the cause.
+/// </summary>
+public sealed class DataplaneHost : IDisposable
+{
+    private readonly List<TunDevice> _tuns = [];
+    private readonly List<Worker> _workers = [];
+    private readonly List<Thread> _threads = [];
+    private readonly TextWriter _log;
+
+    private DataplaneHost(DataplaneOptions options, SharedRegion region, TextWriter log)
+    {
+        Options = options;
+        Region = region;
+        _log = log;
+    }
+
+    public DataplaneOptions Options { get; }
+    public SharedRegion Region { get; }
+
+    public static DataplaneHost Start(DataplaneOptions options, TextWriter log)
+    {
+        var problems = options.Problems();
+        if (problems.Count > 0) throw new DataplaneStartException(string.Join(Environment.NewLine, problems));
+        SharedRegion region = OpenRegion(options, log);
+        var host = new DataplaneHost(options, region, log);
+        try
+        {
+            foreach (var instance in options.Instances)
+            {
+                try { host._tuns.Add(TunDevice.Open(instance.Interface, options.Workers)); }
+                catch (NativeException e) { throw new DataplaneStartException($"instance {instance.InstanceId}: {e.Message}"); }
+            }
+            for (int w = 0; w < options.Workers; w++)
+            {
+                try { host._workers.Add(new Worker(w, options, region, host._tuns)); }
+                catch (NativeException e) { throw new DataplaneStartException($"worker {w}: {e.Message}"); }
+            }
+            region.Header.DataplanePid = Environment.ProcessId;
+            for (int w = 0; w < options.Workers; w++)
+            {
+                int index = w;
+                var thread = new Thread(() => host.RunWorker(index)) { IsBackground = true, Name = $"fastxtr-worker-{w}" };
+                host._threads.Add(thread);
+                thread.Start();
+            }
+            log.WriteLine($"fastxtr dataplane: {options.Workers} worker(s), rloc {Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}, " +
+                          $"instances {string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}"))}, shm {region.Path}, " +
+                          $"map-cache {region.Sizes.EntryCapacity} entries, batch {options.Batch}, mtu {options.OuterMtu}{(options.DecapFilter ? ", decap-filter on" : "")}");
+            return host;
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+    }
+
+    private static SharedRegion OpenRegion(DataplaneOptions options, TextWriter log)
+    {
+        string path = SharedMemoryMapping.PathFor(options.SharedMemoryName);
+        var wanted = SharedRegionSizes.Default with { EntryCapacity = options.MapCacheEntries, Workers = Math.Max(options.Workers, SharedRegionSizes.Default.Workers) };
+        if (File.Exists(path))
+        {
+            SharedRegion existing;
+            try { existing = SharedRegion.Attach(options.SharedMemoryName); }
+            catch (SharedRegionException e) { throw new DataplaneStartException(e.Message); }
+            int pid = existing.Header.DataplanePid;
+            if (pid != 0 && pid != Environment.ProcessId && ProcessAlive(pid))
+            {
+                existing.Dispose();
+                throw new DataplaneStartException($"{path} is in use by data plane pid {pid}: stop it, or give this one another --shm name");
+            }
+            if (existing.Sizes.Workers < options.Workers || existing.Sizes.EntryCapacity != options.MapCacheEntries)
+            {
+                existing.Dispose();
+                throw new DataplaneStartException($"{path} was made for {existing.Sizes.Workers} workers and {existing.Sizes.EntryCapacity} map-cache entries, not {options.Workers} and {options.MapCacheEntries}: remove it (and restart the agent) or use the same sizes");
+            }
+            log.WriteLine($"fastxtr dataplane: attached to {path}, keeping its {existing.Header.EntryCount} map-cache entries");
+            return existing;
+        }
+        try { return SharedRegion.Create(options.SharedMemoryName, wanted); }
+        catch (NativeException e) { throw new DataplaneStartException(e.Message); }
+    }
+
+    private static bool ProcessAlive(int pid) => Directory.Exists($"/proc/{pid}");
+
+    private void RunWorker(int index)
+    {
+        if (Options.Cpus.Count > index && !Cpu.TryPinCurrentThread(Options.Cpus[index], out int errno))
+            _log.WriteLine($"fastxtr dataplane: worker {index} could not be pinned to CPU {Options.Cpus[index]} (errno {errno}); running unpinned");
+        _workers[index].Run();
+    }
+
+    public WorkerCounters Counters(int worker) => Region.Counters(worker);
+
+    public void Stop()
+    {
+        foreach (var w in _workers) w.Stop();
+        foreach (var t in _threads) t.Join();
+        _threads.Clear();
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        foreach (var w in _workers) w.Dispose();
+        foreach (var t in _tuns) t.Dispose();
+        if (Region.Header.DataplanePid == Environment.ProcessId) Region.Header.DataplanePid = 0;
+        Region.Dispose();
+    }
+}
+
+public sealed class DataplaneStartException : Exception
+{
+    public DataplaneStartException(string message) : base(message) { }
+    public DataplaneStartException() { }
+    public DataplaneStartException(string message, Exception inner) : base(message, inner) { }
+}

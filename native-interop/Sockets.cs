@@ -1,0 +1,246 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace FastXtr.NativeInterop;
+
+/// <summary>
+/// Socket helpers for the data plane: a UDP socket bound to the RLOC's LISP data port (SO_REUSEPORT, one per
+/// worker) read with recvmmsg, and a raw IPv4 socket (IPPROTO_RAW, which implies IP_HDRINCL) written with
+/// sendmmsg, so that each packet carries its own outer header: the UDP source port from the inner flow hash and
+/// the TTL and DSCP from the inner header (RFC 9300 §5.3), which one bound UDP socket could not vary.
+/// </summary>
+public static unsafe class Sockets
+{
+    private const int IPPROTO_RAW = 255;
+    private const int SOCK_RAW = 3;
+    public const int IP_RECVTTL = 12;
+    public const int IP_RECVTOS = 13;
+    public const int IP_TTL = 2;
+    public const int IP_TOS = 1;
+
+    public static int OpenUdp4(uint bindAddressHostOrder, ushort port, bool reusePort, int bufferBytes)
+    {
+        int fd = Libc.socket(Linux.AF_INET, Linux.SOCK_DGRAM | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, Linux.IPPROTO_UDP);
+        if (fd < 0) throw new NativeException("socket(AF_INET, SOCK_DGRAM)", Libc.LastError);
+        try
+        {
+            int one = 1;
+            if (reusePort) SetInt(fd, Linux.SOL_SOCKET, Linux.SO_REUSEPORT, 1, "SO_REUSEPORT");
+            SetInt(fd, Linux.IPPROTO_IP, IP_RECVTTL, one, "IP_RECVTTL");
+            SetInt(fd, Linux.IPPROTO_IP, IP_RECVTOS, one, "IP_RECVTOS");
+            if (bufferBytes > 0)
+            {
+                // FORCE variants pass rmem_max/wmem_max when we are root; fall back to the plain ones otherwise.
+                if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUF, bufferBytes);
+                if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUF, bufferBytes);
+            }
+            SockAddrIn sa = default;
+            sa.Family = Linux.AF_INET;
+            sa.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
+            sa.AddressBigEndian = BinaryPrimitives.ReverseEndianness(bindAddressHostOrder);
+            if (Libc.bind(fd, &sa, (uint)sizeof(SockAddrIn)) != 0)
+            {
+                int e = Libc.LastError;
+                throw e == Linux.EADDRINUSE
+                    ? new NativeException($"bind UDP {FormatIpv4(bindAddressHostOrder)}:{port}: the port is in use (another data plane, or a LISP daemon, holds it)", e)
+                    : new NativeException($"bind UDP {FormatIpv4(bindAddressHostOrder)}:{port} (is the address configured on an interface?)", e);
+            }
+            return fd;
+        }
+        catch
+        {
+            Libc.close(fd);
+            throw;
+        }
+    }
+
+    public static int OpenRawIpv4Sender(int bufferBytes)
+    {
+        int fd = Libc.socket(Linux.AF_INET, SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
+        if (fd < 0)
+        {
+            int e = Libc.LastError;
+            throw e is Linux.EPERM or Linux.EACCES
+                ? new NativeException("socket(AF_INET, SOCK_RAW): permission denied (the data plane needs root or CAP_NET_RAW)", e)
+                : new NativeException("socket(AF_INET, SOCK_RAW)", e);
+        }
+        if (bufferBytes > 0 && !TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUF, bufferBytes);
+        return fd;
+    }
+
+    private static void SetInt(int fd, int level, int name, int value, string what)
+    {
+        if (!TrySetInt(fd, level, name, value)) throw new NativeException($"setsockopt {what}", Libc.LastError);
+    }
+
+    public static bool TrySetInt(int fd, int level, int name, int value) => Libc.setsockopt(fd, level, name, &value, sizeof(int)) == 0;
+
+    public static string FormatIpv4(uint hostOrder) => $"{hostOrder >> 24}.{(hostOrder >> 16) & 0xFF}.{(hostOrder >> 8) & 0xFF}.{hostOrder & 0xFF}";
+
+    public static void Close(int fd)
+    {
+        if (fd >= 0) Libc.close(fd);
+    }
+}
+
+/// <summary>
+/// Preallocated sendmmsg/recvmmsg state for one worker: message headers, iovecs, addresses and control buffers in
+/// native memory, reused for every batch (no allocation per packet).
+/// </summary>
+public sealed unsafe class MessageBatch : IDisposable
+{
+    public const int ControlBytes = 64;
+    private readonly MMsgHdr* _msgs;
+    private readonly IoVec* _iov;
+    private readonly SockAddrIn* _addrs;
+    private readonly byte* _control;
+
+    public MessageBatch(int capacity)
+    {
+        if (capacity is < 1 or > 1024) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "1 .. 1024 messages per batch");
+        Capacity = capacity;
+        _msgs = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(capacity * sizeof(MMsgHdr)));
+        _iov = (IoVec*)NativeMemory.AllocZeroed((nuint)(capacity * sizeof(IoVec)));
+        _addrs = (SockAddrIn*)NativeMemory.AllocZeroed((nuint)(capacity * sizeof(SockAddrIn)));
+        _control = (byte*)NativeMemory.AllocZeroed((nuint)(capacity * ControlBytes));
+    }
+
+    public int Capacity { get; }
+    public int Count { get; private set; }
+
+    public void Clear() => Count = 0;
+
+    /// <summary>Queues one datagram to an IPv4 destination (host order). The buffer must stay valid until Send.</summary>
+    public void Add(byte* data, int length, uint destinationHostOrder, ushort port)
+    {
+        int i = Count++;
+        _iov[i].Base = data;
+        _iov[i].Length = (nuint)length;
+        _addrs[i].Family = Linux.AF_INET;
+        _addrs[i].PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
+        _addrs[i].AddressBigEndian = BinaryPrimitives.ReverseEndianness(destinationHostOrder);
+        ref MsgHdr h = ref _msgs[i].Header;
+        h.Name = &_addrs[i];
+        h.NameLength = (uint)sizeof(SockAddrIn);
+        h.Iov = &_iov[i];
+        h.IovLength = 1;
+        h.Control = null;
+        h.ControlLength = 0;
+        h.Flags = 0;
+    }
+
+    /// <summary>
+    /// Sends the queued datagrams with as few sendmmsg calls as the kernel allows. Returns how many were sent; the
+    /// rest failed (EAGAIN after a short wait, or an error for that datagram, which is skipped and counted).
+    /// </summary>
+    public int Send(int fd, out int failed)
+    {
+        int sent = 0;
+        failed = 0;
+        int spins = 0;
+        while (sent + failed < Count)
+        {
+            int n = Libc.sendmmsg(fd, _msgs + sent + failed, (uint)(Count - sent - failed), 0);
+            if (n > 0)
+            {
+                sent += n;
+                spins = 0;
+                continue;
+            }
+            int e = Libc.LastError;
+            if ((e == Linux.EAGAIN || e == Linux.EINTR) && spins++ < 64)
+            {
+                var p = new PollFd { Fd = fd, Events = Linux.POLLOUT };
+                Libc.poll(&p, 1, 1);
+                continue;
+            }
+            failed++; // this datagram cannot go (e.g. EMSGSIZE, no route): skip it, keep the rest of the batch
+            spins = 0;
+        }
+        Count = 0;
+        return sent;
+    }
+
+    /// <summary>Prepares every slot to receive into the given buffers (call once; buffers are fixed per worker).</summary>
+    public void PrepareReceive(byte** buffers, int bufferBytes)
+    {
+        for (int i = 0; i < Capacity; i++)
+        {
+            _iov[i].Base = buffers[i];
+            _iov[i].Length = (nuint)bufferBytes;
+        }
+    }
+
+    /// <summary>recvmmsg without waiting; returns the number of datagrams (0 when none), lengths via <see cref="Length"/>.</summary>
+    public int Receive(int fd)
+    {
+        for (int i = 0; i < Capacity; i++)
+        {
+            ref MsgHdr h = ref _msgs[i].Header;
+            h.Name = &_addrs[i];
+            h.NameLength = (uint)sizeof(SockAddrIn);
+            h.Iov = &_iov[i];
+            h.IovLength = 1;
+            h.Control = _control + i * ControlBytes;
+            h.ControlLength = ControlBytes;
+            h.Flags = 0;
+        }
+        int n = Libc.recvmmsg(fd, _msgs, (uint)Capacity, Linux.MSG_DONTWAIT, null);
+        Count = n > 0 ? n : 0;
+        return Count;
+    }
+
+    public int Length(int i) => (int)_msgs[i].Length;
+    public uint SourceAddress(int i) => BinaryPrimitives.ReverseEndianness(_addrs[i].AddressBigEndian);
+    public ushort SourcePort(int i) => BinaryPrimitives.ReverseEndianness(_addrs[i].PortBigEndian);
+
+    /// <summary>The outer TTL and TOS the kernel reported in the control messages (IP_RECVTTL, IP_RECVTOS); -1 if absent.</summary>
+    public (int Ttl, int Tos) OuterTtlTos(int i)
+    {
+        byte* c = _control + i * ControlBytes;
+        nuint length = _msgs[i].Header.ControlLength;
+        int ttl = -1, tos = -1;
+        nuint offset = 0;
+        // struct cmsghdr { size_t len; int level; int type; } followed by data, each aligned to 8 bytes.
+        while (offset + 16 <= length)
+        {
+            nuint len = *(nuint*)(c + offset);
+            int level = *(int*)(c + offset + 8);
+            int type = *(int*)(c + offset + 12);
+            if (len < 16 || offset + len > length) break;
+            if (level == Linux.IPPROTO_IP && type == Sockets.IP_TTL) ttl = *(int*)(c + offset + 16);
+            else if (level == Linux.IPPROTO_IP && type == Sockets.IP_TOS) tos = *(c + offset + 16);
+            offset += (len + 7) & ~(nuint)7;
+        }
+        return (ttl, tos);
+    }
+
+    public void Dispose()
+    {
+        NativeMemory.Free(_msgs);
+        NativeMemory.Free(_iov);
+        NativeMemory.Free(_addrs);
+        NativeMemory.Free(_control);
+    }
+}
+
+public static unsafe class Cpu
+{
+    /// <summary>Pins the calling thread to one CPU (sched_setaffinity); false with errno when the kernel refuses.</summary>
+    public static bool TryPinCurrentThread(int cpu, out int errno)
+    {
+        errno = 0;
+        if (cpu is < 0 or >= 1024) { errno = Linux.EINVAL; return false; }
+        if (Libc.sched_setaffinity_one(cpu) == 0) return true;
+        errno = Libc.LastError;
+        return false;
+    }
+
+    /// <summary>Waits until one of the descriptors is readable or <paramref name="timeoutMs"/> passes.</summary>
+    public static int PollReadable(ReadOnlySpan<int> fds, int timeoutMs)
+    {
+        PollFd* p = stackalloc PollFd[fds.Length];
+        for (int i = 0; i < fds.Length; i++) p[i] = new PollFd { Fd = fds[i], Events = Linux.POLLIN };
+        return Libc.poll(p, (nuint)fds.Length, timeoutMs);
+    }
+}

@@ -1,0 +1,87 @@
+namespace FastXtr.NativeInterop;
+
+/// <summary>
+/// A Linux TUN device (IFF_TUN | IFF_NO_PI, and IFF_MULTI_QUEUE with more than one queue): one non-blocking file
+/// descriptor per queue, so each data-plane worker reads and writes its own queue without sharing.
+/// </summary>
+public sealed unsafe class TunDevice : IDisposable
+{
+    private readonly int[] _fds;
+
+    private TunDevice(string name, int[] fds)
+    {
+        Name = name;
+        _fds = fds;
+    }
+
+    public string Name { get; }
+    public int QueueCount => _fds.Length;
+    public int QueueFd(int queue) => _fds[queue];
+
+    /// <summary>Opens (creating if needed) TUN <paramref name="name"/> with <paramref name="queues"/> queues.</summary>
+    public static TunDevice Open(string name, int queues)
+    {
+        if (string.IsNullOrEmpty(name) || name.Length >= Linux.IFNAMSIZ || name.Any(c => c is '/' or ' ' or ':' || c > 0x7e))
+            throw new ArgumentException($"'{name}' is not a valid interface name (1-15 printable characters, no '/', ':' or space)", nameof(name));
+        if (queues is < 1 or > 256) throw new ArgumentOutOfRangeException(nameof(queues), queues, "1 .. 256 queues");
+        var fds = new List<int>();
+        try
+        {
+            for (int q = 0; q < queues; q++)
+            {
+                int fd = Libc.open("/dev/net/tun", Linux.O_RDWR | Linux.O_NONBLOCK | Linux.O_CLOEXEC, 0);
+                if (fd < 0)
+                {
+                    int e = Libc.LastError;
+                    throw e == Linux.ENOENT
+                        ? new NativeException("open /dev/net/tun: the tun driver is missing (modprobe tun)", e)
+                        : e is Linux.EACCES or Linux.EPERM
+                            ? new NativeException("open /dev/net/tun: permission denied (the data plane needs root or CAP_NET_ADMIN)", e)
+                            : new NativeException("open /dev/net/tun", e);
+                }
+                fds.Add(fd);
+                IfReq req = default;
+                for (int i = 0; i < name.Length; i++) req.Name[i] = (byte)name[i];
+                req.Flags = (short)(Linux.IFF_TUN | Linux.IFF_NO_PI | (queues > 1 ? Linux.IFF_MULTI_QUEUE : 0));
+                if (Libc.ioctl_ifreq(fd, Linux.TUNSETIFF, &req) != 0)
+                {
+                    int e = Libc.LastError;
+                    throw e switch
+                    {
+                        Linux.EPERM or Linux.EACCES => new NativeException($"TUNSETIFF {name}: permission denied (the data plane needs root or CAP_NET_ADMIN)", e),
+                        Linux.EBUSY => new NativeException($"TUNSETIFF {name}: the device is busy (another process holds it, or it exists with other flags, e.g. not multi-queue)", e),
+                        Linux.EINVAL => new NativeException($"TUNSETIFF {name}: invalid request (an existing {name} is not a TUN device, or has a different queue mode)", e),
+                        _ => new NativeException($"TUNSETIFF {name}", e),
+                    };
+                }
+            }
+            return new TunDevice(name, fds.ToArray());
+        }
+        catch
+        {
+            foreach (int fd in fds) Libc.close(fd);
+            throw;
+        }
+    }
+
+    /// <summary>Reads one packet; returns its length, 0 when none is waiting, -errno on error.</summary>
+    public static int Read(int fd, byte* buffer, int capacity)
+    {
+        long n = Libc.read(fd, buffer, (nuint)capacity);
+        if (n >= 0) return (int)n;
+        int e = Libc.LastError;
+        return e is Linux.EAGAIN or Linux.EINTR ? 0 : -e;
+    }
+
+    /// <summary>Writes one packet; returns true when the kernel took it.</summary>
+    public static bool Write(int fd, byte* packet, int length) => Libc.write(fd, packet, (nuint)length) == length;
+
+    public void Dispose()
+    {
+        for (int i = 0; i < _fds.Length; i++)
+        {
+            if (_fds[i] >= 0) Libc.close(_fds[i]);
+            _fds[i] = -1;
+        }
+    }
+}
