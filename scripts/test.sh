@@ -13,11 +13,14 @@ fail_early() {
 
 command -v dotnet >/dev/null 2>&1 || fail_early "the .NET 10 SDK (dotnet) is not on PATH"
 
-# Debian packages: tshark (the independent LISP dissector), openssl (independent HMACs), iproute2.
+# Debian packages: tshark (the independent LISP dissector), openssl (independent HMACs), iproute2 (namespaces),
+# iputils-ping and python3 (traffic inside the end-to-end namespaces).
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then fail_early "missing ${missing[*]}; run as root so that apt-get can install them"; fi
   echo "test.sh: installing ${missing[*]}"

@@ -146,7 +146,7 @@ public sealed unsafe class Encapsulator
             if (dontFragment)
             {
                 replyLength = family == EidFamily.Ipv4
-                    ? IcmpTooBig.WriteIpv4(inner, _sourceRloc, InnerMtu, new Span<byte>(reply, PacketBuffers.MaxPacketBytes))
+                    ? IcmpTooBig.WriteIpv4(inner, (uint)destination, InnerMtu, new Span<byte>(reply, PacketBuffers.MaxPacketBytes))
                     : IcmpTooBig.WriteIpv6(inner, Math.Max(1280, InnerMtu), new Span<byte>(reply, PacketBuffers.MaxPacketBytes));
                 _counters.Add(Counter.DropTooBig);
                 if (replyLength > 0)

@@ -7,14 +7,16 @@ namespace FastXtr.Dataplane.Encap;
 /// <summary>
 /// The ICMP messages an ITR returns when an encapsulated packet would exceed the path MTU (RFC 9300 §7.2):
 /// "fragmentation needed" (ICMP 3/4, RFC 1191) for IPv4 with DF set, "packet too big" (ICMPv6 2, RFC 4443) for IPv6,
-/// each quoting the start of the offending packet and naming the MTU the source should use.
+/// each quoting the start of the offending packet and naming the MTU the source should use. Both are sent from
+/// the address the packet was going to: the xTR has no address of its own in the EID space, and its RLOC is a
+/// local address of the gateway, which the kernel would discard as a martian source on the TUN.
 /// </summary>
 public static class IcmpTooBig
 {
     private const int QuoteIpv4 = 28;   // IPv4 header (20, no options quoted) + 8 bytes, as RFC 792 asks
     private const int MaxIcmpv6 = 1280;
 
-    /// <summary>Writes an IPv4 packet carrying ICMP fragmentation-needed to the inner source; returns its length.</summary>
+    /// <summary>Writes an IPv4 packet carrying ICMP fragmentation-needed from <paramref name="fromAddress"/> to the inner source; returns its length.</summary>
     public static int WriteIpv4(ReadOnlySpan<byte> offending, uint fromAddress, int mtu, Span<byte> reply)
     {
         int ihl = (offending[0] & 0xF) * 4;
@@ -48,7 +50,6 @@ public static class IcmpTooBig
         var ip = new Ipv6Header
         {
             PayloadLength = (ushort)icmpLength, NextHeader = 58, HopLimit = 64,
-            // From the address the packet was sent to: this xTR has no address of its own in the EID space.
             SourceAddress = BinaryPrimitives.ReadUInt128BigEndian(offending[24..]),
             DestinationAddress = BinaryPrimitives.ReadUInt128BigEndian(offending[8..]),
         };

@@ -1,0 +1,164 @@
+using FastXtr.Dataplane.Shared;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.EndToEnd;
+
+/// <summary>Two real data planes in network namespaces carrying ping, TCP and LISP-encapsulated traffic.</summary>
+[TestFixture]
+[Category("netns")]
+[NonParallelizable]
+public class DataplaneNamespaceTests
+{
+    private TwoXtrLab _lab = null!;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        if (!Shell.IsRoot) Assert.Ignore("end-to-end tests build network namespaces and need root");
+        _lab = new TwoXtrLab();
+    }
+
+    [OneTimeTearDown]
+    public void Stop() => _lab?.Dispose();
+
+    private const string Py = "/usr/bin/python3";
+
+    private Shell.Result Ping(string ns, int count, string extra = "") => _lab.Exec(ns, $"ping -n -c {count} -i 0.05 -W 1 {extra} -I 10.1.0.1 10.2.0.1");
+
+    [Test, Order(1)]
+    public void Ping_CrossesTwoDataPlanes()
+    {
+        ulong txBefore = _lab.Counter(_lab.ShmA, Counter.UdpTxPackets), rxBefore = _lab.Counter(_lab.ShmB, Counter.TunTxPackets);
+        var r = Ping(_lab.A, 5);
+        Assert.That(r.Out, Does.Contain("5 received"), r.All);
+        Assert.That(_lab.Counter(_lab.ShmA, Counter.UdpTxPackets) - txBefore, Is.GreaterThanOrEqualTo(5UL), "A encapsulated the echo requests");
+        Assert.That(_lab.Counter(_lab.ShmB, Counter.TunTxPackets) - rxBefore, Is.GreaterThanOrEqualTo(5UL), "B decapsulated them into its TUN");
+    }
+
+
+    [Test, Order(2)]
+    public void TcpStream_ArrivesWhole_HashCompared()
+    {
+        // 8 MiB of a fixed pseudo-random pattern; the receiver prints the byte count and SHA-256 of what it got.
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-{_lab.Tag}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "rx.py"), """
+                import socket, hashlib
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("10.2.0.1", 5299)); s.listen(1); s.settimeout(30)
+                c, _ = s.accept(); h = hashlib.sha256(); n = 0
+                while True:
+                    d = c.recv(65536)
+                    if not d: break
+                    h.update(d); n += len(d)
+                print(n, h.hexdigest())
+                """);
+            File.WriteAllText(Path.Combine(dir, "tx.py"), """
+                import socket, hashlib, random
+                data = random.Random(7).randbytes(8 << 20)
+                s = socket.create_connection(("10.2.0.1", 5299), timeout=30, source_address=("10.1.0.1", 0))
+                s.sendall(data); s.close()
+                print(len(data), hashlib.sha256(data).hexdigest())
+                """);
+            var server = Task.Run(() => _lab.Exec(_lab.B, $"{Py} {dir}/rx.py", 60_000));
+            TwoXtrLab.WaitFor(() => _lab.Exec(_lab.B, "ss -ltn | grep -q 10.2.0.1:5299").Code == 0, "the receiver to listen", 10_000);
+            var client = _lab.Exec(_lab.A, $"{Py} {dir}/tx.py", 60_000);
+            var s = server.Result;
+            Assert.That(client.Code, Is.EqualTo(0), client.All);
+            Assert.That(s.Code, Is.EqualTo(0), s.All);
+            Assert.That(s.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at the receiver equal the sender's");
+            Assert.That(s.Out, Does.StartWith("8388608 "));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test, Order(3)]
+    public void Tshark_DecodesOurDataPackets_WithIidNonceAndPerFlowPorts()
+    {
+        string pcap = $"/tmp/fxtest-{_lab.Tag}.pcap";
+        try
+        {
+            var capture = Task.Run(() => _lab.Exec(_lab.B, $"timeout 8 tshark -i {_lab.VethB} -f 'udp dst port 4341' -c 40 -w {pcap} 2>&1", 20_000));
+            Thread.Sleep(1500);
+            // Two flows: an ICMP echo stream and a UDP stream with changing source ports.
+            Ping(_lab.A, 10);
+            _lab.Exec(_lab.A, "for p in $(seq 40000 40029); do echo x > /dev/udp/10.2.0.1/$p; done 2>/dev/null; true");
+            capture.Wait();
+            var rows = Tshark.Fields(pcap, ["ip.src", "udp.srcport", "lisp-data.flags.nonce", "lisp-data.flags.iid", "lisp-data.iid", "lisp-data.nonce", "_ws.malformed"]);
+            var fromA = rows.Where(r => r["ip.src"].StartsWith("192.0.2.1,", StringComparison.Ordinal)).ToList();
+            Assert.That(fromA, Has.Count.GreaterThanOrEqualTo(20));
+            Assert.That(fromA.Select(r => r["lisp-data.flags.iid"]), Is.All.EqualTo("1"));
+            Assert.That(fromA.Select(r => r["lisp-data.flags.nonce"]), Is.All.EqualTo("1"));
+            Assert.That(fromA.Select(r => r["lisp-data.iid"]), Is.All.EqualTo("1000"));
+            Assert.That(fromA.Select(r => r["_ws.malformed"]), Is.All.Empty);
+            Assert.That(fromA.Select(r => r["lisp-data.nonce"]).Distinct().Count(), Is.GreaterThan(fromA.Count * 9 / 10), "a fresh nonce per packet");
+            Assert.That(fromA.Select(r => r["udp.srcport"]).Distinct().Count(), Is.GreaterThan(10), "source-port entropy across flows");
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
+    [Test, Order(4)]
+    public void Isolation_SameEidsInTwoInstances_NoPacketCrosses()
+    {
+        ulong tenantBefore = _lab.TunRxPackets(_lab.B2, "fx2000"), mainBefore = _lab.TunRxPackets(_lab.B, "fx1000");
+        Assert.That(Ping(_lab.A, 5).Out, Does.Contain("5 received"));
+        Assert.That(_lab.TunRxPackets(_lab.B2, "fx2000"), Is.EqualTo(tenantBefore), "IID 1000 traffic never reached the IID 2000 tenant");
+        ulong mainAfter = _lab.TunRxPackets(_lab.B, "fx1000");
+        Assert.That(mainAfter - mainBefore, Is.GreaterThanOrEqualTo(5UL));
+
+        Assert.That(Ping(_lab.A2, 5).Out, Does.Contain("5 received"), "the tenant reaches its own 10.2.0.1");
+        Assert.That(_lab.TunRxPackets(_lab.B, "fx1000"), Is.EqualTo(mainAfter), "IID 2000 traffic never reached the IID 1000 agent with the same EID");
+        Assert.That(_lab.TunRxPackets(_lab.B2, "fx2000") - tenantBefore, Is.GreaterThanOrEqualTo(5UL));
+    }
+
+    [Test, Order(5)]
+    public void UnknownInstanceId_IsACountedDrop()
+    {
+        ulong before = _lab.Counter(_lab.ShmB, Counter.DropUnknownInstanceId);
+        // LISP header N|I, nonce 1, IID 3000 (0x000bb8), then a 20-byte IPv4 header 10.1.0.1 -> 10.2.0.1.
+        string bytes = @"\x88\x00\x00\x01\x00\x0b\xb8\x00\x45\x00\x00\x14\x00\x00\x00\x00\x40\x11\x00\x00\x0a\x01\x00\x01\x0a\x02\x00\x01";
+        for (int i = 0; i < 3; i++) _lab.Exec(_lab.A, $"printf '{bytes}' > /dev/udp/192.0.2.2/4341");
+        TwoXtrLab.WaitFor(() => _lab.Counter(_lab.ShmB, Counter.DropUnknownInstanceId) >= before + 3, "B to count three unknown-IID drops", 5000);
+    }
+
+    [Test, Order(6)]
+    public void Miss_IsPostedOncePerDestination()
+    {
+        Shell.Must($"ip -n {_lab.A} route add 10.3.0.0/24 dev fx1000");
+        using var region = SharedRegion.Attach(_lab.ShmA);
+        Span<MissRecord> drain = stackalloc MissRecord[64];
+        region.MissRing(0).Drain(drain);
+        var r = _lab.Exec(_lab.A, "ping -n -c 20 -i 0.02 -W 1 -I 10.1.0.1 10.3.0.1");
+        Assert.That(r.Out, Does.Contain("0 received"));
+        int n = region.MissRing(0).Drain(drain);
+        var misses = drain[..n].ToArray().Where(m => (uint)m.DestinationEid == 0x0A030001).ToList();
+        Assert.That(misses, Has.Count.EqualTo(1), "20 packets in under a second: one miss");
+        Assert.That((misses[0].InstanceId, (uint)misses[0].SourceEid), Is.EqualTo((1000u, 0x0A010001u)));
+    }
+
+    [Test, Order(7)]
+    public void TooBigWithDf_GetsFragmentationNeeded_WithoutDf_IsFragmented()
+    {
+        // Forget any path MTU learnt earlier (the TCP test teaches the kernel 1464), so the packet is really sent.
+        Shell.Must($"ip -n {_lab.A} route flush cache");
+        ulong icmp = _lab.Counter(_lab.ShmA, Counter.IcmpTooBigSent);
+        var df = _lab.Exec(_lab.A, "ping -n -c 1 -W 1 -M do -s 1472 -I 10.1.0.1 10.2.0.1");
+        Assert.That(df.All, Does.Contain("1464"), "the source learns the MTU left after encapsulation");
+        Assert.That(_lab.Counter(_lab.ShmA, Counter.IcmpTooBigSent), Is.GreaterThan(icmp));
+
+        Shell.Must($"ip -n {_lab.A} route flush cache");
+        ulong fragments = _lab.Counter(_lab.ShmA, Counter.OuterFragmentsSent);
+        var frag = _lab.Exec(_lab.A, "ping -n -c 3 -i 0.1 -W 1 -M dont -s 1450 -I 10.1.0.1 10.2.0.1");
+        Assert.That(frag.Out, Does.Contain("3 received"), frag.All);
+        Assert.That(_lab.Counter(_lab.ShmA, Counter.OuterFragmentsSent) - fragments, Is.GreaterThanOrEqualTo(6UL), "each request went out as two outer fragments");
+    }
+}

@@ -1,0 +1,145 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using FastXtr.Dataplane.MapCache;
+using FastXtr.Dataplane.Shared;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.EndToEnd;
+
+/// <summary>
+/// Two xTRs in network namespaces joined by a veth underlay (192.0.2.1 and 192.0.2.2), each running the real
+/// <c>out/fastxtr dataplane</c> with two agent groups: IID 1000 on TUN fx1000 in the xTR's namespace, IID 2000 on
+/// TUN fx2000 moved into a tenant namespace, with the same EIDs (10.1.0.1 behind A, 10.2.0.1 behind B). The
+/// map-caches are written through the writer API from this process. Names carry this process's id and a random
+/// tag; everything is removed on Dispose, and leftovers of killed runs are swept first.
+/// </summary>
+public sealed class TwoXtrLab : IDisposable
+{
+    public const uint RlocA = 0xC0000201, RlocB = 0xC0000202;
+    private static readonly Regex Ours = new(@"^fxt(a|b|a2|b2)-(\d+)-[0-9a-f]{4}$");
+    private readonly List<Process> _dataplanes = [];
+    public readonly string Tag;
+    public readonly string A, B, A2, B2;
+    public readonly string ShmA, ShmB;
+    public readonly string VethA, VethB;
+
+    public TwoXtrLab()
+    {
+        SweepLeftovers();
+        Tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
+        (A, B, A2, B2) = ($"fxta-{Tag}", $"fxtb-{Tag}", $"fxta2-{Tag}", $"fxtb2-{Tag}");
+        (ShmA, ShmB) = ($"fxtest-a-{Tag}", $"fxtest-b-{Tag}");
+        string t = Tag[^4..];
+        (VethA, VethB) = ($"fxva{t}", $"fxvb{t}");
+        try
+        {
+            Build();
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    private void Build()
+    {
+        foreach (var ns in new[] { A, B, A2, B2 }) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
+        Shell.Must($"ip link add {VethA} netns {A} type veth peer name {VethB} netns {B}");
+        Shell.Must($"ip -n {A} addr add 192.0.2.1/24 dev {VethA} && ip -n {A} link set {VethA} up");
+        Shell.Must($"ip -n {B} addr add 192.0.2.2/24 dev {VethB} && ip -n {B} link set {VethB} up");
+        StartDataplane(A, "192.0.2.1", ShmA);
+        StartDataplane(B, "192.0.2.2", ShmB);
+        foreach (var (ns, tenant, eid, peer) in new[] { (A, A2, "10.1.0.1", "10.2.0.0/24"), (B, B2, "10.2.0.1", "10.1.0.0/24") })
+        {
+            WaitFor(() => Shell.Sh($"ip -n {ns} link show fx1000 && ip -n {ns} link show fx2000").Code == 0, $"the TUNs of {ns}");
+            // The data plane keeps its file descriptor when its TUN moves to the tenant's namespace.
+            Shell.Must($"ip -n {ns} link set fx2000 netns {tenant}");
+            Shell.Must($"ip -n {ns} addr add {eid}/32 dev fx1000 && ip -n {ns} link set fx1000 up && ip -n {ns} route add {peer} dev fx1000");
+            Shell.Must($"ip -n {tenant} addr add {eid}/32 dev fx2000 && ip -n {tenant} link set fx2000 up && ip -n {tenant} route add {peer} dev fx2000");
+        }
+        using (var a = SharedRegion.Attach(ShmA))
+        {
+            var w = a.CreateWriter();
+            w.Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, 0x0A020000, 24, [new RlocSpec(EidFamily.Ipv4, RlocB, 1, 100)]));
+            w.Upsert(new MapCacheEntrySpec(2000, 0, EidFamily.Ipv4, 0x0A020000, 24, [new RlocSpec(EidFamily.Ipv4, RlocB, 1, 100)]));
+        }
+        using (var b = SharedRegion.Attach(ShmB))
+        {
+            var w = b.CreateWriter();
+            w.Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, RlocA, 1, 100)]));
+            w.Upsert(new MapCacheEntrySpec(2000, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, RlocA, 1, 100)]));
+        }
+    }
+
+    private void StartDataplane(string ns, string rloc, string shm)
+    {
+        var psi = new ProcessStartInfo("ip", ["netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--rloc-addr", rloc,
+            "--instance", "1000=fx1000", "--instance", "2000=fx2000", "--shm", shm, "--map-cache-entries", "1024"])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine($"[{ns}] {e.Data}"); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine($"[{ns}] {e.Data}"); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        _dataplanes.Add(p);
+    }
+
+    public static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (sw.ElapsedMilliseconds > timeoutMs) throw new AssertionException($"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    public Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
+
+    public ulong Counter(string shm, Counter c)
+    {
+        using var r = SharedRegion.Attach(shm);
+        ulong sum = 0;
+        for (int w = 0; w < r.Sizes.Workers; w++) sum += r.Counters(w)[c];
+        return sum;
+    }
+
+    public ulong TunRxPackets(string ns, string tun) => ulong.Parse(Shell.Must($"ip netns exec {ns} cat /sys/class/net/{tun}/statistics/rx_packets").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        foreach (var p in _dataplanes)
+        {
+            try
+            {
+                if (!p.HasExited)
+                {
+                    Shell.Sh($"kill -TERM {p.Id} 2>/dev/null; pkill -TERM -P {p.Id} 2>/dev/null");
+                    if (!p.WaitForExit(5000)) p.Kill(entireProcessTree: true);
+                }
+            }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        foreach (var ns in new[] { A, B, A2, B2 }) if (ns is not null) Shell.Sh($"ip netns del {ns} 2>/dev/null");
+        foreach (var shm in new[] { ShmA, ShmB }) if (shm is not null) FastXtr.NativeInterop.SharedMemoryMapping.Unlink(shm);
+    }
+
+    /// <summary>Removes namespaces and regions that a killed earlier run (whose process is gone) left behind.</summary>
+    public static void SweepLeftovers()
+    {
+        foreach (var line in Shell.Sh("ip netns list").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string name = line.Split(' ')[0];
+            var m = Ours.Match(name);
+            if (m.Success && !Directory.Exists($"/proc/{m.Groups[2].Value}")) Shell.Sh($"ip netns del {name}");
+        }
+        foreach (var file in Directory.GetFiles("/dev/shm", "fxtest-*"))
+        {
+            var parts = Path.GetFileName(file).Split('-');
+            if (parts.Length >= 4 && !Directory.Exists($"/proc/{parts[2]}")) File.Delete(file);
+        }
+    }
+}

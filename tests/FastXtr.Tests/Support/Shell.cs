@@ -1,0 +1,52 @@
+using System.Diagnostics;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.Support;
+
+/// <summary>Runs commands for end-to-end tests, with a time limit, capturing output.</summary>
+public static class Shell
+{
+    public sealed record Result(int Code, string Out, string Err)
+    {
+        public string All => Out + Err;
+    }
+
+    public static Result Run(string file, IEnumerable<string> args, int timeoutMs = 30_000)
+    {
+        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = false };
+        using var p = Process.Start(psi) ?? throw new AssertionException($"could not start {file}");
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutMs))
+        {
+            try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            throw new AssertionException($"{file} {string.Join(' ', args)} did not finish in {timeoutMs} ms");
+        }
+        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    public static Result Sh(string command, int timeoutMs = 30_000) => Run("/bin/bash", ["-c", command], timeoutMs);
+
+    /// <summary>Runs a command and fails the test with its output when it exits non-zero.</summary>
+    public static string Must(string command, int timeoutMs = 30_000)
+    {
+        var r = Sh(command, timeoutMs);
+        if (r.Code != 0) throw new AssertionException($"`{command}` exited {r.Code}: {r.All}");
+        return r.Out;
+    }
+
+    public static bool IsRoot => Environment.UserName == "root" || FastXtr.NativeInterop.Libc.geteuid() == 0;
+
+    public static string FastxtrExe()
+    {
+        string? path = Environment.GetEnvironmentVariable("FASTXTR_EXE");
+        if (string.IsNullOrEmpty(path))
+        {
+            string dir = TestContext.CurrentContext.TestDirectory;
+            while (dir.Length > 1 && !File.Exists(Path.Combine(dir, "FastXtr.sln"))) dir = Path.GetDirectoryName(dir)!;
+            path = Path.Combine(dir, "out", "fastxtr");
+        }
+        if (!File.Exists(path)) throw new AssertionException($"{path} does not exist: run scripts/build.sh (scripts/test.sh does)");
+        return path;
+    }
+}
