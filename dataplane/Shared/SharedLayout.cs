@@ -17,7 +17,7 @@ namespace FastXtr.Dataplane.Shared;
 ///      32     4  IidSlots             power of two
 ///      36     4  Workers              miss rings and counter blocks
 ///      40     4  MissRingSlots        per worker, power of two
-///      44     4  Reserved
+///      44     4  ActiveWorkers        workers of the running data plane (0 when none)
 ///      48     8  EntriesOffset        EntryCapacity x MapCacheLayout.EntryBytes
 ///      56     8  IndexOffset          IndexSlots x 4 bytes
 ///      64     8  IidTableOffset       IidSlots x MapCacheLayout.IidSlotBytes
@@ -45,7 +45,7 @@ public struct SharedHeader
     public uint IidSlots;
     public uint Workers;
     public uint MissRingSlots;
-    public uint Reserved;
+    public uint ActiveWorkers;
     public long EntriesOffset;
     public long IndexOffset;
     public long IidTableOffset;

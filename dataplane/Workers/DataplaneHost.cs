@@ -44,6 +44,7 @@ public sealed class DataplaneHost : IDisposable
                 try { host._workers.Add(new Worker(w, options, region, host._tuns)); }
                 catch (NativeException e) { throw new DataplaneStartException($"worker {w}: {e.Message}"); }
             }
+            region.Header.ActiveWorkers = (uint)options.Workers;
             region.Header.DataplanePid = Environment.ProcessId;
             for (int w = 0; w < options.Workers; w++)
             {
@@ -114,7 +115,11 @@ public sealed class DataplaneHost : IDisposable
         Stop();
         foreach (var w in _workers) w.Dispose();
         foreach (var t in _tuns) t.Dispose();
-        if (Region.Header.DataplanePid == Environment.ProcessId) Region.Header.DataplanePid = 0;
+        if (Region.Header.DataplanePid == Environment.ProcessId)
+        {
+            Region.Header.DataplanePid = 0;
+            Region.Header.ActiveWorkers = 0;
+        }
         Region.Dispose();
     }
 }

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
+#
+#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--pin] [--json FILE]
+#   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
+#    beside the receiver)
+#
+# Two namespaces joined by one veth pair (underlay 172.31.77.1/.2). Over it: a kernel VXLAN tunnel (VNI 42, overlay
+# 10.250.0.0/24) and two FastXtr data planes (IID 1000, EIDs 10.1.0.1 and 10.2.0.1 on their TUNs, static map-cache
+# entries). For each: UDP packets/s with 64- and 1400-byte payloads (udpflow from ../shared/perf-reference, sendmmsg
+# batches of 32, measured at the receiver) and single-stream TCP Gbit/s (iperf3). Everything stays inside the two
+# namespaces, which are removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+secs=4; workers_list="1 2"; json=""; pin=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --secs) secs="$2"; shift 2 ;;
+    --workers) workers_list="$2"; shift 2 ;;
+    --json) json="$2"; shift 2 ;;
+    --pin) pin=1; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "bench-dataplane.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench-dataplane.sh: needs root (network namespaces, TUN)" >&2; exit 1; }
+for pkg in iperf3 gcc; do command -v "$pkg" >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 gcc >/dev/null; break; }; done
+ref="$root/../shared/perf-reference"
+[ -f "$ref/udpflow.c" ] || { echo "bench-dataplane.sh: $ref/udpflow.c not found (the shared perf-reference tools)" >&2; exit 1; }
+work=$(mktemp -d)
+gcc -O2 -o "$work/udpflow" "$ref/udpflow.c"
+[ -x out/fastxtr ] || bash scripts/build.sh >/dev/null
+
+S="fxbench-s-$$"; D="fxbench-d-$$"; shm_s="fxbench-s-$$"; shm_d="fxbench-d-$$"
+cleanup() {
+  pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" 2>/dev/null || true
+  sleep 0.3
+  ip netns del "$S" 2>/dev/null || true; ip netns del "$D" 2>/dev/null || true
+  rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"; rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+ip netns add "$S"; ip netns add "$D"
+ip link add fxbs$$ netns "$S" type veth peer name fxbd$$ netns "$D" 2>/dev/null || ip link add fxbs netns "$S" type veth peer name fxbd netns "$D"
+vs=$(ip -n "$S" -o link | awk -F': ' '/fxbs/{print $2}' | cut -d@ -f1); vd=$(ip -n "$D" -o link | awk -F': ' '/fxbd/{print $2}' | cut -d@ -f1)
+for ns in "$S" "$D"; do ip -n "$ns" link set lo up; done
+ip -n "$S" addr add 172.31.77.1/24 dev "$vs"; ip -n "$S" link set "$vs" up
+ip -n "$D" addr add 172.31.77.2/24 dev "$vd"; ip -n "$D" link set "$vd" up
+ip -n "$S" link add fxvx type vxlan id 42 local 172.31.77.1 remote 172.31.77.2 dstport 4789 dev "$vs"
+ip -n "$D" link add fxvx type vxlan id 42 local 172.31.77.2 remote 172.31.77.1 dstport 4789 dev "$vd"
+ip -n "$S" addr add 10.250.0.1/24 dev fxvx; ip -n "$S" link set fxvx up
+ip -n "$D" addr add 10.250.0.2/24 dev fxvx; ip -n "$D" link set fxvx up
+
+udp_rate() { # ns_tx ns_rx dst payload -> received Mpps
+  local txns=$1 rxns=$2 dst=$3 payload=$4
+  ip netns exec "$rxns" "$work/udpflow" rx "$dst" 5001 $((secs + 2)) 1 > "$work/rx.out" &
+  local r=$!; sleep 0.3
+  ip netns exec "$txns" "$work/udpflow" tx "$dst" 5001 "$secs" "$payload" 32 0 > "$work/tx.out"
+  wait $r || true
+  awk '/^rx:/{print $2}' "$work/rx.out"
+}
+tcp_rate() { # ns_tx ns_rx dst [bind] -> Gbit/s
+  local txns=$1 rxns=$2 dst=$3 bind=${4:-}
+  ip netns exec "$rxns" iperf3 -s -B "$dst" -p 5201 -1 >/dev/null 2>&1 &
+  local r=$!; sleep 0.5
+  ip netns exec "$txns" iperf3 -c "$dst" -p 5201 -t "$secs" ${bind:+-B $bind} -J 2>/dev/null \
+    | /usr/bin/python3 -c "import json,sys; j=json.load(sys.stdin); print('%.2f' % (j['end']['sum_received']['bits_per_second']/1e9))" || echo 0
+  wait $r 2>/dev/null || true
+}
+
+declare -A result
+echo "# kernel VXLAN (VNI 42) over the veth"
+result[vxlan_udp64]=$(udp_rate "$S" "$D" 10.250.0.2 64); echo "vxlan  udp 64 B    ${result[vxlan_udp64]} Mpps"
+result[vxlan_udp1400]=$(udp_rate "$S" "$D" 10.250.0.2 1400); echo "vxlan  udp 1400 B  ${result[vxlan_udp1400]} Mpps"
+result[vxlan_tcp]=$(tcp_rate "$S" "$D" 10.250.0.2); echo "vxlan  tcp 1 stream ${result[vxlan_tcp]} Gbit/s"
+
+for w in $workers_list; do
+  rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
+  ip netns exec "$S" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.1 --instance 1000=fx1000 --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
+  ip netns exec "$D" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.2 --instance 1000=fx1000 --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
+  for i in $(seq 50); do ip -n "$S" link show fx1000 >/dev/null 2>&1 && ip -n "$D" link show fx1000 >/dev/null 2>&1 && break; sleep 0.1; done
+  ip -n "$S" addr add 10.1.0.1/32 dev fx1000; ip -n "$S" link set fx1000 up; ip -n "$S" route add 10.2.0.0/24 dev fx1000
+  ip -n "$D" addr add 10.2.0.1/32 dev fx1000; ip -n "$D" link set fx1000 up; ip -n "$D" route add 10.1.0.0/24 dev fx1000
+  ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.2.0.0/24 --rloc 172.31.77.2 >/dev/null
+  ./out/fastxtr map-cache add --shm "$shm_d" --iid 1000 --eid 10.1.0.0/24 --rloc 172.31.77.1 >/dev/null
+  ip netns exec "$S" ping -c 1 -W 2 -I 10.1.0.1 10.2.0.1 >/dev/null || { echo "fastxtr path does not work:"; cat "$work"/dp-*.log; exit 1; }
+  echo "# FastXtr, $w worker(s) per xTR"
+  result[fx${w}_udp64]=$(udp_rate "$S" "$D" 10.2.0.1 64); echo "fastxtr udp 64 B    ${result[fx${w}_udp64]} Mpps"
+  result[fx${w}_udp1400]=$(udp_rate "$S" "$D" 10.2.0.1 1400); echo "fastxtr udp 1400 B  ${result[fx${w}_udp1400]} Mpps"
+  result[fx${w}_tcp]=$(tcp_rate "$S" "$D" 10.2.0.1 10.1.0.1); echo "fastxtr tcp 1 stream ${result[fx${w}_tcp]} Gbit/s"
+  ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets)' | sed 's/^/  itr /' || true
+  ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets)' | sed 's/^/  etr /' || true
+  pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
+  sleep 0.5
+done
+
+ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0); print('%.2f' % (a/b) if b else 'n/a')"; }
+echo
+echo "| path | UDP 64 B Mpps | UDP 1400 B Mpps | TCP 1 stream Gbit/s |"
+echo "|---|---:|---:|---:|"
+echo "| kernel VXLAN | ${result[vxlan_udp64]} | ${result[vxlan_udp1400]} | ${result[vxlan_tcp]} |"
+for w in $workers_list; do
+  echo "| FastXtr, $w worker(s) | ${result[fx${w}_udp64]} ($(ratio "${result[fx${w}_udp64]}" "${result[vxlan_udp64]}")x) | ${result[fx${w}_udp1400]} ($(ratio "${result[fx${w}_udp1400]}" "${result[vxlan_udp1400]}")x) | ${result[fx${w}_tcp]} ($(ratio "${result[fx${w}_tcp]}" "${result[vxlan_tcp]}")x) |"
+done
+if [ -n "$json" ]; then
+  { echo "{"; echo "  \"seconds\": $secs,"; first=1
+    for k in "${!result[@]}"; do [ $first -eq 1 ] || echo ","; first=0; printf '  "%s": %s' "$k" "${result[$k]:-0}"; done
+    echo; echo "}"; } > "$json"
+  echo "wrote $json"
+fi
