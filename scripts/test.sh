@@ -21,6 +21,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 [ -x /usr/bin/python3 ] || missing+=(python3)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then fail_early "missing ${missing[*]}; run as root so that apt-get can install them"; fi
   echo "test.sh: installing ${missing[*]}"

@@ -1,0 +1,124 @@
+using System.Runtime.CompilerServices;
+using FastXtr.NativeInterop;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.Interop;
+
+/// <summary>
+/// Our hand-written Linux structs and constants against the system's C headers: a C program compiled with gcc
+/// prints sizeof, offsetof and the constants' values, and each must equal ours.
+/// </summary>
+[TestFixture]
+public class NativeLayoutTests
+{
+    private const string Program = """
+        #define _GNU_SOURCE
+        #include <stdio.h>
+        #include <stddef.h>
+        #include <fcntl.h>
+        #include <poll.h>
+        #include <errno.h>
+        #include <sys/ioctl.h>
+        #include <sys/mman.h>
+        #include <sys/socket.h>
+        #include <sys/uio.h>
+        #include <netinet/in.h>
+        #include <netinet/udp.h>
+        #include <net/if.h>
+        #include <linux/if_tun.h>
+        #define P(name, value) printf("%s=%ld\n", name, (long)(value))
+        int main(void) {
+          P("sizeof iovec", sizeof(struct iovec)); P("offsetof iovec.iov_len", offsetof(struct iovec, iov_len));
+          P("sizeof msghdr", sizeof(struct msghdr)); P("offsetof msghdr.msg_iov", offsetof(struct msghdr, msg_iov));
+          P("offsetof msghdr.msg_control", offsetof(struct msghdr, msg_control)); P("offsetof msghdr.msg_flags", offsetof(struct msghdr, msg_flags));
+          P("sizeof mmsghdr", sizeof(struct mmsghdr)); P("offsetof mmsghdr.msg_len", offsetof(struct mmsghdr, msg_len));
+          P("sizeof sockaddr_in", sizeof(struct sockaddr_in)); P("offsetof sockaddr_in.sin_addr", offsetof(struct sockaddr_in, sin_addr));
+          P("sizeof sockaddr_in6", sizeof(struct sockaddr_in6)); P("offsetof sockaddr_in6.sin6_addr", offsetof(struct sockaddr_in6, sin6_addr));
+          P("offsetof sockaddr_in6.sin6_scope_id", offsetof(struct sockaddr_in6, sin6_scope_id));
+          P("sizeof ifreq", sizeof(struct ifreq)); P("offsetof ifreq.ifr_flags", offsetof(struct ifreq, ifr_flags));
+          P("sizeof pollfd", sizeof(struct pollfd)); P("offsetof pollfd.revents", offsetof(struct pollfd, revents));
+          P("O_RDONLY", O_RDONLY); P("O_RDWR", O_RDWR); P("O_CREAT", O_CREAT); P("O_EXCL", O_EXCL); P("O_NONBLOCK", O_NONBLOCK); P("O_CLOEXEC", O_CLOEXEC);
+          P("PROT_READ", PROT_READ); P("PROT_WRITE", PROT_WRITE); P("MAP_SHARED", MAP_SHARED); P("MAP_POPULATE", MAP_POPULATE);
+          P("AF_INET", AF_INET); P("AF_INET6", AF_INET6); P("SOCK_DGRAM", SOCK_DGRAM); P("SOCK_NONBLOCK", SOCK_NONBLOCK); P("SOCK_CLOEXEC", SOCK_CLOEXEC);
+          P("SOL_SOCKET", SOL_SOCKET); P("SO_REUSEADDR", SO_REUSEADDR); P("SO_SNDBUF", SO_SNDBUF); P("SO_RCVBUF", SO_RCVBUF);
+          P("SO_REUSEPORT", SO_REUSEPORT); P("SO_SNDBUFFORCE", SO_SNDBUFFORCE); P("SO_RCVBUFFORCE", SO_RCVBUFFORCE);
+          P("IPPROTO_IP", IPPROTO_IP); P("IPPROTO_IPV6", IPPROTO_IPV6); P("IPPROTO_UDP", IPPROTO_UDP); P("IP_MTU_DISCOVER", IP_MTU_DISCOVER);
+          P("IP_PMTUDISC_DONT", IP_PMTUDISC_DONT); P("IPV6_V6ONLY", IPV6_V6ONLY); P("SOL_UDP", SOL_UDP); P("UDP_SEGMENT", UDP_SEGMENT); P("UDP_GRO", UDP_GRO);
+          P("MSG_DONTWAIT", MSG_DONTWAIT); P("POLLIN", POLLIN); P("POLLOUT", POLLOUT); P("POLLERR", POLLERR);
+          P("EPERM", EPERM); P("ENOENT", ENOENT); P("EINTR", EINTR); P("EAGAIN", EAGAIN); P("EACCES", EACCES); P("EBUSY", EBUSY);
+          P("EEXIST", EEXIST); P("ENODEV", ENODEV); P("EINVAL", EINVAL); P("EMSGSIZE", EMSGSIZE); P("EADDRINUSE", EADDRINUSE);
+          P("TUNSETIFF", TUNSETIFF); P("IFF_TUN", IFF_TUN); P("IFF_NO_PI", IFF_NO_PI); P("IFF_MULTI_QUEUE", IFF_MULTI_QUEUE);
+          P("IFF_VNET_HDR", IFF_VNET_HDR); P("IFNAMSIZ", IFNAMSIZ); P("IP_RECVTTL", IP_RECVTTL); P("IP_RECVTOS", IP_RECVTOS);
+          P("IP_TTL", IP_TTL); P("IP_TOS", IP_TOS);
+          return 0;
+        }
+        """;
+
+    private static Dictionary<string, long>? s_c;
+
+    private static Dictionary<string, long> C()
+    {
+        if (s_c is not null) return s_c;
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtr-layout-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "layout.c"), Program);
+            var build = Shell.Run("gcc", ["-O0", "-o", Path.Combine(dir, "layout"), Path.Combine(dir, "layout.c")]);
+            Assert.That(build.Code, Is.EqualTo(0), "gcc failed: " + build.All);
+            var run = Shell.Run(Path.Combine(dir, "layout"), []);
+            Assert.That(run.Code, Is.EqualTo(0));
+            s_c = run.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('='))
+                .ToDictionary(p => p[0], p => long.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
+            return s_c;
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static IEnumerable<TestCaseData> Layouts()
+    {
+        yield return new TestCaseData("sizeof iovec", (long)Unsafe.SizeOf<IoVec>());
+        yield return new TestCaseData("offsetof iovec.iov_len", 8L);
+        yield return new TestCaseData("sizeof msghdr", (long)Unsafe.SizeOf<MsgHdr>());
+        yield return new TestCaseData("offsetof msghdr.msg_iov", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MsgHdr>(nameof(MsgHdr.Iov)));
+        yield return new TestCaseData("offsetof msghdr.msg_control", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MsgHdr>(nameof(MsgHdr.Control)));
+        yield return new TestCaseData("offsetof msghdr.msg_flags", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MsgHdr>(nameof(MsgHdr.Flags)));
+        yield return new TestCaseData("sizeof mmsghdr", (long)Unsafe.SizeOf<MMsgHdr>());
+        yield return new TestCaseData("offsetof mmsghdr.msg_len", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MMsgHdr>(nameof(MMsgHdr.Length)));
+        yield return new TestCaseData("sizeof sockaddr_in", (long)Unsafe.SizeOf<SockAddrIn>());
+        yield return new TestCaseData("offsetof sockaddr_in.sin_addr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrIn>(nameof(SockAddrIn.AddressBigEndian)));
+        yield return new TestCaseData("sizeof sockaddr_in6", (long)Unsafe.SizeOf<SockAddrIn6>());
+        yield return new TestCaseData("offsetof sockaddr_in6.sin6_addr", 8L);
+        yield return new TestCaseData("offsetof sockaddr_in6.sin6_scope_id", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrIn6>(nameof(SockAddrIn6.ScopeId)));
+        yield return new TestCaseData("sizeof ifreq", (long)Unsafe.SizeOf<IfReq>());
+        yield return new TestCaseData("offsetof ifreq.ifr_flags", 16L);
+        yield return new TestCaseData("sizeof pollfd", (long)Unsafe.SizeOf<PollFd>());
+        yield return new TestCaseData("offsetof pollfd.revents", (long)System.Runtime.InteropServices.Marshal.OffsetOf<PollFd>(nameof(PollFd.Revents)));
+    }
+
+    [TestCaseSource(nameof(Layouts))]
+    public void StructLayout_MatchesTheCHeaders(string what, long ours) => Assert.That(ours, Is.EqualTo(C()[what]), what);
+
+    [Test]
+    public void EveryConstant_MatchesTheCHeaders()
+    {
+        var c = C();
+        var mismatches = new List<string>();
+        foreach (var field in typeof(Linux).GetFields().Where(f => f.IsLiteral))
+        {
+            long ours = Convert.ToInt64(field.GetRawConstantValue(), System.Globalization.CultureInfo.InvariantCulture);
+            if (!c.TryGetValue(field.Name, out long theirs)) mismatches.Add($"{field.Name}: not printed by the C program");
+            else if (ours != theirs && (ours & 0xFFFFFFFF) != (theirs & 0xFFFFFFFF)) mismatches.Add($"{field.Name}: ours {ours}, the headers' {theirs}");
+        }
+        foreach (var field in typeof(Sockets).GetFields().Where(f => f.IsLiteral))
+        {
+            long ours = Convert.ToInt64(field.GetRawConstantValue(), System.Globalization.CultureInfo.InvariantCulture);
+            if (c.TryGetValue(field.Name, out long theirs) && ours != theirs) mismatches.Add($"{field.Name}: ours {ours}, the headers' {theirs}");
+        }
+        Assert.That(mismatches, Is.Empty);
+    }
+}
