@@ -21,10 +21,10 @@ public static class Program
 
         root.Subcommands.Add(DataplaneCommand.Build(stdout, stderr));
         root.Subcommands.Add(Planned("agent", "Run the xTR control agent: register local agents' EIDs, resolve misses into the shared map-cache, follow moves, serve the local agent API.", 5, stderr));
-        root.Subcommands.Add(Planned("mapserver", "Run a Map-Server and/or Map-Resolver with the agent context extension, publish/subscribe and rate limiting.", 4, stderr));
+        root.Subcommands.Add(MapServerCommand.Build(stdout, stderr));
         root.Subcommands.Add(ShowCommand.Build(stdout, stderr));
         root.Subcommands.Add(MapCacheCommand.Build(stdout, stderr));
-        root.Subcommands.Add(Planned("lig", "Ask a Map-Resolver for an EID's mapping and print the answer (LISP Internet Groper), optionally with agent constraints.", 4, stderr));
+        root.Subcommands.Add(LigCommand.Build(stdout, stderr));
         root.Subcommands.Add(Planned("lab", "Build, run and tear down the demonstration topology in network namespaces (up | run | down).", 6, stderr));
         root.Subcommands.Add(DecodeCommand(stdout, stderr));
         return root;

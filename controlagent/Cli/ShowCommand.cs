@@ -12,7 +12,8 @@ public static class ShowCommand
         var command = new Command("show", "Show the state of a running xTR, read from its shared memory: stats (per-worker counters and drop reasons) or map-cache.");
         command.Subcommands.Add(Stats(stdout, stderr));
         command.Subcommands.Add(MapCacheView(stdout, stderr));
-        foreach (var (name, issue) in new[] { ("registrations", 4), ("database", 5), ("agents", 5) })
+        command.Subcommands.Add(MapServerCommand.ShowRegistrations(stdout, stderr));
+        foreach (var (name, issue) in new[] { ("database", 5), ("agents", 5) })
         {
             var planned = new Command(name, $"[not in this build yet: issue #{issue}]");
             planned.SetAction(_ =>

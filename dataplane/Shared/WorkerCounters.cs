@@ -32,9 +32,11 @@ public readonly unsafe struct WorkerCounters
 
     public static bool IsDrop(Counter c) => c >= Counter.DropNotIp && c < Counter.Count;
 
-    public static string Name(Counter c)
+    public static string Name(Counter c) => Kebab(c.ToString());
+
+    /// <summary>"DropNoMapping" as "drop-no-mapping": how counters are named wherever they are printed.</summary>
+    public static string Kebab(string s)
     {
-        string s = c.ToString();
         var sb = new System.Text.StringBuilder(s.Length + 8);
         for (int i = 0; i < s.Length; i++)
         {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FastXtr.ControlAgent.Messages;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -41,8 +42,6 @@ public class CliTests
     }
 
     [TestCase("agent")]
-    [TestCase("mapserver")]
-    [TestCase("lig")]
     [TestCase("lab")]
     public void UnimplementedRole_ExitsNonZeroAndSaysSo(string role)
     {
@@ -131,6 +130,67 @@ public class CliTests
         finally
         {
             FastXtr.NativeInterop.SharedMemoryMapping.Unlink(name);
+        }
+    }
+
+    [Test]
+    public void MapServerProcess_Lig_AndShowRegistrations()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-ms-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        int port = 20000 + Environment.ProcessId % 20000;
+        string conf = Path.Combine(dir, "ms.conf"), sock = Path.Combine(dir, "ms.sock");
+        File.WriteAllText(conf, "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n");
+        var psi = new ProcessStartInfo(Exe(), ["mapserver", "--config", conf, "--listen", $"127.0.0.1:{port}", "--control-socket", sock]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var server = Process.Start(psi)!;
+        try
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(15);
+            while (!File.Exists(sock) && DateTime.UtcNow < deadline) Thread.Sleep(50);
+            Assert.That(File.Exists(sock), Is.True, "the Map-Server opened its control socket");
+            Assert.That(File.GetUnixFileMode(sock), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite), "other local users are kept out");
+
+            var reg = new MapRegister { Nonce = 1, WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 0xabc, SiteId = 3 };
+            var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.Parse("10.1.0.5")) };
+            var ctx = FastXtr.ControlAgent.Context.AgentContext.TryParse("{\"agent-context\":{\"hardware\":[\"gpu\"],\"state\":\"ready\"}}", out _)!;
+            rec.Locators.Add(new LocatorRecord(FastXtr.ControlAgent.Context.ContextEncoding.RlocWithContext(LispAddress.Parse("192.0.2.3"), ctx), 1, 100));
+            reg.Records.Add(rec);
+            using var udp = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+            udp.Client.ReceiveTimeout = 3000;
+            udp.Send(reg.ToSignedArray("s3cret"u8), new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+            var from = new System.Net.IPEndPoint(0, 0);
+            Assert.That(LispMessage.PeekType(udp.Receive(ref from)), Is.EqualTo(LispMessageType.MapNotify));
+
+            var lig = Run("lig", "10.1.0.5", "--iid", "1000", "--mr", $"127.0.0.1:{port}", "--constraints", "{\"agent-constraints\":{\"hardware\":[\"gpu\"]}}");
+            Assert.That(lig.Code, Is.EqualTo(0), lig.Err);
+            Assert.That(lig.Out, Does.Contain("[1000]10.1.0.5/32").And.Contain("192.0.2.3  priority 1  weight 100  up").And.Contain("\"gpu\""));
+            var show = Run("show", "registrations", "--control-socket", sock);
+            Assert.That(show.Out, Does.Contain("1 registration(s)").And.Contain("site planners  [1000] 10.1.0.5/32").And.Contain("192.0.2.3"));
+            var miss = Run("lig", "10.9.9.9", "--iid", "1000", "--mr", $"127.0.0.1:{port}");
+            Assert.That(miss.Out, Does.Contain("negative, action NativelyForward"));
+        }
+        finally
+        {
+            server.Kill();
+            server.WaitForExit(5000);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
+    public void MapServer_BadConfiguration_ExitsWithTheLine()
+    {
+        string conf = Path.Combine(Path.GetTempPath(), $"fxtest-bad-{Environment.ProcessId}.conf");
+        File.WriteAllText(conf, "listen 127.0.0.1:4342\nsite x\n  key 0 sha999 \"a\"\n");
+        try
+        {
+            var r = Run("mapserver", "--config", conf);
+            Assert.That(r.Code, Is.EqualTo(2));
+            Assert.That(r.Err, Does.Contain("line 3: algorithm 'sha999' is not sha1 or sha256"));
+        }
+        finally
+        {
+            File.Delete(conf);
         }
     }
 }

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using FastXtr.ControlAgent.MapServer;
+
+namespace FastXtr.ControlAgent.Cli;
+
+/// <summary><c>fastxtr mapserver</c> and <c>fastxtr show registrations</c>.</summary>
+public static class MapServerCommand
+{
+    public static Command Build(TextWriter stdout, TextWriter stderr)
+    {
+        var config = new Option<string>("--config") { Description = "configuration file (sites, keys, EID prefixes, rate limits); see controlagent/MapServer/mapserver.example.conf", Required = true };
+        var listen = new Option<string[]>("--listen") { Description = "ADDRESS[:PORT] to listen on, replacing the file's listen lines (repeatable; default 0.0.0.0:4342)", Arity = ArgumentArity.ZeroOrMore };
+        var workers = new Option<int>("--workers") { Description = "receive sockets (SO_REUSEPORT) and threads per listen address", DefaultValueFactory = _ => 1 };
+        var control = new Option<string?>("--control-socket") { Description = "Unix socket for `fastxtr show registrations` (overrides the file)" };
+        var command = new Command("mapserver", "Run a Map-Server and Map-Resolver (RFC 9301) with the agent context extension: authenticated Map-Registers, context-filtered Map-Replies, negative replies, per-source rate limits. Stops on SIGINT/SIGTERM.");
+        foreach (var o in new Option[] { config, listen, workers, control }) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            MapServerConfig cfg;
+            try
+            {
+                cfg = MapServerConfig.Load(parse.GetValue(config)!);
+                var l = parse.GetValue(listen) ?? [];
+                if (l.Length > 0)
+                {
+                    cfg.Listen.Clear();
+                    foreach (var e in l) cfg.Listen.Add(MapServerConfig.ParseEndpoint(e));
+                }
+                if (parse.GetValue(control) is string c) cfg.ControlSocket = c;
+            }
+            catch (Exception e) when (e is ConfigException or FormatException)
+            {
+                stderr.WriteLine($"fastxtr mapserver: {e.Message}");
+                return Program.ExitUsage;
+            }
+            int w = parse.GetValue(workers);
+            if (w is < 1 or > 64) { stderr.WriteLine("fastxtr mapserver: --workers must be 1 .. 64"); return Program.ExitUsage; }
+            MapServerHost host;
+            try { host = new MapServerHost(cfg, w, stdout); }
+            catch (Exception e) when (e is ConfigException or SocketException or IOException or UnauthorizedAccessException)
+            {
+                stderr.WriteLine($"fastxtr mapserver: {e.Message}");
+                return 1;
+            }
+            using var done = new ManualResetEventSlim();
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; done.Set(); });
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; done.Set(); });
+            done.Wait();
+            host.Dispose();
+            stdout.WriteLine("fastxtr mapserver: stopped");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary><c>fastxtr show registrations</c>: reads the running Map-Server's table over its control socket.</summary>
+    public static Command ShowRegistrations(TextWriter stdout, TextWriter stderr)
+    {
+        var socketPath = new Option<string>("--control-socket") { Description = "the Map-Server's control socket", DefaultValueFactory = _ => "/run/fastxtr/mapserver.sock" };
+        var json = new Option<bool>("--json") { Description = "print the JSON the Map-Server returned" };
+        var command = new Command("registrations", "Registrations of a running Map-Server: per site, IID and EID prefix, each xTR's RLOCs with attributes, xTR-ID, age and expiry.");
+        command.Options.Add(socketPath);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            string reply;
+            try { reply = Query(parse.GetValue(socketPath)!, "registrations"); }
+            catch (SocketException e)
+            {
+                stderr.WriteLine($"fastxtr show registrations: cannot reach {parse.GetValue(socketPath)}: {e.Message} (is `fastxtr mapserver` running?)");
+                return 1;
+            }
+            if (parse.GetValue(json)) { stdout.WriteLine(reply); return 0; }
+            using var doc = JsonDocument.Parse(reply);
+            var rows = doc.RootElement.EnumerateArray().ToList();
+            stdout.WriteLine($"{rows.Count} registration(s)");
+            foreach (var r in rows)
+            {
+                stdout.WriteLine($"site {r.GetProperty("site").GetString()}  [{r.GetProperty("iid").GetUInt32()}] {r.GetProperty("eid").GetString()}  xtr-id {r.GetProperty("xtr_id").GetString()}  from {r.GetProperty("source").GetString()}  age {r.GetProperty("age_s").GetInt32()}s  expires in {r.GetProperty("expires_in_s").GetInt64()}s");
+                foreach (var l in r.GetProperty("rlocs").EnumerateArray())
+                {
+                    string attrs = l.GetProperty("attributes").ValueKind == JsonValueKind.Null ? "" : "  " + l.GetProperty("attributes").GetRawText();
+                    stdout.WriteLine($"    {l.GetProperty("address").GetString()} p{l.GetProperty("priority").GetInt32()}/w{l.GetProperty("weight").GetInt32()} {(l.GetProperty("reachable").GetBoolean() ? "up" : "down")}{attrs}");
+                }
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    public static string Query(string path, string command)
+    {
+        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        s.Connect(new UnixDomainSocketEndPoint(path));
+        using var stream = new NetworkStream(s);
+        stream.Write(System.Text.Encoding.UTF8.GetBytes(command + "\n"));
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd().Trim();
+    }
+}

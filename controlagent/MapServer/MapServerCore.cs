@@ -1,0 +1,356 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using FastXtr.ControlAgent.Context;
+using FastXtr.ControlAgent.Messages;
+using FastXtr.Dataplane.Headers;
+using FastXtr.Dataplane.MapCache;
+
+namespace FastXtr.ControlAgent.MapServer;
+
+/// <summary>Writes at most one line per reason per second, then says how many it held back.</summary>
+public sealed class RateLimitedLog(TextWriter output)
+{
+    private readonly Dictionary<string, (long Last, int Suppressed)> _state = [];
+
+    public void Write(string reason, string line)
+    {
+        long now = Environment.TickCount64;
+        lock (_state)
+        {
+            _state.TryGetValue(reason, out var s);
+            if (s.Last != 0 && now - s.Last < 1000)
+            {
+                _state[reason] = (s.Last, s.Suppressed + 1);
+                return;
+            }
+            _state[reason] = (now, 0);
+            output.WriteLine(s.Suppressed > 0 ? $"{line} ({s.Suppressed} more like it suppressed)" : line);
+        }
+    }
+}
+
+/// <summary>
+/// The Map-Server and Map-Resolver logic (RFC 9301 §5, §8; CONTEXT-EXTENSION.md §3, §4), independent of sockets:
+/// <see cref="Handle"/> takes one received datagram and calls <c>send</c> for each datagram to send back.
+/// One instance per receive worker (it reuses its message objects); the registration store is shared.
+/// </summary>
+public sealed class MapServerCore
+{
+    private readonly MapServerConfig _config;
+    private readonly RegistrationStore _store;
+    private readonly MapServerCounters _counters;
+    private readonly RateLimiter _requestLimiter;
+    private readonly RateLimiter _registerLimiter;
+    private readonly RateLimitedLog _log;
+    private readonly MapRegister _register = new();
+    private readonly MapRequest _request = new();
+    private readonly EncapsulatedControlMessage _ecm = new();
+    private readonly MapNotify _ack = new();
+    private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
+    private readonly RlocSelection[] _selection = new RlocSelection[256];
+    private readonly RlocCandidate[] _candidates = new RlocCandidate[256];
+
+    public delegate void Sender(ReadOnlySpan<byte> datagram, IPEndPoint destination);
+
+    public MapServerCore(MapServerConfig config, RegistrationStore store, MapServerCounters counters, RateLimiter requestLimiter, RateLimiter registerLimiter, RateLimitedLog log)
+    {
+        _config = config;
+        _store = store;
+        _counters = counters;
+        _requestLimiter = requestLimiter;
+        _registerLimiter = registerLimiter;
+        _log = log;
+    }
+
+    public static long NowMs => Environment.TickCount64;
+
+    public void Handle(ReadOnlySpan<byte> message, IPEndPoint source, Sender send)
+    {
+        _counters.Add(MsCounter.MessagesReceived);
+        switch (LispMessage.PeekType(message))
+        {
+            case LispMessageType.MapRegister: HandleRegister(message, source, send); break;
+            case LispMessageType.EncapsulatedControlMessage: HandleEcm(message, source, send); break;
+            case LispMessageType.MapRequest:
+                if (!_requestLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
+                HandleRequest(message, source, source.Port, send, null);
+                break;
+            case LispMessageType.MapNotifyAck:
+                var r = _ack.TryDecode(message);
+                _counters.Add(r.Ok ? MsCounter.MapNotifyAcksReceived : MsCounter.MalformedMessage);
+                break;
+            default:
+                _counters.Add(MsCounter.UnsupportedMessageType);
+                _log.Write("unsupported", $"mapserver: {source}: message type {(message.IsEmpty ? -1 : message[0] >> 4)} is not handled here; dropped");
+                break;
+        }
+    }
+
+    private static UInt128 Key(IPAddress a) =>
+        a.AddressFamily == AddressFamily.InterNetwork ? Ipv4Header.ToUInt32(a)
+        : a.IsIPv4MappedToIPv6 ? Ipv4Header.ToUInt32(a.MapToIPv4()) : Ipv6Header.ToUInt128(a);
+
+    /// <summary>The (IID, family, address) an EID address names; false for a name or MAC, which we do not serve.</summary>
+    private static bool TryEid(LispAddress address, out uint iid, out EidFamily family, out UInt128 value)
+    {
+        iid = address.InstanceIdOrNull ?? 0;
+        var plain = address.PlainAddress;
+        switch (plain.Kind)
+        {
+            case LispAddressKind.Ipv4: family = EidFamily.Ipv4; value = plain.Ipv4Value; return true;
+            case LispAddressKind.Ipv6: family = EidFamily.Ipv6; value = plain.Ipv6Value; return true;
+            default: family = default; value = 0; return false;
+        }
+    }
+
+    private SiteConfig? SiteFor(uint iid, EidFamily family, UInt128 eid)
+    {
+        foreach (var site in _config.Sites)
+            foreach (var p in site.Prefixes)
+                if (p.Contains(iid, family, eid)) return site;
+        return null;
+    }
+
+    // ---- Map-Register (RFC 9301 §5.6, §8.2) ----
+
+    private void HandleRegister(ReadOnlySpan<byte> message, IPEndPoint source, Sender send)
+    {
+        if (!_registerLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRegister); return; }
+        var decoded = _register.TryDecode(message);
+        if (!decoded.Ok)
+        {
+            _counters.Add(MsCounter.MalformedMessage);
+            _log.Write("malformed", $"mapserver: {source}: malformed Map-Register: {decoded.Describe()}");
+            return;
+        }
+        if (_register.Records.Count == 0 || !TryEid(_register.Records[0].EidPrefix, out uint iid0, out var fam0, out var eid0))
+        {
+            _counters.Add(MsCounter.RegisterNoSiteForEid);
+            return;
+        }
+        var site = SiteFor(iid0, fam0, eid0);
+        if (site is null)
+        {
+            _counters.Add(MsCounter.RegisterNoSiteForEid);
+            _log.Write("no-site", $"mapserver: {source}: Map-Register for [{iid0}]{Cli.CliParsing.FormatAddress(fam0, eid0)}: no site owns that EID; refused");
+            return;
+        }
+        SiteKey? key = Authenticate(message, site);
+        if (key is null)
+        {
+            _counters.Add(MsCounter.RegisterAuthenticationFailed);
+            _log.Write("auth", $"mapserver: {source}: Map-Register for site '{site.Name}' failed authentication (key-id {_register.KeyId}, algorithm {_register.AlgorithmId}); refused");
+            return;
+        }
+
+        // Every record must lie in this site's space: an ETR never registers another site's agents.
+        var records = new List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record)>();
+        for (int i = 0; i < _register.Records.Count; i++)
+        {
+            var rec = _register.Records[i];
+            if (!TryEid(rec.EidPrefix, out uint iid, out var family, out var eid)
+                || !site.Prefixes.Any(p => p.Covers(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength)))
+            {
+                _counters.Add(MsCounter.RegisterForeignPrefix);
+                _log.Write("foreign", $"mapserver: {source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
+                return;
+            }
+            var rlocs = ImmutableArray.CreateBuilder<RegisteredRloc>(rec.Locators.Count);
+            bool valid = true;
+            for (int l = 0; l < rec.Locators.Count; l++)
+            {
+                var loc = rec.Locators[l];
+                var address = ContextEncoding.ReadLocator(loc.Locator, out var context, out var error);
+                if (!error.Ok || address.Kind is not (LispAddressKind.Ipv4 or LispAddressKind.Ipv6))
+                {
+                    valid = false;
+                    _counters.Add(MsCounter.RegisterInvalidAttributes);
+                    _log.Write("attributes", $"mapserver: {source}: site '{site.Name}' {rec.EidPrefix}/{rec.EidMaskLength}: locator {loc.Locator} refused ({(error.Ok ? "not an IP address" : error.Reason)}); the previous registration of this record is kept");
+                    break;
+                }
+                rlocs.Add(new RegisteredRloc(address.Clone(), loc.Priority, loc.Weight, loc.MulticastPriority, loc.MulticastWeight, loc.Reachable, context));
+            }
+            if (!valid) continue;
+            if (rlocs.Count == 0) { _counters.Add(MsCounter.RegisterNoRlocs); continue; }
+            records.Add((new EidKey(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength), rlocs.MoveToImmutable(), rec));
+        }
+
+        var now = DateTime.UtcNow;
+        long nowMs = NowMs;
+        UInt128 xtrId = _register.XtrIdPresent ? _register.XtrId : Key(source.Address);
+        foreach (var (eidKey, rlocs, rec) in records)
+        {
+            long lifetime = _register.UseTtlForTimeout && rec.TtlMinutes != MappingRecord.TtlInfinite ? rec.TtlMinutes * 60_000L : (long)_config.RegistrationTimeout.TotalMilliseconds;
+            var xtr = new XtrRegistration(xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, now, now, nowMs + lifetime);
+            var (old, _) = _store.Register(eidKey, site, xtr);
+            if (old is not null && old.ByXtr.TryGetValue(xtrId, out var prev) && SameAddresses(prev.Rlocs, rlocs) && !SameContexts(prev.Rlocs, rlocs))
+                _counters.Add(MsCounter.AttributeUpdatesInPlace);
+        }
+        _counters.Add(MsCounter.MapRegistersAccepted);
+
+        if (_register.WantMapNotify)
+        {
+            // The Map-Notify carries the registered records back, authenticated with the site's key (RFC 9301 §5.7).
+            var notify = new MapNotify { Nonce = _register.Nonce, KeyId = key.KeyId, AlgorithmId = key.Algorithm, XtrIdPresent = _register.XtrIdPresent, XtrId = _register.XtrId, SiteId = _register.SiteId };
+            for (int i = 0; i < _register.Records.Count; i++) notify.Records.Add(_register.Records[i]);
+            int n = notify.TryEncodeSigned(_out, key.Secret);
+            if (n > 0)
+            {
+                send(_out.AsSpan(0, n), source);
+                _counters.Add(MsCounter.MapNotifiesSent);
+            }
+        }
+    }
+
+    private SiteKey? Authenticate(ReadOnlySpan<byte> message, SiteConfig site)
+    {
+        // The Key ID names the key; try it first, then the others (some implementations send 0 for every key).
+        foreach (var key in site.Keys.OrderBy(k => k.KeyId == _register.KeyId ? 0 : 1))
+            if (MessageAuthentication.Verify(message, key.Secret, out var alg) == AuthenticationFailure.None && alg == key.Algorithm) return key;
+        return null;
+    }
+
+    private static bool SameAddresses(ImmutableArray<RegisteredRloc> a, ImmutableArray<RegisteredRloc> b) =>
+        a.Length == b.Length && a.Zip(b).All(p => p.First.Address.ContentEquals(p.Second.Address));
+
+    private static bool SameContexts(ImmutableArray<RegisteredRloc> a, ImmutableArray<RegisteredRloc> b) =>
+        a.Zip(b).All(p => Equals(p.First.Context, p.Second.Context));
+
+    // ---- Map-Request (RFC 9301 §5.2-5.5, §8.3; CONTEXT-EXTENSION.md §3) ----
+
+    private void HandleEcm(ReadOnlySpan<byte> message, IPEndPoint source, Sender send)
+    {
+        var r = _ecm.TryDecode(message);
+        if (!r.Ok)
+        {
+            _counters.Add(MsCounter.MalformedMessage);
+            _log.Write("malformed", $"mapserver: {source}: malformed ECM: {r.Describe()}");
+            return;
+        }
+        if (LispMessage.PeekType(_ecm.InnerMessage) != LispMessageType.MapRequest)
+        {
+            _counters.Add(MsCounter.UnsupportedMessageType);
+            return;
+        }
+        if (!_requestLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
+        HandleRequest(_ecm.InnerMessage, source, _ecm.InnerSourcePort, send, message.ToArray());
+    }
+
+    private void HandleRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, byte[]? ecm)
+    {
+        var r = _request.TryDecode(message);
+        if (!r.Ok)
+        {
+            _counters.Add(MsCounter.MalformedMessage);
+            _log.Write("malformed", $"mapserver: {source}: malformed Map-Request: {r.Describe()}");
+            return;
+        }
+        _counters.Add(MsCounter.MapRequestsReceived);
+        if (_request.Records.Count == 0) { _counters.Add(MsCounter.MapRequestNoEidRecord); return; }
+
+        var constraints = ContextEncoding.ReadConstraints(_request.SourceEid, out var cerr);
+        if (!cerr.Ok)
+        {
+            _counters.Add(MsCounter.ConstraintsMalformed);
+            _log.Write("constraints", $"mapserver: {source}: malformed agent-constraints ({cerr.Reason}); answered as if none were sent");
+        }
+        else if (constraints is not null)
+        {
+            _counters.Add(MsCounter.ConstraintsReceived);
+            if (constraints.UnknownKeyCount > 0) _counters.Add(MsCounter.ConstraintKeysUnknown, constraints.UnknownKeyCount);
+        }
+
+        var reply = new MapReply { Nonce = _request.Nonce };
+        for (int i = 0; i < _request.Records.Count; i++)
+        {
+            var asked = _request.Records[i];
+            if (!TryEid(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
+            bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
+            if (_store.TryLookup(iid, family, eid, out var reg))
+            {
+                if (!reg.Site.ProxyReply && ecm is not null && Forward(reg, ecm, send)) continue;
+                reply.Records.Add(Answer(reg, constraints, lcaf));
+            }
+            else
+            {
+                bool inSite = SiteFor(iid, family, eid) is not null;
+                int length = _store.NegativePrefixLength(iid, family, eid);
+                reply.Records.Add(new MappingRecord
+                {
+                    EidPrefix = EncodeEid(iid, family, MapCacheMath.Mask(eid, family, length), lcaf), EidMaskLength = (byte)length,
+                    TtlMinutes = inSite ? _config.UnregisteredTtlMinutes : _config.NegativeTtlMinutes,
+                    Action = MapReplyAction.NativelyForward, Authoritative = true,
+                });
+                _counters.Add(MsCounter.NegativeRepliesSent);
+            }
+        }
+        if (reply.Records.Count == 0) return;
+        int n = reply.TryEncode(_out);
+        if (n < 0) return;
+        send(_out.AsSpan(0, n), new IPEndPoint(ReplyAddress(source.Address), replyPort));
+        _counters.Add(MsCounter.MapRepliesSent);
+    }
+
+    /// <summary>The Map-Reply goes to the requester's first ITR-RLOC of the family we can reach (RFC 9301 §5.4).</summary>
+    private IPAddress ReplyAddress(IPAddress fallback)
+    {
+        for (int i = 0; i < _request.ItrRlocs.Count; i++)
+        {
+            var a = _request.ItrRlocs[i].PlainAddress;
+            if (a.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6)
+            {
+                var ip = a.ToIPAddress();
+                if (ip.AddressFamily == fallback.AddressFamily || (fallback.IsIPv4MappedToIPv6 && ip.AddressFamily == AddressFamily.InterNetwork)) return ip;
+            }
+        }
+        return fallback;
+    }
+
+    private bool Forward(EidRegistration reg, byte[] ecm, Sender send)
+    {
+        var etr = reg.EffectiveRlocs().FirstOrDefault(x => x.Reachable && x.Priority != 255);
+        if (etr is null) return false;
+        ecm[0] |= 0x02; // E bit: forwarded to an ETR (RFC 9301 §5.8)
+        send(ecm, new IPEndPoint(etr.Address.ToIPAddress(), LispPorts.Control));
+        _counters.Add(MsCounter.MapRequestsForwarded);
+        return true;
+    }
+
+    private static LispAddress EncodeEid(uint iid, EidFamily family, UInt128 prefix, bool lcaf)
+    {
+        var plain = family == EidFamily.Ipv4 ? LispAddress.FromIpv4((uint)prefix) : LispAddress.FromIpv6(prefix);
+        return lcaf || iid != 0 ? LispAddress.WithInstanceId(iid, plain) : plain;
+    }
+
+    /// <summary>The answer record for a registration, filtered and prioritised for the requester's constraints.</summary>
+    public MappingRecord Answer(EidRegistration reg, AgentConstraints? constraints, bool lcaf)
+    {
+        var rlocs = reg.EffectiveRlocs();
+        int count = Math.Min(rlocs.Length, _candidates.Length);
+        for (int i = 0; i < count; i++) _candidates[i] = new RlocCandidate(rlocs[i].Priority, rlocs[i].Weight, rlocs[i].Context);
+        int n = ContextMatcher.Select(constraints, _candidates.AsSpan(0, count), _selection);
+        var record = new MappingRecord
+        {
+            EidPrefix = EncodeEid(reg.Key.InstanceId, reg.Key.Family, reg.Key.Prefix, lcaf), EidMaskLength = (byte)reg.Key.Length,
+            TtlMinutes = reg.TtlMinutes, Authoritative = true, MapVersion = reg.MapVersion,
+        };
+        if (n == 0)
+        {
+            record.Action = MapReplyAction.DropPolicyDenied;
+            record.TtlMinutes = ContextMatcher.PolicyDeniedTtlMinutes;
+            _counters.Add(MsCounter.PolicyDeniedRepliesSent);
+            return record;
+        }
+        for (int i = 0; i < n; i++)
+        {
+            var s = _selection[i];
+            var rloc = rlocs[s.CandidateIndex];
+            // Attributes travel only to requesters that sent constraints (CONTEXT-EXTENSION.md §3.3).
+            var locator = constraints is not null && rloc.Context is not null ? ContextEncoding.RlocWithContext(rloc.Address, rloc.Context) : rloc.Address;
+            record.Locators.Add(new LocatorRecord(locator, s.Priority, s.Weight) { MulticastPriority = rloc.MulticastPriority, MulticastWeight = rloc.MulticastWeight, Reachable = rloc.Reachable });
+        }
+        return record;
+    }
+}

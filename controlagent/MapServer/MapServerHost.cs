@@ -1,0 +1,190 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace FastXtr.ControlAgent.MapServer;
+
+/// <summary>
+/// Runs a Map-Server/Map-Resolver: for each listen address, <c>workers</c> UDP sockets with SO_REUSEPORT (the kernel
+/// spreads sources across them), each served by its own thread and <see cref="MapServerCore"/>; a timer that expires
+/// registrations; and a Unix control socket (mode 0600) that answers <c>registrations</c> and <c>counters</c> with
+/// JSON for <c>fastxtr show registrations</c>.
+/// </summary>
+public sealed class MapServerHost : IDisposable
+{
+    private readonly List<Socket> _sockets = [];
+    private readonly List<Thread> _threads = [];
+    private readonly Timer _expiry;
+    private readonly Socket? _control;
+    private readonly TextWriter _log;
+    private volatile bool _stopping;
+
+    public MapServerConfig Config { get; }
+    public RegistrationStore Store { get; } = new();
+    public MapServerCounters Counters { get; } = new();
+    public IReadOnlyList<IPEndPoint> BoundEndpoints => _sockets.Select(s => (IPEndPoint)s.LocalEndPoint!).ToList();
+
+    public MapServerHost(MapServerConfig config, int workers, TextWriter log, bool controlSocket = true)
+    {
+        Config = config;
+        _log = log;
+        var rlog = new RateLimitedLog(log);
+        var requestLimiter = new RateLimiter(config.MapRequestRate, config.MapRequestBurst, config.RateLimitSources);
+        var registerLimiter = new RateLimiter(config.MapRegisterRate, config.MapRegisterBurst, config.RateLimitSources);
+        try
+        {
+            foreach (var endpoint in config.Listen)
+            {
+                var bound = endpoint;
+                for (int w = 0; w < workers; w++)
+                {
+                    var socket = new Socket(bound.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                    socket.SetRawSocketOption(1 /* SOL_SOCKET */, 15 /* SO_REUSEPORT */, BitConverter.GetBytes(1));
+                    socket.ReceiveBufferSize = 4 << 20;
+                    try { socket.Bind(bound); }
+                    catch (SocketException e) { throw new ConfigException($"cannot listen on {bound}: {e.Message}"); }
+                    // With port 0 the first socket picks the port; the others join it.
+                    bound = (IPEndPoint)socket.LocalEndPoint!;
+                    _sockets.Add(socket);
+                    var core = new MapServerCore(config, Store, Counters, requestLimiter, registerLimiter, rlog);
+                    var thread = new Thread(() => Receive(socket, core)) { IsBackground = true, Name = $"mapserver-{bound}-{w}" };
+                    _threads.Add(thread);
+                }
+            }
+            if (controlSocket) _control = OpenControl(config.ControlSocket);
+        }
+        catch
+        {
+            foreach (var s in _sockets) s.Dispose();
+            throw;
+        }
+        Store.Changed += (old, updated) =>
+        {
+            if (updated is null) Counters.Add(MsCounter.RegistrationsExpired);
+        };
+        _expiry = new Timer(_ => Store.Expire(MapServerCore.NowMs), null, 1000, 1000);
+        foreach (var t in _threads) t.Start();
+        log.WriteLine($"fastxtr mapserver: listening on {string.Join(", ", BoundEndpoints.Distinct())} with {workers} worker(s) each; " +
+                      $"{config.Sites.Count} site(s): {string.Join(", ", config.Sites.Select(s => s.Name))}" + (_control is null ? "" : $"; control socket {config.ControlSocket}"));
+    }
+
+    private void Receive(Socket socket, MapServerCore core)
+    {
+        byte[] buffer = new byte[65536];
+        var from = new SocketAddress(socket.AddressFamily);
+        while (!_stopping)
+        {
+            int n;
+            try { n = socket.ReceiveFrom(buffer, SocketFlags.None, from); }
+            catch (SocketException) when (_stopping) { return; }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException e)
+            {
+                _log.WriteLine($"fastxtr mapserver: receive on {socket.LocalEndPoint}: {e.Message}");
+                continue;
+            }
+            var source = (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from);
+            try
+            {
+                core.Handle(buffer.AsSpan(0, n), source, (datagram, to) =>
+                {
+                    try { socket.SendTo(datagram, SocketFlags.None, to); }
+                    catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: send to {to}: {e.Message}"); }
+                });
+            }
+            catch (Exception e) when (e is Messages.LispFormatException or ArgumentException or InvalidOperationException)
+            {
+                // Defence in depth: the decoders report errors without throwing; nothing a peer sends stops the server.
+                Counters.Add(MsCounter.MalformedMessage);
+                _log.WriteLine($"fastxtr mapserver: {source}: message dropped: {e.Message}");
+            }
+        }
+    }
+
+    private Socket OpenControl(string path)
+    {
+        string? dir = Path.GetDirectoryName(path);
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        if (File.Exists(path)) File.Delete(path);
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        s.Bind(new UnixDomainSocketEndPoint(path));
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        s.Listen(8);
+        var t = new Thread(() => ServeControl(s)) { IsBackground = true, Name = "mapserver-control" };
+        t.Start();
+        return s;
+    }
+
+    private void ServeControl(Socket listener)
+    {
+        while (!_stopping)
+        {
+            Socket c;
+            try { c = listener.Accept(); }
+            catch (Exception) when (_stopping) { return; }
+            catch (SocketException) { continue; }
+            using (c)
+            {
+                try
+                {
+                    using var stream = new NetworkStream(c);
+                    using var reader = new StreamReader(stream, Encoding.UTF8);
+                    string command = (reader.ReadLine() ?? "").Trim();
+                    string reply = command switch
+                    {
+                        "registrations" => JsonSerializer.Serialize(Registrations()),
+                        "counters" => JsonSerializer.Serialize(Counters.ToDictionary()),
+                        _ => JsonSerializer.Serialize(new { error = $"unknown command '{command}' (registrations, counters)" }),
+                    };
+                    var bytes = Encoding.UTF8.GetBytes(reply + "\n");
+                    stream.Write(bytes);
+                }
+                catch (IOException) { }
+            }
+        }
+    }
+
+    /// <summary>The registration table as plain objects (site, IID, EID, per xTR: RLOCs with attributes, age, expiry).</summary>
+    public List<Dictionary<string, object?>> Registrations()
+    {
+        long now = MapServerCore.NowMs;
+        var list = new List<Dictionary<string, object?>>();
+        foreach (var reg in Store.All.OrderBy(r => r.Site.Name).ThenBy(r => r.Key.InstanceId).ThenBy(r => r.Key.Family).ThenBy(r => r.Key.Prefix))
+        {
+            foreach (var x in reg.ByXtr.Values)
+            {
+                list.Add(new Dictionary<string, object?>
+                {
+                    ["site"] = reg.Site.Name,
+                    ["iid"] = reg.Key.InstanceId,
+                    ["eid"] = $"{Cli.CliParsing.FormatAddress(reg.Key.Family, reg.Key.Prefix)}/{reg.Key.Length}",
+                    ["xtr_id"] = x.XtrId.ToString("x32", System.Globalization.CultureInfo.InvariantCulture),
+                    ["site_id"] = x.SiteId,
+                    ["source"] = x.Source.ToString(),
+                    ["age_s"] = (int)(DateTime.UtcNow - x.FirstRegistered).TotalSeconds,
+                    ["last_registered_s_ago"] = (int)(DateTime.UtcNow - x.LastRegistered).TotalSeconds,
+                    ["expires_in_s"] = Math.Max(0, (x.ExpiresAtMs - now) / 1000),
+                    ["merge"] = x.Merge,
+                    ["rlocs"] = x.Rlocs.Select(r => new Dictionary<string, object?>
+                    {
+                        ["address"] = r.Address.ToString(), ["priority"] = r.Priority, ["weight"] = r.Weight, ["reachable"] = r.Reachable,
+                        ["attributes"] = r.Context is null ? null : JsonDocument.Parse(r.Context.ToUtf8Json()).RootElement.GetProperty(Context.AgentContext.MemberName).Clone(),
+                    }).ToList(),
+                });
+            }
+        }
+        return list;
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _expiry.Dispose();
+        foreach (var s in _sockets) s.Dispose();
+        _control?.Dispose();
+        if (_control is not null && File.Exists(Config.ControlSocket)) File.Delete(Config.ControlSocket);
+        foreach (var t in _threads) t.Join(2000);
+    }
+}

@@ -1,0 +1,187 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Net;
+using FastXtr.ControlAgent.Context;
+using FastXtr.ControlAgent.Messages;
+using FastXtr.Dataplane.MapCache;
+
+namespace FastXtr.ControlAgent.MapServer;
+
+/// <summary>(IID, family, prefix, length): the key of a registered EID prefix.</summary>
+public readonly record struct EidKey(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length);
+
+/// <summary>One registered locator with the agent context it carried (CONTEXT-EXTENSION.md §1).</summary>
+public sealed record RegisteredRloc(LispAddress Address, byte Priority, byte Weight, byte MulticastPriority, byte MulticastWeight, bool Reachable, AgentContext? Context);
+
+/// <summary>What one xTR (by xTR-ID) registered for one EID prefix.</summary>
+public sealed record XtrRegistration(
+    UInt128 XtrId, ulong SiteId, IPEndPoint Source, ImmutableArray<RegisteredRloc> Rlocs, bool Merge,
+    uint TtlMinutes, ushort MapVersion, DateTime FirstRegistered, DateTime LastRegistered, long ExpiresAtMs);
+
+/// <summary>All registrations of one EID prefix, by xTR-ID. Immutable: changes replace the whole object.</summary>
+public sealed record EidRegistration(EidKey Key, SiteConfig Site, ImmutableDictionary<UInt128, XtrRegistration> ByXtr)
+{
+    /// <summary>
+    /// The RLOC set an answer uses: every xTR's locators merged when any of them asked for merging (the a bit,
+    /// RFC 9301 §5.6); otherwise the most recent registration's.
+    /// </summary>
+    public ImmutableArray<RegisteredRloc> EffectiveRlocs()
+    {
+        if (ByXtr.Count == 1) return ByXtr.Values.First().Rlocs;
+        if (ByXtr.Values.Any(x => x.Merge))
+            return ByXtr.Values.OrderBy(x => x.FirstRegistered).SelectMany(x => x.Rlocs).ToImmutableArray();
+        return ByXtr.Values.MaxBy(x => x.LastRegistered)!.Rlocs;
+    }
+
+    public uint TtlMinutes => ByXtr.Values.Min(x => x.TtlMinutes);
+    public ushort MapVersion => ByXtr.Values.Max(x => x.MapVersion);
+}
+
+/// <summary>
+/// Registered EID prefixes with longest-prefix match per (IID, family). Lookups are lock-free reads of a
+/// concurrent dictionary whose values are immutable, so concurrent Map-Requests see a registration either before or
+/// after a change, never half of it; an attribute update replaces the value in one step and the prefix never
+/// resolves negatively in between. Writers (Map-Registers, expiry) take one lock for the ordered index that the
+/// negative-reply computation needs.
+/// </summary>
+public sealed class RegistrationStore
+{
+    private readonly ConcurrentDictionary<EidKey, EidRegistration> _byKey = new();
+    private readonly ConcurrentDictionary<(uint, EidFamily), LengthSet> _lengths = new();
+    private readonly Dictionary<(uint, EidFamily), SortedSet<UInt128>> _ordered = [];
+    private readonly object _write = new();
+
+    /// <summary>Raised after a registration changed (new, RLOCs or attributes changed, or removed): old, new.</summary>
+    public event Action<EidRegistration?, EidRegistration?>? Changed;
+
+    private sealed class LengthSet
+    {
+        // Bit n of word n/64: some prefix of length n exists. Written under the store's lock, read lock-free.
+        public readonly long[] Words = new long[3];
+    }
+
+    public int Count => _byKey.Count;
+
+    public IEnumerable<EidRegistration> All => _byKey.Values;
+
+    public bool TryGet(EidKey key, out EidRegistration registration) => _byKey.TryGetValue(key, out registration!);
+
+    /// <summary>Longest-prefix match of an EID.</summary>
+    public bool TryLookup(uint iid, EidFamily family, UInt128 eid, out EidRegistration registration)
+    {
+        if (_lengths.TryGetValue((iid, family), out var set))
+        {
+            int max = MapCacheMath.MaxPrefixLength(family);
+            for (int len = max; len >= 0; len--)
+            {
+                if ((Volatile.Read(ref set.Words[len >> 6]) & (1L << (len & 63))) == 0) continue;
+                if (_byKey.TryGetValue(new EidKey(iid, family, MapCacheMath.Mask(eid, family, len), len), out registration!)) return true;
+            }
+        }
+        registration = null!;
+        return false;
+    }
+
+    /// <summary>
+    /// Stores (or replaces) one xTR's registration of a prefix; returns what changed: the previous EID
+    /// registration and the new one.
+    /// </summary>
+    public (EidRegistration? Old, EidRegistration New) Register(EidKey key, SiteConfig site, XtrRegistration xtr)
+    {
+        EidRegistration? old;
+        EidRegistration updated;
+        lock (_write)
+        {
+            _byKey.TryGetValue(key, out old);
+            var byXtr = (old?.ByXtr ?? ImmutableDictionary<UInt128, XtrRegistration>.Empty);
+            if (old is not null && byXtr.TryGetValue(xtr.XtrId, out var previous)) xtr = xtr with { FirstRegistered = previous.FirstRegistered };
+            updated = new EidRegistration(key, site, byXtr.SetItem(xtr.XtrId, xtr));
+            if (old is null)
+            {
+                var set = _lengths.GetOrAdd((key.InstanceId, key.Family), _ => new LengthSet());
+                // The length bit goes up before the entry exists, so a concurrent lookup finds it once it does.
+                Volatile.Write(ref set.Words[key.Length >> 6], set.Words[key.Length >> 6] | (1L << (key.Length & 63)));
+                if (!_ordered.TryGetValue((key.InstanceId, key.Family), out var ordered)) _ordered[(key.InstanceId, key.Family)] = ordered = [];
+                ordered.Add(key.Prefix);
+            }
+            _byKey[key] = updated;
+        }
+        if (!SameAnswer(old, updated)) Changed?.Invoke(old, updated);
+        return (old, updated);
+    }
+
+    /// <summary>Removes xTR registrations whose expiry has passed; returns how many prefixes lost one.</summary>
+    public int Expire(long nowMs)
+    {
+        int removed = 0;
+        var changes = new List<(EidRegistration Old, EidRegistration? New)>();
+        lock (_write)
+        {
+            foreach (var reg in _byKey.Values)
+            {
+                var stale = reg.ByXtr.Values.Where(x => x.ExpiresAtMs <= nowMs).Select(x => x.XtrId).ToList();
+                if (stale.Count == 0) continue;
+                removed++;
+                var left = reg.ByXtr.RemoveRange(stale);
+                if (left.Count == 0)
+                {
+                    _byKey.TryRemove(reg.Key, out _);
+                    if (_ordered.TryGetValue((reg.Key.InstanceId, reg.Key.Family), out var ordered)
+                        && !_byKey.Keys.Any(k => k.InstanceId == reg.Key.InstanceId && k.Family == reg.Key.Family && k.Prefix == reg.Key.Prefix))
+                        ordered.Remove(reg.Key.Prefix);
+                    changes.Add((reg, null));
+                }
+                else
+                {
+                    var updated = reg with { ByXtr = left };
+                    _byKey[reg.Key] = updated;
+                    changes.Add((reg, updated));
+                }
+            }
+        }
+        foreach (var (o, n) in changes) Changed?.Invoke(o, n);
+        return removed;
+    }
+
+    /// <summary>
+    /// The least-specific prefix that covers <paramref name="eid"/> without covering any registered prefix of its
+    /// (IID, family): one bit longer than the longest common prefix between the EID and any registered prefix. The
+    /// registered prefix sharing the most leading bits is a neighbour of the EID in address order, so two ordered
+    /// look-ups suffice.
+    /// </summary>
+    public int NegativePrefixLength(uint iid, EidFamily family, UInt128 eid)
+    {
+        int bits = MapCacheMath.MaxPrefixLength(family);
+        int longest = -1;
+        lock (_write)
+        {
+            if (_ordered.TryGetValue((iid, family), out var ordered) && ordered.Count > 0)
+            {
+                var below = ordered.GetViewBetween(UInt128.Zero, eid);
+                if (below.Count > 0) longest = Math.Max(longest, Common(eid, below.Max, bits));
+                if (eid < UInt128.MaxValue)
+                {
+                    var above = ordered.GetViewBetween(eid + 1, UInt128.MaxValue);
+                    if (above.Count > 0) longest = Math.Max(longest, Common(eid, above.Min, bits));
+                }
+            }
+        }
+        return Math.Min(bits, longest + 1);
+    }
+
+    private static int Common(UInt128 a, UInt128 b, int bits)
+    {
+        UInt128 x = a ^ b;
+        if (bits == 32) return x == 0 ? 32 : (int)UInt128.LeadingZeroCount(x) - 96;
+        return (int)UInt128.LeadingZeroCount(x);
+    }
+
+    private static bool SameAnswer(EidRegistration? a, EidRegistration b)
+    {
+        if (a is null) return false;
+        var x = a.EffectiveRlocs();
+        var y = b.EffectiveRlocs();
+        return x.Length == y.Length && x.Zip(y).All(p => p.First.Address.ContentEquals(p.Second.Address) && p.First.Priority == p.Second.Priority
+            && p.First.Weight == p.Second.Weight && p.First.Reachable == p.Second.Reachable && Equals(p.First.Context, p.Second.Context));
+    }
+}

@@ -1,0 +1,424 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using FastXtr.ControlAgent.Context;
+using FastXtr.ControlAgent.MapServer;
+using FastXtr.ControlAgent.Messages;
+using FastXtr.Dataplane.MapCache;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.MapServer;
+
+/// <summary>
+/// The Map-Server/Map-Resolver black-box over real UDP on loopback, with our codec as the client: a server on
+/// 127.0.0.1 with an ephemeral port, sites "planners" (IID 1000, proxy-reply) and "relay" (IID 3000, forwards).
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public class MapServerTests
+{
+    private static readonly byte[] PlannersKey = "planners-secret"u8.ToArray();
+    private const string Config = """
+        listen 127.0.0.1:0
+        registration-timeout 2
+        map-request-rate 100000 100000
+        map-register-rate 100000 100000
+        site planners
+          key 0 sha256 "planners-secret"
+          key 7 sha1 "old-secret"
+          eid-prefix 1000 10.1.0.0/16 accept-more-specifics
+          proxy-reply
+        site tenants
+          key 0 sha256 "tenants-secret"
+          eid-prefix 2000 10.1.0.0/16 accept-more-specifics
+          proxy-reply
+        site relay
+          key 0 sha256 "relay-secret"
+          eid-prefix 3000 10.3.0.0/16 accept-more-specifics
+        """;
+
+    private MapServerHost _server = null!;
+    private IPEndPoint _endpoint = null!;
+    private Socket _client = null!;
+
+    [SetUp]
+    public void SetUp() => Start(Config);
+
+    private void Start(string config)
+    {
+        _server = new MapServerHost(MapServerConfig.Parse(config.Split('\n')), workers: 2, TextWriter.Null, controlSocket: false);
+        _endpoint = _server.BoundEndpoints[0];
+        _client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        _client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _client.ReceiveTimeout = 2000;
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        _client.Dispose();
+        _server.Dispose();
+    }
+
+    private static LispAddress Eid(uint iid, string ip) => LispAddress.WithInstanceId(iid, LispAddress.Parse(ip));
+
+    private static MapRegister Register(uint iid, string eid, byte mask, UInt128 xtrId, params (string Rloc, byte Priority, string? Context)[] rlocs)
+    {
+        var m = new MapRegister { Nonce = (ulong)Random.Shared.NextInt64(), WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = xtrId, SiteId = 1 };
+        var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = mask, Authoritative = true, EidPrefix = Eid(iid, eid) };
+        foreach (var (rloc, priority, context) in rlocs)
+        {
+            var address = LispAddress.Parse(rloc);
+            var locator = context is null ? address : ContextEncoding.RlocWithContext(address, AgentContext.TryParse("{\"agent-context\":{" + context + "}}", out _)!);
+            rec.Locators.Add(new LocatorRecord(locator, priority, 50));
+        }
+        m.Records.Add(rec);
+        return m;
+    }
+
+    private void Send(byte[] datagram) => _client.SendTo(datagram, _endpoint);
+
+    private byte[]? Receive(int timeoutMs = 2000)
+    {
+        _client.ReceiveTimeout = timeoutMs;
+        byte[] buffer = new byte[65536];
+        try
+        {
+            int n = _client.Receive(buffer);
+            return buffer.AsSpan(0, n).ToArray();
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut) { return null; }
+    }
+
+    private MapNotify RegisterAndWaitForNotify(MapRegister m, byte[] key)
+    {
+        Send(m.ToSignedArray(key));
+        var bytes = Receive() ?? throw new AssertionException("no Map-Notify");
+        var notify = new MapNotify();
+        Assert.That(notify.TryDecode(bytes).Ok, Is.True);
+        Assert.That(MessageAuthentication.Verify(bytes, key), Is.EqualTo(AuthenticationFailure.None), "the Map-Notify is authenticated with the site's key");
+        Assert.That(notify.Nonce, Is.EqualTo(m.Nonce));
+        return notify;
+    }
+
+    private byte[] Ecm(uint iid, string eid, string? constraints = null, ulong nonce = 1, bool subscribe = false)
+    {
+        var local = (IPEndPoint)_client.LocalEndPoint!;
+        var request = new MapRequest { Nonce = nonce };
+        LispAddress source = Eid(iid, "10.1.9.9");
+        request.SourceEid = constraints is null ? source : ContextEncoding.SourceEidWithConstraints(source, AgentConstraints.TryParse(constraints, out _) ?? throw new ArgumentException(constraints));
+        request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
+        request.Records.Add(new MapRequestRecord(Eid(iid, eid), 32, subscribe));
+        var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)local.Port };
+        ecm.SetInnerAddresses(IPAddress.Parse("10.1.9.9"), IPAddress.Parse(eid));
+        ecm.SetInnerMessage(request.ToArray());
+        return ecm.ToArray();
+    }
+
+    private MapReply Ask(uint iid, string eid, string? constraints = null)
+    {
+        ulong nonce = (ulong)Random.Shared.NextInt64();
+        Send(Ecm(iid, eid, constraints, nonce));
+        for (int i = 0; i < 5; i++)
+        {
+            var bytes = Receive() ?? throw new AssertionException($"no Map-Reply for [{iid}]{eid}");
+            var reply = new MapReply();
+            if (reply.TryDecode(bytes).Ok && reply.Nonce == nonce) return reply;
+        }
+        throw new AssertionException("no Map-Reply with our nonce");
+    }
+
+    [Test]
+    public void Register_NotifiesWithTheSameNonce_AndIsAnswered()
+    {
+        var notify = RegisterAndWaitForNotify(Register(1000, "10.1.0.5", 32, 11, ("192.0.2.2", 1, null)), PlannersKey);
+        Assert.That(notify.Records[0].EidPrefix.ContentEquals(Eid(1000, "10.1.0.5")), Is.True);
+        var reply = Ask(1000, "10.1.0.5");
+        Assert.That(reply.Records[0].IsNegative, Is.False);
+        Assert.That((reply.Records[0].EidMaskLength, reply.Records[0].Authoritative, reply.Records[0].Locators[0].Locator.ToString()), Is.EqualTo(((byte)32, true, "192.0.2.2")));
+        Assert.That(reply.Records[0].EidPrefix.InstanceIdOrNull, Is.EqualTo(1000u));
+        Assert.That(_server.Counters[MsCounter.MapRegistersAccepted], Is.EqualTo(1));
+    }
+
+    [Test]
+    public void RotatedKey_WithItsKeyIdAndSha1_IsAccepted()
+    {
+        var m = Register(1000, "10.1.0.6", 32, 12, ("192.0.2.2", 1, null));
+        m.KeyId = 7;
+        m.AlgorithmId = AuthenticationAlgorithm.HmacSha1;
+        RegisterAndWaitForNotify(m, "old-secret"u8.ToArray());
+    }
+
+    [Test]
+    public void WrongKey_IsRefusedAndCounted_AndTheServerStillAnswers()
+    {
+        Send(Register(1000, "10.1.0.5", 32, 11, ("192.0.2.2", 1, null)).ToSignedArray("not-the-key"u8.ToArray()));
+        Assert.That(Receive(500), Is.Null, "no Map-Notify for a forged registration");
+        Assert.That(_server.Counters[MsCounter.RegisterAuthenticationFailed], Is.EqualTo(1));
+        Assert.That(Ask(1000, "10.1.0.5").Records[0].IsNegative, Is.True, "nothing was registered");
+    }
+
+    [Test]
+    public void ForeignPrefix_AnotherSitesAgents_AreRefused()
+    {
+        // Signed with the tenants' key but naming planners' space... and signed with the planners' key but
+        // reaching outside it: both are refused.
+        var intoPlanners = Register(1000, "10.1.0.5", 32, 21, ("192.0.2.66", 1, null));
+        Send(intoPlanners.ToSignedArray("tenants-secret"u8.ToArray()));
+        var outside = Register(1000, "10.7.0.5", 32, 22, ("192.0.2.66", 1, null));
+        Send(outside.ToSignedArray(PlannersKey));
+        // A valid record of its own followed by one in the tenants' IID: the whole message is refused.
+        var mixed = Register(1000, "10.1.0.5", 32, 23, ("192.0.2.66", 1, null));
+        var theirs = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, EidPrefix = Eid(2000, "10.1.0.5") };
+        theirs.Locators.Add(new LocatorRecord(LispAddress.Parse("192.0.2.66"), 1, 1));
+        mixed.Records.Add(theirs);
+        Send(mixed.ToSignedArray(PlannersKey));
+        Assert.That(Receive(500), Is.Null);
+        Assert.That((_server.Counters[MsCounter.RegisterAuthenticationFailed], _server.Counters[MsCounter.RegisterNoSiteForEid], _server.Counters[MsCounter.RegisterForeignPrefix]),
+            Is.EqualTo((1L, 1L, 1L)));
+        Assert.That(_server.Store.Count, Is.EqualTo(0), "not even the valid record of the mixed message was stored");
+    }
+
+    [Test]
+    public void TruncatedAndMalformedMessages_AreCounted_AndTheNextRequestIsAnswered()
+    {
+        byte[] good = Register(1000, "10.1.0.5", 32, 11, ("192.0.2.2", 1, null)).ToSignedArray(PlannersKey);
+        int sent = 3;
+        for (int cut = 1; cut < good.Length; cut += 7, sent++) Send(good.AsSpan(0, cut).ToArray());
+        Send(Ecm(1000, "10.1.0.5").AsSpan(0, 30).ToArray());
+        Send([0xF0, 1, 2, 3]);
+        Send([]);
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.5", 32, 11, ("192.0.2.2", 1, null)), PlannersKey);
+        Assert.That(Ask(1000, "10.1.0.5").Records[0].IsNegative, Is.False);
+        Assert.That(_server.Counters[MsCounter.MalformedMessage] + _server.Counters[MsCounter.UnsupportedMessageType], Is.EqualTo(sent), "every bad datagram counted once");
+    }
+
+    [Test]
+    public void TwoXtrs_AreMergedWhenTheyAsk_OtherwiseTheLatestWins()
+    {
+        var a = Register(1000, "10.1.0.7", 32, 1, ("192.0.2.2", 1, null));
+        var b = Register(1000, "10.1.0.7", 32, 2, ("192.0.2.3", 1, null));
+        RegisterAndWaitForNotify(a, PlannersKey);
+        RegisterAndWaitForNotify(b, PlannersKey);
+        Assert.That(Ask(1000, "10.1.0.7").Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "192.0.2.3" }), "without merge, the latest registration");
+        a.MergeRequest = true;
+        RegisterAndWaitForNotify(a, PlannersKey);
+        Assert.That(Ask(1000, "10.1.0.7").Records[0].Locators.Select(l => l.Locator.ToString()), Is.EquivalentTo(new[] { "192.0.2.2", "192.0.2.3" }), "merged by xTR-ID");
+        Assert.That(_server.Store.TryGet(new EidKey(1000, EidFamily.Ipv4, 0x0A010007, 32), out var reg) ? reg.ByXtr.Count : 0, Is.EqualTo(2));
+    }
+
+    private void RegisterInference(string gw3State = "ready") =>
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.50", 32, 9,
+            ("192.0.2.2", 1, "\"hardware\":[],\"latency\":\"medium\",\"state\":\"ready\""),
+            ("192.0.2.3", 1, $"\"hardware\":[\"gpu\"],\"latency\":\"low\",\"state\":\"{gw3State}\",\"load\":50")), PlannersKey);
+
+    [Test]
+    public void Constraints_FilterAndPrioritise_AndOnlyConstrainedRequestersGetAttributes()
+    {
+        RegisterInference();
+        var plain = Ask(1000, "10.1.0.50");
+        Assert.That(plain.Records[0].Locators.Select(l => (l.Locator.ToString(), l.Priority, l.Weight)),
+            Is.EqualTo(new[] { ("192.0.2.3", (byte)1, (byte)25), ("192.0.2.2", (byte)2, (byte)50) }), "low latency first; weight scaled by load 50");
+        Assert.That(plain.Records[0].Locators.All(l => l.Locator.Kind == LispAddressKind.Ipv4), Is.True, "a legacy requester gets plain addresses");
+
+        var gpu = Ask(1000, "10.1.0.50", """{"agent-constraints":{"hardware":["gpu"]}}""");
+        Assert.That(gpu.Records[0].Locators, Has.Count.EqualTo(1));
+        var address = ContextEncoding.ReadLocator(gpu.Records[0].Locators[0].Locator, out var ctx, out _);
+        Assert.That((address.ToString(), ctx?.HasHardware("gpu")), Is.EqualTo(("192.0.2.3", (bool?)true)), "attributes travel to constrained requesters");
+
+        var lowSecurity = Ask(1000, "10.1.0.50", """{"agent-constraints":{"min-security-level":5}}""");
+        Assert.That((lowSecurity.Records[0].IsNegative, lowSecurity.Records[0].Action, lowSecurity.Records[0].TtlMinutes), Is.EqualTo((true, MapReplyAction.DropPolicyDenied, 1u)));
+        Assert.That(_server.Counters[MsCounter.ConstraintsReceived], Is.EqualTo(2));
+    }
+
+    [Test]
+    public void Draining_MovesPlainRequestersAway_AndDeniesGpuRequesters()
+    {
+        RegisterInference("draining");
+        Assert.That(Ask(1000, "10.1.0.50").Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "192.0.2.2" }));
+        var gpu = Ask(1000, "10.1.0.50", """{"agent-constraints":{"hardware":["gpu"]}}""");
+        Assert.That((gpu.Records[0].IsNegative, gpu.Records[0].Action), Is.EqualTo((true, MapReplyAction.DropPolicyDenied)));
+        Assert.That(_server.Counters[MsCounter.PolicyDeniedRepliesSent], Is.EqualTo(1));
+    }
+
+    [Test]
+    public void MalformedConstraints_AreAnsweredAsIfNoneWereSent_AndCounted()
+    {
+        RegisterInference();
+        var request = new MapRequest { Nonce = 77, SourceEid = LispAddress.AfiList(Eid(1000, "10.1.9.9"), LispAddress.Json("{\"agent-constraints\": [broken")) };
+        var local = (IPEndPoint)_client.LocalEndPoint!;
+        request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
+        request.Records.Add(new MapRequestRecord(Eid(1000, "10.1.0.50"), 32));
+        var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)local.Port };
+        ecm.SetInnerAddresses(IPAddress.Parse("10.1.9.9"), IPAddress.Parse("10.1.0.50"));
+        ecm.SetInnerMessage(request.ToArray());
+        Send(ecm.ToArray());
+        var reply = new MapReply();
+        reply.Decode(Receive()!);
+        Assert.That(reply.Records[0].Locators, Has.Count.EqualTo(2));
+        Assert.That(_server.Counters[MsCounter.ConstraintsMalformed], Is.EqualTo(1));
+    }
+
+    [Test]
+    public void AttributeUpdate_InPlace_NeverResolvesNegatively()
+    {
+        RegisterInference();
+        using var stop = new CancellationTokenSource();
+        int negative = 0, answered = 0;
+        var reader = Task.Run(() =>
+        {
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            s.ReceiveTimeout = 1000;
+            var local = (IPEndPoint)s.LocalEndPoint!;
+            byte[] buffer = new byte[65536];
+            var reply = new MapReply();
+            while (!stop.IsCancellationRequested)
+            {
+                var request = new MapRequest { Nonce = 5 };
+                request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
+                request.Records.Add(new MapRequestRecord(Eid(1000, "10.1.0.50"), 32));
+                var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)local.Port };
+                ecm.SetInnerAddresses(IPAddress.Parse("10.1.9.9"), IPAddress.Parse("10.1.0.50"));
+                ecm.SetInnerMessage(request.ToArray());
+                s.SendTo(ecm.ToArray(), _endpoint);
+                try
+                {
+                    int n = s.Receive(buffer);
+                    reply.Decode(buffer.AsSpan(0, n));
+                    answered++;
+                    if (reply.Records[0].IsNegative) negative++;
+                }
+                catch (SocketException) { }
+            }
+        });
+        for (int i = 0; i < 60; i++) RegisterInference(i % 2 == 0 ? "busy" : "ready");
+        stop.Cancel();
+        reader.Wait();
+        Assert.That(answered, Is.GreaterThan(50));
+        Assert.That(negative, Is.EqualTo(0), "no answer in between was negative");
+        Assert.That(_server.Counters[MsCounter.AttributeUpdatesInPlace], Is.GreaterThanOrEqualTo(59));
+    }
+
+    [Test]
+    public void Unregistered_NegativeReply_CoversTheEidButNoRegistration()
+    {
+        RegisterAndWaitForNotify(Register(1000, "10.1.2.0", 24, 1, ("192.0.2.2", 1, null)), PlannersKey);
+        var inSite = Ask(1000, "10.1.200.1").Records[0];
+        Assert.That((inSite.IsNegative, inSite.Action, inSite.TtlMinutes, inSite.EidMaskLength), Is.EqualTo((true, MapReplyAction.NativelyForward, 1u, (byte)17)),
+            "10.1.128.0/17 is the widest prefix around 10.1.200.1 that misses 10.1.2.0/24");
+        var outside = Ask(1000, "172.16.0.1").Records[0];
+        Assert.That((outside.IsNegative, outside.TtlMinutes, outside.EidMaskLength), Is.EqualTo((true, 15u, (byte)1)), "outside every site: 15 minutes (RFC 9301)");
+        Assert.That(Ask(4000, "10.1.0.1").Records[0].EidMaskLength, Is.EqualTo(0), "an IID with nothing registered: the whole space");
+    }
+
+    [Test]
+    public void NegativePrefix_MatchesABruteForceReference()
+    {
+        var store = new RegistrationStore();
+        var rng = new Random(9301);
+        var site = MapServerConfig.Parse(Config.Split('\n')).Sites[0];
+        var prefixes = new List<(UInt128 Prefix, int Length)>();
+        for (int i = 0; i < 200; i++)
+        {
+            int len = rng.Next(8, 33);
+            UInt128 p = MapCacheMath.Mask((uint)rng.Next(), EidFamily.Ipv4, len);
+            prefixes.Add((p, len));
+            store.Register(new EidKey(1, EidFamily.Ipv4, p, len), site, new XtrRegistration(1, 0, new IPEndPoint(IPAddress.Loopback, 1), [], false, 1, 0, DateTime.UtcNow, DateTime.UtcNow, long.MaxValue));
+        }
+        for (int i = 0; i < 2000; i++)
+        {
+            uint eid = (uint)rng.Next();
+            if (store.TryLookup(1, EidFamily.Ipv4, eid, out _)) continue;
+            // Reference: the shortest length whose prefix around the EID overlaps no registered prefix.
+            int expected = Enumerable.Range(0, 33).First(L => prefixes.All(p =>
+                MapCacheMath.Mask(p.Prefix, EidFamily.Ipv4, Math.Min(L, p.Length)) != MapCacheMath.Mask(eid, EidFamily.Ipv4, Math.Min(L, p.Length))));
+            Assert.That(store.NegativePrefixLength(1, EidFamily.Ipv4, eid), Is.EqualTo(expected), $"eid {eid:x8}");
+        }
+    }
+
+    [Test]
+    public void Registration_ExpiresWhenNotRefreshed()
+    {
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.8", 32, 1, ("192.0.2.2", 1, null)), PlannersKey);
+        Assert.That(Ask(1000, "10.1.0.8").Records[0].IsNegative, Is.False);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (_server.Store.Count > 0 && DateTime.UtcNow < deadline) Thread.Sleep(100);
+        Assert.That(_server.Store.Count, Is.EqualTo(0), "registration-timeout 2 s passed without a refresh");
+        Assert.That(Ask(1000, "10.1.0.8").Records[0].IsNegative, Is.True);
+        Assert.That(_server.Counters[MsCounter.RegistrationsExpired], Is.EqualTo(1));
+    }
+
+    [Test]
+    public void NoProxyReply_ForwardsTheRequestToTheRegisteredEtr()
+    {
+        using var etr = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        etr.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.9"), LispPorts.Control));
+        etr.ReceiveTimeout = 2000;
+        var reg = Register(3000, "10.3.0.1", 32, 1, ("127.0.0.9", 1, null));
+        RegisterAndWaitForNotify(reg, "relay-secret"u8.ToArray());
+        Send(Ecm(3000, "10.3.0.1", nonce: 4242));
+        byte[] buffer = new byte[65536];
+        int n = etr.Receive(buffer);
+        var forwarded = new EncapsulatedControlMessage();
+        Assert.That(forwarded.TryDecode(buffer.AsSpan(0, n)).Ok, Is.True);
+        Assert.That(forwarded.ToEtr, Is.True, "the E bit marks a request forwarded to an ETR");
+        var inner = new MapRequest();
+        inner.Decode(forwarded.InnerMessage);
+        Assert.That(inner.Nonce, Is.EqualTo(4242UL));
+        Assert.That(_server.Counters[MsCounter.MapRequestsForwarded], Is.EqualTo(1));
+        Assert.That(Receive(300), Is.Null, "the Map-Server itself does not answer");
+    }
+
+    [Test]
+    public void RateLimit_AFloodFromOneSourceIsCutToTheBucket()
+    {
+        TearDown();
+        Start(Config.Replace("map-request-rate 100000 100000", "map-request-rate 5 20"));
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.5", 32, 11, ("192.0.2.2", 1, null)), PlannersKey);
+        byte[] ecm = Ecm(1000, "10.1.0.5");
+        for (int i = 0; i < 300; i++) Send(ecm);
+        int replies = 0;
+        while (Receive(300) is not null) replies++;
+        Assert.That(replies, Is.InRange(20, 30), "the burst of 20 and a few refills");
+        Assert.That(_server.Counters[MsCounter.RateLimitedMapRequest], Is.GreaterThanOrEqualTo(270));
+    }
+
+    [Test]
+    public void RateLimiter_SpoofedSources_KeepMemoryBoundedAndShareOneBucket()
+    {
+        var limiter = new RateLimiter(perSecond: 1, burst: 10, sources: 64);
+        long bytes = limiter.MemoryBytes;
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        int admitted = 0;
+        for (uint s = 0; s < 100_000; s++) if (limiter.TryAcquire(s, now)) admitted++;
+        Assert.That(limiter.MemoryBytes, Is.EqualTo(bytes));
+        Assert.That(admitted, Is.LessThanOrEqualTo(64 * 10 + 10), "each tracked source's burst plus the shared bucket");
+        Assert.That(limiter.OverflowAdmissions, Is.GreaterThan(90_000));
+    }
+
+    [TestCase("bogus 1", "line 1: unknown setting 'bogus'")]
+    [TestCase("listen 999.1.1.1", "line 1")]
+    [TestCase("site a\n  eid-prefix 1 10.0.0.0/8", "site 'a' has no key")]
+    [TestCase("site a\n  key 0 md5 \"x\"\n  eid-prefix 1 10.0.0.0/8", "line 2: algorithm 'md5' is not sha1 or sha256")]
+    [TestCase("site a\n  key 0 sha256 \"x\"\n  eid-prefix 1 10.0.0.0/33", "line 3")]
+    [TestCase("site a\n  key 0 sha256 \"x\"\n  eid-prefix 1 10.0.0.0/8\nsite b\n  key 0 sha256 \"y\"\n  eid-prefix 1 10.1.0.0/16", "overlapping EID space")]
+    [TestCase("  key 0 sha256 \"x\"", "line 1: 'key' is indented but no 'site NAME' line precedes it")]
+    [TestCase("site a\n  key 0 sha256 \"unterminated", "line 2: unterminated quote")]
+    [TestCase("registration-timeout -5", "line 1: registration-timeout '-5' must be a number")]
+    public void InvalidConfiguration_IsRefusedWithTheLineAndReason(string text, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => MapServerConfig.Parse(text.Split('\n'), "test.conf"));
+        Assert.That(e!.Message, Does.Contain(expected));
+    }
+
+    [Test]
+    public void ExampleConfiguration_Parses()
+    {
+        string dir = TestContext.CurrentContext.TestDirectory;
+        while (!File.Exists(Path.Combine(dir, "FastXtr.sln"))) dir = Path.GetDirectoryName(dir)!;
+        var cfg = MapServerConfig.Load(Path.Combine(dir, "controlagent", "MapServer", "mapserver.example.conf"));
+        Assert.That(cfg.Sites.Select(s => s.Name), Is.EqualTo(new[] { "planners", "tenants" }));
+        Assert.That(cfg.Sites[0].Prefixes, Has.Count.EqualTo(2));
+    }
+}
