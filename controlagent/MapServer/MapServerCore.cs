@@ -54,6 +54,9 @@ public sealed class MapServerCore
 
     public delegate void Sender(ReadOnlySpan<byte> datagram, IPEndPoint destination);
 
+    /// <summary>Where subscriptions go and acknowledgements are reported (null: publish/subscribe off).</summary>
+    public Publisher? Publisher { get; set; }
+
     public MapServerCore(MapServerConfig config, RegistrationStore store, MapServerCounters counters, RateLimiter requestLimiter, RateLimiter registerLimiter, RateLimitedLog log)
     {
         _config = config;
@@ -80,6 +83,7 @@ public sealed class MapServerCore
             case LispMessageType.MapNotifyAck:
                 var r = _ack.TryDecode(message);
                 _counters.Add(r.Ok ? MsCounter.MapNotifyAcksReceived : MsCounter.MalformedMessage);
+                if (r.Ok) Publisher?.Acknowledge(_ack.Nonce);
                 break;
             default:
                 _counters.Add(MsCounter.UnsupportedMessageType);
@@ -198,8 +202,9 @@ public sealed class MapServerCore
             int n = notify.TryEncodeSigned(_out, key.Secret);
             if (n > 0)
             {
-                send(_out.AsSpan(0, n), source);
+                // Counted before sending: whoever sees the datagram sees the count.
                 _counters.Add(MsCounter.MapNotifiesSent);
+                send(_out.AsSpan(0, n), source);
             }
         }
     }
@@ -270,6 +275,7 @@ public sealed class MapServerCore
             bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
             if (_store.TryLookup(iid, family, eid, out var reg))
             {
+                if (asked.Subscribe) Subscribe(reg, constraints, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort));
                 if (!reg.Site.ProxyReply && ecm is not null && Forward(reg, ecm, send)) continue;
                 reply.Records.Add(Answer(reg, constraints, lcaf));
             }
@@ -289,8 +295,27 @@ public sealed class MapServerCore
         if (reply.Records.Count == 0) return;
         int n = reply.TryEncode(_out);
         if (n < 0) return;
-        send(_out.AsSpan(0, n), new IPEndPoint(ReplyAddress(source.Address), replyPort));
         _counters.Add(MsCounter.MapRepliesSent);
+        send(_out.AsSpan(0, n), new IPEndPoint(ReplyAddress(source.Address), replyPort));
+    }
+
+    /// <summary>
+    /// A subscription (RFC 9437 §4): the request must carry its xTR-ID (I bit), and that xTR must have registered
+    /// with some site, whose key then authenticates the publications.
+    /// </summary>
+    private void Subscribe(EidRegistration reg, AgentConstraints? constraints, bool lcaf, IPEndPoint subscriber)
+    {
+        if (Publisher is null) return;
+        if (!_request.XtrIdPresent) { _counters.Add(MsCounter.SubscriptionsRefused); return; }
+        UInt128 xtrId = _request.XtrId;
+        var own = _store.All.FirstOrDefault(r => r.ByXtr.ContainsKey(xtrId));
+        if (own is null)
+        {
+            _counters.Add(MsCounter.SubscriptionsRefused);
+            _log.Write("subscribe", $"mapserver: {subscriber}: subscription for {reg.Key.InstanceId}/{Cli.CliParsing.FormatAddress(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
+            return;
+        }
+        Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, own.Site, own.Site.Keys[0], constraints, lcaf));
     }
 
     /// <summary>The Map-Reply goes to the requester's first ITR-RLOC of the family we can reach (RFC 9301 §5.4).</summary>
@@ -313,8 +338,8 @@ public sealed class MapServerCore
         var etr = reg.EffectiveRlocs().FirstOrDefault(x => x.Reachable && x.Priority != 255);
         if (etr is null) return false;
         ecm[0] |= 0x02; // E bit: forwarded to an ETR (RFC 9301 §5.8)
-        send(ecm, new IPEndPoint(etr.Address.ToIPAddress(), LispPorts.Control));
         _counters.Add(MsCounter.MapRequestsForwarded);
+        send(ecm, new IPEndPoint(etr.Address.ToIPAddress(), LispPorts.Control));
         return true;
     }
 

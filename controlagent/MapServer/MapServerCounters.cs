@@ -17,6 +17,12 @@ public enum MsCounter
     ConstraintKeysUnknown,
     AttributeUpdatesInPlace,
     RegistrationsExpired,
+    SubscriptionsAccepted,
+    SubscriptionsRefused,
+    SubscriptionsDropped,
+    PublicationsSent,
+    MoveNotifiesSent,
+    NotifyRetransmissions,
     // Refusals.
     MalformedMessage,
     UnsupportedMessageType,

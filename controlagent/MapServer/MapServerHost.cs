@@ -15,14 +15,17 @@ public sealed class MapServerHost : IDisposable
 {
     private readonly List<Socket> _sockets = [];
     private readonly List<Thread> _threads = [];
+    private readonly List<MapServerCore> _cores = [];
     private readonly Timer _expiry;
     private readonly Socket? _control;
+    private readonly Publisher? _publisher;
     private readonly TextWriter _log;
     private volatile bool _stopping;
 
     public MapServerConfig Config { get; }
     public RegistrationStore Store { get; } = new();
     public MapServerCounters Counters { get; } = new();
+    public Publisher? Publisher => _publisher;
     public IReadOnlyList<IPEndPoint> BoundEndpoints => _sockets.Select(s => (IPEndPoint)s.LocalEndPoint!).ToList();
 
     public MapServerHost(MapServerConfig config, int workers, TextWriter log, bool controlSocket = true)
@@ -49,20 +52,29 @@ public sealed class MapServerHost : IDisposable
                     bound = (IPEndPoint)socket.LocalEndPoint!;
                     _sockets.Add(socket);
                     var core = new MapServerCore(config, Store, Counters, requestLimiter, registerLimiter, rlog);
+                    _cores.Add(core);
                     var thread = new Thread(() => Receive(socket, core)) { IsBackground = true, Name = $"mapserver-{bound}-{w}" };
                     _threads.Add(thread);
                 }
             }
             if (controlSocket) _control = OpenControl(config.ControlSocket);
+            var first = _sockets[0];
+            _publisher = new Publisher(new MapServerCore(config, Store, new MapServerCounters(), requestLimiter, registerLimiter, rlog), Counters, (datagram, to) =>
+            {
+                try { first.SendTo(datagram, SocketFlags.None, to); }
+                catch (SocketException e) { log.WriteLine($"fastxtr mapserver: notify {to}: {e.Message}"); }
+            });
         }
         catch
         {
             foreach (var s in _sockets) s.Dispose();
             throw;
         }
+        foreach (var core in _cores) core.Publisher = _publisher;
         Store.Changed += (old, updated) =>
         {
             if (updated is null) Counters.Add(MsCounter.RegistrationsExpired);
+            _publisher?.OnChanged(old, updated);
         };
         _expiry = new Timer(_ => Store.Expire(MapServerCore.NowMs), null, 1000, 1000);
         foreach (var t in _threads) t.Start();
@@ -182,6 +194,7 @@ public sealed class MapServerHost : IDisposable
     {
         _stopping = true;
         _expiry.Dispose();
+        _publisher?.Dispose();
         foreach (var s in _sockets) s.Dispose();
         _control?.Dispose();
         if (_control is not null && File.Exists(Config.ControlSocket)) File.Delete(Config.ControlSocket);

@@ -78,7 +78,9 @@ public class MapServerTests
 
     private void Send(byte[] datagram) => _client.SendTo(datagram, _endpoint);
 
-    private byte[]? Receive(int timeoutMs = 2000)
+    private byte[]? Receive(int timeoutMs = 2000) => _stash.Count > 0 ? _stash.Dequeue() : ReceiveFromSocket(timeoutMs);
+
+    private byte[]? ReceiveFromSocket(int timeoutMs)
     {
         _client.ReceiveTimeout = timeoutMs;
         byte[] buffer = new byte[65536];
@@ -90,21 +92,31 @@ public class MapServerTests
         catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut) { return null; }
     }
 
+    /// <summary>Datagrams that arrived while waiting for something else (a publication racing a Map-Notify).</summary>
+    private readonly Queue<byte[]> _stash = new();
+
     private MapNotify RegisterAndWaitForNotify(MapRegister m, byte[] key)
     {
         Send(m.ToSignedArray(key));
-        var bytes = Receive() ?? throw new AssertionException("no Map-Notify");
+        byte[] bytes;
+        while (true)
+        {
+            bytes = ReceiveFromSocket(2000) ?? throw new AssertionException("no Map-Notify");
+            var peek = new MapNotify();
+            if (peek.TryDecode(bytes).Ok && peek.Nonce == m.Nonce) break;
+            _stash.Enqueue(bytes);
+        }
         var notify = new MapNotify();
         Assert.That(notify.TryDecode(bytes).Ok, Is.True);
         Assert.That(MessageAuthentication.Verify(bytes, key), Is.EqualTo(AuthenticationFailure.None), "the Map-Notify is authenticated with the site's key");
-        Assert.That(notify.Nonce, Is.EqualTo(m.Nonce));
+        Assert.That(notify.Nonce, Is.EqualTo(m.Nonce), () => notify.ToString());
         return notify;
     }
 
-    private byte[] Ecm(uint iid, string eid, string? constraints = null, ulong nonce = 1, bool subscribe = false)
+    private byte[] Ecm(uint iid, string eid, string? constraints = null, ulong nonce = 1, bool subscribe = false, UInt128? xtrId = null)
     {
         var local = (IPEndPoint)_client.LocalEndPoint!;
-        var request = new MapRequest { Nonce = nonce };
+        var request = new MapRequest { Nonce = nonce, XtrIdPresent = xtrId is not null, XtrId = xtrId ?? 0 };
         LispAddress source = Eid(iid, "10.1.9.9");
         request.SourceEid = constraints is null ? source : ContextEncoding.SourceEidWithConstraints(source, AgentConstraints.TryParse(constraints, out _) ?? throw new ArgumentException(constraints));
         request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
@@ -292,10 +304,11 @@ public class MapServerTests
                 catch (SocketException) { }
             }
         });
-        for (int i = 0; i < 60; i++) RegisterInference(i % 2 == 0 ? "busy" : "ready");
+        var until = DateTime.UtcNow.AddSeconds(10);
+        for (int i = 0; i < 60 || (Volatile.Read(ref answered) < 200 && DateTime.UtcNow < until); i++) RegisterInference(i % 2 == 0 ? "busy" : "ready");
         stop.Cancel();
         reader.Wait();
-        Assert.That(answered, Is.GreaterThan(50));
+        Assert.That(answered, Is.GreaterThanOrEqualTo(200), "requests overlapped the updates");
         Assert.That(negative, Is.EqualTo(0), "no answer in between was negative");
         Assert.That(_server.Counters[MsCounter.AttributeUpdatesInPlace], Is.GreaterThanOrEqualTo(59));
     }
@@ -420,5 +433,120 @@ public class MapServerTests
         var cfg = MapServerConfig.Load(Path.Combine(dir, "controlagent", "MapServer", "mapserver.example.conf"));
         Assert.That(cfg.Sites.Select(s => s.Name), Is.EqualTo(new[] { "planners", "tenants" }));
         Assert.That(cfg.Sites[0].Prefixes, Has.Count.EqualTo(2));
+    }
+
+    // ---- publish/subscribe (RFC 9437) and moves ----
+
+    private MapNotify? ReceiveNotify(byte[] key, int timeoutMs = 2000)
+    {
+        var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+        while (DateTime.UtcNow < deadline)
+        {
+            var bytes = Receive((int)Math.Max(1, (deadline - DateTime.UtcNow).TotalMilliseconds));
+            if (bytes is null) return null;
+            if (LispMessage.PeekType(bytes) != LispMessageType.MapNotify) continue;
+            Assert.That(MessageAuthentication.Verify(bytes, key), Is.EqualTo(AuthenticationFailure.None), "publications are authenticated");
+            var n = new MapNotify();
+            n.Decode(bytes);
+            return n;
+        }
+        return null;
+    }
+
+    private void Subscribe(string? constraints = null)
+    {
+        // The subscriber is itself an xTR of the site (xTR-ID 0x55): that is the security association RFC 9437 uses.
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.99", 32, 0x55, ("192.0.2.9", 1, null)), PlannersKey);
+        ulong nonce = 31337;
+        Send(Ecm(1000, "10.1.0.50", constraints, nonce, subscribe: true, xtrId: 0x55));
+        var reply = new MapReply();
+        reply.Decode(Receive()!);
+        Assert.That(reply.Nonce, Is.EqualTo(nonce));
+        Assert.That(_server.Publisher!.SubscriptionCount, Is.EqualTo(1));
+    }
+
+    private void Ack(MapNotify n)
+    {
+        var ack = new MapNotify(isAck: true) { Nonce = n.Nonce, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 0x55 };
+        foreach (var r in n.Records) ack.Records.Add(r);
+        Send(ack.ToSignedArray(PlannersKey));
+    }
+
+    [Test]
+    public void Subscriber_GetsEveryChange_AndAnAckedOneIsNotRepeated()
+    {
+        RegisterInference();
+        Subscribe();
+        RegisterInference("busy");
+        var n = ReceiveNotify(PlannersKey);
+        Assert.That(n, Is.Not.Null, "a state change is published");
+        Assert.That(n!.Records[0].EidPrefix.ContentEquals(Eid(1000, "10.1.0.50")), Is.True);
+        Assert.That(n.Records[0].Locators, Has.Count.EqualTo(2));
+        Assert.That((n.XtrIdPresent, n.XtrId), Is.EqualTo((true, (UInt128)0x55)));
+        Ack(n);
+        Assert.That(ReceiveNotify(PlannersKey, 1800), Is.Null, "acknowledged: not sent again");
+        Assert.That(_server.Counters[MsCounter.NotifyRetransmissions], Is.EqualTo(0));
+
+        // An RLOC that moves is published as well.
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.50", 32, 9, ("192.0.2.4", 1, "\"state\":\"ready\"")), PlannersKey);
+        var moved = ReceiveNotify(PlannersKey);
+        Assert.That(moved!.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "192.0.2.4" }));
+    }
+
+    [Test]
+    public void UnacknowledgedPublication_IsRetransmitted_ThenTheSubscriptionIsDropped()
+    {
+        RegisterInference();
+        Subscribe();
+        RegisterInference("busy");
+        var first = ReceiveNotify(PlannersKey);
+        int copies = 1;
+        var deadline = DateTime.UtcNow.AddSeconds(8);
+        while (_server.Publisher!.SubscriptionCount > 0 && DateTime.UtcNow < deadline)
+        {
+            var n = ReceiveNotify(PlannersKey, 300);
+            if (n?.Nonce == first!.Nonce) copies++;
+        }
+        Assert.That(_server.Publisher.SubscriptionCount, Is.EqualTo(0));
+        Assert.That(copies, Is.EqualTo(Publisher.MaxAttempts), "sent once, then again every second until the attempts ran out");
+        Assert.That(_server.Counters[MsCounter.SubscriptionsDropped], Is.GreaterThanOrEqualTo(1));
+    }
+
+    [Test]
+    public void ConstrainedSubscriber_GetsItsFilteredView()
+    {
+        RegisterInference();
+        Subscribe("""{"agent-constraints":{"hardware":["gpu"]}}""");
+        RegisterInference("draining");
+        var n = ReceiveNotify(PlannersKey);
+        Assert.That((n!.Records[0].IsNegative, n.Records[0].Action), Is.EqualTo((true, MapReplyAction.DropPolicyDenied)), "the GPU subscriber has nowhere to go");
+    }
+
+    [Test]
+    public void SubscriptionWithoutAKnownXtrId_IsRefused()
+    {
+        RegisterInference();
+        Send(Ecm(1000, "10.1.0.50", subscribe: true, xtrId: 0x77));
+        Assert.That(Receive(), Is.Not.Null, "still answered");
+        Assert.That(_server.Publisher!.SubscriptionCount, Is.EqualTo(0));
+        Assert.That(_server.Counters[MsCounter.SubscriptionsRefused], Is.EqualTo(1));
+    }
+
+    [Test]
+    public void Move_TheOldEtrHearsOfTheNewLocator()
+    {
+        using var oldEtr = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        oldEtr.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.21"), LispPorts.Control));
+        oldEtr.ReceiveTimeout = 2000;
+        oldEtr.SendTo(Register(1000, "10.1.0.77", 32, 0xA, ("127.0.0.21", 1, null)).ToSignedArray(PlannersKey), _endpoint);
+        byte[] buffer = new byte[65536];
+        Assert.That(LispMessage.PeekType(buffer.AsSpan(0, oldEtr.Receive(buffer))), Is.EqualTo(LispMessageType.MapNotify), "registration acknowledged");
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.77", 32, 0xB, ("127.0.0.22", 1, null)), PlannersKey);
+        int n = oldEtr.Receive(buffer);
+        var notify = new MapNotify();
+        notify.Decode(buffer.AsSpan(0, n));
+        Assert.That(MessageAuthentication.Verify(buffer.AsSpan(0, n), PlannersKey), Is.EqualTo(AuthenticationFailure.None));
+        Assert.That(notify.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "127.0.0.22" }), "the new home, so the old ETR can send SMRs");
+        Assert.That(_server.Counters[MsCounter.MoveNotifiesSent], Is.EqualTo(1));
     }
 }

@@ -1,0 +1,143 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Net;
+using System.Security.Cryptography;
+using FastXtr.ControlAgent.Context;
+using FastXtr.ControlAgent.Messages;
+
+namespace FastXtr.ControlAgent.MapServer;
+
+/// <summary>An ITR following one registered EID prefix (RFC 9437 §4), with the constraints it resolved under.</summary>
+public sealed record Subscription(EidKey Key, IPEndPoint Subscriber, UInt128 XtrId, SiteConfig Site, SiteKey SiteKey, AgentConstraints? Constraints, bool Lcaf);
+
+/// <summary>
+/// Publish/subscribe (RFC 9437) and move notifications. When a registration changes (RLOCs moved, attributes or
+/// state changed, or it expired), every subscriber of that prefix gets an authenticated Map-Notify with the new
+/// record, filtered and prioritised for its own constraints (CONTEXT-EXTENSION.md §4), and every ETR that was in the
+/// previous RLOC set but is not in the new one gets the new record too, so that it can solicit (SMR) the ITRs still
+/// sending to it. Unacknowledged notifications are sent again every second, three times, after which a subscription
+/// is dropped.
+/// </summary>
+public sealed class Publisher : IDisposable
+{
+    public const int MaxAttempts = 4;
+    public static readonly TimeSpan RetransmitInterval = TimeSpan.FromSeconds(1);
+
+    private sealed class Pending
+    {
+        public required byte[] Datagram;
+        public required IPEndPoint To;
+        public required Subscription? Subscription;
+        public int Attempts;
+        public long NextMs;
+    }
+
+    private readonly ConcurrentDictionary<EidKey, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>> _subscriptions = new();
+    private readonly ConcurrentDictionary<ulong, Pending> _pending = new();
+    private readonly MapServerCore _answers;
+    private readonly MapServerCounters _counters;
+    private readonly Action<byte[], IPEndPoint> _send;
+    private readonly Timer _timer;
+    private readonly object _answerLock = new();
+
+    public Publisher(MapServerCore answers, MapServerCounters counters, Action<byte[], IPEndPoint> send)
+    {
+        _answers = answers;
+        _counters = counters;
+        _send = send;
+        _timer = new Timer(_ => Retransmit(MapServerCore.NowMs), null, 250, 250);
+    }
+
+    public int SubscriptionCount => _subscriptions.Values.Sum(s => s.Count);
+    public int PendingCount => _pending.Count;
+
+    public void Subscribe(Subscription s)
+    {
+        _subscriptions.AddOrUpdate(s.Key,
+            _ => ImmutableDictionary<(IPEndPoint, UInt128), Subscription>.Empty.Add((s.Subscriber, s.XtrId), s),
+            (_, existing) => existing.SetItem((s.Subscriber, s.XtrId), s));
+        _counters.Add(MsCounter.SubscriptionsAccepted);
+    }
+
+    /// <summary>Called by the registration store after a change.</summary>
+    public void OnChanged(EidRegistration? old, EidRegistration? updated)
+    {
+        var key = (updated ?? old)!.Key;
+        var site = (updated ?? old)!.Site;
+        if (_subscriptions.TryGetValue(key, out var subs))
+            foreach (var s in subs.Values) Publish(s, updated);
+
+        // A move: ETRs that lost the prefix hear about its new home (RFC 9301 §8.2; RFC 9437 §5).
+        if (old is not null)
+        {
+            var stillThere = (updated?.EffectiveRlocs() ?? []).Select(r => r.Address.ToString()).ToHashSet();
+            foreach (var x in old.ByXtr.Values)
+            {
+                if (x.Rlocs.Any(r => stillThere.Contains(r.Address.ToString()))) continue;
+                var notify = Build(key, site, site.Keys[0], null, lcaf: true, updated, x.XtrId, out ulong nonce);
+                _counters.Add(MsCounter.MoveNotifiesSent);
+                Track(nonce, notify, new IPEndPoint(x.Source.Address, LispPorts.Control), null);
+            }
+        }
+    }
+
+    private void Publish(Subscription s, EidRegistration? updated)
+    {
+        var notify = Build(s.Key, s.Site, s.SiteKey, s.Constraints, s.Lcaf, updated, s.XtrId, out ulong nonce);
+        _counters.Add(MsCounter.PublicationsSent);
+        Track(nonce, notify, s.Subscriber, s);
+    }
+
+    private byte[] Build(EidKey key, SiteConfig site, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, out ulong nonce)
+    {
+        nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        var notify = new MapNotify { Nonce = nonce, KeyId = siteKey.KeyId, AlgorithmId = siteKey.Algorithm, XtrIdPresent = true, XtrId = xtrId };
+        MappingRecord record;
+        if (updated is null)
+        {
+            // Gone: a negative record with a short TTL, so subscribers stop sending at once.
+            var plain = key.Family == Dataplane.MapCache.EidFamily.Ipv4 ? LispAddress.FromIpv4((uint)key.Prefix) : LispAddress.FromIpv6(key.Prefix);
+            record = new MappingRecord { EidPrefix = LispAddress.WithInstanceId(key.InstanceId, plain), EidMaskLength = (byte)key.Length, TtlMinutes = 1, Action = MapReplyAction.NativelyForward, Authoritative = true };
+        }
+        else
+        {
+            lock (_answerLock) record = _answers.Answer(updated, constraints, lcaf);
+        }
+        notify.Records.Add(record);
+        return notify.ToSignedArray(siteKey.Secret);
+    }
+
+    private void Track(ulong nonce, byte[] datagram, IPEndPoint to, Subscription? s)
+    {
+        var p = new Pending { Datagram = datagram, To = to, Subscription = s, Attempts = 1, NextMs = MapServerCore.NowMs + (long)RetransmitInterval.TotalMilliseconds };
+        _pending[nonce] = p;
+        _send(datagram, to);
+    }
+
+    /// <summary>A Map-Notify-Ack arrived: stop retransmitting that notification.</summary>
+    public bool Acknowledge(ulong nonce) => _pending.TryRemove(nonce, out _);
+
+    public void Retransmit(long nowMs)
+    {
+        foreach (var (nonce, p) in _pending)
+        {
+            if (p.NextMs > nowMs) continue;
+            if (p.Attempts >= MaxAttempts)
+            {
+                _pending.TryRemove(nonce, out _);
+                if (p.Subscription is Subscription s && _subscriptions.TryGetValue(s.Key, out var subs))
+                {
+                    _subscriptions[s.Key] = subs.Remove((s.Subscriber, s.XtrId));
+                    _counters.Add(MsCounter.SubscriptionsDropped);
+                }
+                continue;
+            }
+            p.Attempts++;
+            p.NextMs = nowMs + (long)RetransmitInterval.TotalMilliseconds;
+            _counters.Add(MsCounter.NotifyRetransmissions);
+            _send(p.Datagram, p.To);
+        }
+    }
+
+    public void Dispose() => _timer.Dispose();
+}
