@@ -78,7 +78,7 @@ public sealed class MapServerCore
             case LispMessageType.EncapsulatedControlMessage: HandleEcm(message, source, send); break;
             case LispMessageType.MapRequest:
                 if (!_requestLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
-                HandleRequest(message, source, source.Port, send, null);
+                HandleRequest(message, source, source.Port, send, default);
                 break;
             case LispMessageType.MapNotifyAck:
                 var r = _ack.TryDecode(message);
@@ -240,10 +240,11 @@ public sealed class MapServerCore
             return;
         }
         if (!_requestLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
-        HandleRequest(_ecm.InnerMessage, source, _ecm.InnerSourcePort, send, message.ToArray());
+        HandleRequest(_ecm.InnerMessage, source, _ecm.InnerSourcePort, send, message);
     }
 
-    private void HandleRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, byte[]? ecm)
+    /// <param name="ecm">The whole ECM the request came in (empty for a bare Map-Request), for forwarding to an ETR.</param>
+    private void HandleRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
     {
         var r = _request.TryDecode(message);
         if (!r.Ok)
@@ -267,6 +268,9 @@ public sealed class MapServerCore
             if (constraints.UnknownKeyCount > 0) _counters.Add(MsCounter.ConstraintKeysUnknown, constraints.UnknownKeyCount);
         }
 
+        // The common case, one EID and no constraints, answers from the registration's cached encoding.
+        if (constraints is null && _request.Records.Count == 1 && TryFastAnswer(source, replyPort, send, ecm)) return;
+
         var reply = new MapReply { Nonce = _request.Nonce };
         for (int i = 0; i < _request.Records.Count; i++)
         {
@@ -276,7 +280,7 @@ public sealed class MapServerCore
             if (_store.TryLookup(iid, family, eid, out var reg))
             {
                 if (asked.Subscribe) Subscribe(reg, constraints, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort));
-                if (!reg.Site.ProxyReply && ecm is not null && Forward(reg, ecm, send)) continue;
+                if (!reg.Site.ProxyReply && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
                 reply.Records.Add(Answer(reg, constraints, lcaf));
             }
             else
@@ -333,15 +337,53 @@ public sealed class MapServerCore
         return fallback;
     }
 
-    private bool Forward(EidRegistration reg, byte[] ecm, Sender send)
+    private bool Forward(EidRegistration reg, ReadOnlySpan<byte> ecm, Sender send)
     {
         var etr = reg.EffectiveRlocs().FirstOrDefault(x => x.Reachable && x.Priority != 255);
         if (etr is null) return false;
-        ecm[0] |= 0x02; // E bit: forwarded to an ETR (RFC 9301 §5.8)
+        byte[] copy = ecm.ToArray();
+        copy[0] |= 0x02; // E bit: forwarded to an ETR (RFC 9301 §5.8)
         _counters.Add(MsCounter.MapRequestsForwarded);
-        send(ecm, new IPEndPoint(etr.Address.ToIPAddress(), LispPorts.Control));
+        send(copy, new IPEndPoint(etr.Address.ToIPAddress(), LispPorts.Control));
         return true;
     }
+
+    /// <summary>
+    /// Answers a single-EID request without constraints from the registration's encoded answer record, computed once
+    /// per registration version (registrations are immutable, so the cache can never be stale) and shared by every
+    /// worker. False when the request needs the general path.
+    /// </summary>
+    private bool TryFastAnswer(IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
+    {
+        var asked = _request.Records[0];
+        if (asked.Subscribe || !TryEid(asked.EidPrefix, out uint iid, out var family, out var eid)) return false;
+        if (!_store.TryLookup(iid, family, eid, out var reg) || (!reg.Site.ProxyReply && !ecm.IsEmpty)) return false;
+        bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
+        byte[]?[] cached = reg.PlainAnswers;
+        byte[]? record = Volatile.Read(ref cached[lcaf ? 1 : 0]);
+        if (record is not null && IsNegativeRecord(record)) _counters.Add(MsCounter.PolicyDeniedRepliesSent); // Answer counts it when it computes
+        if (record is null)
+        {
+            var one = new MapReply();
+            one.Records.Add(Answer(reg, null, lcaf));
+            int length = one.TryEncode(_out);
+            if (length < 0) return false;
+            record = _out.AsSpan(12, length - 12).ToArray();
+            Volatile.Write(ref cached[lcaf ? 1 : 0], record);
+        }
+        _out[0] = (byte)LispMessageType.MapReply << 4;
+        _out[1] = 0;
+        _out[2] = 0;
+        _out[3] = 1;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(_out.AsSpan(4), _request.Nonce);
+        record.CopyTo(_out, 12);
+        _counters.Add(MsCounter.MapRepliesSent);
+        send(_out.AsSpan(0, 12 + record.Length), new IPEndPoint(ReplyAddress(source.Address), replyPort));
+        return true;
+    }
+
+    /// <summary>A cached record with no locators is a policy-denied answer (every RLOC was filtered out).</summary>
+    private static bool IsNegativeRecord(byte[] record) => record.Length > 4 && record[4] == 0;
 
     private static LispAddress EncodeEid(uint iid, EidFamily family, UInt128 prefix, bool lcaf)
     {

@@ -22,6 +22,37 @@ public sealed record XtrRegistration(
 public sealed record EidRegistration(EidKey Key, SiteConfig Site, ImmutableDictionary<UInt128, XtrRegistration> ByXtr)
 {
     /// <summary>
+    /// The encoded constraint-less answer record (index 0 plain EID, 1 with an Instance-ID LCAF), filled on first
+    /// use. Each version of a registration is a new object with its own cache, so a cached answer is never stale.
+    /// </summary>
+    internal byte[]?[] PlainAnswers { get; private init; } = new byte[]?[2];
+
+    private EidRegistration(EidRegistration original)
+    {
+        Key = original.Key;
+        Site = original.Site;
+        ByXtr = original.ByXtr;
+        PlainAnswers = new byte[]?[2]; // a copy made with `with` is a new version: it must not share the cache
+    }
+
+    private long _earliestExpiryMs = long.MinValue;
+
+    /// <summary>When the first of its xTR registrations expires; computed once (the object never changes).</summary>
+    public long EarliestExpiryMs
+    {
+        get
+        {
+            if (_earliestExpiryMs == long.MinValue)
+            {
+                long min = long.MaxValue;
+                foreach (var x in ByXtr) min = Math.Min(min, x.Value.ExpiresAtMs);
+                _earliestExpiryMs = min;
+            }
+            return _earliestExpiryMs;
+        }
+    }
+
+    /// <summary>
     /// The RLOC set an answer uses: every xTR's locators merged when any of them asked for merging (the a bit,
     /// RFC 9301 §5.6); otherwise the most recent registration's.
     /// </summary>
@@ -49,6 +80,8 @@ public sealed class RegistrationStore
     private readonly ConcurrentDictionary<EidKey, EidRegistration> _byKey = new();
     private readonly ConcurrentDictionary<(uint, EidFamily), LengthSet> _lengths = new();
     private readonly Dictionary<(uint, EidFamily), SortedSet<UInt128>> _ordered = [];
+    // How many registered prefixes (of any length) start at each address: the ordered set holds addresses once.
+    private readonly Dictionary<(uint, EidFamily, UInt128), int> _addressUses = [];
     private readonly object _write = new();
 
     /// <summary>Raised after a registration changed (new, RLOCs or attributes changed, or removed): old, new.</summary>
@@ -103,6 +136,7 @@ public sealed class RegistrationStore
                 Volatile.Write(ref set.Words[key.Length >> 6], set.Words[key.Length >> 6] | (1L << (key.Length & 63)));
                 if (!_ordered.TryGetValue((key.InstanceId, key.Family), out var ordered)) _ordered[(key.InstanceId, key.Family)] = ordered = [];
                 ordered.Add(key.Prefix);
+                _addressUses[(key.InstanceId, key.Family, key.Prefix)] = _addressUses.GetValueOrDefault((key.InstanceId, key.Family, key.Prefix)) + 1;
             }
             _byKey[key] = updated;
         }
@@ -110,31 +144,40 @@ public sealed class RegistrationStore
         return (old, updated);
     }
 
-    /// <summary>Removes xTR registrations whose expiry has passed; returns how many prefixes lost one.</summary>
+    /// <summary>
+    /// Removes xTR registrations whose expiry has passed; returns how many prefixes lost one. The scan walks the
+    /// dictionary without a snapshot and without the lock; only prefixes that change take it.
+    /// </summary>
     public int Expire(long nowMs)
     {
         int removed = 0;
         var changes = new List<(EidRegistration Old, EidRegistration? New)>();
-        lock (_write)
+        foreach (var (key, seen) in _byKey)
         {
-            foreach (var reg in _byKey.Values)
+            if (seen.EarliestExpiryMs > nowMs) continue;
+            lock (_write)
             {
+                if (!_byKey.TryGetValue(key, out var reg)) continue;
                 var stale = reg.ByXtr.Values.Where(x => x.ExpiresAtMs <= nowMs).Select(x => x.XtrId).ToList();
                 if (stale.Count == 0) continue;
                 removed++;
                 var left = reg.ByXtr.RemoveRange(stale);
                 if (left.Count == 0)
                 {
-                    _byKey.TryRemove(reg.Key, out _);
-                    if (_ordered.TryGetValue((reg.Key.InstanceId, reg.Key.Family), out var ordered)
-                        && !_byKey.Keys.Any(k => k.InstanceId == reg.Key.InstanceId && k.Family == reg.Key.Family && k.Prefix == reg.Key.Prefix))
-                        ordered.Remove(reg.Key.Prefix);
+                    _byKey.TryRemove(key, out _);
+                    var address = (key.InstanceId, key.Family, key.Prefix);
+                    if (_addressUses.TryGetValue(address, out int uses) && uses <= 1)
+                    {
+                        _addressUses.Remove(address);
+                        _ordered[(key.InstanceId, key.Family)].Remove(key.Prefix);
+                    }
+                    else if (uses > 1) _addressUses[address] = uses - 1;
                     changes.Add((reg, null));
                 }
                 else
                 {
                     var updated = reg with { ByXtr = left };
-                    _byKey[reg.Key] = updated;
+                    _byKey[key] = updated;
                     changes.Add((reg, updated));
                 }
             }

@@ -60,7 +60,9 @@ public sealed class LispAddress
     private Bytes16 _bytes;
     private byte[] _data = [];
     private int _dataLength;
-    private readonly List<LispAddress> _children = new(2);
+    // Allocated on first use: most addresses are plain, and a Map-Server holds a million of them.
+    private List<LispAddress>? _childList;
+    private List<LispAddress> _children => _childList ??= new List<LispAddress>(2);
     private int _childCount;
 
     public LispAddressKind Kind { get; private set; }
@@ -519,7 +521,7 @@ public sealed class LispAddress
             JsonBinary = JsonBinary, LcafTypeValue = LcafTypeValue, LcafFlags = LcafFlags, LcafRsvd2 = LcafRsvd2,
             _bytes = _bytes,
         };
-        c.SetData(Data);
+        if (_dataLength > 0) c.SetData(Data);
         for (int i = 0; i < _childCount; i++) c._children.Add(_children[i].Clone());
         c._childCount = _childCount;
         return c;

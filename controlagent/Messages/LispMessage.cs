@@ -13,10 +13,18 @@ public static class LispMessage
 
     internal static byte[] EncodeToArray(Encoder encode)
     {
-        byte[] buffer = new byte[MaxMessageLength];
-        int n = encode(buffer);
-        if (n < 0) throw new LispFormatException(LispFormatError.DestinationTooSmall, 0, "message larger than a UDP datagram");
-        return buffer.AsSpan(0, n).ToArray();
+        // A pooled scratch buffer: a fresh 64 KB array per message would land on the large-object heap.
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(MaxMessageLength);
+        try
+        {
+            int n = encode(buffer);
+            if (n < 0) throw new LispFormatException(LispFormatError.DestinationTooSmall, 0, "message larger than a UDP datagram");
+            return buffer.AsSpan(0, n).ToArray();
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Decodes any control message and returns a one-line description, or the error with its offset.</summary>

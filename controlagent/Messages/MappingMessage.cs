@@ -125,10 +125,17 @@ public abstract class MappingMessage
 
     public byte[] ToSignedArray(ReadOnlySpan<byte> key)
     {
-        byte[] buffer = new byte[LispMessage.MaxMessageLength];
-        int n = TryEncodeSigned(buffer, key);
-        if (n < 0) throw new LispFormatException(LispFormatError.DestinationTooSmall, 0, "message larger than a UDP datagram");
-        return buffer.AsSpan(0, n).ToArray();
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(LispMessage.MaxMessageLength);
+        try
+        {
+            int n = TryEncodeSigned(buffer, key);
+            if (n < 0) throw new LispFormatException(LispFormatError.DestinationTooSmall, 0, "message larger than a UDP datagram");
+            return buffer.AsSpan(0, n).ToArray();
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     protected string BodyToString() =>
