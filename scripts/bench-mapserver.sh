@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Map-Server benchmark on loopback: registrations/s (HMAC-SHA-256), Map-Requests answered/s and latency, resident
+# memory, with 1k and 1M registered EIDs and 1 and 2 workers.
+#
+#   scripts/bench-mapserver.sh [--secs N] [--large 1000000] [--json FILE]
+#
+# The server runs as `out/fastxtr mapserver` on 127.0.0.1:24342 (1 worker pinned to CPU 0; 2 workers unpinned);
+# the load generator (`FastXtr.Perf mapserver-load`) sends from 64 loopback addresses. Open-loop at full speed
+# gives the answered rate; a second run at half that rate gives the latency. Traffic stays on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=3; large=1000000; json=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --secs) secs="$2"; shift 2 ;;
+    --large) large="$2"; shift 2 ;;
+    --json) json="$2"; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "bench-mapserver.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -x out/fastxtr ] || bash scripts/build.sh >/dev/null
+dotnet build perf -c Release --nologo -v quiet >/dev/null
+load="dotnet perf/bin/Release/net10.0/FastXtr.Perf.dll mapserver-load"
+work=$(mktemp -d)
+cat > "$work/ms.conf" <<CONF
+listen 127.0.0.1:24342
+map-request-rate 10000000 10000000
+map-register-rate 10000000 10000000
+registration-timeout 3600
+control-socket $work/ms.sock
+site bench
+  key 0 sha256 "bench-key"
+  eid-prefix 1000 10.0.0.0/8 accept-more-specifics
+  proxy-reply
+CONF
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+results=()
+for workers in 1 2; do
+  for eids in 1000 "$large"; do
+    if [ "$workers" = 1 ]; then taskset -c 0 ./out/fastxtr mapserver --config "$work/ms.conf" --workers 1 > "$work/ms.log" 2>&1 & pid=$!
+    else ./out/fastxtr mapserver --config "$work/ms.conf" --workers 2 > "$work/ms.log" 2>&1 & pid=$!; fi
+    for i in $(seq 50); do [ -S "$work/ms.sock" ] && break; sleep 0.1; done
+    per=$([ "$eids" -ge 10000 ] && echo 50 || echo 1)
+    reg=$(taskset -c 1 $load register 127.0.0.1:24342 bench-key "$eids" "$per")
+    rss=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
+    full=$(taskset -c 1 $load request 127.0.0.1:24342 "$eids" "$secs" 0 64)
+    answered=$(echo "$full" | sed -n 's/.*answered \([0-9]*\)\/s.*/\1/p')
+    half=$(taskset -c 1 $load request 127.0.0.1:24342 "$eids" "$secs" $((answered / 2)) 64)
+    echo "workers=$workers eids=$eids"
+    echo "  $reg"
+    echo "  resident memory $((rss / 1024)) MiB"
+    echo "  full speed: $full"
+    echo "  half load:  $half"
+    results+=("{\"workers\":$workers,\"eids\":$eids,\"registrations_per_s\":$(echo "$reg" | sed -n 's/.*s: \([0-9]*\) registrations.*/\1/p'),\"rss_mib\":$((rss / 1024)),\"answered_per_s\":$answered,\"half_load_p50_us\":$(echo "$half" | sed -n 's/.*p50 \([0-9]*\) us.*/\1/p'),\"half_load_p99_us\":$(echo "$half" | sed -n 's/.*p99 \([0-9]*\) us.*/\1/p')}")
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  done
+done
+if [ -n "$json" ]; then (IFS=,; echo "[${results[*]}]") > "$json"; echo "wrote $json"; fi
