@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using FastXtr.Dataplane.Shared;
 using FastXtr.Dataplane.Workers;
 
@@ -68,10 +67,7 @@ public static class DataplaneCommand
                 foreach (var line in e.Message.Split(Environment.NewLine)) stderr.WriteLine($"fastxtr dataplane: {line}");
                 return 1;
             }
-            using var done = new ManualResetEventSlim();
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; done.Set(); });
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; done.Set(); });
-            done.Wait();
+            Program.WaitForStopSignal();
             host.Dispose();
             stdout.WriteLine("fastxtr dataplane: stopped");
             return 0;

@@ -1,3 +1,4 @@
+using FastXtr.Dataplane.Headers;
 using System.CommandLine;
 using FastXtr.Dataplane.MapCache;
 using FastXtr.Dataplane.Shared;
@@ -55,11 +56,11 @@ public static class MapCacheCommand
                 var rlocs = (parse.GetValue(rloc) ?? []).Select(CliParsing.ParseRloc).ToList();
                 var act = parse.GetValue(action) switch
                 {
-                    "policy-denied" => MapCacheAction.DropPolicyDenied,
-                    "auth-failure" => MapCacheAction.DropAuthFailure,
-                    "send-map-request" => MapCacheAction.SendMapRequest,
-                    "native-forward" => MapCacheAction.NativelyForward,
-                    _ => rlocs.Count == 0 ? MapCacheAction.Drop : MapCacheAction.NoAction,
+                    "policy-denied" => MapReplyAction.DropPolicyDenied,
+                    "auth-failure" => MapReplyAction.DropAuthFailure,
+                    "send-map-request" => MapReplyAction.SendMapRequest,
+                    "native-forward" => MapReplyAction.NativelyForward,
+                    _ => rlocs.Count == 0 ? MapReplyAction.DropNoReason : MapReplyAction.NoAction,
                 };
                 using var region = SharedRegion.Attach(parse.GetValue(shm)!);
                 var writer = Writer(region, stderr);

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using FastXtr.ControlAgent.MapServer;
 
@@ -46,10 +45,7 @@ public static class MapServerCommand
                 stderr.WriteLine($"fastxtr mapserver: {e.Message}");
                 return 1;
             }
-            using var done = new ManualResetEventSlim();
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; done.Set(); });
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; done.Set(); });
-            done.Wait();
+            Program.WaitForStopSignal();
             host.Dispose();
             stdout.WriteLine("fastxtr mapserver: stopped");
             return 0;

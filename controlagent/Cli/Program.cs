@@ -12,6 +12,15 @@ public static class Program
 
     public static int Main(string[] args) => BuildRootCommand(Console.Out, Console.Error).Parse(args).Invoke();
 
+    /// <summary>Blocks until SIGINT or SIGTERM: how every long-running role is stopped.</summary>
+    public static void WaitForStopSignal()
+    {
+        using var done = new ManualResetEventSlim();
+        using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; done.Set(); });
+        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; done.Set(); });
+        done.Wait();
+    }
+
     public static RootCommand BuildRootCommand(TextWriter stdout, TextWriter stderr)
     {
         var root = new RootCommand(

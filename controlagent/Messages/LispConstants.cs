@@ -13,17 +13,6 @@ public enum LispMessageType : byte
     EncapsulatedControlMessage = 8,
 }
 
-/// <summary>Map-Reply record actions (RFC 9301 §5.4, "ACT"); used by negative Map-Replies.</summary>
-public enum MapReplyAction : byte
-{
-    NoAction = 0,
-    NativelyForward = 1,
-    SendMapRequest = 2,
-    DropNoReason = 3,
-    DropPolicyDenied = 4,
-    DropAuthFailure = 5,
-}
-
 /// <summary>Address Family Identifiers used by LISP (IANA "Address Family Numbers"; RFC 8060 for LCAF).</summary>
 public static class Afi
 {

@@ -126,13 +126,13 @@ public sealed unsafe class Encapsulator
         {
             switch (entry.Action)
             {
-                case MapCacheAction.SendMapRequest:
+                case MapReplyAction.SendMapRequest:
                     PostMiss(instanceId, profile, family, source, destination, now);
                     _counters.Add(Counter.DropNegativeEntry);
                     break;
-                case MapCacheAction.DropPolicyDenied: _counters.Add(Counter.DropPolicyDenied); break;
-                case MapCacheAction.DropAuthFailure: _counters.Add(Counter.DropAuthFailure); break;
-                case MapCacheAction.NativelyForward: _counters.Add(Counter.DropNativeForwardUnsupported); break;
+                case MapReplyAction.DropPolicyDenied: _counters.Add(Counter.DropPolicyDenied); break;
+                case MapReplyAction.DropAuthFailure: _counters.Add(Counter.DropAuthFailure); break;
+                case MapReplyAction.NativelyForward: _counters.Add(Counter.DropNativeForwardUnsupported); break;
                 default: _counters.Add(Counter.DropNegativeEntry); break;
             }
             return decision;

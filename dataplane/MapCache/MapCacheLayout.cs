@@ -1,3 +1,4 @@
+using FastXtr.Dataplane.Headers;
 using System.Runtime.InteropServices;
 
 namespace FastXtr.Dataplane.MapCache;
@@ -6,17 +7,6 @@ public enum EidFamily : byte
 {
     Ipv4 = 4,
     Ipv6 = 6,
-}
-
-/// <summary>What the data plane does with packets for a negative entry (RFC 9301 §5.4 ACT).</summary>
-public enum MapCacheAction : byte
-{
-    NoAction = 0,
-    NativelyForward = 1,
-    SendMapRequest = 2,
-    Drop = 3,
-    DropPolicyDenied = 4,
-    DropAuthFailure = 5,
 }
 
 /// <summary>
@@ -79,7 +69,7 @@ public struct MapCacheEntry
     [FieldOffset(4)] public byte State;
     [FieldOffset(5)] public EidFamily Family;
     [FieldOffset(6)] public byte PrefixLength;
-    [FieldOffset(7)] public MapCacheAction Action;
+    [FieldOffset(7)] public MapReplyAction Action;
     [FieldOffset(8)] public uint InstanceId;
     [FieldOffset(12)] public ushort Profile;
     [FieldOffset(14)] public byte RlocCount;

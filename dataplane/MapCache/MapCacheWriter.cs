@@ -1,3 +1,4 @@
+using FastXtr.Dataplane.Headers;
 using System.Threading;
 
 namespace FastXtr.Dataplane.MapCache;
@@ -8,7 +9,7 @@ public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte P
 /// <summary>What to install for one (IID, profile, EID prefix).</summary>
 public sealed record MapCacheEntrySpec(
     uint InstanceId, ushort Profile, EidFamily Family, UInt128 Prefix, int PrefixLength,
-    IReadOnlyList<RlocSpec> Rlocs, MapCacheAction Action = MapCacheAction.NoAction, uint TtlMinutes = 1440, ushort MapVersion = 0);
+    IReadOnlyList<RlocSpec> Rlocs, MapReplyAction Action = MapReplyAction.NoAction, uint TtlMinutes = 1440, ushort MapVersion = 0);
 
 public enum MapCacheWriteResult
 {

@@ -109,12 +109,12 @@ public unsafe class PipelineTests
         Assert.That(Counters[Counter.DropNoMapping], Is.EqualTo(1UL));
     }
 
-    [TestCase(MapCacheAction.DropPolicyDenied, Counter.DropPolicyDenied)]
-    [TestCase(MapCacheAction.DropAuthFailure, Counter.DropAuthFailure)]
-    [TestCase(MapCacheAction.Drop, Counter.DropNegativeEntry)]
-    [TestCase(MapCacheAction.SendMapRequest, Counter.DropNegativeEntry)]
-    [TestCase(MapCacheAction.NativelyForward, Counter.DropNativeForwardUnsupported)]
-    public void NegativeEntry_DropsWithItsReason(MapCacheAction action, Counter counter)
+    [TestCase(MapReplyAction.DropPolicyDenied, Counter.DropPolicyDenied)]
+    [TestCase(MapReplyAction.DropAuthFailure, Counter.DropAuthFailure)]
+    [TestCase(MapReplyAction.DropNoReason, Counter.DropNegativeEntry)]
+    [TestCase(MapReplyAction.SendMapRequest, Counter.DropNegativeEntry)]
+    [TestCase(MapReplyAction.NativelyForward, Counter.DropNativeForwardUnsupported)]
+    public void NegativeEntry_DropsWithItsReason(MapReplyAction action, Counter counter)
     {
         _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A030000, 16, [], action));
         int length = Ipv4Udp(0x0A010001, 0x0A030001, 10);

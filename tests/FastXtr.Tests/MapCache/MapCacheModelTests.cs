@@ -1,3 +1,4 @@
+using FastXtr.Dataplane.Headers;
 using FastXtr.Dataplane.MapCache;
 using FastXtr.Dataplane.Shared;
 using NUnit.Framework;
@@ -103,9 +104,9 @@ public class MapCacheModelTests
     {
         using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
         var w = region.CreateWriter();
-        w.Upsert(new MapCacheEntrySpec(5, 0, EidFamily.Ipv6, (UInt128)0x20010db8u << 96, 32, [], MapCacheAction.DropPolicyDenied, TtlMinutes: 1));
+        w.Upsert(new MapCacheEntrySpec(5, 0, EidFamily.Ipv6, (UInt128)0x20010db8u << 96, 32, [], MapReplyAction.DropPolicyDenied, TtlMinutes: 1));
         Assert.That(region.MapCache.TryLookup(new MapCacheKey(5, 0, EidFamily.Ipv6, ((UInt128)0x20010db8u << 96) | 77), out var e), Is.True);
-        Assert.That((e.IsNegative, e.Action), Is.EqualTo((true, MapCacheAction.DropPolicyDenied)));
+        Assert.That((e.IsNegative, e.Action), Is.EqualTo((true, MapReplyAction.DropPolicyDenied)));
         w.Upsert(new MapCacheEntrySpec(5, 0, EidFamily.Ipv4, 0x0A000000, 8, [new RlocSpec(EidFamily.Ipv4, 1, 1, 50), new RlocSpec(EidFamily.Ipv4, 2, 1, 50)]));
         Assert.That(w.SetRlocState(5, 0, EidFamily.Ipv4, 0x0A000000, 8, 2, up: false), Is.EqualTo(MapCacheWriteResult.Updated));
         region.MapCache.TryLookup(new MapCacheKey(5, 0, EidFamily.Ipv4, 0x0A0A0A0A), out e);
