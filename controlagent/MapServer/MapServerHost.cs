@@ -86,6 +86,12 @@ public sealed class MapServerHost : IDisposable
     {
         byte[] buffer = new byte[65536];
         var from = new SocketAddress(socket.AddressFamily);
+        // One delegate per socket, not one per datagram.
+        MapServerCore.Sender sender = (datagram, to) =>
+        {
+            try { socket.SendTo(datagram, SocketFlags.None, to); }
+            catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: send to {to}: {e.Message}"); }
+        };
         while (!_stopping)
         {
             int n;
@@ -100,11 +106,7 @@ public sealed class MapServerHost : IDisposable
             var source = (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from);
             try
             {
-                core.Handle(buffer.AsSpan(0, n), source, (datagram, to) =>
-                {
-                    try { socket.SendTo(datagram, SocketFlags.None, to); }
-                    catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: send to {to}: {e.Message}"); }
-                });
+                core.Handle(buffer.AsSpan(0, n), source, sender);
             }
             catch (Exception e) when (e is Messages.LispFormatException or ArgumentException or InvalidOperationException)
             {
