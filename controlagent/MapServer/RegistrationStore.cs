@@ -25,14 +25,24 @@ public sealed record EidRegistration(EidKey Key, SiteConfig Site, ImmutableDicti
     /// The encoded constraint-less answer record (index 0 plain EID, 1 with an Instance-ID LCAF), filled on first
     /// use. Each version of a registration is a new object with its own cache, so a cached answer is never stale.
     /// </summary>
-    internal byte[]?[] PlainAnswers { get; private init; } = new byte[]?[2];
+    internal byte[]?[] PlainAnswers
+    {
+        get
+        {
+            // Made on first use (most of a million registrations may never be asked for); racing workers agree on one.
+            var cache = Volatile.Read(ref _plainAnswers);
+            return cache ?? Interlocked.CompareExchange(ref _plainAnswers, new byte[]?[2], null) ?? _plainAnswers!;
+        }
+    }
+
+    private byte[]?[]? _plainAnswers;
 
     private EidRegistration(EidRegistration original)
     {
         Key = original.Key;
         Site = original.Site;
         ByXtr = original.ByXtr;
-        PlainAnswers = new byte[]?[2]; // a copy made with `with` is a new version: it must not share the cache
+        _plainAnswers = null; // a copy made with `with` is a new version: it must not share the cache
     }
 
     private long _earliestExpiryMs = long.MinValue;
