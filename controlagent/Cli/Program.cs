@@ -29,7 +29,7 @@ public static class Program
             "picks locators by the agents' context (latency, hardware, state). Each role below runs as its own process.");
 
         root.Subcommands.Add(DataplaneCommand.Build(stdout, stderr));
-        root.Subcommands.Add(Planned("agent", "Run the xTR control agent: register local agents' EIDs, resolve misses into the shared map-cache, follow moves, serve the local agent API.", 5, stderr));
+        root.Subcommands.Add(AgentCommand.Build(stdout, stderr));
         root.Subcommands.Add(MapServerCommand.Build(stdout, stderr));
         root.Subcommands.Add(ShowCommand.Build(stdout, stderr));
         root.Subcommands.Add(MapCacheCommand.Build(stdout, stderr));

@@ -63,6 +63,7 @@ public sealed class MapServerHost : IDisposable
             {
                 try { first.SendTo(datagram, SocketFlags.None, to); }
                 catch (SocketException e) { log.WriteLine($"fastxtr mapserver: notify {to}: {e.Message}"); }
+                catch (ObjectDisposedException) { } // stopping
             });
         }
         catch
@@ -76,7 +77,12 @@ public sealed class MapServerHost : IDisposable
             if (updated is null) Counters.Add(MsCounter.RegistrationsExpired);
             _publisher?.OnChanged(old, updated);
         };
-        _expiry = new Timer(_ => Store.Expire(MapServerCore.NowMs), null, 1000, 1000);
+        _expiry = new Timer(_ =>
+        {
+            // A timer callback must never take the process down: report and carry on.
+            try { if (!_stopping) Store.Expire(MapServerCore.NowMs); }
+            catch (Exception e) when (e is not OutOfMemoryException) { log.WriteLine($"fastxtr mapserver: expiry: {e.Message}"); }
+        }, null, 1000, 1000);
         foreach (var t in _threads) t.Start();
         log.WriteLine($"fastxtr mapserver: listening on {string.Join(", ", BoundEndpoints.Distinct())} with {workers} worker(s) each; " +
                       $"{config.Sites.Count} site(s): {string.Join(", ", config.Sites.Select(s => s.Name))}" + (_control is null ? "" : $"; control socket {config.ControlSocket}"));
@@ -91,6 +97,7 @@ public sealed class MapServerHost : IDisposable
         {
             try { socket.SendTo(datagram, SocketFlags.None, to); }
             catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: send to {to}: {e.Message}"); }
+            catch (ObjectDisposedException) { } // stopping
         };
         while (!_stopping)
         {
@@ -195,7 +202,8 @@ public sealed class MapServerHost : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        _expiry.Dispose();
+        using (var done = new ManualResetEvent(false))
+            if (_expiry.Dispose(done)) done.WaitOne(2000); // wait for a running expiry before the sockets go
         _publisher?.Dispose();
         foreach (var s in _sockets) s.Dispose();
         _control?.Dispose();

@@ -45,7 +45,11 @@ public sealed class Publisher : IDisposable
         _answers = answers;
         _counters = counters;
         _send = send;
-        _timer = new Timer(_ => Retransmit(MapServerCore.NowMs), null, 250, 250);
+        _timer = new Timer(_ =>
+        {
+            try { Retransmit(MapServerCore.NowMs); }
+            catch (Exception e) when (e is not OutOfMemoryException) { Console.Error.WriteLine($"fastxtr mapserver: retransmit: {e.Message}"); }
+        }, null, 250, 250);
     }
 
     public int SubscriptionCount => _subscriptions.Values.Sum(s => s.Count);
@@ -139,5 +143,9 @@ public sealed class Publisher : IDisposable
         }
     }
 
-    public void Dispose() => _timer.Dispose();
+    public void Dispose()
+    {
+        using var done = new ManualResetEvent(false);
+        if (_timer.Dispose(done)) done.WaitOne(2000);
+    }
 }

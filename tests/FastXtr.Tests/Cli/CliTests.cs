@@ -41,7 +41,6 @@ public class CliTests
             Assert.That(output, Does.Contain("  " + role), role);
     }
 
-    [TestCase("agent")]
     [TestCase("lab")]
     public void UnimplementedRole_ExitsNonZeroAndSaysSo(string role)
     {
