@@ -174,8 +174,68 @@ public sealed class XtrAgent : IDisposable
                 case LispMessageType.MapReply:
                     if (reply.TryDecode(message).Ok) Install(reply);
                     break;
+                case LispMessageType.EncapsulatedControlMessage:
+                    // A Map-Request the Map-Server forwarded to this ETR (no proxy-reply for our site).
+                    if (_ecm.TryDecode(message).Ok && LispMessage.PeekType(_ecm.InnerMessage) == LispMessageType.MapRequest)
+                        AnswerAsEtr(_ecm.InnerMessage, _ecm.InnerSourcePort, (IPEndPoint)from);
+                    break;
+                case LispMessageType.MapRequest:
+                    // An RLOC probe or a direct request (RFC 9301 §6.3.2): answered with the probe bit echoed.
+                    AnswerAsEtr(message, ((IPEndPoint)from).Port, (IPEndPoint)from);
+                    break;
             }
         }
+    }
+
+    private readonly EncapsulatedControlMessage _ecm = new();
+    private readonly MapRequest _request = new();
+    private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
+    public long MapRequestsAnswered;
+
+    /// <summary>
+    /// Answers a Map-Request for one of this xTR's EID prefixes from the database, authoritatively, with the same
+    /// context rules as the Map-Server (CONTEXT-EXTENSION.md §3: "the same rules apply whether the Map-Server
+    /// proxy-replies or forwards"), to the requester's ITR-RLOC.
+    /// </summary>
+    private void AnswerAsEtr(ReadOnlySpan<byte> message, int replyPort, IPEndPoint from)
+    {
+        if (!_request.TryDecode(message).Ok) return;
+        var constraints = ContextEncoding.ReadConstraints(_request.SourceEid, out _);
+        var reply = new MapReply { Nonce = _request.Nonce, Probe = _request.Probe };
+        foreach (var asked in _request.Records)
+        {
+            uint iid = asked.EidPrefix.InstanceIdOrNull ?? 0;
+            var plain = asked.EidPrefix.PlainAddress;
+            if (plain.Kind is not (LispAddressKind.Ipv4 or LispAddressKind.Ipv6)) continue;
+            var family = plain.Kind == LispAddressKind.Ipv4 ? EidFamily.Ipv4 : EidFamily.Ipv6;
+            UInt128 eid = family == EidFamily.Ipv4 ? plain.Ipv4Value : plain.Ipv6Value;
+            var d = _config.Database.Where(m => m.InstanceId == iid && m.Family == family && MapCacheMath.Mask(eid, family, m.Length) == m.Prefix).MaxBy(m => m.Length);
+            if (d is null) continue;
+            var record = new MappingRecord { EidPrefix = Eid(d.InstanceId, d.Family, d.Prefix), EidMaskLength = (byte)d.Length, TtlMinutes = 1440, Authoritative = true };
+            var candidates = d.Rlocs.Select(r => new RlocCandidate(r.Priority, r.Weight, d.Context)).ToArray();
+            var chosen = ContextMatcher.Select(constraints, candidates);
+            if (chosen.Length == 0)
+            {
+                record.Action = MapReplyAction.DropPolicyDenied;
+                record.TtlMinutes = ContextMatcher.PolicyDeniedTtlMinutes;
+            }
+            foreach (var c in chosen)
+            {
+                var address = LispAddress.FromIp(d.Rlocs[c.CandidateIndex].Rloc);
+                var locator = constraints is not null && d.Context is not null ? ContextEncoding.RlocWithContext(address, d.Context) : address;
+                bool local = d.Rlocs[c.CandidateIndex].Rloc.Equals(_config.RlocAddress);
+                record.Locators.Add(new LocatorRecord(locator, c.Priority, c.Weight) { Local = local, Probed = _request.Probe && local });
+            }
+            reply.Records.Add(record);
+        }
+        if (reply.Records.Count == 0) return;
+        int n = reply.TryEncode(_out);
+        if (n < 0) return;
+        IPAddress to = from.Address;
+        foreach (var itr in _request.ItrRlocs)
+            if (itr.PlainAddress.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6) { to = itr.PlainAddress.ToIPAddress(); break; }
+        _socket.SendTo(_out.AsSpan(0, n), SocketFlags.None, new IPEndPoint(to, replyPort));
+        Interlocked.Increment(ref MapRequestsAnswered);
     }
 
     private void Install(MapReply reply)
