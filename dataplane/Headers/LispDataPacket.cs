@@ -103,9 +103,6 @@ public static class LispDataPacket
         return true;
     }
 
-    /// <summary>Reads a big-endian IPv4 address from 4 bytes.</summary>
-    public static uint ReadIpv4(ReadOnlySpan<byte> b) => BinaryPrimitives.ReadUInt32BigEndian(b);
-
     private static DataPacketError Map(IpHeaderError e) => e == IpHeaderError.Truncated ? DataPacketError.Truncated : DataPacketError.BadIpHeader;
 }
 
