@@ -70,9 +70,6 @@ public sealed class XtrAgent : IDisposable
         }
     }
 
-    private static LispAddress Eid(uint iid, EidFamily family, UInt128 prefix) =>
-        LispAddress.WithInstanceId(iid, family == EidFamily.Ipv4 ? LispAddress.FromIpv4((uint)prefix) : LispAddress.FromIpv6(prefix));
-
     private void RegisterRound()
     {
         foreach (var ms in _config.MapServers)
@@ -84,7 +81,7 @@ public sealed class XtrAgent : IDisposable
             };
             foreach (var d in _config.Database)
             {
-                var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = (byte)d.Length, Authoritative = true, EidPrefix = Eid(d.InstanceId, d.Family, d.Prefix) };
+                var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = (byte)d.Length, Authoritative = true, EidPrefix = EidAddress.WithInstanceId(d.InstanceId, d.Family, d.Prefix) };
                 foreach (var (rloc, priority, weight) in d.Rlocs)
                 {
                     var address = LispAddress.FromIp(rloc);
@@ -139,9 +136,9 @@ public sealed class XtrAgent : IDisposable
         // At most one Map-Request per destination per second (RFC 9301 §5.3).
         if (_lastRequest.TryGetValue(key, out long last) && now - last < Stopwatch.Frequency) return;
         _lastRequest[key] = now;
-        var request = new MapRequest { Nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)), SourceEid = Eid(miss.InstanceId, miss.Family, miss.SourceEid) };
+        var request = new MapRequest { Nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)), SourceEid = EidAddress.WithInstanceId(miss.InstanceId, miss.Family, miss.SourceEid) };
         request.ItrRlocs.Add(LispAddress.FromIp(_config.RlocAddress!));
-        request.Records.Add(new MapRequestRecord(Eid(miss.InstanceId, miss.Family, miss.DestinationEid), (byte)MapCacheMath.MaxPrefixLength(miss.Family)));
+        request.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(miss.InstanceId, miss.Family, miss.DestinationEid), (byte)MapCacheMath.MaxPrefixLength(miss.Family)));
         var ecm = new EncapsulatedControlMessage { InnerSourcePort = LispPorts.Control };
         if (miss.Family == EidFamily.Ipv4) ecm.SetInnerAddresses(Dataplane.Headers.Ipv4Header.ToAddress((uint)miss.SourceEid), Dataplane.Headers.Ipv4Header.ToAddress((uint)miss.DestinationEid));
         else ecm.SetInnerAddresses(Dataplane.Headers.Ipv6Header.ToAddress(miss.SourceEid), Dataplane.Headers.Ipv6Header.ToAddress(miss.DestinationEid));
@@ -204,14 +201,10 @@ public sealed class XtrAgent : IDisposable
         var reply = new MapReply { Nonce = _request.Nonce, Probe = _request.Probe };
         foreach (var asked in _request.Records)
         {
-            uint iid = asked.EidPrefix.InstanceIdOrNull ?? 0;
-            var plain = asked.EidPrefix.PlainAddress;
-            if (plain.Kind is not (LispAddressKind.Ipv4 or LispAddressKind.Ipv6)) continue;
-            var family = plain.Kind == LispAddressKind.Ipv4 ? EidFamily.Ipv4 : EidFamily.Ipv6;
-            UInt128 eid = family == EidFamily.Ipv4 ? plain.Ipv4Value : plain.Ipv6Value;
+            if (!EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
             var d = _config.Database.Where(m => m.InstanceId == iid && m.Family == family && MapCacheMath.Mask(eid, family, m.Length) == m.Prefix).MaxBy(m => m.Length);
             if (d is null) continue;
-            var record = new MappingRecord { EidPrefix = Eid(d.InstanceId, d.Family, d.Prefix), EidMaskLength = (byte)d.Length, TtlMinutes = 1440, Authoritative = true };
+            var record = new MappingRecord { EidPrefix = EidAddress.WithInstanceId(d.InstanceId, d.Family, d.Prefix), EidMaskLength = (byte)d.Length, TtlMinutes = 1440, Authoritative = true };
             var candidates = d.Rlocs.Select(r => new RlocCandidate(r.Priority, r.Weight, d.Context)).ToArray();
             var chosen = ContextMatcher.Select(constraints, candidates);
             if (chosen.Length == 0)
@@ -242,11 +235,7 @@ public sealed class XtrAgent : IDisposable
     {
         foreach (var rec in reply.Records)
         {
-            uint iid = rec.EidPrefix.InstanceIdOrNull ?? 0;
-            var plain = rec.EidPrefix.PlainAddress;
-            if (plain.Kind is not (LispAddressKind.Ipv4 or LispAddressKind.Ipv6)) continue;
-            var family = plain.Kind == LispAddressKind.Ipv4 ? EidFamily.Ipv4 : EidFamily.Ipv6;
-            UInt128 prefix = family == EidFamily.Ipv4 ? plain.Ipv4Value : plain.Ipv6Value;
+            if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) continue;
             var rlocs = new List<RlocSpec>();
             foreach (var l in rec.Locators)
             {

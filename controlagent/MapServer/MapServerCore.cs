@@ -96,19 +96,6 @@ public sealed class MapServerCore
         a.AddressFamily == AddressFamily.InterNetwork ? Ipv4Header.ToUInt32(a)
         : a.IsIPv4MappedToIPv6 ? Ipv4Header.ToUInt32(a.MapToIPv4()) : Ipv6Header.ToUInt128(a);
 
-    /// <summary>The (IID, family, address) an EID address names; false for a name or MAC, which we do not serve.</summary>
-    private static bool TryEid(LispAddress address, out uint iid, out EidFamily family, out UInt128 value)
-    {
-        iid = address.InstanceIdOrNull ?? 0;
-        var plain = address.PlainAddress;
-        switch (plain.Kind)
-        {
-            case LispAddressKind.Ipv4: family = EidFamily.Ipv4; value = plain.Ipv4Value; return true;
-            case LispAddressKind.Ipv6: family = EidFamily.Ipv6; value = plain.Ipv6Value; return true;
-            default: family = default; value = 0; return false;
-        }
-    }
-
     private SiteConfig? SiteFor(uint iid, EidFamily family, UInt128 eid)
     {
         foreach (var site in _config.Sites)
@@ -129,7 +116,7 @@ public sealed class MapServerCore
             _log.Write("malformed", $"mapserver: {source}: malformed Map-Register: {decoded.Describe()}");
             return;
         }
-        if (_register.Records.Count == 0 || !TryEid(_register.Records[0].EidPrefix, out uint iid0, out var fam0, out var eid0))
+        if (_register.Records.Count == 0 || !EidAddress.TryRead(_register.Records[0].EidPrefix, out uint iid0, out var fam0, out var eid0))
         {
             _counters.Add(MsCounter.RegisterNoSiteForEid);
             return;
@@ -154,7 +141,7 @@ public sealed class MapServerCore
         for (int i = 0; i < _register.Records.Count; i++)
         {
             var rec = _register.Records[i];
-            if (!TryEid(rec.EidPrefix, out uint iid, out var family, out var eid)
+            if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var eid)
                 || !site.Prefixes.Any(p => p.Covers(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength)))
             {
                 _counters.Add(MsCounter.RegisterForeignPrefix);
@@ -275,7 +262,7 @@ public sealed class MapServerCore
         for (int i = 0; i < _request.Records.Count; i++)
         {
             var asked = _request.Records[i];
-            if (!TryEid(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
+            if (!EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
             bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
             if (_store.TryLookup(iid, family, eid, out var reg))
             {
@@ -356,7 +343,7 @@ public sealed class MapServerCore
     private bool TryFastAnswer(IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
     {
         var asked = _request.Records[0];
-        if (asked.Subscribe || !TryEid(asked.EidPrefix, out uint iid, out var family, out var eid)) return false;
+        if (asked.Subscribe || !EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) return false;
         if (!_store.TryLookup(iid, family, eid, out var reg) || (!reg.Site.ProxyReply && !ecm.IsEmpty)) return false;
         bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
         byte[]?[] cached = reg.PlainAnswers;
@@ -385,11 +372,8 @@ public sealed class MapServerCore
     /// <summary>A cached record with no locators is a policy-denied answer (every RLOC was filtered out).</summary>
     private static bool IsNegativeRecord(byte[] record) => record.Length > 4 && record[4] == 0;
 
-    private static LispAddress EncodeEid(uint iid, EidFamily family, UInt128 prefix, bool lcaf)
-    {
-        var plain = family == EidFamily.Ipv4 ? LispAddress.FromIpv4((uint)prefix) : LispAddress.FromIpv6(prefix);
-        return lcaf || iid != 0 ? LispAddress.WithInstanceId(iid, plain) : plain;
-    }
+    private static LispAddress EncodeEid(uint iid, EidFamily family, UInt128 prefix, bool lcaf) =>
+        lcaf || iid != 0 ? EidAddress.WithInstanceId(iid, family, prefix) : EidAddress.Plain(family, prefix);
 
     /// <summary>The answer record for a registration, filtered and prioritised for the requester's constraints.</summary>
     public MappingRecord Answer(EidRegistration reg, AgentConstraints? constraints, bool lcaf)

@@ -100,8 +100,7 @@ public sealed class Publisher : IDisposable
         if (updated is null)
         {
             // Gone: a negative record with a short TTL, so subscribers stop sending at once.
-            var plain = key.Family == Dataplane.MapCache.EidFamily.Ipv4 ? LispAddress.FromIpv4((uint)key.Prefix) : LispAddress.FromIpv6(key.Prefix);
-            record = new MappingRecord { EidPrefix = LispAddress.WithInstanceId(key.InstanceId, plain), EidMaskLength = (byte)key.Length, TtlMinutes = 1, Action = MapReplyAction.NativelyForward, Authoritative = true };
+            record = new MappingRecord { EidPrefix = EidAddress.WithInstanceId(key.InstanceId, key.Family, key.Prefix), EidMaskLength = (byte)key.Length, TtlMinutes = 1, Action = MapReplyAction.NativelyForward, Authoritative = true };
         }
         else
         {
