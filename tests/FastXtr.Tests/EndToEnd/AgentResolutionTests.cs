@@ -56,15 +56,7 @@ public class AgentResolutionTests
             "both agents to register", 20_000);
     }
 
-    private void Launch(string ns, params string[] args)
-    {
-        var p = Process.Start(new ProcessStartInfo("ip", new[] { "netns", "exec", ns, Shell.FastxtrExe() }.Concat(args)) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine($"[{ns} {args[0]}] {e.Data}"); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine($"[{ns} {args[0]}] {e.Data}"); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        _processes.Add(p);
-    }
+    private void Launch(string ns, params string[] args) => _processes.Add(Shell.StartInNamespace(ns, args));
 
     [OneTimeTearDown]
     public void Stop()

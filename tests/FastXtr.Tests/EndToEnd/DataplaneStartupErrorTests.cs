@@ -38,8 +38,7 @@ public class DataplaneStartupErrorTests
         try
         {
             Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up && ip -n {ns} addr add 192.0.2.1/32 dev lo");
-            first = Process.Start(new ProcessStartInfo("ip", ["netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxbusy0", "--shm", shmA, "--map-cache-entries", "64"])
-            { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            first = Shell.StartInNamespace(ns, "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxbusy0", "--shm", shmA, "--map-cache-entries", "64");
             TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {ns} link show fxbusy0").Code == 0, "the first data plane's TUN");
             var tun = Shell.Run("ip", ["netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxbusy0", "--shm", shmB, "--map-cache-entries", "64"]);
             Assert.That(tun.Code, Is.EqualTo(1));

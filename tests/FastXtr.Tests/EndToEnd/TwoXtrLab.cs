@@ -73,18 +73,8 @@ public sealed class TwoXtrLab : IDisposable
         }
     }
 
-    private void StartDataplane(string ns, string rloc, string shm)
-    {
-        var psi = new ProcessStartInfo("ip", ["netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--rloc-addr", rloc,
-            "--instance", "1000=fx1000", "--instance", "2000=fx2000", "--shm", shm, "--map-cache-entries", "1024"])
-        { RedirectStandardOutput = true, RedirectStandardError = true };
-        var p = Process.Start(psi)!;
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine($"[{ns}] {e.Data}"); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine($"[{ns}] {e.Data}"); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        _dataplanes.Add(p);
-    }
+    private void StartDataplane(string ns, string rloc, string shm) =>
+        _dataplanes.Add(Shell.StartInNamespace(ns, "dataplane", "--rloc-addr", rloc, "--instance", "1000=fx1000", "--instance", "2000=fx2000", "--shm", shm, "--map-cache-entries", "1024"));
 
     public static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
     {

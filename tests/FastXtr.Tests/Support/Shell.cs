@@ -35,6 +35,22 @@ public static class Shell
         return r.Out;
     }
 
+    /// <summary>
+    /// Starts <c>out/fastxtr ARGS</c> inside namespace <paramref name="ns"/>, its output copied to the test log with
+    /// a prefix; the caller stops it.
+    /// </summary>
+    public static Process StartInNamespace(string ns, params string[] args)
+    {
+        var p = Process.Start(new ProcessStartInfo("ip", new[] { "netns", "exec", ns, FastxtrExe() }.Concat(args)) { RedirectStandardOutput = true, RedirectStandardError = true })
+                ?? throw new AssertionException($"could not start fastxtr {string.Join(' ', args)} in {ns}");
+        string prefix = $"[{ns} {args[0]}] ";
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine(prefix + e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) TestContext.Progress.WriteLine(prefix + e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
     public static bool IsRoot => Environment.UserName == "root" || FastXtr.NativeInterop.Libc.geteuid() == 0;
 
     public static string FastxtrExe()
