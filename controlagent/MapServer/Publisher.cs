@@ -53,7 +53,6 @@ public sealed class Publisher : IDisposable
     }
 
     public int SubscriptionCount => _subscriptions.Values.Sum(s => s.Count);
-    public int PendingCount => _pending.Count;
 
     public void Subscribe(Subscription s)
     {

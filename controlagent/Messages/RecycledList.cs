@@ -29,12 +29,6 @@ public sealed class RecycledList<T> : IReadOnlyList<T> where T : class, new()
         Count++;
     }
 
-    /// <summary>Removes the last part (used when decoding it failed).</summary>
-    public void RemoveLast()
-    {
-        if (Count > 0) Count--;
-    }
-
     public IEnumerator<T> GetEnumerator()
     {
         for (int i = 0; i < Count; i++) yield return _items[i];

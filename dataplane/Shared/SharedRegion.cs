@@ -41,8 +41,6 @@ public sealed unsafe class SharedRegion : IDisposable
     public SharedRegionSizes Sizes { get; }
     public string? Path => _mapping?.Path;
     public long Length => _length;
-    internal byte* Base => _base;
-
     /// <summary>The mapped base, for tests that freeze a writer mid-update.</summary>
     public byte* BaseForTests => _base;
 

@@ -101,8 +101,6 @@ public sealed class DataplaneHost : IDisposable
         _workers[index].Run();
     }
 
-    public WorkerCounters Counters(int worker) => Region.Counters(worker);
-
     public void Stop()
     {
         foreach (var w in _workers) w.Stop();
