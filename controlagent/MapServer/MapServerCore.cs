@@ -138,6 +138,7 @@ public sealed class MapServerCore
 
         // Every record must lie in this site's space: an ETR never registers another site's agents.
         var records = new List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record)>();
+        var withdrawals = new List<EidKey>();
         for (int i = 0; i < _register.Records.Count; i++)
         {
             var rec = _register.Records[i];
@@ -147,6 +148,12 @@ public sealed class MapServerCore
                 _counters.Add(MsCounter.RegisterForeignPrefix);
                 _log.Write("foreign", $"mapserver: {source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
                 return;
+            }
+            if (rec.TtlMinutes == 0)
+            {
+                // Record TTL 0: this xTR withdraws the prefix (an agent detached); its locators do not matter.
+                withdrawals.Add(new EidKey(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength));
+                continue;
             }
             var rlocs = ImmutableArray.CreateBuilder<RegisteredRloc>(rec.Locators.Count);
             bool valid = true;
@@ -179,6 +186,8 @@ public sealed class MapServerCore
             if (old is not null && old.ByXtr.TryGetValue(xtrId, out var prev) && SameAddresses(prev.Rlocs, rlocs) && !SameContexts(prev.Rlocs, rlocs))
                 _counters.Add(MsCounter.AttributeUpdatesInPlace);
         }
+        foreach (var eidKey in withdrawals)
+            if (_store.Withdraw(eidKey, xtrId)) _counters.Add(MsCounter.RegistrationsWithdrawn);
         _counters.Add(MsCounter.MapRegistersAccepted);
 
         if (_register.WantMapNotify)

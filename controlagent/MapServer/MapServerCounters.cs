@@ -17,6 +17,7 @@ public enum MsCounter
     ConstraintKeysUnknown,
     AttributeUpdatesInPlace,
     RegistrationsExpired,
+    RegistrationsWithdrawn,
     SubscriptionsAccepted,
     SubscriptionsRefused,
     SubscriptionsDropped,

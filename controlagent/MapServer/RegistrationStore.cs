@@ -165,35 +165,52 @@ public sealed class RegistrationStore
         foreach (var (key, seen) in _byKey)
         {
             if (seen.EarliestExpiryMs > nowMs) continue;
-            lock (_write)
-            {
-                if (!_byKey.TryGetValue(key, out var reg)) continue;
-                var stale = reg.ByXtr.Values.Where(x => x.ExpiresAtMs <= nowMs).Select(x => x.XtrId).ToList();
-                if (stale.Count == 0) continue;
-                removed++;
-                var left = reg.ByXtr.RemoveRange(stale);
-                if (left.Count == 0)
-                {
-                    _byKey.TryRemove(key, out _);
-                    var address = (key.InstanceId, key.Family, key.Prefix);
-                    if (_addressUses.TryGetValue(address, out int uses) && uses <= 1)
-                    {
-                        _addressUses.Remove(address);
-                        _ordered[(key.InstanceId, key.Family)].Remove(key.Prefix);
-                    }
-                    else if (uses > 1) _addressUses[address] = uses - 1;
-                    changes.Add((reg, null));
-                }
-                else
-                {
-                    var updated = reg with { ByXtr = left };
-                    _byKey[key] = updated;
-                    changes.Add((reg, updated));
-                }
-            }
+            if (RemoveWhere(key, x => x.ExpiresAtMs <= nowMs, changes)) removed++;
         }
         foreach (var (o, n) in changes) Changed?.Invoke(o, n);
         return removed;
+    }
+
+    /// <summary>
+    /// Withdraws one xTR's registration of a prefix (a Map-Register record with TTL 0): the prefix keeps the other
+    /// xTRs' RLOCs, or is gone when it had none. Returns false when that xTR had not registered it.
+    /// </summary>
+    public bool Withdraw(EidKey key, UInt128 xtrId)
+    {
+        var changes = new List<(EidRegistration Old, EidRegistration? New)>(1);
+        if (!RemoveWhere(key, x => x.XtrId == xtrId, changes)) return false;
+        foreach (var (o, n) in changes) Changed?.Invoke(o, n);
+        return true;
+    }
+
+    private bool RemoveWhere(EidKey key, Func<XtrRegistration, bool> remove, List<(EidRegistration Old, EidRegistration? New)> changes)
+    {
+        lock (_write)
+        {
+            if (!_byKey.TryGetValue(key, out var reg)) return false;
+            var stale = reg.ByXtr.Values.Where(remove).Select(x => x.XtrId).ToList();
+            if (stale.Count == 0) return false;
+            var left = reg.ByXtr.RemoveRange(stale);
+            if (left.Count == 0)
+            {
+                _byKey.TryRemove(key, out _);
+                var address = (key.InstanceId, key.Family, key.Prefix);
+                if (_addressUses.TryGetValue(address, out int uses) && uses <= 1)
+                {
+                    _addressUses.Remove(address);
+                    _ordered[(key.InstanceId, key.Family)].Remove(key.Prefix);
+                }
+                else if (uses > 1) _addressUses[address] = uses - 1;
+                changes.Add((reg, null));
+            }
+            else
+            {
+                var updated = reg with { ByXtr = left };
+                _byKey[key] = updated;
+                changes.Add((reg, updated));
+            }
+            return true;
+        }
     }
 
     /// <summary>
