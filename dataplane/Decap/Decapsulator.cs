@@ -26,14 +26,23 @@ public sealed class Decapsulator
     private readonly uint[] _instanceIds;
     private readonly MapCacheTables? _decapFilter;
     private readonly WorkerCounters _counters;
+    private readonly MapCacheTables? _cache;
+    private readonly MissRing _solicits;
+    private readonly MissSuppressor? _suppressor;
 
     /// <param name="instanceIds">The Instance IDs this data plane serves, in TUN order.</param>
     /// <param name="decapFilter">The map-cache to check outer sources against, or null for no filter.</param>
-    public Decapsulator(IReadOnlyList<uint> instanceIds, MapCacheTables? decapFilter, WorkerCounters counters)
+    /// <param name="cache">The map-cache whose moved-away entries trigger solicit reports, or null for none.</param>
+    /// <param name="solicits">Where solicit reports go (the worker's miss ring), suppressed to about one per moved EID per second.</param>
+    public Decapsulator(IReadOnlyList<uint> instanceIds, MapCacheTables? decapFilter, WorkerCounters counters,
+        MapCacheTables? cache = null, MissRing solicits = default, MissSuppressor? suppressor = null)
     {
         _instanceIds = instanceIds.ToArray();
         _decapFilter = decapFilter;
         _counters = counters;
+        _cache = cache;
+        _solicits = solicits;
+        _suppressor = suppressor;
     }
 
     public EtrDecision Process(Span<byte> payload, uint outerSource, int outerTtl, int outerTos)
@@ -59,6 +68,8 @@ public sealed class Decapsulator
             if (_decapFilter is not null && !SourceAllowed(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[12..]), outerSource))
             { _counters.Add(Counter.DropDecapFilter); return d; }
             if (!AdjustIpv4(inner, outerTtl, outerTos)) { _counters.Add(Counter.DropTtlExpired); return d; }
+            if (_cache is not null && _cache.HasMovedAway(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[16..])))
+                Solicit(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[12..]), BinaryPrimitives.ReadUInt32BigEndian(inner[16..]), outerSource);
         }
         else if (version == 6)
         {
@@ -66,6 +77,8 @@ public sealed class Decapsulator
             if (_decapFilter is not null && !SourceAllowed(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[8..]), outerSource))
             { _counters.Add(Counter.DropDecapFilter); return d; }
             if (!AdjustIpv6(inner, outerTtl, outerTos)) { _counters.Add(Counter.DropTtlExpired); return d; }
+            if (_cache is not null && _cache.HasMovedAway(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[24..])))
+                Solicit(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[8..]), BinaryPrimitives.ReadUInt128BigEndian(inner[24..]), outerSource);
         }
         else
         {
@@ -77,6 +90,23 @@ public sealed class Decapsulator
         d.InnerOffset = LispDataHeader.Length;
         d.InnerLength = version == 4 ? BinaryPrimitives.ReadUInt16BigEndian(inner[2..]) : Math.Min(inner.Length, Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(inner[4..]));
         return d;
+    }
+
+    /// <summary>
+    /// A packet for an EID that moved away: still delivered (the host may forward it on), and reported so the agent
+    /// sends the ITR an SMR.
+    /// </summary>
+    private void Solicit(uint iid, EidFamily family, UInt128 source, UInt128 destination, uint outerSource)
+    {
+        _counters.Add(Counter.MovedEidPackets);
+        var record = new MissRecord
+        {
+            InstanceId = iid, Profile = MapCacheEntry.SolicitKey, Family = family, SourceEid = source, DestinationEid = destination,
+            OuterSource = outerSource, Timestamp = MapCacheTables.Now,
+        };
+        if (_suppressor is not null && !_suppressor.ShouldPost(record)) return;
+        if (_solicits.TryPost(record)) _counters.Add(Counter.SolicitsPosted);
+        else _counters.Add(Counter.MissRingFull);
     }
 
     private bool SourceAllowed(uint iid, EidFamily family, UInt128 sourceEid, uint outerSource)

@@ -112,7 +112,11 @@ public sealed unsafe class Encapsulator
             return decision;
         }
 
-        if (!_cache.TryLookup(new MapCacheKey(instanceId, profile, family, destination), out MapCacheEntry entry))
+        MapCacheEntry entry;
+        bool hit = profile == 0
+            ? _cache.TryLookupFromSource(instanceId, family, source, destination, out profile, out entry)
+            : _cache.TryLookup(new MapCacheKey(instanceId, profile, family, destination), out entry);
+        if (!hit)
         {
             _counters.Add(Counter.MapCacheMisses);
             PostMiss(instanceId, profile, family, source, destination, now);

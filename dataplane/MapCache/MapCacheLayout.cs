@@ -53,7 +53,7 @@ public struct RlocArray
 /// counter was even and unchanged across the copy, so they never act on a torn entry.
 /// <code>
 ///  0 Seq        4 State Family PrefixLength Action   8 InstanceId   12 Profile RlocCount Flags
-/// 16 Prefix (16)   32 ExpiresAt (Stopwatch ticks, 0 = never)   40 MapVersion TtlMinutes Reserved
+/// 16 Prefix (16)   32 ExpiresAt (Stopwatch ticks, 0 = never)   40 MapVersion TtlMinutes AssignedProfile
 /// 48 Rlocs: 8 x 24 bytes
 /// </code>
 /// </summary>
@@ -64,6 +64,16 @@ public struct MapCacheEntry
     public const int MaxRlocs = 8;
     public const byte StateFree = 0;
     public const byte StateUsed = 1;
+    /// <summary>
+    /// The profile key under which source-prefix → constraint-profile entries live: an entry (IID, SourceProfileKey,
+    /// source prefix) says that packets from that prefix are looked up under profile <see cref="AssignedProfile"/>.
+    /// </summary>
+    public const ushort SourceProfileKey = 0xFFFF;
+    /// <summary>
+    /// The profile key of moved-away entries: an entry (IID, SolicitKey, EID prefix) says that EID left this xTR, so
+    /// the ETR side reports packets still arriving for it and the agent solicits their ITRs (SMR, RFC 9301 §6.6.2).
+    /// </summary>
+    public const ushort SolicitKey = 0xFFFE;
 
     [FieldOffset(0)] public uint Seq;
     [FieldOffset(4)] public byte State;
@@ -78,7 +88,9 @@ public struct MapCacheEntry
     [FieldOffset(32)] public long ExpiresAt;
     [FieldOffset(40)] public ushort MapVersion;
     [FieldOffset(42)] public ushort TtlMinutes;
-    [FieldOffset(44)] public uint Reserved;
+    /// <summary>Source-profile entries only (<see cref="SourceProfileKey"/>): the constraint profile of the sources in
+    /// this prefix (CONTEXT-EXTENSION.md §5). 0 in ordinary entries.</summary>
+    [FieldOffset(44)] public uint AssignedProfile;
     [FieldOffset(48)] public RlocArray Rlocs;
 
     public readonly bool IsNegative => RlocCount == 0;
@@ -98,7 +110,10 @@ public struct IidSlot
     [FieldOffset(16)] public ulong Ipv6Lengths0;
     [FieldOffset(24)] public ulong Ipv6Lengths1;
     [FieldOffset(32)] public ulong Ipv6Lengths2;
-    [FieldOffset(40)] public ulong Reserved;
+    /// <summary>How many source-profile entries this IID has; 0 (the usual case) skips the source lookup.</summary>
+    [FieldOffset(40)] public uint SourceProfileEntries;
+    /// <summary>How many moved-away entries (<see cref="MapCacheEntry.SolicitKey"/>) this IID has; 0 skips the ETR's check.</summary>
+    [FieldOffset(44)] public uint SolicitEntries;
 }
 
 /// <summary>The lookup key: (IID, constraint profile, family, destination address).</summary>

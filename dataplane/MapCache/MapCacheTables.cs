@@ -101,6 +101,37 @@ public sealed unsafe class MapCacheTables
     {
         IidSlot* s = FindIid(key.InstanceId);
         if (s == null) { entry = default; return false; }
+        return Lpm(s, key, out entry);
+    }
+
+    /// <summary>
+    /// The ITR's lookup: the destination under the profile of the packet's source (CONTEXT-EXTENSION.md §5). When
+    /// the IID has no source-profile entries (the usual case) this costs one load more than <see cref="TryLookup"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryLookupFromSource(uint iid, EidFamily family, UInt128 source, UInt128 destination, out ushort profile, out MapCacheEntry entry)
+    {
+        profile = 0;
+        IidSlot* s = FindIid(iid);
+        if (s == null) { entry = default; return false; }
+        if (Volatile.Read(ref s->SourceProfileEntries) != 0 && Lpm(s, new MapCacheKey(iid, MapCacheEntry.SourceProfileKey, family, source), out entry))
+            profile = (ushort)entry.AssignedProfile;
+        return Lpm(s, new MapCacheKey(iid, profile, family, destination), out entry);
+    }
+
+    /// <summary>
+    /// The ETR's check for SMR: true when <paramref name="destination"/> lies in a moved-away entry of the IID. Costs
+    /// one IID probe while the IID has none (the usual case).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool HasMovedAway(uint iid, EidFamily family, UInt128 destination)
+    {
+        IidSlot* s = FindIid(iid);
+        return s != null && Volatile.Read(ref s->SolicitEntries) != 0 && Lpm(s, new MapCacheKey(iid, MapCacheEntry.SolicitKey, family, destination), out _);
+    }
+
+    private bool Lpm(IidSlot* s, in MapCacheKey key, out MapCacheEntry entry)
+    {
         if (key.Family == EidFamily.Ipv4)
         {
             ulong lengths = Volatile.Read(ref s->Ipv4Lengths);

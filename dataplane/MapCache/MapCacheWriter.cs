@@ -9,7 +9,8 @@ public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte P
 /// <summary>What to install for one (IID, profile, EID prefix).</summary>
 public sealed record MapCacheEntrySpec(
     uint InstanceId, ushort Profile, EidFamily Family, UInt128 Prefix, int PrefixLength,
-    IReadOnlyList<RlocSpec> Rlocs, MapReplyAction Action = MapReplyAction.NoAction, uint TtlMinutes = 1440, ushort MapVersion = 0);
+    IReadOnlyList<RlocSpec> Rlocs, MapReplyAction Action = MapReplyAction.NoAction, uint TtlMinutes = 1440, ushort MapVersion = 0,
+    ushort AssignedProfile = 0);
 
 public enum MapCacheWriteResult
 {
@@ -70,6 +71,7 @@ public sealed unsafe class MapCacheWriter
         Write(_t.Entries + entry, spec, prefix, expires);
         // 3. Publishing the index slot (release) makes the entry reachable.
         Volatile.Write(ref _t.Index[insertAt], (uint)entry + 1);
+        AdjustSpecialCount(iid, spec.Profile, +1);
         Count++;
         _changed?.Invoke();
         return MapCacheWriteResult.Inserted;
@@ -88,6 +90,7 @@ public sealed unsafe class MapCacheWriter
         e->State = MapCacheEntry.StateFree;
         EndWrite(e);
         _free.Push((int)entry);
+        AdjustSpecialCount(_t.FindIid(instanceId), profile, -1);
         Count--;
         _changed?.Invoke();
         return MapCacheWriteResult.Removed;
@@ -125,6 +128,14 @@ public sealed unsafe class MapCacheWriter
         return removed;
     }
 
+    /// <summary>Keeps the IID's counts of source-profile and moved-away entries, which let readers skip those lookups.</summary>
+    private static void AdjustSpecialCount(IidSlot* iid, ushort profile, int delta)
+    {
+        if (iid == null) return;
+        if (profile == MapCacheEntry.SourceProfileKey) Volatile.Write(ref iid->SourceProfileEntries, (uint)Math.Max(0, iid->SourceProfileEntries + delta));
+        else if (profile == MapCacheEntry.SolicitKey) Volatile.Write(ref iid->SolicitEntries, (uint)Math.Max(0, iid->SolicitEntries + delta));
+    }
+
     private static void Validate(MapCacheEntrySpec spec)
     {
         int max = MapCacheMath.MaxPrefixLength(spec.Family);
@@ -158,6 +169,7 @@ public sealed unsafe class MapCacheWriter
         e->Prefix = prefix;
         e->ExpiresAt = expires;
         e->MapVersion = spec.MapVersion;
+        e->AssignedProfile = spec.AssignedProfile;
         e->TtlMinutes = (ushort)Math.Min(spec.TtlMinutes, ushort.MaxValue);
         for (int i = 0; i < MapCacheEntry.MaxRlocs; i++)
         {

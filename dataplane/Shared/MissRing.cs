@@ -3,7 +3,11 @@ using FastXtr.Dataplane.MapCache;
 
 namespace FastXtr.Dataplane.Shared;
 
-/// <summary>A map-cache miss posted by a worker for the control agent: which (IID, profile) and which EIDs.</summary>
+/// <summary>
+/// A record posted by a worker for the control agent: a map-cache miss (which IID, profile and EIDs), or, with
+/// <see cref="Profile"/> = <see cref="MapCacheEntry.SolicitKey"/>, a packet that arrived from ITR
+/// <see cref="OuterSource"/> for an EID that moved away (the agent answers with an SMR).
+/// </summary>
 [StructLayout(LayoutKind.Explicit, Size = MissRing.RecordBytes)]
 public struct MissRecord
 {
@@ -13,6 +17,8 @@ public struct MissRecord
     [FieldOffset(8)] public long Timestamp;
     [FieldOffset(16)] public UInt128 SourceEid;
     [FieldOffset(32)] public UInt128 DestinationEid;
+    /// <summary>Solicit records: the outer source RLOC (IPv4, host order) of the packet.</summary>
+    [FieldOffset(48)] public uint OuterSource;
 }
 
 /// <summary>
@@ -21,14 +27,14 @@ public struct MissRecord
 ///   0  Head (u64, producer)      own cache line
 ///  64  Tail (u64, consumer)      own cache line
 /// 128  Dropped (u64, producer)   posts refused because the ring was full
-/// 192  slots: MissRingSlots x 48 bytes
+/// 192  slots: MissRingSlots x 64 bytes
 /// </code>
 /// The producer writes a slot, then publishes Head (release); the consumer reads Head (acquire), copies the slots,
 /// then publishes Tail. Head and Tail only grow; slot = counter mod slots.
 /// </summary>
 public readonly unsafe struct MissRing
 {
-    public const int RecordBytes = 48;
+    public const int RecordBytes = 64;
     private const int HeaderBytes = 192;
     private readonly byte* _base;
     private readonly int _mask;

@@ -33,7 +33,7 @@ namespace FastXtr.Dataplane.Shared;
 public struct SharedHeader
 {
     public const ulong MagicValue = 0x004D485352545846; // "FXTRSHM\0" little-endian
-    public const uint CurrentLayoutVersion = 1;
+    public const uint CurrentLayoutVersion = 2; // 2: source-profile entries (AssignedProfile, SourceProfileEntries)
     public const int Bytes = 4096;
 
     public ulong Magic;

@@ -6,7 +6,7 @@ public enum Counter
     TunRxPackets, TunRxBytes, UdpTxPackets, UdpTxBytes,
     UdpRxPackets, UdpRxBytes, TunTxPackets, TunTxBytes,
     MapCacheHits, MapCacheMisses, MissesPosted, MissesSuppressed, MissRingFull,
-    IcmpTooBigSent, OuterFragmentsSent, Batches,
+    IcmpTooBigSent, OuterFragmentsSent, Batches, MovedEidPackets, SolicitsPosted,
     // Drop reasons, one counter each (the data plane never drops silently).
     DropNotIp, DropTruncated, DropNoMapping, DropNegativeEntry, DropPolicyDenied, DropAuthFailure, DropNoUsableRloc,
     DropUnknownInstanceId, DropDecapFilter, DropBadOuterHeader, DropTtlExpired, DropTooBig, DropSendFailed, DropTunWriteFailed,
