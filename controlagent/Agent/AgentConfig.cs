@@ -11,13 +11,26 @@ namespace FastXtr.ControlAgent.Agent;
 
 public sealed record MapServerPeer(IPEndPoint Endpoint, SiteKey Key);
 
-public sealed record DatabaseMapping(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length, IReadOnlyList<(IPAddress Rloc, byte Priority, byte Weight)> Rlocs, AgentContext? Context);
+public sealed record DatabaseMapping(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length, IReadOnlyList<(IPAddress Rloc, byte Priority, byte Weight)> Rlocs, AgentContext? Context)
+{
+    public bool SamePrefix(DatabaseMapping o) => InstanceId == o.InstanceId && Family == o.Family && Prefix == o.Prefix && Length == o.Length;
+
+    public string PrefixText => $"[{InstanceId}]{CliParsing.FormatAddress(Family, Prefix)}/{Length}";
+}
+
+/// <summary>A named constraint profile (CONTEXT-EXTENSION.md §5): sources in its prefixes resolve under these constraints.</summary>
+public sealed record ConstraintProfile(string Name, AgentConstraints Constraints);
+
+/// <summary>Sources in (IID, prefix) use the named profile.</summary>
+public sealed record SourceProfile(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length, string ProfileName);
 
 /// <summary>
 /// The control agent's configuration, line-oriented like the Map-Server's (see agent.example.conf):
 /// <c>map-server ADDRESS[:PORT] KEY-ID sha1|sha256 SECRET</c>, <c>map-resolver ADDRESS[:PORT]</c>,
 /// <c>database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]</c>, <c>rloc-addr</c>, <c>shm</c>,
-/// <c>register-interval SECONDS</c>, <c>xtr-id HEX</c>, <c>site-id N</c>. Refused at start with line and reason.
+/// <c>register-interval SECONDS</c>, <c>xtr-id HEX</c>, <c>site-id N</c>, <c>profile NAME JSON</c>,
+/// <c>source-profile IID PREFIX NAME</c>, <c>api-socket PATH</c>, <c>rloc-probe-interval SECONDS</c>,
+/// <c>rloc-probe-misses N</c>, <c>subscribe on|off</c>. Refused at start with line and reason.
 /// </summary>
 public sealed class AgentConfig
 {
@@ -29,6 +42,18 @@ public sealed class AgentConfig
     public TimeSpan RegisterInterval { get; set; } = TimeSpan.FromSeconds(60);
     public UInt128 XtrId { get; set; }
     public ulong SiteId { get; set; }
+    public List<ConstraintProfile> Profiles { get; } = [];
+    public List<SourceProfile> SourceProfiles { get; } = [];
+    /// <summary>The local agent API's Unix socket; empty turns the API off.</summary>
+    public string? ApiSocket { get; set; }
+    /// <summary>Seconds between RLOC probes of each cached locator (RFC 9301 §6.3.2); 0 turns probing off.</summary>
+    public TimeSpan RlocProbeInterval { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>Consecutive unanswered probes after which a locator is marked down.</summary>
+    public int RlocProbeMisses { get; set; } = 3;
+    /// <summary>Subscribe (RFC 9437) to every EID resolved, so moves and state changes arrive as publications.</summary>
+    public bool Subscribe { get; set; } = true;
+
+    public string EffectiveApiSocket => ApiSocket ?? $"/run/fastxtr/agent-{SharedMemoryName}.sock";
 
     public static AgentConfig Parse(IReadOnlyList<string> lines, string source = "configuration")
     {
@@ -40,6 +65,8 @@ public sealed class AgentConfig
             int contextAt = line.TrimStart().StartsWith("database-mapping", StringComparison.Ordinal) ? line.IndexOf(" context ", StringComparison.Ordinal) : -1;
             string? contextJson = null;
             if (contextAt >= 0) { contextJson = line[(contextAt + 9)..].Trim(); line = line[..contextAt]; }
+            else if (line.TrimStart().StartsWith("profile ", StringComparison.Ordinal) && line.IndexOf('{', StringComparison.Ordinal) is int brace and > 0)
+            { contextJson = line[brace..].Trim(); line = line[..brace]; }
             else if (hash >= 0) line = line[..hash];
             var t = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).ToList();
             if (t.Count == 0) continue;
@@ -76,7 +103,28 @@ public sealed class AgentConfig
                     case "register-interval": c.RegisterInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
                     case "xtr-id": c.XtrId = UInt128.Parse(t[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture); break;
                     case "site-id": c.SiteId = ulong.Parse(t[1], CultureInfo.InvariantCulture); break;
-                    default: throw new ConfigException($"{where}: unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id)");
+                    case "profile":
+                        if (t.Count != 2 || contextJson is null) throw new ConfigException($"{where}: expected 'profile NAME {{\"agent-constraints\": {{...}}}}'");
+                        if (c.Profiles.Any(p => p.Name == t[1])) throw new ConfigException($"{where}: profile '{t[1]}' is defined twice");
+                        var constraints = AgentConstraints.TryParse(contextJson, out var cerr) ?? throw new ConfigException($"{where}: profile '{t[1]}': {cerr.Reason}");
+                        c.Profiles.Add(new ConstraintProfile(t[1], constraints));
+                        break;
+                    case "source-profile":
+                        if (t.Count != 4) throw new ConfigException($"{where}: expected 'source-profile IID PREFIX PROFILE-NAME'");
+                        var (sf, sp, sl) = CliParsing.ParsePrefix(t[2], "source-profile");
+                        if (!c.Profiles.Any(p => p.Name == t[3])) throw new ConfigException($"{where}: no profile named '{t[3]}' (define it with a 'profile' line first)");
+                        c.SourceProfiles.Add(new SourceProfile(uint.Parse(t[1], CultureInfo.InvariantCulture), sf, sp, sl, t[3]));
+                        break;
+                    case "api-socket": c.ApiSocket = t.Count > 1 ? t[1] : ""; break;
+                    case "rloc-probe-interval": c.RlocProbeInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
+                    case "rloc-probe-misses":
+                        c.RlocProbeMisses = int.Parse(t[1], CultureInfo.InvariantCulture);
+                        if (c.RlocProbeMisses < 1) throw new ConfigException($"{where}: rloc-probe-misses must be at least 1");
+                        break;
+                    case "subscribe":
+                        c.Subscribe = t[1] switch { "on" => true, "off" => false, _ => throw new ConfigException($"{where}: subscribe takes on or off") };
+                        break;
+                    default: throw new ConfigException($"{where}: unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, subscribe)");
                 }
             }
             catch (Exception e) when (e is FormatException or OverflowException or IndexOutOfRangeException or ArgumentOutOfRangeException)

@@ -1,8 +1,10 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using FastXtr.ControlAgent.Context;
+using FastXtr.ControlAgent.MapServer;
 using FastXtr.ControlAgent.Messages;
 using FastXtr.Dataplane.MapCache;
 using FastXtr.Dataplane.Shared;
@@ -10,30 +12,56 @@ using FastXtr.Dataplane.Shared;
 namespace FastXtr.ControlAgent.Agent;
 
 /// <summary>
-/// The xTR control agent, first part (issue #5): registers the database mappings with every Map-Server (want-map-
-/// notify, retransmitted every second until the Map-Notify arrives, refreshed every register-interval), resolves the
-/// data plane's misses with ECM Map-Requests to the Map-Resolver (at most one per destination per second), installs
-/// Map-Replies into the shared map-cache through the writer API, and removes expired entries. It is the map-cache's
+/// The xTR control agent (issue #5). ETR side: registers the database (configured mappings and agents attached
+/// through the API) with every Map-Server, want-map-notify, retransmitted every second until the Map-Notify arrives,
+/// refreshed every register-interval, re-registered at once on any change, withdrawn (record TTL 0) on detach;
+/// answers forwarded Map-Requests and RLOC probes; solicits (SMR) ITRs that still send to an EID that moved away.
+/// ITR side: resolves the data plane's misses with ECM Map-Requests carrying the source's constraint profile and a
+/// subscription (RFC 9437), installs authenticated answers only (matching nonce), applies publications at once and
+/// acknowledges them, re-resolves on an SMR, probes cached locators and marks them up or down. It is the map-cache's
 /// single writer: every write happens under one lock.
 /// </summary>
 public sealed class XtrAgent : IDisposable
 {
+    /// <summary>How long a moved-away EID keeps soliciting the ITRs that still send to it.</summary>
+    public static readonly TimeSpan MovedAwayLifetime = TimeSpan.FromMinutes(5);
+    private const int RegisterAttempts = 5;
+    private const int RecordsPerRegister = 20;
+
     private readonly AgentConfig _config;
     private readonly SharedRegion _region;
     private readonly MapCacheWriter _writer;
     private readonly object _writeLock = new();
     private readonly Socket _socket;
     private readonly TextWriter _log;
-    private readonly Dictionary<(uint, UInt128), long> _lastRequest = [];
-    private readonly Dictionary<ulong, long> _pendingRegisters = [];
     private readonly Thread _receiver, _misses;
-    private readonly Timer _register, _expiry;
+    private readonly Timer _register, _housekeeping, _retransmit;
+    private readonly Timer? _probe;
     private volatile bool _stopping;
 
-    public long MapNotifiesReceived;
-    public long MapRepliesInstalled;
-    public long MapRequestsSent;
-    public long MapRegistersSent;
+    private sealed class PendingRegister
+    {
+        public required byte[] Datagram;
+        public required IPEndPoint To;
+        public required TaskCompletionSource<bool> Done;
+        public int Attempts = 1;
+        public long NextMs;
+    }
+
+    private sealed record PendingRequest(uint InstanceId, ushort Profile, EidFamily Family, UInt128 SourceEid, long SentMs);
+
+    private readonly ConcurrentDictionary<ulong, PendingRegister> _pendingRegisters = new();
+    private readonly ConcurrentDictionary<ulong, PendingRequest> _pendingRequests = new();
+    private readonly Dictionary<(uint, ushort, UInt128), long> _lastRequest = [];
+    // What this ITR resolved, so that publications and SMRs reach the right profiles: prefix → profile → source EID.
+    private readonly ConcurrentDictionary<(uint Iid, EidFamily Family, UInt128 Prefix, int Length), ConcurrentDictionary<ushort, UInt128>> _resolved = new();
+    private readonly ProfileTable _profiles;
+    private readonly RlocProber _prober;
+
+    public AgentCounters Counters { get; } = new();
+    public AgentDatabase Database { get; }
+    public AgentConfig Config => _config;
+    public IReadOnlyList<(ushort Number, string Name, AgentConstraints Constraints)> Profiles => _profiles.All;
 
     public XtrAgent(AgentConfig config, SharedRegion region, TextWriter log)
     {
@@ -41,21 +69,28 @@ public sealed class XtrAgent : IDisposable
         _region = region;
         _log = log;
         _writer = region.CreateWriter();
+        Database = new AgentDatabase(config.Database);
+        _profiles = new ProfileTable(config.Profiles);
         _socket = new Socket(config.RlocAddress!.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         try { _socket.Bind(new IPEndPoint(config.RlocAddress, LispPorts.Control)); }
         catch (SocketException e)
         {
             _socket.Dispose();
-            throw new MapServer.ConfigException($"cannot bind {config.RlocAddress}:{LispPorts.Control}: {e.Message}");
+            throw new ConfigException($"cannot bind {config.RlocAddress}:{LispPorts.Control}: {e.Message}");
         }
         region.Header.AgentPid = Environment.ProcessId;
+        foreach (var sp in config.SourceProfiles) InstallSourceProfile(sp.InstanceId, sp.Family, sp.Prefix, sp.Length, _profiles.Number(sp.ProfileName));
+        _prober = new RlocProber(this);
         _receiver = new Thread(Receive) { IsBackground = true, Name = "agent-receive" };
-        _misses = new Thread(ResolveMisses) { IsBackground = true, Name = "agent-misses" };
+        _misses = new Thread(DrainRings) { IsBackground = true, Name = "agent-misses" };
         _receiver.Start();
         _misses.Start();
-        _register = new Timer(_ => Guard("register", RegisterRound), null, TimeSpan.Zero, config.RegisterInterval);
-        _expiry = new Timer(_ => Guard("expiry", () => { lock (_writeLock) _writer.RemoveExpired(MapCacheTables.Now); }), null, 1000, 1000);
-        log.WriteLine($"fastxtr agent: rloc {config.RlocAddress}, {config.Database.Count} database mapping(s), {config.MapServers.Count} Map-Server(s), {config.MapResolvers.Count} Map-Resolver(s), shm {region.Path}");
+        _register = new Timer(_ => Guard("register", () => RegisterAll()), null, TimeSpan.Zero, config.RegisterInterval);
+        _retransmit = new Timer(_ => Guard("retransmit", RetransmitRegisters), null, 100, 100);
+        _housekeeping = new Timer(_ => Guard("expiry", Housekeeping), null, 1000, 1000);
+        if (config.RlocProbeInterval > TimeSpan.Zero)
+            _probe = new Timer(_ => Guard("rloc-probe", _prober.Round), null, config.RlocProbeInterval, config.RlocProbeInterval);
+        log.WriteLine($"fastxtr agent: rloc {config.RlocAddress}, {config.Database.Count} database mapping(s), {config.MapServers.Count} Map-Server(s), {config.MapResolvers.Count} Map-Resolver(s), {config.Profiles.Count} profile(s), shm {region.Path}");
     }
 
     /// <summary>Timer work never takes the agent down: a failure is reported and the next tick tries again.</summary>
@@ -64,50 +99,164 @@ public sealed class XtrAgent : IDisposable
         if (_stopping) return;
         try { work(); }
         catch (ObjectDisposedException) when (_stopping) { }
-        catch (Exception e) when (e is SocketException or InvalidOperationException or ArgumentException or MapServer.ConfigException or LispFormatException)
+        catch (Exception e) when (e is SocketException or InvalidOperationException or ArgumentException or ConfigException or LispFormatException or IOException)
         {
             _log.WriteLine($"fastxtr agent: {what}: {e.Message}");
         }
     }
 
-    private void RegisterRound()
+    private static ulong NewNonce() => BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+
+    private void Send(ReadOnlySpan<byte> datagram, IPEndPoint to)
     {
+        try { _socket.SendTo(datagram, SocketFlags.None, to); }
+        catch (SocketException e) { _log.WriteLine($"fastxtr agent: send to {to}: {e.Message}"); }
+    }
+
+    // ------------------------------------------------------------------ ETR side: registration
+
+    /// <summary>Registers the whole database with every Map-Server (the periodic refresh).</summary>
+    public Task<bool> RegisterAll() => Register(Database.All, []);
+
+    /// <summary>
+    /// Sends Map-Registers for <paramref name="mappings"/> (and TTL-0 withdrawals for <paramref name="withdrawn"/>) to
+    /// every Map-Server; the task completes with true once every Map-Server has answered with a Map-Notify, false when
+    /// one did not after <see cref="RegisterAttempts"/> sends a second apart.
+    /// </summary>
+    public Task<bool> Register(IReadOnlyList<DatabaseMapping> mappings, IReadOnlyList<DatabaseMapping> withdrawn)
+    {
+        var waits = new List<Task<bool>>();
+        var records = mappings.Select(m => (Mapping: m, Withdraw: false)).Concat(withdrawn.Select(m => (Mapping: m, Withdraw: true))).ToList();
+        if (records.Count == 0) return Task.FromResult(true);
         foreach (var ms in _config.MapServers)
         {
-            var m = new MapRegister
+            foreach (var chunk in records.Chunk(RecordsPerRegister))
             {
-                Nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)), WantMapNotify = true, MergeRequest = true,
-                XtrIdPresent = true, XtrId = _config.XtrId, SiteId = _config.SiteId, KeyId = ms.Key.KeyId, AlgorithmId = ms.Key.Algorithm,
-            };
-            foreach (var d in _config.Database)
-            {
-                var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = (byte)d.Length, Authoritative = true, EidPrefix = EidAddress.WithInstanceId(d.InstanceId, d.Family, d.Prefix) };
-                foreach (var (rloc, priority, weight) in d.Rlocs)
+                var m = new MapRegister
                 {
-                    var address = LispAddress.FromIp(rloc);
-                    rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = rloc.Equals(_config.RlocAddress) });
-                }
-                m.Records.Add(rec);
-            }
-            byte[] datagram = m.ToSignedArray(ms.Key.Secret);
-            lock (_pendingRegisters) _pendingRegisters[m.Nonce] = 0;
-            // Retransmitted every second until its Map-Notify arrives (RFC 9301 §8.2), five times at most a round.
-            for (int attempt = 0; attempt < 5 && !_stopping; attempt++)
-            {
-                _socket.SendTo(datagram, ms.Endpoint);
-                Interlocked.Increment(ref MapRegistersSent);
-                for (int w = 0; w < 10; w++)
+                    Nonce = NewNonce(), WantMapNotify = true, MergeRequest = true,
+                    XtrIdPresent = true, XtrId = _config.XtrId, SiteId = _config.SiteId, KeyId = ms.Key.KeyId, AlgorithmId = ms.Key.Algorithm,
+                };
+                foreach (var (d, withdraw) in chunk) m.Records.Add(RegisterRecord(d, withdraw));
+                var pending = new PendingRegister
                 {
-                    Thread.Sleep(100);
-                    lock (_pendingRegisters) if (!_pendingRegisters.ContainsKey(m.Nonce)) goto done;
-                }
+                    Datagram = m.ToSignedArray(ms.Key.Secret), To = ms.Endpoint, NextMs = NowMs + 1000,
+                    Done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously),
+                };
+                _pendingRegisters[m.Nonce] = pending;
+                waits.Add(pending.Done.Task);
+                Send(pending.Datagram, ms.Endpoint);
+                Counters.Add(AgentCounter.MapRegistersSent);
+                if (chunk.Any(c => c.Withdraw)) Counters.Add(AgentCounter.WithdrawalsSent, chunk.Count(c => c.Withdraw));
             }
-            _log.WriteLine($"fastxtr agent: no Map-Notify from {ms.Endpoint} after 5 tries; next round in {_config.RegisterInterval.TotalSeconds:F0} s");
-            done:;
+        }
+        return Task.WhenAll(waits).ContinueWith(t => t.Result.All(ok => ok), TaskScheduler.Default);
+    }
+
+    private MappingRecord RegisterRecord(DatabaseMapping d, bool withdraw)
+    {
+        var rec = new MappingRecord
+        {
+            TtlMinutes = withdraw ? 0u : 1440, EidMaskLength = (byte)d.Length, Authoritative = true,
+            EidPrefix = EidAddress.WithInstanceId(d.InstanceId, d.Family, d.Prefix),
+        };
+        if (withdraw) return rec;
+        foreach (var (rloc, priority, weight) in d.Rlocs)
+        {
+            var address = LispAddress.FromIp(rloc);
+            rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = rloc.Equals(_config.RlocAddress) });
+        }
+        return rec;
+    }
+
+    private void RetransmitRegisters()
+    {
+        long now = NowMs;
+        foreach (var (nonce, p) in _pendingRegisters)
+        {
+            if (p.NextMs > now) continue;
+            if (p.Attempts >= RegisterAttempts)
+            {
+                if (_pendingRegisters.TryRemove(nonce, out _))
+                {
+                    Counters.Add(AgentCounter.RegistrationsUnacknowledged);
+                    _log.WriteLine($"fastxtr agent: no Map-Notify from {p.To} after {RegisterAttempts} Map-Registers a second apart; the next refresh is in {_config.RegisterInterval.TotalSeconds:F0} s");
+                    p.Done.TrySetResult(false);
+                }
+                continue;
+            }
+            p.Attempts++;
+            p.NextMs = now + 1000;
+            Counters.Add(AgentCounter.MapRegisterRetransmissions);
+            Send(p.Datagram, p.To);
         }
     }
 
-    private void ResolveMisses()
+    // ------------------------------------------------------------------ the local agent API's operations
+
+    /// <summary>Attaches an agent: registers it at once, stops soliciting for it, installs its source profile.</summary>
+    public (AttachedAgent? Agent, string? Conflict, Task<bool> Registered) Attach(string name, DatabaseMapping mapping, AgentConstraints? constraints)
+    {
+        ushort profile = constraints is null ? (ushort)0 : _profiles.NumberFor(constraints);
+        var now = DateTime.UtcNow;
+        var agent = Database.Attach(new AttachedAgent(name, mapping, constraints, profile, now, now), out var conflict);
+        if (agent is null) return (null, conflict, Task.FromResult(false));
+        lock (_writeLock)
+        {
+            _writer.Remove(mapping.InstanceId, MapCacheEntry.SolicitKey, mapping.Family, mapping.Prefix, mapping.Length);
+            // A cached mapping of its old home would send this xTR's own traffic for it away.
+            foreach (var p in _profiles.NumbersInUse()) _writer.Remove(mapping.InstanceId, p, mapping.Family, mapping.Prefix, mapping.Length);
+        }
+        if (profile != 0) InstallSourceProfile(mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length, profile);
+        _log.WriteLine($"fastxtr agent: attached '{name}' {mapping.PrefixText}{(profile != 0 ? $" (profile {profile})" : "")}");
+        return (agent, null, Register([mapping], []));
+    }
+
+    /// <summary>Replaces an attached agent's attributes in place: the same RLOCs re-registered at once (no withdrawal).</summary>
+    public (AttachedAgent? Agent, Task<bool> Registered) Update(AttachedAgent current, AgentContext? context)
+    {
+        var updated = current with { Mapping = current.Mapping with { Context = context }, UpdatedAt = DateTime.UtcNow };
+        if (Database.Replace(updated) is null) return (null, Task.FromResult(false));
+        _log.WriteLine($"fastxtr agent: updated '{current.Name}' {current.Mapping.PrefixText}: {context?.ToString() ?? "no attributes"}");
+        return (updated, Register([updated.Mapping], []));
+    }
+
+    /// <summary>
+    /// Detaches an agent: withdraws its registration, and marks its EID moved-away so that packets still arriving
+    /// for it make their ITRs re-resolve (SMR).
+    /// </summary>
+    public (AttachedAgent? Agent, Task<bool> Withdrawn) Detach(uint iid, EidFamily family, UInt128 prefix, int length)
+    {
+        var gone = Database.Detach(iid, family, prefix, length);
+        if (gone is null) return (null, Task.FromResult(false));
+        lock (_writeLock)
+        {
+            if (gone.Profile != 0) _writer.Remove(iid, MapCacheEntry.SourceProfileKey, family, prefix, length);
+            Upsert(new MapCacheEntrySpec(iid, MapCacheEntry.SolicitKey, family, prefix, length, [], MapReplyAction.NoAction, (uint)MovedAwayLifetime.TotalMinutes));
+        }
+        _log.WriteLine($"fastxtr agent: detached '{gone.Name}' {gone.Mapping.PrefixText}; withdrawing it and soliciting ITRs that still send to it");
+        return (gone, Register([], [gone.Mapping]));
+    }
+
+    private void InstallSourceProfile(uint iid, EidFamily family, UInt128 prefix, int length, ushort profile)
+    {
+        lock (_writeLock)
+            Upsert(new MapCacheEntrySpec(iid, MapCacheEntry.SourceProfileKey, family, prefix, length, [], MapReplyAction.NoAction, uint.MaxValue, AssignedProfile: profile));
+    }
+
+    private void Upsert(MapCacheEntrySpec spec)
+    {
+        var r = _writer.Upsert(spec);
+        if (r is MapCacheWriteResult.Full or MapCacheWriteResult.IidTableFull)
+        {
+            Counters.Add(AgentCounter.MapCacheFull);
+            _log.WriteLine($"fastxtr agent: map-cache full ({r}); [{spec.InstanceId}]{Cli.CliParsing.FormatAddress(spec.Family, spec.Prefix)}/{spec.PrefixLength} not installed");
+        }
+    }
+
+    // ------------------------------------------------------------------ ITR side: resolution
+
+    private void DrainRings()
     {
         Span<MissRecord> batch = stackalloc MissRecord[64];
         while (!_stopping)
@@ -119,7 +268,11 @@ public sealed class XtrAgent : IDisposable
                 any |= n > 0;
                 for (int i = 0; i < n; i++)
                 {
-                    try { Request(batch[i]); }
+                    try
+                    {
+                        if (batch[i].Profile == MapCacheEntry.SolicitKey) SendSmr(batch[i]);
+                        else Request(batch[i].InstanceId, batch[i].Profile, batch[i].Family, batch[i].SourceEid, batch[i].DestinationEid, smrInvoked: false);
+                    }
                     catch (SocketException e) { _log.WriteLine($"fastxtr agent: Map-Request: {e.Message}"); }
                     catch (ObjectDisposedException) { return; }
                 }
@@ -128,23 +281,61 @@ public sealed class XtrAgent : IDisposable
         }
     }
 
-    private void Request(in MissRecord miss)
+    /// <summary>An ECM Map-Request to the Map-Resolver for one destination, at most one per destination and profile per second.</summary>
+    /// <param name="onEvent">A re-resolution the mapping system asked for (a publication): not held to the rate
+    /// limit, which is there against floods of data-driven requests.</param>
+    private void Request(uint iid, ushort profile, EidFamily family, UInt128 source, UInt128 destination, bool smrInvoked, bool onEvent = false)
     {
         if (_config.MapResolvers.Count == 0) return;
         long now = Stopwatch.GetTimestamp();
-        var key = (miss.InstanceId, miss.DestinationEid);
-        // At most one Map-Request per destination per second (RFC 9301 §5.3).
-        if (_lastRequest.TryGetValue(key, out long last) && now - last < Stopwatch.Frequency) return;
-        _lastRequest[key] = now;
-        var request = new MapRequest { Nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)), SourceEid = EidAddress.WithInstanceId(miss.InstanceId, miss.Family, miss.SourceEid) };
+        var key = (iid, profile, destination);
+        lock (_lastRequest)
+        {
+            // RFC 9301 §5.3: at most one Map-Request per destination per second.
+            if (!onEvent && _lastRequest.TryGetValue(key, out long last) && now - last < Stopwatch.Frequency) return;
+            _lastRequest[key] = now;
+        }
+        var sourceEid = EidAddress.WithInstanceId(iid, family, source);
+        if (profile != 0 && _profiles.Constraints(profile) is AgentConstraints constraints) sourceEid = ContextEncoding.SourceEidWithConstraints(sourceEid, constraints);
+        var request = new MapRequest { Nonce = NewNonce(), SourceEid = sourceEid, SmrInvoked = smrInvoked, XtrIdPresent = _config.Subscribe, XtrId = _config.XtrId, SiteId = _config.SiteId };
         request.ItrRlocs.Add(LispAddress.FromIp(_config.RlocAddress!));
-        request.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(miss.InstanceId, miss.Family, miss.DestinationEid), (byte)MapCacheMath.MaxPrefixLength(miss.Family)));
+        request.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, destination), (byte)MapCacheMath.MaxPrefixLength(family), _config.Subscribe));
         var ecm = new EncapsulatedControlMessage { InnerSourcePort = LispPorts.Control };
-        if (miss.Family == EidFamily.Ipv4) ecm.SetInnerAddresses(Dataplane.Headers.Ipv4Header.ToAddress((uint)miss.SourceEid), Dataplane.Headers.Ipv4Header.ToAddress((uint)miss.DestinationEid));
-        else ecm.SetInnerAddresses(Dataplane.Headers.Ipv6Header.ToAddress(miss.SourceEid), Dataplane.Headers.Ipv6Header.ToAddress(miss.DestinationEid));
+        if (family == EidFamily.Ipv4) ecm.SetInnerAddresses(Ipv4Header.ToAddress((uint)source), Ipv4Header.ToAddress((uint)destination));
+        else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
         ecm.SetInnerMessage(request.ToArray());
+        _pendingRequests[request.Nonce] = new PendingRequest(iid, profile, family, source, NowMs);
         _socket.SendTo(ecm.ToArray(), _config.MapResolvers[0]);
-        Interlocked.Increment(ref MapRequestsSent);
+        Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
+    }
+
+    /// <summary>
+    /// An SMR (RFC 9301 §6.6.2) to the ITR that sent a packet for an EID that moved away: a Map-Request with the S bit
+    /// whose source EID and record name the moved EID. The data plane already limits these to about one per EID per second.
+    /// </summary>
+    private void SendSmr(in MissRecord solicit)
+    {
+        var eid = EidAddress.WithInstanceId(solicit.InstanceId, solicit.Family, solicit.DestinationEid);
+        var smr = new MapRequest { Nonce = NewNonce(), SolicitMapRequest = true, SourceEid = eid };
+        smr.ItrRlocs.Add(LispAddress.FromIp(_config.RlocAddress!));
+        smr.Records.Add(new MapRequestRecord(eid, (byte)MapCacheMath.MaxPrefixLength(solicit.Family)));
+        Send(smr.ToArray(), new IPEndPoint(Ipv4Header.ToAddress(solicit.OuterSource), LispPorts.Control));
+        Counters.Add(AgentCounter.SmrsSent);
+    }
+
+    /// <summary>An SMR arrived: re-resolve the named EID through the mapping system for every profile that cached it.</summary>
+    private void OnSmr(MapRequest smr)
+    {
+        Counters.Add(AgentCounter.SmrsReceived);
+        foreach (var asked in smr.Records)
+        {
+            if (!EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
+            foreach (var (key, profiles) in _resolved)
+            {
+                if (key.Iid != iid || key.Family != family || MapCacheMath.Mask(eid, family, key.Length) != key.Prefix) continue;
+                foreach (var (profile, source) in profiles) Request(iid, profile, family, source, eid, smrInvoked: true);
+            }
+        }
     }
 
     private void Receive()
@@ -152,6 +343,8 @@ public sealed class XtrAgent : IDisposable
         byte[] buffer = new byte[65536];
         var reply = new MapReply();
         var notify = new MapNotify();
+        var ecm = new EncapsulatedControlMessage();
+        var request = new MapRequest();
         EndPoint from = new IPEndPoint(IPAddress.Any, 0);
         while (!_stopping)
         {
@@ -161,48 +354,154 @@ public sealed class XtrAgent : IDisposable
             catch (ObjectDisposedException) { return; }
             catch (SocketException) { continue; }
             var message = buffer.AsSpan(0, n);
-            switch (LispMessage.PeekType(message))
+            var source = (IPEndPoint)from;
+            try
             {
-                case LispMessageType.MapNotify:
-                    if (!notify.TryDecode(message).Ok) break;
-                    lock (_pendingRegisters) _pendingRegisters.Remove(notify.Nonce);
-                    Interlocked.Increment(ref MapNotifiesReceived);
-                    break;
-                case LispMessageType.MapReply:
-                    if (reply.TryDecode(message).Ok) Install(reply);
-                    break;
-                case LispMessageType.EncapsulatedControlMessage:
-                    // A Map-Request the Map-Server forwarded to this ETR (no proxy-reply for our site).
-                    if (_ecm.TryDecode(message).Ok && LispMessage.PeekType(_ecm.InnerMessage) == LispMessageType.MapRequest)
-                        AnswerAsEtr(_ecm.InnerMessage, _ecm.InnerSourcePort, (IPEndPoint)from);
-                    break;
-                case LispMessageType.MapRequest:
-                    // An RLOC probe or a direct request (RFC 9301 §6.3.2): answered with the probe bit echoed.
-                    AnswerAsEtr(message, ((IPEndPoint)from).Port, (IPEndPoint)from);
-                    break;
+                switch (LispMessage.PeekType(message))
+                {
+                    case LispMessageType.MapNotify:
+                        if (notify.TryDecode(message).Ok) OnMapNotify(message, notify, source);
+                        else Counters.Add(AgentCounter.MalformedMessages);
+                        break;
+                    case LispMessageType.MapReply:
+                        if (reply.TryDecode(message).Ok) OnMapReply(reply);
+                        else Counters.Add(AgentCounter.MalformedMessages);
+                        break;
+                    case LispMessageType.EncapsulatedControlMessage:
+                        // A Map-Request the Map-Server forwarded to this ETR (no proxy-reply for our site).
+                        if (ecm.TryDecode(message).Ok && LispMessage.PeekType(ecm.InnerMessage) == LispMessageType.MapRequest && request.TryDecode(ecm.InnerMessage).Ok)
+                            AnswerAsEtr(request, ecm.InnerSourcePort, source);
+                        else Counters.Add(AgentCounter.MalformedMessages);
+                        break;
+                    case LispMessageType.MapRequest:
+                        if (!request.TryDecode(message).Ok) { Counters.Add(AgentCounter.MalformedMessages); break; }
+                        // An SMR (S bit) or an RLOC probe / direct request (RFC 9301 §6.3.2), answered with the probe bit echoed.
+                        if (request.SolicitMapRequest) OnSmr(request);
+                        else AnswerAsEtr(request, source.Port, source);
+                        break;
+                    default:
+                        Counters.Add(AgentCounter.MalformedMessages);
+                        break;
+                }
             }
+            catch (LispFormatException) { Counters.Add(AgentCounter.MalformedMessages); }
+            catch (SocketException e) { _log.WriteLine($"fastxtr agent: {e.Message}"); }
         }
     }
 
-    private readonly EncapsulatedControlMessage _ecm = new();
-    private readonly MapRequest _request = new();
-    private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
-    public long MapRequestsAnswered;
+    private void OnMapReply(MapReply reply)
+    {
+        if (reply.Probe && _prober.OnReply(reply.Nonce)) return;
+        // Only answers to our own requests are installed: a Map-Reply with an unknown nonce is dropped (RFC 9301 §5.4).
+        if (!_pendingRequests.TryRemove(reply.Nonce, out var pending)) { Counters.Add(AgentCounter.MapRepliesUnsolicited); return; }
+        foreach (var rec in reply.Records) Install(rec, pending.Profile, pending.SourceEid, publication: false);
+    }
+
+    /// <summary>
+    /// A Map-Notify: the answer to one of our Map-Registers, or a publication (RFC 9437) of a record we subscribed to,
+    /// or a move notification to this ETR about an EID that left it. Authenticated with a Map-Server's key first.
+    /// </summary>
+    private void OnMapNotify(ReadOnlySpan<byte> message, MapNotify notify, IPEndPoint from)
+    {
+        MapServerPeer? peer = null;
+        // The Map-Server the notify came from first, then any other (a publication may come from another address).
+        foreach (var ms in _config.MapServers.OrderBy(ms => ms.Endpoint.Address.Equals(from.Address) ? 0 : 1))
+            if (MessageAuthentication.Verify(message, ms.Key.Secret) == AuthenticationFailure.None) { peer = ms; break; }
+        if (peer is null)
+        {
+            Counters.Add(AgentCounter.MapNotifyAuthenticationFailed);
+            _log.WriteLine($"fastxtr agent: Map-Notify from {from} failed authentication with every Map-Server key; dropped");
+            return;
+        }
+        if (_pendingRegisters.TryRemove(notify.Nonce, out var pending))
+        {
+            Counters.Add(AgentCounter.RegistrationsAcknowledged);
+            pending.Done.TrySetResult(true);
+            return;
+        }
+        foreach (var rec in notify.Records)
+        {
+            if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) continue;
+            if (Database.All.Any(d => d.InstanceId == iid && d.Family == family && d.Prefix == prefix && d.Length == rec.EidMaskLength)) continue;
+            var key = (iid, family, MapCacheMath.Mask(prefix, family, rec.EidMaskLength), (int)rec.EidMaskLength);
+            if (_resolved.TryGetValue(key, out var profiles) && !profiles.IsEmpty)
+            {
+                // Publications carry the record filtered for the latest subscription's constraints: one profile takes it
+                // as is; with several, each re-resolves under its own constraints (one round trip).
+                if (profiles.Count == 1)
+                {
+                    var (profile, source) = profiles.First();
+                    Install(rec, profile, source, publication: true);
+                }
+                else foreach (var (profile, source) in profiles) Request(iid, profile, family, source, prefix, smrInvoked: false, onEvent: true);
+                Counters.Add(AgentCounter.PublicationsApplied);
+            }
+            else
+            {
+                // A move notification: this ETR learns the EID's new home, so packets that still arrive here go on.
+                Install(rec, 0, 0, publication: true);
+                Counters.Add(AgentCounter.MoveNotifiesApplied);
+            }
+        }
+        var ack = new MapNotify(isAck: true) { Nonce = notify.Nonce, KeyId = peer.Key.KeyId, AlgorithmId = peer.Key.Algorithm, XtrIdPresent = notify.XtrIdPresent, XtrId = notify.XtrId, SiteId = notify.SiteId };
+        foreach (var rec in notify.Records) ack.Records.Add(rec);
+        Send(ack.ToSignedArray(peer.Key.Secret), from);
+        Counters.Add(AgentCounter.MapNotifyAcksSent);
+    }
+
+    private void Install(MappingRecord rec, ushort profile, UInt128 sourceEid, bool publication)
+    {
+        if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) return;
+        prefix = MapCacheMath.Mask(prefix, family, rec.EidMaskLength);
+        // Our own EIDs are never cached: this xTR delivers them itself.
+        if (Database.Covering(iid, family, prefix) is DatabaseMapping own && own.Length <= rec.EidMaskLength) return;
+        var rlocs = new List<RlocSpec>();
+        foreach (var l in rec.Locators)
+        {
+            var a = ContextEncoding.ReadLocator(l.Locator, out _, out _);
+            if (a.Kind == LispAddressKind.Ipv4) rlocs.Add(new RlocSpec(EidFamily.Ipv4, a.Ipv4Value, l.Priority, l.Weight, l.Reachable && !_prober.IsDown(a.Ipv4Value)));
+            else if (a.Kind == LispAddressKind.Ipv6) rlocs.Add(new RlocSpec(EidFamily.Ipv6, a.Ipv6Value, l.Priority, l.Weight, l.Reachable));
+            if (rlocs.Count == MapCacheEntry.MaxRlocs) break;
+        }
+        var action = rec.IsNegative ? rec.Action : MapReplyAction.NoAction;
+        var spec = new MapCacheEntrySpec(iid, profile, family, prefix, rec.EidMaskLength, rlocs, action, rec.TtlMinutes == 0 ? 1 : rec.TtlMinutes, rec.MapVersion);
+        lock (_writeLock) Upsert(spec);
+        if (!publication || profile != 0 || _resolved.ContainsKey((iid, family, prefix, rec.EidMaskLength)))
+            _resolved.GetOrAdd((iid, family, prefix, rec.EidMaskLength), _ => new()).AddOrUpdate(profile, sourceEid, (_, _) => sourceEid);
+        Counters.Add(rec.IsNegative ? AgentCounter.NegativeRepliesInstalled : AgentCounter.MapRepliesInstalled);
+    }
+
+    private void Housekeeping()
+    {
+        long now = MapCacheTables.Now;
+        lock (_writeLock) _writer.RemoveExpired(now);
+        long nowMs = NowMs;
+        foreach (var (nonce, p) in _pendingRequests)
+            if (nowMs - p.SentMs > 10_000) _pendingRequests.TryRemove(nonce, out _);
+        lock (_lastRequest)
+            foreach (var key in _lastRequest.Where(kv => now - kv.Value > 10 * Stopwatch.Frequency).Select(kv => kv.Key).ToList())
+                _lastRequest.Remove(key);
+        // Forget resolutions the map-cache no longer holds (expired or removed).
+        var live = _region.MapCache.Snapshot().Select(e => (e.InstanceId, e.Family, e.Prefix, (int)e.PrefixLength)).ToHashSet();
+        foreach (var key in _resolved.Keys)
+            if (!live.Contains(key)) _resolved.TryRemove(key, out _);
+    }
+
+    // ------------------------------------------------------------------ ETR side: answering
 
     /// <summary>
     /// Answers a Map-Request for one of this xTR's EID prefixes from the database, authoritatively, with the same
     /// context rules as the Map-Server (CONTEXT-EXTENSION.md §3: "the same rules apply whether the Map-Server
     /// proxy-replies or forwards"), to the requester's ITR-RLOC.
     /// </summary>
-    private void AnswerAsEtr(ReadOnlySpan<byte> message, int replyPort, IPEndPoint from)
+    private void AnswerAsEtr(MapRequest request, int replyPort, IPEndPoint from)
     {
-        if (!_request.TryDecode(message).Ok) return;
-        var constraints = ContextEncoding.ReadConstraints(_request.SourceEid, out _);
-        var reply = new MapReply { Nonce = _request.Nonce, Probe = _request.Probe };
-        foreach (var asked in _request.Records)
+        var constraints = ContextEncoding.ReadConstraints(request.SourceEid, out _);
+        var reply = new MapReply { Nonce = request.Nonce, Probe = request.Probe };
+        foreach (var asked in request.Records)
         {
             if (!EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
-            var d = _config.Database.Where(m => m.InstanceId == iid && m.Family == family && MapCacheMath.Mask(eid, family, m.Length) == m.Prefix).MaxBy(m => m.Length);
+            var d = Database.Covering(iid, family, eid);
             if (d is null) continue;
             var record = new MappingRecord { EidPrefix = EidAddress.WithInstanceId(d.InstanceId, d.Family, d.Prefix), EidMaskLength = (byte)d.Length, TtlMinutes = 1440, Authoritative = true };
             var candidates = d.Rlocs.Select(r => new RlocCandidate(r.Priority, r.Weight, d.Context)).ToArray();
@@ -217,49 +516,155 @@ public sealed class XtrAgent : IDisposable
                 var address = LispAddress.FromIp(d.Rlocs[c.CandidateIndex].Rloc);
                 var locator = constraints is not null && d.Context is not null ? ContextEncoding.RlocWithContext(address, d.Context) : address;
                 bool local = d.Rlocs[c.CandidateIndex].Rloc.Equals(_config.RlocAddress);
-                record.Locators.Add(new LocatorRecord(locator, c.Priority, c.Weight) { Local = local, Probed = _request.Probe && local });
+                record.Locators.Add(new LocatorRecord(locator, c.Priority, c.Weight) { Local = local, Probed = request.Probe && local });
             }
             reply.Records.Add(record);
         }
-        if (reply.Records.Count == 0) return;
-        int n = reply.TryEncode(_out);
-        if (n < 0) return;
+        // A probe for a prefix this xTR no longer has is still answered (empty), so the locator counts as up.
+        if (reply.Records.Count == 0 && !request.Probe) return;
+        byte[] datagram = reply.ToArray();
         IPAddress to = from.Address;
-        foreach (var itr in _request.ItrRlocs)
+        foreach (var itr in request.ItrRlocs)
             if (itr.PlainAddress.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6) { to = itr.PlainAddress.ToIPAddress(); break; }
-        _socket.SendTo(_out.AsSpan(0, n), SocketFlags.None, new IPEndPoint(to, replyPort));
-        Interlocked.Increment(ref MapRequestsAnswered);
+        Send(datagram, new IPEndPoint(to, replyPort));
+        Counters.Add(AgentCounter.EtrRequestsAnswered);
     }
 
-    private void Install(MapReply reply)
+    // ------------------------------------------------------------------ RLOC probing
+
+    /// <summary>
+    /// RLOC probing (RFC 9301 §6.3.2): every interval, one Map-Request with the P bit to each locator the map-cache
+    /// uses (not our own); a locator that leaves <see cref="AgentConfig.RlocProbeMisses"/> probes in a row unanswered is
+    /// marked down in every entry, and up again on its next answer.
+    /// </summary>
+    private sealed class RlocProber(XtrAgent agent)
     {
-        foreach (var rec in reply.Records)
+        private readonly ConcurrentDictionary<ulong, uint> _outstanding = new();
+        private readonly ConcurrentDictionary<uint, int> _misses = new();
+        private readonly ConcurrentDictionary<uint, bool> _down = new();
+
+        public bool IsDown(uint rloc) => _down.ContainsKey(rloc);
+
+        public void Round()
         {
-            if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) continue;
-            var rlocs = new List<RlocSpec>();
-            foreach (var l in rec.Locators)
+            // Probes of the last round still outstanding count as misses.
+            foreach (var (nonce, rloc) in _outstanding)
             {
-                var a = ContextEncoding.ReadLocator(l.Locator, out _, out _);
-                if (a.Kind == LispAddressKind.Ipv4) rlocs.Add(new RlocSpec(EidFamily.Ipv4, a.Ipv4Value, l.Priority, l.Weight, l.Reachable));
-                else if (a.Kind == LispAddressKind.Ipv6) rlocs.Add(new RlocSpec(EidFamily.Ipv6, a.Ipv6Value, l.Priority, l.Weight, l.Reachable));
-                if (rlocs.Count == MapCacheEntry.MaxRlocs) break;
+                if (!_outstanding.TryRemove(nonce, out _)) continue;
+                int missed = _misses.AddOrUpdate(rloc, 1, (_, m) => m + 1);
+                if (missed >= agent._config.RlocProbeMisses && _down.TryAdd(rloc, true))
+                {
+                    agent.Counters.Add(AgentCounter.LocatorsMarkedDown);
+                    agent._log.WriteLine($"fastxtr agent: locator {Ipv4Header.ToAddress(rloc)} marked down ({missed} RLOC probes unanswered)");
+                    SetState(rloc, up: false);
+                }
             }
-            var spec = new MapCacheEntrySpec(iid, 0, family, prefix, rec.EidMaskLength, rlocs, rec.IsNegative ? rec.Action : MapReplyAction.NoAction,
-                rec.TtlMinutes == 0 ? 1 : rec.TtlMinutes, rec.MapVersion);
-            lock (_writeLock) _writer.Upsert(spec);
-            Interlocked.Increment(ref MapRepliesInstalled);
+            uint own = agent._config.RlocAddress!.AddressFamily == AddressFamily.InterNetwork ? Ipv4Header.ToUInt32(agent._config.RlocAddress) : 0;
+            var targets = new Dictionary<uint, MapCacheEntry>();
+            foreach (var e in agent._region.MapCache.Snapshot())
+            {
+                if (e.Profile >= MapCacheEntry.SolicitKey) continue;
+                for (int i = 0; i < e.RlocCount; i++)
+                    if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address != own) targets.TryAdd((uint)e.Rlocs[i].Address, e);
+            }
+            foreach (var (rloc, entry) in targets)
+            {
+                var probe = new MapRequest { Nonce = NewNonce(), Probe = true, SourceEid = LispAddress.None() };
+                probe.ItrRlocs.Add(LispAddress.FromIp(agent._config.RlocAddress!));
+                probe.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(entry.InstanceId, entry.Family, entry.Prefix), entry.PrefixLength));
+                _outstanding[probe.Nonce] = rloc;
+                agent.Send(probe.ToArray(), new IPEndPoint(Ipv4Header.ToAddress(rloc), LispPorts.Control));
+                agent.Counters.Add(AgentCounter.RlocProbesSent);
+            }
+            foreach (var gone in _misses.Keys.Where(r => !targets.ContainsKey(r)).ToList())
+            {
+                _misses.TryRemove(gone, out _);
+                _down.TryRemove(gone, out _);
+            }
+        }
+
+        public bool OnReply(ulong nonce)
+        {
+            if (!_outstanding.TryRemove(nonce, out uint rloc)) return false;
+            agent.Counters.Add(AgentCounter.RlocProbeRepliesReceived);
+            _misses[rloc] = 0;
+            if (_down.TryRemove(rloc, out _))
+            {
+                agent.Counters.Add(AgentCounter.LocatorsMarkedUp);
+                agent._log.WriteLine($"fastxtr agent: locator {Ipv4Header.ToAddress(rloc)} answered a probe: marked up");
+                SetState(rloc, up: true);
+            }
+            return true;
+        }
+
+        private void SetState(uint rloc, bool up)
+        {
+            lock (agent._writeLock)
+                foreach (var e in agent._region.MapCache.Snapshot())
+                    for (int i = 0; i < e.RlocCount; i++)
+                        if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address == rloc)
+                            agent._writer.SetRlocState(e.InstanceId, e.Profile, e.Family, e.Prefix, e.PrefixLength, rloc, up);
         }
     }
+
+    private static long NowMs => Environment.TickCount64;
 
     public void Dispose()
     {
         _stopping = true;
-        foreach (var timer in new[] { _register, _expiry })
-            using (var done = new ManualResetEvent(false))
-                if (timer.Dispose(done)) done.WaitOne(7000);
+        foreach (var timer in new[] { _register, _housekeeping, _retransmit, _probe })
+            if (timer is not null)
+                using (var done = new ManualResetEvent(false))
+                    if (timer.Dispose(done)) done.WaitOne(3000);
         _socket.Dispose();
         _receiver.Join(2000);
         _misses.Join(2000);
+        foreach (var p in _pendingRegisters.Values) p.Done.TrySetResult(false);
         if (_region.Header.AgentPid == Environment.ProcessId) _region.Header.AgentPid = 0;
+    }
+}
+
+/// <summary>
+/// Constraint profiles by number (CONTEXT-EXTENSION.md §5): the configured ones are 1..N in file order; constraints
+/// that agents bring through the API get the next free numbers, shared by agents with equal constraints.
+/// </summary>
+public sealed class ProfileTable
+{
+    private readonly List<(ushort Number, string Name, AgentConstraints Constraints)> _profiles = [];
+    private readonly object _lock = new();
+
+    public ProfileTable(IEnumerable<ConstraintProfile> configured)
+    {
+        foreach (var p in configured) _profiles.Add(((ushort)(_profiles.Count + 1), p.Name, p.Constraints));
+    }
+
+    public IReadOnlyList<(ushort Number, string Name, AgentConstraints Constraints)> All { get { lock (_lock) return _profiles.ToList(); } }
+
+    public ushort Number(string name)
+    {
+        lock (_lock) return _profiles.First(p => p.Name == name).Number;
+    }
+
+    public ushort NumberFor(AgentConstraints constraints)
+    {
+        lock (_lock)
+        {
+            foreach (var p in _profiles) if (p.Constraints.Equals(constraints)) return p.Number;
+            if (_profiles.Count >= MapCacheEntry.SolicitKey - 1) throw new InvalidOperationException("no constraint profile numbers left");
+            var number = (ushort)(_profiles.Count + 1);
+            _profiles.Add((number, $"api-{number}", constraints));
+            return number;
+        }
+    }
+
+    public AgentConstraints? Constraints(ushort number)
+    {
+        lock (_lock) return number >= 1 && number <= _profiles.Count ? _profiles[number - 1].Constraints : null;
+    }
+
+    /// <summary>Profile 0 (no constraints) and every defined profile.</summary>
+    public IEnumerable<ushort> NumbersInUse()
+    {
+        lock (_lock) return [0, .. _profiles.Select(p => p.Number)];
     }
 }

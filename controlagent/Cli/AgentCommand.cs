@@ -5,16 +5,18 @@ using FastXtr.Dataplane.Shared;
 
 namespace FastXtr.ControlAgent.Cli;
 
-/// <summary><c>fastxtr agent</c>: the xTR control agent beside a data plane (registration and resolution so far).</summary>
+/// <summary><c>fastxtr agent</c>: the xTR control agent beside a data plane.</summary>
 public static class AgentCommand
 {
     public static Command Build(TextWriter stdout, TextWriter stderr)
     {
-        var config = new Option<string>("--config") { Description = "configuration file: map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id", Required = true };
+        var config = new Option<string>("--config") { Description = "configuration file (see controlagent/Agent/agent.example.conf): map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, subscribe", Required = true };
         var shm = new Option<string?>("--shm") { Description = "the data plane's shared-memory name (overrides the file)" };
-        var command = new Command("agent", "Run the xTR control agent: register this xTR's EID prefixes with the Map-Servers and resolve the data plane's misses into its map-cache. (The local agent API, probing, SMR and pub/sub handling are not in this build yet: issue #5.) Stops on SIGINT/SIGTERM.");
+        var api = new Option<string?>("--api-socket") { Description = "the local agent API's Unix socket (overrides the file; default /run/fastxtr/agent-SHM.sock; an empty string turns the API off)" };
+        var command = new Command("agent", "Run the xTR control agent beside a data plane: register this xTR's EID prefixes and attached agents with the Map-Servers (re-registered at once on any change), resolve the data plane's misses into its map-cache under the source's constraint profile, subscribe to what it resolves and apply publications, send and honour SMRs, probe locators, and serve the local agent API (HTTP+JSON on a Unix socket: GET /v1/status, /v1/database, /v1/agents; POST /v1/agents; PATCH and DELETE /v1/agents/IID/EID). Stops on SIGINT/SIGTERM; the data plane keeps forwarding meanwhile.");
         command.Options.Add(config);
         command.Options.Add(shm);
+        command.Options.Add(api);
         command.SetAction(parse =>
         {
             AgentConfig cfg;
@@ -24,6 +26,7 @@ public static class AgentCommand
                 if (!File.Exists(path)) throw new ConfigException($"{path}: no such configuration file");
                 cfg = AgentConfig.Parse(File.ReadAllLines(path), path);
                 if (parse.GetValue(shm) is string s) cfg.SharedMemoryName = s;
+                if (parse.GetValue(api) is string a) cfg.ApiSocket = a;
             }
             catch (ConfigException e)
             {
@@ -51,7 +54,23 @@ public static class AgentCommand
                     stderr.WriteLine($"fastxtr agent: {e.Message}");
                     return 1;
                 }
+                AgentApi? localApi = null;
+                if (cfg.EffectiveApiSocket.Length > 0)
+                {
+                    try
+                    {
+                        localApi = AgentApi.StartAsync(agent, cfg.EffectiveApiSocket, stderr).GetAwaiter().GetResult();
+                        stdout.WriteLine($"fastxtr agent: local agent API on {localApi.SocketPath} (mode 0600)");
+                    }
+                    catch (Exception e) when (e is ConfigException or IOException or UnauthorizedAccessException)
+                    {
+                        stderr.WriteLine($"fastxtr agent: {e.Message}");
+                        agent.Dispose();
+                        return 1;
+                    }
+                }
                 Program.WaitForStopSignal();
+                localApi?.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 agent.Dispose();
             }
             stdout.WriteLine("fastxtr agent: stopped");

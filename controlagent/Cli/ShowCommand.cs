@@ -13,16 +13,55 @@ public static class ShowCommand
         command.Subcommands.Add(Stats(stdout, stderr));
         command.Subcommands.Add(MapCacheView(stdout, stderr));
         command.Subcommands.Add(MapServerCommand.ShowRegistrations(stdout, stderr));
-        foreach (var (name, issue) in new[] { ("database", 5), ("agents", 5) })
+        command.Subcommands.Add(Database(stdout, stderr));
+        command.Subcommands.Add(Agents(stdout, stderr));
+        return command;
+    }
+
+    private static string Rlocs(System.Text.Json.Nodes.JsonNode m) =>
+        string.Join(", ", m["rlocs"]!.AsArray().Select(r => $"{r!["address"]} p{r["priority"]}/w{r["weight"]}"));
+
+    private static Command Database(TextWriter stdout, TextWriter stderr)
+    {
+        var socket = AgentApiClient.SocketOption();
+        var json = new Option<bool>("--json") { Description = "print the agent's JSON answer" };
+        var command = new Command("database", "This xTR's EID database as its agent registers it: configured mappings and attached agents, with RLOCs and attributes (asked from the agent's API).");
+        command.Options.Add(socket);
+        command.Options.Add(json);
+        command.SetAction(parse =>
         {
-            var planned = new Command(name, $"[not in this build yet: issue #{issue}]");
-            planned.SetAction(_ =>
-            {
-                stderr.WriteLine($"fastxtr show {name}: not implemented in this build yet (tracked in issue #{issue})");
-                return Program.ExitNotImplemented;
-            });
-            command.Subcommands.Add(planned);
-        }
+            var doc = AgentApiClient.Get(parse.GetValue(socket)!, "/v1/database", stderr, "database");
+            if (doc is null) return 1;
+            if (parse.GetValue(json)) { stdout.WriteLine(doc.ToJsonString()); return 0; }
+            foreach (var (kind, list) in new[] { ("configured", doc["configured"]!.AsArray()), ("agent", doc["agents"]!.AsArray()) })
+                foreach (var m in list)
+                    stdout.WriteLine($"[{m!["iid"]}]{m["eid"],-22} {kind,-10} {Rlocs(m)}  {(m["attributes"] is { } a ? a.ToJsonString() : "")}{(m["name"] is { } n ? $"  name {n}" : "")}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Agents(TextWriter stdout, TextWriter stderr)
+    {
+        var socket = AgentApiClient.SocketOption();
+        var json = new Option<bool>("--json") { Description = "print the agent's JSON answer" };
+        var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), then the control agent's counters.");
+        command.Options.Add(socket);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            var agents = AgentApiClient.Get(parse.GetValue(socket)!, "/v1/agents", stderr, "agents");
+            var status = agents is null ? null : AgentApiClient.Get(parse.GetValue(socket)!, "/v1/status", stderr, "agents");
+            if (agents is null || status is null) return 1;
+            if (parse.GetValue(json)) { stdout.WriteLine(new System.Text.Json.Nodes.JsonObject { ["agents"] = agents.DeepClone(), ["status"] = status.DeepClone() }.ToJsonString()); return 0; }
+            stdout.WriteLine($"agent pid {status["pid"]}  rloc {status["rloc"]}  xtr-id {status["xtr_id"]}  {agents.AsArray().Count} attached agent(s)");
+            foreach (var a in agents.AsArray())
+                stdout.WriteLine($"  {a!["name"],-16} [{a["iid"]}]{a["eid"],-20} {(a["attributes"] is { } at ? at.ToJsonString() : "-")}  {(a["constraints"] is { } c ? $"constraints {c.ToJsonString()} (profile {a["profile"]})" : "")}  since {a["attached_at"]}");
+            stdout.WriteLine("counters:");
+            foreach (var (name, value) in status["counters"]!.AsObject())
+                if (value!.GetValue<long>() != 0) stdout.WriteLine($"  {name,-36}{value,12}");
+            return 0;
+        });
         return command;
     }
 
@@ -91,6 +130,16 @@ public static class ShowCommand
             foreach (var e in entries)
             {
                 string expiry = e.ExpiresAt == 0 ? "never" : $"{Math.Max(0, (e.ExpiresAt - now) / System.Diagnostics.Stopwatch.Frequency)}s";
+                if (e.Profile == MapCacheEntry.SourceProfileKey)
+                {
+                    stdout.WriteLine($"[{e.InstanceId}] {CliParsing.FormatAddress(e.Family, e.Prefix)}/{e.PrefixLength}  source profile: sources here resolve under profile {e.AssignedProfile}");
+                    continue;
+                }
+                if (e.Profile == MapCacheEntry.SolicitKey)
+                {
+                    stdout.WriteLine($"[{e.InstanceId}] {CliParsing.FormatAddress(e.Family, e.Prefix)}/{e.PrefixLength}  moved away: packets still arriving for it get their ITR an SMR; expires {expiry}");
+                    continue;
+                }
                 string rlocs = e.IsNegative ? $"negative, action {e.Action}" : string.Join(", ", Enumerable.Range(0, e.RlocCount).Select(i =>
                 {
                     var r = e.Rlocs[i];

@@ -32,7 +32,7 @@ public class EtrAnswerTests
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (server.Store.Count == 0 && DateTime.UtcNow < deadline) Thread.Sleep(50);
         Assert.That(server.Store.Count, Is.EqualTo(1), "the agent registered");
-        Assert.That(Interlocked.Read(ref agent.MapNotifiesReceived), Is.GreaterThanOrEqualTo(1));
+        Assert.That(agent.Counters[AgentCounter.RegistrationsAcknowledged], Is.GreaterThanOrEqualTo(1));
 
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -60,6 +60,6 @@ public class EtrAnswerTests
         client.SendTo(probe.ToArray(), new IPEndPoint(IPAddress.Parse("127.0.0.31"), LispPorts.Control));
         reply.Decode(buffer.AsSpan(0, client.Receive(buffer)));
         Assert.That((reply.Nonce, reply.Probe, reply.Records[0].Locators[0].Probed), Is.EqualTo((7UL, true, true)), "an RLOC-probe reply (RFC 9301 §6.3.2)");
-        Assert.That(Interlocked.Read(ref agent.MapRequestsAnswered), Is.EqualTo(2));
+        Assert.That(agent.Counters[AgentCounter.EtrRequestsAnswered], Is.EqualTo(2));
     }
 }

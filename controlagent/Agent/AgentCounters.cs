@@ -1,0 +1,44 @@
+namespace FastXtr.ControlAgent.Agent;
+
+/// <summary>What the control agent counts (shown by <c>GET /v1/status</c> and <c>fastxtr show agents</c>).</summary>
+public enum AgentCounter
+{
+    MapRegistersSent,
+    MapRegisterRetransmissions,
+    RegistrationsAcknowledged,
+    RegistrationsUnacknowledged,
+    WithdrawalsSent,
+    MapRequestsSent,
+    MapRepliesInstalled,
+    NegativeRepliesInstalled,
+    MapRepliesUnsolicited,
+    PublicationsApplied,
+    MoveNotifiesApplied,
+    MapNotifyAcksSent,
+    MapNotifyAuthenticationFailed,
+    SmrsSent,
+    SmrsReceived,
+    SmrInvokedRequestsSent,
+    RlocProbesSent,
+    RlocProbeRepliesReceived,
+    LocatorsMarkedDown,
+    LocatorsMarkedUp,
+    EtrRequestsAnswered,
+    MalformedMessages,
+    MapCacheFull,
+    Count,
+}
+
+public sealed class AgentCounters
+{
+    private readonly long[] _values = new long[(int)AgentCounter.Count];
+
+    public void Add(AgentCounter c, long n = 1) => Interlocked.Add(ref _values[(int)c], n);
+
+    public long this[AgentCounter c] => Volatile.Read(ref _values[(int)c]);
+
+    public static string Name(AgentCounter c) => Dataplane.Shared.WorkerCounters.Kebab(c.ToString());
+
+    public Dictionary<string, long> ToDictionary() =>
+        Enum.GetValues<AgentCounter>().Where(c => c != AgentCounter.Count).ToDictionary(Name, c => this[c]);
+}
