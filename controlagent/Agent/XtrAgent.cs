@@ -145,8 +145,8 @@ public sealed class XtrAgent : IDisposable
                 };
                 _pendingRegisters[m.Nonce] = pending;
                 waits.Add(pending.Done.Task);
-                Send(pending.Datagram, ms.Endpoint);
                 Counters.Add(AgentCounter.MapRegistersSent);
+                Send(pending.Datagram, ms.Endpoint);
                 if (chunk.Any(c => c.Withdraw)) Counters.Add(AgentCounter.WithdrawalsSent, chunk.Count(c => c.Withdraw));
             }
         }
@@ -305,8 +305,8 @@ public sealed class XtrAgent : IDisposable
         else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
         ecm.SetInnerMessage(request.ToArray());
         _pendingRequests[request.Nonce] = new PendingRequest(iid, profile, family, source, NowMs);
-        _socket.SendTo(ecm.ToArray(), _config.MapResolvers[0]);
         Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
+        _socket.SendTo(ecm.ToArray(), _config.MapResolvers[0]);
     }
 
     /// <summary>
@@ -319,8 +319,8 @@ public sealed class XtrAgent : IDisposable
         var smr = new MapRequest { Nonce = NewNonce(), SolicitMapRequest = true, SourceEid = eid };
         smr.ItrRlocs.Add(LispAddress.FromIp(_config.RlocAddress!));
         smr.Records.Add(new MapRequestRecord(eid, (byte)MapCacheMath.MaxPrefixLength(solicit.Family)));
-        Send(smr.ToArray(), new IPEndPoint(Ipv4Header.ToAddress(solicit.OuterSource), LispPorts.Control));
         Counters.Add(AgentCounter.SmrsSent);
+        Send(smr.ToArray(), new IPEndPoint(Ipv4Header.ToAddress(solicit.OuterSource), LispPorts.Control));
     }
 
     /// <summary>An SMR arrived: re-resolve the named EID through the mapping system for every profile that cached it.</summary>
@@ -445,8 +445,8 @@ public sealed class XtrAgent : IDisposable
         }
         var ack = new MapNotify(isAck: true) { Nonce = notify.Nonce, KeyId = peer.Key.KeyId, AlgorithmId = peer.Key.Algorithm, XtrIdPresent = notify.XtrIdPresent, XtrId = notify.XtrId, SiteId = notify.SiteId };
         foreach (var rec in notify.Records) ack.Records.Add(rec);
-        Send(ack.ToSignedArray(peer.Key.Secret), from);
         Counters.Add(AgentCounter.MapNotifyAcksSent);
+        Send(ack.ToSignedArray(peer.Key.Secret), from);
     }
 
     private void Install(MappingRecord rec, ushort profile, UInt128 sourceEid, bool publication)
@@ -526,8 +526,9 @@ public sealed class XtrAgent : IDisposable
         IPAddress to = from.Address;
         foreach (var itr in request.ItrRlocs)
             if (itr.PlainAddress.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6) { to = itr.PlainAddress.ToIPAddress(); break; }
-        Send(datagram, new IPEndPoint(to, replyPort));
+        // Counted before sending: whoever sees the datagram sees the count.
         Counters.Add(AgentCounter.EtrRequestsAnswered);
+        Send(datagram, new IPEndPoint(to, replyPort));
     }
 
     // ------------------------------------------------------------------ RLOC probing
@@ -573,8 +574,8 @@ public sealed class XtrAgent : IDisposable
                 probe.ItrRlocs.Add(LispAddress.FromIp(agent._config.RlocAddress!));
                 probe.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(entry.InstanceId, entry.Family, entry.Prefix), entry.PrefixLength));
                 _outstanding[probe.Nonce] = rloc;
-                agent.Send(probe.ToArray(), new IPEndPoint(Ipv4Header.ToAddress(rloc), LispPorts.Control));
                 agent.Counters.Add(AgentCounter.RlocProbesSent);
+                agent.Send(probe.ToArray(), new IPEndPoint(Ipv4Header.ToAddress(rloc), LispPorts.Control));
             }
             foreach (var gone in _misses.Keys.Where(r => !targets.ContainsKey(r)).ToList())
             {

@@ -6,8 +6,6 @@ namespace FastXtr.ControlAgent.Cli;
 /// <summary>The single <c>fastxtr</c> executable: one subcommand per role, each role its own process (ARCHITECTURE.md).</summary>
 public static class Program
 {
-    /// <summary>Exit code of a role this build does not have yet.</summary>
-    public const int ExitNotImplemented = 3;
     public const int ExitUsage = 2;
 
     public static int Main(string[] args) => BuildRootCommand(Console.Out, Console.Error).Parse(args).Invoke();
@@ -34,23 +32,9 @@ public static class Program
         root.Subcommands.Add(ShowCommand.Build(stdout, stderr));
         root.Subcommands.Add(MapCacheCommand.Build(stdout, stderr));
         root.Subcommands.Add(LigCommand.Build(stdout, stderr));
-        root.Subcommands.Add(Planned("lab", "Build, run and tear down the demonstration topology in network namespaces (up | run | down).", 6, stderr));
+        root.Subcommands.Add(LabCommand.Build(stdout, stderr));
         root.Subcommands.Add(DecodeCommand(stdout, stderr));
         return root;
-    }
-
-    private static Command Planned(string name, string description, int issue, TextWriter stderr)
-    {
-        var command = new Command(name, description + " [not in this build yet]");
-        // Accept and ignore whatever follows, so that the message below is what the user sees, not a parse error.
-        var rest = new Argument<string[]>("arguments") { Arity = ArgumentArity.ZeroOrMore, Description = "arguments of the role (ignored until it exists)" };
-        command.Arguments.Add(rest);
-        command.SetAction(_ =>
-        {
-            stderr.WriteLine($"fastxtr {name}: this role is not implemented in this build yet (tracked in issue #{issue}); nothing was started.");
-            return ExitNotImplemented;
-        });
-        return command;
     }
 
     private static Command DecodeCommand(TextWriter stdout, TextWriter stderr)

@@ -64,7 +64,9 @@ public static class ContextMatcher
         if (output.Length < candidates.Length) throw new ArgumentException("output must hold every candidate", nameof(output));
         bool anyAttributes = false;
         foreach (var c in candidates) anyAttributes |= c.Context is not null;
-        if (!anyAttributes && constraints is null)
+        // CONTEXT-EXTENSION.md §3 filters and prioritises only "an EID whose registration has RLOCs with
+        // attributes": a registration without any is answered as registered, constraints or not.
+        if (!anyAttributes)
         {
             for (int i = 0; i < candidates.Length; i++) output[i] = new RlocSelection(i, candidates[i].Priority, candidates[i].Weight);
             return candidates.Length;

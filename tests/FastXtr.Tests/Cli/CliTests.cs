@@ -41,12 +41,14 @@ public class CliTests
             Assert.That(output, Does.Contain("  " + role), role);
     }
 
-    [TestCase("lab")]
-    public void UnimplementedRole_ExitsNonZeroAndSaysSo(string role)
+    [Test]
+    public void Lab_RefusesABadPrefix_AndDownOfANonexistentLabRemovesNothing()
     {
-        var (code, _, err) = Run(role, "--workers", "2");
-        Assert.That(code, Is.EqualTo(3));
-        Assert.That(err, Does.Contain("not implemented"));
+        var (code, _, err) = Run("lab", "run", "--prefix", "bad-prefix!");
+        Assert.That((code, err), Is.EqualTo((2, "fastxtr lab: --prefix 'bad-prefix!': use 1 to 8 letters or digits (namespace and interface names derive from it)\n")));
+        var down = Run("lab", "down", "--prefix", "nolab" + Random.Shared.Next(1000));
+        Assert.That(down.Code, Is.EqualTo(0));
+        Assert.That(down.Out, Does.Contain("removed 0 namespace(s)"));
     }
 
     [Test]

@@ -181,10 +181,19 @@ public class ContextMatcherTests
     }
 
     [Test]
-    public void ConstraintsAgainstRlocsWithoutAttributes_MatchNothingThatNeedsAnAttribute()
+    public void ConstraintsAgainstARegistrationWithoutAttributes_LeaveItUnchanged()
     {
-        Assert.That(Select(Con("\"hardware\":[\"gpu\"]"), new RlocCandidate(1, 1, null)), Is.Empty);
-        Assert.That(Select(AgentConstraints.Empty, new RlocCandidate(1, 1, null)), Has.Length.EqualTo(1), "no attributes counts as ready");
+        // CONTEXT-EXTENSION.md §3 filters "an EID whose registration has RLOCs with attributes"; a plain one is not.
+        var r = Select(Con("\"hardware\":[\"gpu\"]"), new RlocCandidate(2, 30, null), new RlocCandidate(4, 70, null));
+        Assert.That(r.Select(s => (s.CandidateIndex, s.Priority, s.Weight)), Is.EqualTo(new[] { (0, (byte)2, (byte)30), (1, (byte)4, (byte)70) }));
+    }
+
+    [Test]
+    public void InAMixedRegistration_AnRlocWithoutAttributes_MatchesNothingThatNeedsAnAttribute()
+    {
+        var r = Select(Con("\"hardware\":[\"gpu\"]"), new RlocCandidate(1, 1, null), new RlocCandidate(1, 1, Ctx("\"hardware\":[\"gpu\"]")));
+        Assert.That(r.Select(s => s.CandidateIndex), Is.EqualTo(new[] { 1 }));
+        Assert.That(Select(AgentConstraints.Empty, new RlocCandidate(1, 1, null), new RlocCandidate(1, 1, Ctx("\"state\":\"ready\""))), Has.Length.EqualTo(2), "no attributes counts as ready");
     }
 
     [Test]

@@ -1,0 +1,486 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+using FastXtr.Dataplane.MapCache;
+using FastXtr.Dataplane.Shared;
+
+namespace FastXtr.ControlAgent.Lab;
+
+public sealed class LabException(string message) : Exception(message);
+
+/// <summary>
+/// Builds the lab in network namespaces, runs the scenario of issue #6 with live narration, and tears it all down.
+/// Every fact in the summary comes from an observer other than the xTRs' own claims: the demo agents' counts, the
+/// data planes' shared-memory counters and map-caches, and the underlay capture.
+/// </summary>
+public sealed class LabRunner : IDisposable
+{
+    private readonly LabTopology _t;
+    private readonly TextWriter _out;
+    private readonly string _exe;
+    private readonly bool _quick;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly List<Process> _processes = [];
+    private readonly JsonArray _steps = [];
+    private readonly JsonObject _figures = [];
+
+    public LabRunner(LabTopology topology, TextWriter output, bool quick)
+    {
+        _t = topology;
+        _out = output;
+        _quick = quick;
+        _exe = Environment.ProcessPath ?? throw new LabException("cannot tell where the fastxtr executable is");
+    }
+
+    private void Say(string text) => _out.WriteLine($"[{_clock.Elapsed.TotalSeconds,6:F1}s] {text}");
+
+    // ------------------------------------------------------------------ shell
+
+    private static (int Code, string Out) Run(string command, int timeoutMs = 20_000)
+    {
+        var psi = new ProcessStartInfo("/bin/bash", ["-c", command]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi) ?? throw new LabException($"cannot run: {command}");
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutMs))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new LabException($"`{command}` did not finish in {timeoutMs} ms");
+        }
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    private static string Must(string command)
+    {
+        var (code, output) = Run(command);
+        if (code != 0) throw new LabException($"`{command}` failed ({code}): {output.Trim()}");
+        return output;
+    }
+
+    private Process Start(string ns, string logName, string arguments)
+    {
+        string log = Path.Combine(_t.LogDir, logName + ".log");
+        var p = Process.Start(new ProcessStartInfo("/bin/bash", ["-c", $"exec ip netns exec {ns} {_exe} {arguments} >>{log} 2>&1"]))
+                ?? throw new LabException($"cannot start {logName}");
+        _processes.Add(p);
+        return p;
+    }
+
+    private static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (sw.ElapsedMilliseconds > timeoutMs) throw new LabException($"timed out after {timeoutMs / 1000.0:F0} s waiting for {what}");
+            Thread.Sleep(25);
+        }
+    }
+
+    // ------------------------------------------------------------------ up
+
+    public static void CheckPrerequisites()
+    {
+        if (Environment.UserName != "root" && NativeInterop.Libc.geteuid() != 0)
+            throw new LabException("the lab creates network namespaces and TUN devices: run it as root");
+        if (Run("command -v ip").Code != 0) throw new LabException("'ip' (iproute2) is not installed: apt-get install iproute2");
+        if (!File.Exists("/dev/net/tun")) throw new LabException("/dev/net/tun is missing: the kernel needs TUN support (modprobe tun)");
+    }
+
+    public void Up()
+    {
+        CheckPrerequisites();
+        Down(_t, _out, quiet: true);
+        Directory.CreateDirectory(_t.LogDir);
+        Directory.CreateDirectory(_t.ReportDir);
+        foreach (var f in Directory.GetFiles(_t.ReportDir)) File.Delete(f);
+        foreach (var f in Directory.GetFiles(_t.LogDir)) File.Delete(f);
+        Say($"building the lab: {_t.AllNamespaces.Count()} network namespaces with prefix '{_t.Prefix}'");
+        foreach (var ns in _t.AllNamespaces) Must($"ip netns add {ns} && ip -n {ns} link set lo up");
+        Must($"ip -n {_t.Underlay} link add br0 type bridge && ip -n {_t.Underlay} link set br0 up");
+        void Underlay(string ns, string name, string address)
+        {
+            Must($"ip -n {_t.Underlay} link add u-{name} type veth peer name ul0 netns {ns}");
+            Must($"ip -n {_t.Underlay} link set u-{name} master br0 up");
+            Must($"ip -n {ns} addr add {address}/24 dev ul0 && ip -n {ns} link set ul0 up");
+        }
+        Underlay(_t.MapServer, "ms", LabTopology.MapServerRloc);
+        for (int g = 1; g <= 3; g++) Underlay(_t.Gateway(g), $"gw{g}", LabTopology.GatewayRloc(g));
+
+        if (Run("command -v tcpdump").Code == 0)
+        {
+            var p = Process.Start(new ProcessStartInfo("/bin/bash", ["-c", $"exec ip netns exec {_t.Underlay} tcpdump -i br0 -U -n -w {_t.Pcap} udp port 4341 or udp port 4342 >>{Path.Combine(_t.LogDir, "tcpdump.log")} 2>&1"]))!;
+            _processes.Add(p);
+            WaitFor(() => File.Exists(_t.Pcap), "tcpdump to start", 5000);
+        }
+        else Say("tcpdump is not installed: no underlay capture (apt-get install tcpdump)");
+
+        File.WriteAllText(Path.Combine(_t.OutDir, "mapserver.conf"), $"""
+            # The lab's Map-Server/Map-Resolver: one site for the three gateways, both agent groups.
+            listen {LabTopology.MapServerRloc}:4342
+            registration-timeout 180
+            control-socket /run/fastxtr/{_t.Prefix}-ms.sock
+            site lab
+              key 0 sha256 "{LabTopology.Secret}"
+              eid-prefix 1000 10.1.0.0/16 accept-more-specifics
+              eid-prefix 2000 10.1.0.0/16 accept-more-specifics
+              proxy-reply
+            """);
+        Start(_t.MapServer, "mapserver", $"mapserver --config {Path.Combine(_t.OutDir, "mapserver.conf")}");
+
+        for (int g = 1; g <= 3; g++)
+        {
+            string gw = _t.Gateway(g);
+            Must($"ip netns exec {gw} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0");
+            Start(gw, $"gw{g}-dataplane", $"dataplane --rloc-addr {LabTopology.GatewayRloc(g)} --instance 1000=lisp1000 --instance 2000=lisp2000 --shm {_t.Shm(g)} --workers 1");
+        }
+        for (int g = 1; g <= 3; g++)
+        {
+            string gw = _t.Gateway(g);
+            WaitFor(() => Run($"ip -n {gw} link show lisp1000 && ip -n {gw} link show lisp2000").Code == 0, $"gateway {g}'s TUNs (see {_t.LogDir}/gw{g}-dataplane.log)");
+            foreach (uint iid in LabTopology.InstanceIds)
+            {
+                Must($"ip -n {gw} link set lisp{iid} up && ip -n {gw} route add 10.1.0.0/16 dev lisp{iid} table {iid}");
+                Must($"ip -n {gw} rule add iif lisp{iid} lookup {iid}");
+            }
+            File.WriteAllText(Path.Combine(_t.OutDir, $"gw{g}-agent.conf"), $"""
+                # Gateway {g}'s control agent. Its agents attach through the API; nothing is configured statically.
+                rloc-addr {LabTopology.GatewayRloc(g)}
+                shm {_t.Shm(g)}
+                map-server {LabTopology.MapServerRloc} 0 sha256 "{LabTopology.Secret}"
+                map-resolver {LabTopology.MapServerRloc}
+                site-id {g}
+                api-socket {_t.ApiSocket(g)}
+                rloc-probe-interval 5
+                """);
+            Start(gw, $"gw{g}-agent", $"agent --config {Path.Combine(_t.OutDir, $"gw{g}-agent.conf")}");
+        }
+        for (int g = 1; g <= 3; g++)
+        {
+            int n = g;
+            WaitFor(() => File.Exists(_t.ApiSocket(n)) && Api(n, HttpMethod.Get, "/v1/status", null).Status == 200, $"gateway {g}'s agent API (see {_t.LogDir}/gw{g}-agent.log)");
+        }
+
+        foreach (var a in _t.Agents)
+        {
+            Link(a, a.Gateway);
+            var (status, body) = Attach(a, a.Gateway);
+            if (status != 201) throw new LabException($"attaching {a.Name} to gateway {a.Gateway} failed ({status}): {body?.ToJsonString()}");
+        }
+        Say($"up: Map-Server, 3 gateways (data plane + agent each), {_t.Agents.Count} agents attached through the local API");
+    }
+
+    /// <summary>
+    /// Connects an agent's namespace to a gateway: a veth, the EID on lo (so re-linking never touches the agent's
+    /// sockets), a default route to the gateway's link address 169.254.1.1 (the same on every gateway, so a moved agent
+    /// needs no new configuration), and the EID in the gateway's table for the agent's IID.
+    /// </summary>
+    private void Link(LabAgent a, int gateway)
+    {
+        string ns = _t.Namespace(a), gw = _t.Gateway(gateway);
+        if (Run($"ip -n {ns} addr show dev lo | grep -q ' {a.Eid}/32'").Code != 0) Must($"ip -n {ns} addr add {a.Eid}/32 dev lo");
+        Must($"ip -n {gw} link add {a.Interface} type veth peer name eth0 netns {ns}");
+        Must($"ip -n {gw} addr add {LinkAddress}/32 dev {a.Interface} && ip -n {gw} link set {a.Interface} up && ip netns exec {gw} sysctl -qw net.ipv4.conf.{a.Interface}.rp_filter=0");
+        Must($"ip -n {ns} link set eth0 up && ip -n {ns} route add default via {LinkAddress} dev eth0 onlink src {a.Eid}");
+        Must($"ip -n {gw} route add {a.Eid}/32 dev {a.Interface} table {a.InstanceId} && ip -n {gw} rule add iif {a.Interface} lookup {a.InstanceId}");
+    }
+
+    /// <summary>The gateway's address on every agent link.</summary>
+    private const string LinkAddress = "169.254.1.1";
+
+    private void Unlink(LabAgent a, int gateway)
+    {
+        string gw = _t.Gateway(gateway);
+        Run($"ip -n {gw} rule del iif {a.Interface} lookup {a.InstanceId}");
+        Must($"ip -n {gw} link del {a.Interface}"); // takes the peer and the routes with it
+    }
+
+    private (int Status, JsonNode? Body) Attach(LabAgent a, int gateway)
+    {
+        var body = new JsonObject { ["name"] = a.Name, ["iid"] = a.InstanceId, ["eid"] = a.Eid };
+        if (a.Attributes is not null) body["attributes"] = JsonNode.Parse(a.Attributes);
+        if (a.Constraints is not null) body["constraints"] = JsonNode.Parse(a.Constraints);
+        return Api(gateway, HttpMethod.Post, "/v1/agents", body.ToJsonString());
+    }
+
+    private (int Status, JsonNode? Body) Api(int gateway, HttpMethod method, string path, string? json)
+    {
+        string socket = _t.ApiSocket(gateway);
+        using var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, ct) =>
+            {
+                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct).ConfigureAwait(false);
+                    return new NetworkStream(s, ownsSocket: true);
+                }
+                catch
+                {
+                    s.Dispose();
+                    throw;
+                }
+            },
+        };
+        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+        using var request = new HttpRequestMessage(method, new Uri("http://agent" + path));
+        if (json is not null) request.Content = new StringContent(json, Encoding.UTF8, "application/json");
+        try
+        {
+            using var response = http.Send(request);
+            string text = new StreamReader(response.Content.ReadAsStream()).ReadToEnd();
+            return ((int)response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text));
+        }
+        catch (HttpRequestException) { return (0, null); }
+    }
+
+    // ------------------------------------------------------------------ observation
+
+    private JsonNode ReportOf(string agent)
+    {
+        string path = _t.Report(_t.Agent(agent));
+        for (int attempt = 0; attempt < 50; attempt++)
+        {
+            try { if (File.Exists(path)) return JsonNode.Parse(File.ReadAllText(path))!; }
+            catch (Exception e) when (e is IOException or System.Text.Json.JsonException) { }
+            Thread.Sleep(20);
+        }
+        throw new LabException($"demo agent {agent} wrote no report at {path} (see {_t.LogDir}/agent-{agent}.log)");
+    }
+
+    private long Received(string agent, string sender) => ReportOf(agent)["datagrams_by_sender"]![sender]?.GetValue<long>() ?? 0;
+
+    private ulong Counter(int gateway, Counter c)
+    {
+        using var r = SharedRegion.Attach(_t.Shm(gateway));
+        ulong sum = 0;
+        for (int w = 0; w < r.Sizes.Workers; w++) sum += r.Counters(w)[c];
+        return sum;
+    }
+
+    /// <summary>
+    /// Where gateway <paramref name="gateway"/>'s data plane sends a packet from <paramref name="source"/> to
+    /// <paramref name="eid"/> (the lookup under the source's profile, as the workers do), or the negative action.
+    /// </summary>
+    private string CacheView(int gateway, uint iid, string source, string eid)
+    {
+        using var r = SharedRegion.Attach(_t.Shm(gateway));
+        if (!r.MapCache.TryLookupFromSource(iid, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse(source)), Ipv4Header.ToUInt32(IPAddress.Parse(eid)), out _, out var e)) return "none";
+        if (e.IsNegative) return $"negative {e.Action}";
+        return string.Join(",", Enumerable.Range(0, e.RlocCount).Select(i => Ipv4Header.ToAddress((uint)e.Rlocs[i].Address).ToString()));
+    }
+
+    private JsonObject SendFrom(string agent, string to, int count, int intervalMs = 10)
+    {
+        var a = _t.Agent(agent);
+        var (code, output) = Run($"ip netns exec {_t.Namespace(a)} {_exe} lab send --from {agent} --to {to}:{DemoAgent.DatagramPort} --count {count} --interval-ms {intervalMs}", 60_000);
+        if (code != 0) throw new LabException($"lab send from {agent} failed: {output}");
+        return JsonNode.Parse(output)!.AsObject();
+    }
+
+    private void Step(int number, string name, bool pass, JsonObject facts, string figure)
+    {
+        facts["pass"] = pass;
+        _steps.Add(new JsonObject { ["step"] = number, ["name"] = name, ["pass"] = pass, ["figure"] = figure, ["facts"] = facts });
+        Say($"step {number} {(pass ? "PASS" : "FAIL")}: {figure}");
+    }
+
+    // ------------------------------------------------------------------ the scenario
+
+    public bool Run()
+    {
+        double upStarted = _clock.Elapsed.TotalSeconds;
+        Up();
+        double upSeconds = _clock.Elapsed.TotalSeconds - upStarted;
+        int settle = _quick ? 1500 : 3000;
+
+        // Servers everywhere; A keeps a task session with B and probes B every millisecond.
+        foreach (var a in _t.Agents)
+        {
+            string extra = a.Name == "A" ? $" --connect {_t.Agent("B").Eid}:{DemoAgent.TaskPort} --probe {_t.Agent("B").Eid}:{DemoAgent.DatagramPort}" : "";
+            Start(_t.Namespace(a), $"agent-{a.Name}", $"lab agent --name {a.Name} --eid {a.Eid} --report {_t.Report(a)}{extra}");
+        }
+        foreach (var a in _t.Agents) WaitFor(() => File.Exists(_t.Report(a)), $"demo agent {a.Name} to start");
+
+        // 1. Task exchange; resolution on first packet.
+        Say("step 1 — A (gateway 1) opens a TCP session to B (gateway 2) and sends numbered JSON tasks; the first packet misses and is resolved");
+        WaitFor(() => ReportOf("A")["tasks"]!["answered"]!.GetValue<long>() >= 20, "A's first task answers (see logs)", 20_000);
+        Thread.Sleep(settle);
+        var a1 = ReportOf("A")["tasks"]!;
+        string view1 = CacheView(1, 1000, "10.1.0.1", "10.1.0.2");
+        ulong misses = Counter(1, Dataplane.Shared.Counter.MissesPosted);
+        bool pass1 = a1["answered"]!.GetValue<long>() >= 20 && a1["lost"]!.GetValue<long>() == 0 && view1 == LabTopology.GatewayRloc(2) && misses >= 1;
+        Step(1, "task exchange with resolution on first packet", pass1, new JsonObject
+        {
+            ["tasks_sent"] = a1["sent"]!.GetValue<long>(), ["tasks_answered"] = a1["answered"]!.GetValue<long>(), ["tasks_lost"] = a1["lost"]!.GetValue<long>(),
+            ["gw1_map_cache_10.1.0.2"] = view1, ["gw1_misses_posted"] = misses,
+        }, $"{a1["answered"]} tasks answered, {a1["lost"]} lost; gateway 1 resolved [1000]10.1.0.2 → {view1} after {misses} miss(es)");
+
+        // 2. The move.
+        Say("step 2 — B moves: detached from gateway 2, its namespace re-linked to gateway 3, attached there with the same EID (process and TCP socket untouched)");
+        var b = _t.Agent("B");
+        long answeredBefore = ReportOf("A")["tasks"]!["answered"]!.GetValue<long>();
+        DateTime moveStart = DateTime.UtcNow;
+        var detach = Api(2, HttpMethod.Delete, $"/v1/agents/1000/{b.Eid}", null);
+        double detachedMs = (DateTime.UtcNow - moveStart).TotalMilliseconds;
+        Unlink(b, 2);
+        Link(b, 3);
+        double relinkedMs = (DateTime.UtcNow - moveStart).TotalMilliseconds;
+        var attach = Attach(b, 3);
+        DateTime moveEnd = DateTime.UtcNow;
+        double attachedMs = (moveEnd - moveStart).TotalMilliseconds;
+        Thread.Sleep(settle);
+        var a2 = ReportOf("A")["tasks"]!;
+        var probes = ProbeTimeline(ReportOf("B"), moveStart);
+        // The first probe B received after its new link came up: LISP convergence, without the namespace plumbing.
+        double resumedMs = probes.Points.Where(p => p.AtMs > relinkedMs).Select(p => p.AtMs).DefaultIfEmpty(double.NaN).First();
+        string view2 = CacheView(1, 1000, "10.1.0.1", "10.1.0.2");
+        long answeredAfter = a2["answered"]!.GetValue<long>();
+        bool pass2 = detach.Status == 200 && attach.Status == 201 && a2["session_breaks"]!.GetValue<long>() == 0 && a2["lost"]!.GetValue<long>() == 0
+            && answeredAfter > answeredBefore + 10 && view2 == LabTopology.GatewayRloc(3) && probes.OutageMs < 2000;
+        _figures["move_outage_ms"] = Math.Round(probes.OutageMs, 1);
+        _figures["move_probes_lost"] = probes.Lost;
+        _figures["move_api_ms"] = Math.Round((moveEnd - moveStart).TotalMilliseconds, 1);
+        _figures["move_first_probe_after_relink_ms"] = Math.Round(resumedMs - relinkedMs, 1);
+        Step(2, "move with the same EID", pass2, new JsonObject
+        {
+            ["outage_ms"] = Math.Round(probes.OutageMs, 1), ["probes_lost"] = probes.Lost, ["probes_received"] = probes.Received,
+            ["move_operations_ms"] = Math.Round((moveEnd - moveStart).TotalMilliseconds, 1),
+            ["detach_confirmed_ms"] = Math.Round(detachedMs, 1), ["relinked_ms"] = Math.Round(relinkedMs, 1), ["attach_confirmed_ms"] = Math.Round(attachedMs, 1),
+            ["first_probe_after_relink_ms"] = Math.Round(resumedMs - relinkedMs, 1),
+            ["tasks_answered_before"] = answeredBefore, ["tasks_answered_after"] = answeredAfter, ["tasks_lost"] = a2["lost"]!.GetValue<long>(),
+            ["tasks_duplicated"] = a2["duplicated"]!.GetValue<long>(), ["tasks_reordered"] = a2["reordered"]!.GetValue<long>(),
+            ["session_breaks"] = a2["session_breaks"]!.GetValue<long>(), ["gw1_map_cache_10.1.0.2"] = view2,
+        }, $"outage {probes.OutageMs:F1} ms on the 1 ms probe stream ({probes.Lost} probes lost; {detachedMs:F0} ms to withdraw, {relinkedMs - detachedMs:F0} ms re-linking the namespace, probes back {resumedMs - relinkedMs:F0} ms after the new link), TCP session kept, {a2["lost"]} tasks lost; gateway 1 now sends to {view2}");
+        WriteTimeline(probes, [(0, "DETACH"), (detachedMs, "RE-LINK"), (relinkedMs, "ATTACH"), (attachedMs, "CONFIRMED")]);
+
+        // 3. Context.
+        Say("step 3 — context: A requires a GPU, C has no constraints; both send to the inference service 10.1.0.9 (gateway 2: no GPU, medium latency; gateway 3: GPU, low latency)");
+        int count = _quick ? 20 : 40;
+        SendFrom("A", "10.1.0.9", count);
+        SendFrom("C", "10.1.0.9", count);
+        Thread.Sleep(300);
+        long aAt3 = Received("inf3", "A"), aAt2 = Received("inf2", "A"), cAt3 = Received("inf3", "C"), cAt2 = Received("inf2", "C");
+        string gpuView = CacheView(1, 1000, "10.1.0.1", "10.1.0.9"), plainView = CacheView(1, 1000, "10.1.0.3", "10.1.0.9");
+        Say($"         before: A→ gateway 3 {aAt3}, gateway 2 {aAt2}; C→ gateway 3 {cAt3}, gateway 2 {cAt2}; gateway 1 sends A's to {gpuView}, C's to {plainView}");
+        Say("         gateway 3's inference agent switches to 'draining' (PATCH on its API: a metadata update, no re-registration gap)");
+        var drain = Api(3, HttpMethod.Patch, "/v1/agents/1000/10.1.0.9", """{"attributes":{"state":"draining"}}""");
+        Thread.Sleep(_quick ? 500 : 1000);
+        ulong deniedBefore = Counter(1, Dataplane.Shared.Counter.DropPolicyDenied);
+        SendFrom("A", "10.1.0.9", count);
+        SendFrom("C", "10.1.0.9", count);
+        Thread.Sleep(300);
+        long aAt3b = Received("inf3", "A") - aAt3, aAt2b = Received("inf2", "A") - aAt2, cAt3b = Received("inf3", "C") - cAt3, cAt2b = Received("inf2", "C") - cAt2;
+        ulong denied = Counter(1, Dataplane.Shared.Counter.DropPolicyDenied) - deniedBefore;
+        string gpuView2 = CacheView(1, 1000, "10.1.0.1", "10.1.0.9"), plainView2 = CacheView(1, 1000, "10.1.0.3", "10.1.0.9");
+        int enough = count * 8 / 10;
+        bool pass3 = aAt3 >= enough && aAt2 == 0 && cAt3 >= enough && cAt2 == 0 && drain.Status == 200
+            && aAt3b == 0 && aAt2b == 0 && (long)denied >= enough && cAt2b >= enough && cAt3b == 0;
+        Step(3, "context-aware routing and a state change", pass3, new JsonObject
+        {
+            ["sent_per_phase"] = count,
+            ["before"] = new JsonObject { ["A_at_gw3"] = aAt3, ["A_at_gw2"] = aAt2, ["C_at_gw3"] = cAt3, ["C_at_gw2"] = cAt2, ["gw1_path_from_A"] = gpuView, ["gw1_path_from_C"] = plainView },
+            ["after_draining"] = new JsonObject { ["A_at_gw3"] = aAt3b, ["A_at_gw2"] = aAt2b, ["gw1_drop_policy_denied"] = denied, ["C_at_gw3"] = cAt3b, ["C_at_gw2"] = cAt2b, ["gw1_path_from_A"] = gpuView2, ["gw1_path_from_C"] = plainView2 },
+        }, $"before: A {aAt3}/{count} and C {cAt3}/{count} at the GPU gateway 3; after draining: A {denied} dropped as Policy-Denied at gateway 1, C {cAt2b}/{count} at gateway 2");
+
+        // 4. Isolation.
+        Say("step 4 — isolation: T1 (IID 2000, A's EID 10.1.0.1) sends to 10.1.0.2 and 10.1.0.9; A (IID 1000) sends to 10.1.0.2");
+        long bFromT1 = Received("B", "T1"), t2FromA = Received("T2", "A");
+        SendFrom("T1", "10.1.0.2", count);
+        SendFrom("T1", "10.1.0.9", count);
+        SendFrom("A", "10.1.0.2", count);
+        Thread.Sleep(300);
+        long t2FromT1 = Received("T2", "T1"), bFromT1After = Received("B", "T1") - bFromT1, infFromT1 = Received("inf2", "T1") + Received("inf3", "T1");
+        long bFromA = Received("B", "A"), t2FromAAfter = Received("T2", "A") - t2FromA;
+        string t1View = CacheView(3, 2000, "10.1.0.1", "10.1.0.9");
+        bool pass4 = t2FromT1 >= enough && bFromT1After == 0 && infFromT1 == 0 && bFromA >= enough && t2FromAAfter == 0;
+        Step(4, "isolation of agent groups with the same EIDs", pass4, new JsonObject
+        {
+            ["T2_from_T1"] = t2FromT1, ["B_from_T1"] = bFromT1After, ["inference_from_T1"] = infFromT1, ["gw3_iid2000_map_cache_10.1.0.9"] = t1View,
+            ["B_from_A"] = bFromA, ["T2_from_A"] = t2FromAAfter,
+        }, $"T1 reached its own group's 10.1.0.2 ({t2FromT1}/{count}) and never B ({bFromT1After}) nor the inference service ({infFromT1}); A reached B ({bFromA}/{count}), never T2 ({t2FromAAfter})");
+
+        _figures["up_seconds"] = Math.Round(upSeconds, 1);
+        _figures["total_seconds"] = Math.Round(_clock.Elapsed.TotalSeconds, 1);
+        bool all = _steps.All(s => s!["pass"]!.GetValue<bool>());
+        var summary = new JsonObject
+        {
+            ["lab"] = "draft-wang-lisp-ai-agent-00 demonstration", ["prefix"] = _t.Prefix, ["pass"] = all,
+            ["figures"] = _figures.DeepClone(), ["steps"] = _steps.DeepClone(),
+            ["outputs"] = new JsonObject { ["underlay_pcap"] = File.Exists(_t.Pcap) ? _t.Pcap : null, ["timeline_png"] = Path.Combine(_t.OutDir, "timeline.png"), ["logs"] = _t.LogDir },
+        };
+        File.WriteAllText(Path.Combine(_t.OutDir, "summary.json"), summary.ToJsonString(DemoAgent.JsonOptions));
+        Say($"{(all ? "all steps passed" : "SOME STEPS FAILED")}; summary in {Path.Combine(_t.OutDir, "summary.json")}");
+        return all;
+    }
+
+    private sealed record Timeline(double OutageMs, long Lost, long Received, List<(double AtMs, double GapMs)> Points);
+
+    /// <summary>Probe arrivals at B relative to the move's start: the longest silence and the probes never received.</summary>
+    private static Timeline ProbeTimeline(JsonNode report, DateTime moveStart)
+    {
+        var started = DateTime.Parse(report["started_utc"]!.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
+        double offset = (started - moveStart).TotalMilliseconds;
+        var arrivals = report["probes"]!.AsArray().Select(p => (AtMs: p![0]!.GetValue<double>() + offset, Seq: p[1]!.GetValue<long>())).ToList();
+        var window = arrivals.Where(p => p.AtMs >= -1000).ToList();
+        var points = new List<(double, double)>();
+        double outage = 0;
+        for (int i = 1; i < window.Count; i++)
+        {
+            double gap = window[i].AtMs - window[i - 1].AtMs;
+            points.Add((window[i].AtMs, gap));
+            if (window[i].AtMs >= 0 || window[i - 1].AtMs >= 0) outage = Math.Max(outage, gap);
+        }
+        long lost = window.Count < 2 ? 0 : (window.Max(p => p.Seq) - window.Min(p => p.Seq) + 1) - window.Select(p => p.Seq).Distinct().Count();
+        return new Timeline(outage, lost, window.Count, points);
+    }
+
+    private void WriteTimeline(Timeline t, IReadOnlyList<(double AtMs, string Label)> events)
+    {
+        string csv = Path.Combine(_t.OutDir, "timeline.csv");
+        File.WriteAllLines(csv, new[] { "ms_since_move,gap_ms" }.Concat(t.Points.Select(p => $"{p.AtMs.ToString("F3", CultureInfo.InvariantCulture)},{p.GapMs.ToString("F3", CultureInfo.InvariantCulture)}")));
+        string png = Path.Combine(_t.OutDir, "timeline.png");
+        TimelinePlot.Write(png, t.Points, events, t.OutageMs, t.Lost);
+    }
+
+    // ------------------------------------------------------------------ down
+
+    public void Dispose()
+    {
+        foreach (var p in _processes)
+        {
+            try { if (!p.HasExited) Run($"kill -TERM {p.Id} 2>/dev/null"); }
+            catch (InvalidOperationException) { }
+        }
+        foreach (var p in _processes)
+        {
+            try { if (!p.WaitForExit(3000)) p.Kill(entireProcessTree: true); }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        Down(_t, _out, quiet: true);
+    }
+
+    /// <summary>Removes every namespace, process, region and socket of a lab with this prefix, running or left by a killed run.</summary>
+    public static int Down(LabTopology t, TextWriter output, bool quiet)
+    {
+        int removed = 0;
+        foreach (var ns in t.AllNamespaces)
+        {
+            if (Run($"ip netns list | grep -qw '^{ns}'").Code != 0) continue;
+            Run($"pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -TERM $pids; sleep 0.2; pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -KILL $pids; true");
+            Run($"ip netns del {ns}");
+            removed++;
+        }
+        for (int g = 1; g <= 3; g++)
+        {
+            NativeInterop.SharedMemoryMapping.Unlink(t.Shm(g));
+            if (File.Exists(t.ApiSocket(g))) File.Delete(t.ApiSocket(g));
+        }
+        if (!quiet) output.WriteLine($"fastxtr lab down: removed {removed} namespace(s) of lab '{t.Prefix}' and its shared memory");
+        return removed;
+    }
+}
