@@ -14,7 +14,7 @@ fail_early() {
 command -v dotnet >/dev/null 2>&1 || fail_early "the .NET 10 SDK (dotnet) is not on PATH"
 
 # Debian packages: tshark (the independent LISP dissector), openssl (independent HMACs), iproute2 (namespaces),
-# iputils-ping and python3 (traffic inside the end-to-end namespaces).
+# iputils-ping and python3 (traffic inside the end-to-end namespaces), tcpdump (the lab's underlay capture).
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
@@ -22,6 +22,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then fail_early "missing ${missing[*]}; run as root so that apt-get can install them"; fi
   echo "test.sh: installing ${missing[*]}"

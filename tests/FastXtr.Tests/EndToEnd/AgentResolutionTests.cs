@@ -84,4 +84,29 @@ public class AgentResolutionTests
             "A's map-cache learnt [1000]10.2.0.0/24 -> 192.0.2.2 from the Map-Resolver");
         Assert.That(a.Header.AgentPid, Is.Not.EqualTo(0), "the agent is attached as the map-cache's writer");
     }
+
+    [Test]
+    public void KillingAndRestartingTheAgent_LosesNoPackets_AndItRegistersAgain()
+    {
+        // Resolved first (the test above may or may not have run).
+        Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
+        var agentA = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("agent") && p.StartInfo.ArgumentList.Contains(Ns("a")));
+        // 60 pings 50 ms apart; the agent is killed (SIGKILL: no clean shutdown) 1 s in and restarted 1 s later.
+        var ping = Task.Run(() => Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "60", "-i", "0.05", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000));
+        Thread.Sleep(1000);
+        agentA.Kill();
+        agentA.WaitForExit(5000);
+        Thread.Sleep(1000);
+        Launch(Ns("a"), "agent", "--config", Path.Combine(_dir, "a.conf"));
+        var r = ping.Result;
+        int received = int.Parse(System.Text.RegularExpressions.Regex.Match(r.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(received, Is.EqualTo(60), "the data plane forwards from its map-cache while the agent is away: " + r.Out);
+        using var a = SharedRegion.Attach($"fxtest-aga-{_tag}");
+        TwoXtrLab.WaitFor(() => a.Header.AgentPid != 0 && a.Header.AgentPid != agentA.Id, "the restarted agent to attach to the region");
+        Assert.That(a.MapCache.Snapshot().Any(e => e.Prefix == 0x0A020000 && e.PrefixLength == 24), Is.True, "the map-cache survived the agent");
+        // The new process registered again (its own counter, through its API) and replaced, not added, its registration.
+        TwoXtrLab.WaitFor(() => Shell.Sh($"{Shell.FastxtrExe()} show agents --json --api-socket /run/fastxtr/agent-fxtest-aga-{_tag}.sock").Out
+            .Contains("\"registrations-acknowledged\":1", StringComparison.Ordinal), "the restarted agent's Map-Notify");
+        Assert.That(Shell.Sh($"{Shell.FastxtrExe()} show registrations --control-socket {_dir}/ms.sock").Out, Does.Contain("2 registration(s)"));
+    }
 }
