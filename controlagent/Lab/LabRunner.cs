@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
-using System.Text;
 using System.Text.Json.Nodes;
 using FastXtr.Dataplane.MapCache;
 using FastXtr.Dataplane.Shared;
@@ -205,37 +203,8 @@ public sealed class LabRunner : IDisposable
         return Api(gateway, HttpMethod.Post, "/v1/agents", body.ToJsonString());
     }
 
-    private (int Status, JsonNode? Body) Api(int gateway, HttpMethod method, string path, string? json)
-    {
-        string socket = _t.ApiSocket(gateway);
-        using var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = async (_, ct) =>
-            {
-                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct).ConfigureAwait(false);
-                    return new NetworkStream(s, ownsSocket: true);
-                }
-                catch
-                {
-                    s.Dispose();
-                    throw;
-                }
-            },
-        };
-        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
-        using var request = new HttpRequestMessage(method, new Uri("http://agent" + path));
-        if (json is not null) request.Content = new StringContent(json, Encoding.UTF8, "application/json");
-        try
-        {
-            using var response = http.Send(request);
-            string text = new StreamReader(response.Content.ReadAsStream()).ReadToEnd();
-            return ((int)response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text));
-        }
-        catch (HttpRequestException) { return (0, null); }
-    }
+    private (int Status, JsonNode? Body) Api(int gateway, HttpMethod method, string path, string? json) =>
+        Cli.AgentApiClient.Send(_t.ApiSocket(gateway), method, path, json);
 
     // ------------------------------------------------------------------ observation
 

@@ -35,16 +35,7 @@ public class AgentApiTests
         _agent = new XtrAgent(config, _region, TextWriter.Null);
         _socket = Path.Combine(Path.GetTempPath(), $"fastxtr-api-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
         _api = await AgentApi.StartAsync(_agent, _socket, TextWriter.Null);
-        var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = async (_, ct) =>
-            {
-                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                await s.ConnectAsync(new UnixDomainSocketEndPoint(_socket), ct);
-                return new NetworkStream(s, ownsSocket: true);
-            },
-        };
-        _http = new HttpClient(handler) { BaseAddress = new Uri("http://agent") };
+        _http = FastXtr.ControlAgent.Cli.AgentApiClient.Create(_socket);
     }
 
     [TearDown]
