@@ -34,17 +34,24 @@ public static class LabCommand
         var prefix = PrefixOption();
         var output = OutOption();
         var quick = new Option<bool>("--quick") { Description = "shorter waits and fewer messages per step (the test suite's run)" };
+        var moves = new Option<int>("--extra-moves") { Description = "after step 2, move B back and forth this many more times (even) and report the outage's median and p99 (the mobility benchmark)" };
         var command = up
             ? new Command("up", "Build the lab and leave it running (agents attached, no scenario); remove it with 'fastxtr lab down'.")
             : new Command("run", "Build the lab, run the four-step scenario with live narration, write demo-out/, and remove the lab (also on error or Ctrl-C). Exit 0 when every step passed, 1 otherwise.");
         command.Options.Add(prefix);
         command.Options.Add(output);
-        if (!up) command.Options.Add(quick);
+        if (!up) { command.Options.Add(quick); command.Options.Add(moves); }
         command.SetAction(parse =>
         {
             if (!ValidPrefix(parse.GetValue(prefix)!, stderr)) return Program.ExitUsage;
             var topology = new LabTopology(parse.GetValue(prefix)!, parse.GetValue(output)!);
-            var runner = new LabRunner(topology, stdout, parse.GetValue(quick));
+            LabRunner runner;
+            try { runner = new LabRunner(topology, stdout, parse.GetValue(quick), up ? 0 : parse.GetValue(moves)); }
+            catch (LabException e)
+            {
+                stderr.WriteLine($"fastxtr lab: {e.Message}");
+                return Program.ExitUsage;
+            }
             using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c =>
             {
                 stderr.WriteLine("fastxtr lab: interrupted; removing the lab");

@@ -20,13 +20,16 @@ public sealed class LabRunner : IDisposable
     private readonly TextWriter _out;
     private readonly string _exe;
     private readonly bool _quick;
+    private readonly int _extraMoves;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly List<Process> _processes = [];
     private readonly JsonArray _steps = [];
     private readonly JsonObject _figures = [];
 
-    public LabRunner(LabTopology topology, TextWriter output, bool quick)
+    public LabRunner(LabTopology topology, TextWriter output, bool quick, int extraMoves = 0)
     {
+        if (extraMoves < 0 || extraMoves % 2 != 0) throw new LabException($"--extra-moves {extraMoves}: give an even number, so that B ends on gateway 3");
+        _extraMoves = extraMoves;
         _t = topology;
         _out = output;
         _quick = quick;
@@ -325,6 +328,7 @@ public sealed class LabRunner : IDisposable
             ["session_breaks"] = a2["session_breaks"]!.GetValue<long>(), ["gw1_map_cache_10.1.0.2"] = view2,
         }, $"outage {probes.OutageMs:F1} ms on the 1 ms probe stream ({probes.Lost} probes lost; {detachedMs:F0} ms to withdraw, {relinkedMs - detachedMs:F0} ms re-linking the namespace, probes back {resumedMs - relinkedMs:F0} ms after the new link), TCP session kept, {a2["lost"]} tasks lost; gateway 1 now sends to {view2}");
         WriteTimeline(probes, [(0, "DETACH"), (detachedMs, "RE-LINK"), (relinkedMs, "ATTACH"), (attachedMs, "CONFIRMED")]);
+        if (_extraMoves > 0) MoveRepeatedly(b, probes.OutageMs, resumedMs - relinkedMs);
 
         // 3. Context.
         Say("step 3 — context: A requires a GPU, C has no constraints; both send to the inference service 10.1.0.9 (gateway 2: no GPU, medium latency; gateway 3: GPU, low latency)");
@@ -386,15 +390,51 @@ public sealed class LabRunner : IDisposable
         return all;
     }
 
+    /// <summary>
+    /// The mobility benchmark (<c>--extra-moves N</c>, N even so that B ends on gateway 3): B moves back and forth,
+    /// 700 ms apart, under A's probe stream; per move the longest silence and the time from the new link to the first
+    /// probe, then median and p99 over every move including step 2's.
+    /// </summary>
+    private void MoveRepeatedly(LabAgent b, double firstOutage, double firstResume)
+    {
+        var outages = new List<double> { firstOutage };
+        var resumes = new List<double> { firstResume };
+        int at = 3;
+        for (int i = 0; i < _extraMoves; i++)
+        {
+            int to = at == 3 ? 2 : 3;
+            Thread.Sleep(700);
+            DateTime start = DateTime.UtcNow;
+            Api(at, HttpMethod.Delete, $"/v1/agents/1000/{b.Eid}", null);
+            Unlink(b, at);
+            Link(b, to);
+            double relinked = (DateTime.UtcNow - start).TotalMilliseconds;
+            if (Attach(b, to).Status != 201) throw new LabException($"move {i + 2}: attaching B to gateway {to} failed");
+            at = to;
+            Thread.Sleep(600);
+            var t = ProbeTimeline(ReportOf("B"), start, windowMs: 600);
+            outages.Add(t.OutageMs);
+            resumes.Add(t.Points.Where(p => p.AtMs > relinked).Select(p => p.AtMs - relinked).DefaultIfEmpty(double.NaN).First());
+        }
+        static double Pct(List<double> v, double q) { var o = v.Where(x => !double.IsNaN(x)).OrderBy(x => x).ToList(); return o.Count == 0 ? double.NaN : o[Math.Min(o.Count - 1, (int)Math.Ceiling(q * o.Count) - 1)]; }
+        _figures["moves"] = outages.Count;
+        _figures["move_outage_ms_median"] = Math.Round(Pct(outages, 0.5), 1);
+        _figures["move_outage_ms_p99"] = Math.Round(Pct(outages, 0.99), 1);
+        _figures["move_first_probe_after_relink_ms_median"] = Math.Round(Pct(resumes, 0.5), 1);
+        _figures["move_first_probe_after_relink_ms_p99"] = Math.Round(Pct(resumes, 0.99), 1);
+        _figures["move_outages_ms"] = new JsonArray(outages.Select(o => (JsonNode)Math.Round(o, 1)).ToArray());
+        Say($"         {outages.Count} moves: outage median {Pct(outages, 0.5):F1} ms, p99 {Pct(outages, 0.99):F1} ms; first probe after the new link median {Pct(resumes, 0.5):F1} ms, p99 {Pct(resumes, 0.99):F1} ms");
+    }
+
     private sealed record Timeline(double OutageMs, long Lost, long Received, List<(double AtMs, double GapMs)> Points);
 
     /// <summary>Probe arrivals at B relative to the move's start: the longest silence and the probes never received.</summary>
-    private static Timeline ProbeTimeline(JsonNode report, DateTime moveStart)
+    private static Timeline ProbeTimeline(JsonNode report, DateTime moveStart, double windowMs = double.MaxValue)
     {
         var started = DateTime.Parse(report["started_utc"]!.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
         double offset = (started - moveStart).TotalMilliseconds;
         var arrivals = report["probes"]!.AsArray().Select(p => (AtMs: p![0]!.GetValue<double>() + offset, Seq: p[1]!.GetValue<long>())).ToList();
-        var window = arrivals.Where(p => p.AtMs >= -1000).ToList();
+        var window = arrivals.Where(p => p.AtMs >= -1000 && p.AtMs <= windowMs).ToList();
         var points = new List<(double, double)>();
         double outage = 0;
         for (int i = 1; i < window.Count; i++)
