@@ -207,6 +207,7 @@ public sealed class XtrAgent : IDisposable
             // A cached mapping of its old home would send this xTR's own traffic for it away.
             foreach (var p in _profiles.NumbersInUse()) _writer.Remove(mapping.InstanceId, p, mapping.Family, mapping.Prefix, mapping.Length);
         }
+        _resolved.TryRemove((mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length), out _);
         if (profile != 0) InstallSourceProfile(mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length, profile);
         _log.WriteLine($"fastxtr agent: attached '{name}' {mapping.PrefixText}{(profile != 0 ? $" (profile {profile})" : "")}");
         return (agent, null, Register([mapping], []));
@@ -474,17 +475,21 @@ public sealed class XtrAgent : IDisposable
     private void Housekeeping()
     {
         long now = MapCacheTables.Now;
-        lock (_writeLock) _writer.RemoveExpired(now);
+        lock (_writeLock) _writer.RemoveExpired(now, Forget);
         long nowMs = NowMs;
         foreach (var (nonce, p) in _pendingRequests)
             if (nowMs - p.SentMs > 10_000) _pendingRequests.TryRemove(nonce, out _);
         lock (_lastRequest)
             foreach (var key in _lastRequest.Where(kv => now - kv.Value > 10 * Stopwatch.Frequency).Select(kv => kv.Key).ToList())
                 _lastRequest.Remove(key);
-        // Forget resolutions the map-cache no longer holds (expired or removed).
-        var live = _region.MapCache.Snapshot().Select(e => (e.InstanceId, e.Family, e.Prefix, (int)e.PrefixLength)).ToHashSet();
-        foreach (var key in _resolved.Keys)
-            if (!live.Contains(key)) _resolved.TryRemove(key, out _);
+    }
+
+    /// <summary>A resolution the map-cache no longer holds is not followed any more (publications, SMRs).</summary>
+    private void Forget(MapCacheEntry gone)
+    {
+        var key = (gone.InstanceId, gone.Family, gone.Prefix, (int)gone.PrefixLength);
+        if (_resolved.TryGetValue(key, out var profiles) && profiles.TryRemove(gone.Profile, out _) && profiles.IsEmpty)
+            _resolved.TryRemove(key, out _);
     }
 
     // ------------------------------------------------------------------ ETR side: answering

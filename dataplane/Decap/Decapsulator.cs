@@ -24,25 +24,26 @@ public struct EtrDecision
 public sealed class Decapsulator
 {
     private readonly uint[] _instanceIds;
-    private readonly MapCacheTables? _decapFilter;
     private readonly WorkerCounters _counters;
     private readonly MapCacheTables? _cache;
-    private readonly MissRing _solicits;
-    private readonly MissSuppressor? _suppressor;
+    private readonly bool _decapFilter;
+    private readonly MissRing? _solicits;
+    private readonly bool _checkMovedAway;
+    private readonly MissSuppressor _suppressor = new(1024);
 
     /// <param name="instanceIds">The Instance IDs this data plane serves, in TUN order.</param>
-    /// <param name="decapFilter">The map-cache to check outer sources against, or null for no filter.</param>
-    /// <param name="cache">The map-cache whose moved-away entries trigger solicit reports, or null for none.</param>
-    /// <param name="solicits">Where solicit reports go (the worker's miss ring), suppressed to about one per moved EID per second.</param>
-    public Decapsulator(IReadOnlyList<uint> instanceIds, MapCacheTables? decapFilter, WorkerCounters counters,
-        MapCacheTables? cache = null, MissRing solicits = default, MissSuppressor? suppressor = null)
+    /// <param name="cache">The map-cache: outer sources are checked against it (<paramref name="decapFilter"/>), and
+    /// its moved-away entries make packets for a departed EID reported to <paramref name="solicits"/>.</param>
+    /// <param name="solicits">Where solicit reports go (the worker's miss ring), about one per moved EID per second; null: none.</param>
+    public Decapsulator(IReadOnlyList<uint> instanceIds, WorkerCounters counters, MapCacheTables? cache = null, bool decapFilter = false, MissRing? solicits = null)
     {
+        if (decapFilter && cache is null) throw new ArgumentException("the decapsulation filter needs the map-cache", nameof(cache));
         _instanceIds = instanceIds.ToArray();
-        _decapFilter = decapFilter;
         _counters = counters;
         _cache = cache;
-        _solicits = solicits;
-        _suppressor = suppressor;
+        _decapFilter = decapFilter;
+        _solicits = cache is null ? null : solicits;
+        _checkMovedAway = _solicits is not null;
     }
 
     public EtrDecision Process(Span<byte> payload, uint outerSource, int outerTtl, int outerTos)
@@ -65,19 +66,19 @@ public sealed class Decapsulator
         {
             if (inner.Length < Ipv4Header.MinLength || BinaryPrimitives.ReadUInt16BigEndian(inner[2..]) > inner.Length)
             { _counters.Add(Counter.DropTruncated); return d; }
-            if (_decapFilter is not null && !SourceAllowed(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[12..]), outerSource))
+            if (_decapFilter && !SourceAllowed(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[12..]), outerSource))
             { _counters.Add(Counter.DropDecapFilter); return d; }
             if (!AdjustIpv4(inner, outerTtl, outerTos)) { _counters.Add(Counter.DropTtlExpired); return d; }
-            if (_cache is not null && _cache.HasMovedAway(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[16..])))
+            if (_checkMovedAway && _cache!.AnyMovedAway && _cache.HasMovedAway(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[16..])))
                 Solicit(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[12..]), BinaryPrimitives.ReadUInt32BigEndian(inner[16..]), outerSource);
         }
         else if (version == 6)
         {
             if (inner.Length < Ipv6Header.Length) { _counters.Add(Counter.DropTruncated); return d; }
-            if (_decapFilter is not null && !SourceAllowed(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[8..]), outerSource))
+            if (_decapFilter && !SourceAllowed(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[8..]), outerSource))
             { _counters.Add(Counter.DropDecapFilter); return d; }
             if (!AdjustIpv6(inner, outerTtl, outerTos)) { _counters.Add(Counter.DropTtlExpired); return d; }
-            if (_cache is not null && _cache.HasMovedAway(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[24..])))
+            if (_checkMovedAway && _cache!.AnyMovedAway && _cache.HasMovedAway(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[24..])))
                 Solicit(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[8..]), BinaryPrimitives.ReadUInt128BigEndian(inner[24..]), outerSource);
         }
         else
@@ -104,14 +105,14 @@ public sealed class Decapsulator
             InstanceId = iid, Profile = MapCacheEntry.SolicitKey, Family = family, SourceEid = source, DestinationEid = destination,
             OuterSource = outerSource, Timestamp = MapCacheTables.Now,
         };
-        if (_suppressor is not null && !_suppressor.ShouldPost(record)) return;
-        if (_solicits.TryPost(record)) _counters.Add(Counter.SolicitsPosted);
+        if (!_suppressor.ShouldPost(record)) return;
+        if (_solicits!.Value.TryPost(record)) _counters.Add(Counter.SolicitsPosted);
         else _counters.Add(Counter.MissRingFull);
     }
 
     private bool SourceAllowed(uint iid, EidFamily family, UInt128 sourceEid, uint outerSource)
     {
-        if (!_decapFilter!.TryLookup(new MapCacheKey(iid, 0, family, sourceEid), out var entry)) return false;
+        if (!_cache!.TryLookup(new MapCacheKey(iid, 0, family, sourceEid), out var entry)) return false;
         for (int i = 0; i < entry.RlocCount; i++)
             if (entry.Rlocs[i].Family == EidFamily.Ipv4 && (uint)entry.Rlocs[i].Address == outerSource) return true;
         return false;

@@ -23,9 +23,12 @@ public sealed unsafe class MapCacheTables
     internal readonly int EntryCapacity;
     internal readonly uint IndexMask;
     internal readonly uint IidMask;
+    /// <summary>The region's count of moved-away entries in all IIDs (a header word, kept by the writer).</summary>
+    internal readonly uint* MovedAwayTotal;
 
-    public MapCacheTables(byte* entries, int entryCapacity, byte* index, int indexSlots, byte* iids, int iidSlots)
+    public MapCacheTables(byte* entries, int entryCapacity, byte* index, int indexSlots, byte* iids, int iidSlots, uint* movedAwayTotal)
     {
+        MovedAwayTotal = movedAwayTotal;
         if (indexSlots <= 0 || (indexSlots & (indexSlots - 1)) != 0) throw new ArgumentException("index slots must be a power of two", nameof(indexSlots));
         if (iidSlots <= 0 || (iidSlots & (iidSlots - 1)) != 0) throw new ArgumentException("IID slots must be a power of two", nameof(iidSlots));
         Entries = (MapCacheEntry*)entries;
@@ -120,12 +123,21 @@ public sealed unsafe class MapCacheTables
     }
 
     /// <summary>
-    /// The ETR's check for SMR: true when <paramref name="destination"/> lies in a moved-away entry of the IID. Costs
-    /// one IID probe while the IID has none (the usual case).
+    /// Whether the region has any moved-away entry: the ETR's one-load gate before <see cref="HasMovedAway"/>.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool AnyMovedAway
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Volatile.Read(ref *MovedAwayTotal) != 0;
+    }
+
+    /// <summary>
+    /// The ETR's check for SMR: true when <paramref name="destination"/> lies in a moved-away entry of the IID. Costs
+    /// one load while the region has none (the usual case), one IID probe while the IID has none.
+    /// </summary>
     public bool HasMovedAway(uint iid, EidFamily family, UInt128 destination)
     {
+        if (!AnyMovedAway) return false;
         IidSlot* s = FindIid(iid);
         return s != null && Volatile.Read(ref s->SolicitEntries) != 0 && Lpm(s, new MapCacheKey(iid, MapCacheEntry.SolicitKey, family, destination), out _);
     }

@@ -114,26 +114,35 @@ public sealed unsafe class MapCacheWriter
         return MapCacheWriteResult.Updated;
     }
 
-    /// <summary>Removes every entry whose expiry has passed; returns how many.</summary>
-    public int RemoveExpired(long nowTimestamp)
+    /// <summary>Removes every entry whose expiry has passed; returns how many, each also given to <paramref name="removed"/>.</summary>
+    public int RemoveExpired(long nowTimestamp, Action<MapCacheEntry>? removed = null)
     {
-        int removed = 0;
+        int count = 0;
         for (int i = 0; i < _t.EntryCapacity; i++)
         {
             MapCacheEntry* e = _t.Entries + i;
-            if (e->State == MapCacheEntry.StateUsed && e->ExpiresAt != 0 && e->ExpiresAt <= nowTimestamp
-                && Remove(e->InstanceId, e->Profile, e->Family, e->Prefix, e->PrefixLength) == MapCacheWriteResult.Removed)
-                removed++;
+            if (e->State != MapCacheEntry.StateUsed || e->ExpiresAt == 0 || e->ExpiresAt > nowTimestamp) continue;
+            MapCacheEntry gone = *e; // the writer's own entry: no reader races with this copy's meaning
+            if (Remove(gone.InstanceId, gone.Profile, gone.Family, gone.Prefix, gone.PrefixLength) != MapCacheWriteResult.Removed) continue;
+            count++;
+            removed?.Invoke(gone);
         }
-        return removed;
+        return count;
     }
 
     /// <summary>Keeps the IID's counts of source-profile and moved-away entries, which let readers skip those lookups.</summary>
-    private static void AdjustSpecialCount(IidSlot* iid, ushort profile, int delta)
+    private void AdjustSpecialCount(IidSlot* iid, ushort profile, int delta)
     {
         if (iid == null) return;
         if (profile == MapCacheEntry.SourceProfileKey) Volatile.Write(ref iid->SourceProfileEntries, (uint)Math.Max(0, iid->SourceProfileEntries + delta));
-        else if (profile == MapCacheEntry.SolicitKey) Volatile.Write(ref iid->SolicitEntries, (uint)Math.Max(0, iid->SolicitEntries + delta));
+        else if (profile == MapCacheEntry.SolicitKey)
+        {
+            // The IID's count rises before the region's and falls after it, so a reader that passes the region's
+            // gate always finds the IID's.
+            if (delta > 0) Volatile.Write(ref iid->SolicitEntries, iid->SolicitEntries + 1);
+            Volatile.Write(ref *_t.MovedAwayTotal, (uint)Math.Max(0, *_t.MovedAwayTotal + delta));
+            if (delta < 0) Volatile.Write(ref iid->SolicitEntries, (uint)Math.Max(0, iid->SolicitEntries - 1));
+        }
     }
 
     private static void Validate(MapCacheEntrySpec spec)

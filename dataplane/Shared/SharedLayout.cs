@@ -27,6 +27,8 @@ namespace FastXtr.Dataplane.Shared;
 ///      92     4  AgentPid             0 when no agent is attached
 ///      96     8  Generation           bumped by the writer on every change (readers may watch it)
 ///     104     8  EntryCount           live entries, maintained by the writer
+///     112     4  MovedAwayEntries     moved-away entries in all IIDs; 0 lets the ETR skip its check with one load
+///     116     4  Reserved0
 /// </code>
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 8)]
@@ -55,6 +57,8 @@ public struct SharedHeader
     public int AgentPid;
     public long Generation;
     public long EntryCount;
+    public uint MovedAwayEntries;
+    public uint Reserved0;
 }
 
 /// <summary>Sizes of a region, chosen at creation (<c>fastxtr dataplane --map-cache-entries</c> and friends).</summary>

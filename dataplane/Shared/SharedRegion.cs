@@ -32,7 +32,8 @@ public sealed unsafe class SharedRegion : IDisposable
         _length = length;
         _owned = owned;
         ref SharedHeader h = ref Header;
-        MapCache = new MapCacheTables(_base + h.EntriesOffset, (int)h.EntryCapacity, _base + h.IndexOffset, (int)h.IndexSlots, _base + h.IidTableOffset, (int)h.IidSlots);
+        MapCache = new MapCacheTables(_base + h.EntriesOffset, (int)h.EntryCapacity, _base + h.IndexOffset, (int)h.IndexSlots, _base + h.IidTableOffset, (int)h.IidSlots,
+            (uint*)Unsafe.AsPointer(ref h.MovedAwayEntries));
         Sizes = new SharedRegionSizes((int)h.EntryCapacity, (int)h.IidSlots, (int)h.Workers, (int)h.MissRingSlots);
     }
 

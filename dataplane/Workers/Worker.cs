@@ -64,7 +64,7 @@ public sealed unsafe class Worker : IDisposable
         _lengths = new int[options.Batch];
         _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.OuterMtu, _counters, region.MissRing(index),
             new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56));
-        _decap = new Decapsulator(_instanceIds, options.DecapFilter ? region.MapCache : null, _counters, region.MapCache, region.MissRing(index), new MissSuppressor(1024));
+        _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index));
     }
 
     public void Stop() => _stop = true;

@@ -94,6 +94,7 @@ public unsafe class EncapDecapBenchmarks
     private PacketBuffers _buffers = null!;
     private Encapsulator _encap = null!;
     private Decapsulator _decap = null!;
+    private Decapsulator _plainDecap = null!;
     private byte[] _lispPayload = [];
     private int _length;
 
@@ -107,7 +108,9 @@ public unsafe class EncapDecapBenchmarks
         var p = new Span<byte>(_buffers.Data(0), _length);
         new Ipv4Header { TotalLength = (ushort)_length, TimeToLive = 64, Protocol = 17, SourceAddress = 0x0A010001, DestinationAddress = 0x0A020005 }.Write(p);
         _encap = new Encapsulator(_region.MapCache, 0xC0000201, 1500, _region.Counters(0), _region.MissRing(0), new MissSuppressor(), 7);
-        _decap = new Decapsulator([1000u], null, _region.Counters(0));
+        // As a worker builds it: the moved-away check on, no decapsulation filter.
+        _decap = new Decapsulator([1000u], _region.Counters(0), _region.MapCache, solicits: _region.MissRing(0));
+        _plainDecap = new Decapsulator([1000u], _region.Counters(0));
         _lispPayload = new byte[8 + _length];
         LispDataHeader.WithNonce(1, 1000).Write(_lispPayload);
         p.CopyTo(_lispPayload.AsSpan(8));
@@ -125,4 +128,7 @@ public unsafe class EncapDecapBenchmarks
 
     [Benchmark(Description = "ETR: decapsulate one 64-byte packet")]
     public int Decapsulate() => _decap.Process(_lispPayload, 0xC0000202, 64, 0).InnerLength;
+
+    [Benchmark(Description = "ETR: decapsulate, no map-cache (no moved-away check)")]
+    public int DecapsulatePlain() => _plainDecap.Process(_lispPayload, 0xC0000202, 64, 0).InnerLength;
 }

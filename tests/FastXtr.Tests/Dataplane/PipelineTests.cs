@@ -221,7 +221,7 @@ public unsafe class PipelineTests
     [Test]
     public void Decap_SelectsTheInstancesTun_AndBoundsTheTtl_KeepingTheChecksumValid()
     {
-        var decap = new Decapsulator([1000u, 2000u], null, Counters);
+        var decap = new Decapsulator([1000u, 2000u], Counters);
         byte[] p = LispPayload(LispDataHeader.WithNonce(7, 2000), 0x0A010001, 0x0A020001, ttl: 64);
         var d = decap.Process(p, RemoteRloc, outerTtl: 5, outerTos: 0);
         Assert.That((d.Deliver, d.Instance, d.InnerOffset, d.InnerLength), Is.EqualTo((true, 1, 8, 28)));
@@ -232,7 +232,7 @@ public unsafe class PipelineTests
     [Test]
     public void Decap_OuterCe_MarksAnEctInnerCe_AndDropsANotEctOne()
     {
-        var decap = new Decapsulator([1000u], null, Counters);
+        var decap = new Decapsulator([1000u], Counters);
         byte[] ect = LispPayload(LispDataHeader.WithNonce(1, 1000), 1, 2, tos: 0x02);
         Assert.That(decap.Process(ect, RemoteRloc, 64, 0x03).Deliver, Is.True);
         Assert.That(ect[8 + 1] & 3, Is.EqualTo(3));
@@ -245,7 +245,7 @@ public unsafe class PipelineTests
     [Test]
     public void Decap_UnknownInstanceId_IsDroppedAndCounted()
     {
-        var decap = new Decapsulator([1000u], null, Counters);
+        var decap = new Decapsulator([1000u], Counters);
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, 2000), 1, 2), RemoteRloc, 64, 0).Deliver, Is.False);
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1), 1, 2), RemoteRloc, 64, 0).Deliver, Is.False, "no I bit means IID 0");
         Assert.That(Counters[Counter.DropUnknownInstanceId], Is.EqualTo(2UL));
@@ -255,7 +255,7 @@ public unsafe class PipelineTests
     public void Decap_Filter_AcceptsOnlyTheSourceEidsRegisteredRloc()
     {
         _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A010000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 1)]));
-        var decap = new Decapsulator([Iid], _region.MapCache, Counters);
+        var decap = new Decapsulator([Iid], Counters, _region.MapCache, decapFilter: true);
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A010009, 2), RemoteRloc, 64, 0).Deliver, Is.True);
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A010009, 2), 0xC0000299, 64, 0).Deliver, Is.False, "spoofed outer source");
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0B000001, 2), RemoteRloc, 64, 0).Deliver, Is.False, "source EID with no mapping");
@@ -266,7 +266,7 @@ public unsafe class PipelineTests
     public void Decap_PacketForAMovedAwayEid_IsDeliveredAndReportedOncePerSecond()
     {
         _writer.Upsert(new MapCacheEntrySpec(Iid, MapCacheEntry.SolicitKey, EidFamily.Ipv4, 0x0A010002, 32, []));
-        var decap = new Decapsulator([Iid], null, Counters, _region.MapCache, _region.MissRing(0), new MissSuppressor(64));
+        var decap = new Decapsulator([Iid], Counters, _region.MapCache, solicits: _region.MissRing(0));
         for (int i = 0; i < 3; i++)
             Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A020005, 0x0A010002), RemoteRloc, 64, 0).Deliver, Is.True, "still delivered");
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A020005, 0x0A010003), RemoteRloc, 64, 0).Deliver, Is.True);
@@ -293,7 +293,7 @@ public unsafe class PipelineTests
     [Test]
     public void Decap_MalformedPayloads_AreCounted()
     {
-        var decap = new Decapsulator([Iid], null, Counters);
+        var decap = new Decapsulator([Iid], Counters);
         Assert.That(decap.Process(new byte[5], RemoteRloc, 64, 0).Deliver, Is.False);
         Assert.That(decap.Process(Support.Hex.Parse("98 00 00 01 00 03 e8 00 45 00"), RemoteRloc, 64, 0).Deliver, Is.False, "N and V together");
         byte[] shortInner = LispPayload(LispDataHeader.WithNonce(1, Iid), 1, 2).AsSpan(0, 20).ToArray();
