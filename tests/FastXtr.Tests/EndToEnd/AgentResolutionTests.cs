@@ -109,4 +109,24 @@ public class AgentResolutionTests
             .Contains("\"registrations-acknowledged\":1", StringComparison.Ordinal), "the restarted agent's Map-Notify");
         Assert.That(Shell.Sh($"{Shell.FastxtrExe()} show registrations --control-socket {_dir}/ms.sock").Out, Does.Contain("2 registration(s)"));
     }
+
+    [Test]
+    public void RestartingTheDataPlane_KeepsItsMapCache_WhileTheAgentRuns()
+    {
+        Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
+        string shm = $"fxtest-aga-{_tag}";
+        var dataplane = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("dataplane") && p.StartInfo.ArgumentList.Contains(Ns("a")));
+        dataplane.Kill();
+        dataplane.WaitForExit(5000);
+        Launch(Ns("a"), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1000=fx1000", "--shm", shm, "--map-cache-entries", "1024");
+        // The TUN is new (the old one went with the old process): address and route again, as an operator's unit would.
+        TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns("a")} link show fx1000").Code == 0, "the new TUN");
+        Shell.Must($"ip -n {Ns("a")} addr add 10.1.0.1/32 dev fx1000 && ip -n {Ns("a")} link set fx1000 up && ip -n {Ns("a")} route add 10.2.0.0/24 dev fx1000");
+        using var a = SharedRegion.Attach(shm);
+        var r = Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "10", "-i", "0.1", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
+        int received = int.Parse(System.Text.RegularExpressions.Regex.Match(r.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(received, Is.EqualTo(10), "the restarted data plane forwards from the map-cache the agent wrote (a miss would drop the first): " + r.Out);
+        Assert.That(a.MapCache.Snapshot().Any(e => e.Prefix == 0x0A020000 && e.PrefixLength == 24), Is.True, "the entry outlived the data plane");
+        Assert.That(a.Header.AgentPid, Is.Not.EqualTo(0), "the agent stayed attached");
+    }
 }
