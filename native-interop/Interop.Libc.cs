@@ -4,7 +4,7 @@ namespace FastXtr.NativeInterop;
 
 /// <summary>
 /// The libc calls FastXtr makes. Tmds.LibC supplies most of them; what it lacks (recvmmsg, sendmmsg, an ioctl on
-/// struct ifreq) is bound here. Every other project reaches the kernel only through this folder.
+/// struct ifreq, stat/fstat) is bound here. Every other project reaches the kernel only through this folder.
 /// </summary>
 public static unsafe partial class Libc
 {
@@ -18,6 +18,12 @@ public static unsafe partial class Libc
 
     [LibraryImport(LibcName, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int ioctl_ifreq(int fd, nuint request, IfReq* ifr);
+
+    [LibraryImport(LibcName, SetLastError = true)]
+    public static partial int fstat(int fd, StatBuf* buffer);
+
+    [LibraryImport(LibcName, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int stat_path(string path, StatBuf* buffer);
 
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int poll(PollFd* fds, nuint nfds, int timeout);

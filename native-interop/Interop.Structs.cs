@@ -69,3 +69,14 @@ public struct PollFd
     public short Events;
     public short Revents;
 }
+
+/// <summary>
+/// struct stat (&lt;sys/stat.h&gt;): 144 bytes on x86-64 glibc (arm64's 128 fit); only the identity fields are
+/// named, the rest is room. The identity of a file is (st_dev, st_ino): a replaced /dev/shm region has a new inode.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 144)]
+public struct StatBuf
+{
+    [FieldOffset(0)] public ulong Device;
+    [FieldOffset(8)] public ulong Inode;
+}

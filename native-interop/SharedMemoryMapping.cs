@@ -9,12 +9,15 @@ public sealed unsafe class SharedMemoryMapping : IDisposable
 {
     private byte* _base;
 
-    private SharedMemoryMapping(string path, byte* basePointer, long length, bool created)
+    private readonly (ulong Device, ulong Inode) _identity;
+
+    private SharedMemoryMapping(string path, byte* basePointer, long length, bool created, (ulong, ulong) identity)
     {
         Path = path;
         _base = basePointer;
         Length = length;
         Created = created;
+        _identity = identity;
     }
 
     public string Path { get; }
@@ -68,9 +71,21 @@ public sealed unsafe class SharedMemoryMapping : IDisposable
 
     private static SharedMemoryMapping Map(string path, int fd, long length, bool created)
     {
+        StatBuf st;
+        if (Libc.fstat(fd, &st) != 0) throw new NativeException($"fstat {path}", Libc.LastError);
         void* p = Libc.mmap(null, (nuint)length, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_SHARED, fd, 0);
         if (p == (void*)-1) throw new NativeException($"mmap {path} ({length} bytes)", Libc.LastError);
-        return new SharedMemoryMapping(path, (byte*)p, length, created);
+        return new SharedMemoryMapping(path, (byte*)p, length, created, (st.Device, st.Inode));
+    }
+
+    /// <summary>
+    /// True while the file at <see cref="Path"/> is the one this mapping holds; false once it was removed or replaced
+    /// by a new file (a data plane restarted on a fresh region), when the mapping still works but nobody else sees it.
+    /// </summary>
+    public bool IsCurrent()
+    {
+        StatBuf st;
+        return Libc.stat_path(Path, &st) == 0 && st.Device == _identity.Device && st.Inode == _identity.Inode;
     }
 
     public static bool Unlink(string name)

@@ -26,6 +26,8 @@ public enum AgentCounter
     EtrRequestsAnswered,
     MalformedMessages,
     MapCacheFull,
+    RegionsFollowed,
+    EntriesRestored,
     Count,
 }
 

@@ -29,8 +29,12 @@ public sealed class XtrAgent : IDisposable
     private const int RecordsPerRegister = 20;
 
     private readonly AgentConfig _config;
-    private readonly SharedRegion _region;
-    private readonly MapCacheWriter _writer;
+    /// <summary>The region and its writer, swapped together when the data plane starts on a fresh region.</summary>
+    private sealed record RegionView(SharedRegion Region, MapCacheWriter Writer);
+    private volatile RegionView _view;
+    private readonly SharedRegion _given;
+    private readonly List<(SharedRegion Region, long RetiredMs)> _retired = [];
+    private string? _regionProblem;
     private readonly object _writeLock = new();
     private readonly Socket _socket;
     private readonly TextWriter _log;
@@ -66,9 +70,9 @@ public sealed class XtrAgent : IDisposable
     public XtrAgent(AgentConfig config, SharedRegion region, TextWriter log)
     {
         _config = config;
-        _region = region;
+        _given = region;
         _log = log;
-        _writer = region.CreateWriter();
+        _view = new RegionView(region, region.CreateWriter());
         Database = new AgentDatabase(config.Database);
         _profiles = new ProfileTable(config.Profiles);
         _socket = new Socket(config.RlocAddress!.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
@@ -104,6 +108,9 @@ public sealed class XtrAgent : IDisposable
             _log.WriteLine($"fastxtr agent: {what}: {e.Message}");
         }
     }
+
+    private SharedRegion CurrentRegion => _view.Region;
+    private MapCacheWriter CurrentWriter => _view.Writer;
 
     private static ulong NewNonce() => BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
 
@@ -203,9 +210,9 @@ public sealed class XtrAgent : IDisposable
         if (agent is null) return (null, conflict, Task.FromResult(false));
         lock (_writeLock)
         {
-            _writer.Remove(mapping.InstanceId, MapCacheEntry.SolicitKey, mapping.Family, mapping.Prefix, mapping.Length);
+            CurrentWriter.Remove(mapping.InstanceId, MapCacheEntry.SolicitKey, mapping.Family, mapping.Prefix, mapping.Length);
             // A cached mapping of its old home would send this xTR's own traffic for it away.
-            foreach (var p in _profiles.NumbersInUse()) _writer.Remove(mapping.InstanceId, p, mapping.Family, mapping.Prefix, mapping.Length);
+            foreach (var p in _profiles.NumbersInUse()) CurrentWriter.Remove(mapping.InstanceId, p, mapping.Family, mapping.Prefix, mapping.Length);
         }
         _resolved.TryRemove((mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length), out _);
         if (profile != 0) InstallSourceProfile(mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length, profile);
@@ -232,7 +239,7 @@ public sealed class XtrAgent : IDisposable
         if (gone is null) return (null, Task.FromResult(false));
         lock (_writeLock)
         {
-            if (gone.Profile != 0) _writer.Remove(iid, MapCacheEntry.SourceProfileKey, family, prefix, length);
+            if (gone.Profile != 0) CurrentWriter.Remove(iid, MapCacheEntry.SourceProfileKey, family, prefix, length);
             Upsert(new MapCacheEntrySpec(iid, MapCacheEntry.SolicitKey, family, prefix, length, [], MapReplyAction.NoAction, (uint)MovedAwayLifetime.TotalMinutes));
         }
         _log.WriteLine($"fastxtr agent: detached '{gone.Name}' {gone.Mapping.PrefixText}; withdrawing it and soliciting ITRs that still send to it");
@@ -247,7 +254,7 @@ public sealed class XtrAgent : IDisposable
 
     private void Upsert(MapCacheEntrySpec spec)
     {
-        var r = _writer.Upsert(spec);
+        var r = CurrentWriter.Upsert(spec);
         if (r is MapCacheWriteResult.Full or MapCacheWriteResult.IidTableFull)
         {
             Counters.Add(AgentCounter.MapCacheFull);
@@ -263,9 +270,10 @@ public sealed class XtrAgent : IDisposable
         while (!_stopping)
         {
             bool any = false;
-            for (int w = 0; w < _region.Sizes.Workers; w++)
+            var region = CurrentRegion;
+            for (int w = 0; w < region.Sizes.Workers; w++)
             {
-                int n = _region.MissRing(w).Drain(batch);
+                int n = region.MissRing(w).Drain(batch);
                 any |= n > 0;
                 for (int i = 0; i < n; i++)
                 {
@@ -474,14 +482,59 @@ public sealed class XtrAgent : IDisposable
 
     private void Housekeeping()
     {
+        FollowReplacedRegion();
         long now = MapCacheTables.Now;
-        lock (_writeLock) _writer.RemoveExpired(now, Forget);
+        lock (_writeLock) CurrentWriter.RemoveExpired(now, Forget);
         long nowMs = NowMs;
         foreach (var (nonce, p) in _pendingRequests)
             if (nowMs - p.SentMs > 10_000) _pendingRequests.TryRemove(nonce, out _);
         lock (_lastRequest)
             foreach (var key in _lastRequest.Where(kv => now - kv.Value > 10 * Stopwatch.Frequency).Select(kv => kv.Key).ToList())
                 _lastRequest.Remove(key);
+    }
+
+    /// <summary>
+    /// A data plane restarted on a fresh region (its file removed, or made for other sizes) replaced the file this agent
+    /// maps: the agent attaches to the new one and refills it from the old mapping, which still holds every entry it
+    /// wrote (resolutions with their expiry and locator states, source-profile and moved-away entries). The old mapping
+    /// is released some seconds later, when no thread can still be reading it.
+    /// </summary>
+    private void FollowReplacedRegion()
+    {
+        long nowMs = NowMs;
+        foreach (var r in _retired.Where(r => nowMs - r.RetiredMs > 10_000).ToList())
+        {
+            _retired.Remove(r);
+            if (!ReferenceEquals(r.Region, _given)) r.Region.Dispose();
+        }
+        var old = _view;
+        if (old.Region.Path is null || old.Region.IsCurrent) return;
+        SharedRegion fresh;
+        try { fresh = SharedRegion.Attach(_config.SharedMemoryName); }
+        catch (Exception e) when (e is SharedRegionException or NativeInterop.NativeException)
+        {
+            // Gone, or being created right now: reported once per cause, tried again every second.
+            if (_regionProblem != e.Message) _log.WriteLine($"fastxtr agent: {old.Region.Path} was replaced or removed; waiting for the data plane's new region ({e.Message})");
+            _regionProblem = e.Message;
+            return;
+        }
+        _regionProblem = null;
+        int restored = 0, failed = 0;
+        lock (_writeLock)
+        {
+            var writer = fresh.CreateWriter();
+            foreach (var e in old.Region.MapCache.Snapshot())
+                if (writer.Restore(e) is MapCacheWriteResult.Inserted or MapCacheWriteResult.Updated) restored++;
+                else failed++;
+            fresh.Header.AgentPid = Environment.ProcessId;
+            _view = new RegionView(fresh, writer);
+        }
+        _retired.Add((old.Region, nowMs));
+        Counters.Add(AgentCounter.RegionsFollowed);
+        Counters.Add(AgentCounter.EntriesRestored, restored);
+        if (failed > 0) Counters.Add(AgentCounter.MapCacheFull, failed);
+        _log.WriteLine($"fastxtr agent: the data plane's region {fresh.Path} is new: attached and restored {restored} map-cache entr{(restored == 1 ? "y" : "ies")}" +
+                       (failed > 0 ? $", {failed} did not fit (map-cache full)" : ""));
     }
 
     /// <summary>A resolution the map-cache no longer holds is not followed any more (publications, SMRs).</summary>
@@ -567,7 +620,7 @@ public sealed class XtrAgent : IDisposable
             }
             uint own = agent._config.RlocAddress!.AddressFamily == AddressFamily.InterNetwork ? Ipv4Header.ToUInt32(agent._config.RlocAddress) : 0;
             var targets = new Dictionary<uint, MapCacheEntry>();
-            foreach (var e in agent._region.MapCache.Snapshot())
+            foreach (var e in agent.CurrentRegion.MapCache.Snapshot())
             {
                 if (e.Profile >= MapCacheEntry.SolicitKey) continue;
                 for (int i = 0; i < e.RlocCount; i++)
@@ -606,10 +659,10 @@ public sealed class XtrAgent : IDisposable
         private void SetState(uint rloc, bool up)
         {
             lock (agent._writeLock)
-                foreach (var e in agent._region.MapCache.Snapshot())
+                foreach (var e in agent.CurrentRegion.MapCache.Snapshot())
                     for (int i = 0; i < e.RlocCount; i++)
                         if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address == rloc)
-                            agent._writer.SetRlocState(e.InstanceId, e.Profile, e.Family, e.Prefix, e.PrefixLength, rloc, up);
+                            agent.CurrentWriter.SetRlocState(e.InstanceId, e.Profile, e.Family, e.Prefix, e.PrefixLength, rloc, up);
         }
     }
 
@@ -626,7 +679,11 @@ public sealed class XtrAgent : IDisposable
         _receiver.Join(2000);
         _misses.Join(2000);
         foreach (var p in _pendingRegisters.Values) p.Done.TrySetResult(false);
-        if (_region.Header.AgentPid == Environment.ProcessId) _region.Header.AgentPid = 0;
+        if (CurrentRegion.Header.AgentPid == Environment.ProcessId) CurrentRegion.Header.AgentPid = 0;
+        // The region given at construction belongs to the caller; the ones followed since belong to the agent.
+        foreach (var r in _retired.Select(r => r.Region).Append(CurrentRegion))
+            if (!ReferenceEquals(r, _given)) r.Dispose();
+        _retired.Clear();
     }
 }
 

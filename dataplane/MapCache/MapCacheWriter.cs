@@ -48,10 +48,32 @@ public sealed unsafe class MapCacheWriter
 
     public MapCacheWriteResult Upsert(MapCacheEntrySpec spec, long nowTimestamp = 0)
     {
-        Validate(spec);
-        UInt128 prefix = MapCacheMath.Mask(spec.Prefix, spec.Family, spec.PrefixLength);
         long expires = spec.TtlMinutes == uint.MaxValue ? 0
             : (nowTimestamp == 0 ? MapCacheTables.Now : nowTimestamp) + (long)spec.TtlMinutes * 60 * System.Diagnostics.Stopwatch.Frequency;
+        return UpsertAt(spec, expires);
+    }
+
+    /// <summary>
+    /// Writes a copy of an entry read from another map-cache (a region that was replaced), keeping its expiry, its
+    /// locators' up/down states and its map-version: what a restarted data plane's fresh region is refilled with.
+    /// </summary>
+    public MapCacheWriteResult Restore(in MapCacheEntry entry)
+    {
+        var rlocs = new RlocSpec[entry.RlocCount];
+        for (int i = 0; i < rlocs.Length; i++)
+        {
+            RlocSlot r = entry.Rlocs[i];
+            rlocs[i] = new RlocSpec(r.Family, r.Address, r.Priority, r.Weight, r.State == RlocSlot.StateUp);
+        }
+        var spec = new MapCacheEntrySpec(entry.InstanceId, entry.Profile, entry.Family, entry.Prefix, entry.PrefixLength, rlocs,
+            entry.Action, entry.TtlMinutes, entry.MapVersion, (ushort)entry.AssignedProfile);
+        return UpsertAt(spec, entry.ExpiresAt);
+    }
+
+    private MapCacheWriteResult UpsertAt(MapCacheEntrySpec spec, long expires)
+    {
+        Validate(spec);
+        UInt128 prefix = MapCacheMath.Mask(spec.Prefix, spec.Family, spec.PrefixLength);
 
         if (FindSlot(spec.InstanceId, spec.Profile, spec.Family, spec.PrefixLength, prefix, out uint slotIndex, out uint insertAt))
         {

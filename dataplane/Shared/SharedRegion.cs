@@ -41,6 +41,8 @@ public sealed unsafe class SharedRegion : IDisposable
     public MapCacheTables MapCache { get; }
     public SharedRegionSizes Sizes { get; }
     public string? Path => _mapping?.Path;
+    /// <summary>False once the region's file was removed or replaced (a private region is always current).</summary>
+    public bool IsCurrent => _mapping?.IsCurrent() ?? true;
     public long Length => _length;
     /// <summary>The mapped base, for tests that freeze a writer mid-update.</summary>
     public byte* BaseForTests => _base;

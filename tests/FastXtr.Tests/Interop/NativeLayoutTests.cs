@@ -21,6 +21,7 @@ public class NativeLayoutTests
         #include <errno.h>
         #include <sys/ioctl.h>
         #include <sys/mman.h>
+        #include <sys/stat.h>
         #include <sys/socket.h>
         #include <sys/uio.h>
         #include <netinet/in.h>
@@ -38,6 +39,7 @@ public class NativeLayoutTests
           P("offsetof sockaddr_in6.sin6_scope_id", offsetof(struct sockaddr_in6, sin6_scope_id));
           P("sizeof ifreq", sizeof(struct ifreq)); P("offsetof ifreq.ifr_flags", offsetof(struct ifreq, ifr_flags));
           P("sizeof pollfd", sizeof(struct pollfd)); P("offsetof pollfd.revents", offsetof(struct pollfd, revents));
+          P("sizeof stat", sizeof(struct stat)); P("offsetof stat.st_ino", offsetof(struct stat, st_ino));
           P("O_RDONLY", O_RDONLY); P("O_RDWR", O_RDWR); P("O_CREAT", O_CREAT); P("O_EXCL", O_EXCL); P("O_NONBLOCK", O_NONBLOCK); P("O_CLOEXEC", O_CLOEXEC);
           P("PROT_READ", PROT_READ); P("PROT_WRITE", PROT_WRITE); P("MAP_SHARED", MAP_SHARED); P("MAP_POPULATE", MAP_POPULATE);
           P("AF_INET", AF_INET); P("AF_INET6", AF_INET6); P("SOCK_DGRAM", SOCK_DGRAM); P("SOCK_NONBLOCK", SOCK_NONBLOCK); P("SOCK_CLOEXEC", SOCK_CLOEXEC);
@@ -98,6 +100,8 @@ public class NativeLayoutTests
         yield return new TestCaseData("offsetof ifreq.ifr_flags", 16L);
         yield return new TestCaseData("sizeof pollfd", (long)Unsafe.SizeOf<PollFd>());
         yield return new TestCaseData("offsetof pollfd.revents", (long)System.Runtime.InteropServices.Marshal.OffsetOf<PollFd>(nameof(PollFd.Revents)));
+        yield return new TestCaseData("sizeof stat", (long)Unsafe.SizeOf<StatBuf>());
+        yield return new TestCaseData("offsetof stat.st_ino", (long)System.Runtime.InteropServices.Marshal.OffsetOf<StatBuf>(nameof(StatBuf.Inode)));
     }
 
     [TestCaseSource(nameof(Layouts))]

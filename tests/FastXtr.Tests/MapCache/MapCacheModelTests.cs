@@ -118,6 +118,38 @@ public class MapCacheModelTests
     }
 
     [Test]
+    public void Restore_CopiesEveryEntryWithItsExpiryStatesAndSpecialCounts()
+    {
+        using var old = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
+        using var fresh = SharedRegion.CreatePrivate(new SharedRegionSizes(128, 16, 1, 16));
+        var w = old.CreateWriter();
+        w.Upsert(new MapCacheEntrySpec(7, 0, EidFamily.Ipv4, 0x0A000000, 8, [new RlocSpec(EidFamily.Ipv4, 1, 1, 50), new RlocSpec(EidFamily.Ipv4, 2, 2, 50)], TtlMinutes: 3, MapVersion: 9));
+        w.SetRlocState(7, 0, EidFamily.Ipv4, 0x0A000000, 8, 1, up: false);
+        w.Upsert(new MapCacheEntrySpec(7, 0, EidFamily.Ipv6, (UInt128)0x20010db8u << 96, 32, [], MapReplyAction.DropPolicyDenied, TtlMinutes: 1));
+        w.Upsert(new MapCacheEntrySpec(7, MapCacheEntry.SourceProfileKey, EidFamily.Ipv4, 0x0A010000, 16, [], TtlMinutes: uint.MaxValue, AssignedProfile: 3));
+        w.Upsert(new MapCacheEntrySpec(7, MapCacheEntry.SolicitKey, EidFamily.Ipv4, 0x0A020005, 32, [], TtlMinutes: 2));
+
+        var copier = fresh.CreateWriter();
+        foreach (var e in old.MapCache.Snapshot()) Assert.That(copier.Restore(e), Is.EqualTo(MapCacheWriteResult.Inserted));
+
+        static string Key(MapCacheEntry e) => $"{e.InstanceId}/{e.Profile}/{e.Family}/{e.Prefix:x}/{e.PrefixLength}";
+        var before = old.MapCache.Snapshot().ToDictionary(Key);
+        var after = fresh.MapCache.Snapshot().ToDictionary(Key);
+        Assert.That(after.Keys, Is.EquivalentTo(before.Keys));
+        foreach (var (key, b) in before)
+        {
+            var a = after[key];
+            Assert.That((a.ExpiresAt, a.Action, a.MapVersion, a.AssignedProfile, a.RlocCount), Is.EqualTo((b.ExpiresAt, b.Action, b.MapVersion, b.AssignedProfile, b.RlocCount)), key);
+            for (int i = 0; i < b.RlocCount; i++)
+                Assert.That((a.Rlocs[i].Address, a.Rlocs[i].Priority, a.Rlocs[i].Weight, a.Rlocs[i].Up), Is.EqualTo((b.Rlocs[i].Address, b.Rlocs[i].Priority, b.Rlocs[i].Weight, b.Rlocs[i].Up)), key);
+        }
+        Assert.That(fresh.MapCache.TryLookupFromSource(7, EidFamily.Ipv4, 0x0A010101, 0x0A0A0A0A, out ushort profile, out _), Is.False,
+            "profile 3 has no entry for the destination: the source-profile entry was found and steered the lookup");
+        Assert.That(profile, Is.EqualTo(3));
+        Assert.That(fresh.MapCache.AnyMovedAway && fresh.MapCache.HasMovedAway(7, EidFamily.Ipv4, 0x0A020005), Is.True, "the moved-away entry and the region's gate");
+    }
+
+    [Test]
     public void Full_IsReportedNotThrown_AndInvalidSpecsAreRefused()
     {
         using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(16, 16, 1, 16));
