@@ -35,18 +35,25 @@ public static class LabCommand
         var output = OutOption();
         var quick = new Option<bool>("--quick") { Description = "shorter waits and fewer messages per step (the test suite's run)" };
         var moves = new Option<int>("--extra-moves") { Description = "after step 2, move B back and forth this many more times (even) and report the outage's median and p99 (the mobility benchmark)" };
+        var style = new Option<string>("--move-style")
+        {
+            Description = "how B moves in step 2 (and the extra moves): make-before-break (linked and attached at the new gateway before it leaves the old one, as an orchestrator migrates) or break-before-make (detached, re-linked, attached: the worst case)",
+            DefaultValueFactory = _ => "make-before-break",
+        };
+        style.AcceptOnlyFromAmong("make-before-break", "break-before-make");
         var command = up
             ? new Command("up", "Build the lab and leave it running (agents attached, no scenario); remove it with 'fastxtr lab down'.")
             : new Command("run", "Build the lab, run the four-step scenario with live narration, write demo-out/, and remove the lab (also on error or Ctrl-C). Exit 0 when every step passed, 1 otherwise.");
         command.Options.Add(prefix);
         command.Options.Add(output);
-        if (!up) { command.Options.Add(quick); command.Options.Add(moves); }
+        if (!up) { command.Options.Add(quick); command.Options.Add(moves); command.Options.Add(style); }
         command.SetAction(parse =>
         {
             if (!ValidPrefix(parse.GetValue(prefix)!, stderr)) return Program.ExitUsage;
             var topology = new LabTopology(parse.GetValue(prefix)!, parse.GetValue(output)!);
             LabRunner runner;
-            try { runner = new LabRunner(topology, stdout, parse.GetValue(quick), up ? 0 : parse.GetValue(moves)); }
+            var moveStyle = parse.GetValue(style) == "break-before-make" ? MoveStyle.BreakBeforeMake : MoveStyle.MakeBeforeBreak;
+            try { runner = new LabRunner(topology, stdout, parse.GetValue(quick), up ? 0 : parse.GetValue(moves), moveStyle); }
             catch (LabException e)
             {
                 stderr.WriteLine($"fastxtr lab: {e.Message}");

@@ -10,7 +10,7 @@ namespace FastXtr.ControlAgent.Lab;
 /// <summary>
 /// The lab's demo agent (<c>fastxtr lab agent</c>), one process per agent namespace. It always serves: TCP
 /// <see cref="TaskPort"/> answers numbered JSON task messages; UDP <see cref="DatagramPort"/> counts datagrams per
-/// sender and records the arrival of probes. With <c>--connect</c> it keeps one long-lived TCP session to a peer and
+/// sender and records the arrival of probes (time, sequence, incoming link). With <c>--connect</c> it keeps one long-lived TCP session to a peer and
 /// sends a task every <c>--task-interval-ms</c>, counting answers lost, duplicated or out of order; with
 /// <c>--probe</c> it sends a probe datagram every millisecond. Its own counts go to <c>--report</c> (JSON, rewritten
 /// every 100 ms) — the lab reads them as an observer independent of the xTRs.
@@ -26,7 +26,7 @@ public sealed class DemoAgent : IDisposable
     private readonly DateTime _startedUtc = DateTime.UtcNow;
     private readonly object _lock = new();
     private readonly Dictionary<string, long> _datagramsBySender = [];
-    private readonly List<(double AtMs, long Seq)> _probes = [];
+    private readonly List<(double AtMs, long Seq, int Interface)> _probes = [];
     private readonly List<Thread> _threads = [];
     private volatile bool _stop;
     private TcpListener? _listener;
@@ -50,6 +50,8 @@ public sealed class DemoAgent : IDisposable
         _listener = new TcpListener(_eid, TaskPort);
         _listener.Start();
         _udp = new UdpClient(new IPEndPoint(_eid, DatagramPort));
+        // Which link each probe came in on (IP_PKTINFO): during a move the agent is linked to both gateways.
+        _udp.Client.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.PacketInformation, true);
         Spawn("serve-tasks", ServeTasks);
         Spawn("serve-datagrams", ServeDatagrams);
         Spawn("report", Report);
@@ -92,19 +94,22 @@ public sealed class DemoAgent : IDisposable
 
     private void ServeDatagrams()
     {
-        var from = new IPEndPoint(IPAddress.Any, 0);
+        byte[] buffer = new byte[2048];
         while (!_stop)
         {
-            byte[] data = _udp!.Receive(ref from);
+            EndPoint from = new IPEndPoint(IPAddress.Any, 0);
+            SocketFlags flags = SocketFlags.None;
+            int n = _udp!.Client.ReceiveMessageFrom(buffer, ref flags, ref from, out IPPacketInformation info);
+            double at = _clock.Elapsed.TotalMilliseconds; // before the lock, which the reporter may hold
             // "SENDER SEQ": probes come from sender "probe:NAME".
-            string text = Encoding.ASCII.GetString(data);
+            string text = Encoding.ASCII.GetString(buffer, 0, n);
             int space = text.IndexOf(' ', StringComparison.Ordinal);
             string sender = space > 0 ? text[..space] : text;
             lock (_lock)
             {
                 _datagramsBySender[sender] = _datagramsBySender.GetValueOrDefault(sender) + 1;
                 if (sender.StartsWith("probe:", StringComparison.Ordinal) && space > 0 && long.TryParse(text[(space + 1)..], out long seq))
-                    _probes.Add((_clock.Elapsed.TotalMilliseconds, seq));
+                    _probes.Add((at, seq, info.Interface));
             }
         }
     }
@@ -177,8 +182,11 @@ public sealed class DemoAgent : IDisposable
     public void WriteReport()
     {
         JsonObject doc;
+        (double AtMs, long Seq, int Interface)[] probes;
+        // Only copies under the lock: the receiving thread must not wait while tens of thousands of probes are encoded.
         lock (_lock)
         {
+            probes = _probes.ToArray();
             doc = new JsonObject
             {
                 ["name"] = _name, ["eid"] = _eid.ToString(), ["pid"] = Environment.ProcessId,
@@ -191,9 +199,9 @@ public sealed class DemoAgent : IDisposable
                 },
                 ["datagrams_by_sender"] = new JsonObject(_datagramsBySender.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
                 ["probes_sent"] = Interlocked.Read(ref _probesSent),
-                ["probes"] = new JsonArray(_probes.Select(p => (JsonNode)new JsonArray(Math.Round(p.AtMs, 3), p.Seq)).ToArray()),
             };
         }
+        doc["probes"] = new JsonArray(probes.Select(p => (JsonNode)new JsonArray(Math.Round(p.AtMs, 3), p.Seq, p.Interface)).ToArray());
         string tmp = _reportPath + ".tmp";
         File.WriteAllText(tmp, doc.ToJsonString());
         File.Move(tmp, _reportPath, overwrite: true);

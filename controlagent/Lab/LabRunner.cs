@@ -9,6 +9,9 @@ namespace FastXtr.ControlAgent.Lab;
 
 public sealed class LabException(string message) : Exception(message);
 
+/// <summary>How the lab moves an agent between gateways (<c>--move-style</c>).</summary>
+public enum MoveStyle { MakeBeforeBreak, BreakBeforeMake }
+
 /// <summary>
 /// Builds the lab in network namespaces, runs the scenario of issue #6 with live narration, and tears it all down.
 /// Every fact in the summary comes from an observer other than the xTRs' own claims: the demo agents' counts, the
@@ -21,13 +24,15 @@ public sealed class LabRunner : IDisposable
     private readonly string _exe;
     private readonly bool _quick;
     private readonly int _extraMoves;
+    private readonly MoveStyle _style;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly List<Process> _processes = [];
     private readonly JsonArray _steps = [];
     private readonly JsonObject _figures = [];
 
-    public LabRunner(LabTopology topology, TextWriter output, bool quick, int extraMoves = 0)
+    public LabRunner(LabTopology topology, TextWriter output, bool quick, int extraMoves = 0, MoveStyle style = MoveStyle.MakeBeforeBreak)
     {
+        _style = style;
         if (extraMoves < 0 || extraMoves % 2 != 0) throw new LabException($"--extra-moves {extraMoves}: give an even number, so that B ends on gateway 3");
         _extraMoves = extraMoves;
         _t = topology;
@@ -35,6 +40,8 @@ public sealed class LabRunner : IDisposable
         _quick = quick;
         _exe = Environment.ProcessPath ?? throw new LabException("cannot tell where the fastxtr executable is");
     }
+
+    public static string StyleName(MoveStyle s) => s == MoveStyle.MakeBeforeBreak ? "make-before-break" : "break-before-make";
 
     private void Say(string text) => _out.WriteLine($"[{_clock.Elapsed.TotalSeconds,6:F1}s] {text}");
 
@@ -100,6 +107,8 @@ public sealed class LabRunner : IDisposable
         foreach (var f in Directory.GetFiles(_t.LogDir)) File.Delete(f);
         Say($"building the lab: {_t.AllNamespaces.Count()} network namespaces with prefix '{_t.Prefix}'");
         foreach (var ns in _t.AllNamespaces) Must($"ip netns add {ns} && ip -n {ns} link set lo up");
+        // An agent linked to two gateways during a move takes packets from either link.
+        foreach (var a in _t.Agents) Must($"ip netns exec {_t.Namespace(a)} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
         Must($"ip -n {_t.Underlay} link add br0 type bridge && ip -n {_t.Underlay} link set br0 up");
         void Underlay(string ns, string name, string address)
         {
@@ -178,15 +187,24 @@ public sealed class LabRunner : IDisposable
     /// sockets), a default route to the gateway's link address 169.254.1.1 (the same on every gateway, so a moved agent
     /// needs no new configuration), and the EID in the gateway's table for the agent's IID.
     /// </summary>
-    private void Link(LabAgent a, int gateway)
+    private void Link(LabAgent a, int gateway, bool defaultRoute = true)
     {
-        string ns = _t.Namespace(a), gw = _t.Gateway(gateway);
+        string ns = _t.Namespace(a), gw = _t.Gateway(gateway), dev = AgentSide(gateway);
         if (Run($"ip -n {ns} addr show dev lo | grep -q ' {a.Eid}/32'").Code != 0) Must($"ip -n {ns} addr add {a.Eid}/32 dev lo");
-        Must($"ip -n {gw} link add {a.Interface} type veth peer name eth0 netns {ns}");
+        Must($"ip -n {gw} link add {a.Interface} type veth peer name {dev} netns {ns}");
         Must($"ip -n {gw} addr add {LinkAddress}/32 dev {a.Interface} && ip -n {gw} link set {a.Interface} up && ip netns exec {gw} sysctl -qw net.ipv4.conf.{a.Interface}.rp_filter=0");
-        Must($"ip -n {ns} link set eth0 up && ip -n {ns} route add default via {LinkAddress} dev eth0 onlink src {a.Eid}");
+        Must($"ip -n {ns} link set {dev} up" + (defaultRoute ? $" && ip -n {ns} route replace default via {LinkAddress} dev {dev} onlink src {a.Eid}" : ""));
         Must($"ip -n {gw} route add {a.Eid}/32 dev {a.Interface} table {a.InstanceId} && ip -n {gw} rule add iif {a.Interface} lookup {a.InstanceId}");
     }
+
+    /// <summary>The agent's end of its link to a gateway: one name per gateway, so that it can be linked to two at once.</summary>
+    private static string AgentSide(int gateway) => $"gw{gateway}";
+
+    private void RouteVia(LabAgent a, int gateway) =>
+        Must($"ip -n {_t.Namespace(a)} route replace default via {LinkAddress} dev {AgentSide(gateway)} onlink src {a.Eid}");
+
+    private int InterfaceIndex(LabAgent a, int gateway) =>
+        int.Parse(Must($"ip netns exec {_t.Namespace(a)} cat /sys/class/net/{AgentSide(gateway)}/ifindex").Trim(), CultureInfo.InvariantCulture);
 
     /// <summary>The gateway's address on every agent link.</summary>
     private const string LinkAddress = "169.254.1.1";
@@ -292,43 +310,35 @@ public sealed class LabRunner : IDisposable
         }, $"{a1["answered"]} tasks answered, {a1["lost"]} lost; gateway 1 resolved [1000]10.1.0.2 → {view1} after {misses} miss(es)");
 
         // 2. The move.
-        Say("step 2 — B moves: detached from gateway 2, its namespace re-linked to gateway 3, attached there with the same EID (process and TCP socket untouched)");
+        Say(_style == MoveStyle.MakeBeforeBreak
+            ? "step 2 — B moves: its namespace is linked to gateway 3 too, B attaches there with the same EID, then detaches from gateway 2 and that link goes (process and TCP socket untouched)"
+            : "step 2 — B moves, break before make: detached from gateway 2, its namespace re-linked to gateway 3, attached there with the same EID (process and TCP socket untouched)");
         var b = _t.Agent("B");
         long answeredBefore = ReportOf("A")["tasks"]!["answered"]!.GetValue<long>();
-        DateTime moveStart = DateTime.UtcNow;
-        var detach = Api(2, HttpMethod.Delete, $"/v1/agents/1000/{b.Eid}", null);
-        double detachedMs = (DateTime.UtcNow - moveStart).TotalMilliseconds;
-        Unlink(b, 2);
-        Link(b, 3);
-        double relinkedMs = (DateTime.UtcNow - moveStart).TotalMilliseconds;
-        var attach = Attach(b, 3);
-        DateTime moveEnd = DateTime.UtcNow;
-        double attachedMs = (moveEnd - moveStart).TotalMilliseconds;
+        var move = Move(b, 2, 3);
         Thread.Sleep(settle);
         var a2 = ReportOf("A")["tasks"]!;
-        var probes = ProbeTimeline(ReportOf("B"), moveStart);
-        // The first probe B received after its new link came up: LISP convergence, without the namespace plumbing.
-        double resumedMs = probes.Points.Where(p => p.AtMs > relinkedMs).Select(p => p.AtMs).DefaultIfEmpty(double.NaN).First();
+        var probes = ProbeTimeline(ReportOf("B"), move.Start);
+        double converged = move.Convergence(probes);
         string view2 = CacheView(1, 1000, "10.1.0.1", "10.1.0.2");
         long answeredAfter = a2["answered"]!.GetValue<long>();
-        bool pass2 = detach.Status == 200 && attach.Status == 201 && a2["session_breaks"]!.GetValue<long>() == 0 && a2["lost"]!.GetValue<long>() == 0
-            && answeredAfter > answeredBefore + 10 && view2 == LabTopology.GatewayRloc(3) && probes.OutageMs < 2000;
+        bool pass2 = move.Detached == 200 && move.Attached == 201 && a2["session_breaks"]!.GetValue<long>() == 0 && a2["lost"]!.GetValue<long>() == 0
+            && answeredAfter > answeredBefore + 10 && view2 == LabTopology.GatewayRloc(3) && probes.OutageMs < 2000 && !double.IsNaN(converged);
+        _figures["move_style"] = StyleName(_style);
         _figures["move_outage_ms"] = Math.Round(probes.OutageMs, 1);
         _figures["move_probes_lost"] = probes.Lost;
-        _figures["move_api_ms"] = Math.Round((moveEnd - moveStart).TotalMilliseconds, 1);
-        _figures["move_first_probe_after_relink_ms"] = Math.Round(resumedMs - relinkedMs, 1);
+        _figures["move_convergence_ms"] = Math.Round(converged, 1);
         Step(2, "move with the same EID", pass2, new JsonObject
         {
-            ["outage_ms"] = Math.Round(probes.OutageMs, 1), ["probes_lost"] = probes.Lost, ["probes_received"] = probes.Received,
-            ["move_operations_ms"] = Math.Round((moveEnd - moveStart).TotalMilliseconds, 1),
-            ["detach_confirmed_ms"] = Math.Round(detachedMs, 1), ["relinked_ms"] = Math.Round(relinkedMs, 1), ["attach_confirmed_ms"] = Math.Round(attachedMs, 1),
-            ["first_probe_after_relink_ms"] = Math.Round(resumedMs - relinkedMs, 1),
+            ["style"] = StyleName(_style), ["outage_ms"] = Math.Round(probes.OutageMs, 1), ["probes_lost"] = probes.Lost, ["probes_received"] = probes.Received,
+            ["convergence_ms"] = Math.Round(converged, 1), ["phases_ms"] = move.Phases(),
             ["tasks_answered_before"] = answeredBefore, ["tasks_answered_after"] = answeredAfter, ["tasks_lost"] = a2["lost"]!.GetValue<long>(),
             ["tasks_duplicated"] = a2["duplicated"]!.GetValue<long>(), ["tasks_reordered"] = a2["reordered"]!.GetValue<long>(),
             ["session_breaks"] = a2["session_breaks"]!.GetValue<long>(), ["gw1_map_cache_10.1.0.2"] = view2,
-        }, $"outage {probes.OutageMs:F1} ms on the 1 ms probe stream ({probes.Lost} probes lost; {detachedMs:F0} ms to withdraw, {relinkedMs - detachedMs:F0} ms re-linking the namespace, probes back {resumedMs - relinkedMs:F0} ms after the new link), TCP session kept, {a2["lost"]} tasks lost; gateway 1 now sends to {view2}");
-        WriteTimeline(probes, [(0, "DETACH"), (detachedMs, "RE-LINK"), (relinkedMs, "ATTACH"), (attachedMs, "CONFIRMED")]);
-        if (_extraMoves > 0) MoveRepeatedly(b, probes.OutageMs, resumedMs - relinkedMs);
+        }, $"outage {probes.OutageMs:F1} ms on the 1 ms probe stream ({probes.Lost} probes lost); the first probe came in over the new link {converged:F1} ms after the registration that sent it there began; " +
+           $"TCP session kept, {a2["lost"]} tasks lost; gateway 1 now sends to {view2} ({string.Join(", ", move.Events.Select(e => $"{e.Label.ToLowerInvariant()} {e.AtMs:F0} ms"))})");
+        WriteTimeline(probes, move.Events);
+        if (_extraMoves > 0) MoveRepeatedly(b, probes.OutageMs, converged);
 
         // 3. Context.
         Say("step 3 — context: A requires a GPU, C has no constraints; both send to the inference service 10.1.0.9 (gateway 2: no GPU, medium latency; gateway 3: GPU, low latency)");
@@ -392,48 +402,122 @@ public sealed class LabRunner : IDisposable
 
     /// <summary>
     /// The mobility benchmark (<c>--extra-moves N</c>, N even so that B ends on gateway 3): B moves back and forth,
-    /// 700 ms apart, under A's probe stream; per move the longest silence and the time from the new link to the first
-    /// probe, then median and p99 over every move including step 2's.
+    /// 700 ms apart, under A's probe stream; per move the longest silence and the time from the start of B's
+    /// registration at the new gateway to the first probe over the new link, then median and p99 over every move
+    /// including step 2's.
     /// </summary>
-    private void MoveRepeatedly(LabAgent b, double firstOutage, double firstResume)
+    private void MoveRepeatedly(LabAgent b, double firstOutage, double firstConvergence)
     {
         var outages = new List<double> { firstOutage };
-        var resumes = new List<double> { firstResume };
+        var convergences = new List<double> { firstConvergence };
+        var phases = new JsonArray();
+        long lost = _figures["move_probes_lost"]!.GetValue<long>();
         int at = 3;
         for (int i = 0; i < _extraMoves; i++)
         {
             int to = at == 3 ? 2 : 3;
             Thread.Sleep(700);
-            DateTime start = DateTime.UtcNow;
-            Api(at, HttpMethod.Delete, $"/v1/agents/1000/{b.Eid}", null);
-            Unlink(b, at);
-            Link(b, to);
-            double relinked = (DateTime.UtcNow - start).TotalMilliseconds;
-            if (Attach(b, to).Status != 201) throw new LabException($"move {i + 2}: attaching B to gateway {to} failed");
+            var move = Move(b, at, to);
+            if (move.Attached != 201 || move.Detached != 200) throw new LabException($"move {i + 2}: attach at gateway {to} answered {move.Attached}, detach at gateway {at} {move.Detached}");
             at = to;
             Thread.Sleep(600);
-            var t = ProbeTimeline(ReportOf("B"), start, windowMs: 600);
+            var t = ProbeTimeline(ReportOf("B"), move.Start, windowMs: 600);
             outages.Add(t.OutageMs);
-            resumes.Add(t.Points.Where(p => p.AtMs > relinked).Select(p => p.AtMs - relinked).DefaultIfEmpty(double.NaN).First());
+            lost += t.Lost;
+            convergences.Add(move.Convergence(t));
+            phases.Add(move.Phases());
         }
         static double Pct(List<double> v, double q) { var o = v.Where(x => !double.IsNaN(x)).OrderBy(x => x).ToList(); return o.Count == 0 ? double.NaN : o[Math.Min(o.Count - 1, (int)Math.Ceiling(q * o.Count) - 1)]; }
         _figures["moves"] = outages.Count;
+        _figures["moves_probes_lost"] = lost;
         _figures["move_outage_ms_median"] = Math.Round(Pct(outages, 0.5), 1);
         _figures["move_outage_ms_p99"] = Math.Round(Pct(outages, 0.99), 1);
-        _figures["move_first_probe_after_relink_ms_median"] = Math.Round(Pct(resumes, 0.5), 1);
-        _figures["move_first_probe_after_relink_ms_p99"] = Math.Round(Pct(resumes, 0.99), 1);
+        _figures["move_convergence_ms_median"] = Math.Round(Pct(convergences, 0.5), 1);
+        _figures["move_convergence_ms_p99"] = Math.Round(Pct(convergences, 0.99), 1);
         _figures["move_outages_ms"] = new JsonArray(outages.Select(o => (JsonNode)Math.Round(o, 1)).ToArray());
-        Say($"         {outages.Count} moves: outage median {Pct(outages, 0.5):F1} ms, p99 {Pct(outages, 0.99):F1} ms; first probe after the new link median {Pct(resumes, 0.5):F1} ms, p99 {Pct(resumes, 0.99):F1} ms");
+        _figures["move_convergences_ms"] = new JsonArray(convergences.Select(o => (JsonNode)Math.Round(o, 1)).ToArray());
+        _figures["move_phases_ms"] = phases;
+        Say($"         {outages.Count} moves ({StyleName(_style)}): outage median {Pct(outages, 0.5):F1} ms, p99 {Pct(outages, 0.99):F1} ms, {lost} probes lost in all; " +
+            $"registration to the first probe over the new link (convergence) median {Pct(convergences, 0.5):F1} ms, p99 {Pct(convergences, 0.99):F1} ms");
     }
 
-    private sealed record Timeline(double OutageMs, long Lost, long Received, List<(double AtMs, double GapMs)> Points);
+    private sealed record MoveTrace(DateTime Start, double RegisteredMs, double WithdrawnMs, int Attached, int Detached, int NewInterface, List<(double AtMs, string Label)> Events)
+    {
+        /// <summary>
+        /// From the registration that sent the traffic to the new link to the first probe over it. Break-before-make:
+        /// the attach. Make-before-break: the attach when the merged answer already sent the probe flow to the new
+        /// gateway, otherwise the old gateway's withdrawal (until then the flow hash kept it on the old link, which
+        /// still delivered). NaN when no probe came over the new link.
+        /// </summary>
+        /// <summary>Each phase's start, ms after the move's start: {"attach": 0, "attached": 21.3, ...}.</summary>
+        public JsonObject Phases() => new(Events.Select(e => KeyValuePair.Create(e.Label.ToLowerInvariant().Replace('-', '_'), (JsonNode?)Math.Round(e.AtMs, 1))));
 
-    /// <summary>Probe arrivals at B relative to the move's start: the longest silence and the probes never received.</summary>
+        public double Convergence(Timeline t)
+        {
+            double first = t.FirstOn(NewInterface, RegisteredMs);
+            return first < WithdrawnMs ? first - RegisteredMs : first - WithdrawnMs;
+        }
+    }
+
+    /// <summary>
+    /// Moves an agent between gateways, keeping its process, EID and sockets. Make-before-break (how an orchestrator
+    /// migrates): linked to the new gateway first, attached there, its default route switched, then detached from the
+    /// old one and unlinked; the clock starts at the attach. Break-before-make (the worst case): detached, re-linked,
+    /// attached; the clock starts at the detach. Times of each phase are relative to the start.
+    /// </summary>
+    private MoveTrace Move(LabAgent a, int from, int to)
+    {
+        var events = new List<(double, string)>();
+        int attached, detached;
+        double registered, withdrawn;
+        DateTime start;
+        double Now(DateTime s) => (DateTime.UtcNow - s).TotalMilliseconds;
+        if (_style == MoveStyle.MakeBeforeBreak)
+        {
+            Link(a, to, defaultRoute: false);
+            start = DateTime.UtcNow;
+            registered = 0;
+            events.Add((0, "ATTACH"));
+            attached = Attach(a, to).Status;
+            events.Add((Now(start), "ATTACHED"));
+            RouteVia(a, to);
+            withdrawn = Now(start);
+            events.Add((withdrawn, "DETACH"));
+            detached = Api(from, HttpMethod.Delete, $"/v1/agents/{a.InstanceId}/{a.Eid}", null).Status;
+            events.Add((Now(start), "DETACHED"));
+            Unlink(a, from);
+            events.Add((Now(start), "UNLINKED"));
+        }
+        else
+        {
+            start = DateTime.UtcNow;
+            events.Add((0, "DETACH"));
+            detached = Api(from, HttpMethod.Delete, $"/v1/agents/{a.InstanceId}/{a.Eid}", null).Status;
+            events.Add((Now(start), "RE-LINK"));
+            Unlink(a, from);
+            Link(a, to);
+            registered = Now(start);
+            withdrawn = double.PositiveInfinity; // the withdrawal came first and sent nothing anywhere
+            events.Add((registered, "ATTACH"));
+            attached = Attach(a, to).Status;
+            events.Add((Now(start), "ATTACHED"));
+        }
+        return new MoveTrace(start, registered, withdrawn, attached, detached, InterfaceIndex(a, to), events);
+    }
+
+    private sealed record Timeline(double OutageMs, long Lost, long Received, List<(double AtMs, double GapMs)> Points, List<(double AtMs, long Seq, int Interface)> Arrivals)
+    {
+        /// <summary>When the first probe after <paramref name="afterMs"/> came in over the link with that index (NaN: none did).</summary>
+        public double FirstOn(int interfaceIndex, double afterMs) =>
+            Arrivals.Where(p => p.Interface == interfaceIndex && p.AtMs >= afterMs).Select(p => p.AtMs).DefaultIfEmpty(double.NaN).First();
+    }
+
+    /// <summary>Probe arrivals at B relative to the move's start: the longest silence, the probes never received, and the link of each.</summary>
     private static Timeline ProbeTimeline(JsonNode report, DateTime moveStart, double windowMs = double.MaxValue)
     {
         var started = DateTime.Parse(report["started_utc"]!.GetValue<string>(), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
         double offset = (started - moveStart).TotalMilliseconds;
-        var arrivals = report["probes"]!.AsArray().Select(p => (AtMs: p![0]!.GetValue<double>() + offset, Seq: p[1]!.GetValue<long>())).ToList();
+        var arrivals = report["probes"]!.AsArray().Select(p => (AtMs: p![0]!.GetValue<double>() + offset, Seq: p[1]!.GetValue<long>(), Interface: p[2]!.GetValue<int>())).ToList();
         var window = arrivals.Where(p => p.AtMs >= -1000 && p.AtMs <= windowMs).ToList();
         var points = new List<(double, double)>();
         double outage = 0;
@@ -444,7 +528,7 @@ public sealed class LabRunner : IDisposable
             if (window[i].AtMs >= 0 || window[i - 1].AtMs >= 0) outage = Math.Max(outage, gap);
         }
         long lost = window.Count < 2 ? 0 : (window.Max(p => p.Seq) - window.Min(p => p.Seq) + 1) - window.Select(p => p.Seq).Distinct().Count();
-        return new Timeline(outage, lost, window.Count, points);
+        return new Timeline(outage, lost, window.Count, points, window);
     }
 
     private void WriteTimeline(Timeline t, IReadOnlyList<(double AtMs, string Label)> events)

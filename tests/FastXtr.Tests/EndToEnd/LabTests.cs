@@ -79,6 +79,11 @@ public class LabTests
         double longest = arrivals.Zip(arrivals.Skip(1), (a, b) => b - a).Max();
         TestContext.Progress.WriteLine($"longest probe gap at B: {longest:F1} ms");
         Assert.That(longest, Is.LessThan(2000), "the move's outage stays under OpenOverlayRouter's 2.1 s with SMR");
+        // B also recorded the link each probe came in on: gateway 2's before the move, gateway 3's after it.
+        var links = Report("B")["probes"]!.AsArray().Select(p => p![2]!.GetValue<int>()).ToList();
+        Assert.That(links.First(), Is.Not.EqualTo(links.Last()), "the probe stream reached B over its new link in the end");
+        int switches = links.Zip(links.Skip(1), (a, b) => a != b ? 1 : 0).Sum();
+        Assert.That(switches, Is.InRange(1, 3), "the stream changed links at the move (a merged answer may share it briefly), not back and forth");
     }
 
     [Test]
