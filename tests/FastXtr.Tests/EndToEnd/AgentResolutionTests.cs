@@ -76,7 +76,11 @@ public class AgentResolutionTests
             p.Dispose();
         }
         foreach (var ns in _namespaces) Shell.Run("ip", ["netns", "del", ns]);
-        foreach (var x in new[] { "a", "b", "c" }) FastXtr.NativeInterop.SharedMemoryMapping.Unlink($"fxtest-ag{x}-{_tag}");
+        foreach (var x in new[] { "a", "b", "c" })
+        {
+            FastXtr.NativeInterop.SharedMemoryMapping.Unlink($"fxtest-ag{x}-{_tag}");
+            File.Delete($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock"); // the agents were killed: nobody else removes it
+        }
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 

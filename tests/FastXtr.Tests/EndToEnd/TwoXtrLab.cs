@@ -131,5 +131,12 @@ public sealed class TwoXtrLab : IDisposable
             var parts = Path.GetFileName(file).Split('-');
             if (parts.Length >= 4 && !Directory.Exists($"/proc/{parts[2]}")) File.Delete(file);
         }
+        // API sockets of killed agents: agent-fxtest-agX-PID-TAG.sock
+        if (Directory.Exists("/run/fastxtr"))
+            foreach (var file in Directory.GetFiles("/run/fastxtr", "agent-fxtest-*.sock"))
+            {
+                var parts = Path.GetFileName(file).Split('-');
+                if (parts.Length >= 5 && !Directory.Exists($"/proc/{parts[3]}")) File.Delete(file);
+            }
     }
 }
