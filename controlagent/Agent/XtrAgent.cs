@@ -601,10 +601,21 @@ public sealed class XtrAgent : IDisposable
         private readonly ConcurrentDictionary<ulong, uint> _outstanding = new();
         private readonly ConcurrentDictionary<uint, int> _misses = new();
         private readonly ConcurrentDictionary<uint, bool> _down = new();
+        private readonly MapCacheEntry[] _chunk = new MapCacheEntry[256]; // the probing round's walk of the map-cache (one round at a time)
 
         public bool IsDown(uint rloc) => _down.ContainsKey(rloc);
 
+        private int _walking;
+
+        /// <summary>One probing round; skipped while the previous one is still walking a large map-cache.</summary>
         public void Round()
+        {
+            if (Interlocked.Exchange(ref _walking, 1) == 1) return;
+            try { ProbeAll(); }
+            finally { Volatile.Write(ref _walking, 0); }
+        }
+
+        private void ProbeAll()
         {
             // Probes of the last round still outstanding count as misses.
             foreach (var (nonce, rloc) in _outstanding)
@@ -620,12 +631,14 @@ public sealed class XtrAgent : IDisposable
             }
             uint own = agent._config.RlocAddress!.AddressFamily == AddressFamily.InterNetwork ? Ipv4Header.ToUInt32(agent._config.RlocAddress) : 0;
             var targets = new Dictionary<uint, MapCacheEntry>();
-            foreach (var e in agent.CurrentRegion.MapCache.Snapshot())
-            {
-                if (e.Profile >= MapCacheEntry.SolicitKey) continue;
-                for (int i = 0; i < e.RlocCount; i++)
-                    if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address != own) targets.TryAdd((uint)e.Rlocs[i].Address, e);
-            }
+            var cache = agent.CurrentRegion.MapCache;
+            for (int next = 0, n; (n = cache.ReadUsed(ref next, _chunk)) > 0;)
+                foreach (var e in _chunk.AsSpan(0, n))
+                {
+                    if (e.Profile >= MapCacheEntry.SolicitKey) continue;
+                    for (int i = 0; i < e.RlocCount; i++)
+                        if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address != own) targets.TryAdd((uint)e.Rlocs[i].Address, e);
+                }
             foreach (var (rloc, entry) in targets)
             {
                 var probe = new MapRequest { Nonce = NewNonce(), Probe = true, SourceEid = LispAddress.None() };
@@ -658,11 +671,16 @@ public sealed class XtrAgent : IDisposable
 
         private void SetState(uint rloc, bool up)
         {
+            var chunk = new MapCacheEntry[256]; // its own: Round and a probe answer may run at once
             lock (agent._writeLock)
-                foreach (var e in agent.CurrentRegion.MapCache.Snapshot())
-                    for (int i = 0; i < e.RlocCount; i++)
-                        if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address == rloc)
-                            agent.CurrentWriter.SetRlocState(e.InstanceId, e.Profile, e.Family, e.Prefix, e.PrefixLength, rloc, up);
+            {
+                var cache = agent.CurrentRegion.MapCache;
+                for (int next = 0, n; (n = cache.ReadUsed(ref next, chunk)) > 0;)
+                    foreach (var e in chunk.AsSpan(0, n))
+                        for (int i = 0; i < e.RlocCount; i++)
+                            if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address == rloc)
+                                agent.CurrentWriter.SetRlocState(e.InstanceId, e.Profile, e.Family, e.Prefix, e.PrefixLength, rloc, up);
+            }
         }
     }
 

@@ -182,9 +182,23 @@ public sealed unsafe class MapCacheTables
     public List<MapCacheEntry> Snapshot()
     {
         var list = new List<MapCacheEntry>();
-        for (int i = 0; i < EntryCapacity; i++)
-            if (TryReadStable(Entries + i, out var e) && e.State == MapCacheEntry.StateUsed) list.Add(e);
+        Span<MapCacheEntry> chunk = new MapCacheEntry[256];
+        for (int next = 0, n; (n = ReadUsed(ref next, chunk)) > 0;)
+            foreach (var e in chunk[..n]) list.Add(e);
         return list;
+    }
+
+    /// <summary>
+    /// Copies the next live entries from entry slot <paramref name="next"/> on into <paramref name="into"/>, advancing
+    /// <paramref name="next"/>; returns how many (0 at the end). A walk in fixed chunks: a million-entry map-cache
+    /// is read without a copy of all of it.
+    /// </summary>
+    public int ReadUsed(ref int next, Span<MapCacheEntry> into)
+    {
+        int n = 0;
+        for (; next < EntryCapacity && n < into.Length; next++)
+            if (TryReadStable(Entries + next, out var e) && e.State == MapCacheEntry.StateUsed) into[n++] = e;
+        return n;
     }
 
     public static long Now => Stopwatch.GetTimestamp();

@@ -118,6 +118,24 @@ public class MapCacheModelTests
     }
 
     [Test]
+    public void ReadUsed_WalksEveryLiveEntryOnce_InChunks()
+    {
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(1024, 64, 1, 16));
+        var w = region.CreateWriter();
+        for (uint i = 0; i < 600; i++) w.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, 0x0A000000u | i << 8, 24, []));
+        for (uint i = 0; i < 600; i += 3) w.Remove(1, 0, EidFamily.Ipv4, 0x0A000000u | i << 8, 24); // holes
+        var seen = new List<UInt128>();
+        Span<MapCacheEntry> chunk = new MapCacheEntry[7];
+        int calls = 0;
+        for (int next = 0, n; (n = region.MapCache.ReadUsed(ref next, chunk)) > 0; calls++)
+            foreach (var e in chunk[..n]) seen.Add(e.Prefix);
+        Assert.That(seen, Has.Count.EqualTo(400));
+        Assert.That(seen.Distinct().Count(), Is.EqualTo(400));
+        Assert.That(calls, Is.EqualTo((400 + 6) / 7), "full chunks until the last");
+        Assert.That(region.MapCache.Snapshot().Select(e => e.Prefix), Is.EquivalentTo(seen));
+    }
+
+    [Test]
     public void Restore_CopiesEveryEntryWithItsExpiryStatesAndSpecialCounts()
     {
         using var old = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
