@@ -70,4 +70,22 @@ public static class Linux
     public const short IFF_MULTI_QUEUE = 0x0100;
     public const short IFF_VNET_HDR = 0x4000;
     public const int IFNAMSIZ = 16;
+    public const uint TUNSETOFFLOAD = 0x400454d0;
+    public const uint TUNSETVNETHDRSZ = 0x400454d8;
+    public const uint TUN_F_CSUM = 0x01;
+    public const uint TUN_F_TSO4 = 0x02;
+    public const uint TUN_F_TSO6 = 0x04;
+    public const uint TUN_F_TSO_ECN = 0x08;
+    // Linux 6.2+; newer than Debian 12's headers, so not in the layout test: values from the kernel's if_tun.h.
+    public const uint TUN_F_USO4 = 0x20;
+    public const uint TUN_F_USO6 = 0x40;
+
+    // <linux/virtio_net.h>
+    public const byte VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+    public const byte VIRTIO_NET_HDR_F_DATA_VALID = 2;
+    public const byte VIRTIO_NET_HDR_GSO_NONE = 0;
+    public const byte VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+    public const byte VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+    public const byte VIRTIO_NET_HDR_GSO_UDP_L4 = 5; // Linux 5.18+, newer than Debian 12's headers
+    public const byte VIRTIO_NET_HDR_GSO_ECN = 0x80;
 }

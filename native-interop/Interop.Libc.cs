@@ -3,8 +3,8 @@ using System.Runtime.InteropServices;
 namespace FastXtr.NativeInterop;
 
 /// <summary>
-/// The libc calls FastXtr makes. Tmds.LibC supplies most of them; what it lacks (recvmmsg, sendmmsg, an ioctl on
-/// struct ifreq, stat/fstat) is bound here. Every other project reaches the kernel only through this folder.
+/// The libc calls FastXtr makes. Tmds.LibC supplies most of them; what it lacks (recvmmsg, sendmmsg, ioctls, writev,
+/// stat/fstat) is bound here. Every other project reaches the kernel only through this folder.
 /// </summary>
 public static unsafe partial class Libc
 {
@@ -18,6 +18,16 @@ public static unsafe partial class Libc
 
     [LibraryImport(LibcName, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int ioctl_ifreq(int fd, nuint request, IfReq* ifr);
+
+    /// <summary>An ioctl whose argument is a value, not a pointer (TUNSETOFFLOAD).</summary>
+    [LibraryImport(LibcName, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int ioctl_value(int fd, nuint request, nuint argument);
+
+    [LibraryImport(LibcName, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int ioctl_int(int fd, nuint request, int* argument);
+
+    [LibraryImport(LibcName, SetLastError = true)]
+    public static partial nint writev(int fd, IoVec* iov, int iovcnt);
 
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int fstat(int fd, StatBuf* buffer);

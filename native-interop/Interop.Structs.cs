@@ -80,3 +80,19 @@ public struct StatBuf
     [FieldOffset(0)] public ulong Device;
     [FieldOffset(8)] public ulong Inode;
 }
+
+/// <summary>
+/// struct virtio_net_hdr (&lt;linux/virtio_net.h&gt;): 10 bytes in front of every packet on a TUN opened with
+/// IFF_VNET_HDR. Little-endian fields (the TUN's vnet header is in host order on a little-endian machine).
+/// </summary>
+[StructLayout(LayoutKind.Sequential, Pack = 1)]
+public struct VirtioNetHdr
+{
+    public const int Bytes = 10;
+    public byte Flags;
+    public byte GsoType;
+    public ushort HdrLen;
+    public ushort GsoSize;
+    public ushort CsumStart;
+    public ushort CsumOffset;
+}

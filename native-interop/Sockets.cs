@@ -54,6 +54,64 @@ public static unsafe class Sockets
         }
     }
 
+    /// <summary>
+    /// A UDP socket bound to <paramref name="port"/> for segmentation-offload sends: datagrams leave with that source
+    /// port and DF clear, and one <see cref="SendSegmented"/> hands the kernel many equal datagrams at once (UDP GSO).
+    /// Returns -1 (and closes it) when this kernel lacks UDP_SEGMENT.
+    /// </summary>
+    public static int OpenUdp4Segmenting(uint bindAddressHostOrder, ushort port, int bufferBytes)
+    {
+        int fd = OpenUdp4(bindAddressHostOrder, port, reusePort: true, bufferBytes);
+        if (!TrySetInt(fd, Linux.IPPROTO_IP, Linux.IP_MTU_DISCOVER, Linux.IP_PMTUDISC_DONT) || !TrySetInt(fd, Linux.SOL_UDP, Linux.UDP_SEGMENT, 0))
+        {
+            Libc.close(fd);
+            return -1;
+        }
+        return fd;
+    }
+
+    /// <summary>Asks the kernel to coalesce received datagrams of one flow (UDP_GRO); false when it cannot.</summary>
+    public static bool EnableGro(int fd) => TrySetInt(fd, Linux.SOL_UDP, Linux.UDP_GRO, 1);
+
+    /// <summary>
+    /// Sends <paramref name="length"/> bytes as datagrams of <paramref name="segmentBytes"/> each (the last may be
+    /// shorter) to an IPv4 destination with one sendmsg (UDP_SEGMENT), all with the given TTL and TOS. Returns 0, or
+    /// the errno (EAGAIN after a short wait for room).
+    /// </summary>
+    public static int SendSegmented(int fd, byte* data, int length, uint destinationHostOrder, ushort port, int segmentBytes, int ttl, int tos)
+    {
+        SockAddrIn to = default;
+        to.Family = Linux.AF_INET;
+        to.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
+        to.AddressBigEndian = BinaryPrimitives.ReverseEndianness(destinationHostOrder);
+        IoVec iov = new() { Base = data, Length = (nuint)length };
+        // Three control messages of CMSG_SPACE 24 each: UDP_SEGMENT (u16), IP_TTL (int), IP_TOS (int).
+        byte* control = stackalloc byte[72];
+        new Span<byte>(control, 72).Clear();
+        WriteControl(control, Linux.SOL_UDP, Linux.UDP_SEGMENT, 2, (ushort)segmentBytes);
+        WriteControl(control + 24, Linux.IPPROTO_IP, IP_TTL, 4, ttl);
+        WriteControl(control + 48, Linux.IPPROTO_IP, IP_TOS, 4, tos);
+        var msg = new MsgHdr { Name = &to, NameLength = (uint)sizeof(SockAddrIn), Iov = &iov, IovLength = 1, Control = control, ControlLength = 72 };
+        for (int spins = 0; ; spins++)
+        {
+            if (Libc.sendmsg(fd, &msg, 0) == length) return 0;
+            int e = Libc.LastError;
+            if ((e != Linux.EAGAIN && e != Linux.EINTR) || spins == 64) return e;
+            var p = new PollFd { Fd = fd, Events = Linux.POLLOUT };
+            Libc.poll(&p, 1, 1);
+        }
+    }
+
+    private static void WriteControl(byte* c, int level, int type, int dataBytes, int value)
+    {
+        // struct cmsghdr { size_t len; int level; int type; } then the data (CMSG_LEN = 16 + data).
+        *(nuint*)c = (nuint)(16 + dataBytes);
+        *(int*)(c + 8) = level;
+        *(int*)(c + 12) = type;
+        if (dataBytes == 2) *(ushort*)(c + 16) = (ushort)value;
+        else *(int*)(c + 16) = value;
+    }
+
     public static int OpenRawIpv4Sender(int bufferBytes)
     {
         int fd = Libc.socket(Linux.AF_INET, SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
@@ -89,7 +147,7 @@ public static unsafe class Sockets
 /// </summary>
 public sealed unsafe class MessageBatch : IDisposable
 {
-    public const int ControlBytes = 64;
+    public const int ControlBytes = 96; // IP_TTL, IP_TOS and UDP_GRO: three CMSG_SPACEs of 24
     private readonly MMsgHdr* _msgs;
     private readonly IoVec* _iov;
     private readonly SockAddrIn* _addrs;
@@ -196,9 +254,25 @@ public sealed unsafe class MessageBatch : IDisposable
     /// <summary>The outer TTL and TOS the kernel reported in the control messages (IP_RECVTTL, IP_RECVTOS); -1 if absent.</summary>
     public (int Ttl, int Tos) OuterTtlTos(int i)
     {
+        ReadControl(i, out int ttl, out int tos, out _);
+        return (ttl, tos);
+    }
+
+    /// <summary>
+    /// With UDP_GRO on: the size of each of the datagrams the kernel coalesced into message <paramref name="i"/> (the
+    /// last may be shorter), or the message's length when it holds one datagram.
+    /// </summary>
+    public int SegmentBytes(int i)
+    {
+        ReadControl(i, out _, out _, out int gro);
+        return gro > 0 ? gro : Length(i);
+    }
+
+    private void ReadControl(int i, out int ttl, out int tos, out int gro)
+    {
         byte* c = _control + i * ControlBytes;
         nuint length = _msgs[i].Header.ControlLength;
-        int ttl = -1, tos = -1;
+        ttl = tos = gro = -1;
         nuint offset = 0;
         // struct cmsghdr { size_t len; int level; int type; } followed by data, each aligned to 8 bytes.
         while (offset + 16 <= length)
@@ -209,9 +283,9 @@ public sealed unsafe class MessageBatch : IDisposable
             if (len < 16 || offset + len > length) break;
             if (level == Linux.IPPROTO_IP && type == Sockets.IP_TTL) ttl = *(int*)(c + offset + 16);
             else if (level == Linux.IPPROTO_IP && type == Sockets.IP_TOS) tos = *(c + offset + 16);
+            else if (level == Linux.SOL_UDP && type == Linux.UDP_GRO) gro = len >= 20 ? *(int*)(c + offset + 16) : *(ushort*)(c + offset + 16);
             offset += (len + 7) & ~(nuint)7;
         }
-        return (ttl, tos);
     }
 
     public void Dispose()

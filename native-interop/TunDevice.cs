@@ -8,18 +8,35 @@ public sealed unsafe class TunDevice : IDisposable
 {
     private readonly int[] _fds;
 
-    private TunDevice(string name, int[] fds)
+    private TunDevice(string name, int[] fds, uint offloads, bool vnetHeader)
     {
         Name = name;
         _fds = fds;
+        Offloads = offloads;
+        HasVnetHeader = vnetHeader;
     }
 
     public string Name { get; }
+    /// <summary>The TUN_F_* offloads the kernel accepted (0 without offloads).</summary>
+    public uint Offloads { get; }
+    /// <summary>Every read and write carries a <see cref="VirtioNetHdr"/> in front of the packet (IFF_VNET_HDR).</summary>
+    public bool HasVnetHeader { get; }
+
+    /// <summary>
+    /// What the data plane asks for with offloads on: unchecksummed packets and TSO for IPv4 and IPv6 (with ECN).
+    /// Not USO: the data plane does not cut UDP super-packets yet.
+    /// </summary>
+    public const uint WantedOffloads = Linux.TUN_F_CSUM | Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6 | Linux.TUN_F_TSO_ECN;
     public int QueueCount => _fds.Length;
     public int QueueFd(int queue) => _fds[queue];
 
-    /// <summary>Opens (creating if needed) TUN <paramref name="name"/> with <paramref name="queues"/> queues.</summary>
-    public static TunDevice Open(string name, int queues)
+    /// <summary>
+    /// Opens (creating if needed) TUN <paramref name="name"/> with <paramref name="queues"/> queues. With
+    /// <paramref name="offload"/> the TUN carries virtio-net headers and hands over TSO super-packets and unchecksummed
+    /// packets; a kernel that refuses TSO gets checksum offload only, one that refuses TUNSETOFFLOAD altogether none
+    /// (<see cref="Offloads"/> says which).
+    /// </summary>
+    public static TunDevice Open(string name, int queues, bool offload = false)
     {
         if (string.IsNullOrEmpty(name) || name.Length >= Linux.IFNAMSIZ || name.Any(c => c is '/' or ' ' or ':' || c > 0x7e))
             throw new ArgumentException($"'{name}' is not a valid interface name (1-15 printable characters, no '/', ':' or space)", nameof(name));
@@ -42,7 +59,7 @@ public sealed unsafe class TunDevice : IDisposable
                 fds.Add(fd);
                 IfReq req = default;
                 for (int i = 0; i < name.Length; i++) req.Name[i] = (byte)name[i];
-                req.Flags = (short)(Linux.IFF_TUN | Linux.IFF_NO_PI | (queues > 1 ? Linux.IFF_MULTI_QUEUE : 0));
+                req.Flags = (short)(Linux.IFF_TUN | Linux.IFF_NO_PI | (queues > 1 ? Linux.IFF_MULTI_QUEUE : 0) | (offload ? Linux.IFF_VNET_HDR : 0));
                 if (Libc.ioctl_ifreq(fd, Linux.TUNSETIFF, &req) != 0)
                 {
                     int e = Libc.LastError;
@@ -55,7 +72,17 @@ public sealed unsafe class TunDevice : IDisposable
                     };
                 }
             }
-            return new TunDevice(name, fds.ToArray());
+            uint accepted = 0;
+            if (offload)
+            {
+                int size = VirtioNetHdr.Bytes;
+                if (Libc.ioctl_int(fds[0], Linux.TUNSETVNETHDRSZ, &size) != 0) throw new NativeException($"TUNSETVNETHDRSZ {name}", Libc.LastError);
+                foreach (uint flags in new[] { WantedOffloads, Linux.TUN_F_CSUM })
+                {
+                    if (Libc.ioctl_value(fds[0], Linux.TUNSETOFFLOAD, flags) == 0) { accepted = flags; break; }
+                }
+            }
+            return new TunDevice(name, fds.ToArray(), accepted, offload);
         }
         catch
         {
@@ -75,6 +102,9 @@ public sealed unsafe class TunDevice : IDisposable
 
     /// <summary>Writes one packet; returns true when the kernel took it.</summary>
     public static bool Write(int fd, byte* packet, int length) => Libc.write(fd, packet, (nuint)length) == length;
+
+    /// <summary>Writes one packet gathered from <paramref name="count"/> pieces (a virtio-net header, headers, payloads).</summary>
+    public static bool WriteGather(int fd, IoVec* pieces, int count, int totalLength) => Libc.writev(fd, pieces, count) == totalLength;
 
     public void Dispose()
     {

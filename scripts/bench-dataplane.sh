@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
 #
-#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--pin] [--json FILE]
+#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--pin] [--json FILE]
 #   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
 #    beside the receiver)
 #
@@ -13,14 +13,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-secs=4; workers_list="1 2"; json=""; pin=""
+secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; json=""; pin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
     --workers) workers_list="$2"; shift 2 ;;
+    --offload) offload_list="$2"; shift 2 ;;
+    --streams) streams_list="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
     --pin) pin=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "bench-dataplane.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -60,11 +62,11 @@ udp_rate() { # ns_tx ns_rx dst payload -> received Mpps
   wait $r || true
   awk '/^rx:/{print $2}' "$work/rx.out"
 }
-tcp_rate() { # ns_tx ns_rx dst [bind] -> Gbit/s
-  local txns=$1 rxns=$2 dst=$3 bind=${4:-}
+tcp_rate() { # ns_tx ns_rx dst streams [bind] -> Gbit/s
+  local txns=$1 rxns=$2 dst=$3 streams=$4 bind=${5:-}
   ip netns exec "$rxns" iperf3 -s -B "$dst" -p 5201 -1 >/dev/null 2>&1 &
   local r=$!; sleep 0.5
-  ip netns exec "$txns" iperf3 -c "$dst" -p 5201 -t "$secs" ${bind:+-B $bind} -J 2>/dev/null \
+  ip netns exec "$txns" iperf3 -c "$dst" -p 5201 -t "$secs" -P "$streams" ${bind:+-B $bind} -J 2>/dev/null \
     | /usr/bin/python3 -c "import json,sys; j=json.load(sys.stdin); print('%.2f' % (j['end']['sum_received']['bits_per_second']/1e9))" || echo 0
   wait $r 2>/dev/null || true
 }
@@ -73,36 +75,43 @@ declare -A result
 echo "# kernel VXLAN (VNI 42) over the veth"
 result[vxlan_udp64]=$(udp_rate "$S" "$D" 10.250.0.2 64); echo "vxlan  udp 64 B    ${result[vxlan_udp64]} Mpps"
 result[vxlan_udp1400]=$(udp_rate "$S" "$D" 10.250.0.2 1400); echo "vxlan  udp 1400 B  ${result[vxlan_udp1400]} Mpps"
-result[vxlan_tcp]=$(tcp_rate "$S" "$D" 10.250.0.2); echo "vxlan  tcp 1 stream ${result[vxlan_tcp]} Gbit/s"
+for st in $streams_list; do result[vxlan_tcp$st]=$(tcp_rate "$S" "$D" 10.250.0.2 "$st"); echo "vxlan  tcp $st stream(s) ${result[vxlan_tcp$st]} Gbit/s"; done
 
-for w in $workers_list; do
+for w in $workers_list; do for off in $offload_list; do
+  k="fx${w}${off}"
   rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
-  ip netns exec "$S" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.1 --instance 1000=fx1000 --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
-  ip netns exec "$D" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.2 --instance 1000=fx1000 --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
+  ip netns exec "$S" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.1 --instance 1000=fx1000 --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
+  ip netns exec "$D" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.2 --instance 1000=fx1000 --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
   for i in $(seq 50); do ip -n "$S" link show fx1000 >/dev/null 2>&1 && ip -n "$D" link show fx1000 >/dev/null 2>&1 && break; sleep 0.1; done
   ip -n "$S" addr add 10.1.0.1/32 dev fx1000; ip -n "$S" link set fx1000 up; ip -n "$S" route add 10.2.0.0/24 dev fx1000
   ip -n "$D" addr add 10.2.0.1/32 dev fx1000; ip -n "$D" link set fx1000 up; ip -n "$D" route add 10.1.0.0/24 dev fx1000
   ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.2.0.0/24 --rloc 172.31.77.2 >/dev/null
   ./out/fastxtr map-cache add --shm "$shm_d" --iid 1000 --eid 10.1.0.0/24 --rloc 172.31.77.1 >/dev/null
   ip netns exec "$S" ping -c 1 -W 2 -I 10.1.0.1 10.2.0.1 >/dev/null || { echo "fastxtr path does not work:"; cat "$work"/dp-*.log; exit 1; }
-  echo "# FastXtr, $w worker(s) per xTR"
-  result[fx${w}_udp64]=$(udp_rate "$S" "$D" 10.2.0.1 64); echo "fastxtr udp 64 B    ${result[fx${w}_udp64]} Mpps"
-  result[fx${w}_udp1400]=$(udp_rate "$S" "$D" 10.2.0.1 1400); echo "fastxtr udp 1400 B  ${result[fx${w}_udp1400]} Mpps"
-  result[fx${w}_tcp]=$(tcp_rate "$S" "$D" 10.2.0.1 10.1.0.1); echo "fastxtr tcp 1 stream ${result[fx${w}_tcp]} Gbit/s"
-  ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets)' | sed 's/^/  itr /' || true
-  ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets)' | sed 's/^/  etr /' || true
+  echo "# FastXtr, $w worker(s) per xTR, offload $off"
+  grep -o 'offload .*' "$work/dp-s.log" | head -1 | sed 's/^/  /' || true
+  result[${k}_udp64]=$(udp_rate "$S" "$D" 10.2.0.1 64); echo "fastxtr udp 64 B    ${result[${k}_udp64]} Mpps"
+  result[${k}_udp1400]=$(udp_rate "$S" "$D" 10.2.0.1 1400); echo "fastxtr udp 1400 B  ${result[${k}_udp1400]} Mpps"
+  for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$S" "$D" 10.2.0.1 "$st" 10.1.0.1); echo "fastxtr tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
+  ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|segments-cut|udp-gso-sends|checksums-completed)' | sed 's/^/  itr /' || true
+  ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|udp-gro-datagrams|segments-coalesced|tun-super-packets-written)' | sed 's/^/  etr /' || true
   pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
   sleep 0.5
-done
+done; done
 
 ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0); print('%.2f' % (a/b) if b else 'n/a')"; }
 echo
-echo "| path | UDP 64 B Mpps | UDP 1400 B Mpps | TCP 1 stream Gbit/s |"
-echo "|---|---:|---:|---:|"
-echo "| kernel VXLAN | ${result[vxlan_udp64]} | ${result[vxlan_udp1400]} | ${result[vxlan_tcp]} |"
-for w in $workers_list; do
-  echo "| FastXtr, $w worker(s) | ${result[fx${w}_udp64]} ($(ratio "${result[fx${w}_udp64]}" "${result[vxlan_udp64]}")x) | ${result[fx${w}_udp1400]} ($(ratio "${result[fx${w}_udp1400]}" "${result[vxlan_udp1400]}")x) | ${result[fx${w}_tcp]} ($(ratio "${result[fx${w}_tcp]}" "${result[vxlan_tcp]}")x) |"
-done
+header="| path | UDP 64 B Mpps | UDP 1400 B Mpps |"; sep="|---|---:|---:|"
+for st in $streams_list; do header="$header TCP $st stream(s) Gbit/s |"; sep="$sep---:|"; done
+echo "$header"; echo "$sep"
+row="| kernel VXLAN | ${result[vxlan_udp64]} | ${result[vxlan_udp1400]} |"
+for st in $streams_list; do row="$row ${result[vxlan_tcp$st]} |"; done; echo "$row"
+for w in $workers_list; do for off in $offload_list; do
+  k="fx${w}${off}"
+  row="| FastXtr, $w worker(s), offload $off | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlan_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlan_udp1400]}")x) |"
+  for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlan_tcp$st]}")x) |"; done
+  echo "$row"
+done; done
 if [ -n "$json" ]; then
   { echo "{"; echo "  \"seconds\": $secs,"; first=1
     for k in "${!result[@]}"; do [ $first -eq 1 ] || echo ","; first=0; printf '  "%s": %s' "$k" "${result[$k]:-0}"; done

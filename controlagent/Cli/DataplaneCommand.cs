@@ -24,10 +24,16 @@ public static class DataplaneCommand
         var decapFilter = new Option<bool>("--decap-filter") { Description = "drop decapsulated packets whose outer source is not an RLOC of the inner source EID in the map-cache" };
         var rxRing = new Option<int>("--rx-ring") { Description = "receive ring frames for --mode af-packet", DefaultValueFactory = _ => 4096 };
         var txRing = new Option<int>("--tx-ring") { Description = "transmit ring frames for --mode af-packet", DefaultValueFactory = _ => 4096 };
+        var offload = new Option<string>("--offload")
+        {
+            Description = "segmentation offloads: on = the TUN hands over TCP super-packets (TSO, virtio-net headers), cut in userspace and sent with UDP GSO, and received LISP is coalesced (UDP GRO) and written back as super-packets; off = one packet per read and write. What the kernel lacks is logged at start and the rest falls back",
+            DefaultValueFactory = _ => "off",
+        };
+        offload.AcceptOnlyFromAmong("on", "off");
         var sockBuf = new Option<int>("--socket-buffer") { Description = "bytes of kernel buffer per UDP and raw socket", DefaultValueFactory = _ => 4 << 20 };
 
         var command = new Command("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation (RFC 9300) between TUN devices and UDP 4341, multi-core, with the map-cache in shared memory. Stops on SIGINT/SIGTERM.");
-        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, sockBuf }) command.Options.Add(o);
+        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, sockBuf, offload }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             DataplaneOptions options;
@@ -50,6 +56,7 @@ public static class DataplaneCommand
                     RxRingFrames = parse.GetValue(rxRing),
                     TxRingFrames = parse.GetValue(txRing),
                     SocketBufferBytes = parse.GetValue(sockBuf),
+                    Offload = parse.GetValue(offload) == "on",
                 };
             }
             catch (FormatException e)

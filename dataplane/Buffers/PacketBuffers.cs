@@ -15,18 +15,27 @@ public sealed unsafe class PacketBuffers : IDisposable
     public const int MaxPacketBytes = 9216;
     public const int BufferBytes = HeadroomBytes + MaxPacketBytes;
 
-    private readonly byte* _memory;
+    /// <summary>Largest super-packet with offloads: 64 KB of IP packet plus a virtio-net header.</summary>
+    public const int MaxSuperPacketBytes = 65536 + 16;
 
-    public PacketBuffers(int count)
+    private readonly byte* _memory;
+    private readonly int _stride;
+
+    /// <param name="packetBytes">Room for each packet after the headroom (<see cref="MaxPacketBytes"/>, or
+    /// <see cref="MaxSuperPacketBytes"/> for offloads).</param>
+    public PacketBuffers(int count, int packetBytes = MaxPacketBytes)
     {
         Count = count;
-        _memory = (byte*)NativeMemory.AlignedAlloc((nuint)((long)count * BufferBytes), 64);
+        PacketBytes = packetBytes;
+        _stride = (HeadroomBytes + packetBytes + 63) & ~63;
+        _memory = (byte*)NativeMemory.AlignedAlloc((nuint)((long)count * _stride), 64);
     }
 
     public int Count { get; }
+    public int PacketBytes { get; }
 
     /// <summary>The start of buffer <paramref name="i"/> (its headroom begins here).</summary>
-    public byte* Buffer(int i) => _memory + (long)i * BufferBytes;
+    public byte* Buffer(int i) => _memory + (long)i * _stride;
 
     /// <summary>Where a packet is read into buffer <paramref name="i"/>, after the headroom.</summary>
     public byte* Data(int i) => Buffer(i) + HeadroomBytes;

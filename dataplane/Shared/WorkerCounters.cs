@@ -11,6 +11,9 @@ public enum Counter
     DropNotIp, DropTruncated, DropNoMapping, DropNegativeEntry, DropPolicyDenied, DropAuthFailure, DropNoUsableRloc,
     DropUnknownInstanceId, DropDecapFilter, DropBadOuterHeader, DropTtlExpired, DropTooBig, DropSendFailed, DropTunWriteFailed,
     DropNativeForwardUnsupported,
+    // Segmentation offloads (--offload on); appended so that the slots above keep their places in shared memory.
+    TunSuperPackets, SegmentsCut, ChecksumsCompleted, UdpGsoSends, UdpGroDatagrams, SegmentsCoalesced, TunSuperPacketsWritten,
+    DropBadVnetHeader,
     Count,
 }
 
@@ -30,7 +33,7 @@ public readonly unsafe struct WorkerCounters
 
     public ulong this[Counter c] => Volatile.Read(ref _c[(int)c]);
 
-    public static bool IsDrop(Counter c) => c >= Counter.DropNotIp && c < Counter.Count;
+    public static bool IsDrop(Counter c) => c.ToString().StartsWith("Drop", StringComparison.Ordinal);
 
     public static string Name(Counter c) => Kebab(c.ToString());
 

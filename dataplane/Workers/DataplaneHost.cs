@@ -36,7 +36,7 @@ public sealed class DataplaneHost : IDisposable
         {
             foreach (var instance in options.Instances)
             {
-                try { host._tuns.Add(TunDevice.Open(instance.Interface, options.Workers)); }
+                try { host._tuns.Add(TunDevice.Open(instance.Interface, options.Workers, options.Offload)); }
                 catch (NativeException e) { throw new DataplaneStartException($"instance {instance.InstanceId}: {e.Message}"); }
             }
             for (int w = 0; w < options.Workers; w++)
@@ -55,7 +55,7 @@ public sealed class DataplaneHost : IDisposable
             }
             log.WriteLine($"fastxtr dataplane: {options.Workers} worker(s), rloc {Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}, " +
                           $"instances {string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}"))}, shm {region.Path}, " +
-                          $"map-cache {region.Sizes.EntryCapacity} entries, batch {options.Batch}, mtu {options.OuterMtu}{(options.DecapFilter ? ", decap-filter on" : "")}");
+                          $"map-cache {region.Sizes.EntryCapacity} entries, batch {options.Batch}, mtu {options.OuterMtu}{(options.DecapFilter ? ", decap-filter on" : "")}, offload {(host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off")}");
             return host;
         }
         catch

@@ -34,6 +34,8 @@ public sealed record DataplaneOptions
     public int RxRingFrames { get; init; } = 4096;
     public int TxRingFrames { get; init; } = 4096;
     public string? EidInterface { get; init; }
+    /// <summary>TSO/USO from the TUN cut in userspace and sent with UDP GSO; UDP GRO coalesced into TUN super-packets.</summary>
+    public bool Offload { get; init; }
 
     /// <summary>The problems with these options, each a sentence for the operator; empty when they are usable.</summary>
     public IReadOnlyList<string> Problems()

@@ -1,7 +1,11 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using FastXtr.Dataplane.Buffers;
 using FastXtr.Dataplane.Decap;
 using FastXtr.Dataplane.Encap;
+using FastXtr.Dataplane.Headers;
+using FastXtr.Dataplane.Offload;
 using FastXtr.Dataplane.Shared;
 using FastXtr.NativeInterop;
 
@@ -35,6 +39,25 @@ public sealed unsafe class Worker : IDisposable
     private readonly uint[] _instanceIds;
     private volatile bool _stop;
 
+    // Segmentation offloads (--offload on, when the kernel has them): see OffloadPaths below.
+    private readonly bool _tso, _gro, _coalesce;
+    private readonly bool _vnet;
+    private readonly int[] _gsoFds = [];
+    private readonly PacketBuffers? _superBuffers;
+    private readonly PacketBuffers? _groBuffers;
+    private readonly byte* _gsoOut;
+    private readonly int[] _segmentLengths = new int[MaxSegments];
+    private readonly TcpCoalescer _coalescer = new();
+    private readonly IoVec* _pieces;
+    private readonly byte* _vnetScratch;
+    /// <summary>Sockets for UDP GSO sends, one per outer source port (61440 + k): the port still follows the flow hash.</summary>
+    public const int GsoSourcePorts = 16;
+    public const ushort GsoSourcePortBase = 61440;
+    private const int MaxSegments = 256;
+    private const int GsoOutBytes = 2 * PacketBuffers.MaxSuperPacketBytes;
+    /// <summary>One UDP GSO send: at most 64 datagrams (the kernel's UDP_MAX_SEGMENTS) in one 64 KB IPv4 datagram.</summary>
+    private const int GsoMaxSegments = 64, GsoMaxBytes = 65507;
+
     public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns)
     {
         _index = index;
@@ -56,7 +79,7 @@ public sealed unsafe class Worker : IDisposable
         _etrBuffers = new PacketBuffers(options.Batch);
         // Scratch: one ICMP reply and up to MaxFragments fragments of one packet.
         _scratch = new PacketBuffers(1 + MaxFragments);
-        _send = new MessageBatch(options.Batch + MaxFragments);
+        _send = new MessageBatch(options.Batch + Math.Max(MaxFragments, MaxSegments));
         _receive = new MessageBatch(options.Batch);
         byte** rx = stackalloc byte*[options.Batch];
         for (int i = 0; i < options.Batch; i++) rx[i] = _etrBuffers.Data(i);
@@ -65,7 +88,43 @@ public sealed unsafe class Worker : IDisposable
         _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.OuterMtu, _counters, region.MissRing(index),
             new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56));
         _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index));
+
+        _vnet = tuns.Count > 0 && tuns.All(t => t.HasVnetHeader);
+        _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)((MaxSegments + 2) * sizeof(IoVec)));
+        _vnetScratch = (byte*)NativeMemory.AllocZeroed(256);
+        if (!options.Offload) return;
+        bool tunTso = _vnet && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
+        _coalesce = tunTso;
+        if (tunTso)
+        {
+            _superBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
+            _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
+            var fds = new List<int>();
+            for (int k = 0; k < GsoSourcePorts; k++)
+            {
+                int fd = Sockets.OpenUdp4Segmenting(options.RlocAddress, (ushort)(GsoSourcePortBase + k), options.SocketBufferBytes);
+                if (fd < 0) break;
+                fds.Add(fd);
+            }
+            // Without UDP_SEGMENT the super-packets are still cut here, and sent one by one.
+            _tso = fds.Count == GsoSourcePorts;
+            if (_tso) _gsoFds = fds.ToArray();
+            else foreach (int fd in fds) Sockets.Close(fd);
+        }
+        _gro = tunTso && Sockets.EnableGro(_udpFd);
+        if (_gro)
+        {
+            _groBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
+            byte** gro = stackalloc byte*[options.Batch];
+            for (int i = 0; i < options.Batch; i++) gro[i] = _groBuffers.Data(i);
+            _receive.PrepareReceive(gro, PacketBuffers.MaxSuperPacketBytes);
+        }
     }
+
+    /// <summary>What this worker's offloads came to (for the start-up log line).</summary>
+    public string OffloadSummary =>
+        !_options.Offload ? "off"
+        : $"tso {(_tso ? "on, sent with UDP GSO" : _gsoOut != null ? "on, segments sent one by one (no UDP_SEGMENT)" : "off (the TUN refused TSO)")}, gro {(_gro ? "on" : "off (no UDP_GRO)")}";
 
     public void Stop() => _stop = true;
 
@@ -89,47 +148,154 @@ public sealed unsafe class Worker : IDisposable
         int fd = _tunFds[instance];
         int n = 0;
         ulong bytes = 0;
+        var buffers = _superBuffers ?? _itrBuffers;
+        int header = _vnet ? VirtioNetHdr.Bytes : 0;
         while (n < _options.Batch)
         {
-            int r = TunDevice.Read(fd, _itrBuffers.Data(n), PacketBuffers.MaxPacketBytes);
-            if (r <= 0) break;
-            _lengths[n++] = r;
-            bytes += (ulong)r;
+            // With virtio-net headers the header lands in the headroom, the packet where it always does.
+            int r = TunDevice.Read(fd, buffers.Data(n) - header, buffers.PacketBytes);
+            if (r <= header) break;
+            _lengths[n++] = r - header;
+            bytes += (ulong)(r - header);
         }
         if (n == 0) return 0;
         _counters.Add(Counter.TunRxPackets, (ulong)n);
         _counters.Add(Counter.TunRxBytes, bytes);
         long now = Stopwatch.GetTimestamp();
         uint iid = _instanceIds[instance];
-        byte* reply = _scratch.Data(0);
         ulong sentBytes = 0;
         for (int i = 0; i < n; i++)
         {
-            byte* buffer = _itrBuffers.Buffer(i);
-            var d = _encap.Process(buffer, _lengths[i], iid, 0, now, reply, out int replyLength);
-            switch (d.Verdict)
+            if (_vnet)
             {
-                case ItrVerdict.Send:
-                    _send.Add(buffer + d.OuterStart, d.OuterLength, d.Destination, 0);
-                    sentBytes += (ulong)d.OuterLength;
-                    break;
-                case ItrVerdict.SendFragmented:
-                    // Flush what is queued so the fragment scratch can be reused by this packet.
+                var v = (VirtioNetHdr*)(buffers.Data(i) - VirtioNetHdr.Bytes);
+                var packet = new Span<byte>(buffers.Data(i), _lengths[i]);
+                if ((v->GsoType & ~Linux.VIRTIO_NET_HDR_GSO_ECN) is Linux.VIRTIO_NET_HDR_GSO_TCPV4 or Linux.VIRTIO_NET_HDR_GSO_TCPV6)
+                {
                     Flush();
-                    int count = _encap.Fragment(new ReadOnlySpan<byte>(buffer + d.OuterStart, d.OuterLength), _scratch.Data(1), _fragmentLengths);
-                    for (int f = 0; f < count; f++) _send.Add(_scratch.Data(1) + (long)f * PacketBuffers.MaxPacketBytes, _fragmentLengths[f], d.Destination, 0);
-                    if (count == 0) _counters.Add(Counter.DropTooBig);
-                    Flush();
-                    break;
-                case ItrVerdict.ReplyTooBig:
-                    if (!TunDevice.Write(fd, reply, replyLength)) _counters.Add(Counter.DropTunWriteFailed);
-                    break;
+                    sentBytes += SendSuperPacket(packet, v->GsoSize, iid, now, fd);
+                    continue;
+                }
+                if (v->GsoType != Linux.VIRTIO_NET_HDR_GSO_NONE) { _counters.Add(Counter.DropBadVnetHeader); continue; }
+                if ((v->Flags & Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0)
+                {
+                    if (!TcpSegmentation.CompleteChecksum(packet, v->CsumStart, v->CsumOffset)) { _counters.Add(Counter.DropBadVnetHeader); continue; }
+                    _counters.Add(Counter.ChecksumsCompleted);
+                }
             }
+            sentBytes += EncapsulateOne(buffers.Buffer(i), _lengths[i], iid, now, fd);
         }
         _counters.Add(Counter.UdpTxBytes, sentBytes);
         Flush();
         _counters.Add(Counter.Batches);
         return n;
+    }
+
+    /// <summary>One packet through the ITR: queued for the batch send, fragmented, or answered with ICMP.</summary>
+    private ulong EncapsulateOne(byte* buffer, int length, uint iid, long now, int tunFd)
+    {
+        byte* reply = _scratch.Data(0);
+        var d = _encap.Process(buffer, length, iid, 0, now, reply, out int replyLength);
+        switch (d.Verdict)
+        {
+            case ItrVerdict.Send:
+                _send.Add(buffer + d.OuterStart, d.OuterLength, d.Destination, 0);
+                return (ulong)d.OuterLength;
+            case ItrVerdict.SendFragmented:
+                // Flush what is queued so the fragment scratch can be reused by this packet.
+                Flush();
+                int count = _encap.Fragment(new ReadOnlySpan<byte>(buffer + d.OuterStart, d.OuterLength), _scratch.Data(1), _fragmentLengths);
+                for (int f = 0; f < count; f++) _send.Add(_scratch.Data(1) + (long)f * PacketBuffers.MaxPacketBytes, _fragmentLengths[f], d.Destination, 0);
+                if (count == 0) _counters.Add(Counter.DropTooBig);
+                Flush();
+                return (ulong)d.OuterLength;
+            case ItrVerdict.ReplyTooBig:
+                if (!WriteTun(tunFd, reply, replyLength)) _counters.Add(Counter.DropTunWriteFailed);
+                return 0;
+            default:
+                return 0;
+        }
+    }
+
+    /// <summary>
+    /// A TCP super-packet (TSO): cut into segments that fit the outer MTU once encapsulated, the first routed
+    /// through the ITR as any packet (lookup, RLOC choice, outer header), the rest given its LISP header, and all
+    /// sent to the chosen RLOC with as few UDP GSO sends as the kernel's limits allow, from the socket whose port is
+    /// the flow hash's. Without UDP GSO the segments go one by one through the ordinary path.
+    /// </summary>
+    private ulong SendSuperPacket(Span<byte> packet, int gsoSize, uint iid, long now, int tunFd)
+    {
+        _counters.Add(Counter.TunSuperPackets);
+        int headers = TcpSegmentation.HeaderLength(packet, out _);
+        int fit = _options.OuterMtu - Encapsulator.OuterBytes - headers;
+        int mss = gsoSize > 0 ? Math.Min(gsoSize, fit) : fit;
+        if (headers == 0 || mss < 1) { _counters.Add(Counter.DropBadVnetHeader); return 0; }
+        if (!_tso)
+        {
+            // The TUN took TSO but the sockets cannot GSO: the segments go one by one through the ordinary path,
+            // each cut with a headroom in front for its outer header.
+            int cut = TcpSegmentation.Segment(packet, mss, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
+            if (cut == 0) return Drop(Counter.DropBadVnetHeader);
+            _counters.Add(Counter.SegmentsCut, (ulong)cut);
+            int step = PacketBuffers.HeadroomBytes + headers + mss;
+            ulong sent = 0;
+            for (int k = 0; k < cut; k++) sent += EncapsulateOne(_gsoOut + (long)k * step, _segmentLengths[k] - PacketBuffers.HeadroomBytes, iid, now, tunFd);
+            Flush();
+            return sent;
+        }
+        // Segment k's LISP header goes in its 8-byte prefix; segment 0 starts one headroom into the output so that
+        // the ITR can build its outer header in front of it, as it does in every packet buffer.
+        byte* first = _gsoOut + PacketBuffers.HeadroomBytes;
+        int count = TcpSegmentation.Segment(packet, mss, LispDataHeader.Length, new Span<byte>(first, GsoOutBytes - PacketBuffers.HeadroomBytes), _segmentLengths);
+        if (count == 0) { _counters.Add(Counter.DropBadVnetHeader); return 0; }
+        _counters.Add(Counter.SegmentsCut, (ulong)count);
+        // The ITR's decision for the first segment (its inner packet sits after the prefix) holds for all.
+        byte* reply = _scratch.Data(0);
+        var d = _encap.Process(first + LispDataHeader.Length - PacketBuffers.HeadroomBytes, _segmentLengths[0] - LispDataHeader.Length, iid, 0, now, reply, out int replyLength);
+        if (d.Verdict == ItrVerdict.ReplyTooBig)
+        {
+            if (!WriteTun(tunFd, reply, replyLength)) _counters.Add(Counter.DropTunWriteFailed);
+            return 0;
+        }
+        if (d.Verdict != ItrVerdict.Send) return 0; // counted by the ITR (no mapping, policy, ...)
+        byte* outer = first + LispDataHeader.Length - Encapsulator.OuterBytes;
+        int tos = outer[1], ttl = outer[8];
+        ushort sourcePort = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(outer + 20, 2));
+        int socket = _gsoFds[sourcePort % GsoSourcePorts];
+        int stride = _segmentLengths[0];
+        for (int k = 1; k < count; k++) Buffer.MemoryCopy(first, first + (long)k * stride, LispDataHeader.Length, LispDataHeader.Length);
+        ulong bytes = 0;
+        for (int start = 0; start < count;)
+        {
+            int take = Math.Min(count - start, Math.Min(GsoMaxSegments, GsoMaxBytes / stride));
+            int length = (take - 1) * stride + _segmentLengths[start + take - 1];
+            int e = Sockets.SendSegmented(socket, first + (long)start * stride, length, d.Destination, _options.Port, stride, ttl, tos);
+            if (e == 0)
+            {
+                _counters.Add(Counter.UdpGsoSends);
+                _counters.Add(Counter.UdpTxPackets, (ulong)take);
+                bytes += (ulong)(length + take * (Encapsulator.OuterBytes - LispDataHeader.Length));
+            }
+            else _counters.Add(Counter.DropSendFailed, (ulong)take);
+            start += take;
+        }
+        return bytes;
+    }
+
+    private ulong Drop(Counter reason)
+    {
+        _counters.Add(reason);
+        return 0;
+    }
+
+    /// <summary>Writes one packet to a TUN, behind an empty virtio-net header when the TUN carries them.</summary>
+    private bool WriteTun(int fd, byte* packet, int length)
+    {
+        if (!_vnet) return TunDevice.Write(fd, packet, length);
+        new Span<byte>(_vnetScratch, VirtioNetHdr.Bytes).Clear();
+        _pieces[0] = new IoVec { Base = _vnetScratch, Length = VirtioNetHdr.Bytes };
+        _pieces[1] = new IoVec { Base = packet, Length = (nuint)length };
+        return TunDevice.WriteGather(fd, _pieces, 2, VirtioNetHdr.Bytes + length);
     }
 
     private void Flush()
@@ -144,30 +310,66 @@ public sealed unsafe class Worker : IDisposable
     {
         int m = _receive.Receive(_udpFd);
         if (m == 0) return 0;
-        ulong rxBytes = 0, txBytes = 0, txPackets = 0;
+        var buffers = _groBuffers ?? _etrBuffers;
+        ulong rxPackets = 0, rxBytes = 0, txBytes = 0, txPackets = 0;
         for (int i = 0; i < m; i++)
         {
             int length = _receive.Length(i);
-            rxBytes += (ulong)length;
+            // With UDP GRO one message may hold several datagrams of one flow, all of this size but the last.
+            int segment = _gro ? _receive.SegmentBytes(i) : length;
+            if (segment <= 0 || segment > length) segment = length;
+            if (segment < length) _counters.Add(Counter.UdpGroDatagrams);
             var (ttl, tos) = _receive.OuterTtlTos(i);
-            byte* data = _etrBuffers.Data(i);
-            var d = _decap.Process(new Span<byte>(data, length), _receive.SourceAddress(i), ttl, tos);
-            if (!d.Deliver) continue;
-            if (TunDevice.Write(_tunFds[d.Instance], data + d.InnerOffset, d.InnerLength))
+            uint source = _receive.SourceAddress(i);
+            byte* data = buffers.Data(i);
+            for (int offset = 0; offset < length; offset += segment)
             {
-                txPackets++;
-                txBytes += (ulong)d.InnerLength;
-            }
-            else
-            {
-                _counters.Add(Counter.DropTunWriteFailed);
+                int datagram = Math.Min(segment, length - offset);
+                rxPackets++;
+                rxBytes += (ulong)datagram;
+                var d = _decap.Process(new Span<byte>(data + offset, datagram), source, ttl, tos);
+                if (!d.Deliver) continue;
+                byte* inner = data + offset + d.InnerOffset;
+                if (!_coalesce)
+                {
+                    if (WriteTun(_tunFds[d.Instance], inner, d.InnerLength)) { txPackets++; txBytes += (ulong)d.InnerLength; }
+                    else _counters.Add(Counter.DropTunWriteFailed);
+                    continue;
+                }
+                if (!_coalescer.TryAppend(inner, d.InnerLength, d.Instance))
+                {
+                    WriteRun(ref txPackets, ref txBytes);
+                    _coalescer.TryAppend(inner, d.InnerLength, d.Instance);
+                }
             }
         }
-        _counters.Add(Counter.UdpRxPackets, (ulong)m);
+        // The run may span messages: their buffers stay untouched until the next receive.
+        if (_coalesce) WriteRun(ref txPackets, ref txBytes);
+        _counters.Add(Counter.UdpRxPackets, rxPackets);
         _counters.Add(Counter.UdpRxBytes, rxBytes);
         _counters.Add(Counter.TunTxPackets, txPackets);
         _counters.Add(Counter.TunTxBytes, txBytes);
         return m;
+    }
+
+    /// <summary>Writes the coalescer's pending run to its TUN: one super-packet, or the one packet it holds.</summary>
+    private void WriteRun(ref ulong packets, ref ulong bytes)
+    {
+        int count = _coalescer.Count;
+        if (count == 0) return;
+        int pieces = _coalescer.Build(_vnetScratch, _pieces, out int total);
+        if (TunDevice.WriteGather(_tunFds[_coalescer.Instance], _pieces, pieces, total))
+        {
+            packets += (ulong)count;
+            bytes += (ulong)(total - VirtioNetHdr.Bytes);
+            if (count > 1)
+            {
+                _counters.Add(Counter.TunSuperPacketsWritten);
+                _counters.Add(Counter.SegmentsCoalesced, (ulong)count);
+            }
+        }
+        else _counters.Add(Counter.DropTunWriteFailed, (ulong)count);
+        _coalescer.Clear();
     }
 
     public void Dispose()
@@ -179,5 +381,11 @@ public sealed unsafe class Worker : IDisposable
         _itrBuffers.Dispose();
         _etrBuffers.Dispose();
         _scratch.Dispose();
+        foreach (int fd in _gsoFds) Sockets.Close(fd);
+        _superBuffers?.Dispose();
+        _groBuffers?.Dispose();
+        if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);
+        NativeMemory.Free(_pieces);
+        NativeMemory.Free(_vnetScratch);
     }
 }

@@ -28,6 +28,15 @@ public class NativeLayoutTests
         #include <netinet/udp.h>
         #include <net/if.h>
         #include <linux/if_tun.h>
+        #include <linux/virtio_net.h>
+        /* Newer than Debian 12's headers (Linux 6.2 / 5.18): checked wherever the headers have them. */
+        #ifndef TUN_F_USO4
+        #define TUN_F_USO4 0x20
+        #define TUN_F_USO6 0x40
+        #endif
+        #ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+        #define VIRTIO_NET_HDR_GSO_UDP_L4 5
+        #endif
         #define P(name, value) printf("%s=%ld\n", name, (long)(value))
         int main(void) {
           P("sizeof iovec", sizeof(struct iovec)); P("offsetof iovec.iov_len", offsetof(struct iovec, iov_len));
@@ -39,6 +48,13 @@ public class NativeLayoutTests
           P("offsetof sockaddr_in6.sin6_scope_id", offsetof(struct sockaddr_in6, sin6_scope_id));
           P("sizeof ifreq", sizeof(struct ifreq)); P("offsetof ifreq.ifr_flags", offsetof(struct ifreq, ifr_flags));
           P("sizeof pollfd", sizeof(struct pollfd)); P("offsetof pollfd.revents", offsetof(struct pollfd, revents));
+          P("sizeof virtio_net_hdr", sizeof(struct virtio_net_hdr)); P("offsetof virtio_net_hdr.gso_size", offsetof(struct virtio_net_hdr, gso_size));
+          P("offsetof virtio_net_hdr.csum_offset", offsetof(struct virtio_net_hdr, csum_offset));
+          P("TUNSETOFFLOAD", TUNSETOFFLOAD); P("TUNSETVNETHDRSZ", TUNSETVNETHDRSZ); P("TUN_F_CSUM", TUN_F_CSUM); P("TUN_F_TSO4", TUN_F_TSO4);
+          P("TUN_F_TSO6", TUN_F_TSO6); P("TUN_F_TSO_ECN", TUN_F_TSO_ECN); P("VIRTIO_NET_HDR_F_NEEDS_CSUM", VIRTIO_NET_HDR_F_NEEDS_CSUM);
+          P("VIRTIO_NET_HDR_F_DATA_VALID", VIRTIO_NET_HDR_F_DATA_VALID); P("VIRTIO_NET_HDR_GSO_NONE", VIRTIO_NET_HDR_GSO_NONE);
+          P("VIRTIO_NET_HDR_GSO_TCPV4", VIRTIO_NET_HDR_GSO_TCPV4); P("VIRTIO_NET_HDR_GSO_TCPV6", VIRTIO_NET_HDR_GSO_TCPV6); P("VIRTIO_NET_HDR_GSO_ECN", VIRTIO_NET_HDR_GSO_ECN);
+          P("TUN_F_USO4", TUN_F_USO4); P("TUN_F_USO6", TUN_F_USO6); P("VIRTIO_NET_HDR_GSO_UDP_L4", VIRTIO_NET_HDR_GSO_UDP_L4);
           P("sizeof stat", sizeof(struct stat)); P("offsetof stat.st_ino", offsetof(struct stat, st_ino));
           P("O_RDONLY", O_RDONLY); P("O_RDWR", O_RDWR); P("O_CREAT", O_CREAT); P("O_EXCL", O_EXCL); P("O_NONBLOCK", O_NONBLOCK); P("O_CLOEXEC", O_CLOEXEC);
           P("PROT_READ", PROT_READ); P("PROT_WRITE", PROT_WRITE); P("MAP_SHARED", MAP_SHARED); P("MAP_POPULATE", MAP_POPULATE);
@@ -100,6 +116,9 @@ public class NativeLayoutTests
         yield return new TestCaseData("offsetof ifreq.ifr_flags", 16L);
         yield return new TestCaseData("sizeof pollfd", (long)Unsafe.SizeOf<PollFd>());
         yield return new TestCaseData("offsetof pollfd.revents", (long)System.Runtime.InteropServices.Marshal.OffsetOf<PollFd>(nameof(PollFd.Revents)));
+        yield return new TestCaseData("sizeof virtio_net_hdr", (long)Unsafe.SizeOf<VirtioNetHdr>());
+        yield return new TestCaseData("offsetof virtio_net_hdr.gso_size", (long)System.Runtime.InteropServices.Marshal.OffsetOf<VirtioNetHdr>(nameof(VirtioNetHdr.GsoSize)));
+        yield return new TestCaseData("offsetof virtio_net_hdr.csum_offset", (long)System.Runtime.InteropServices.Marshal.OffsetOf<VirtioNetHdr>(nameof(VirtioNetHdr.CsumOffset)));
         yield return new TestCaseData("sizeof stat", (long)Unsafe.SizeOf<StatBuf>());
         yield return new TestCaseData("offsetof stat.st_ino", (long)System.Runtime.InteropServices.Marshal.OffsetOf<StatBuf>(nameof(StatBuf.Inode)));
     }

@@ -1,0 +1,143 @@
+using System.Buffers.Binary;
+using FastXtr.Dataplane.Checksum;
+using FastXtr.Dataplane.Headers;
+
+namespace FastXtr.Dataplane.Offload;
+
+/// <summary>
+/// TCP segmentation in userspace (what a NIC does for TSO): a super-packet read from a TUN with a virtio-net header
+/// is cut into segments of at most MSS payload bytes. Each segment gets a copy of the headers with its own IPv4
+/// total length, identification and header checksum (or IPv6 payload length), TCP sequence number, flags (FIN and
+/// PSH on the last segment only, CWR on the first only) and a complete TCP checksum. Segments are written back to
+/// back, each after <c>prefixBytes</c> left for the caller (the LISP header), so that every one but the last has
+/// the same length: the layout one UDP GSO send wants.
+/// </summary>
+public static class TcpSegmentation
+{
+    public const byte ProtocolTcp = 6;
+    private const byte Fin = 0x01, Psh = 0x08, Cwr = 0x80;
+
+    /// <summary>
+    /// The IP + TCP header length of a TCP packet without IPv6 extension headers, with its family; 0 when the packet
+    /// is not such a TCP packet or is truncated.
+    /// </summary>
+    public static int HeaderLength(ReadOnlySpan<byte> packet, out bool ipv6)
+    {
+        ipv6 = false;
+        if (packet.Length < Ipv4Header.MinLength) return 0;
+        int ipLength;
+        if (packet[0] >> 4 == 4)
+        {
+            ipLength = (packet[0] & 0xF) * 4;
+            if (ipLength < Ipv4Header.MinLength || packet[9] != ProtocolTcp) return 0;
+            // A fragment cannot be segmented.
+            if ((BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x3FFF) != 0) return 0;
+        }
+        else if (packet[0] >> 4 == 6)
+        {
+            ipv6 = true;
+            ipLength = Ipv6Header.Length;
+            if (packet.Length < ipLength || packet[6] != ProtocolTcp) return 0;
+        }
+        else return 0;
+        if (packet.Length < ipLength + 20) return 0;
+        int tcpLength = (packet[ipLength + 12] >> 4) * 4;
+        if (tcpLength < 20 || packet.Length < ipLength + tcpLength) return 0;
+        return ipLength + tcpLength;
+    }
+
+    /// <summary>
+    /// Cuts <paramref name="packet"/> into segments of at most <paramref name="mss"/> payload bytes. Segment k starts at
+    /// <c>k * (prefixBytes + headers + mss)</c> in <paramref name="output"/> and its length (prefix included) goes to
+    /// <paramref name="lengths"/>[k]. Returns the number of segments, or 0 when the packet is not a TCP packet this
+    /// can cut, or the output is too small.
+    /// </summary>
+    public static int Segment(ReadOnlySpan<byte> packet, int mss, int prefixBytes, Span<byte> output, Span<int> lengths)
+    {
+        int headers = HeaderLength(packet, out bool ipv6);
+        if (headers == 0 || mss < 1) return 0;
+        int ipLength = ipv6 ? Ipv6Header.Length : (packet[0] & 0xF) * 4;
+        int end = ipv6 ? Math.Min(packet.Length, Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(packet[4..]))
+                       : Math.Min(packet.Length, BinaryPrimitives.ReadUInt16BigEndian(packet[2..]));
+        // A super-packet's IPv4 total length may be 0 when it exceeds 64 KB (BIG TCP); trust the read length then.
+        if (end < headers) end = packet.Length;
+        ReadOnlySpan<byte> payload = packet[headers..end];
+        int count = Math.Max(1, (payload.Length + mss - 1) / mss);
+        int stride = prefixBytes + headers + mss;
+        if (count > lengths.Length || (long)(count - 1) * stride + prefixBytes + headers + Math.Min(mss, payload.Length - (count - 1) * mss) > output.Length) return 0;
+
+        uint sequence = BinaryPrimitives.ReadUInt32BigEndian(packet[(ipLength + 4)..]);
+        ushort identification = ipv6 ? (ushort)0 : BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
+        byte flags = packet[ipLength + 13];
+        for (int k = 0; k < count; k++)
+        {
+            int offset = k * mss;
+            int size = Math.Min(mss, payload.Length - offset);
+            Span<byte> segment = output.Slice(k * stride + prefixBytes, headers + size);
+            packet[..headers].CopyTo(segment);
+            payload.Slice(offset, size).CopyTo(segment[headers..]);
+            if (ipv6)
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(headers - Ipv6Header.Length + size));
+            }
+            else
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(segment[2..], (ushort)(headers + size));
+                BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(identification + k));
+                segment[10] = 0;
+                segment[11] = 0;
+                BinaryPrimitives.WriteUInt16BigEndian(segment[10..], InternetChecksum.Compute(segment[..ipLength]));
+            }
+            Span<byte> tcp = segment[ipLength..];
+            BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], sequence + (uint)offset);
+            byte f = flags;
+            if (k != count - 1) f = (byte)(f & ~(Fin | Psh));
+            if (k != 0) f = (byte)(f & ~Cwr);
+            tcp[13] = f;
+            WriteTransportChecksum(segment, ipLength, ipv6, checksumOffset: 16);
+            lengths[k] = prefixBytes + headers + size;
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// Writes the complete TCP or UDP checksum of a packet (pseudo-header, transport header and payload) at
+    /// <paramref name="checksumOffset"/> within the transport header.
+    /// </summary>
+    public static void WriteTransportChecksum(Span<byte> packet, int ipLength, bool ipv6, int checksumOffset)
+    {
+        Span<byte> transport = packet[ipLength..];
+        transport[checksumOffset] = 0;
+        transport[checksumOffset + 1] = 0;
+        uint sum = PseudoHeaderSum(packet, ipLength, ipv6, transport.Length);
+        ushort checksum = InternetChecksum.Finish(InternetChecksumSimd.Sum(transport, sum));
+        // UDP sends an all-zero result as all ones (RFC 768); for TCP 0 and 0xFFFF are the same in ones' complement.
+        BinaryPrimitives.WriteUInt16BigEndian(transport[checksumOffset..], checksum == 0 && packet[ipv6 ? 6 : 9] == 17 ? (ushort)0xFFFF : checksum);
+    }
+
+    /// <summary>The unfolded sum of the IPv4 or IPv6 pseudo-header for a transport segment of that length.</summary>
+    public static uint PseudoHeaderSum(ReadOnlySpan<byte> packet, int ipLength, bool ipv6, int transportLength)
+    {
+        if (ipv6)
+        {
+            uint s = InternetChecksum.Sum(packet.Slice(8, 32));
+            return s + (uint)(transportLength >> 16) + (uint)(transportLength & 0xFFFF) + packet[6];
+        }
+        uint v4 = InternetChecksum.Sum(packet.Slice(12, 8));
+        return v4 + packet[9] + (uint)transportLength;
+    }
+
+    /// <summary>
+    /// Completes a checksum the kernel left partial (virtio-net NEEDS_CSUM): the ones' complement of the sum from
+    /// <paramref name="start"/> to the end, where the field at <c>start + offset</c> already holds the pseudo-header
+    /// sum. False when the offsets do not fit the packet.
+    /// </summary>
+    public static bool CompleteChecksum(Span<byte> packet, int start, int offset)
+    {
+        if (start < 0 || offset < 0 || start + offset + 2 > packet.Length) return false;
+        ushort checksum = InternetChecksum.Finish(InternetChecksumSimd.Sum(packet[start..]));
+        bool udp = packet.Length > 9 && (packet[0] >> 4 == 4 ? packet[9] : packet[6]) == 17;
+        BinaryPrimitives.WriteUInt16BigEndian(packet[(start + offset)..], checksum == 0 && udp ? (ushort)0xFFFF : checksum);
+        return true;
+    }
+}
