@@ -4,11 +4,15 @@ using NUnit.Framework;
 
 namespace FastXtr.Tests.EndToEnd;
 
-/// <summary>Two real data planes in network namespaces carrying ping, TCP and LISP-encapsulated traffic.</summary>
-[TestFixture]
+/// <summary>
+/// Two real data planes in network namespaces carrying ping, TCP and LISP-encapsulated traffic: everything once with
+/// segmentation offloads off and once with them on (TSO cut in userspace, UDP GSO, UDP GRO, coalesced writes).
+/// </summary>
+[TestFixture("off")]
+[TestFixture("on")]
 [Category("netns")]
 [NonParallelizable]
-public class DataplaneNamespaceTests
+public class DataplaneNamespaceTests(string offload)
 {
     private TwoXtrLab _lab = null!;
 
@@ -16,7 +20,7 @@ public class DataplaneNamespaceTests
     public void Start()
     {
         if (!Shell.IsRoot) Assert.Ignore("end-to-end tests build network namespaces and need root");
-        _lab = new TwoXtrLab();
+        _lab = new TwoXtrLab("--offload", offload);
     }
 
     [OneTimeTearDown]
@@ -71,6 +75,10 @@ public class DataplaneNamespaceTests
             Assert.That(s.Code, Is.EqualTo(0), s.All);
             Assert.That(s.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at the receiver equal the sender's");
             Assert.That(s.Out, Does.StartWith("8388608 "));
+            var offloaded = new[] { (_lab.ShmA, Counter.TunSuperPackets), (_lab.ShmA, Counter.UdpGsoSends), (_lab.ShmB, Counter.UdpGroDatagrams), (_lab.ShmB, Counter.SegmentsCoalesced) }
+                .Select(c => _lab.Counter(c.Item1, c.Item2)).ToArray();
+            if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "super-packets read and sent with GSO at A; GRO and coalescing at B");
+            else Assert.That(offloaded, Has.All.EqualTo(0UL), "no offload path without --offload on");
         }
         finally
         {

@@ -24,8 +24,12 @@ public sealed class TwoXtrLab : IDisposable
     public readonly string ShmA, ShmB;
     public readonly string VethA, VethB;
 
-    public TwoXtrLab()
+    private readonly string[] _dataplaneArgs;
+
+    /// <param name="dataplaneArgs">More `fastxtr dataplane` arguments for both xTRs, e.g. --offload on.</param>
+    public TwoXtrLab(params string[] dataplaneArgs)
     {
+        _dataplaneArgs = dataplaneArgs;
         SweepLeftovers();
         Tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
         (A, B, A2, B2) = ($"fxta-{Tag}", $"fxtb-{Tag}", $"fxta2-{Tag}", $"fxtb2-{Tag}");
@@ -74,7 +78,7 @@ public sealed class TwoXtrLab : IDisposable
     }
 
     private void StartDataplane(string ns, string rloc, string shm) =>
-        _dataplanes.Add(Shell.StartInNamespace(ns, "dataplane", "--rloc-addr", rloc, "--instance", "1000=fx1000", "--instance", "2000=fx2000", "--shm", shm, "--map-cache-entries", "1024"));
+        _dataplanes.Add(Shell.StartInNamespace(ns, ["dataplane", "--rloc-addr", rloc, "--instance", "1000=fx1000", "--instance", "2000=fx2000", "--shm", shm, "--map-cache-entries", "1024", .. _dataplaneArgs]));
 
     public static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
     {
