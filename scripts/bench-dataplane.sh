@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
 #
-#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--pin] [--json FILE]
+#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--pin] [--json FILE] [--png FILE]
+#   (--png: the bar chart of the figures against VXLAN, default perf/dataplane-vs-vxlan.png)
 #   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
 #    beside the receiver)
 #
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; json=""; pin=""
+secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
@@ -21,8 +22,9 @@ while [ $# -gt 0 ]; do
     --offload) offload_list="$2"; shift 2 ;;
     --streams) streams_list="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
+    --png) png="$2"; shift 2 ;;
     --pin) pin=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench-dataplane.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -112,9 +114,9 @@ for w in $workers_list; do for off in $offload_list; do
   for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlan_tcp$st]}")x) |"; done
   echo "$row"
 done; done
-if [ -n "$json" ]; then
-  { echo "{"; echo "  \"seconds\": $secs,"; first=1
-    for k in "${!result[@]}"; do [ $first -eq 1 ] || echo ","; first=0; printf '  "%s": %s' "$k" "${result[$k]:-0}"; done
-    echo; echo "}"; } > "$json"
-  echo "wrote $json"
-fi
+out_json="${json:-$work/results.json}"
+{ echo "{"; echo "  \"seconds\": $secs,"; first=1
+  for k in "${!result[@]}"; do [ $first -eq 1 ] || echo ","; first=0; printf '  "%s": %s' "$k" "${result[$k]:-0}"; done
+  echo; echo "}"; } > "$out_json"
+if [ -n "$json" ]; then echo "wrote $json"; fi
+dotnet run -c Release --project perf -- dataplane-chart "$out_json" "$png" || echo "bench-dataplane.sh: the chart could not be drawn" >&2
