@@ -23,18 +23,18 @@ public sealed unsafe class TunDevice : IDisposable
     public bool HasVnetHeader { get; }
 
     /// <summary>
-    /// What the data plane asks for with offloads on: unchecksummed packets and TSO for IPv4 and IPv6 (with ECN).
-    /// Not USO: the data plane does not cut UDP super-packets yet.
+    /// What the data plane asks for with offloads on: unchecksummed packets, TSO for IPv4 and IPv6 (with ECN), and USO
+    /// (Linux 6.2+), asked for in that order of fallback.
     /// </summary>
-    public const uint WantedOffloads = Linux.TUN_F_CSUM | Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6 | Linux.TUN_F_TSO_ECN;
+    public const uint WantedOffloads = Linux.TUN_F_CSUM | Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6 | Linux.TUN_F_TSO_ECN | Linux.TUN_F_USO4 | Linux.TUN_F_USO6;
     public int QueueCount => _fds.Length;
     public int QueueFd(int queue) => _fds[queue];
 
     /// <summary>
     /// Opens (creating if needed) TUN <paramref name="name"/> with <paramref name="queues"/> queues. With
-    /// <paramref name="offload"/> the TUN carries virtio-net headers and hands over TSO super-packets and unchecksummed
-    /// packets; a kernel that refuses TSO gets checksum offload only, one that refuses TUNSETOFFLOAD altogether none
-    /// (<see cref="Offloads"/> says which).
+    /// <paramref name="offload"/> the TUN carries virtio-net headers and hands over TSO and USO super-packets and
+    /// unchecksummed packets; a kernel without USO gets TSO, one that refuses TSO checksum offload only, one that refuses
+    /// TUNSETOFFLOAD altogether none (<see cref="Offloads"/> says which).
     /// </summary>
     public static TunDevice Open(string name, int queues, bool offload = false)
     {
@@ -77,7 +77,7 @@ public sealed unsafe class TunDevice : IDisposable
             {
                 int size = VirtioNetHdr.Bytes;
                 if (Libc.ioctl_int(fds[0], Linux.TUNSETVNETHDRSZ, &size) != 0) throw new NativeException($"TUNSETVNETHDRSZ {name}", Libc.LastError);
-                foreach (uint flags in new[] { WantedOffloads, Linux.TUN_F_CSUM })
+                foreach (uint flags in new[] { WantedOffloads, WantedOffloads & ~(Linux.TUN_F_USO4 | Linux.TUN_F_USO6), Linux.TUN_F_CSUM })
                 {
                     if (Libc.ioctl_value(fds[0], Linux.TUNSETOFFLOAD, flags) == 0) { accepted = flags; break; }
                 }

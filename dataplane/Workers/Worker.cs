@@ -176,6 +176,12 @@ public sealed unsafe class Worker : IDisposable
                     sentBytes += SendSuperPacket(packet, v->GsoSize, iid, now, fd);
                     continue;
                 }
+                if (v->GsoType == Linux.VIRTIO_NET_HDR_GSO_UDP_L4)
+                {
+                    Flush();
+                    sentBytes += SendUdpSuperPacket(packet, v->GsoSize, iid, now, fd);
+                    continue;
+                }
                 if (v->GsoType != Linux.VIRTIO_NET_HDR_GSO_NONE) { _counters.Add(Counter.DropBadVnetHeader); continue; }
                 if ((v->Flags & Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0)
                 {
@@ -280,6 +286,28 @@ public sealed unsafe class Worker : IDisposable
             start += take;
         }
         return bytes;
+    }
+
+    /// <summary>
+    /// A UDP super-packet (USO): cut at the sender's datagram size, never re-cut, and each datagram sent through the
+    /// ordinary path, whose MTU rules (fragments, or ICMP when the datagram no longer fits) apply to it as to any.
+    /// </summary>
+    private ulong SendUdpSuperPacket(Span<byte> packet, int datagramPayload, uint iid, long now, int tunFd)
+    {
+        _counters.Add(Counter.TunSuperPackets);
+        if (_gsoOut == null) return Drop(Counter.DropBadVnetHeader);
+        int cut = UdpSegmentation.Segment(packet, datagramPayload, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
+        if (cut == 0) return Drop(Counter.DropBadVnetHeader);
+        _counters.Add(Counter.SegmentsCut, (ulong)cut);
+        int step = PacketBuffers.HeadroomBytes + UdpSegmentation.HeaderLength(packet, out _) + datagramPayload;
+        ulong sent = 0;
+        for (int k = 0; k < cut; k++)
+        {
+            sent += EncapsulateOne(_gsoOut + (long)k * step, _segmentLengths[k] - PacketBuffers.HeadroomBytes, iid, now, tunFd);
+            if (_send.Count >= _send.Capacity - MaxFragments) Flush();
+        }
+        Flush();
+        return sent;
     }
 
     private ulong Drop(Counter reason)

@@ -54,7 +54,8 @@ public unsafe class OffloadTests
     {
         var l = new byte[4];
         BinaryPrimitives.WriteInt32BigEndian(l, transportLength);
-        return ipv6 ? [.. p[8..40], .. l, 0, 0, 0, 6] : [.. p[12..20], 0, 6, l[2], l[3]];
+        byte protocol = ipv6 ? p[6] : p[9];
+        return ipv6 ? [.. p[8..40], .. l, 0, 0, 0, protocol] : [.. p[12..20], 0, protocol, l[2], l[3]];
     }
 
     /// <summary>The segments per-packet TCP would have sent, built the obvious way.</summary>
@@ -113,6 +114,45 @@ public unsafe class OffloadTests
             var reference = ReferenceSegments(super, mss, ipv6);
             Assert.That(ours, Has.Count.EqualTo(reference.Count), $"case {i}");
             for (int k = 0; k < ours.Count; k++) Assert.That(ours[k], Is.EqualTo(reference[k]), $"case {i} ({(ipv6 ? "IPv6" : "IPv4")}, payload {payload}, mss {mss}), segment {k}");
+        }
+    }
+
+    [Test]
+    public void UdpSegmentation_KeepsTheSendersDatagrams_AndChecksumsEach()
+    {
+        var rng = new Random(768);
+        for (int i = 0; i < 200; i++)
+        {
+            bool ipv6 = i % 2 == 0;
+            int size = rng.Next(1, 1473), payload = rng.Next(1, 60_000);
+            int ip = ipv6 ? 40 : 20;
+            var super = new byte[ip + 8 + payload];
+            rng.NextBytes(super);
+            if (ipv6) { super[0] = 0x60; super[6] = 17; BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(4), (ushort)Math.Min(65535, 8 + payload)); }
+            else { super[0] = 0x45; super[9] = 17; BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(6), 0); }
+            var output = new byte[super.Length * 2 + 256 * 64];
+            var lengths = new int[256];
+            int count = UdpSegmentation.Segment(super, size, 0, output, lengths);
+            int expected = (payload + size - 1) / size;
+            if (expected > 256) { Assert.That(count, Is.Zero); continue; }
+            Assert.That(count, Is.EqualTo(expected), $"case {i}");
+            for (int k = 0; k < count; k++)
+            {
+                var d = output.AsSpan(k * (ip + 8 + size), lengths[k]).ToArray();
+                int chunk = Math.Min(size, payload - k * size);
+                Assert.That(d[(ip + 8)..], Is.EqualTo(super.AsSpan(ip + 8 + k * size, chunk).ToArray()), $"case {i} datagram {k}: its payload");
+                Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(ip + 4)), Is.EqualTo(8 + chunk), "UDP length");
+                if (!ipv6)
+                {
+                    Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(2)), Is.EqualTo(d.Length));
+                    Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(4)), Is.EqualTo((ushort)(BinaryPrimitives.ReadUInt16BigEndian(super.AsSpan(4)) + k)));
+                    Assert.That(NaiveChecksum(d[..20]), Is.Zero, "the IPv4 header checksum verifies");
+                }
+                else Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(4)), Is.EqualTo(8 + chunk));
+                // A receiver's check: the sum over pseudo-header and datagram, checksum included, is all ones.
+                Assert.That(NaiveChecksum(Pseudo(d, ipv6, d.Length - ip).Concat(d[ip..])), Is.Zero, $"case {i} datagram {k}: the UDP checksum verifies");
+                Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(ip + 6)), Is.Not.Zero, "never the 'no checksum' value");
+            }
         }
     }
 

@@ -42,6 +42,54 @@ public class DataplaneNamespaceTests(string offload)
 
 
     [Test, Order(2)]
+    public void UdpGsoDatagrams_ArriveWithTheirBoundaries()
+    {
+        // A sender using UDP_SEGMENT: 50 sends of 12,000 bytes that the kernel hands the TUN as USO super-packets
+        // (offloads on) or as 500 datagrams (off). Either way B must receive 500 datagrams of 1,200 bytes, in order.
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-uso-{_lab.Tag}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "rx.py"), """
+                import socket, hashlib
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.2.0.1", 5300)); s.settimeout(10)
+                h = hashlib.sha256(); sizes = set(); n = 0
+                open("ready", "w").close()
+                try:
+                    while True:
+                        d = s.recv(65536); n += 1; sizes.add(len(d)); h.update(d); s.settimeout(1.5)
+                except socket.timeout:
+                    pass
+                print(n, sorted(sizes), h.hexdigest())
+                """);
+            File.WriteAllText(Path.Combine(dir, "tx.py"), """
+                import socket, hashlib, time
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.1.0.1", 0))
+                s.setsockopt(17, 103, 1200)  # SOL_UDP, UDP_SEGMENT
+                h = hashlib.sha256()
+                for i in range(50):
+                    buf = bytes((i * 7 + j) % 251 for j in range(12000))
+                    s.sendto(buf, ("10.2.0.1", 5300)); h.update(buf); time.sleep(0.005)
+                print(500, [1200], h.hexdigest())
+                """);
+            ulong superBefore = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets);
+            var server = Task.Run(() => _lab.Exec(_lab.B, $"cd {dir} && {Py} rx.py", 60_000));
+            TwoXtrLab.WaitFor(() => File.Exists(Path.Combine(dir, "ready")), "the receiver", 10_000);
+            var client = _lab.Exec(_lab.A, $"{Py} {dir}/tx.py", 60_000);
+            Assert.That(client.Code, Is.EqualTo(0), client.All);
+            var r = server.Result;
+            Assert.That(r.Out.Trim(), Is.EqualTo(client.Out.Trim()), "500 datagrams of 1,200 bytes, the sender's bytes in the sender's order");
+            ulong supers = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets) - superBefore;
+            if (offload == "on") Assert.That(supers, Is.GreaterThanOrEqualTo(40UL), "the TUN handed over USO super-packets, cut by the data plane");
+            else Assert.That(supers, Is.Zero);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test, Order(2)]
     public void TcpStream_ArrivesWhole_HashCompared()
     {
         // 8 MiB of a fixed pseudo-random pattern; the receiver prints the byte count and SHA-256 of what it got.

@@ -1,0 +1,76 @@
+using System.Buffers.Binary;
+using FastXtr.Dataplane.Checksum;
+using FastXtr.Dataplane.Headers;
+
+namespace FastXtr.Dataplane.Offload;
+
+/// <summary>
+/// UDP segmentation in userspace (USO, what the kernel does for a socket with UDP_SEGMENT): a UDP super-packet read
+/// from a TUN is cut into datagrams of the virtio-net header's size exactly (the sender's datagram boundaries; a UDP
+/// payload is never re-cut), each with its own IP and UDP lengths, IPv4 identification and header checksum, and a
+/// complete UDP checksum. Datagrams are written back to back, each after <c>prefixBytes</c> left for the caller.
+/// </summary>
+public static class UdpSegmentation
+{
+    public const byte ProtocolUdp = 17;
+    private const int UdpHeaderBytes = 8;
+
+    /// <summary>The IP + UDP header length of a UDP packet without IPv6 extension headers, or 0.</summary>
+    public static int HeaderLength(ReadOnlySpan<byte> packet, out bool ipv6)
+    {
+        ipv6 = false;
+        if (packet.Length < Ipv4Header.MinLength) return 0;
+        int ipLength;
+        if (packet[0] >> 4 == 4)
+        {
+            ipLength = (packet[0] & 0xF) * 4;
+            if (ipLength < Ipv4Header.MinLength || packet[9] != ProtocolUdp || (BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x3FFF) != 0) return 0;
+        }
+        else if (packet[0] >> 4 == 6)
+        {
+            ipv6 = true;
+            ipLength = Ipv6Header.Length;
+            if (packet.Length < ipLength || packet[6] != ProtocolUdp) return 0;
+        }
+        else return 0;
+        return packet.Length < ipLength + UdpHeaderBytes ? 0 : ipLength + UdpHeaderBytes;
+    }
+
+    /// <summary>
+    /// Cuts <paramref name="packet"/> into datagrams of <paramref name="datagramPayload"/> bytes (the last may be
+    /// shorter). Datagram k starts at <c>k * (prefixBytes + headers + datagramPayload)</c>; its length (prefix included)
+    /// goes to <paramref name="lengths"/>[k]. Returns the count, or 0 when it cannot cut the packet.
+    /// </summary>
+    public static int Segment(ReadOnlySpan<byte> packet, int datagramPayload, int prefixBytes, Span<byte> output, Span<int> lengths)
+    {
+        int headers = HeaderLength(packet, out bool ipv6);
+        if (headers == 0 || datagramPayload < 1) return 0;
+        int ipLength = headers - UdpHeaderBytes;
+        ReadOnlySpan<byte> payload = packet[headers..];
+        int count = Math.Max(1, (payload.Length + datagramPayload - 1) / datagramPayload);
+        int stride = prefixBytes + headers + datagramPayload;
+        if (count > lengths.Length || (long)(count - 1) * stride + prefixBytes + headers + Math.Min(datagramPayload, payload.Length - (count - 1) * datagramPayload) > output.Length) return 0;
+        ushort identification = ipv6 ? (ushort)0 : BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
+        for (int k = 0; k < count; k++)
+        {
+            int offset = k * datagramPayload;
+            int size = Math.Min(datagramPayload, payload.Length - offset);
+            Span<byte> datagram = output.Slice(k * stride + prefixBytes, headers + size);
+            packet[..headers].CopyTo(datagram);
+            payload.Slice(offset, size).CopyTo(datagram[headers..]);
+            if (ipv6) BinaryPrimitives.WriteUInt16BigEndian(datagram[4..], (ushort)(UdpHeaderBytes + size));
+            else
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(datagram[2..], (ushort)(headers + size));
+                BinaryPrimitives.WriteUInt16BigEndian(datagram[4..], (ushort)(identification + k));
+                datagram[10] = 0;
+                datagram[11] = 0;
+                BinaryPrimitives.WriteUInt16BigEndian(datagram[10..], InternetChecksum.Compute(datagram[..ipLength]));
+            }
+            BinaryPrimitives.WriteUInt16BigEndian(datagram[(ipLength + 4)..], (ushort)(UdpHeaderBytes + size));
+            TcpSegmentation.WriteTransportChecksum(datagram, ipLength, ipv6, checksumOffset: 6);
+            lengths[k] = prefixBytes + headers + size;
+        }
+        return count;
+    }
+}
