@@ -253,6 +253,44 @@ public class AgentResolutionTests
         }
     }
 
+    [Test]
+    public void ANegativeAnswer_IsCachedForItsTtl_ThenExpires_AndIsAskedAgain()
+    {
+        // 10.7.0.1 is inside the site's 10.0.0.0/8 but nobody registered it: the Map-Server answers negative
+        // (natively-forward, 1-minute TTL for unregistered site space), which A caches and obeys.
+        long requestsBefore = AgentCounter("a", "map-requests-sent"), negativeBefore = AgentCounter("a", "negative-replies-installed");
+        PingA("10.7.0.1", 3, 0.3);
+        TwoXtrLab.WaitFor(() => NegativeEntryFor(0x0A070001) is not null, "A's negative entry for 10.7.0.1");
+        var entry = NegativeEntryFor(0x0A070001)!.Value;
+        Assert.That(entry.Action, Is.EqualTo(FastXtr.Dataplane.Headers.MapReplyAction.NativelyForward));
+        Assert.That(entry.PrefixLength, Is.InRange(9, 16), "the least-specific prefix that covers 10.7.0.1 and no registration");
+        Assert.That(AgentCounter("a", "negative-replies-installed") - negativeBefore, Is.EqualTo(1));
+        long requests = AgentCounter("a", "map-requests-sent");
+        Assert.That(requests - requestsBefore, Is.EqualTo(1), "one Map-Request for the first packets");
+        ulong dropsBefore = DataplaneCounter("a", Counter.DropNativeForwardUnsupported);
+        PingA("10.7.0.9", 5, 0.2); // the same negative prefix
+        Assert.That(DataplaneCounter("a", Counter.DropNativeForwardUnsupported) - dropsBefore, Is.GreaterThanOrEqualTo(5UL), "dropped by the negative entry, counted");
+        Assert.That(AgentCounter("a", "map-requests-sent"), Is.EqualTo(requests), "no new Map-Request while the negative entry lives");
+        // After its minute the entry goes, and the next packet asks again.
+        TwoXtrLab.WaitFor(() => NegativeEntryFor(0x0A070001) is null, "the negative entry to expire", 75_000);
+        PingA("10.7.0.1", 1, 0.2);
+        TwoXtrLab.WaitFor(() => AgentCounter("a", "map-requests-sent") > requests, "a new Map-Request after the expiry", 5_000);
+    }
+
+    private MapCacheEntry? NegativeEntryFor(uint address)
+    {
+        using var a = SharedRegion.Attach($"fxtest-aga-{_tag}");
+        return a.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, address), out var e) && e.IsNegative ? e : null;
+    }
+
+    private ulong DataplaneCounter(string x, Counter c)
+    {
+        using var r = SharedRegion.Attach($"fxtest-ag{x}-{_tag}");
+        ulong sum = 0;
+        for (int w = 0; w < r.Sizes.Workers; w++) sum += r.Counters(w)[c];
+        return sum;
+    }
+
     private Shell.Result PingA(string destination, int count, double interval) =>
         Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", $"{count}", "-i", interval.ToString(System.Globalization.CultureInfo.InvariantCulture), "-W", "1", "-I", "10.1.0.1", destination], 60_000);
 
