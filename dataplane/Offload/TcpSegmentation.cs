@@ -23,27 +23,45 @@ public static class TcpSegmentation
     /// </summary>
     public static int HeaderLength(ReadOnlySpan<byte> packet, out bool ipv6)
     {
-        ipv6 = false;
-        if (packet.Length < Ipv4Header.MinLength) return 0;
-        int ipLength;
-        if (packet[0] >> 4 == 4)
-        {
-            ipLength = (packet[0] & 0xF) * 4;
-            if (ipLength < Ipv4Header.MinLength || packet[9] != ProtocolTcp) return 0;
-            // A fragment cannot be segmented.
-            if ((BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x3FFF) != 0) return 0;
-        }
-        else if (packet[0] >> 4 == 6)
-        {
-            ipv6 = true;
-            ipLength = Ipv6Header.Length;
-            if (packet.Length < ipLength || packet[6] != ProtocolTcp) return 0;
-        }
-        else return 0;
-        if (packet.Length < ipLength + 20) return 0;
+        int ipLength = IpHeaderLength(packet, ProtocolTcp, out ipv6);
+        if (ipLength == 0 || packet.Length < ipLength + 20) return 0;
         int tcpLength = (packet[ipLength + 12] >> 4) * 4;
         if (tcpLength < 20 || packet.Length < ipLength + tcpLength) return 0;
         return ipLength + tcpLength;
+    }
+
+    /// <summary>
+    /// The IP header length of an unfragmented IPv4 packet or an IPv6 packet without extension headers that carries
+    /// <paramref name="protocol"/>; 0 otherwise (a fragment cannot be cut).
+    /// </summary>
+    internal static int IpHeaderLength(ReadOnlySpan<byte> packet, byte protocol, out bool ipv6)
+    {
+        ipv6 = false;
+        if (packet.Length < Ipv4Header.MinLength) return 0;
+        if (packet[0] >> 4 == 4)
+        {
+            int ipLength = (packet[0] & 0xF) * 4;
+            bool fragment = (BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x3FFF) != 0;
+            return ipLength < Ipv4Header.MinLength || packet.Length < ipLength || packet[9] != protocol || fragment ? 0 : ipLength;
+        }
+        if (packet[0] >> 4 != 6) return 0;
+        ipv6 = true;
+        return packet.Length < Ipv6Header.Length || packet[6] != protocol ? 0 : Ipv6Header.Length;
+    }
+
+    /// <summary>A segment's own IP lengths, and for IPv4 its identification (the burst's + k) and header checksum.</summary>
+    internal static void FixIpHeader(Span<byte> segment, int ipLength, bool ipv6, ushort identification)
+    {
+        if (ipv6)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(segment.Length - Ipv6Header.Length));
+            return;
+        }
+        BinaryPrimitives.WriteUInt16BigEndian(segment[2..], (ushort)segment.Length);
+        BinaryPrimitives.WriteUInt16BigEndian(segment[4..], identification);
+        segment[10] = 0;
+        segment[11] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(segment[10..], InternetChecksum.Compute(segment[..ipLength]));
     }
 
     /// <summary>
@@ -76,18 +94,7 @@ public static class TcpSegmentation
             Span<byte> segment = output.Slice(k * stride + prefixBytes, headers + size);
             packet[..headers].CopyTo(segment);
             payload.Slice(offset, size).CopyTo(segment[headers..]);
-            if (ipv6)
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(headers - Ipv6Header.Length + size));
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(segment[2..], (ushort)(headers + size));
-                BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(identification + k));
-                segment[10] = 0;
-                segment[11] = 0;
-                BinaryPrimitives.WriteUInt16BigEndian(segment[10..], InternetChecksum.Compute(segment[..ipLength]));
-            }
+            FixIpHeader(segment, ipLength, ipv6, (ushort)(identification + k));
             Span<byte> tcp = segment[ipLength..];
             BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], sequence + (uint)offset);
             byte f = flags;

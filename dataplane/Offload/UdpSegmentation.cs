@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using FastXtr.Dataplane.Checksum;
 using FastXtr.Dataplane.Headers;
 
 namespace FastXtr.Dataplane.Offload;
@@ -18,22 +17,8 @@ public static class UdpSegmentation
     /// <summary>The IP + UDP header length of a UDP packet without IPv6 extension headers, or 0.</summary>
     public static int HeaderLength(ReadOnlySpan<byte> packet, out bool ipv6)
     {
-        ipv6 = false;
-        if (packet.Length < Ipv4Header.MinLength) return 0;
-        int ipLength;
-        if (packet[0] >> 4 == 4)
-        {
-            ipLength = (packet[0] & 0xF) * 4;
-            if (ipLength < Ipv4Header.MinLength || packet[9] != ProtocolUdp || (BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x3FFF) != 0) return 0;
-        }
-        else if (packet[0] >> 4 == 6)
-        {
-            ipv6 = true;
-            ipLength = Ipv6Header.Length;
-            if (packet.Length < ipLength || packet[6] != ProtocolUdp) return 0;
-        }
-        else return 0;
-        return packet.Length < ipLength + UdpHeaderBytes ? 0 : ipLength + UdpHeaderBytes;
+        int ipLength = TcpSegmentation.IpHeaderLength(packet, ProtocolUdp, out ipv6);
+        return ipLength == 0 || packet.Length < ipLength + UdpHeaderBytes ? 0 : ipLength + UdpHeaderBytes;
     }
 
     /// <summary>
@@ -58,15 +43,7 @@ public static class UdpSegmentation
             Span<byte> datagram = output.Slice(k * stride + prefixBytes, headers + size);
             packet[..headers].CopyTo(datagram);
             payload.Slice(offset, size).CopyTo(datagram[headers..]);
-            if (ipv6) BinaryPrimitives.WriteUInt16BigEndian(datagram[4..], (ushort)(UdpHeaderBytes + size));
-            else
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(datagram[2..], (ushort)(headers + size));
-                BinaryPrimitives.WriteUInt16BigEndian(datagram[4..], (ushort)(identification + k));
-                datagram[10] = 0;
-                datagram[11] = 0;
-                BinaryPrimitives.WriteUInt16BigEndian(datagram[10..], InternetChecksum.Compute(datagram[..ipLength]));
-            }
+            TcpSegmentation.FixIpHeader(datagram, ipLength, ipv6, (ushort)(identification + k));
             BinaryPrimitives.WriteUInt16BigEndian(datagram[(ipLength + 4)..], (ushort)(UdpHeaderBytes + size));
             TcpSegmentation.WriteTransportChecksum(datagram, ipLength, ipv6, checksumOffset: 6);
             lengths[k] = prefixBytes + headers + size;

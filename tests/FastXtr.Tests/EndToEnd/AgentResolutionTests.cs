@@ -125,15 +125,7 @@ public class AgentResolutionTests
     [Test]
     public void RestartingTheDataPlane_KeepsItsMapCache_WhileTheAgentRuns()
     {
-        Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
-        string shm = $"fxtest-aga-{_tag}";
-        var dataplane = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("dataplane") && p.StartInfo.ArgumentList.Contains(Ns("a")));
-        dataplane.Kill();
-        dataplane.WaitForExit(5000);
-        Launch(Ns("a"), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1000=fx1000", "--shm", shm, "--map-cache-entries", "1024");
-        // The TUN is new (the old one went with the old process): address and route again, as an operator's unit would.
-        TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns("a")} link show fx1000").Code == 0, "the new TUN");
-        Shell.Must($"ip -n {Ns("a")} addr add 10.1.0.1/32 dev fx1000 && ip -n {Ns("a")} link set fx1000 up && ip -n {Ns("a")} route add 10.0.0.0/8 dev fx1000");
+        string shm = RestartDataplaneA(freshRegion: false, entries: 1024);
         using var a = SharedRegion.Attach(shm);
         var r = Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "10", "-i", "0.1", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
         int received = int.Parse(System.Text.RegularExpressions.Regex.Match(r.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
@@ -145,16 +137,8 @@ public class AgentResolutionTests
     [Test]
     public void RestartingTheDataPlane_OnAFreshRegion_IsRefilledByTheAgent()
     {
-        Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
-        string shm = $"fxtest-aga-{_tag}";
-        var dataplane = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("dataplane") && p.StartInfo.ArgumentList.Contains(Ns("a")));
-        dataplane.Kill();
-        dataplane.WaitForExit(5000);
         // The operator removes the region (say, to give the map-cache another size): the new data plane starts empty.
-        FastXtr.NativeInterop.SharedMemoryMapping.Unlink(shm);
-        Launch(Ns("a"), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1000=fx1000", "--shm", shm, "--map-cache-entries", "2048");
-        TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns("a")} link show fx1000").Code == 0, "the new TUN");
-        Shell.Must($"ip -n {Ns("a")} addr add 10.1.0.1/32 dev fx1000 && ip -n {Ns("a")} link set fx1000 up && ip -n {Ns("a")} route add 10.0.0.0/8 dev fx1000");
+        string shm = RestartDataplaneA(freshRegion: true, entries: 2048);
         TwoXtrLab.WaitFor(() => File.Exists($"/dev/shm/{shm}") && AgentCounter("a", "regions-followed") >= 1, "the agent to follow the new region");
         using var a = SharedRegion.Attach(shm);
         Assert.That(a.Sizes.EntryCapacity, Is.EqualTo(2048), "this is the new region");
@@ -289,6 +273,24 @@ public class AgentResolutionTests
         ulong sum = 0;
         for (int w = 0; w < r.Sizes.Workers; w++) sum += r.Counters(w)[c];
         return sum;
+    }
+
+    /// <summary>
+    /// Resolves 10.2.0.1 at A, kills A's data plane (SIGKILL), optionally removes its region, starts a new one and
+    /// gives its new TUN the address and route again, as an operator's unit would. Returns the region's name.
+    /// </summary>
+    private string RestartDataplaneA(bool freshRegion, int entries)
+    {
+        PingA("10.2.0.1", 3, 0.2);
+        string shm = $"fxtest-aga-{_tag}";
+        var dataplane = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("dataplane") && p.StartInfo.ArgumentList.Contains(Ns("a")));
+        dataplane.Kill();
+        dataplane.WaitForExit(5000);
+        if (freshRegion) FastXtr.NativeInterop.SharedMemoryMapping.Unlink(shm);
+        Launch(Ns("a"), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1000=fx1000", "--shm", shm, "--map-cache-entries", $"{entries}");
+        TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns("a")} link show fx1000").Code == 0, "the new TUN");
+        Shell.Must($"ip -n {Ns("a")} addr add 10.1.0.1/32 dev fx1000 && ip -n {Ns("a")} link set fx1000 up && ip -n {Ns("a")} route add 10.0.0.0/8 dev fx1000");
+        return shm;
     }
 
     private Shell.Result PingA(string destination, int count, double interval) =>
