@@ -39,7 +39,7 @@ public sealed unsafe class Worker : IDisposable
     private readonly uint[] _instanceIds;
     private volatile bool _stop;
 
-    // Segmentation offloads (--offload on, when the kernel has them): see OffloadPaths below.
+    // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
     private readonly bool _tso, _gro, _coalesce;
     private readonly bool _vnet;
     private readonly int[] _gsoFds = [];
