@@ -49,8 +49,40 @@ public static class TcpSegmentation
         return packet.Length < Ipv6Header.Length || packet[6] != protocol ? 0 : Ipv6Header.Length;
     }
 
+    /// <summary>
+    /// The payload after <paramref name="headers"/> (ending where the IP header says the packet ends; a BIG TCP
+    /// IPv4 total length of 0 leaves the read length), and how many pieces of <paramref name="unit"/> bytes it makes
+    /// laid out <c>prefixBytes + headers + unit</c> apart; 0 when they do not fit the output or the lengths.
+    /// </summary>
+    internal static int Plan(ReadOnlySpan<byte> packet, int headers, bool ipv6, int unit, int prefixBytes, int outputLength, int lengthsCapacity, out ReadOnlySpan<byte> payload)
+    {
+        int end = ipv6 ? Math.Min(packet.Length, Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(packet[4..]))
+                       : Math.Min(packet.Length, BinaryPrimitives.ReadUInt16BigEndian(packet[2..]));
+        if (end < headers) end = packet.Length;
+        payload = packet[headers..end];
+        int count = Math.Max(1, (payload.Length + unit - 1) / unit);
+        long needed = (long)(count - 1) * (prefixBytes + headers + unit) + prefixBytes + headers + (payload.Length - (count - 1) * unit);
+        return count > lengthsCapacity || needed > outputLength ? 0 : count;
+    }
+
+    /// <summary>
+    /// Writes piece <paramref name="k"/>: the headers, its slice of the payload, and its own IP lengths (for IPv4
+    /// also identification + k and the header checksum); the transport header is the caller's to finish.
+    /// </summary>
+    internal static Span<byte> CopySegment(ReadOnlySpan<byte> packet, int headers, int ipLength, bool ipv6, ushort identification,
+        ReadOnlySpan<byte> payload, int k, int unit, int prefixBytes, Span<byte> output)
+    {
+        int offset = k * unit;
+        int size = Math.Min(unit, payload.Length - offset);
+        Span<byte> segment = output.Slice(k * (prefixBytes + headers + unit) + prefixBytes, headers + size);
+        packet[..headers].CopyTo(segment);
+        payload.Slice(offset, size).CopyTo(segment[headers..]);
+        FixIpHeader(segment, ipLength, ipv6, (ushort)(identification + k));
+        return segment;
+    }
+
     /// <summary>A segment's own IP lengths, and for IPv4 its identification (the burst's + k) and header checksum.</summary>
-    internal static void FixIpHeader(Span<byte> segment, int ipLength, bool ipv6, ushort identification)
+    private static void FixIpHeader(Span<byte> segment, int ipLength, bool ipv6, ushort identification)
     {
         if (ipv6)
         {
@@ -75,14 +107,8 @@ public static class TcpSegmentation
         int headers = HeaderLength(packet, out bool ipv6);
         if (headers == 0 || mss < 1) return 0;
         int ipLength = ipv6 ? Ipv6Header.Length : (packet[0] & 0xF) * 4;
-        int end = ipv6 ? Math.Min(packet.Length, Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(packet[4..]))
-                       : Math.Min(packet.Length, BinaryPrimitives.ReadUInt16BigEndian(packet[2..]));
-        // A super-packet's IPv4 total length may be 0 when it exceeds 64 KB (BIG TCP); trust the read length then.
-        if (end < headers) end = packet.Length;
-        ReadOnlySpan<byte> payload = packet[headers..end];
-        int count = Math.Max(1, (payload.Length + mss - 1) / mss);
-        int stride = prefixBytes + headers + mss;
-        if (count > lengths.Length || (long)(count - 1) * stride + prefixBytes + headers + Math.Min(mss, payload.Length - (count - 1) * mss) > output.Length) return 0;
+        int count = Plan(packet, headers, ipv6, mss, prefixBytes, output.Length, lengths.Length, out var payload);
+        if (count == 0) return 0;
 
         uint sequence = BinaryPrimitives.ReadUInt32BigEndian(packet[(ipLength + 4)..]);
         ushort identification = ipv6 ? (ushort)0 : BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
@@ -90,11 +116,8 @@ public static class TcpSegmentation
         for (int k = 0; k < count; k++)
         {
             int offset = k * mss;
-            int size = Math.Min(mss, payload.Length - offset);
-            Span<byte> segment = output.Slice(k * stride + prefixBytes, headers + size);
-            packet[..headers].CopyTo(segment);
-            payload.Slice(offset, size).CopyTo(segment[headers..]);
-            FixIpHeader(segment, ipLength, ipv6, (ushort)(identification + k));
+            Span<byte> segment = CopySegment(packet, headers, ipLength, ipv6, identification, payload, k, mss, prefixBytes, output);
+            int size = segment.Length - headers;
             Span<byte> tcp = segment[ipLength..];
             BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], sequence + (uint)offset);
             byte f = flags;

@@ -31,19 +31,13 @@ public static class UdpSegmentation
         int headers = HeaderLength(packet, out bool ipv6);
         if (headers == 0 || datagramPayload < 1) return 0;
         int ipLength = headers - UdpHeaderBytes;
-        ReadOnlySpan<byte> payload = packet[headers..];
-        int count = Math.Max(1, (payload.Length + datagramPayload - 1) / datagramPayload);
-        int stride = prefixBytes + headers + datagramPayload;
-        if (count > lengths.Length || (long)(count - 1) * stride + prefixBytes + headers + Math.Min(datagramPayload, payload.Length - (count - 1) * datagramPayload) > output.Length) return 0;
+        int count = TcpSegmentation.Plan(packet, headers, ipv6, datagramPayload, prefixBytes, output.Length, lengths.Length, out var payload);
+        if (count == 0) return 0;
         ushort identification = ipv6 ? (ushort)0 : BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
         for (int k = 0; k < count; k++)
         {
-            int offset = k * datagramPayload;
-            int size = Math.Min(datagramPayload, payload.Length - offset);
-            Span<byte> datagram = output.Slice(k * stride + prefixBytes, headers + size);
-            packet[..headers].CopyTo(datagram);
-            payload.Slice(offset, size).CopyTo(datagram[headers..]);
-            TcpSegmentation.FixIpHeader(datagram, ipLength, ipv6, (ushort)(identification + k));
+            Span<byte> datagram = TcpSegmentation.CopySegment(packet, headers, ipLength, ipv6, identification, payload, k, datagramPayload, prefixBytes, output);
+            int size = datagram.Length - headers;
             BinaryPrimitives.WriteUInt16BigEndian(datagram[(ipLength + 4)..], (ushort)(UdpHeaderBytes + size));
             TcpSegmentation.WriteTransportChecksum(datagram, ipLength, ipv6, checksumOffset: 6);
             lengths[k] = prefixBytes + headers + size;

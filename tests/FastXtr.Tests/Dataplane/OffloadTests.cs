@@ -129,7 +129,7 @@ public unsafe class OffloadTests
             var super = new byte[ip + 8 + payload];
             rng.NextBytes(super);
             if (ipv6) { super[0] = 0x60; super[6] = 17; BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(4), (ushort)Math.Min(65535, 8 + payload)); }
-            else { super[0] = 0x45; super[9] = 17; BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(6), 0); }
+            else { super[0] = 0x45; super[9] = 17; BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(2), (ushort)super.Length); BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(6), 0); }
             var output = new byte[super.Length * 2 + 256 * 64];
             var lengths = new int[256];
             int count = UdpSegmentation.Segment(super, size, 0, output, lengths);
