@@ -96,7 +96,7 @@ for w in $workers_list; do for off in $offload_list; do
   result[${k}_udp1400]=$(udp_rate "$S" "$D" 10.2.0.1 1400); echo "fastxtr udp 1400 B  ${result[${k}_udp1400]} Mpps"
   for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$S" "$D" 10.2.0.1 "$st" 10.1.0.1); echo "fastxtr tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
   ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|segments-cut|udp-gso-sends|checksums-completed)' | sed 's/^/  itr /' || true
-  ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|udp-gro-datagrams|segments-coalesced|tun-super-packets-written)' | sed 's/^/  etr /' || true
+  ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|udp-gro-receives|segments-coalesced|tun-super-packets-written)' | sed 's/^/  etr /' || true
   pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
   sleep 0.5
 done; done

@@ -12,7 +12,8 @@ public enum Counter
     DropUnknownInstanceId, DropDecapFilter, DropBadOuterHeader, DropTtlExpired, DropTooBig, DropSendFailed, DropTunWriteFailed,
     DropNativeForwardUnsupported,
     // Segmentation offloads (--offload on); appended so that the slots above keep their places in shared memory.
-    TunSuperPackets, SegmentsCut, ChecksumsCompleted, UdpGsoSends, UdpGroDatagrams, SegmentsCoalesced, TunSuperPacketsWritten,
+    // UdpGroReceives counts the receives in which the kernel had coalesced several datagrams (UDP GRO).
+    TunSuperPackets, SegmentsCut, ChecksumsCompleted, UdpGsoSends, UdpGroReceives, SegmentsCoalesced, TunSuperPacketsWritten,
     DropBadVnetHeader,
     Count,
 }

@@ -235,35 +235,24 @@ public sealed unsafe class Worker : IDisposable
         int headers = TcpSegmentation.HeaderLength(packet, out _);
         int fit = _options.OuterMtu - Encapsulator.OuterBytes - headers;
         int mss = gsoSize > 0 ? Math.Min(gsoSize, fit) : fit;
-        if (headers == 0 || mss < 1) { _counters.Add(Counter.DropBadVnetHeader); return 0; }
+        if (headers == 0 || mss < 1) return Drop(Counter.DropBadVnetHeader);
         if (!_tso)
         {
             // The TUN took TSO but the sockets cannot GSO: the segments go one by one through the ordinary path,
             // each cut with a headroom in front for its outer header.
             int cut = TcpSegmentation.Segment(packet, mss, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
-            if (cut == 0) return Drop(Counter.DropBadVnetHeader);
-            _counters.Add(Counter.SegmentsCut, (ulong)cut);
-            int step = PacketBuffers.HeadroomBytes + headers + mss;
-            ulong sent = 0;
-            for (int k = 0; k < cut; k++) sent += EncapsulateOne(_gsoOut + (long)k * step, _segmentLengths[k] - PacketBuffers.HeadroomBytes, iid, now, tunFd);
-            Flush();
-            return sent;
+            return EncapsulateCut(cut, PacketBuffers.HeadroomBytes + headers + mss, iid, now, tunFd);
         }
         // Segment k's LISP header goes in its 8-byte prefix; segment 0 starts one headroom into the output so that
         // the ITR can build its outer header in front of it, as it does in every packet buffer.
         byte* first = _gsoOut + PacketBuffers.HeadroomBytes;
         int count = TcpSegmentation.Segment(packet, mss, LispDataHeader.Length, new Span<byte>(first, GsoOutBytes - PacketBuffers.HeadroomBytes), _segmentLengths);
-        if (count == 0) { _counters.Add(Counter.DropBadVnetHeader); return 0; }
+        if (count == 0) return Drop(Counter.DropBadVnetHeader);
         _counters.Add(Counter.SegmentsCut, (ulong)count);
-        // The ITR's decision for the first segment (its inner packet sits after the prefix) holds for all.
-        byte* reply = _scratch.Data(0);
-        var d = _encap.Process(first + LispDataHeader.Length - PacketBuffers.HeadroomBytes, _segmentLengths[0] - LispDataHeader.Length, iid, 0, now, reply, out int replyLength);
-        if (d.Verdict == ItrVerdict.ReplyTooBig)
-        {
-            if (!WriteTun(tunFd, reply, replyLength)) _counters.Add(Counter.DropTunWriteFailed);
-            return 0;
-        }
-        if (d.Verdict != ItrVerdict.Send) return 0; // counted by the ITR (no mapping, policy, ...)
+        // The ITR's decision for the first segment (its inner packet sits after the prefix) holds for all. The
+        // segments were cut to fit the outer MTU, so it is Send or a drop the ITR has counted (no mapping, policy...).
+        var d = _encap.Process(first + LispDataHeader.Length - PacketBuffers.HeadroomBytes, _segmentLengths[0] - LispDataHeader.Length, iid, 0, now, _scratch.Data(0), out _);
+        if (d.Verdict != ItrVerdict.Send) return 0;
         byte* outer = first + LispDataHeader.Length - Encapsulator.OuterBytes;
         int tos = outer[1], ttl = outer[8];
         ushort sourcePort = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(outer + 20, 2));
@@ -297,11 +286,19 @@ public sealed unsafe class Worker : IDisposable
         _counters.Add(Counter.TunSuperPackets);
         if (_gsoOut == null) return Drop(Counter.DropBadVnetHeader);
         int cut = UdpSegmentation.Segment(packet, datagramPayload, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
-        if (cut == 0) return Drop(Counter.DropBadVnetHeader);
-        _counters.Add(Counter.SegmentsCut, (ulong)cut);
-        int step = PacketBuffers.HeadroomBytes + UdpSegmentation.HeaderLength(packet, out _) + datagramPayload;
+        return EncapsulateCut(cut, PacketBuffers.HeadroomBytes + UdpSegmentation.HeaderLength(packet, out _) + datagramPayload, iid, now, tunFd);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="count"/> pieces cut into the segment buffer <paramref name="step"/> bytes apart, each
+    /// with a headroom in front, one by one through the ordinary ITR path; 0 pieces is a counted bad header.
+    /// </summary>
+    private ulong EncapsulateCut(int count, int step, uint iid, long now, int tunFd)
+    {
+        if (count == 0) return Drop(Counter.DropBadVnetHeader);
+        _counters.Add(Counter.SegmentsCut, (ulong)count);
         ulong sent = 0;
-        for (int k = 0; k < cut; k++)
+        for (int k = 0; k < count; k++)
         {
             sent += EncapsulateOne(_gsoOut + (long)k * step, _segmentLengths[k] - PacketBuffers.HeadroomBytes, iid, now, tunFd);
             if (_send.Count >= _send.Capacity - MaxFragments) Flush();
@@ -346,7 +343,7 @@ public sealed unsafe class Worker : IDisposable
             // With UDP GRO one message may hold several datagrams of one flow, all of this size but the last.
             int segment = _gro ? _receive.SegmentBytes(i) : length;
             if (segment <= 0 || segment > length) segment = length;
-            if (segment < length) _counters.Add(Counter.UdpGroDatagrams);
+            if (segment < length) _counters.Add(Counter.UdpGroReceives);
             var (ttl, tos) = _receive.OuterTtlTos(i);
             uint source = _receive.SourceAddress(i);
             byte* data = buffers.Data(i);

@@ -123,7 +123,7 @@ public class DataplaneNamespaceTests(string offload)
             Assert.That(s.Code, Is.EqualTo(0), s.All);
             Assert.That(s.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at the receiver equal the sender's");
             Assert.That(s.Out, Does.StartWith("8388608 "));
-            var offloaded = new[] { (_lab.ShmA, Counter.TunSuperPackets), (_lab.ShmA, Counter.UdpGsoSends), (_lab.ShmB, Counter.UdpGroDatagrams), (_lab.ShmB, Counter.SegmentsCoalesced) }
+            var offloaded = new[] { (_lab.ShmA, Counter.TunSuperPackets), (_lab.ShmA, Counter.UdpGsoSends), (_lab.ShmB, Counter.UdpGroReceives), (_lab.ShmB, Counter.SegmentsCoalesced) }
                 .Select(c => _lab.Counter(c.Item1, c.Item2)).ToArray();
             if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "super-packets read and sent with GSO at A; GRO and coalescing at B");
             else Assert.That(offloaded, Has.All.EqualTo(0UL), "no offload path without --offload on");
