@@ -87,8 +87,8 @@ public class AgentResolutionTests
     [Test]
     public void FirstPacketsResolve_ThenTrafficFlows_WithoutStaticEntries()
     {
-        var r = Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "15", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
-        int received = int.Parse(System.Text.RegularExpressions.Regex.Match(r.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var r = PingA("10.2.0.1", 15, 0.2);
+        int received = Received(r);
         Assert.That(received, Is.GreaterThanOrEqualTo(12), "after resolution on the first packets, the rest arrive: " + r.Out);
         using var a = SharedRegion.Attach($"fxtest-aga-{_tag}");
         var entries = a.MapCache.Snapshot();
@@ -101,17 +101,17 @@ public class AgentResolutionTests
     public void KillingAndRestartingTheAgent_LosesNoPackets_AndItRegistersAgain()
     {
         // Resolved first (the test above may or may not have run).
-        Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
+        PingA("10.2.0.1", 5, 0.2);
         var agentA = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("agent") && p.StartInfo.ArgumentList.Contains(Ns("a")));
         // 60 pings 50 ms apart; the agent is killed (SIGKILL: no clean shutdown) 1 s in and restarted 1 s later.
-        var ping = Task.Run(() => Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "60", "-i", "0.05", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000));
+        var ping = Task.Run(() => PingA("10.2.0.1", 60, 0.05));
         Thread.Sleep(1000);
         agentA.Kill();
         agentA.WaitForExit(5000);
         Thread.Sleep(1000);
         Launch(Ns("a"), "agent", "--config", Path.Combine(_dir, "a.conf"));
         var r = ping.Result;
-        int received = int.Parse(System.Text.RegularExpressions.Regex.Match(r.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        int received = Received(r);
         Assert.That(received, Is.EqualTo(60), "the data plane forwards from its map-cache while the agent is away: " + r.Out);
         using var a = SharedRegion.Attach($"fxtest-aga-{_tag}");
         TwoXtrLab.WaitFor(() => a.Header.AgentPid != 0 && a.Header.AgentPid != agentA.Id, "the restarted agent to attach to the region");
@@ -127,8 +127,8 @@ public class AgentResolutionTests
     {
         string shm = RestartDataplaneA(freshRegion: false, entries: 1024);
         using var a = SharedRegion.Attach(shm);
-        var r = Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "10", "-i", "0.1", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
-        int received = int.Parse(System.Text.RegularExpressions.Regex.Match(r.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var r = PingA("10.2.0.1", 10, 0.1);
+        int received = Received(r);
         Assert.That(received, Is.EqualTo(10), "the restarted data plane forwards from the map-cache the agent wrote (a miss would drop the first): " + r.Out);
         Assert.That(a.MapCache.Snapshot().Any(e => e.Prefix == 0x0A020000 && e.PrefixLength == 24), Is.True, "the entry outlived the data plane");
         Assert.That(a.Header.AgentPid, Is.Not.EqualTo(0), "the agent stayed attached");
@@ -146,7 +146,7 @@ public class AgentResolutionTests
             "the agent wrote its resolution of [1000]10.2.0.0/24 into the new region");
         Assert.That(a.Header.AgentPid, Is.Not.EqualTo(0), "the agent is the new region's writer");
         Assert.That(AgentCounter("a", "entries-restored"), Is.GreaterThanOrEqualTo(1));
-        var r = Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", "10", "-i", "0.1", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"], 30_000);
+        var r = PingA("10.2.0.1", 10, 0.1);
         Assert.That(Received(r), Is.EqualTo(10), "forwarded from the restored entry from the first packet on (a miss drops the packet): " + r.Out);
     }
 
