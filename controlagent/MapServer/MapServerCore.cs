@@ -48,6 +48,9 @@ public sealed class MapServerCore
     private readonly MapRequest _request = new();
     private readonly EncapsulatedControlMessage _ecm = new();
     private readonly MapNotify _ack = new();
+    // Encode-only: its records and locators are refilled for every answer, never decoded into (they point at the
+    // registrations' own locator addresses), so answering a Map-Request allocates no message objects.
+    private readonly MapReply _reply = new();
     private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
     private readonly RlocSelection[] _selection = new RlocSelection[256];
     private readonly RlocCandidate[] _candidates = new RlocCandidate[256];
@@ -264,10 +267,9 @@ public sealed class MapServerCore
             if (constraints.UnknownKeyCount > 0) _counters.Add(MsCounter.ConstraintKeysUnknown, constraints.UnknownKeyCount);
         }
 
-        // The common case, one EID and no constraints, answers from the registration's cached encoding.
-        if (constraints is null && _request.Records.Count == 1 && TryFastAnswer(source, replyPort, send, ecm)) return;
-
-        var reply = new MapReply { Nonce = _request.Nonce };
+        var reply = _reply;
+        reply.Nonce = _request.Nonce;
+        reply.Records.Clear();
         for (int i = 0; i < _request.Records.Count; i++)
         {
             var asked = _request.Records[i];
@@ -277,18 +279,20 @@ public sealed class MapServerCore
             {
                 if (asked.Subscribe) Subscribe(reg, constraints, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort));
                 if (!reg.Site.ProxyReply && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
-                reply.Records.Add(Answer(reg, constraints, lcaf));
+                FillAnswer(reply.Records.AddNew(), reg, constraints, lcaf);
             }
             else
             {
                 bool inSite = SiteFor(iid, family, eid) is not null;
                 int length = _store.NegativePrefixLength(iid, family, eid);
-                reply.Records.Add(new MappingRecord
-                {
-                    EidPrefix = EncodeEid(iid, family, MapCacheMath.Mask(eid, family, length), lcaf), EidMaskLength = (byte)length,
-                    TtlMinutes = inSite ? _config.UnregisteredTtlMinutes : _config.NegativeTtlMinutes,
-                    Action = MapReplyAction.NativelyForward, Authoritative = true,
-                });
+                var record = reply.Records.AddNew();
+                EidAddress.Assign(record.EidPrefix, iid, family, MapCacheMath.Mask(eid, family, length), lcaf || iid != 0);
+                record.EidMaskLength = (byte)length;
+                record.TtlMinutes = inSite ? _config.UnregisteredTtlMinutes : _config.NegativeTtlMinutes;
+                record.Action = MapReplyAction.NativelyForward;
+                record.Authoritative = true;
+                record.MapVersion = 0;
+                record.Locators.Clear();
                 _counters.Add(MsCounter.NegativeRepliesSent);
             }
         }
@@ -308,14 +312,13 @@ public sealed class MapServerCore
         if (Publisher is null) return;
         if (!_request.XtrIdPresent) { _counters.Add(MsCounter.SubscriptionsRefused); return; }
         UInt128 xtrId = _request.XtrId;
-        var own = _store.All.FirstOrDefault(r => r.ByXtr.ContainsKey(xtrId));
-        if (own is null)
+        if (!_store.TryGetSiteOf(xtrId, out var site))
         {
             _counters.Add(MsCounter.SubscriptionsRefused);
             _log.Write("subscribe", $"mapserver: {subscriber}: subscription for {reg.Key.InstanceId}/{Cli.CliParsing.FormatAddress(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
             return;
         }
-        Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, own.Site, own.Site.Keys[0], constraints, lcaf));
+        Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, site, site.Keys[0], constraints, lcaf));
     }
 
     /// <summary>The Map-Reply goes to the requester's first ITR-RLOC of the family we can reach (RFC 9301 §5.4).</summary>
@@ -344,73 +347,52 @@ public sealed class MapServerCore
         return true;
     }
 
-    /// <summary>
-    /// Answers a single-EID request without constraints from the registration's encoded answer record, computed once
-    /// per registration version (registrations are immutable, so the cache can never be stale) and shared by every
-    /// worker. False when the request needs the general path.
-    /// </summary>
-    private bool TryFastAnswer(IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
-    {
-        var asked = _request.Records[0];
-        if (asked.Subscribe || !EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) return false;
-        if (!_store.TryLookup(iid, family, eid, out var reg) || (!reg.Site.ProxyReply && !ecm.IsEmpty)) return false;
-        bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
-        byte[]?[] cached = reg.PlainAnswers;
-        byte[]? record = Volatile.Read(ref cached[lcaf ? 1 : 0]);
-        if (record is not null && IsNegativeRecord(record)) _counters.Add(MsCounter.PolicyDeniedRepliesSent); // Answer counts it when it computes
-        if (record is null)
-        {
-            var one = new MapReply();
-            one.Records.Add(Answer(reg, null, lcaf));
-            int length = one.TryEncode(_out);
-            if (length < 0) return false;
-            record = _out.AsSpan(12, length - 12).ToArray();
-            Volatile.Write(ref cached[lcaf ? 1 : 0], record);
-        }
-        _out[0] = (byte)LispMessageType.MapReply << 4;
-        _out[1] = 0;
-        _out[2] = 0;
-        _out[3] = 1;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(_out.AsSpan(4), _request.Nonce);
-        record.CopyTo(_out, 12);
-        _counters.Add(MsCounter.MapRepliesSent);
-        send(_out.AsSpan(0, 12 + record.Length), new IPEndPoint(ReplyAddress(source.Address), replyPort));
-        return true;
-    }
-
-    /// <summary>A cached record with no locators is a policy-denied answer (every RLOC was filtered out).</summary>
-    private static bool IsNegativeRecord(byte[] record) => record.Length > 4 && record[4] == 0;
-
-    private static LispAddress EncodeEid(uint iid, EidFamily family, UInt128 prefix, bool lcaf) =>
-        lcaf || iid != 0 ? EidAddress.WithInstanceId(iid, family, prefix) : EidAddress.Plain(family, prefix);
-
     /// <summary>The answer record for a registration, filtered and prioritised for the requester's constraints.</summary>
     public MappingRecord Answer(EidRegistration reg, AgentConstraints? constraints, bool lcaf)
+    {
+        var record = new MappingRecord();
+        FillAnswer(record, reg, constraints, lcaf);
+        return record;
+    }
+
+    /// <summary>
+    /// Fills <paramref name="record"/> (a fresh one, or a recycled encode-only one whose content is stale) with the
+    /// answer for a registration: its locators refer to the registration's own addresses, nothing is copied.
+    /// </summary>
+    private void FillAnswer(MappingRecord record, EidRegistration reg, AgentConstraints? constraints, bool lcaf)
     {
         var rlocs = reg.EffectiveRlocs();
         int count = Math.Min(rlocs.Length, _candidates.Length);
         for (int i = 0; i < count; i++) _candidates[i] = new RlocCandidate(rlocs[i].Priority, rlocs[i].Weight, rlocs[i].Context);
         int n = ContextMatcher.Select(constraints, _candidates.AsSpan(0, count), _selection);
-        var record = new MappingRecord
-        {
-            EidPrefix = EncodeEid(reg.Key.InstanceId, reg.Key.Family, reg.Key.Prefix, lcaf), EidMaskLength = (byte)reg.Key.Length,
-            TtlMinutes = reg.TtlMinutes, Authoritative = true, MapVersion = reg.MapVersion,
-        };
+        EidAddress.Assign(record.EidPrefix, reg.Key.InstanceId, reg.Key.Family, reg.Key.Prefix, lcaf || reg.Key.InstanceId != 0);
+        record.EidMaskLength = (byte)reg.Key.Length;
+        record.TtlMinutes = reg.TtlMinutes;
+        record.Authoritative = true;
+        record.MapVersion = reg.MapVersion;
+        record.Action = MapReplyAction.NoAction;
+        record.Locators.Clear();
         if (n == 0)
         {
             record.Action = MapReplyAction.DropPolicyDenied;
             record.TtlMinutes = ContextMatcher.PolicyDeniedTtlMinutes;
             _counters.Add(MsCounter.PolicyDeniedRepliesSent);
-            return record;
+            return;
         }
         for (int i = 0; i < n; i++)
         {
             var s = _selection[i];
             var rloc = rlocs[s.CandidateIndex];
+            var locator = record.Locators.AddNew();
             // Attributes travel only to requesters that sent constraints (CONTEXT-EXTENSION.md §3.3).
-            var locator = constraints is not null && rloc.Context is not null ? ContextEncoding.RlocWithContext(rloc.Address, rloc.Context) : rloc.Address;
-            record.Locators.Add(new LocatorRecord(locator, s.Priority, s.Weight) { MulticastPriority = rloc.MulticastPriority, MulticastWeight = rloc.MulticastWeight, Reachable = rloc.Reachable });
+            locator.Locator = constraints is not null && rloc.Context is not null ? ContextEncoding.RlocWithContext(rloc.Address, rloc.Context) : rloc.Address;
+            locator.Priority = s.Priority;
+            locator.Weight = s.Weight;
+            locator.MulticastPriority = rloc.MulticastPriority;
+            locator.MulticastWeight = rloc.MulticastWeight;
+            locator.Reachable = rloc.Reachable;
+            locator.Local = false;
+            locator.Probed = false;
         }
-        return record;
     }
 }

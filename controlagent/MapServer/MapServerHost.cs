@@ -21,6 +21,10 @@ public sealed class MapServerHost : IDisposable
     private readonly Publisher? _publisher;
     private readonly TextWriter _log;
     private volatile bool _stopping;
+    private int _expiring;
+
+    /// <summary>How often the expiry scan runs (each run looks at <see cref="RegistrationStore.ExpiryScanPerCall"/> registrations).</summary>
+    public const int ExpiryIntervalMs = 10;
 
     public MapServerConfig Config { get; }
     public RegistrationStore Store { get; } = new();
@@ -40,10 +44,10 @@ public sealed class MapServerHost : IDisposable
             foreach (var endpoint in config.Listen)
             {
                 var bound = endpoint;
+                if (bound.Port != 0) EnsurePortFree(bound);
                 for (int w = 0; w < workers; w++)
                 {
                     var socket = new Socket(bound.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
                     socket.SetRawSocketOption(1 /* SOL_SOCKET */, 15 /* SO_REUSEPORT */, BitConverter.GetBytes(1));
                     socket.ReceiveBufferSize = 4 << 20;
                     try { socket.Bind(bound); }
@@ -79,13 +83,31 @@ public sealed class MapServerHost : IDisposable
         };
         _expiry = new Timer(_ =>
         {
-            // A timer callback must never take the process down: report and carry on.
+            // One scan at a time (a slow tick must not overlap the next); a timer callback must never take the
+            // process down: report and carry on.
+            if (Interlocked.Exchange(ref _expiring, 1) == 1) return;
             try { if (!_stopping) Store.Expire(MapServerCore.NowMs); }
             catch (Exception e) when (e is not OutOfMemoryException) { log.WriteLine($"fastxtr mapserver: expiry: {e.Message}"); }
-        }, null, 1000, 1000);
+            finally { Volatile.Write(ref _expiring, 0); }
+        }, null, ExpiryIntervalMs, ExpiryIntervalMs);
         foreach (var t in _threads) t.Start();
         log.WriteLine($"fastxtr mapserver: listening on {string.Join(", ", BoundEndpoints.Distinct())} with {workers} worker(s) each; " +
                       $"{config.Sites.Count} site(s): {string.Join(", ", config.Sites.Select(s => s.Name))}" + (_control is null ? "" : $"; control socket {config.ControlSocket}"));
+    }
+
+    /// <summary>
+    /// The workers share the port through SO_REUSEPORT, which would also let a second Map-Server of the same user
+    /// join and silently take a share of the requests; a probe bound without it finds any other holder.
+    /// </summary>
+    private static void EnsurePortFree(IPEndPoint endpoint)
+    {
+        using var probe = new Socket(endpoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try { probe.Bind(endpoint); }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            throw new ConfigException($"cannot listen on {endpoint}: the port is in use (another fastxtr mapserver or LISP control plane holds it)");
+        }
+        catch (SocketException) { } // the real bind reports it
     }
 
     private void Receive(Socket socket, MapServerCore core)
@@ -156,7 +178,7 @@ public sealed class MapServerHost : IDisposable
                     string reply = command switch
                     {
                         "registrations" => JsonSerializer.Serialize(Registrations()),
-                        "counters" => JsonSerializer.Serialize(Counters.ToDictionary()),
+                        "counters" => JsonSerializer.Serialize(CountersWithRuntime()),
                         _ => JsonSerializer.Serialize(new { error = $"unknown command '{command}' (registrations, counters)" }),
                     };
                     var bytes = Encoding.UTF8.GetBytes(reply + "\n");
@@ -165,6 +187,22 @@ public sealed class MapServerHost : IDisposable
                 catch (IOException) { }
             }
         }
+    }
+
+    /// <summary>
+    /// The message counters plus the table size and what the runtime spent on garbage collection, which is where a
+    /// Map-Request's latency tail comes from when the table is large.
+    /// </summary>
+    public Dictionary<string, long> CountersWithRuntime()
+    {
+        var d = Counters.ToDictionary();
+        d["registrations"] = Store.Count;
+        d["gc-collections-gen0"] = GC.CollectionCount(0);
+        d["gc-collections-gen1"] = GC.CollectionCount(1);
+        d["gc-collections-gen2"] = GC.CollectionCount(2);
+        d["gc-pause-total-ms"] = (long)GC.GetTotalPauseDuration().TotalMilliseconds;
+        d["resident-bytes"] = Environment.WorkingSet;
+        return d;
     }
 
     /// <summary>The registration table as plain objects (site, IID, EID, per xTR: RLOCs with attributes, age, expiry).</summary>

@@ -21,28 +21,12 @@ public sealed record XtrRegistration(
 /// <summary>All registrations of one EID prefix, by xTR-ID. Immutable: changes replace the whole object.</summary>
 public sealed record EidRegistration(EidKey Key, SiteConfig Site, ImmutableDictionary<UInt128, XtrRegistration> ByXtr)
 {
-    /// <summary>
-    /// The encoded constraint-less answer record (index 0 plain EID, 1 with an Instance-ID LCAF), filled on first
-    /// use. Each version of a registration is a new object with its own cache, so a cached answer is never stale.
-    /// </summary>
-    internal byte[]?[] PlainAnswers
-    {
-        get
-        {
-            // Made on first use (most of a million registrations may never be asked for); racing workers agree on one.
-            var cache = Volatile.Read(ref _plainAnswers);
-            return cache ?? Interlocked.CompareExchange(ref _plainAnswers, new byte[]?[2], null) ?? _plainAnswers!;
-        }
-    }
-
-    private byte[]?[]? _plainAnswers;
-
     private EidRegistration(EidRegistration original)
     {
         Key = original.Key;
         Site = original.Site;
         ByXtr = original.ByXtr;
-        _plainAnswers = null; // a copy made with `with` is a new version: it must not share the cache
+        // Written out so that a copy made with `with` is a new version whose earliest expiry is computed afresh.
     }
 
     private long _earliestExpiryMs = long.MinValue;
@@ -93,6 +77,18 @@ public sealed class RegistrationStore
     // How many registered prefixes (of any length) start at each address: the ordered set holds addresses once.
     private readonly Dictionary<(uint, EidFamily, UInt128), int> _addressUses = [];
     private readonly object _write = new();
+    // Which site each xTR-ID registered with, and for how many prefixes: a subscription needs the subscriber's site.
+    private readonly Dictionary<UInt128, (SiteConfig Site, int Prefixes)> _xtrSites = [];
+    // Where the incremental expiry scan stands; only the expiry timer uses it.
+    private IEnumerator<KeyValuePair<EidKey, EidRegistration>>? _expiryWalk;
+
+    /// <summary>
+    /// How many registrations one <see cref="Expire"/> call looks at: a table up to this size is checked whole every
+    /// call (the host calls it every 10 ms), a larger one in slices (a million registrations: a pass every 20 s,
+    /// against a registration timeout of minutes), so that expiry never holds a core for more than about a
+    /// tenth of a millisecond, which would show up in the Map-Request latency (measured: slices of 5,000 every 100 ms made the p99 at 50k requests/s 2.1–2.5 ms instead of 0.9–1.2 ms without expiry).
+    /// </summary>
+    public const int ExpiryScanPerCall = 500;
 
     /// <summary>Raised after a registration changed (new, RLOCs or attributes changed, or removed): old, new.</summary>
     public event Action<EidRegistration?, EidRegistration?>? Changed;
@@ -138,6 +134,7 @@ public sealed class RegistrationStore
             _byKey.TryGetValue(key, out old);
             var byXtr = (old?.ByXtr ?? ImmutableDictionary<UInt128, XtrRegistration>.Empty);
             if (old is not null && byXtr.TryGetValue(xtr.XtrId, out var previous)) xtr = xtr with { FirstRegistered = previous.FirstRegistered };
+            else _xtrSites[xtr.XtrId] = (site, _xtrSites.GetValueOrDefault(xtr.XtrId).Prefixes + 1);
             updated = new EidRegistration(key, site, byXtr.SetItem(xtr.XtrId, xtr));
             if (old is null)
             {
@@ -154,16 +151,37 @@ public sealed class RegistrationStore
         return (old, updated);
     }
 
+    /// <summary>The site an xTR-ID has registered prefixes with; false when it has none registered now.</summary>
+    public bool TryGetSiteOf(UInt128 xtrId, out SiteConfig site)
+    {
+        lock (_write)
+        {
+            bool found = _xtrSites.TryGetValue(xtrId, out var entry);
+            site = entry.Site;
+            return found;
+        }
+    }
+
     /// <summary>
-    /// Removes xTR registrations whose expiry has passed; returns how many prefixes lost one. The scan walks the
-    /// dictionary without a snapshot and without the lock; only prefixes that change take it.
+    /// Removes xTR registrations whose expiry has passed among the next <paramref name="budget"/> registrations of
+    /// the scan, which carries on where the previous call stopped and ends a pass at the end of the table (the next
+    /// call starts the next pass). Returns how many prefixes lost a registration. The scan walks the dictionary
+    /// without a snapshot and without the lock; only prefixes that change take it. One caller at a time.
     /// </summary>
-    public int Expire(long nowMs)
+    public int Expire(long nowMs, int budget = ExpiryScanPerCall)
     {
         int removed = 0;
         var changes = new List<(EidRegistration Old, EidRegistration? New)>();
-        foreach (var (key, seen) in _byKey)
+        _expiryWalk ??= _byKey.GetEnumerator();
+        for (int looked = 0; looked < budget; looked++)
         {
+            if (!_expiryWalk.MoveNext())
+            {
+                _expiryWalk.Dispose();
+                _expiryWalk = null;
+                break;
+            }
+            var (key, seen) = _expiryWalk.Current;
             if (seen.EarliestExpiryMs > nowMs) continue;
             if (RemoveWhere(key, x => x.ExpiresAtMs <= nowMs, changes)) removed++;
         }
@@ -191,6 +209,12 @@ public sealed class RegistrationStore
             var stale = reg.ByXtr.Values.Where(remove).Select(x => x.XtrId).ToList();
             if (stale.Count == 0) return false;
             var left = reg.ByXtr.RemoveRange(stale);
+            foreach (var id in stale)
+            {
+                var entry = _xtrSites[id];
+                if (entry.Prefixes <= 1) _xtrSites.Remove(id);
+                else _xtrSites[id] = (entry.Site, entry.Prefixes - 1);
+            }
             if (left.Count == 0)
             {
                 _byKey.TryRemove(key, out _);

@@ -27,4 +27,14 @@ public static class EidAddress
     /// <summary>The EID inside an Instance-ID LCAF (RFC 8060 §4.1).</summary>
     public static LispAddress WithInstanceId(uint iid, EidFamily family, UInt128 value) =>
         LispAddress.WithInstanceId(iid, Plain(family, value));
+
+    /// <summary>
+    /// Writes an EID into an encode-only scratch address in place (no allocation): inside an Instance-ID LCAF when
+    /// <paramref name="withInstanceId"/>, plain otherwise.
+    /// </summary>
+    internal static void Assign(LispAddress into, uint iid, EidFamily family, UInt128 value, bool withInstanceId)
+    {
+        var plain = withInstanceId ? into.AssignInstanceId(iid) : into;
+        plain.AssignIp(family == EidFamily.Ipv6, value);
+    }
 }

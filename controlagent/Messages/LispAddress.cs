@@ -249,6 +249,37 @@ public sealed class LispAddress
         return _children[index];
     }
 
+    /// <summary>
+    /// Makes this address an IPv4 or IPv6 address in place: for encode-only scratch addresses that a hot path
+    /// reuses instead of allocating (never for an address that somebody else holds).
+    /// </summary>
+    internal void AssignIp(bool ipv6, UInt128 value)
+    {
+        _childCount = 0;
+        _dataLength = 0;
+        if (ipv6)
+        {
+            Kind = LispAddressKind.Ipv6;
+            BinaryPrimitives.WriteUInt128BigEndian(_bytes, value);
+        }
+        else
+        {
+            Kind = LispAddressKind.Ipv4;
+            BinaryPrimitives.WriteUInt32BigEndian(_bytes, (uint)value);
+        }
+    }
+
+    /// <summary>Makes this address an Instance-ID LCAF in place and returns its (reused) inner address to fill.</summary>
+    internal LispAddress AssignInstanceId(uint instanceId, byte iidMaskLength = 0)
+    {
+        _dataLength = 0;
+        Kind = LispAddressKind.InstanceId;
+        InstanceIdValue = instanceId;
+        IidMaskLength = iidMaskLength;
+        _childCount = 1;
+        return ReuseChild(0);
+    }
+
     // ---- semantics used by records -------------------------------------------------------------------------
 
     /// <summary>

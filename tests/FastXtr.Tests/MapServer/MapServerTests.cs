@@ -219,6 +219,37 @@ public class MapServerTests
         Assert.That(_server.Store.TryGet(new EidKey(1000, EidFamily.Ipv4, 0x0A010007, 32), out var reg) ? reg.ByXtr.Count : 0, Is.EqualTo(2));
     }
 
+    [Test]
+    public void ConsecutiveAnswers_FromOneWorker_CarryNothingOfTheOneBefore()
+    {
+        // Each worker refills one reply object for every answer: a longer answer, a shorter one, a negative one
+        // and a constrained one in a row must each come out exactly as if encoded alone.
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.20", 32, 31, ("192.0.2.2", 1, null), ("192.0.2.3", 2, null)), PlannersKey);
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.21", 32, 31, ("192.0.2.4", 3, null)), PlannersKey);
+        RegisterInference();
+        for (int round = 0; round < 2; round++)
+        {
+            var two = Ask(1000, "10.1.0.20").Records.Single();
+            Assert.That(two.Locators.Select(l => (l.Locator.ToString(), l.Priority)), Is.EqualTo(new[] { ("192.0.2.2", (byte)1), ("192.0.2.3", (byte)2) }));
+            Assert.That((two.EidPrefix.ToString(), two.EidMaskLength, two.Action, two.TtlMinutes), Is.EqualTo((Eid(1000, "10.1.0.20").ToString(), (byte)32, MapReplyAction.NoAction, 1440u)));
+            var one = Ask(1000, "10.1.0.21").Records.Single();
+            Assert.That(one.Locators.Select(l => (l.Locator.ToString(), l.Priority)), Is.EqualTo(new[] { ("192.0.2.4", (byte)3) }), "no locator of the longer answer before it");
+            Assert.That(one.EidPrefix.ContentEquals(Eid(1000, "10.1.0.21")), Is.True);
+            var none = Ask(1000, "10.1.77.1").Records.Single();
+            Assert.That((none.IsNegative, none.Action, none.EidPrefix.InstanceIdOrNull, none.MapVersion), Is.EqualTo((true, MapReplyAction.NativelyForward, (uint?)1000u, (ushort)0)));
+            var gpu = Ask(1000, "10.1.0.50", """{"agent-constraints":{"hardware":["gpu"]}}""").Records.Single();
+            Assert.That(gpu.Locators, Has.Count.EqualTo(1));
+            Assert.That(ContextEncoding.ReadLocator(gpu.Locators[0].Locator, out var ctx, out _).ToString(), Is.EqualTo("192.0.2.3"));
+            Assert.That(ctx?.HasHardware("gpu"), Is.True, "a constrained requester gets the attributes");
+            var denied = Ask(1000, "10.1.0.50", """{"agent-constraints":{"min-security-level":5}}""").Records.Single();
+            Assert.That((denied.IsNegative, denied.Action, denied.TtlMinutes), Is.EqualTo((true, MapReplyAction.DropPolicyDenied, 1u)));
+            var plain = Ask(1000, "10.1.0.50").Records.Single();
+            Assert.That(plain.Locators.All(l => l.Locator.Kind == LispAddressKind.Ipv4), Is.True, "and the next plain requester does not");
+        }
+        // Encoding answers never touched what was registered.
+        Assert.That(_server.Store.TryGet(new EidKey(1000, EidFamily.Ipv4, 0x0A010014, 32), out var reg) ? reg.EffectiveRlocs().Select(r => r.Address.ToString()) : [], Is.EqualTo(new[] { "192.0.2.2", "192.0.2.3" }));
+    }
+
     private void RegisterInference(string gw3State = "ready") =>
         RegisterAndWaitForNotify(Register(1000, "10.1.0.50", 32, 9,
             ("192.0.2.2", 1, "\"hardware\":[],\"latency\":\"medium\",\"state\":\"ready\""),
@@ -348,6 +379,16 @@ public class MapServerTests
                 MapCacheMath.Mask(p.Prefix, EidFamily.Ipv4, Math.Min(L, p.Length)) != MapCacheMath.Mask(eid, EidFamily.Ipv4, Math.Min(L, p.Length))));
             Assert.That(store.NegativePrefixLength(1, EidFamily.Ipv4, eid), Is.EqualTo(expected), $"eid {eid:x8}");
         }
+    }
+
+    [Test]
+    public void ASecondServer_OnTheSamePort_IsRefused_InsteadOfSharingIt()
+    {
+        // Our workers share the port through SO_REUSEPORT; another process (or host) must not quietly join them.
+        var taken = Config.Replace("listen 127.0.0.1:0", $"listen 127.0.0.1:{_endpoint.Port}", StringComparison.Ordinal);
+        var e = Assert.Throws<ConfigException>(() => new MapServerHost(MapServerConfig.Parse(taken.Split('\n')), workers: 1, TextWriter.Null, controlSocket: false).Dispose());
+        Assert.That(e!.Message, Does.Contain($"cannot listen on 127.0.0.1:{_endpoint.Port}: the port is in use"));
+        Assert.That(Ask(1000, "10.1.0.99").Records[0].IsNegative, Is.True, "the first server still answers");
     }
 
     [Test]
