@@ -55,6 +55,31 @@ public static unsafe class Sockets
     }
 
     /// <summary>
+    /// Fails with a clear error when another process already holds a UDP address and port. Our own sockets share a
+    /// port through SO_REUSEPORT (one per worker), and the kernel would quietly let a second process of the same
+    /// user join that group and take a share of the traffic; a probe bound without the option finds any holder.
+    /// </summary>
+    public static void EnsureUdp4PortFree(uint bindAddressHostOrder, ushort port, string holderHint)
+    {
+        int fd = Libc.socket(Linux.AF_INET, Linux.SOCK_DGRAM | Linux.SOCK_CLOEXEC, Linux.IPPROTO_UDP);
+        if (fd < 0) throw new NativeException("socket(AF_INET, SOCK_DGRAM)", Libc.LastError);
+        try
+        {
+            SockAddrIn sa = default;
+            sa.Family = Linux.AF_INET;
+            sa.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
+            sa.AddressBigEndian = BinaryPrimitives.ReverseEndianness(bindAddressHostOrder);
+            if (Libc.bind(fd, &sa, (uint)sizeof(SockAddrIn)) != 0 && Libc.LastError == Linux.EADDRINUSE)
+                throw new NativeException($"bind UDP {FormatIpv4(bindAddressHostOrder)}:{port}: the port is in use ({holderHint})", Linux.EADDRINUSE);
+            // Any other failure (no such address) is reported by the real bind that follows, with its own words.
+        }
+        finally
+        {
+            Libc.close(fd);
+        }
+    }
+
+    /// <summary>
     /// A UDP socket bound to <paramref name="port"/> for segmentation-offload sends: datagrams leave with that source
     /// port and DF clear, and one <see cref="SendSegmented"/> hands the kernel many equal datagrams at once (UDP GSO).
     /// Returns -1 (and closes it) when this kernel lacks UDP_SEGMENT.

@@ -39,6 +39,8 @@ public sealed class DataplaneHost : IDisposable
                 try { host._tuns.Add(TunDevice.Open(instance.Interface, options.Workers, options.Offload)); }
                 catch (NativeException e) { throw new DataplaneStartException($"instance {instance.InstanceId}: {e.Message}"); }
             }
+            try { Sockets.EnsureUdp4PortFree(options.RlocAddress, options.Port, "another data plane or a LISP daemon holds it"); }
+            catch (NativeException e) { throw new DataplaneStartException(e.Message); }
             for (int w = 0; w < options.Workers; w++)
             {
                 try { host._workers.Add(new Worker(w, options, region, host._tuns)); }

@@ -43,8 +43,10 @@ public class DataplaneStartupErrorTests
             var tun = Shell.Run("ip", ["netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxbusy0", "--shm", shmB, "--map-cache-entries", "64"]);
             Assert.That(tun.Code, Is.EqualTo(1));
             Assert.That(tun.Err, Does.Contain("fxbusy0").And.Contain("busy").Or.Contain("invalid request"));
-            // (SO_REUSEPORT lets two data planes share the LISP port, so a port conflict needs a foreign owner; a second
-            // data plane on the same region is refused.)
+            // The workers share the LISP port through SO_REUSEPORT; a second data plane must not join them.
+            var samePort = Shell.Run("ip", ["netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxbusy1", "--shm", shmB, "--map-cache-entries", "64"]);
+            Assert.That(samePort.Code, Is.EqualTo(1));
+            Assert.That(samePort.Err, Does.Contain("bind UDP 192.0.2.1:4341: the port is in use"));
             var sameRegion = Shell.Run("ip", ["netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxbusy2", "--shm", shmA, "--map-cache-entries", "64"]);
             Assert.That(sameRegion.Code, Is.EqualTo(1));
             Assert.That(sameRegion.Err, Does.Contain($"is in use by data plane pid"));
