@@ -370,9 +370,12 @@ public class MapServerTests
             prefixes.Add((p, len));
             store.Register(new EidKey(1, EidFamily.Ipv4, p, len), site, new XtrRegistration(1, 0, new IPEndPoint(IPAddress.Loopback, 1), [], false, 1, 0, DateTime.UtcNow, DateTime.UtcNow, long.MaxValue));
         }
-        for (int i = 0; i < 2000; i++)
+        // Random EIDs, and the edges: the ends of the space and the addresses just outside every registered prefix
+        // (below the lowest and above the highest registration included).
+        var eids = Enumerable.Range(0, 2000).Select(_ => (uint)rng.Next()).Concat([0u, uint.MaxValue])
+            .Concat(prefixes.SelectMany(p => new[] { (uint)p.Prefix - 1, (uint)p.Prefix + (uint)(1UL << (32 - p.Length)) }));
+        foreach (uint eid in eids)
         {
-            uint eid = (uint)rng.Next();
             if (store.TryLookup(1, EidFamily.Ipv4, eid, out _)) continue;
             // Reference: the shortest length whose prefix around the EID overlaps no registered prefix.
             int expected = Enumerable.Range(0, 33).First(L => prefixes.All(p =>
