@@ -275,6 +275,7 @@ public sealed unsafe class MessageBatch : IDisposable
 
     public int Length(int i) => (int)_msgs[i].Length;
     public uint SourceAddress(int i) => BinaryPrimitives.ReverseEndianness(_addrs[i].AddressBigEndian);
+    public ushort SourcePort(int i) => BinaryPrimitives.ReverseEndianness(_addrs[i].PortBigEndian);
 
     /// <summary>The outer TTL and TOS the kernel reported in the control messages (IP_RECVTTL, IP_RECVTOS); -1 if absent.</summary>
     public (int Ttl, int Tos) OuterTtlTos(int i)

@@ -35,6 +35,7 @@ public enum MsCounter
     RegisterInvalidAttributes,
     RegisterNoRlocs,
     MapRequestNoEidRecord,
+    RepliesNotSent,
     Count,
 }
 

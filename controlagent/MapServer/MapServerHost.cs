@@ -57,7 +57,7 @@ public sealed class MapServerHost : IDisposable
                     _sockets.Add(socket);
                     var core = new MapServerCore(config, Store, Counters, requestLimiter, registerLimiter, rlog);
                     _cores.Add(core);
-                    var thread = new Thread(() => Receive(socket, core)) { IsBackground = true, Name = $"mapserver-{bound}-{w}" };
+                    var thread = new Thread(() => { if (socket.AddressFamily == AddressFamily.InterNetwork) ReceiveBatched(socket, core); else Receive(socket, core); }) { IsBackground = true, Name = $"mapserver-{bound}-{w}" };
                     _threads.Add(thread);
                 }
             }
@@ -108,6 +108,53 @@ public sealed class MapServerHost : IDisposable
             throw new ConfigException($"cannot listen on {endpoint}: the port is in use (another fastxtr mapserver or LISP control plane holds it)");
         }
         catch (SocketException) { } // the real bind reports it
+    }
+
+    /// <summary>
+    /// An IPv4 worker: batches in with recvmmsg, each message handled, the replies out with one sendmmsg per batch
+    /// (<see cref="DatagramBatch"/>). A reply for an IPv6 destination, which this socket cannot reach, is sent (and
+    /// refused) one by one so that the refusal is logged as before.
+    /// </summary>
+    private void ReceiveBatched(Socket socket, MapServerCore core)
+    {
+        using var batch = new DatagramBatch(socket);
+        long failuresCounted = 0;
+        MapServerCore.Sender sender = (datagram, to) =>
+        {
+            if (batch.Queue(datagram, to)) return;
+            try { socket.SendTo(datagram, SocketFlags.None, to); }
+            catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: send to {to}: {e.Message}"); }
+            catch (ObjectDisposedException) { } // stopping
+        };
+        while (!_stopping)
+        {
+            int n = batch.Receive();
+            if (n == 0)
+            {
+                batch.Wait(200);
+                continue;
+            }
+            for (int i = 0; i < n; i++)
+            {
+                var source = batch.Source(i);
+                try
+                {
+                    core.Handle(batch.Datagram(i), source, sender);
+                }
+                catch (Exception e) when (e is Messages.LispFormatException or ArgumentException or InvalidOperationException)
+                {
+                    // Defence in depth: the decoders report errors without throwing; nothing a peer sends stops the server.
+                    Counters.Add(MsCounter.MalformedMessage);
+                    _log.WriteLine($"fastxtr mapserver: {source}: message dropped: {e.Message}");
+                }
+            }
+            batch.Flush();
+            if (batch.SendFailures != failuresCounted)
+            {
+                Counters.Add(MsCounter.RepliesNotSent, batch.SendFailures - failuresCounted);
+                failuresCounted = batch.SendFailures;
+            }
+        }
     }
 
     private void Receive(Socket socket, MapServerCore core)

@@ -395,6 +395,25 @@ public class MapServerTests
     }
 
     [Test]
+    public void AnIpv6Listener_AnswersToo()
+    {
+        // IPv4 workers batch their socket I/O; an IPv6 listener is served message by message: both must answer.
+        using var server = new MapServerHost(MapServerConfig.Parse(Config.Replace("listen 127.0.0.1:0", "listen [::1]:0", StringComparison.Ordinal).Split('\n')), workers: 1, TextWriter.Null, controlSocket: false);
+        using var client = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp);
+        client.Bind(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+        client.ReceiveTimeout = 2000;
+        var request = new MapRequest { Nonce = 0x6666 };
+        request.ItrRlocs.Add(LispAddress.FromIp(IPAddress.IPv6Loopback));
+        request.Records.Add(new MapRequestRecord(Eid(1000, "10.1.66.6"), 32));
+        client.SendTo(request.ToArray(), server.BoundEndpoints[0]);
+        byte[] buffer = new byte[2048];
+        int n = client.Receive(buffer);
+        var reply = new MapReply();
+        Assert.That(reply.TryDecode(buffer.AsSpan(0, n)).Ok, Is.True);
+        Assert.That((reply.Nonce, reply.Records[0].IsNegative), Is.EqualTo((0x6666UL, true)));
+    }
+
+    [Test]
     public void Registration_ExpiresWhenNotRefreshed()
     {
         RegisterAndWaitForNotify(Register(1000, "10.1.0.8", 32, 1, ("192.0.2.2", 1, null)), PlannersKey);
