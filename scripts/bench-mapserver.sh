@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Map-Server benchmark on loopback: registrations/s (HMAC-SHA-256), Map-Requests answered/s and latency, resident
-# memory, with 1k and 1M registered EIDs and 1 and 2 workers.
+# memory, with 1k and 1M registered EIDs and 1 and 2 workers, and the machine's floor for the same exchange.
 #
 #   scripts/bench-mapserver.sh [--secs N] [--large 1000000] [--json FILE]
 #
 # The server runs as `out/fastxtr mapserver` on 127.0.0.1:24342 (1 worker pinned to CPU 0; 2 workers unpinned);
 # the load generator (`FastXtr.Perf mapserver-load`, one thread on CPU 1, batched sends) sends from 64 loopback
-# addresses. After an unreported 2 s warm-up, open-loop at full speed gives the answered rate; a second run at
-# half that rate gives the latency. Resident memory is read after registering and after the request runs.
-# Traffic stays on loopback.
+# addresses. After an unreported 2 s warm-up: open-loop at full speed gives the answered rate; runs at half that
+# rate and at 50,000/s (half of the 100k/s goal) give the latency; a run asks for unregistered EIDs half of the
+# time (negative answers). Resident memory is read after registering and after the request runs. Last, a C
+# responder that answers without any lookup (perf/Load/reply-floor.c) on CPU 0 gives the floor of this exchange
+# on this machine. Traffic stays on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=3; large=1000000; json=""
@@ -17,14 +19,16 @@ while [ $# -gt 0 ]; do
     --secs) secs="$2"; shift 2 ;;
     --large) large="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "bench-mapserver.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ -x out/fastxtr ] || bash scripts/build.sh >/dev/null
+command -v gcc >/dev/null || { echo "bench-mapserver.sh: gcc is needed for the floor responder (apt-get install gcc)" >&2; exit 1; }
+bash scripts/build.sh >/dev/null
 dotnet build perf -c Release --nologo -v quiet >/dev/null
 load="dotnet perf/bin/Release/net10.0/FastXtr.Perf.dll mapserver-load"
 work=$(mktemp -d)
+gcc -O2 -o "$work/reply-floor" perf/Load/reply-floor.c
 cat > "$work/ms.conf" <<CONF
 listen 127.0.0.1:24342
 map-request-rate 10000000 10000000
@@ -39,6 +43,9 @@ CONF
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT INT TERM
+# The number after NAME in a load generator line ("answered 123/s", "p99 456 us").
+field() { echo "$1" | sed -n "s/.*$2 \([0-9]*\)[/ ].*/\1/p"; }
+request() { taskset -c 1 $load request 127.0.0.1:24342 "$@" 64; }
 results=()
 for workers in 1 2; do
   for eids in 1000 "$large"; do
@@ -49,18 +56,33 @@ for workers in 1 2; do
     reg=$(taskset -c 1 $load register 127.0.0.1:24342 bench-key "$eids" "$per")
     rss=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
     # Warm-up (not reported): the runtime compiles the hot paths to their final tier during the first seconds.
-    taskset -c 1 $load request 127.0.0.1:24342 "$eids" 2 0 64 >/dev/null
-    full=$(taskset -c 1 $load request 127.0.0.1:24342 "$eids" "$secs" 0 64)
-    answered=$(echo "$full" | sed -n 's/.*answered \([0-9]*\)\/s.*/\1/p')
-    half=$(taskset -c 1 $load request 127.0.0.1:24342 "$eids" "$secs" $((answered / 2)) 64)
+    request "$eids" 2 0 >/dev/null
+    full=$(request "$eids" "$secs" 0)
+    answered=$(field "$full" answered)
+    half=$(request "$eids" "$secs" $((answered / 2)))
+    at50k=$(request "$eids" "$secs" 50000)
+    # Half of the requests for unregistered EIDs: negative answers, whose prefix comes from the ordered index.
+    mixed=$(request $((eids * 2)) "$secs" 0)
     rss_after=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
     echo "workers=$workers eids=$eids"
     echo "  $reg"
     echo "  resident memory $((rss / 1024)) MiB after registering, $((rss_after / 1024)) MiB after the request runs"
     echo "  full speed: $full"
     echo "  half load:  $half"
-    results+=("{\"workers\":$workers,\"eids\":$eids,\"registrations_per_s\":$(echo "$reg" | sed -n 's/.*s: \([0-9]*\) registrations.*/\1/p'),\"rss_mib\":$((rss / 1024)),\"rss_after_requests_mib\":$((rss_after / 1024)),\"answered_per_s\":$answered,\"half_load_p50_us\":$(echo "$half" | sed -n 's/.*p50 \([0-9]*\) us.*/\1/p'),\"half_load_p99_us\":$(echo "$half" | sed -n 's/.*p99 \([0-9]*\) us.*/\1/p')}")
+    echo "  50,000/s:   $at50k"
+    echo "  half unregistered, full speed: $mixed"
+    results+=("{\"workers\":$workers,\"eids\":$eids,\"registrations_per_s\":$(echo "$reg" | sed -n 's/.*s: \([0-9]*\) registrations.*/\1/p'),\"rss_mib\":$((rss / 1024)),\"rss_after_requests_mib\":$((rss_after / 1024)),\"answered_per_s\":$answered,\"half_unregistered_answered_per_s\":$(field "$mixed" answered),\"half_load_p50_us\":$(field "$half" p50),\"half_load_p99_us\":$(field "$half" p99),\"at_50k_p50_us\":$(field "$at50k" p50),\"at_50k_p99_us\":$(field "$at50k" p99)}")
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   done
 done
+taskset -c 0 "$work/reply-floor" 24342 & pid=$!
+sleep 0.2
+request 1000 2 0 >/dev/null
+floor_full=$(request 1000 "$secs" 0)
+floor_50k=$(request 1000 "$secs" 50000)
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+echo "floor (C responder, no lookup, CPU 0)"
+echo "  full speed: $floor_full"
+echo "  50,000/s:   $floor_50k"
+results+=("{\"floor\":true,\"answered_per_s\":$(field "$floor_full" answered),\"at_50k_p50_us\":$(field "$floor_50k" p50),\"at_50k_p99_us\":$(field "$floor_50k" p99)}")
 if [ -n "$json" ]; then (IFS=,; echo "[${results[*]}]") > "$json"; echo "wrote $json"; fi

@@ -14,9 +14,10 @@ public static class MapServerCommand
         var config = new Option<string>("--config") { Description = "configuration file (sites, keys, EID prefixes, rate limits); see controlagent/MapServer/mapserver.example.conf", Required = true };
         var listen = new Option<string[]>("--listen") { Description = "ADDRESS[:PORT] to listen on, replacing the file's listen lines (repeatable; default 0.0.0.0:4342)", Arity = ArgumentArity.ZeroOrMore };
         var workers = new Option<int>("--workers") { Description = "receive sockets (SO_REUSEPORT) and threads per listen address", DefaultValueFactory = _ => 1 };
+        var cpus = new Option<string?>("--cpus") { Description = "CPUs to pin the receive workers to, one per worker, e.g. 0 or 0,1 (default: not pinned). Pins only the workers: helper threads (expiry, publications, the runtime's) stay free to run elsewhere, which `taskset` on the whole process would not allow" };
         var control = new Option<string?>("--control-socket") { Description = "Unix socket for `fastxtr show registrations` (overrides the file)" };
         var command = new Command("mapserver", "Run a Map-Server and Map-Resolver (RFC 9301) with the agent context extension: authenticated Map-Registers, context-filtered Map-Replies, negative replies, per-source rate limits. Stops on SIGINT/SIGTERM.");
-        foreach (var o in new Option[] { config, listen, workers, control }) command.Options.Add(o);
+        foreach (var o in new Option[] { config, listen, workers, cpus, control }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             MapServerConfig cfg;
@@ -38,8 +39,13 @@ public static class MapServerCommand
             }
             int w = parse.GetValue(workers);
             if (w is < 1 or > 64) { stderr.WriteLine("fastxtr mapserver: --workers must be 1 .. 64"); return Program.ExitUsage; }
+            IReadOnlyList<int> pins;
+            try { pins = CliParsing.ParseCpus(parse.GetValue(cpus)); }
+            catch (FormatException e) { stderr.WriteLine($"fastxtr mapserver: {e.Message}"); return Program.ExitUsage; }
+            if (pins.Count > 0 && pins.Count != w) { stderr.WriteLine($"fastxtr mapserver: --cpus lists {pins.Count} CPUs for {w} workers: give one per worker"); return Program.ExitUsage; }
+            if (pins.FirstOrDefault(c => c < 0 || c >= Environment.ProcessorCount, -1) is int bad and >= 0) { stderr.WriteLine($"fastxtr mapserver: --cpus {bad}: this machine has CPUs 0 .. {Environment.ProcessorCount - 1}"); return Program.ExitUsage; }
             MapServerHost host;
-            try { host = new MapServerHost(cfg, w, stdout); }
+            try { host = new MapServerHost(cfg, w, stdout, cpus: pins); }
             catch (Exception e) when (e is ConfigException or SocketException or IOException or UnauthorizedAccessException)
             {
                 stderr.WriteLine($"fastxtr mapserver: {e.Message}");

@@ -32,7 +32,8 @@ public sealed class MapServerHost : IDisposable
     public Publisher? Publisher => _publisher;
     public IReadOnlyList<IPEndPoint> BoundEndpoints => _sockets.Select(s => (IPEndPoint)s.LocalEndPoint!).ToList();
 
-    public MapServerHost(MapServerConfig config, int workers, TextWriter log, bool controlSocket = true)
+    /// <param name="cpus">Empty, or one CPU per worker: worker w of every listen address is pinned to cpus[w].</param>
+    public MapServerHost(MapServerConfig config, int workers, TextWriter log, bool controlSocket = true, IReadOnlyList<int>? cpus = null)
     {
         Config = config;
         _log = log;
@@ -57,7 +58,13 @@ public sealed class MapServerHost : IDisposable
                     _sockets.Add(socket);
                     var core = new MapServerCore(config, Store, Counters, requestLimiter, registerLimiter, rlog);
                     _cores.Add(core);
-                    var thread = new Thread(() => { if (socket.AddressFamily == AddressFamily.InterNetwork) ReceiveBatched(socket, core); else Receive(socket, core); }) { IsBackground = true, Name = $"mapserver-{bound}-{w}" };
+                    int? cpu = cpus is { Count: > 0 } ? cpus[w % cpus.Count] : null;
+                    var thread = new Thread(() =>
+                    {
+                        if (cpu is int c && !NativeInterop.Cpu.TryPinCurrentThread(c, out int errno))
+                            log.WriteLine($"fastxtr mapserver: worker could not be pinned to CPU {c} (errno {errno}); running unpinned");
+                        if (socket.AddressFamily == AddressFamily.InterNetwork) ReceiveBatched(socket, core); else Receive(socket, core);
+                    }) { IsBackground = true, Name = $"mapserver-{bound}-{w}" };
                     _threads.Add(thread);
                 }
             }

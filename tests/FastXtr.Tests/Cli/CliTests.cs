@@ -194,4 +194,23 @@ public class CliTests
             File.Delete(conf);
         }
     }
+
+    [TestCase("0,1", "--cpus lists 2 CPUs for 1 workers: give one per worker")]
+    [TestCase("4096", "--cpus 4096: this machine has CPUs 0 .. ")]
+    [TestCase("one", "--cpus 'one': expected a comma-separated list of CPU numbers")]
+    public void MapServer_BadCpus_AreRefusedBeforeListening(string cpus, string expected)
+    {
+        string conf = Path.Combine(Path.GetTempPath(), $"fxtest-cpus-{Environment.ProcessId}.conf");
+        File.WriteAllText(conf, "listen 127.0.0.1:0\nsite x\n  key 0 sha256 \"a\"\n  eid-prefix 1 10.0.0.0/8\n");
+        try
+        {
+            var r = Run("mapserver", "--config", conf, "--workers", "1", "--cpus", cpus);
+            Assert.That(r.Code, Is.EqualTo(2));
+            Assert.That(r.Err, Does.Contain(expected));
+        }
+        finally
+        {
+            File.Delete(conf);
+        }
+    }
 }
