@@ -395,6 +395,23 @@ public class MapServerTests
     }
 
     [Test]
+    public void OneMapRegister_ManyRecords_EachKeepsItsOwnLocators()
+    {
+        // Consecutive records with the same locators share one stored locator set; a record that differs must not.
+        var m = Register(1000, "10.1.0.30", 32, 41, ("192.0.2.2", 1, null));
+        foreach (var (eid, rloc, priority) in new[] { ("10.1.0.31", "192.0.2.2", (byte)1), ("10.1.0.32", "192.0.2.9", (byte)1), ("10.1.0.33", "192.0.2.2", (byte)4) })
+        {
+            var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = Eid(1000, eid) };
+            rec.Locators.Add(new LocatorRecord(LispAddress.Parse(rloc), priority, 50));
+            m.Records.Add(rec);
+        }
+        RegisterAndWaitForNotify(m, PlannersKey);
+        string Answer(string eid) => string.Join(";", Ask(1000, eid).Records[0].Locators.Select(l => $"{l.Locator} p{l.Priority}"));
+        Assert.That(new[] { Answer("10.1.0.30"), Answer("10.1.0.31"), Answer("10.1.0.32"), Answer("10.1.0.33") },
+            Is.EqualTo(new[] { "192.0.2.2 p1", "192.0.2.2 p1", "192.0.2.9 p1", "192.0.2.2 p4" }));
+    }
+
+    [Test]
     public void AnIpv6Listener_AnswersToo()
     {
         // IPv4 workers batch their socket I/O; an IPv6 listener is served message by message: both must answer.
