@@ -88,4 +88,34 @@ public static class Linux
     public const byte VIRTIO_NET_HDR_GSO_TCPV6 = 4;
     public const byte VIRTIO_NET_HDR_GSO_UDP_L4 = 5; // Linux 5.18+, newer than Debian 12's headers
     public const byte VIRTIO_NET_HDR_GSO_ECN = 0x80;
+
+    // <linux/if_packet.h>, <linux/if_ether.h>, <sys/mman.h>, <linux/sockios.h>: AF_PACKET rings (--mode af-packet).
+    public const int AF_PACKET = 17;
+    public const int SOCK_RAW = 3;
+    public const int SOL_PACKET = 263;
+    public const int ETH_P_ALL = 0x0003;
+    public const int ETH_P_IP = 0x0800;
+    public const int ETH_P_IPV6 = 0x86DD;
+    public const int PACKET_RX_RING = 5;
+    public const int PACKET_VERSION = 10;
+    public const int PACKET_TX_RING = 13;
+    public const int PACKET_FANOUT = 18;
+    public const int PACKET_QDISC_BYPASS = 20;
+    public const int PACKET_IGNORE_OUTGOING = 23;
+    public const int TPACKET_V3 = 2;
+    public const int PACKET_FANOUT_HASH = 0;
+    public const int PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
+    public const int PACKET_HOST = 0;
+    public const uint TP_STATUS_KERNEL = 0;
+    public const uint TP_STATUS_USER = 1;
+    public const uint TP_STATUS_SEND_REQUEST = 1;
+    public const uint TP_STATUS_SENDING = 2;
+    public const uint TP_STATUS_WRONG_FORMAT = 4;
+    public const uint TP_STATUS_CSUMNOTREADY = 8;
+    public const uint SIOCGIFINDEX = 0x8933;
+    public const uint SIOCGIFHWADDR = 0x8927;
+    public const uint SIOCGIFMTU = 0x8921;
+    public const int MAP_LOCKED = 0x2000;
+    public const int ENETDOWN = 100;
+    public const int ENOBUFS = 105;
 }

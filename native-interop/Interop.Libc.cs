@@ -53,6 +53,8 @@ public static unsafe partial class Libc
     public static int socket(int domain, int type, int protocol) => Tmds.Linux.LibC.socket(domain, type, protocol);
     public static int bind(int fd, void* address, uint length) => Tmds.Linux.LibC.bind(fd, (Tmds.Linux.sockaddr*)address, length);
     public static int setsockopt(int fd, int level, int name, void* value, uint length) => Tmds.Linux.LibC.setsockopt(fd, level, name, value, length);
+    public static long sendto(int fd, void* buffer, nuint length, int flags, void* address, uint addressLength) =>
+        Tmds.Linux.LibC.sendto(fd, buffer, (Tmds.Linux.size_t)length, flags, (Tmds.Linux.sockaddr*)address, addressLength);
     public static long sendmsg(int fd, MsgHdr* message, int flags) => Tmds.Linux.LibC.sendmsg(fd, (Tmds.Linux.msghdr*)message, flags);
     public static int getpid() => Tmds.Linux.LibC.getpid();
     public static uint geteuid() => Tmds.Linux.LibC.geteuid();

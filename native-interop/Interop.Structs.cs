@@ -59,6 +59,64 @@ public unsafe struct IfReq
     [FieldOffset(0)] public fixed byte Name[Linux.IFNAMSIZ];
     [FieldOffset(16)] public short Flags;
     [FieldOffset(16)] public int IntValue;
+    /// <summary>ifr_hwaddr.sa_data: the MAC address after the two-byte sa_family (SIOCGIFHWADDR).</summary>
+    [FieldOffset(18)] public fixed byte HardwareAddress[6];
+}
+
+/// <summary>struct sockaddr_ll (&lt;linux/if_packet.h&gt;): 20 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct SockAddrLl
+{
+    public ushort Family;
+    public ushort ProtocolBigEndian;
+    public int InterfaceIndex;
+    public ushort HardwareType;
+    public byte PacketType;
+    public byte AddressLength;
+    public fixed byte Address[8];
+}
+
+/// <summary>struct tpacket_req3 (&lt;linux/if_packet.h&gt;): a TPACKET_V3 ring's geometry, 28 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct TpacketReq3
+{
+    public uint BlockSize;
+    public uint BlockCount;
+    public uint FrameSize;
+    public uint FrameCount;
+    public uint RetireBlockTimeoutMs;
+    public uint PrivateBytes;
+    public uint FeatureRequestWord;
+}
+
+/// <summary>
+/// struct tpacket_block_desc with its tpacket_hdr_v1 (&lt;linux/if_packet.h&gt;): the head of one receive block;
+/// only the fields a reader needs are named.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 48)]
+public struct TpacketBlockDesc
+{
+    [FieldOffset(0)] public uint Version;
+    [FieldOffset(4)] public uint OffsetToPrivate;
+    [FieldOffset(8)] public uint BlockStatus;
+    [FieldOffset(12)] public uint PacketCount;
+    [FieldOffset(16)] public uint OffsetToFirstPacket;
+    [FieldOffset(20)] public uint BlockLength;
+    [FieldOffset(24)] public ulong SequenceNumber;
+}
+
+/// <summary>struct tpacket3_hdr (&lt;linux/if_packet.h&gt;): one frame's header in a TPACKET_V3 ring, 48 bytes.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 48)]
+public struct Tpacket3Hdr
+{
+    [FieldOffset(0)] public uint NextOffset;
+    [FieldOffset(4)] public uint Seconds;
+    [FieldOffset(8)] public uint Nanoseconds;
+    [FieldOffset(12)] public uint SnapLength;
+    [FieldOffset(16)] public uint Length;
+    [FieldOffset(20)] public uint Status;
+    [FieldOffset(24)] public ushort MacOffset;
+    [FieldOffset(26)] public ushort NetworkOffset;
 }
 
 /// <summary>struct pollfd (&lt;poll.h&gt;): 8 bytes.</summary>

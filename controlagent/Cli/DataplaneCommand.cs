@@ -9,21 +9,25 @@ public static class DataplaneCommand
 {
     public static Command Build(TextWriter stdout, TextWriter stderr)
     {
-        var workers = new Option<int>("--workers") { Description = "run-to-completion workers, one TUN queue and UDP socket each", DefaultValueFactory = _ => 1 };
+        var workers = new Option<int>("--workers") { Description = "run-to-completion workers, each with its own TUN queue (or ring, in a fanout group) per instance and UDP socket", DefaultValueFactory = _ => 1 };
         var cpus = new Option<string?>("--cpus") { Description = "CPUs to pin the workers to, one per worker, e.g. 0,1 (default: not pinned)" };
         var batch = new Option<int>("--batch") { Description = "packets per read/send batch (32: where sendmmsg's per-call cost stops mattering on a 2-core VM)", DefaultValueFactory = _ => DataplaneOptions.DefaultBatch };
-        var mode = new Option<string>("--mode") { Description = "EID-side I/O: tun (one TUN per instance) or af-packet (an EID-facing interface, TPACKET_V3 rings; not in this build yet)", DefaultValueFactory = _ => "tun" };
+        var mode = new Option<string>("--mode")
+        {
+            Description = "EID-side I/O: tun (one TUN per instance, created if missing) or af-packet (each instance's interface is an existing Ethernet interface facing its EID hosts, read and written through TPACKET_V3 rings: no system call per packet; EID hosts' MACs are learned from their frames, and a packet for a host not heard from yet is handed to the kernel, which resolves it). In af-packet mode the interface keeps its address (the kernel answers ARP and neighbour discovery), and IP forwarding must stay off on it: the kernel then drops its own copy of each packet the ring takes (counted as IpInAddrErrors), a start-up warning says when forwarding is on. TCP super-frames (a veth peer's TSO, a NIC's GRO) are cut here and offloaded checksums completed. A receive block is handed over when full or after 1 ms, which bounds the added latency at low rates",
+            DefaultValueFactory = _ => "tun",
+        };
         mode.AcceptOnlyFromAmong("tun", "af-packet");
-        var instance = new Option<string[]>("--instance") { Description = "an agent group: IID=IFNAME, e.g. 1000=fx1000 (repeat for more groups); the TUN is created if missing, then configure it with ip(8)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
-        var eidIf = new Option<string?>("--eid-if") { Description = "the EID-facing interface for --mode af-packet" };
+        var instance = new Option<string[]>("--instance") { Description = "an agent group: IID=IFNAME, e.g. 1000=fx1000 (repeat for more groups). --mode tun: the TUN, created if missing, then configure it with ip(8); --mode af-packet: the group's existing EID-facing Ethernet interface (or a bare IID with --eid-if)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
+        var eidIf = new Option<string?>("--eid-if") { Description = "--mode af-packet: the EID-facing interface of every --instance given as a bare IID (e.g. --instance 1000 --eid-if eth1)" };
         var rloc = new Option<string>("--rloc-addr") { Description = "this xTR's IPv4 RLOC: the source of encapsulated packets and the address LISP data is received on (required)" };
         var port = new Option<int>("--port") { Description = "the LISP data port (RFC 9300: 4341)", DefaultValueFactory = _ => 4341 };
         var mtu = new Option<int>("--mtu") { Description = "underlay path MTU; larger outer packets are fragmented, or refused with ICMP when DF is set or the inner packet is IPv6 (RFC 9300 §7)", DefaultValueFactory = _ => 1500 };
         var shm = new Option<string>("--shm") { Description = "name of the shared-memory region in /dev/shm shared with `fastxtr agent`", DefaultValueFactory = _ => "fastxtr" };
         var entries = new Option<int>("--map-cache-entries") { Description = "map-cache capacity (240 bytes each, plus 8 bytes of index)", DefaultValueFactory = _ => SharedRegionSizes.Default.EntryCapacity };
         var decapFilter = new Option<bool>("--decap-filter") { Description = "drop decapsulated packets whose outer source is not an RLOC of the inner source EID in the map-cache" };
-        var rxRing = new Option<int>("--rx-ring") { Description = "receive ring frames for --mode af-packet", DefaultValueFactory = _ => 4096 };
-        var txRing = new Option<int>("--tx-ring") { Description = "transmit ring frames for --mode af-packet", DefaultValueFactory = _ => 4096 };
+        var rxRing = new Option<int>("--rx-ring") { Description = "--mode af-packet: receive ring size in 2 KB frames per worker and interface (blocks of 256 KB, handed over when full or after 1 ms)", DefaultValueFactory = _ => 4096 };
+        var txRing = new Option<int>("--tx-ring") { Description = "--mode af-packet: transmit slots (2 KB each, frames up to 2000 bytes) per worker and interface", DefaultValueFactory = _ => 4096 };
         var offload = new Option<string>("--offload")
         {
             Description = "segmentation offloads: on = the TUN hands over TCP super-packets (TSO, virtio-net headers), cut in userspace and sent with UDP GSO, and received LISP is coalesced (UDP GRO) and written back as super-packets; off = one packet per read and write. What the kernel lacks is logged at start and the rest falls back",
@@ -45,7 +49,7 @@ public static class DataplaneCommand
                     Cpus = CliParsing.ParseCpus(parse.GetValue(cpus)),
                     Batch = parse.GetValue(batch),
                     Mode = parse.GetValue(mode) == "af-packet" ? IoMode.AfPacket : IoMode.Tun,
-                    Instances = (parse.GetValue(instance) ?? []).Select(CliParsing.ParseInstance).ToList(),
+                    Instances = (parse.GetValue(instance) ?? []).Select(i => CliParsing.ParseInstance(!i.Contains('=', StringComparison.Ordinal) && parse.GetValue(eidIf) is string e ? $"{i}={e}" : i)).ToList(),
                     EidInterface = parse.GetValue(eidIf),
                     RlocAddress = parse.GetValue(rloc) is string r ? CliParsing.ParseIpv4(r, "--rloc-addr") : 0,
                     Port = (ushort)Math.Clamp(parse.GetValue(port), 1, 65535),

@@ -15,6 +15,10 @@ public enum Counter
     // UdpGroReceives counts the receives in which the kernel had coalesced several datagrams (UDP GRO).
     TunSuperPackets, SegmentsCut, ChecksumsCompleted, UdpGsoSends, UdpGroReceives, SegmentsCoalesced, TunSuperPacketsWritten,
     DropBadVnetHeader,
+    // --mode af-packet: frames on the EID-facing interface that are not unicast IP for us (ARP, broadcasts; the
+    // kernel answers those), decapsulated packets handed to the kernel because the EID's MAC is not known yet,
+    // and what could not go out.
+    EidFramesIgnored, EtrKernelRouted, DropNoNeighbor, DropTxRingFull,
     Count,
 }
 

@@ -34,16 +34,44 @@ public sealed class DataplaneHost : IDisposable
         var host = new DataplaneHost(options, region, log);
         try
         {
-            foreach (var instance in options.Instances)
+            var rings = new List<PacketRing>[options.Workers];
+            var neighbors = new List<NeighborTable>();
+            if (options.Mode == IoMode.Tun)
             {
-                try { host._tuns.Add(TunDevice.Open(instance.Interface, options.Workers, options.Offload)); }
-                catch (NativeException e) { throw new DataplaneStartException($"instance {instance.InstanceId}: {e.Message}"); }
+                foreach (var instance in options.Instances)
+                {
+                    try { host._tuns.Add(TunDevice.Open(instance.Interface, options.Workers, options.Offload)); }
+                    catch (NativeException e) { throw new DataplaneStartException($"instance {instance.InstanceId}: {e.Message}"); }
+                }
+            }
+            else
+            {
+                // One ring per worker on each instance's interface; with several workers they form a fanout group
+                // (one id per interface) so that a flow always reaches the same worker.
+                for (int w = 0; w < options.Workers; w++) rings[w] = [];
+                for (int k = 0; k < options.Instances.Count; k++)
+                {
+                    var instance = options.Instances[k];
+                    neighbors.Add(new NeighborTable());
+                    int group = options.Workers > 1 ? (Environment.ProcessId * 31 + k) & 0xFFFF : -1;
+                    for (int w = 0; w < options.Workers; w++)
+                    {
+                        try { rings[w].Add(PacketRing.Open(instance.Interface, options.RxRingFrames, options.TxRingFrames, group)); }
+                        catch (NativeException e)
+                        {
+                            foreach (var opened in rings.Where(r => r is not null).SelectMany(r => r)) opened.Dispose();
+                            throw new DataplaneStartException($"instance {instance.InstanceId}: {e.Message}");
+                        }
+                    }
+                    if (ForwardingOn(instance.Interface))
+                        log.WriteLine($"fastxtr dataplane: warning: the kernel forwards IPv4 on {instance.Interface}; the packets this data plane carries would be forwarded by the kernel too (set net.ipv4.conf.{instance.Interface}.forwarding=0)");
+                }
             }
             try { Sockets.EnsureUdp4PortFree(options.RlocAddress, options.Port, "another data plane or a LISP daemon holds it"); }
             catch (NativeException e) { throw new DataplaneStartException(e.Message); }
             for (int w = 0; w < options.Workers; w++)
             {
-                try { host._workers.Add(new Worker(w, options, region, host._tuns)); }
+                try { host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors)); }
                 catch (NativeException e) { throw new DataplaneStartException($"worker {w}: {e.Message}"); }
             }
             region.Header.ActiveWorkers = (uint)options.Workers;
@@ -56,7 +84,7 @@ public sealed class DataplaneHost : IDisposable
                 thread.Start();
             }
             log.WriteLine($"fastxtr dataplane: {options.Workers} worker(s), rloc {Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}, " +
-                          $"instances {string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}"))}, shm {region.Path}, " +
+                          $"instances {string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}"))}{(options.Mode == IoMode.AfPacket ? $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)" : "")}, shm {region.Path}, " +
                           $"map-cache {region.Sizes.EntryCapacity} entries, batch {options.Batch}, mtu {options.OuterMtu}{(options.DecapFilter ? ", decap-filter on" : "")}, offload {(host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off")}");
             return host;
         }
@@ -95,6 +123,13 @@ public sealed class DataplaneHost : IDisposable
     }
 
     private static bool ProcessAlive(int pid) => Directory.Exists($"/proc/{pid}");
+
+    private static bool ForwardingOn(string interfaceName)
+    {
+        try { return File.ReadAllText($"/proc/sys/net/ipv4/conf/{interfaceName}/forwarding").Trim() == "1"; }
+        catch (IOException) { return false; }
+        catch (UnauthorizedAccessException) { return false; }
+    }
 
     private void RunWorker(int index)
     {

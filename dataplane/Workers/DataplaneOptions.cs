@@ -47,8 +47,13 @@ public sealed record DataplaneOptions
         foreach (int c in Cpus)
             if (c < 0 || c >= cores) p.Add($"--cpus {c}: this machine has CPUs 0 .. {cores - 1}");
         if (Batch is < 1 or > 1024) p.Add($"--batch {Batch}: use 1 .. 1024");
-        if (Mode == IoMode.AfPacket) p.Add("--mode af-packet: not available in this build yet (TPACKET_V3 rings are tracked in issue #3); use --mode tun");
-        if (Instances.Count == 0) p.Add("no --instance IID=IFNAME given: the data plane needs at least one agent group's TUN");
+        if (Mode == IoMode.AfPacket && Offload) p.Add("--offload on works with --mode tun only (the rings carry frames of the interface's MTU)");
+        if (Mode == IoMode.Tun && EidInterface is not null) p.Add("--eid-if names the EID-facing interface of --mode af-packet; with --mode tun each --instance names its TUN");
+        if (RxRingFrames is < 64 or > 1 << 20) p.Add($"--rx-ring {RxRingFrames}: use 64 .. {1 << 20} frames");
+        if (TxRingFrames is < 64 or > 1 << 20) p.Add($"--tx-ring {TxRingFrames}: use 64 .. {1 << 20} frames");
+        if (Instances.Count == 0) p.Add(Mode == IoMode.Tun
+            ? "no --instance IID=IFNAME given: the data plane needs at least one agent group's TUN"
+            : "no --instance IID=IFNAME (or --instance IID with --eid-if IFNAME) given: the data plane needs at least one agent group's EID-facing interface");
         if (Instances.Select(i => i.InstanceId).Distinct().Count() != Instances.Count) p.Add("an Instance ID is given twice in --instance");
         if (Instances.Select(i => i.Interface).Distinct().Count() != Instances.Count) p.Add("an interface is given twice in --instance");
         foreach (var i in Instances)

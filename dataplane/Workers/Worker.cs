@@ -16,7 +16,9 @@ namespace FastXtr.Dataplane.Workers;
 /// data port (SO_REUSEPORT spreads flows across workers) and one raw sending socket. Each turn it reads a batch
 /// from each TUN, encapsulates and sends it with one sendmmsg, then takes a batch from the UDP socket with one
 /// recvmmsg, decapsulates and writes each packet to its instance's TUN. It sleeps in poll only when a turn found
-/// nothing. Nothing on this path allocates, locks, logs or throws.
+/// nothing. Nothing on this path allocates, locks, logs or throws. With --mode af-packet the EID side is a
+/// TPACKET_V3 ring pair per instance instead of a TUN queue: frames are read from mapped blocks and written into
+/// mapped slots, one system call per batch (<see cref="ReadRing"/>, <see cref="WriteEid"/>).
 /// </summary>
 public sealed unsafe class Worker : IDisposable
 {
@@ -39,6 +41,15 @@ public sealed unsafe class Worker : IDisposable
     private readonly uint[] _instanceIds;
     private volatile bool _stop;
 
+    // --mode af-packet: per instance, this worker's rings on the EID-facing interface and the interface's neighbours.
+    private readonly PacketRing[] _rings = [];
+    private readonly NeighborTable[] _neighbors = [];
+    private readonly bool[] _ringPending = [];
+    private readonly MessageBatch? _kernelRouted;
+    // A super-frame met after other frames of the batch: cut and sent once they are (it stays valid in the ring).
+    private byte* _pendingSuper;
+    private int _pendingSuperLength;
+
     // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
     private readonly bool _tso, _gro, _coalesce;
     private readonly bool _vnet;
@@ -58,11 +69,19 @@ public sealed unsafe class Worker : IDisposable
     /// <summary>One UDP GSO send: at most 64 datagrams (the kernel's UDP_MAX_SEGMENTS) in one 64 KB IPv4 datagram.</summary>
     private const int GsoMaxSegments = 64, GsoMaxBytes = 65507;
 
-    public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns)
+    /// <param name="rings">--mode af-packet: this worker's ring on each instance's EID-facing interface (else empty).</param>
+    /// <param name="neighbors">--mode af-packet: each instance's neighbour table, shared by the workers.</param>
+    public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns,
+        IReadOnlyList<PacketRing>? rings = null, IReadOnlyList<NeighborTable>? neighbors = null)
     {
         _index = index;
         _options = options;
-        _tunFds = tuns.Select(t => t.QueueFd(index)).ToArray();
+        _rings = rings?.ToArray() ?? [];
+        _neighbors = neighbors?.ToArray() ?? [];
+        _ringPending = new bool[_rings.Length];
+        if (_rings.Length > 0) _kernelRouted = new MessageBatch(1);
+        // The EID side's descriptors: a TUN queue per instance, or the instance's ring socket.
+        _tunFds = _rings.Length > 0 ? _rings.Select(r => r.Fd).ToArray() : tuns.Select(t => t.QueueFd(index)).ToArray();
         _instanceIds = options.Instances.Select(i => i.InstanceId).ToArray();
         _counters = region.Counters(index);
         _udpFd = Sockets.OpenUdp4(options.RlocAddress, options.Port, reusePort: true, options.SocketBufferBytes);
@@ -92,6 +111,8 @@ public sealed unsafe class Worker : IDisposable
         _vnet = tuns.Count > 0 && tuns.All(t => t.HasVnetHeader);
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)((MaxSegments + 2) * sizeof(IoVec)));
         _vnetScratch = (byte*)NativeMemory.AllocZeroed(256);
+        // af-packet: a TCP super-frame (the kernel's GRO, or a veth peer's TSO, hands those to the ring) is cut here.
+        if (_rings.Length > 0) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
         if (!options.Offload) return;
         bool tunTso = _vnet && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
         _coalesce = tunTso;
@@ -150,14 +171,16 @@ public sealed unsafe class Worker : IDisposable
         ulong bytes = 0;
         var buffers = _superBuffers ?? _itrBuffers;
         int header = _vnet ? VirtioNetHdr.Bytes : 0;
-        while (n < _options.Batch)
-        {
-            // With virtio-net headers the header lands in the headroom, the packet where it always does.
-            int r = TunDevice.Read(fd, buffers.Data(n) - header, buffers.PacketBytes);
-            if (r <= header) break;
-            _lengths[n++] = r - header;
-            bytes += (ulong)(r - header);
-        }
+        if (_rings.Length > 0) n = ReadRing(instance, buffers, ref bytes);
+        else
+            while (n < _options.Batch)
+            {
+                // With virtio-net headers the header lands in the headroom, the packet where it always does.
+                int r = TunDevice.Read(fd, buffers.Data(n) - header, buffers.PacketBytes);
+                if (r <= header) break;
+                _lengths[n++] = r - header;
+                bytes += (ulong)(r - header);
+            }
         if (n == 0) return 0;
         _counters.Add(Counter.TunRxPackets, (ulong)n);
         _counters.Add(Counter.TunRxBytes, bytes);
@@ -173,13 +196,13 @@ public sealed unsafe class Worker : IDisposable
                 if ((v->GsoType & ~Linux.VIRTIO_NET_HDR_GSO_ECN) is Linux.VIRTIO_NET_HDR_GSO_TCPV4 or Linux.VIRTIO_NET_HDR_GSO_TCPV6)
                 {
                     Flush();
-                    sentBytes += SendSuperPacket(packet, v->GsoSize, iid, now, fd);
+                    sentBytes += SendSuperPacket(packet, v->GsoSize, iid, now, instance);
                     continue;
                 }
                 if (v->GsoType == Linux.VIRTIO_NET_HDR_GSO_UDP_L4)
                 {
                     Flush();
-                    sentBytes += SendUdpSuperPacket(packet, v->GsoSize, iid, now, fd);
+                    sentBytes += SendUdpSuperPacket(packet, v->GsoSize, iid, now, instance);
                     continue;
                 }
                 if (v->GsoType != Linux.VIRTIO_NET_HDR_GSO_NONE) { _counters.Add(Counter.DropBadVnetHeader); continue; }
@@ -189,16 +212,23 @@ public sealed unsafe class Worker : IDisposable
                     _counters.Add(Counter.ChecksumsCompleted);
                 }
             }
-            sentBytes += EncapsulateOne(buffers.Buffer(i), _lengths[i], iid, now, fd);
+            sentBytes += EncapsulateOne(buffers.Buffer(i), _lengths[i], iid, now, instance);
+        }
+        if (_pendingSuper != null)
+        {
+            Flush();
+            SendRingSuperFrame(instance, _pendingSuper, _pendingSuperLength, now);
+            _pendingSuper = null;
         }
         _counters.Add(Counter.UdpTxBytes, sentBytes);
         Flush();
+        FlushRings();
         _counters.Add(Counter.Batches);
         return n;
     }
 
     /// <summary>One packet through the ITR: queued for the batch send, fragmented, or answered with ICMP.</summary>
-    private ulong EncapsulateOne(byte* buffer, int length, uint iid, long now, int tunFd)
+    private ulong EncapsulateOne(byte* buffer, int length, uint iid, long now, int instance)
     {
         byte* reply = _scratch.Data(0);
         var d = _encap.Process(buffer, length, iid, 0, now, reply, out int replyLength);
@@ -216,7 +246,7 @@ public sealed unsafe class Worker : IDisposable
                 Flush();
                 return (ulong)d.OuterLength;
             case ItrVerdict.ReplyTooBig:
-                if (!WriteTun(tunFd, reply, replyLength)) _counters.Add(Counter.DropTunWriteFailed);
+                WriteEid(instance, reply, replyLength);
                 return 0;
             default:
                 return 0;
@@ -229,7 +259,7 @@ public sealed unsafe class Worker : IDisposable
     /// sent to the chosen RLOC with as few UDP GSO sends as the kernel's limits allow, from the socket whose port is
     /// the flow hash's. Without UDP GSO the segments go one by one through the ordinary path.
     /// </summary>
-    private ulong SendSuperPacket(Span<byte> packet, int gsoSize, uint iid, long now, int tunFd)
+    private ulong SendSuperPacket(Span<byte> packet, int gsoSize, uint iid, long now, int instance)
     {
         _counters.Add(Counter.TunSuperPackets);
         int headers = TcpSegmentation.HeaderLength(packet, out _);
@@ -241,7 +271,7 @@ public sealed unsafe class Worker : IDisposable
             // The TUN took TSO but the sockets cannot GSO: the segments go one by one through the ordinary path,
             // each cut with a headroom in front for its outer header.
             int cut = TcpSegmentation.Segment(packet, mss, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
-            return EncapsulateCut(cut, PacketBuffers.HeadroomBytes + headers + mss, iid, now, tunFd);
+            return EncapsulateCut(cut, PacketBuffers.HeadroomBytes + headers + mss, iid, now, instance);
         }
         // Segment k's LISP header goes in its 8-byte prefix; segment 0 starts one headroom into the output so that
         // the ITR can build its outer header in front of it, as it does in every packet buffer.
@@ -281,26 +311,26 @@ public sealed unsafe class Worker : IDisposable
     /// A UDP super-packet (USO): cut at the sender's datagram size, never re-cut, and each datagram sent through the
     /// ordinary path, whose MTU rules (fragments, or ICMP when the datagram no longer fits) apply to it as to any.
     /// </summary>
-    private ulong SendUdpSuperPacket(Span<byte> packet, int datagramPayload, uint iid, long now, int tunFd)
+    private ulong SendUdpSuperPacket(Span<byte> packet, int datagramPayload, uint iid, long now, int instance)
     {
         _counters.Add(Counter.TunSuperPackets);
         if (_gsoOut == null) return Drop(Counter.DropBadVnetHeader);
         int cut = UdpSegmentation.Segment(packet, datagramPayload, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
-        return EncapsulateCut(cut, PacketBuffers.HeadroomBytes + UdpSegmentation.HeaderLength(packet, out _) + datagramPayload, iid, now, tunFd);
+        return EncapsulateCut(cut, PacketBuffers.HeadroomBytes + UdpSegmentation.HeaderLength(packet, out _) + datagramPayload, iid, now, instance);
     }
 
     /// <summary>
     /// Sends <paramref name="count"/> pieces cut into the segment buffer <paramref name="step"/> bytes apart, each
     /// with a headroom in front, one by one through the ordinary ITR path; 0 pieces is a counted bad header.
     /// </summary>
-    private ulong EncapsulateCut(int count, int step, uint iid, long now, int tunFd)
+    private ulong EncapsulateCut(int count, int step, uint iid, long now, int instance)
     {
         if (count == 0) return Drop(Counter.DropBadVnetHeader);
         _counters.Add(Counter.SegmentsCut, (ulong)count);
         ulong sent = 0;
         for (int k = 0; k < count; k++)
         {
-            sent += EncapsulateOne(_gsoOut + (long)k * step, _segmentLengths[k] - PacketBuffers.HeadroomBytes, iid, now, tunFd);
+            sent += EncapsulateOne(_gsoOut + (long)k * step, _segmentLengths[k] - PacketBuffers.HeadroomBytes, iid, now, instance);
             if (_send.Count >= _send.Capacity - MaxFragments) Flush();
         }
         Flush();
@@ -321,6 +351,150 @@ public sealed unsafe class Worker : IDisposable
         _pieces[0] = new IoVec { Base = _vnetScratch, Length = VirtioNetHdr.Bytes };
         _pieces[1] = new IoVec { Base = packet, Length = (nuint)length };
         return TunDevice.WriteGather(fd, _pieces, 2, VirtioNetHdr.Bytes + length);
+    }
+
+    /// <summary>
+    /// One packet to the EID side: written to the instance's TUN, or (af-packet) framed for the EID host's MAC into
+    /// a transmit slot, sent with the batch. Counts its own drop; false when the packet did not go.
+    /// </summary>
+    private bool WriteEid(int instance, byte* packet, int length)
+    {
+        if (_rings.Length == 0)
+        {
+            if (WriteTun(_tunFds[instance], packet, length)) return true;
+            _counters.Add(Counter.DropTunWriteFailed);
+            return false;
+        }
+        var ring = _rings[instance];
+        bool ipv6 = length >= 40 && packet[0] >> 4 == 6;
+        if (!ipv6 && (length < 20 || packet[0] >> 4 != 4)) { _counters.Add(Counter.DropNotIp); return false; }
+        UInt128 destination = ipv6 ? BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(packet + 24, 16)) : BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(packet + 16, 4));
+        if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac))
+        {
+            // Not heard from yet: the kernel routes the packet out of the interface, resolving the MAC itself. IPv4
+            // goes through the raw socket the outer packets use; IPv6 waits for the host's first frame.
+            // Sent at once: the packet may sit in scratch memory the next packet reuses (an ICMP reply does).
+            if (ipv6) { _counters.Add(Counter.DropNoNeighbor); return false; }
+            _kernelRouted!.Add(packet, length, (uint)destination, 0);
+            if (_kernelRouted.Send(_rawFd, out _) == 1) { _counters.Add(Counter.EtrKernelRouted); return true; }
+            _counters.Add(Counter.DropSendFailed);
+            return false;
+        }
+        if (length + EthernetHeaderBytes > PacketRing.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
+        byte* slot = ring.TxSlot();
+        if (slot == null)
+        {
+            // Every slot is waiting to be sent: have the kernel send them, then try once more.
+            ring.Flush();
+            _ringPending[instance] = false;
+            slot = ring.TxSlot();
+            if (slot == null) { _counters.Add(Counter.DropTxRingFull); return false; }
+        }
+        for (int b = 0; b < 6; b++) slot[b] = (byte)(mac >> (8 * b));
+        ring.Mac.CopyTo(new Span<byte>(slot + 6, 6));
+        BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(slot + 12, 2), (ushort)(ipv6 ? Linux.ETH_P_IPV6 : Linux.ETH_P_IP));
+        Buffer.MemoryCopy(packet, slot + EthernetHeaderBytes, PacketRing.MaxTxFrameBytes - EthernetHeaderBytes, length);
+        ring.TxCommit(length + EthernetHeaderBytes);
+        _ringPending[instance] = true;
+        return true;
+    }
+
+    private const int EthernetHeaderBytes = 14;
+
+    /// <summary>Tells the kernel to send every ring's committed frames (one system call per ring that has any).</summary>
+    private void FlushRings()
+    {
+        for (int k = 0; k < _rings.Length; k++)
+        {
+            if (!_ringPending[k]) continue;
+            _ringPending[k] = false;
+            if (_rings[k].Flush() != 0) _counters.Add(Counter.DropSendFailed);
+        }
+    }
+
+    /// <summary>
+    /// af-packet: up to a batch of frames from the instance's receive ring into the ITR's buffers (the IP packet,
+    /// behind the usual headroom). Frames not addressed to us or not IP are left to the kernel and counted; the
+    /// sender's MAC is learned for the ETR's way back.
+    /// </summary>
+    private int ReadRing(int instance, PacketBuffers buffers, ref ulong bytes)
+    {
+        var ring = _rings[instance];
+        var neighbors = _neighbors[instance];
+        int n = 0;
+        while (n < _options.Batch && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending))
+        {
+            if (packetType != Linux.PACKET_HOST || length < EthernetHeaderBytes + 20) { _counters.Add(Counter.EidFramesIgnored); continue; }
+            int type = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(frame + 12, 2));
+            byte* ip = frame + EthernetHeaderBytes;
+            int ipLength = length - EthernetHeaderBytes;
+            ulong mac = 0;
+            for (int b = 0; b < 6; b++) mac |= (ulong)frame[6 + b] << (8 * b);
+            if (type == Linux.ETH_P_IP && ip[0] >> 4 == 4)
+                neighbors.Learn(BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 12, 4)), false, mac);
+            else if (type == Linux.ETH_P_IPV6 && ipLength >= 40 && ip[0] >> 4 == 6)
+                neighbors.Learn(BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(ip + 8, 16)), true, mac);
+            else
+            {
+                // A VLAN tag, or another protocol: not ours to carry.
+                _counters.Add(type is Linux.ETH_P_IP or Linux.ETH_P_IPV6 ? Counter.DropNotIp : Counter.EidFramesIgnored);
+                continue;
+            }
+            if (ipLength > ring.Mtu)
+            {
+                // Longer than the interface carries: a super-frame of a TCP flow. Cut after the frames before it
+                // (so that a flow's order holds), or at once when it is the first.
+                if (n > 0)
+                {
+                    _pendingSuper = ip;
+                    _pendingSuperLength = ipLength;
+                    return n;
+                }
+                SendRingSuperFrame(instance, ip, ipLength, Stopwatch.GetTimestamp());
+                continue;
+            }
+            if (ipLength > buffers.PacketBytes) { _counters.Add(Counter.DropTooBig); continue; }
+            Buffer.MemoryCopy(ip, buffers.Data(n), buffers.PacketBytes, ipLength);
+            if (checksumPending && !CompleteTransportChecksum(new Span<byte>(buffers.Data(n), ipLength))) { _counters.Add(Counter.DropBadVnetHeader); continue; }
+            _lengths[n++] = ipLength;
+            bytes += (ulong)ipLength;
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// af-packet: a TCP super-frame from the ring, cut into segments that fit both the EID interface's MTU and the
+    /// outer MTU once encapsulated (each with its full checksum), sent one by one through the ordinary ITR path.
+    /// Anything else this long (a UDP super-frame carries no datagram size here) is a counted drop.
+    /// </summary>
+    private void SendRingSuperFrame(int instance, byte* ip, int length, long now)
+    {
+        _counters.Add(Counter.TunRxPackets);
+        _counters.Add(Counter.TunRxBytes, (ulong)length);
+        var packet = new Span<byte>(ip, length);
+        int headers = TcpSegmentation.HeaderLength(packet, out _);
+        int mss = Math.Min(_rings[instance].Mtu, _options.OuterMtu - Encapsulator.OuterBytes) - headers;
+        if (headers == 0 || mss < 1) { _counters.Add(Counter.DropTooBig); return; }
+        _counters.Add(Counter.TunSuperPackets);
+        int cut = TcpSegmentation.Segment(packet, mss, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
+        _counters.Add(Counter.UdpTxBytes, EncapsulateCut(cut, PacketBuffers.HeadroomBytes + headers + mss, _instanceIds[instance], now, instance));
+    }
+
+    /// <summary>
+    /// A TCP or UDP packet whose sender left the checksum to offload (a veth peer does): the full checksum is
+    /// written here, since nothing downstream will. False for what cannot be completed (another protocol, an IPv6
+    /// extension header, a truncated header).
+    /// </summary>
+    private bool CompleteTransportChecksum(Span<byte> packet)
+    {
+        bool ipv6 = packet[0] >> 4 == 6;
+        int ipLength = ipv6 ? 40 : (packet[0] & 0x0F) * 4;
+        int protocol = ipv6 ? packet[6] : packet[9];
+        int offset = protocol == 6 ? 16 : protocol == 17 ? 6 : -1;
+        if (offset < 0 || ipLength < 20 || ipLength + offset + 2 > packet.Length) return false;
+        TcpSegmentation.WriteTransportChecksum(packet, ipLength, ipv6, offset);
+        _counters.Add(Counter.ChecksumsCompleted);
+        return true;
     }
 
     private void Flush()
@@ -357,8 +531,7 @@ public sealed unsafe class Worker : IDisposable
                 byte* inner = data + offset + d.InnerOffset;
                 if (!_coalesce)
                 {
-                    if (WriteTun(_tunFds[d.Instance], inner, d.InnerLength)) { txPackets++; txBytes += (ulong)d.InnerLength; }
-                    else _counters.Add(Counter.DropTunWriteFailed);
+                    if (WriteEid(d.Instance, inner, d.InnerLength)) { txPackets++; txBytes += (ulong)d.InnerLength; }
                     continue;
                 }
                 if (!_coalescer.TryAppend(inner, d.InnerLength, d.Instance))
@@ -370,6 +543,7 @@ public sealed unsafe class Worker : IDisposable
         }
         // The run may span messages: their buffers stay untouched until the next receive.
         if (_coalesce) WriteRun(ref txPackets, ref txBytes);
+        FlushRings();
         _counters.Add(Counter.UdpRxPackets, rxPackets);
         _counters.Add(Counter.UdpRxBytes, rxBytes);
         _counters.Add(Counter.TunTxPackets, txPackets);
@@ -407,6 +581,8 @@ public sealed unsafe class Worker : IDisposable
         _etrBuffers.Dispose();
         _scratch.Dispose();
         foreach (int fd in _gsoFds) Sockets.Close(fd);
+        foreach (var ring in _rings) ring.Dispose();
+        _kernelRouted?.Dispose();
         _superBuffers?.Dispose();
         _groBuffers?.Dispose();
         if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);

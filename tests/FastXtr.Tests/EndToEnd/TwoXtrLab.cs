@@ -17,7 +17,7 @@ namespace FastXtr.Tests.EndToEnd;
 public sealed class TwoXtrLab : IDisposable
 {
     public const uint RlocA = 0xC0000201, RlocB = 0xC0000202;
-    private static readonly Regex Ours = new(@"^fxt(a|b|c|a2|b2)-(\d+)-[0-9a-f]{4}$");
+    private static readonly Regex Ours = new(@"^fxt(a|b|c|a2|b2|ha|hb)-(\d+)-[0-9a-f]{4}$");
     private readonly List<Process> _dataplanes = [];
     public readonly string Tag;
     public readonly string A, B, A2, B2;

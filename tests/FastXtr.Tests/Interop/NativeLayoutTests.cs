@@ -29,6 +29,12 @@ public class NativeLayoutTests
         #include <net/if.h>
         #include <linux/if_tun.h>
         #include <linux/virtio_net.h>
+        #include <linux/if_packet.h>
+        #include <linux/if_ether.h>
+        #include <linux/sockios.h>
+        #ifndef PACKET_IGNORE_OUTGOING
+        #define PACKET_IGNORE_OUTGOING 23
+        #endif
         /* Newer than Debian 12's headers (Linux 6.2 / 5.18): checked wherever the headers have them. */
         #ifndef TUN_F_USO4
         #define TUN_F_USO4 0x20
@@ -69,6 +75,25 @@ public class NativeLayoutTests
           P("TUNSETIFF", TUNSETIFF); P("IFF_TUN", IFF_TUN); P("IFF_NO_PI", IFF_NO_PI); P("IFF_MULTI_QUEUE", IFF_MULTI_QUEUE);
           P("IFF_VNET_HDR", IFF_VNET_HDR); P("IFNAMSIZ", IFNAMSIZ); P("IP_RECVTTL", IP_RECVTTL); P("IP_RECVTOS", IP_RECVTOS);
           P("IP_TTL", IP_TTL); P("IP_TOS", IP_TOS);
+          P("AF_PACKET", AF_PACKET); P("SOCK_RAW", SOCK_RAW); P("SOL_PACKET", SOL_PACKET); P("ETH_P_ALL", ETH_P_ALL); P("ETH_P_IP", ETH_P_IP);
+          P("ETH_P_IPV6", ETH_P_IPV6); P("PACKET_RX_RING", PACKET_RX_RING); P("PACKET_VERSION", PACKET_VERSION); P("PACKET_TX_RING", PACKET_TX_RING);
+          P("PACKET_FANOUT", PACKET_FANOUT); P("PACKET_QDISC_BYPASS", PACKET_QDISC_BYPASS); P("PACKET_IGNORE_OUTGOING", PACKET_IGNORE_OUTGOING);
+          P("TPACKET_V3", TPACKET_V3); P("PACKET_FANOUT_HASH", PACKET_FANOUT_HASH); P("PACKET_FANOUT_FLAG_DEFRAG", PACKET_FANOUT_FLAG_DEFRAG);
+          P("PACKET_HOST", PACKET_HOST); P("TP_STATUS_KERNEL", TP_STATUS_KERNEL); P("TP_STATUS_USER", TP_STATUS_USER);
+          P("TP_STATUS_SEND_REQUEST", TP_STATUS_SEND_REQUEST); P("TP_STATUS_SENDING", TP_STATUS_SENDING); P("TP_STATUS_WRONG_FORMAT", TP_STATUS_WRONG_FORMAT);
+          P("TP_STATUS_CSUMNOTREADY", TP_STATUS_CSUMNOTREADY); P("SIOCGIFINDEX", SIOCGIFINDEX); P("SIOCGIFHWADDR", SIOCGIFHWADDR); P("SIOCGIFMTU", SIOCGIFMTU);
+          P("MAP_LOCKED", MAP_LOCKED); P("ENETDOWN", ENETDOWN); P("ENOBUFS", ENOBUFS);
+          P("sizeof sockaddr_ll", sizeof(struct sockaddr_ll)); P("offsetof sockaddr_ll.sll_ifindex", offsetof(struct sockaddr_ll, sll_ifindex));
+          P("offsetof sockaddr_ll.sll_pkttype", offsetof(struct sockaddr_ll, sll_pkttype)); P("offsetof sockaddr_ll.sll_addr", offsetof(struct sockaddr_ll, sll_addr));
+          P("sizeof tpacket_req3", sizeof(struct tpacket_req3)); P("offsetof tpacket_req3.tp_retire_blk_tov", offsetof(struct tpacket_req3, tp_retire_blk_tov));
+          P("sizeof tpacket3_hdr", sizeof(struct tpacket3_hdr)); P("offsetof tpacket3_hdr.tp_status", offsetof(struct tpacket3_hdr, tp_status));
+          P("offsetof tpacket3_hdr.tp_len", offsetof(struct tpacket3_hdr, tp_len)); P("offsetof tpacket3_hdr.tp_snaplen", offsetof(struct tpacket3_hdr, tp_snaplen));
+          P("offsetof tpacket3_hdr.tp_mac", offsetof(struct tpacket3_hdr, tp_mac)); P("offsetof tpacket3_hdr.tp_net", offsetof(struct tpacket3_hdr, tp_net));
+          P("TPACKET_ALIGN(sizeof tpacket3_hdr)", TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+          P("offsetof tpacket_block_desc.block_status", offsetof(struct tpacket_block_desc, hdr.bh1.block_status));
+          P("offsetof tpacket_block_desc.num_pkts", offsetof(struct tpacket_block_desc, hdr.bh1.num_pkts));
+          P("offsetof tpacket_block_desc.offset_to_first_pkt", offsetof(struct tpacket_block_desc, hdr.bh1.offset_to_first_pkt));
+          P("offsetof ifreq.ifr_hwaddr.sa_data", offsetof(struct ifreq, ifr_hwaddr.sa_data));
           return 0;
         }
         """;
@@ -121,6 +146,23 @@ public class NativeLayoutTests
         yield return new TestCaseData("offsetof virtio_net_hdr.csum_offset", (long)System.Runtime.InteropServices.Marshal.OffsetOf<VirtioNetHdr>(nameof(VirtioNetHdr.CsumOffset)));
         yield return new TestCaseData("sizeof stat", (long)Unsafe.SizeOf<StatBuf>());
         yield return new TestCaseData("offsetof stat.st_ino", (long)System.Runtime.InteropServices.Marshal.OffsetOf<StatBuf>(nameof(StatBuf.Inode)));
+        yield return new TestCaseData("sizeof sockaddr_ll", (long)Unsafe.SizeOf<SockAddrLl>());
+        yield return new TestCaseData("offsetof sockaddr_ll.sll_ifindex", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.InterfaceIndex)));
+        yield return new TestCaseData("offsetof sockaddr_ll.sll_pkttype", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.PacketType)));
+        yield return new TestCaseData("offsetof sockaddr_ll.sll_addr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.Address)));
+        yield return new TestCaseData("sizeof tpacket_req3", (long)Unsafe.SizeOf<TpacketReq3>());
+        yield return new TestCaseData("offsetof tpacket_req3.tp_retire_blk_tov", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketReq3>(nameof(TpacketReq3.RetireBlockTimeoutMs)));
+        yield return new TestCaseData("sizeof tpacket3_hdr", (long)Unsafe.SizeOf<Tpacket3Hdr>());
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_status", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.Status)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_len", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.Length)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_snaplen", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.SnapLength)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_mac", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.MacOffset)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_net", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.NetworkOffset)));
+        yield return new TestCaseData("TPACKET_ALIGN(sizeof tpacket3_hdr)", (long)PacketRing.TxDataOffset);
+        yield return new TestCaseData("offsetof tpacket_block_desc.block_status", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.BlockStatus)));
+        yield return new TestCaseData("offsetof tpacket_block_desc.num_pkts", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.PacketCount)));
+        yield return new TestCaseData("offsetof tpacket_block_desc.offset_to_first_pkt", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.OffsetToFirstPacket)));
+        yield return new TestCaseData("offsetof ifreq.ifr_hwaddr.sa_data", (long)System.Runtime.InteropServices.Marshal.OffsetOf<IfReq>(nameof(IfReq.HardwareAddress)));
     }
 
     [TestCaseSource(nameof(Layouts))]

@@ -1,0 +1,168 @@
+using System.Diagnostics;
+using FastXtr.Dataplane.MapCache;
+using FastXtr.Dataplane.Shared;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.EndToEnd;
+
+/// <summary>
+/// --mode af-packet for real: EID hosts in namespaces of their own behind two xTRs whose EID-facing interfaces are
+/// veths read and written through TPACKET_V3 rings; host A (10.1.0.2) reaches host B (10.2.0.2) through both.
+/// <code>  hA --veth-- xA (ring on ia) ==underlay 192.0.2.0/24== xB (ring on ib) --veth-- hB  </code>
+/// </summary>
+[TestFixture]
+[Category("netns")]
+[NonParallelizable]
+public class AfPacketNamespaceTests
+{
+    private const string Py = "/usr/bin/python3";
+    private string _tag = "";
+    private string _hA = "", _xA = "", _xB = "", _hB = "", _shmA = "", _shmB = "";
+    private readonly List<Process> _dataplanes = [];
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        if (!Shell.IsRoot) Assert.Ignore("end-to-end tests build network namespaces and need root");
+        TwoXtrLab.SweepLeftovers();
+        _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
+        (_hA, _xA, _xB, _hB) = ($"fxtha-{_tag}", $"fxta-{_tag}", $"fxtb-{_tag}", $"fxthb-{_tag}");
+        (_shmA, _shmB) = ($"fxtest-pa-{_tag}", $"fxtest-pb-{_tag}");
+        try
+        {
+            foreach (var ns in new[] { _hA, _xA, _xB, _hB }) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
+            string t = _tag[^4..];
+            Shell.Must($"ip link add ea{t} netns {_hA} type veth peer name ia{t} netns {_xA}");
+            Shell.Must($"ip link add ua{t} netns {_xA} type veth peer name ub{t} netns {_xB}");
+            Shell.Must($"ip link add ib{t} netns {_xB} type veth peer name eb{t} netns {_hB}");
+            Shell.Must($"ip -n {_hA} addr add 10.1.0.2/24 dev ea{t} && ip -n {_hA} link set ea{t} up && ip -n {_hA} route add default via 10.1.0.1");
+            Shell.Must($"ip -n {_xA} addr add 10.1.0.1/24 dev ia{t} && ip -n {_xA} link set ia{t} up && ip -n {_xA} addr add 192.0.2.1/24 dev ua{t} && ip -n {_xA} link set ua{t} up");
+            Shell.Must($"ip -n {_xB} addr add 10.2.0.1/24 dev ib{t} && ip -n {_xB} link set ib{t} up && ip -n {_xB} addr add 192.0.2.2/24 dev ub{t} && ip -n {_xB} link set ub{t} up");
+            Shell.Must($"ip -n {_hB} addr add 10.2.0.2/24 dev eb{t} && ip -n {_hB} link set eb{t} up && ip -n {_hB} route add default via 10.2.0.1");
+            // A with two workers (a fanout group on its interface), B with one and --eid-if.
+            _dataplanes.Add(Shell.StartInNamespace(_xA, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", $"1000=ia{t}", "--workers", "2", "--shm", _shmA, "--map-cache-entries", "1024"));
+            _dataplanes.Add(Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.2", "--instance", "1000", "--eid-if", $"ib{t}", "--shm", _shmB, "--map-cache-entries", "1024"));
+            foreach (var shm in new[] { _shmA, _shmB })
+                TwoXtrLab.WaitFor(() => File.Exists($"/dev/shm/{shm}") && ActiveWorkers(shm) > 0, $"the data plane on {shm}");
+            Upsert(_shmA, 0x0A020000, TwoXtrLab.RlocB);
+            Upsert(_shmB, 0x0A010000, TwoXtrLab.RlocA);
+        }
+        catch
+        {
+            Stop();
+            throw;
+        }
+    }
+
+    private static uint ActiveWorkers(string shm)
+    {
+        using var r = SharedRegion.Attach(shm);
+        return r.Header.ActiveWorkers;
+    }
+
+    private static void Upsert(string shm, uint prefix, uint rloc)
+    {
+        using var r = SharedRegion.Attach(shm);
+        r.CreateWriter().Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, prefix, 24, [new RlocSpec(EidFamily.Ipv4, rloc, 1, 100)]));
+    }
+
+    private static ulong Read(string shm, Counter c)
+    {
+        using var r = SharedRegion.Attach(shm);
+        ulong sum = 0;
+        for (int w = 0; w < r.Sizes.Workers; w++) sum += r.Counters(w)[c];
+        return sum;
+    }
+
+    private static Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        foreach (var p in _dataplanes)
+        {
+            try
+            {
+                if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(5000); }
+            }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        foreach (var ns in new[] { _hA, _xA, _xB, _hB }) if (ns.Length > 0) Shell.Sh($"ip netns del {ns} 2>/dev/null");
+        foreach (var shm in new[] { _shmA, _shmB }) if (shm.Length > 0) FastXtr.NativeInterop.SharedMemoryMapping.Unlink(shm);
+    }
+
+    [Test, Order(1)]
+    public void Ping_HostToHost_ThroughBothRings()
+    {
+        var r = Exec(_hA, "ping -n -c 20 -i 0.05 -W 1 10.2.0.2");
+        Assert.That(r.Out, Does.Contain("20 received"), r.All);
+        // B had never heard from host B when the first echo request arrived: the kernel resolved that one; host B's
+        // replies taught B its MAC, and the rest went out through B's transmit ring.
+        ulong kernel = Read(_shmB, Counter.EtrKernelRouted), delivered = Read(_shmB, Counter.TunTxPackets);
+        Assert.That(kernel, Is.InRange(1UL, 3UL), "only the first packets before B learned host B's MAC");
+        Assert.That(delivered, Is.GreaterThanOrEqualTo(20UL));
+        Assert.That(Read(_shmA, Counter.UdpTxPackets), Is.GreaterThanOrEqualTo(20UL), "A encapsulated what its ring read");
+        Assert.That(Read(_shmA, Counter.EidFramesIgnored), Is.GreaterThan(0UL), "host A's ARP reached A's ring and was left to the kernel");
+    }
+
+    [Test, Order(2)]
+    public void TcpStream_ArrivesWhole_AndSuperFramesAreCut()
+    {
+        // 8 MiB of a fixed pattern from host A to host B, hash-compared. The hosts' veths hand over TCP super-frames
+        // (TSO) with their checksums left to offload: A must cut and checksum them.
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-afp-{_tag}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "rx.py"), """
+                import socket, hashlib
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("10.2.0.2", 5299)); s.listen(1); s.settimeout(30)
+                c, _ = s.accept(); h = hashlib.sha256(); n = 0
+                while True:
+                    d = c.recv(65536)
+                    if not d: break
+                    h.update(d); n += len(d)
+                print(n, h.hexdigest())
+                """);
+            File.WriteAllText(Path.Combine(dir, "tx.py"), """
+                import socket, hashlib, random
+                data = random.Random(7).randbytes(8 << 20)
+                s = socket.create_connection(("10.2.0.2", 5299), timeout=30)
+                s.sendall(data); s.close()
+                print(len(data), hashlib.sha256(data).hexdigest())
+                """);
+            var server = Task.Run(() => Exec(_hB, $"{Py} {dir}/rx.py", 60_000));
+            TwoXtrLab.WaitFor(() => Exec(_hB, "ss -ltn | grep -q 10.2.0.2:5299").Code == 0, "the receiver to listen", 10_000);
+            var client = Exec(_hA, $"{Py} {dir}/tx.py", 60_000);
+            var s = server.Result;
+            Assert.That(client.Code, Is.EqualTo(0), client.All);
+            Assert.That(s.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at host B equal host A's");
+            Assert.That(s.Out, Does.StartWith("8388608 "));
+            Assert.That(Read(_shmA, Counter.ChecksumsCompleted), Is.GreaterThan(0UL), "offloaded checksums were completed");
+            Assert.That(Read(_shmA, Counter.TunSuperPackets), Is.GreaterThan(0UL), "super-frames were cut");
+            // Full-size frames (1500 bytes with DF) no longer fit once encapsulated: each is answered with ICMP
+            // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
+            Assert.That(Read(_shmA, Counter.DropTooBig), Is.EqualTo(Read(_shmA, Counter.IcmpTooBigSent)));
+            Assert.That(Read(_shmB, Counter.DropTxRingFull) + Read(_shmB, Counter.DropNoNeighbor) + Read(_shmA, Counter.DropBadVnetHeader), Is.EqualTo(0UL));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test, Order(3)]
+    public void AMissingInterface_AndOffloadsWithRings_AreRefused()
+    {
+        var missing = Shell.Run("ip", ["netns", "exec", _xA, Shell.FastxtrExe(), "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=nosuch0", "--shm", _shmA + "x", "--map-cache-entries", "64", "--port", "4399"]);
+        Assert.That(missing.Code, Is.EqualTo(1));
+        Assert.That(missing.Err, Does.Contain("interface nosuch0 (the EID-facing interface of --mode af-packet) does not exist here"));
+        var offload = Shell.Run(Shell.FastxtrExe(), ["dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=ia0", "--offload", "on"]);
+        Assert.That(offload.Code, Is.EqualTo(1));
+        Assert.That(offload.Err, Does.Contain("--offload on works with --mode tun only"));
+        FastXtr.NativeInterop.SharedMemoryMapping.Unlink(_shmA + "x");
+    }
+}
