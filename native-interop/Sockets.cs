@@ -12,7 +12,6 @@ namespace FastXtr.NativeInterop;
 public static unsafe class Sockets
 {
     private const int IPPROTO_RAW = 255;
-    private const int SOCK_RAW = 3;
     public const int IP_RECVTTL = 12;
     public const int IP_RECVTOS = 13;
     public const int IP_TTL = 2;
@@ -139,7 +138,7 @@ public static unsafe class Sockets
 
     public static int OpenRawIpv4Sender(int bufferBytes)
     {
-        int fd = Libc.socket(Linux.AF_INET, SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
+        int fd = Libc.socket(Linux.AF_INET, Linux.SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
         if (fd < 0)
         {
             int e = Libc.LastError;
@@ -154,6 +153,32 @@ public static unsafe class Sockets
     private static void SetInt(int fd, int level, int name, int value, string what)
     {
         if (!TrySetInt(fd, level, name, value)) throw new NativeException($"setsockopt {what}", Libc.LastError);
+    }
+
+    /// <summary>
+    /// A raw IPv6 socket whose packets carry their own IPv6 header (IPPROTO_RAW implies IPV6_HDRINCL): how the
+    /// af-packet ETR hands an inner IPv6 packet to the kernel, which routes it and resolves the neighbour.
+    /// </summary>
+    public static int OpenRawIpv6Sender()
+    {
+        int fd = Libc.socket(Linux.AF_INET6, Linux.SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
+        if (fd < 0)
+        {
+            int e = Libc.LastError;
+            throw e is Linux.EPERM or Linux.EACCES
+                ? new NativeException("socket(AF_INET6, SOCK_RAW): permission denied (the data plane needs root or CAP_NET_RAW)", e)
+                : new NativeException("socket(AF_INET6, SOCK_RAW)", e);
+        }
+        return fd;
+    }
+
+    /// <summary>Sends one whole IPv6 packet through a raw IPv6 socket to the address in its header; 0 or the errno.</summary>
+    public static int SendRawIpv6(int fd, byte* packet, int length)
+    {
+        SockAddrIn6 to = default;
+        to.Family = Linux.AF_INET6;
+        new ReadOnlySpan<byte>(packet + 24, 16).CopyTo(new Span<byte>(to.Address, 16));
+        return Libc.sendto(fd, packet, (nuint)length, Linux.MSG_DONTWAIT, &to, (uint)sizeof(SockAddrIn6)) == length ? 0 : Libc.LastError;
     }
 
     public static bool TrySetInt(int fd, int level, int name, int value) => Libc.setsockopt(fd, level, name, &value, sizeof(int)) == 0;

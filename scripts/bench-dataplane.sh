@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
 #
-#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--pin] [--json FILE] [--png FILE]
+#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet"] [--pin] [--json FILE] [--png FILE]
 #   (--png: the bar chart of the figures against VXLAN, default perf/dataplane-vs-vxlan.png)
 #   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
 #    beside the receiver)
@@ -9,22 +9,26 @@
 # Two namespaces joined by one veth pair (underlay 172.31.77.1/.2). Over it: a kernel VXLAN tunnel (VNI 42, overlay
 # 10.250.0.0/24) and two FastXtr data planes (IID 1000, EIDs 10.1.0.1 and 10.2.0.1 on their TUNs, static map-cache
 # entries). For each: UDP packets/s with 64- and 1400-byte payloads (udpflow from ../shared/perf-reference, sendmmsg
-# batches of 32, measured at the receiver) and single-stream TCP Gbit/s (iperf3). Everything stays inside the two
-# namespaces, which are removed on exit.
+# batches of 32, measured at the receiver) and single-stream TCP Gbit/s (iperf3). With af-packet in --modes, two
+# host namespaces join the xTRs through veths (hosts 10.3.0.2 and 10.4.0.2): the af-packet data planes serve them
+# on those veths, and the same kernel VXLAN tunnel carries them once more with the two namespaces routing
+# (the "routed" baseline, the kernel's way of serving the same hosts). Everything stays inside the namespaces,
+# which are removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
+secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; modes="tun af-packet"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
     --workers) workers_list="$2"; shift 2 ;;
     --offload) offload_list="$2"; shift 2 ;;
     --streams) streams_list="$2"; shift 2 ;;
+    --modes) modes="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
     --png) png="$2"; shift 2 ;;
     --pin) pin=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench-dataplane.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,13 +38,13 @@ ref="$root/../shared/perf-reference"
 [ -f "$ref/udpflow.c" ] || { echo "bench-dataplane.sh: $ref/udpflow.c not found (the shared perf-reference tools)" >&2; exit 1; }
 work=$(mktemp -d)
 gcc -O2 -o "$work/udpflow" "$ref/udpflow.c"
-[ -x out/fastxtr ] || bash scripts/build.sh >/dev/null
+bash scripts/build.sh >/dev/null
 
-S="fxbench-s-$$"; D="fxbench-d-$$"; shm_s="fxbench-s-$$"; shm_d="fxbench-d-$$"
+S="fxbench-s-$$"; D="fxbench-d-$$"; HS="fxbench-hs-$$"; HD="fxbench-hd-$$"; shm_s="fxbench-s-$$"; shm_d="fxbench-d-$$"
 cleanup() {
   pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" 2>/dev/null || true
   sleep 0.3
-  ip netns del "$S" 2>/dev/null || true; ip netns del "$D" 2>/dev/null || true
+  for ns in "$S" "$D" "$HS" "$HD"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"; rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -79,6 +83,7 @@ result[vxlan_udp64]=$(udp_rate "$S" "$D" 10.250.0.2 64); echo "vxlan  udp 64 B  
 result[vxlan_udp1400]=$(udp_rate "$S" "$D" 10.250.0.2 1400); echo "vxlan  udp 1400 B  ${result[vxlan_udp1400]} Mpps"
 for st in $streams_list; do result[vxlan_tcp$st]=$(tcp_rate "$S" "$D" 10.250.0.2 "$st"); echo "vxlan  tcp $st stream(s) ${result[vxlan_tcp$st]} Gbit/s"; done
 
+case " $modes " in *" tun "*)
 for w in $workers_list; do for off in $offload_list; do
   k="fx${w}${off}"
   rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
@@ -100,6 +105,50 @@ for w in $workers_list; do for off in $offload_list; do
   pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
   sleep 0.5
 done; done
+;; esac
+
+if [[ " $modes " == *" af-packet "* ]]; then
+  # Hosts behind the gateways: hS -- S (10.3.0.1) and D (10.4.0.1) -- hD.
+  ip netns add "$HS"; ip netns add "$HD"
+  ip link add fxhs$$ netns "$HS" type veth peer name fxgs$$ netns "$S" 2>/dev/null || ip link add fxhs netns "$HS" type veth peer name fxgs netns "$S"
+  ip link add fxhd$$ netns "$HD" type veth peer name fxgd$$ netns "$D" 2>/dev/null || ip link add fxhd netns "$HD" type veth peer name fxgd netns "$D"
+  hs=$(ip -n "$HS" -o link | awk -F': ' '/fxhs/{print $2}' | cut -d@ -f1); gs=$(ip -n "$S" -o link | awk -F': ' '/fxgs/{print $2}' | cut -d@ -f1)
+  hd=$(ip -n "$HD" -o link | awk -F': ' '/fxhd/{print $2}' | cut -d@ -f1); gd=$(ip -n "$D" -o link | awk -F': ' '/fxgd/{print $2}' | cut -d@ -f1)
+  for ns in "$HS" "$HD"; do ip -n "$ns" link set lo up; done
+  ip -n "$HS" addr add 10.3.0.2/24 dev "$hs"; ip -n "$HS" link set "$hs" up; ip -n "$HS" route add default via 10.3.0.1
+  ip -n "$HD" addr add 10.4.0.2/24 dev "$hd"; ip -n "$HD" link set "$hd" up; ip -n "$HD" route add default via 10.4.0.1
+  ip -n "$S" addr add 10.3.0.1/24 dev "$gs"; ip -n "$S" link set "$gs" up
+  ip -n "$D" addr add 10.4.0.1/24 dev "$gd"; ip -n "$D" link set "$gd" up
+  echo "# kernel VXLAN, routed: the hosts' traffic forwarded by S and D through the tunnel"
+  for ns in "$S" "$D"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1; done
+  ip -n "$S" route add 10.4.0.0/24 via 10.250.0.2; ip -n "$D" route add 10.3.0.0/24 via 10.250.0.1
+  ip netns exec "$HS" ping -c 1 -W 2 10.4.0.2 >/dev/null || { echo "the routed VXLAN path does not work"; exit 1; }
+  result[vxlanr_udp64]=$(udp_rate "$HS" "$HD" 10.4.0.2 64); echo "vxlan routed udp 64 B    ${result[vxlanr_udp64]} Mpps"
+  result[vxlanr_udp1400]=$(udp_rate "$HS" "$HD" 10.4.0.2 1400); echo "vxlan routed udp 1400 B  ${result[vxlanr_udp1400]} Mpps"
+  for st in $streams_list; do result[vxlanr_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "vxlan routed tcp $st stream(s) ${result[vxlanr_tcp$st]} Gbit/s"; done
+  ip -n "$S" route del 10.4.0.0/24; ip -n "$D" route del 10.3.0.0/24
+  # The af-packet data planes need the kernel not to forward what their rings take.
+  for ns in "$S" "$D"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0; done
+  for w in $workers_list; do
+    k="fx${w}ap"
+    rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
+    echo "# FastXtr af-packet, $w worker(s)"
+    ip netns exec "$S" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.1 --instance "1000=$gs" --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
+    ip netns exec "$D" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.2 --instance "1000=$gd" --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
+    for i in $(seq 50); do [ -f "/dev/shm/$shm_s" ] && [ -f "/dev/shm/$shm_d" ] && ./out/fastxtr show stats --shm "$shm_s" >/dev/null 2>&1 && ./out/fastxtr show stats --shm "$shm_d" >/dev/null 2>&1 && break; sleep 0.1; done
+    sleep 0.5
+    ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.4.0.0/24 --rloc 172.31.77.2 >/dev/null
+    ./out/fastxtr map-cache add --shm "$shm_d" --iid 1000 --eid 10.3.0.0/24 --rloc 172.31.77.1 >/dev/null
+    ip netns exec "$HS" ping -c 2 -W 2 10.4.0.2 >/dev/null || { echo "fastxtr af-packet path does not work:"; cat "$work"/dp-*.log; exit 1; }
+    result[${k}_udp64]=$(udp_rate "$HS" "$HD" 10.4.0.2 64); echo "fastxtr af-packet udp 64 B    ${result[${k}_udp64]} Mpps"
+    result[${k}_udp1400]=$(udp_rate "$HS" "$HD" 10.4.0.2 1400); echo "fastxtr af-packet udp 1400 B  ${result[${k}_udp1400]} Mpps"
+    for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "fastxtr af-packet tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
+    ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|checksums-completed|eid-frames-ignored)' | sed 's/^/  itr /' || true
+    ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|etr-kernel-routed)' | sed 's/^/  etr /' || true
+    pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
+    sleep 0.5
+  done
+fi
 
 ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0); print('%.2f' % (a/b) if b else 'n/a')"; }
 echo
@@ -108,12 +157,23 @@ for st in $streams_list; do header="$header TCP $st stream(s) Gbit/s |"; sep="$s
 echo "$header"; echo "$sep"
 row="| kernel VXLAN | ${result[vxlan_udp64]} | ${result[vxlan_udp1400]} |"
 for st in $streams_list; do row="$row ${result[vxlan_tcp$st]} |"; done; echo "$row"
+case " $modes " in *" tun "*)
 for w in $workers_list; do for off in $offload_list; do
   k="fx${w}${off}"
   row="| FastXtr, $w worker(s), offload $off | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlan_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlan_udp1400]}")x) |"
   for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlan_tcp$st]}")x) |"; done
   echo "$row"
-done; done
+done; done ;; esac
+if [[ " $modes " == *" af-packet "* ]]; then
+  row="| kernel VXLAN, routed hosts | ${result[vxlanr_udp64]} | ${result[vxlanr_udp1400]} |"
+  for st in $streams_list; do row="$row ${result[vxlanr_tcp$st]} |"; done; echo "$row"
+  for w in $workers_list; do
+    k="fx${w}ap"
+    row="| FastXtr af-packet, $w worker(s), routed hosts | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlanr_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlanr_udp1400]}")x) |"
+    for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlanr_tcp$st]}")x) |"; done
+    echo "$row"
+  done
+fi
 out_json="${json:-$work/results.json}"
 { echo "{"; echo "  \"seconds\": $secs,"; first=1
   for k in "${!result[@]}"; do [ $first -eq 1 ] || echo ","; first=0; printf '  "%s": %s' "$k" "${result[$k]:-0}"; done

@@ -46,6 +46,7 @@ public sealed unsafe class Worker : IDisposable
     private readonly NeighborTable[] _neighbors = [];
     private readonly bool[] _ringPending = [];
     private readonly MessageBatch? _kernelRouted;
+    private readonly int _rawFd6 = -1;
     // A super-frame met after other frames of the batch: cut and sent once they are (it stays valid in the ring).
     private byte* _pendingSuper;
     private int _pendingSuperLength;
@@ -79,7 +80,13 @@ public sealed unsafe class Worker : IDisposable
         _rings = rings?.ToArray() ?? [];
         _neighbors = neighbors?.ToArray() ?? [];
         _ringPending = new bool[_rings.Length];
-        if (_rings.Length > 0) _kernelRouted = new MessageBatch(1);
+        if (_rings.Length > 0)
+        {
+            _kernelRouted = new MessageBatch(1);
+            // Without it (no IPv6 in this namespace), IPv6 packets for hosts not heard from yet are counted drops.
+            try { _rawFd6 = Sockets.OpenRawIpv6Sender(); }
+            catch (NativeException) { _rawFd6 = -1; }
+        }
         // The EID side's descriptors: a TUN queue per instance, or the instance's ring socket.
         _tunFds = _rings.Length > 0 ? _rings.Select(r => r.Fd).ToArray() : tuns.Select(t => t.QueueFd(index)).ToArray();
         _instanceIds = options.Instances.Select(i => i.InstanceId).ToArray();
@@ -371,10 +378,15 @@ public sealed unsafe class Worker : IDisposable
         UInt128 destination = ipv6 ? BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(packet + 24, 16)) : BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(packet + 16, 4));
         if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac))
         {
-            // Not heard from yet: the kernel routes the packet out of the interface, resolving the MAC itself. IPv4
-            // goes through the raw socket the outer packets use; IPv6 waits for the host's first frame.
-            // Sent at once: the packet may sit in scratch memory the next packet reuses (an ICMP reply does).
-            if (ipv6) { _counters.Add(Counter.DropNoNeighbor); return false; }
+            // Not heard from yet: the kernel routes the packet out of the interface, resolving the MAC itself (IPv4
+            // through the raw socket the outer packets use, IPv6 through a raw IPv6 one). Sent at once: the packet
+            // may sit in scratch memory the next packet reuses (an ICMP reply does).
+            if (ipv6)
+            {
+                if (_rawFd6 >= 0 && Sockets.SendRawIpv6(_rawFd6, packet, length) == 0) { _counters.Add(Counter.EtrKernelRouted); return true; }
+                _counters.Add(Counter.DropNoNeighbor);
+                return false;
+            }
             _kernelRouted!.Add(packet, length, (uint)destination, 0);
             if (_kernelRouted.Send(_rawFd, out _) == 1) { _counters.Add(Counter.EtrKernelRouted); return true; }
             _counters.Add(Counter.DropSendFailed);
@@ -583,6 +595,7 @@ public sealed unsafe class Worker : IDisposable
         foreach (int fd in _gsoFds) Sockets.Close(fd);
         foreach (var ring in _rings) ring.Dispose();
         _kernelRouted?.Dispose();
+        if (_rawFd6 >= 0) Sockets.Close(_rawFd6);
         _superBuffers?.Dispose();
         _groBuffers?.Dispose();
         if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);

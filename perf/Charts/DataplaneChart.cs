@@ -37,7 +37,7 @@ public static class DataplaneChart
         for (int i = 0; i < paths.Count; i++)
         {
             var c = Colours[i % Colours.Length];
-            int x = 20 + i * 180, y = 430;
+            int x = 20 + i % 6 * 180, y = 422 + i / 6 * 14;
             img.Fill(x, y, x + 10, y + 8, c.R, c.G, c.B);
             img.Text(x + 16, y + 1, Describe(paths[i]), 0, 0, 0);
         }
@@ -46,7 +46,16 @@ public static class DataplaneChart
         return 0;
     }
 
-    private static string Describe(string path) => path == "vxlan" ? "KERNEL VXLAN" : $"FASTXTR {path[2]}W OFFLOAD {path[3..].ToUpperInvariant()}";
+    private static string Describe(string path) => path switch
+    {
+        "vxlan" => "KERNEL VXLAN",
+        "vxlanr" => "VXLAN ROUTED",
+        _ when path.EndsWith("ap", StringComparison.Ordinal) => $"FASTXTR {path[2..^2]}W AF-PACKET",
+        _ => $"FASTXTR {path[2]}W OFFLOAD {path[3..].ToUpperInvariant()}",
+    };
+
+    /// <summary>What a path's ratio is taken against: af-packet serves routed hosts, so the routed VXLAN run.</summary>
+    private static string Baseline(string path) => path.EndsWith("ap", StringComparison.Ordinal) ? "vxlanr" : "vxlan";
 
     private static void Panel(PngCanvas img, int left, int top, int width, int height, string unit, (string Metric, string Label)[] metrics, List<string> paths, Func<string, string, double> value)
     {
@@ -67,14 +76,14 @@ public static class DataplaneChart
         for (int g = 0; g < metrics.Length; g++)
         {
             int gx = left + 50 + g * groupWidth;
-            double vxlan = value("vxlan", metrics[g].Metric);
             for (int i = 0; i < paths.Count; i++)
             {
+                double vxlan = value(Baseline(paths[i]), metrics[g].Metric);
                 double v = value(paths[i], metrics[g].Metric);
                 int x = gx + i * bar, y = bottom - (int)((bottom - plotTop) * v / max);
                 var c = Colours[i % Colours.Length];
                 img.Fill(x, y, x + bar - 3, bottom - 1, c.R, c.G, c.B);
-                string text = paths[i] == "vxlan" || vxlan <= 0 ? PngCanvas.Label(v) : (v / vxlan).ToString("F2", CultureInfo.InvariantCulture) + "X";
+                string text = paths[i].StartsWith("vxlan", StringComparison.Ordinal) || vxlan <= 0 ? PngCanvas.Label(v) : (v / vxlan).ToString("F2", CultureInfo.InvariantCulture) + "X";
                 img.Text(x, y - 10 - (i % 2) * 9, text, 40, 40, 40);
             }
             img.Text(gx, bottom + 8, metrics[g].Label, 0, 0, 0);

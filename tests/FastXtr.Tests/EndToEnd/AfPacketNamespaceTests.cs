@@ -40,13 +40,20 @@ public class AfPacketNamespaceTests
             Shell.Must($"ip -n {_xA} addr add 10.1.0.1/24 dev ia{t} && ip -n {_xA} link set ia{t} up && ip -n {_xA} addr add 192.0.2.1/24 dev ua{t} && ip -n {_xA} link set ua{t} up");
             Shell.Must($"ip -n {_xB} addr add 10.2.0.1/24 dev ib{t} && ip -n {_xB} link set ib{t} up && ip -n {_xB} addr add 192.0.2.2/24 dev ub{t} && ip -n {_xB} link set ub{t} up");
             Shell.Must($"ip -n {_hB} addr add 10.2.0.2/24 dev eb{t} && ip -n {_hB} link set eb{t} up && ip -n {_hB} route add default via 10.2.0.1");
+            // IPv6 EIDs too. The gateways' kernels see every packet as well: a route for the remote EIDs (here a
+            // silent blackhole; on a real gateway the default route) keeps them from answering with "no route".
+            Shell.Must($"ip -n {_hA} addr add fd01::2/64 dev ea{t} nodad && ip -n {_xA} addr add fd01::1/64 dev ia{t} nodad && ip -n {_hA} -6 route add default via fd01::1");
+            Shell.Must($"ip -n {_hB} addr add fd02::2/64 dev eb{t} nodad && ip -n {_xB} addr add fd02::1/64 dev ib{t} nodad && ip -n {_hB} -6 route add default via fd02::1");
+            Shell.Must($"ip -n {_xA} -6 route add blackhole fd02::/64 && ip -n {_xB} -6 route add blackhole fd01::/64");
             // A with two workers (a fanout group on its interface), B with one and --eid-if.
             _dataplanes.Add(Shell.StartInNamespace(_xA, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", $"1000=ia{t}", "--workers", "2", "--shm", _shmA, "--map-cache-entries", "1024"));
             _dataplanes.Add(Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.2", "--instance", "1000", "--eid-if", $"ib{t}", "--shm", _shmB, "--map-cache-entries", "1024"));
             foreach (var shm in new[] { _shmA, _shmB })
                 TwoXtrLab.WaitFor(() => File.Exists($"/dev/shm/{shm}") && ActiveWorkers(shm) > 0, $"the data plane on {shm}");
-            Upsert(_shmA, 0x0A020000, TwoXtrLab.RlocB);
-            Upsert(_shmB, 0x0A010000, TwoXtrLab.RlocA);
+            Upsert(_shmA, EidFamily.Ipv4, 0x0A020000, 24, TwoXtrLab.RlocB);
+            Upsert(_shmB, EidFamily.Ipv4, 0x0A010000, 24, TwoXtrLab.RlocA);
+            Upsert(_shmA, EidFamily.Ipv6, (UInt128)0xfd02 << 112, 64, TwoXtrLab.RlocB);
+            Upsert(_shmB, EidFamily.Ipv6, (UInt128)0xfd01 << 112, 64, TwoXtrLab.RlocA);
         }
         catch
         {
@@ -61,10 +68,10 @@ public class AfPacketNamespaceTests
         return r.Header.ActiveWorkers;
     }
 
-    private static void Upsert(string shm, uint prefix, uint rloc)
+    private static void Upsert(string shm, EidFamily family, UInt128 prefix, int length, uint rloc)
     {
         using var r = SharedRegion.Attach(shm);
-        r.CreateWriter().Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, prefix, 24, [new RlocSpec(EidFamily.Ipv4, rloc, 1, 100)]));
+        r.CreateWriter().Upsert(new MapCacheEntrySpec(1000, 0, family, prefix, length, [new RlocSpec(EidFamily.Ipv4, rloc, 1, 100)]));
     }
 
     private static ulong Read(string shm, Counter c)
@@ -108,6 +115,18 @@ public class AfPacketNamespaceTests
     }
 
     [Test, Order(2)]
+    public void Ipv6Ping_HostToHost_ThroughBothRings()
+    {
+        ulong kernelBefore = Read(_shmB, Counter.EtrKernelRouted);
+        var r = Exec(_hA, "ping -6 -n -c 20 -i 0.05 -W 1 fd02::2");
+        Assert.That(r.Out, Does.Contain("20 received"), r.All);
+        Assert.That(r.Out, Does.Not.Contain("errors"), "no ICMPv6 error from either gateway's kernel");
+        // The first request reached host B through the kernel (raw IPv6 socket), before B had heard from it.
+        Assert.That(Read(_shmB, Counter.EtrKernelRouted) - kernelBefore, Is.GreaterThanOrEqualTo(1UL));
+        Assert.That(Read(_shmB, Counter.DropNoNeighbor), Is.EqualTo(0UL));
+    }
+
+    [Test, Order(3)]
     public void TcpStream_ArrivesWhole_AndSuperFramesAreCut()
     {
         // 8 MiB of a fixed pattern from host A to host B, hash-compared. The hosts' veths hand over TCP super-frames
@@ -154,7 +173,7 @@ public class AfPacketNamespaceTests
         }
     }
 
-    [Test, Order(3)]
+    [Test, Order(4)]
     public void AMissingInterface_AndOffloadsWithRings_AreRefused()
     {
         var missing = Shell.Run("ip", ["netns", "exec", _xA, Shell.FastxtrExe(), "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=nosuch0", "--shm", _shmA + "x", "--map-cache-entries", "64", "--port", "4399"]);
