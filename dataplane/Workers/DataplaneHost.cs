@@ -30,6 +30,7 @@ public sealed class DataplaneHost : IDisposable
     {
         var problems = options.Problems();
         if (problems.Count > 0) throw new DataplaneStartException(string.Join(Environment.NewLine, problems));
+        bool existed = File.Exists(SharedMemoryMapping.PathFor(options.SharedMemoryName));
         SharedRegion region = OpenRegion(options, log);
         var host = new DataplaneHost(options, region, log);
         try
@@ -91,6 +92,8 @@ public sealed class DataplaneHost : IDisposable
         catch
         {
             host.Dispose();
+            // A start that failed leaves no region behind that it made itself (one it attached to keeps its entries).
+            if (!existed) SharedMemoryMapping.Unlink(options.SharedMemoryName);
             throw;
         }
     }

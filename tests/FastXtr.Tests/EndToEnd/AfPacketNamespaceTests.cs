@@ -179,6 +179,7 @@ public class AfPacketNamespaceTests
         var missing = Shell.Run("ip", ["netns", "exec", _xA, Shell.FastxtrExe(), "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=nosuch0", "--shm", _shmA + "x", "--map-cache-entries", "64", "--port", "4399"]);
         Assert.That(missing.Code, Is.EqualTo(1));
         Assert.That(missing.Err, Does.Contain("interface nosuch0 (the EID-facing interface of --mode af-packet) does not exist here"));
+        Assert.That(File.Exists($"/dev/shm/{_shmA}x"), Is.False, "a start that failed leaves no region it made behind");
         var offload = Shell.Run(Shell.FastxtrExe(), ["dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=ia0", "--offload", "on"]);
         Assert.That(offload.Code, Is.EqualTo(1));
         Assert.That(offload.Err, Does.Contain("--offload on works with --mode tun only"));
