@@ -175,11 +175,15 @@ public sealed unsafe class PacketRing : IDisposable
         }
     }
 
-    /// <summary>The next free transmit slot's frame area (<see cref="MaxTxFrameBytes"/> bytes), or null when all are in flight.</summary>
-    public byte* TxSlot()
+    /// <summary>
+    /// The next free transmit slot's frame area (<see cref="MaxTxFrameBytes"/> bytes), or null when all are in flight.
+    /// <paramref name="rejected"/>: the frame this slot held last was refused by the kernel (TP_STATUS_WRONG_FORMAT).
+    /// </summary>
+    public byte* TxSlot(out bool rejected)
     {
         var h = (Tpacket3Hdr*)(_tx + (nint)_txNext * FrameBytes);
         uint status = Volatile.Read(ref h->Status);
+        rejected = status == Linux.TP_STATUS_WRONG_FORMAT;
         return status is Linux.TP_STATUS_SEND_REQUEST or Linux.TP_STATUS_SENDING ? null : (byte*)h + TxDataOffset;
     }
 

@@ -393,15 +393,16 @@ public sealed unsafe class Worker : IDisposable
             return false;
         }
         if (length + EthernetHeaderBytes > PacketRing.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
-        byte* slot = ring.TxSlot();
+        byte* slot = ring.TxSlot(out bool rejected);
         if (slot == null)
         {
             // Every slot is waiting to be sent: have the kernel send them, then try once more.
             ring.Flush();
             _ringPending[instance] = false;
-            slot = ring.TxSlot();
+            slot = ring.TxSlot(out rejected);
             if (slot == null) { _counters.Add(Counter.DropTxRingFull); return false; }
         }
+        if (rejected) _counters.Add(Counter.DropSendFailed); // the frame sent from this slot before was refused
         for (int b = 0; b < 6; b++) slot[b] = (byte)(mac >> (8 * b));
         ring.Mac.CopyTo(new Span<byte>(slot + 6, 6));
         BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(slot + 12, 2), (ushort)(ipv6 ? Linux.ETH_P_IPV6 : Linux.ETH_P_IP));
