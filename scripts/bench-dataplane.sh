@@ -129,12 +129,12 @@ if [[ " $modes " == *" af-packet "* ]]; then
   ip -n "$S" route del 10.4.0.0/24; ip -n "$D" route del 10.3.0.0/24
   # The af-packet data planes need the kernel not to forward what their rings take.
   for ns in "$S" "$D"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0; done
-  for w in $workers_list; do
-    k="fx${w}ap"
+  for w in $workers_list; do for off in $offload_list; do
+    k="fx${w}ap${off}"
     rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
-    echo "# FastXtr af-packet, $w worker(s)"
-    ip netns exec "$S" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.1 --instance "1000=$gs" --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
-    ip netns exec "$D" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.2 --instance "1000=$gd" --workers "$w" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
+    echo "# FastXtr af-packet, $w worker(s), offload $off"
+    ip netns exec "$S" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.1 --instance "1000=$gs" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
+    ip netns exec "$D" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.2 --instance "1000=$gd" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
     for i in $(seq 50); do [ -f "/dev/shm/$shm_s" ] && [ -f "/dev/shm/$shm_d" ] && ./out/fastxtr show stats --shm "$shm_s" >/dev/null 2>&1 && ./out/fastxtr show stats --shm "$shm_d" >/dev/null 2>&1 && break; sleep 0.1; done
     sleep 0.5
     ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.4.0.0/24 --rloc 172.31.77.2 >/dev/null
@@ -144,10 +144,10 @@ if [[ " $modes " == *" af-packet "* ]]; then
     result[${k}_udp1400]=$(udp_rate "$HS" "$HD" 10.4.0.2 1400); echo "fastxtr af-packet udp 1400 B  ${result[${k}_udp1400]} Mpps"
     for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "fastxtr af-packet tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
     ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|checksums-completed|eid-frames-ignored)' | sed 's/^/  itr /' || true
-    ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|etr-kernel-routed)' | sed 's/^/  etr /' || true
+    ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|etr-kernel-routed|udp-gro-receives)' | sed 's/^/  etr /' || true
     pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
     sleep 0.5
-  done
+  done; done
 fi
 
 ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0); print('%.2f' % (a/b) if b else 'n/a')"; }
@@ -167,12 +167,12 @@ done; done ;; esac
 if [[ " $modes " == *" af-packet "* ]]; then
   row="| kernel VXLAN, routed hosts | ${result[vxlanr_udp64]} | ${result[vxlanr_udp1400]} |"
   for st in $streams_list; do row="$row ${result[vxlanr_tcp$st]} |"; done; echo "$row"
-  for w in $workers_list; do
-    k="fx${w}ap"
-    row="| FastXtr af-packet, $w worker(s), routed hosts | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlanr_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlanr_udp1400]}")x) |"
+  for w in $workers_list; do for off in $offload_list; do
+    k="fx${w}ap${off}"
+    row="| FastXtr af-packet, $w worker(s), offload $off, routed hosts | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlanr_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlanr_udp1400]}")x) |"
     for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlanr_tcp$st]}")x) |"; done
     echo "$row"
-  done
+  done; done
 fi
 out_json="${json:-$work/results.json}"
 { echo "{"; echo "  \"seconds\": $secs,"; first=1

@@ -47,7 +47,6 @@ public sealed record DataplaneOptions
         foreach (int c in Cpus)
             if (c < 0 || c >= cores) p.Add($"--cpus {c}: this machine has CPUs 0 .. {cores - 1}");
         if (Batch is < 1 or > 1024) p.Add($"--batch {Batch}: use 1 .. 1024");
-        if (Mode == IoMode.AfPacket && Offload) p.Add("--offload on works with --mode tun only (the rings carry frames of the interface's MTU)");
         if (Mode == IoMode.Tun && EidInterface is not null) p.Add("--eid-if names the EID-facing interface of --mode af-packet; with --mode tun each --instance names its TUN");
         if (RxRingFrames is < 64 or > 1 << 20) p.Add($"--rx-ring {RxRingFrames}: use 64 .. {1 << 20} frames");
         if (TxRingFrames is < 64 or > 1 << 20) p.Add($"--tx-ring {TxRingFrames}: use 64 .. {1 << 20} frames");

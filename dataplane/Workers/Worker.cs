@@ -122,11 +122,12 @@ public sealed unsafe class Worker : IDisposable
         if (_rings.Length > 0) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
         if (!options.Offload) return;
         bool tunTso = _vnet && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
+        // Only a TUN takes super-packets back; af-packet rings get the ETR's segments one frame each.
         _coalesce = tunTso;
-        if (tunTso)
+        if (tunTso || _rings.Length > 0)
         {
-            _superBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
-            _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
+            if (tunTso) _superBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
+            if (_gsoOut == null) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
             var fds = new List<int>();
             for (int k = 0; k < GsoSourcePorts; k++)
             {
@@ -139,7 +140,7 @@ public sealed unsafe class Worker : IDisposable
             if (_tso) _gsoFds = fds.ToArray();
             else foreach (int fd in fds) Sockets.Close(fd);
         }
-        _gro = tunTso && Sockets.EnableGro(_udpFd);
+        _gro = (tunTso || _rings.Length > 0) && Sockets.EnableGro(_udpFd);
         if (_gro)
         {
             _groBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
@@ -152,7 +153,9 @@ public sealed unsafe class Worker : IDisposable
     /// <summary>What this worker's offloads came to (for the start-up log line).</summary>
     public string OffloadSummary =>
         !_options.Offload ? "off"
-        : $"tso {(_tso ? "on, sent with UDP GSO" : _gsoOut != null ? "on, segments sent one by one (no UDP_SEGMENT)" : "off (the TUN refused TSO)")}, gro {(_gro ? "on" : "off (no UDP_GRO)")}";
+        : (_rings.Length > 0 ? "super-frames from the rings " : "")
+          + $"tso {(_tso ? "on, sent with UDP GSO" : _gsoOut != null ? "on, segments sent one by one (no UDP_SEGMENT)" : "off (the TUN refused TSO)")}, gro {(_gro ? "on" : "off (no UDP_GRO)")}"
+          + (_rings.Length > 0 && _gro ? ", segments written to the transmit ring one frame each" : "");
 
     public void Stop() => _stop = true;
 
@@ -488,6 +491,12 @@ public sealed unsafe class Worker : IDisposable
         int headers = TcpSegmentation.HeaderLength(packet, out _);
         int mss = Math.Min(_rings[instance].Mtu, _options.OuterMtu - Encapsulator.OuterBytes) - headers;
         if (headers == 0 || mss < 1) { _counters.Add(Counter.DropTooBig); return; }
+        if (_tso)
+        {
+            // --offload on: cut and sent to the RLOC in bursts with UDP GSO, as a TUN's super-packets are.
+            _counters.Add(Counter.UdpTxBytes, SendSuperPacket(packet, mss, _instanceIds[instance], now, instance));
+            return;
+        }
         _counters.Add(Counter.TunSuperPackets);
         int cut = TcpSegmentation.Segment(packet, mss, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
         _counters.Add(Counter.UdpTxBytes, EncapsulateCut(cut, PacketBuffers.HeadroomBytes + headers + mss, _instanceIds[instance], now, instance));

@@ -50,12 +50,12 @@ public static class DataplaneChart
     {
         "vxlan" => "KERNEL VXLAN",
         "vxlanr" => "VXLAN ROUTED",
-        _ when path.EndsWith("ap", StringComparison.Ordinal) => $"FASTXTR {path[2..^2]}W AF-PACKET",
+        _ when path.Contains("ap", StringComparison.Ordinal) => $"FASTXTR {path[2..path.IndexOf("ap", StringComparison.Ordinal)]}W AF-PACKET {path[(path.IndexOf("ap", StringComparison.Ordinal) + 2)..].ToUpperInvariant()}",
         _ => $"FASTXTR {path[2]}W OFFLOAD {path[3..].ToUpperInvariant()}",
     };
 
     /// <summary>What a path's ratio is taken against: af-packet serves routed hosts, so the routed VXLAN run.</summary>
-    private static string Baseline(string path) => path.EndsWith("ap", StringComparison.Ordinal) ? "vxlanr" : "vxlan";
+    private static string Baseline(string path) => path.Contains("ap", StringComparison.Ordinal) ? "vxlanr" : "vxlan";
 
     private static void Panel(PngCanvas img, int left, int top, int width, int height, string unit, (string Metric, string Label)[] metrics, List<string> paths, Func<string, string, double> value)
     {

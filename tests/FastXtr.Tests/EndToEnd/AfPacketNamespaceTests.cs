@@ -10,11 +10,14 @@ namespace FastXtr.Tests.EndToEnd;
 /// --mode af-packet for real: EID hosts in namespaces of their own behind two xTRs whose EID-facing interfaces are
 /// veths read and written through TPACKET_V3 rings; host A (10.1.0.2) reaches host B (10.2.0.2) through both.
 /// <code>  hA --veth-- xA (ring on ia) ==underlay 192.0.2.0/24== xB (ring on ib) --veth-- hB  </code>
+/// Everything once with offloads off (super-frames cut and sent one by one) and once on (sent with UDP GSO, received
+/// with UDP GRO).
 /// </summary>
-[TestFixture]
+[TestFixture("off")]
+[TestFixture("on")]
 [Category("netns")]
 [NonParallelizable]
-public class AfPacketNamespaceTests
+public class AfPacketNamespaceTests(string offload)
 {
     private const string Py = "/usr/bin/python3";
     private string _tag = "";
@@ -46,8 +49,8 @@ public class AfPacketNamespaceTests
             Shell.Must($"ip -n {_hB} addr add fd02::2/64 dev eb{t} nodad && ip -n {_xB} addr add fd02::1/64 dev ib{t} nodad && ip -n {_hB} -6 route add default via fd02::1");
             Shell.Must($"ip -n {_xA} -6 route add blackhole fd02::/64 && ip -n {_xB} -6 route add blackhole fd01::/64");
             // A with two workers (a fanout group on its interface), B with one and --eid-if.
-            _dataplanes.Add(Shell.StartInNamespace(_xA, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", $"1000=ia{t}", "--workers", "2", "--shm", _shmA, "--map-cache-entries", "1024"));
-            _dataplanes.Add(Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.2", "--instance", "1000", "--eid-if", $"ib{t}", "--shm", _shmB, "--map-cache-entries", "1024"));
+            _dataplanes.Add(Shell.StartInNamespace(_xA, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", $"1000=ia{t}", "--workers", "2", "--shm", _shmA, "--map-cache-entries", "1024", "--offload", offload));
+            _dataplanes.Add(Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.2", "--instance", "1000", "--eid-if", $"ib{t}", "--shm", _shmB, "--map-cache-entries", "1024", "--offload", offload));
             foreach (var shm in new[] { _shmA, _shmB })
                 TwoXtrLab.WaitFor(() => File.Exists($"/dev/shm/{shm}") && ActiveWorkers(shm) > 0, $"the data plane on {shm}");
             Upsert(_shmA, EidFamily.Ipv4, 0x0A020000, 24, TwoXtrLab.RlocB);
@@ -162,6 +165,9 @@ public class AfPacketNamespaceTests
             Assert.That(s.Out, Does.StartWith("8388608 "));
             Assert.That(Read(_shmA, Counter.ChecksumsCompleted), Is.GreaterThan(0UL), "offloaded checksums were completed");
             Assert.That(Read(_shmA, Counter.TunSuperPackets), Is.GreaterThan(0UL), "super-frames were cut");
+            var offloaded = new[] { Read(_shmA, Counter.UdpGsoSends), Read(_shmB, Counter.UdpGroReceives) };
+            if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "segments sent with UDP GSO at A, received with UDP GRO at B");
+            else Assert.That(offloaded, Has.All.EqualTo(0UL));
             // Full-size frames (1500 bytes with DF) no longer fit once encapsulated: each is answered with ICMP
             // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
             Assert.That(Read(_shmA, Counter.DropTooBig), Is.EqualTo(Read(_shmA, Counter.IcmpTooBigSent)));
@@ -174,15 +180,15 @@ public class AfPacketNamespaceTests
     }
 
     [Test, Order(4)]
-    public void AMissingInterface_AndOffloadsWithRings_AreRefused()
+    public void AMissingInterface_AndATinyRing_AreRefused()
     {
         var missing = Shell.Run("ip", ["netns", "exec", _xA, Shell.FastxtrExe(), "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=nosuch0", "--shm", _shmA + "x", "--map-cache-entries", "64", "--port", "4399"]);
         Assert.That(missing.Code, Is.EqualTo(1));
         Assert.That(missing.Err, Does.Contain("interface nosuch0 (the EID-facing interface of --mode af-packet) does not exist here"));
         Assert.That(File.Exists($"/dev/shm/{_shmA}x"), Is.False, "a start that failed leaves no region it made behind");
-        var offload = Shell.Run(Shell.FastxtrExe(), ["dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=ia0", "--offload", "on"]);
-        Assert.That(offload.Code, Is.EqualTo(1));
-        Assert.That(offload.Err, Does.Contain("--offload on works with --mode tun only"));
+        var small = Shell.Run(Shell.FastxtrExe(), ["dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=ia0", "--tx-ring", "8"]);
+        Assert.That(small.Code, Is.EqualTo(1));
+        Assert.That(small.Err, Does.Contain("--tx-ring 8: use 64 .."));
         FastXtr.NativeInterop.SharedMemoryMapping.Unlink(_shmA + "x");
     }
 }
