@@ -138,16 +138,20 @@ public static unsafe class Sockets
 
     public static int OpenRawIpv4Sender(int bufferBytes)
     {
-        int fd = Libc.socket(Linux.AF_INET, Linux.SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
-        if (fd < 0)
-        {
-            int e = Libc.LastError;
-            throw e is Linux.EPERM or Linux.EACCES
-                ? new NativeException("socket(AF_INET, SOCK_RAW): permission denied (the data plane needs root or CAP_NET_RAW)", e)
-                : new NativeException("socket(AF_INET, SOCK_RAW)", e);
-        }
+        int fd = OpenRaw(Linux.AF_INET, "AF_INET");
         if (bufferBytes > 0 && !TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUF, bufferBytes);
         return fd;
+    }
+
+    /// <summary>A raw sending socket of the family, IPPROTO_RAW (each packet carries its own IP header).</summary>
+    private static int OpenRaw(int family, string familyName)
+    {
+        int fd = Libc.socket(family, Linux.SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
+        if (fd >= 0) return fd;
+        int e = Libc.LastError;
+        throw e is Linux.EPERM or Linux.EACCES
+            ? new NativeException($"socket({familyName}, SOCK_RAW): permission denied (the data plane needs root or CAP_NET_RAW)", e)
+            : new NativeException($"socket({familyName}, SOCK_RAW)", e);
     }
 
     private static void SetInt(int fd, int level, int name, int value, string what)
@@ -159,18 +163,7 @@ public static unsafe class Sockets
     /// A raw IPv6 socket whose packets carry their own IPv6 header (IPPROTO_RAW implies IPV6_HDRINCL): how the
     /// af-packet ETR hands an inner IPv6 packet to the kernel, which routes it and resolves the neighbour.
     /// </summary>
-    public static int OpenRawIpv6Sender()
-    {
-        int fd = Libc.socket(Linux.AF_INET6, Linux.SOCK_RAW | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, IPPROTO_RAW);
-        if (fd < 0)
-        {
-            int e = Libc.LastError;
-            throw e is Linux.EPERM or Linux.EACCES
-                ? new NativeException("socket(AF_INET6, SOCK_RAW): permission denied (the data plane needs root or CAP_NET_RAW)", e)
-                : new NativeException("socket(AF_INET6, SOCK_RAW)", e);
-        }
-        return fd;
-    }
+    public static int OpenRawIpv6Sender() => OpenRaw(Linux.AF_INET6, "AF_INET6");
 
     /// <summary>Sends one whole IPv6 packet through a raw IPv6 socket to the address in its header; 0 or the errno.</summary>
     public static int SendRawIpv6(int fd, byte* packet, int length)

@@ -19,7 +19,6 @@ namespace FastXtr.Tests.EndToEnd;
 [NonParallelizable]
 public class AfPacketNamespaceTests(string offload)
 {
-    private const string Py = "/usr/bin/python3";
     private string _tag = "";
     private string _hA = "", _xA = "", _xB = "", _hB = "", _shmA = "", _shmB = "";
     private readonly List<Process> _dataplanes = [];
@@ -132,51 +131,21 @@ public class AfPacketNamespaceTests(string offload)
     [Test, Order(3)]
     public void TcpStream_ArrivesWhole_AndSuperFramesAreCut()
     {
-        // 8 MiB of a fixed pattern from host A to host B, hash-compared. The hosts' veths hand over TCP super-frames
-        // (TSO) with their checksums left to offload: A must cut and checksum them.
-        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-afp-{_tag}");
-        Directory.CreateDirectory(dir);
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "rx.py"), """
-                import socket, hashlib
-                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("10.2.0.2", 5299)); s.listen(1); s.settimeout(30)
-                c, _ = s.accept(); h = hashlib.sha256(); n = 0
-                while True:
-                    d = c.recv(65536)
-                    if not d: break
-                    h.update(d); n += len(d)
-                print(n, h.hexdigest())
-                """);
-            File.WriteAllText(Path.Combine(dir, "tx.py"), """
-                import socket, hashlib, random
-                data = random.Random(7).randbytes(8 << 20)
-                s = socket.create_connection(("10.2.0.2", 5299), timeout=30)
-                s.sendall(data); s.close()
-                print(len(data), hashlib.sha256(data).hexdigest())
-                """);
-            var server = Task.Run(() => Exec(_hB, $"{Py} {dir}/rx.py", 60_000));
-            TwoXtrLab.WaitFor(() => Exec(_hB, "ss -ltn | grep -q 10.2.0.2:5299").Code == 0, "the receiver to listen", 10_000);
-            var client = Exec(_hA, $"{Py} {dir}/tx.py", 60_000);
-            var s = server.Result;
-            Assert.That(client.Code, Is.EqualTo(0), client.All);
-            Assert.That(s.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at host B equal host A's");
-            Assert.That(s.Out, Does.StartWith("8388608 "));
-            Assert.That(Read(_shmA, Counter.ChecksumsCompleted), Is.GreaterThan(0UL), "offloaded checksums were completed");
-            Assert.That(Read(_shmA, Counter.TunSuperPackets), Is.GreaterThan(0UL), "super-frames were cut");
-            var offloaded = new[] { Read(_shmA, Counter.UdpGsoSends), Read(_shmB, Counter.UdpGroReceives) };
-            if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "segments sent with UDP GSO at A, received with UDP GRO at B");
-            else Assert.That(offloaded, Has.All.EqualTo(0UL));
-            // Full-size frames (1500 bytes with DF) no longer fit once encapsulated: each is answered with ICMP
-            // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
-            Assert.That(Read(_shmA, Counter.DropTooBig), Is.EqualTo(Read(_shmA, Counter.IcmpTooBigSent)));
-            Assert.That(Read(_shmB, Counter.DropTxRingFull) + Read(_shmB, Counter.DropNoNeighbor) + Read(_shmA, Counter.DropBadVnetHeader), Is.EqualTo(0UL));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        // The hosts' veths hand over TCP super-frames (TSO) with their checksums left to offload: A must cut and
+        // checksum them.
+        var (client, server) = TcpTransfer.Run(_hA, _hB, "10.2.0.2", null, _tag);
+        Assert.That(client.Code, Is.EqualTo(0), client.All);
+        Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at host B equal host A's");
+        Assert.That(server.Out, Does.StartWith("8388608 "));
+        Assert.That(Read(_shmA, Counter.ChecksumsCompleted), Is.GreaterThan(0UL), "offloaded checksums were completed");
+        Assert.That(Read(_shmA, Counter.TunSuperPackets), Is.GreaterThan(0UL), "super-frames were cut");
+        var offloaded = new[] { Read(_shmA, Counter.UdpGsoSends), Read(_shmB, Counter.UdpGroReceives) };
+        if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "segments sent with UDP GSO at A, received with UDP GRO at B");
+        else Assert.That(offloaded, Has.All.EqualTo(0UL));
+        // Full-size frames (1500 bytes with DF) no longer fit once encapsulated: each is answered with ICMP
+        // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
+        Assert.That(Read(_shmA, Counter.DropTooBig), Is.EqualTo(Read(_shmA, Counter.IcmpTooBigSent)));
+        Assert.That(Read(_shmB, Counter.DropTxRingFull) + Read(_shmB, Counter.DropNoNeighbor) + Read(_shmA, Counter.DropBadVnetHeader), Is.EqualTo(0UL));
     }
 
     [Test, Order(4)]

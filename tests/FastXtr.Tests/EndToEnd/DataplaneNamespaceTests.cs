@@ -92,46 +92,15 @@ public class DataplaneNamespaceTests(string offload)
     [Test, Order(2)]
     public void TcpStream_ArrivesWhole_HashCompared()
     {
-        // 8 MiB of a fixed pseudo-random pattern; the receiver prints the byte count and SHA-256 of what it got.
-        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-{_lab.Tag}");
-        Directory.CreateDirectory(dir);
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "rx.py"), """
-                import socket, hashlib
-                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("10.2.0.1", 5299)); s.listen(1); s.settimeout(30)
-                c, _ = s.accept(); h = hashlib.sha256(); n = 0
-                while True:
-                    d = c.recv(65536)
-                    if not d: break
-                    h.update(d); n += len(d)
-                print(n, h.hexdigest())
-                """);
-            File.WriteAllText(Path.Combine(dir, "tx.py"), """
-                import socket, hashlib, random
-                data = random.Random(7).randbytes(8 << 20)
-                s = socket.create_connection(("10.2.0.1", 5299), timeout=30, source_address=("10.1.0.1", 0))
-                s.sendall(data); s.close()
-                print(len(data), hashlib.sha256(data).hexdigest())
-                """);
-            var server = Task.Run(() => _lab.Exec(_lab.B, $"{Py} {dir}/rx.py", 60_000));
-            TwoXtrLab.WaitFor(() => _lab.Exec(_lab.B, "ss -ltn | grep -q 10.2.0.1:5299").Code == 0, "the receiver to listen", 10_000);
-            var client = _lab.Exec(_lab.A, $"{Py} {dir}/tx.py", 60_000);
-            var s = server.Result;
-            Assert.That(client.Code, Is.EqualTo(0), client.All);
-            Assert.That(s.Code, Is.EqualTo(0), s.All);
-            Assert.That(s.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at the receiver equal the sender's");
-            Assert.That(s.Out, Does.StartWith("8388608 "));
-            var offloaded = new[] { (_lab.ShmA, Counter.TunSuperPackets), (_lab.ShmA, Counter.UdpGsoSends), (_lab.ShmB, Counter.UdpGroReceives), (_lab.ShmB, Counter.SegmentsCoalesced) }
-                .Select(c => _lab.Counter(c.Item1, c.Item2)).ToArray();
-            if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "super-packets read and sent with GSO at A; GRO and coalescing at B");
-            else Assert.That(offloaded, Has.All.EqualTo(0UL), "no offload path without --offload on");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        var (client, server) = TcpTransfer.Run(_lab.A, _lab.B, "10.2.0.1", "10.1.0.1", _lab.Tag);
+        Assert.That(client.Code, Is.EqualTo(0), client.All);
+        Assert.That(server.Code, Is.EqualTo(0), server.All);
+        Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at the receiver equal the sender's");
+        Assert.That(server.Out, Does.StartWith("8388608 "));
+        var offloaded = new[] { (_lab.ShmA, Counter.TunSuperPackets), (_lab.ShmA, Counter.UdpGsoSends), (_lab.ShmB, Counter.UdpGroReceives), (_lab.ShmB, Counter.SegmentsCoalesced) }
+            .Select(c => _lab.Counter(c.Item1, c.Item2)).ToArray();
+        if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "super-packets read and sent with GSO at A; GRO and coalescing at B");
+        else Assert.That(offloaded, Has.All.EqualTo(0UL), "no offload path without --offload on");
     }
 
     [Test, Order(3)]
