@@ -11,7 +11,9 @@ namespace FastXtr.Perf.Charts;
 /// </summary>
 public static class DataplaneChart
 {
-    private static readonly (byte R, byte G, byte B)[] Colours = [(120, 120, 120), (230, 150, 60), (200, 70, 40), (90, 160, 220), (30, 80, 200), (60, 170, 90), (20, 110, 50)];
+    // Greys for the kernel baselines, then one colour per FastXtr path (ten distinct).
+    private static readonly (byte R, byte G, byte B)[] Colours =
+        [(120, 120, 120), (190, 190, 190), (230, 150, 60), (200, 70, 40), (90, 160, 220), (30, 80, 200), (60, 170, 90), (20, 110, 50), (150, 90, 190), (90, 40, 130), (220, 190, 40), (140, 110, 20)];
 
     public static int Run(string[] args)
     {
@@ -23,7 +25,7 @@ public static class DataplaneChart
         var figures = JsonNode.Parse(File.ReadAllText(args[0]))!.AsObject();
         // Paths: "vxlan" and every "fx<workers><offload>" prefix in the file, in a stable order.
         var paths = figures.Select(kv => kv.Key).Where(k => k.Contains('_', StringComparison.Ordinal)).Select(k => k[..k.IndexOf('_', StringComparison.Ordinal)]).Distinct()
-            .OrderBy(p => p == "vxlan" ? "" : p, StringComparer.Ordinal).ToList();
+            .OrderBy(p => p == "vxlan" ? "0" : p == "vxlanr" ? "1" : p, StringComparer.Ordinal).ToList();
         var rates = new[] { ("udp64", "UDP 64 B"), ("udp1400", "UDP 1400 B") };
         var throughputs = figures.Select(kv => kv.Key).Where(k => k.StartsWith("vxlan_tcp", StringComparison.Ordinal))
             .Select(k => k["vxlan_".Length..]).OrderBy(k => k.Length).ThenBy(k => k, StringComparer.Ordinal)
@@ -51,7 +53,7 @@ public static class DataplaneChart
         "vxlan" => "KERNEL VXLAN",
         "vxlanr" => "VXLAN ROUTED",
         _ when path.Contains("ap", StringComparison.Ordinal) => $"FASTXTR {path[2..path.IndexOf("ap", StringComparison.Ordinal)]}W AF-PACKET {path[(path.IndexOf("ap", StringComparison.Ordinal) + 2)..].ToUpperInvariant()}",
-        _ => $"FASTXTR {path[2]}W OFFLOAD {path[3..].ToUpperInvariant()}",
+        _ => $"FASTXTR {path[2]}W TUN OFFLOAD {path[3..].ToUpperInvariant()}",
     };
 
     /// <summary>What a path's ratio is taken against: af-packet serves routed hosts, so the routed VXLAN run.</summary>
