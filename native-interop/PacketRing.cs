@@ -136,7 +136,8 @@ public sealed unsafe class PacketRing : IDisposable
     /// The next received frame (from its Ethernet header), or false when the kernel has handed over nothing more.
     /// The frame stays valid until the next call; a block is given back to the kernel once all its frames were read.
     /// <paramref name="checksumPending"/>: the sender left the transport checksum to offload (a veth or local
-    /// sender, TP_STATUS_CSUMNOTREADY), so the frame carries only its pseudo-header sum.
+    /// sender, TP_STATUS_CSUMNOTREADY), so the frame carries only its pseudo-header sum. A frame the ring had to cut
+    /// short comes back with length 0.
     /// </summary>
     public bool TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending)
     {
@@ -166,7 +167,8 @@ public sealed unsafe class PacketRing : IDisposable
             }
             var h = (Tpacket3Hdr*)_rxNext;
             frame = _rxNext + h->MacOffset;
-            length = (int)h->SnapLength;
+            // A frame cut short by the ring (its snap length below its length) is reported as not IP-sized at all.
+            length = h->SnapLength < h->Length ? 0 : (int)h->SnapLength;
             packetType = ((SockAddrLl*)(_rxNext + TxDataOffset))->PacketType;
             checksumPending = (h->Status & Linux.TP_STATUS_CSUMNOTREADY) != 0;
             _rxNext += h->NextOffset;

@@ -395,7 +395,8 @@ public sealed unsafe class Worker : IDisposable
             _counters.Add(Counter.DropSendFailed);
             return false;
         }
-        if (length + EthernetHeaderBytes > PacketRing.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
+        // Longer than the interface carries (or a slot holds): the kernel would refuse the frame.
+        if (length > ring.Mtu || length + EthernetHeaderBytes > PacketRing.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
         byte* slot = ring.TxSlot(out bool rejected);
         if (slot == null)
         {
@@ -440,6 +441,7 @@ public sealed unsafe class Worker : IDisposable
         int n = 0;
         while (n < _options.Batch && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending))
         {
+            if (length == 0) { _counters.Add(Counter.DropTruncated); continue; }
             if (packetType != Linux.PACKET_HOST || length < EthernetHeaderBytes + 20) { _counters.Add(Counter.EidFramesIgnored); continue; }
             int type = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(frame + 12, 2));
             byte* ip = frame + EthernetHeaderBytes;
