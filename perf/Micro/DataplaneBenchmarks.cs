@@ -23,6 +23,7 @@ public class MapCacheLookupBenchmarks
     private SharedRegion _region = null!;
     private MapCacheKey[] _random = [];
     private MapCacheKey[] _hot = [];
+    private MapCacheKey[] _cold = [];
 
     [GlobalSetup]
     public void Setup()
@@ -42,6 +43,7 @@ public class MapCacheLookupBenchmarks
         }
         _random = Enumerable.Range(0, Batch).Select(_ => keys[rng.Next(keys.Count)]).ToArray();
         _hot = Enumerable.Range(0, Batch).Select(i => keys[i % 64]).ToArray();
+        _cold = Enumerable.Range(0, ColdKeys).Select(_ => keys[rng.Next(keys.Count)]).ToArray();
     }
 
     [GlobalCleanup]
@@ -52,6 +54,13 @@ public class MapCacheLookupBenchmarks
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "LPM lookup, 1M entries, hot set of 64")]
     public int LookupHot() => Lookup(_hot);
+
+    // Cold: every one of 1M random keys once per invocation, so neither the index nor the entries stay in cache
+    // (the 1,024-key "random" set above ends up in the CPU caches after its first pass).
+    private const int ColdKeys = 1 << 20;
+
+    [Benchmark(OperationsPerInvoke = ColdKeys, Description = "LPM lookup, 1M entries, 1M random keys (cold)")]
+    public int LookupCold() => Lookup(_cold);
 
     private int Lookup(MapCacheKey[] keys)
     {
