@@ -33,10 +33,7 @@ public static unsafe class Sockets
                 if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUF, bufferBytes);
                 if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUF, bufferBytes);
             }
-            SockAddrIn sa = default;
-            sa.Family = Linux.AF_INET;
-            sa.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
-            sa.AddressBigEndian = BinaryPrimitives.ReverseEndianness(bindAddressHostOrder);
+            SockAddrIn sa = Ipv4Endpoint(bindAddressHostOrder, port);
             if (Libc.bind(fd, &sa, (uint)sizeof(SockAddrIn)) != 0)
             {
                 int e = Libc.LastError;
@@ -64,10 +61,7 @@ public static unsafe class Sockets
         if (fd < 0) throw new NativeException("socket(AF_INET, SOCK_DGRAM)", Libc.LastError);
         try
         {
-            SockAddrIn sa = default;
-            sa.Family = Linux.AF_INET;
-            sa.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
-            sa.AddressBigEndian = BinaryPrimitives.ReverseEndianness(bindAddressHostOrder);
+            SockAddrIn sa = Ipv4Endpoint(bindAddressHostOrder, port);
             if (Libc.bind(fd, &sa, (uint)sizeof(SockAddrIn)) != 0 && Libc.LastError == Linux.EADDRINUSE)
                 throw new NativeException($"bind UDP {FormatIpv4(bindAddressHostOrder)}:{port}: the port is in use ({holderHint})", Linux.EADDRINUSE);
             // Any other failure (no such address) is reported by the real bind that follows, with its own words.
@@ -104,10 +98,7 @@ public static unsafe class Sockets
     /// </summary>
     public static int SendSegmented(int fd, byte* data, int length, uint destinationHostOrder, ushort port, int segmentBytes, int ttl, int tos)
     {
-        SockAddrIn to = default;
-        to.Family = Linux.AF_INET;
-        to.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
-        to.AddressBigEndian = BinaryPrimitives.ReverseEndianness(destinationHostOrder);
+        SockAddrIn to = Ipv4Endpoint(destinationHostOrder, port);
         IoVec iov = new() { Base = data, Length = (nuint)length };
         // Three control messages of CMSG_SPACE 24 each: UDP_SEGMENT (u16), IP_TTL (int), IP_TOS (int).
         byte* control = stackalloc byte[72];
@@ -174,6 +165,17 @@ public static unsafe class Sockets
         return Libc.sendto(fd, packet, (nuint)length, Linux.MSG_DONTWAIT, &to, (uint)sizeof(SockAddrIn6)) == length ? 0 : Libc.LastError;
     }
 
+    /// <summary>A struct sockaddr_in for an IPv4 address and port given in host order.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static SockAddrIn Ipv4Endpoint(uint addressHostOrder, ushort port)
+    {
+        SockAddrIn sa = default;
+        sa.Family = Linux.AF_INET;
+        sa.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
+        sa.AddressBigEndian = BinaryPrimitives.ReverseEndianness(addressHostOrder);
+        return sa;
+    }
+
     public static bool TrySetInt(int fd, int level, int name, int value) => Libc.setsockopt(fd, level, name, &value, sizeof(int)) == 0;
 
     public static string FormatIpv4(uint hostOrder) => $"{hostOrder >> 24}.{(hostOrder >> 16) & 0xFF}.{(hostOrder >> 8) & 0xFF}.{hostOrder & 0xFF}";
@@ -217,9 +219,7 @@ public sealed unsafe class MessageBatch : IDisposable
         int i = Count++;
         _iov[i].Base = data;
         _iov[i].Length = (nuint)length;
-        _addrs[i].Family = Linux.AF_INET;
-        _addrs[i].PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
-        _addrs[i].AddressBigEndian = BinaryPrimitives.ReverseEndianness(destinationHostOrder);
+        _addrs[i] = Sockets.Ipv4Endpoint(destinationHostOrder, port);
         ref MsgHdr h = ref _msgs[i].Header;
         h.Name = &_addrs[i];
         h.NameLength = (uint)sizeof(SockAddrIn);

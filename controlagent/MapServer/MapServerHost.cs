@@ -70,12 +70,8 @@ public sealed class MapServerHost : IDisposable
             }
             if (controlSocket) _control = OpenControl(config.ControlSocket);
             var first = _sockets[0];
-            _publisher = new Publisher(new MapServerCore(config, Store, new MapServerCounters(), requestLimiter, registerLimiter, rlog), Counters, (datagram, to) =>
-            {
-                try { first.SendTo(datagram, SocketFlags.None, to); }
-                catch (SocketException e) { log.WriteLine($"fastxtr mapserver: notify {to}: {e.Message}"); }
-                catch (ObjectDisposedException) { } // stopping
-            });
+            _publisher = new Publisher(new MapServerCore(config, Store, new MapServerCounters(), requestLimiter, registerLimiter, rlog), Counters,
+                (datagram, to) => SendOne(first, datagram, to, "notify"));
         }
         catch
         {
@@ -128,10 +124,7 @@ public sealed class MapServerHost : IDisposable
         long failuresCounted = 0;
         MapServerCore.Sender sender = (datagram, to) =>
         {
-            if (batch.Queue(datagram, to)) return;
-            try { socket.SendTo(datagram, SocketFlags.None, to); }
-            catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: send to {to}: {e.Message}"); }
-            catch (ObjectDisposedException) { } // stopping
+            if (!batch.Queue(datagram, to)) SendOne(socket, datagram, to, "send to");
         };
         while (!_stopping)
         {
@@ -141,20 +134,7 @@ public sealed class MapServerHost : IDisposable
                 batch.Wait(200);
                 continue;
             }
-            for (int i = 0; i < n; i++)
-            {
-                var source = batch.Source(i);
-                try
-                {
-                    core.Handle(batch.Datagram(i), source, sender);
-                }
-                catch (Exception e) when (e is Messages.LispFormatException or ArgumentException or InvalidOperationException)
-                {
-                    // Defence in depth: the decoders report errors without throwing; nothing a peer sends stops the server.
-                    Counters.Add(MsCounter.MalformedMessage);
-                    _log.WriteLine($"fastxtr mapserver: {source}: message dropped: {e.Message}");
-                }
-            }
+            for (int i = 0; i < n; i++) HandleOne(core, batch.Datagram(i), batch.Source(i), sender);
             batch.Flush();
             if (batch.SendFailures != failuresCounted)
             {
@@ -169,12 +149,7 @@ public sealed class MapServerHost : IDisposable
         byte[] buffer = new byte[65536];
         var from = new SocketAddress(socket.AddressFamily);
         // One delegate per socket, not one per datagram.
-        MapServerCore.Sender sender = (datagram, to) =>
-        {
-            try { socket.SendTo(datagram, SocketFlags.None, to); }
-            catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: send to {to}: {e.Message}"); }
-            catch (ObjectDisposedException) { } // stopping
-        };
+        MapServerCore.Sender sender = (datagram, to) => SendOne(socket, datagram, to, "send to");
         while (!_stopping)
         {
             int n;
@@ -186,18 +161,31 @@ public sealed class MapServerHost : IDisposable
                 _log.WriteLine($"fastxtr mapserver: receive on {socket.LocalEndPoint}: {e.Message}");
                 continue;
             }
-            var source = (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from);
-            try
-            {
-                core.Handle(buffer.AsSpan(0, n), source, sender);
-            }
-            catch (Exception e) when (e is Messages.LispFormatException or ArgumentException or InvalidOperationException)
-            {
-                // Defence in depth: the decoders report errors without throwing; nothing a peer sends stops the server.
-                Counters.Add(MsCounter.MalformedMessage);
-                _log.WriteLine($"fastxtr mapserver: {source}: message dropped: {e.Message}");
-            }
+            HandleOne(core, buffer.AsSpan(0, n), (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from), sender);
         }
+    }
+
+    /// <summary>One received message through the core; nothing a peer sends stops the worker.</summary>
+    private void HandleOne(MapServerCore core, ReadOnlySpan<byte> datagram, IPEndPoint source, MapServerCore.Sender sender)
+    {
+        try
+        {
+            core.Handle(datagram, source, sender);
+        }
+        catch (Exception e) when (e is Messages.LispFormatException or ArgumentException or InvalidOperationException)
+        {
+            // Defence in depth: the decoders report errors without throwing.
+            Counters.Add(MsCounter.MalformedMessage);
+            _log.WriteLine($"fastxtr mapserver: {source}: message dropped: {e.Message}");
+        }
+    }
+
+    /// <summary>One datagram with a plain send; a refusal is logged, a socket closed by stopping is not an error.</summary>
+    private void SendOne(Socket socket, ReadOnlySpan<byte> datagram, IPEndPoint to, string what)
+    {
+        try { socket.SendTo(datagram, SocketFlags.None, to); }
+        catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: {what} {to}: {e.Message}"); }
+        catch (ObjectDisposedException) { } // stopping
     }
 
     private Socket OpenControl(string path)

@@ -181,7 +181,16 @@ public sealed unsafe class Worker : IDisposable
         ulong bytes = 0;
         var buffers = _superBuffers ?? _itrBuffers;
         int header = _vnet ? VirtioNetHdr.Bytes : 0;
-        if (_rings.Length > 0) n = ReadRing(instance, buffers, ref bytes);
+        if (_rings.Length > 0)
+        {
+            n = ReadRing(instance, buffers, ref bytes, out int superFrames);
+            if (n == 0)
+            {
+                // Only super-frames (already cut and sent) or frames left to the kernel: still work done.
+                if (superFrames > 0) FlushRings();
+                return superFrames;
+            }
+        }
         else
             while (n < _options.Batch)
             {
@@ -434,11 +443,12 @@ public sealed unsafe class Worker : IDisposable
     /// behind the usual headroom). Frames not addressed to us or not IP are left to the kernel and counted; the
     /// sender's MAC is learned for the ETR's way back.
     /// </summary>
-    private int ReadRing(int instance, PacketBuffers buffers, ref ulong bytes)
+    private int ReadRing(int instance, PacketBuffers buffers, ref ulong bytes, out int superFrames)
     {
         var ring = _rings[instance];
         var neighbors = _neighbors[instance];
         int n = 0;
+        superFrames = 0;
         while (n < _options.Batch && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending))
         {
             if (length == 0) { _counters.Add(Counter.DropTruncated); continue; }
@@ -469,6 +479,7 @@ public sealed unsafe class Worker : IDisposable
                     return n;
                 }
                 SendRingSuperFrame(instance, ip, ipLength, Stopwatch.GetTimestamp());
+                superFrames++;
                 continue;
             }
             if (ipLength > buffers.PacketBytes) { _counters.Add(Counter.DropTooBig); continue; }

@@ -76,13 +76,7 @@ public class AfPacketNamespaceTests(string offload)
         r.CreateWriter().Upsert(new MapCacheEntrySpec(1000, 0, family, prefix, length, [new RlocSpec(EidFamily.Ipv4, rloc, 1, 100)]));
     }
 
-    private static ulong Read(string shm, Counter c)
-    {
-        using var r = SharedRegion.Attach(shm);
-        ulong sum = 0;
-        for (int w = 0; w < r.Sizes.Workers; w++) sum += r.Counters(w)[c];
-        return sum;
-    }
+    private static ulong Read(string shm, Counter c) => TwoXtrLab.ReadCounter(shm, c);
 
     private static Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
 

@@ -92,7 +92,10 @@ public sealed class TwoXtrLab : IDisposable
 
     public Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
 
-    public ulong Counter(string shm, Counter c)
+    public ulong Counter(string shm, Counter c) => ReadCounter(shm, c);
+
+    /// <summary>A counter summed over every worker of the data plane on region <paramref name="shm"/>.</summary>
+    public static ulong ReadCounter(string shm, Counter c)
     {
         using var r = SharedRegion.Attach(shm);
         ulong sum = 0;
