@@ -15,6 +15,10 @@ public static class Linux
     public const int O_NONBLOCK = 0x800;
     public const int O_CLOEXEC = 0x80000;
 
+    // <sys/file.h>
+    public const int LOCK_EX = 2;
+    public const int LOCK_NB = 4;
+
     // <sys/mman.h>
     public const int PROT_READ = 0x1;
     public const int PROT_WRITE = 0x2;

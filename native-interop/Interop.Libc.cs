@@ -4,7 +4,7 @@ namespace FastXtr.NativeInterop;
 
 /// <summary>
 /// The libc calls FastXtr makes. Tmds.LibC supplies most of them; what it lacks (recvmmsg, sendmmsg, ioctls, writev,
-/// stat/fstat) is bound here. Every other project reaches the kernel only through this folder.
+/// stat/fstat, flock) is bound here. Every other project reaches the kernel only through this folder.
 /// </summary>
 public static unsafe partial class Libc
 {
@@ -34,6 +34,9 @@ public static unsafe partial class Libc
 
     [LibraryImport(LibcName, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int stat_path(string path, StatBuf* buffer);
+
+    [LibraryImport(LibcName, SetLastError = true)]
+    public static partial int flock(int fd, int operation);
 
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int poll(PollFd* fds, nuint nfds, int timeout);

@@ -5,8 +5,12 @@ public enum AgentCounter
 {
     MapRegistersSent,
     MapRegisterRetransmissions,
+    /// <summary>Pending Map-Registers not sent again because later changes superseded every record in them.</summary>
+    RegistersSuperseded,
     RegistrationsAcknowledged,
     RegistrationsUnacknowledged,
+    /// <summary>Records of our Map-Registers that the Map-Notify did not confirm: the Map-Server refused them.</summary>
+    RegisterRecordsRefused,
     WithdrawalsSent,
     MapRequestsSent,
     MapRepliesInstalled,

@@ -33,6 +33,14 @@ public sealed class AgentDatabase
         get { lock (_lock) return _configured.Concat(_agents.Values.Select(a => a.Mapping)).ToList(); }
     }
 
+    /// <summary>The mapping (configured or attached) with exactly this prefix now, or null.</summary>
+    public DatabaseMapping? Current(uint iid, Dataplane.MapCache.EidFamily family, UInt128 prefix, int length)
+    {
+        lock (_lock)
+            return _agents.TryGetValue((iid, family, prefix, length), out var a) ? a.Mapping
+                : _configured.FirstOrDefault(m => m.InstanceId == iid && m.Family == family && m.Prefix == prefix && m.Length == length);
+    }
+
     public AttachedAgent? Find(uint iid, Dataplane.MapCache.EidFamily family, UInt128 prefix, int length)
     {
         lock (_lock) return _agents.GetValueOrDefault((iid, family, prefix, length));

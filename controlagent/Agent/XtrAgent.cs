@@ -46,11 +46,29 @@ public sealed class XtrAgent : IDisposable
     private sealed class PendingRegister
     {
         public required byte[] Datagram;
-        public required IPEndPoint To;
+        public required MapServerPeer To;
+        public required ulong Nonce;
+        /// <summary>What the message says, record by record, and at which version of each prefix.</summary>
+        public required List<(MappingKey Key, ushort Version, bool Withdraw)> Records;
         public required TaskCompletionSource<bool> Done;
         public int Attempts = 1;
         public long NextMs;
     }
+
+    private readonly record struct MappingKey(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length)
+    {
+        public static MappingKey Of(DatabaseMapping m) => new(m.InstanceId, m.Family, m.Prefix, m.Length);
+    }
+
+    // Registration ordering. Every Map-Register — first send, refresh or retransmission — is built from the database
+    // and sent while holding _registerLock, and every change to a prefix bumps its map-version under it too; so on
+    // the wire, what we say about a prefix is never older than what we said before (a withdrawal is never overtaken
+    // by a register built before it), and a retransmission whose content was superseded is not sent again.
+    private readonly object _registerLock = new();
+    private readonly Dictionary<MappingKey, ushort> _versions = [];
+
+    /// <summary>Test hook: called with each Map-Register just before it is sent (under the registration lock).</summary>
+    internal Action<MapRegister>? BeforeRegisterSendForTests { get; set; }
 
     private sealed record PendingRequest(uint InstanceId, ushort Profile, EidFamily Family, UInt128 SourceEid, long SentMs);
 
@@ -73,6 +91,7 @@ public sealed class XtrAgent : IDisposable
         _given = region;
         _log = log;
         _view = new RegionView(region, region.CreateWriter());
+        if (_view.Writer.Repair.Any) log.WriteLine($"fastxtr agent: the previous map-cache writer stopped mid-update; repaired: {_view.Writer.Repair}");
         Database = new AgentDatabase(config.Database);
         _profiles = new ProfileTable(config.Profiles);
         _socket = new Socket(config.RlocAddress!.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
@@ -123,51 +142,108 @@ public sealed class XtrAgent : IDisposable
     // ------------------------------------------------------------------ ETR side: registration
 
     /// <summary>Registers the whole database with every Map-Server (the periodic refresh).</summary>
-    public Task<bool> RegisterAll() => Register(Database.All, []);
+    public Task<bool> RegisterAll()
+    {
+        lock (_registerLock) return Send(Database.All.Select(m => (MappingKey.Of(m), Withdraw: false)).ToList(), changed: false);
+    }
 
     /// <summary>
-    /// Sends Map-Registers for <paramref name="mappings"/> (and TTL-0 withdrawals for <paramref name="withdrawn"/>) to
-    /// every Map-Server; the task completes with true once every Map-Server has answered with a Map-Notify, false when
-    /// one did not after <see cref="RegisterAttempts"/> sends a second apart.
+    /// Registers <paramref name="mappings"/> (and withdraws <paramref name="withdrawn"/>, record TTL 0) with every
+    /// Map-Server, as changes: each prefix's map-version goes up. Each record is built from the database at send time:
+    /// a prefix that is no longer there is not registered, one that is there again is not withdrawn. The task
+    /// completes with true once every Map-Server answered with a Map-Notify, false when one did not after
+    /// <see cref="RegisterAttempts"/> sends a second apart, or when a later change superseded the whole message.
     /// </summary>
     public Task<bool> Register(IReadOnlyList<DatabaseMapping> mappings, IReadOnlyList<DatabaseMapping> withdrawn)
     {
+        lock (_registerLock)
+            return Send(mappings.Select(m => (MappingKey.Of(m), Withdraw: false)).Concat(withdrawn.Select(m => (MappingKey.Of(m), Withdraw: true))).ToList(), changed: true);
+    }
+
+    /// <summary>The next map-version after <paramref name="v"/>: 1..4095, wrapping past the null version 0 (RFC 9302 §3).</summary>
+    private static ushort NextVersion(ushort v) => (ushort)(v >= MapVersioning.Max ? 1 : v + 1);
+
+    /// <summary>
+    /// A prefix's map-version. The first one of this process is taken from the clock (two seconds a step), so that an
+    /// agent restarted within the Map-Server's reorder window still sends versions newer than its predecessor's.
+    /// </summary>
+    private ushort VersionOf(MappingKey key, bool bump)
+    {
+        if (!_versions.TryGetValue(key, out ushort v))
+            v = (ushort)(DateTimeOffset.UtcNow.ToUnixTimeSeconds() / 2 % MapVersioning.Max + 1);
+        else if (bump) v = NextVersion(v);
+        _versions[key] = v;
+        return v;
+    }
+
+    /// <summary>Builds and sends Map-Registers for these prefixes; the caller holds <see cref="_registerLock"/>.</summary>
+    private Task<bool> Send(List<(MappingKey Key, bool Withdraw)> wanted, bool changed)
+    {
+        var records = new List<(MappingKey Key, ushort Version, bool Withdraw)>();
+        foreach (var (key, withdraw) in wanted)
+        {
+            bool present = Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length) is not null;
+            if (present == withdraw) continue; // superseded already: attached again, or detached meanwhile
+            records.Add((key, VersionOf(key, changed), withdraw));
+        }
+        if (records.Count == 0) return Task.FromResult(wanted.Count == 0 || !changed);
         var waits = new List<Task<bool>>();
-        var records = mappings.Select(m => (Mapping: m, Withdraw: false)).Concat(withdrawn.Select(m => (Mapping: m, Withdraw: true))).ToList();
-        if (records.Count == 0) return Task.FromResult(true);
         foreach (var ms in _config.MapServers)
         {
             foreach (var chunk in records.Chunk(RecordsPerRegister))
             {
-                var m = new MapRegister
-                {
-                    Nonce = NewNonce(), WantMapNotify = true, MergeRequest = true,
-                    XtrIdPresent = true, XtrId = _config.XtrId, SiteId = _config.SiteId, KeyId = ms.Key.KeyId, AlgorithmId = ms.Key.Algorithm,
-                };
-                foreach (var (d, withdraw) in chunk) m.Records.Add(RegisterRecord(d, withdraw));
                 var pending = new PendingRegister
                 {
-                    Datagram = m.ToSignedArray(ms.Key.Secret), To = ms.Endpoint, NextMs = NowMs + 1000,
+                    Datagram = [], To = ms, Nonce = NewNonce(), Records = chunk.ToList(), NextMs = NowMs + 1000,
                     Done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously),
                 };
-                _pendingRegisters[m.Nonce] = pending;
+                if (!Build(pending)) continue;
+                _pendingRegisters[pending.Nonce] = pending;
                 waits.Add(pending.Done.Task);
                 Counters.Add(AgentCounter.MapRegistersSent);
-                Send(pending.Datagram, ms.Endpoint);
                 if (chunk.Any(c => c.Withdraw)) Counters.Add(AgentCounter.WithdrawalsSent, chunk.Count(c => c.Withdraw));
+                SendRegister(pending);
             }
         }
         return Task.WhenAll(waits).ContinueWith(t => t.Result.All(ok => ok), TaskScheduler.Default);
     }
 
-    private MappingRecord RegisterRecord(DatabaseMapping d, bool withdraw)
+    /// <summary>
+    /// (Re)builds a pending register's datagram from the database as it is now, keeping only records whose version is
+    /// still the prefix's current one. False when none is left: the message was superseded.
+    /// </summary>
+    private bool Build(PendingRegister pending)
+    {
+        pending.Records.RemoveAll(r => _versions.GetValueOrDefault(r.Key) != r.Version
+                                       || (Database.Current(r.Key.InstanceId, r.Key.Family, r.Key.Prefix, r.Key.Length) is null) != r.Withdraw);
+        if (pending.Records.Count == 0) return false;
+        var ms = pending.To;
+        var m = new MapRegister
+        {
+            Nonce = pending.Nonce, WantMapNotify = true, MergeRequest = true,
+            XtrIdPresent = true, XtrId = _config.XtrId, SiteId = _config.SiteId, KeyId = ms.Key.KeyId, AlgorithmId = ms.Key.Algorithm,
+        };
+        foreach (var (key, version, withdraw) in pending.Records)
+        {
+            var d = withdraw ? null : Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length);
+            m.Records.Add(RegisterRecord(key, d, version));
+        }
+        pending.Datagram = m.ToSignedArray(ms.Key.Secret);
+        BeforeRegisterSendForTests?.Invoke(m);
+        return true;
+    }
+
+    private void SendRegister(PendingRegister pending) => Send(pending.Datagram, pending.To.Endpoint);
+
+    /// <summary>One record: the mapping with its locators and agent context, or a withdrawal (TTL 0) when null.</summary>
+    private MappingRecord RegisterRecord(MappingKey key, DatabaseMapping? d, ushort version)
     {
         var rec = new MappingRecord
         {
-            TtlMinutes = withdraw ? 0u : 1440, EidMaskLength = (byte)d.Length, Authoritative = true,
-            EidPrefix = EidAddress.WithInstanceId(d.InstanceId, d.Family, d.Prefix),
+            TtlMinutes = d is null ? 0u : 1440, EidMaskLength = (byte)key.Length, Authoritative = true, MapVersion = version,
+            EidPrefix = EidAddress.WithInstanceId(key.InstanceId, key.Family, key.Prefix),
         };
-        if (withdraw) return rec;
+        if (d is null) return rec;
         foreach (var (rloc, priority, weight) in d.Rlocs)
         {
             var address = LispAddress.FromIp(rloc);
@@ -179,24 +255,36 @@ public sealed class XtrAgent : IDisposable
     private void RetransmitRegisters()
     {
         long now = NowMs;
-        foreach (var (nonce, p) in _pendingRegisters)
-        {
-            if (p.NextMs > now) continue;
-            if (p.Attempts >= RegisterAttempts)
+        lock (_registerLock)
+            foreach (var (nonce, p) in _pendingRegisters)
             {
-                if (_pendingRegisters.TryRemove(nonce, out _))
+                if (p.NextMs > now) continue;
+                if (p.Attempts >= RegisterAttempts)
                 {
-                    Counters.Add(AgentCounter.RegistrationsUnacknowledged);
-                    _log.WriteLine($"fastxtr agent: no Map-Notify from {p.To} after {RegisterAttempts} Map-Registers a second apart; the next refresh is in {_config.RegisterInterval.TotalSeconds:F0} s");
-                    p.Done.TrySetResult(false);
+                    if (_pendingRegisters.TryRemove(nonce, out _))
+                    {
+                        Counters.Add(AgentCounter.RegistrationsUnacknowledged);
+                        _log.WriteLine($"fastxtr agent: no Map-Notify from {p.To.Endpoint} after {RegisterAttempts} Map-Registers a second apart; the next refresh is in {_config.RegisterInterval.TotalSeconds:F0} s");
+                        p.Done.TrySetResult(false);
+                    }
+                    continue;
                 }
-                continue;
+                // A retransmission says what the prefixes are now: superseded records are left out (a later message
+                // carries them), and a message with nothing left is not sent again.
+                if (!Build(p))
+                {
+                    if (_pendingRegisters.TryRemove(nonce, out _))
+                    {
+                        Counters.Add(AgentCounter.RegistersSuperseded);
+                        p.Done.TrySetResult(false);
+                    }
+                    continue;
+                }
+                p.Attempts++;
+                p.NextMs = now + 1000;
+                Counters.Add(AgentCounter.MapRegisterRetransmissions);
+                SendRegister(p);
             }
-            p.Attempts++;
-            p.NextMs = now + 1000;
-            Counters.Add(AgentCounter.MapRegisterRetransmissions);
-            Send(p.Datagram, p.To);
-        }
     }
 
     // ------------------------------------------------------------------ the local agent API's operations
@@ -319,26 +407,45 @@ public sealed class XtrAgent : IDisposable
     }
 
     /// <summary>
-    /// An SMR (RFC 9301 §6.6.2) to the ITR that sent a packet for an EID that moved away: a Map-Request with the S bit
-    /// whose source EID and record name the moved EID. The data plane already limits these to about one per EID per second.
+    /// An SMR (RFC 9301 §6.6.2) to the ITR that sent a packet for an EID that moved away. The data plane already limits
+    /// these to about one per EID per second.
     /// </summary>
     private void SendSmr(in MissRecord solicit)
     {
-        var eid = EidAddress.WithInstanceId(solicit.InstanceId, solicit.Family, solicit.DestinationEid);
-        var smr = new MapRequest { Nonce = NewNonce(), SolicitMapRequest = true, SourceEid = eid };
-        smr.ItrRlocs.Add(LispAddress.FromIp(_config.RlocAddress!));
-        smr.Records.Add(new MapRequestRecord(eid, (byte)MapCacheMath.MaxPrefixLength(solicit.Family)));
+        var smr = BuildSmr(solicit.InstanceId, solicit.Family, solicit.DestinationEid, solicit.SourceEid, LispAddress.FromIp(_config.RlocAddress!), NewNonce());
         Counters.Add(AgentCounter.SmrsSent);
         Send(smr.ToArray(), new IPEndPoint(Ipv4Header.ToAddress(solicit.OuterSource), LispPorts.Control));
     }
 
-    /// <summary>An SMR arrived: re-resolve the named EID through the mapping system for every profile that cached it.</summary>
+    /// <summary>
+    /// The SMR layout deployed xTRs use (OpenOverlayRouter's <c>xtr_build_and_send_smr_mreq</c>, lispers.net): a
+    /// Map-Request with the S bit whose Source-EID is the EID whose mapping changed (<paramref name="movedEid"/>, the
+    /// one the ITR must look up again) and whose EID record names the ITR's own EID (the source of the packet that
+    /// arrived here, <paramref name="itrEid"/>), which such an ITR checks against its database before it obeys.
+    /// </summary>
+    internal static MapRequest BuildSmr(uint iid, EidFamily family, UInt128 movedEid, UInt128 itrEid, LispAddress itrRloc, ulong nonce)
+    {
+        var smr = new MapRequest { Nonce = nonce, SolicitMapRequest = true, SourceEid = EidAddress.WithInstanceId(iid, family, movedEid) };
+        smr.ItrRlocs.Add(itrRloc);
+        smr.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, itrEid), (byte)MapCacheMath.MaxPrefixLength(family)));
+        return smr;
+    }
+
+    /// <summary>
+    /// An SMR arrived: re-resolve, through the mapping system, the EID it names for every profile that cached it. The
+    /// changed EID is the Source-EID in the layout RFC 9301 and deployed xTRs use (see <see cref="BuildSmr"/>); some
+    /// senders (FastXtr before it followed them) put it in the EID record instead, so both are looked up in what this
+    /// ITR resolved, and whichever it has cached is asked for again.
+    /// </summary>
     private void OnSmr(MapRequest smr)
     {
         Counters.Add(AgentCounter.SmrsReceived);
-        foreach (var asked in smr.Records)
+        var named = new List<LispAddress>(smr.Records.Count + 1) { smr.SourceEid };
+        foreach (var asked in smr.Records) named.Add(asked.EidPrefix);
+        var done = new HashSet<(uint, EidFamily, UInt128)>();
+        foreach (var address in named)
         {
-            if (!EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
+            if (!EidAddress.TryRead(address, out uint iid, out var family, out var eid) || !done.Add((iid, family, eid))) continue;
             foreach (var (key, profiles) in _resolved)
             {
                 if (key.Iid != iid || key.Family != family || MapCacheMath.Mask(eid, family, key.Length) != key.Prefix) continue;
@@ -424,8 +531,17 @@ public sealed class XtrAgent : IDisposable
         }
         if (_pendingRegisters.TryRemove(notify.Nonce, out var pending))
         {
+            // The Map-Notify confirms what was registered (RFC 9301 §5.7): a record it leaves out was refused.
+            int refused = pending.Records.Count(r => !notify.Records.Any(n => n.EidMaskLength == r.Key.Length
+                && EidAddress.TryRead(n.EidPrefix, out uint iid, out var family, out var prefix)
+                && iid == r.Key.InstanceId && family == r.Key.Family && MapCacheMath.Mask(prefix, family, r.Key.Length) == r.Key.Prefix));
+            if (refused > 0)
+            {
+                Counters.Add(AgentCounter.RegisterRecordsRefused, refused);
+                _log.WriteLine($"fastxtr agent: {from} confirmed {pending.Records.Count - refused} of {pending.Records.Count} records of a Map-Register; the others were refused (see the Map-Server's log)");
+            }
             Counters.Add(AgentCounter.RegistrationsAcknowledged);
-            pending.Done.TrySetResult(true);
+            pending.Done.TrySetResult(refused == 0);
             return;
         }
         foreach (var rec in notify.Records)
@@ -518,17 +634,26 @@ public sealed class XtrAgent : IDisposable
             _regionProblem = e.Message;
             return;
         }
+        MapCacheWriter writer;
+        try { writer = fresh.CreateWriter(); }
+        catch (SharedRegionException e)
+        {
+            fresh.Dispose();
+            if (_regionProblem != e.Message) _log.WriteLine($"fastxtr agent: {old.Region.Path} was replaced; cannot write the new region: {e.Message}");
+            _regionProblem = e.Message;
+            return;
+        }
         _regionProblem = null;
         int restored = 0, failed = 0;
         lock (_writeLock)
         {
-            var writer = fresh.CreateWriter();
             foreach (var e in old.Region.MapCache.Snapshot())
                 if (writer.Restore(e) is MapCacheWriteResult.Inserted or MapCacheWriteResult.Updated) restored++;
                 else failed++;
             fresh.Header.AgentPid = Environment.ProcessId;
             _view = new RegionView(fresh, writer);
         }
+        old.Writer.Dispose(); // the replaced file's lease: nobody else writes there any more
         _retired.Add((old.Region, nowMs));
         Counters.Add(AgentCounter.RegionsFollowed);
         Counters.Add(AgentCounter.EntriesRestored, restored);
@@ -698,6 +823,7 @@ public sealed class XtrAgent : IDisposable
         _misses.Join(2000);
         foreach (var p in _pendingRegisters.Values) p.Done.TrySetResult(false);
         if (CurrentRegion.Header.AgentPid == Environment.ProcessId) CurrentRegion.Header.AgentPid = 0;
+        lock (_writeLock) CurrentWriter.Dispose();
         // The region given at construction belongs to the caller; the ones followed since belong to the agent.
         foreach (var r in _retired.Select(r => r.Region).Append(CurrentRegion))
             if (!ReferenceEquals(r, _given)) r.Dispose();

@@ -49,7 +49,7 @@ public static class AgentCommand
             {
                 XtrAgent agent;
                 try { agent = new XtrAgent(cfg, region, stdout); }
-                catch (ConfigException e)
+                catch (Exception e) when (e is ConfigException or SharedRegionException)
                 {
                     stderr.WriteLine($"fastxtr agent: {e.Message}");
                     return 1;

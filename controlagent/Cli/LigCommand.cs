@@ -54,8 +54,17 @@ public static class LigCommand
             constraints = AgentConstraints.TryParse(constraintsJson, out var err);
             if (constraints is null) throw new FormatException($"--constraints: {err.Reason}");
         }
+        // The answer may come from the resolver or, when the Map-Server forwards the request (the default of OOR,
+        // Cisco and lispers.net), from the ETR itself: the socket stays unconnected and replies are matched by nonce.
+        // The local address the route to the resolver uses becomes the ITR-RLOC the answer is sent to.
+        IPAddress localAddress;
+        using (var probe = new Socket(resolver.AddressFamily, SocketType.Dgram, ProtocolType.Udp))
+        {
+            probe.Connect(resolver);
+            localAddress = ((IPEndPoint)probe.LocalEndPoint!).Address;
+        }
         using var socket = new Socket(resolver.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        socket.Connect(resolver);
+        socket.Bind(new IPEndPoint(localAddress, 0));
         var local = (IPEndPoint)socket.LocalEndPoint!;
         ulong nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         var request = new MapRequest { Nonce = nonce };
@@ -75,20 +84,19 @@ public static class LigCommand
         for (int attempt = 1; attempt <= tries; attempt++)
         {
             var sw = Stopwatch.StartNew();
-            socket.Send(datagram);
-            socket.ReceiveTimeout = timeoutMs;
+            socket.SendTo(datagram, resolver);
             while (sw.ElapsedMilliseconds < timeoutMs)
             {
                 int n;
-                try { n = socket.Receive(buffer); }
+                EndPoint from = new IPEndPoint(resolver.AddressFamily == AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any, 0);
+                socket.ReceiveTimeout = (int)Math.Max(1, timeoutMs - sw.ElapsedMilliseconds);
+                try { n = socket.ReceiveFrom(buffer, ref from); }
                 catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock) { break; }
-                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
-                {
-                    stderr.WriteLine($"fastxtr lig: {resolver} refused the request (nothing listens there)");
-                    return 1;
-                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused) { continue; }
                 if (LispMessage.PeekType(buffer.AsSpan(0, n)) != LispMessageType.MapReply || !reply.TryDecode(buffer.AsSpan(0, n)).Ok || reply.Nonce != nonce) continue;
-                stdout.WriteLine($"Received Map-Reply from {resolver} in {sw.Elapsed.TotalMilliseconds:F2} ms:");
+                var sender = (IPEndPoint)from;
+                string via = sender.Address.Equals(resolver.Address) ? "" : $" (the ETR answered; the request went through {resolver})";
+                stdout.WriteLine($"Received Map-Reply from {sender.Address}{via} in {sw.Elapsed.TotalMilliseconds:F2} ms:");
                 foreach (var rec in reply.Records) Print(rec, stdout);
                 return 0;
             }

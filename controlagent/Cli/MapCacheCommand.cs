@@ -36,6 +36,7 @@ public static class MapCacheCommand
             stderr.WriteLine($"fastxtr map-cache: the control agent (pid {agent}) owns this map-cache; change it through the agent");
             return null;
         }
+        // The writer lease: refused with the holder's pid while any other writer lives.
         return region.CreateWriter();
     }
 
@@ -63,7 +64,7 @@ public static class MapCacheCommand
                     _ => rlocs.Count == 0 ? MapReplyAction.DropNoReason : MapReplyAction.NoAction,
                 };
                 using var region = SharedRegion.Attach(parse.GetValue(shm)!);
-                var writer = Writer(region, stderr);
+                using var writer = Writer(region, stderr);
                 if (writer is null) return 1;
                 var result = writer.Upsert(new MapCacheEntrySpec(parse.GetValue(iid), 0, family, prefix, length, rlocs, act, parse.GetValue(ttl)));
                 stdout.WriteLine($"{result.ToString().ToLowerInvariant()} [{parse.GetValue(iid)}] {CliParsing.FormatAddress(family, prefix)}/{length}");
@@ -89,7 +90,7 @@ public static class MapCacheCommand
             {
                 var (family, prefix, length) = CliParsing.ParsePrefix(parse.GetValue(eid)!, "--eid");
                 using var region = SharedRegion.Attach(parse.GetValue(shm)!);
-                var writer = Writer(region, stderr);
+                using var writer = Writer(region, stderr);
                 if (writer is null) return 1;
                 var result = writer.Remove(parse.GetValue(iid), 0, family, prefix, length);
                 stdout.WriteLine($"{result.ToString().ToLowerInvariant()} [{parse.GetValue(iid)}] {CliParsing.FormatAddress(family, prefix)}/{length}");

@@ -37,10 +37,27 @@ public static class Program
         return root;
     }
 
+    /// <summary>
+    /// The payload as a LISP data packet (RFC 9300 §5.3: the 8-byte LISP header, then the inner IP packet), or null when
+    /// what follows the header is no whole IPv4 or IPv6 packet.
+    /// </summary>
+    internal static string? DescribeDataPacket(ReadOnlySpan<byte> payload)
+    {
+        if (!Dataplane.Headers.LispDataHeader.TryRead(payload, out var lisp, out _) || payload.Length < 8 + 1) return null;
+        var inner = payload[8..];
+        string packet;
+        if (inner[0] >> 4 == 4 && Dataplane.Headers.Ipv4Header.TryRead(inner, out var ip, out _) && ip.TotalLength == inner.Length)
+            packet = $"IPv4 {Dataplane.Headers.Ipv4Header.ToAddress(ip.SourceAddress)} -> {Dataplane.Headers.Ipv4Header.ToAddress(ip.DestinationAddress)} protocol {ip.Protocol} length {ip.TotalLength} ttl {ip.TimeToLive}";
+        else if (inner[0] >> 4 == 6 && inner.Length >= 40 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(inner[4..]) + 40 == inner.Length)
+            packet = $"IPv6 {new System.Net.IPAddress(inner.Slice(8, 16))} -> {new System.Net.IPAddress(inner.Slice(24, 16))} next-header {inner[6]} length {inner.Length} hop-limit {inner[7]}";
+        else return null;
+        return $"LISP data packet (UDP port {LispPorts.Data}, not a control message): {lisp}; inner {packet}";
+    }
+
     private static Command DecodeCommand(TextWriter stdout, TextWriter stderr)
     {
         var hex = new Argument<string>("hex") { Description = "the UDP payload of a LISP control message, in hex (spaces and colons allowed)" };
-        var command = new Command("decode", "Decode a LISP control message given in hex and print its fields, or the error and its offset.");
+        var command = new Command("decode", "Decode a LISP control message given in hex and print its fields, or the error and its offset; a LISP data packet (header and inner IP packet) is recognised as one.");
         command.Arguments.Add(hex);
         command.SetAction(parse =>
         {
@@ -56,8 +73,16 @@ public static class Program
                 return ExitUsage;
             }
             string description = LispMessage.Describe(bytes);
+            bool failed = description.StartsWith("malformed", StringComparison.Ordinal) || description.StartsWith("unknown", StringComparison.Ordinal) || description.StartsWith("empty", StringComparison.Ordinal);
+            if (failed && DescribeDataPacket(bytes) is string data)
+            {
+                // Port 4341's payload, not 4342's: a data header's flags byte can look like a control type (0x88 = N|I
+                // reads as an ECM), so a payload that is no valid control message is tried as a data packet.
+                stdout.WriteLine(data);
+                return 0;
+            }
             stdout.WriteLine(description);
-            return description.StartsWith("malformed", StringComparison.Ordinal) || description.StartsWith("unknown", StringComparison.Ordinal) || description.StartsWith("empty", StringComparison.Ordinal) ? 1 : 0;
+            return failed ? 1 : 0;
         });
         return command;
     }

@@ -320,25 +320,29 @@ public sealed class LabRunner : IDisposable
         var a2 = ReportOf("A")["tasks"]!;
         var probes = ProbeTimeline(ReportOf("B"), move.Start);
         double converged = move.Convergence(probes);
+        var gaps = probes.Gaps(move.EndMs(probes));
         string view2 = CacheView(1, 1000, "10.1.0.1", "10.1.0.2");
         long answeredAfter = a2["answered"]!.GetValue<long>();
         bool pass2 = move.Detached == 200 && move.Attached == 201 && a2["session_breaks"]!.GetValue<long>() == 0 && a2["lost"]!.GetValue<long>() == 0
-            && answeredAfter > answeredBefore + 10 && view2 == LabTopology.GatewayRloc(3) && probes.OutageMs < 2000 && !double.IsNaN(converged);
+            && answeredAfter > answeredBefore + 10 && view2 == LabTopology.GatewayRloc(3) && gaps.OutageMs < 2000 && !double.IsNaN(converged);
         _figures["move_style"] = StyleName(_style);
-        _figures["move_outage_ms"] = Math.Round(probes.OutageMs, 1);
+        _figures["move_outage_ms"] = Math.Round(gaps.OutageMs, 1);
+        _figures["probe_jitter_ms"] = Math.Round(gaps.JitterMs, 1);
         _figures["move_probes_lost"] = probes.Lost;
         _figures["move_convergence_ms"] = Math.Round(converged, 1);
         Step(2, "move with the same EID", pass2, new JsonObject
         {
-            ["style"] = StyleName(_style), ["outage_ms"] = Math.Round(probes.OutageMs, 1), ["probes_lost"] = probes.Lost, ["probes_received"] = probes.Received,
+            ["style"] = StyleName(_style), ["outage_ms"] = Math.Round(gaps.OutageMs, 1), ["outage_at_ms"] = Math.Round(gaps.OutageAtMs, 1),
+            ["move_end_ms"] = Math.Round(gaps.MoveEndMs, 1), ["jitter_ms"] = Math.Round(gaps.JitterMs, 1), ["jitter_at_ms"] = Math.Round(gaps.JitterAtMs, 1),
+            ["probes_lost"] = probes.Lost, ["probes_received"] = probes.Received,
             ["convergence_ms"] = Math.Round(converged, 1), ["phases_ms"] = move.Phases(),
             ["tasks_answered_before"] = answeredBefore, ["tasks_answered_after"] = answeredAfter, ["tasks_lost"] = a2["lost"]!.GetValue<long>(),
             ["tasks_duplicated"] = a2["duplicated"]!.GetValue<long>(), ["tasks_reordered"] = a2["reordered"]!.GetValue<long>(),
             ["session_breaks"] = a2["session_breaks"]!.GetValue<long>(), ["gw1_map_cache_10.1.0.2"] = view2,
-        }, $"outage {probes.OutageMs:F1} ms on the 1 ms probe stream ({probes.Lost} probes lost); the first probe came in over the new link {converged:F1} ms after the registration that sent it there began; " +
+        }, $"outage {gaps.OutageMs:F1} ms on the 1 ms probe stream during the move ({probes.Lost} probes lost; largest gap outside the move {gaps.JitterMs:F1} ms, jitter); the first probe came in over the new link {converged:F1} ms after the registration that sent it there began; " +
            $"TCP session kept, {a2["lost"]} tasks lost; gateway 1 now sends to {view2} ({string.Join(", ", move.Events.Select(e => $"{e.Label.ToLowerInvariant()} {e.AtMs:F0} ms"))})");
-        WriteTimeline(probes, move.Events);
-        if (_extraMoves > 0) MoveRepeatedly(b, probes.OutageMs, converged);
+        WriteTimeline(probes, gaps, move.Events);
+        if (_extraMoves > 0) MoveRepeatedly(b, gaps.OutageMs, converged);
 
         // 3. Context.
         Say("step 3 — context: A requires a GPU, C has no constraints; both send to the inference service 10.1.0.9 (gateway 2: no GPU, medium latency; gateway 3: GPU, low latency)");
@@ -422,7 +426,7 @@ public sealed class LabRunner : IDisposable
             at = to;
             Thread.Sleep(600);
             var t = ProbeTimeline(ReportOf("B"), move.Start, windowMs: 600);
-            outages.Add(t.OutageMs);
+            outages.Add(t.Gaps(move.EndMs(t)).OutageMs);
             lost += t.Lost;
             convergences.Add(move.Convergence(t));
             phases.Add(move.Phases());
@@ -451,6 +455,14 @@ public sealed class LabRunner : IDisposable
         /// </summary>
         /// <summary>Each phase's start, ms after the move's start: {"attach": 0, "attached": 21.3, ...}.</summary>
         public JsonObject Phases() => new(Events.Select(e => KeyValuePair.Create(e.Label.ToLowerInvariant().Replace('-', '_'), (JsonNode?)Math.Round(e.AtMs, 1))));
+
+        /// <summary>When the move is over: its last step, or the first probe over the new link when that came later.</summary>
+        public double EndMs(Timeline t)
+        {
+            double last = Events.Count == 0 ? 0 : Events.Max(e => e.AtMs);
+            double first = t.FirstOn(NewInterface, RegisteredMs);
+            return double.IsNaN(first) ? last : Math.Max(last, first);
+        }
 
         public double Convergence(Timeline t)
         {
@@ -505,8 +517,26 @@ public sealed class LabRunner : IDisposable
         return new MoveTrace(start, registered, withdrawn, attached, detached, InterfaceIndex(a, to), events);
     }
 
-    private sealed record Timeline(double OutageMs, long Lost, long Received, List<(double AtMs, double GapMs)> Points, List<(double AtMs, long Seq, int Interface)> Arrivals)
+    private sealed record Timeline(long Lost, long Received, List<(double AtMs, double GapMs)> Points, List<(double AtMs, long Seq, int Interface)> Arrivals)
     {
+        /// <summary>
+        /// The move's outage and the probe stream's jitter: the longest silence that overlaps the move (from its start
+        /// to <paramref name="moveEndMs"/>: its last step, or the first probe over the new link if that came later), and
+        /// apart from it the longest silence anywhere else in the window, which the move did not cause (a scheduler
+        /// hiccup on a shared 2-core machine, say). Each with the time its silence ended.
+        /// </summary>
+        public MoveGaps Gaps(double moveEndMs)
+        {
+            var gaps = new MoveGaps(0, double.NaN, 0, double.NaN, moveEndMs);
+            foreach (var (at, gap) in Points)
+            {
+                bool duringMove = at >= 0 && at - gap <= moveEndMs;
+                if (duringMove && gap > gaps.OutageMs) gaps = gaps with { OutageMs = gap, OutageAtMs = at };
+                else if (!duringMove && gap > gaps.JitterMs) gaps = gaps with { JitterMs = gap, JitterAtMs = at };
+            }
+            return gaps;
+        }
+
         /// <summary>When the first probe after <paramref name="afterMs"/> came in over the link with that index (NaN: none did).</summary>
         public double FirstOn(int interfaceIndex, double afterMs) =>
             Arrivals.Where(p => p.Interface == interfaceIndex && p.AtMs >= afterMs).Select(p => p.AtMs).DefaultIfEmpty(double.NaN).First();
@@ -520,23 +550,20 @@ public sealed class LabRunner : IDisposable
         var arrivals = report["probes"]!.AsArray().Select(p => (AtMs: p![0]!.GetValue<double>() + offset, Seq: p[1]!.GetValue<long>(), Interface: p[2]!.GetValue<int>())).ToList();
         var window = arrivals.Where(p => p.AtMs >= -1000 && p.AtMs <= windowMs).ToList();
         var points = new List<(double, double)>();
-        double outage = 0;
-        for (int i = 1; i < window.Count; i++)
-        {
-            double gap = window[i].AtMs - window[i - 1].AtMs;
-            points.Add((window[i].AtMs, gap));
-            if (window[i].AtMs >= 0 || window[i - 1].AtMs >= 0) outage = Math.Max(outage, gap);
-        }
+        for (int i = 1; i < window.Count; i++) points.Add((window[i].AtMs, window[i].AtMs - window[i - 1].AtMs));
         long lost = window.Count < 2 ? 0 : (window.Max(p => p.Seq) - window.Min(p => p.Seq) + 1) - window.Select(p => p.Seq).Distinct().Count();
-        return new Timeline(outage, lost, window.Count, points, window);
+        return new Timeline(lost, window.Count, points, window);
     }
 
-    private void WriteTimeline(Timeline t, IReadOnlyList<(double AtMs, string Label)> events)
+    /// <summary>A move's outage (the longest silence overlapping it) and jitter (the longest elsewhere), see <see cref="Timeline.Gaps"/>.</summary>
+    private sealed record MoveGaps(double OutageMs, double OutageAtMs, double JitterMs, double JitterAtMs, double MoveEndMs);
+
+    private void WriteTimeline(Timeline t, MoveGaps gaps, IReadOnlyList<(double AtMs, string Label)> events)
     {
         string csv = Path.Combine(_t.OutDir, "timeline.csv");
         File.WriteAllLines(csv, new[] { "ms_since_move,gap_ms" }.Concat(t.Points.Select(p => $"{p.AtMs.ToString("F3", CultureInfo.InvariantCulture)},{p.GapMs.ToString("F3", CultureInfo.InvariantCulture)}")));
         string png = Path.Combine(_t.OutDir, "timeline.png");
-        TimelinePlot.Write(png, t.Points, events, t.OutageMs, t.Lost);
+        TimelinePlot.Write(png, t.Points, events, (gaps.OutageMs, gaps.OutageAtMs), (gaps.JitterMs, gaps.JitterAtMs), t.Lost);
     }
 
     // ------------------------------------------------------------------ down

@@ -85,8 +85,14 @@ public sealed class MapServerCore
                 break;
             case LispMessageType.MapNotifyAck:
                 var r = _ack.TryDecode(message);
-                _counters.Add(r.Ok ? MsCounter.MapNotifyAcksReceived : MsCounter.MalformedMessage);
-                if (r.Ok) Publisher?.Acknowledge(_ack.Nonce);
+                if (!r.Ok) { _counters.Add(MsCounter.MalformedMessage); break; }
+                if (Publisher?.Acknowledge(_ack.Nonce, message) == Publisher.AckResult.AuthenticationFailed)
+                {
+                    _counters.Add(MsCounter.MapNotifyAckAuthenticationFailed);
+                    _log.Write("ack-auth", $"mapserver: {source}: Map-Notify-Ack for nonce 0x{_ack.Nonce:x16} failed authentication; ignored");
+                    break;
+                }
+                _counters.Add(MsCounter.MapNotifyAcksReceived);
                 break;
             default:
                 _counters.Add(MsCounter.UnsupportedMessageType);
@@ -140,8 +146,13 @@ public sealed class MapServerCore
         }
 
         // Every record must lie in this site's space: an ETR never registers another site's agents.
+        var now = DateTime.UtcNow;
+        long nowMs = NowMs;
+        UInt128 xtrId = _register.XtrIdPresent ? _register.XtrId : Key(source.Address);
         var records = new List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record)>();
-        var withdrawals = new List<EidKey>();
+        var withdrawals = new List<(EidKey Key, ushort MapVersion)>();
+        // Which records were taken: the Map-Notify confirms those and no other (RFC 9301 §5.7).
+        var accepted = new List<int>(_register.Records.Count);
         MappingRecord? previous = null;
         ImmutableArray<RegisteredRloc> previousRlocs = default;
         for (int i = 0; i < _register.Records.Count; i++)
@@ -154,17 +165,27 @@ public sealed class MapServerCore
                 _log.Write("foreign", $"mapserver: {source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
                 return;
             }
+            var eidKey = new EidKey(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength);
+            if (_store.IsStale(eidKey, xtrId, rec.MapVersion, now, nowMs))
+            {
+                // Reordered on the wire, or a retransmission that a newer message already overtook (RFC 9302 §3).
+                _counters.Add(MsCounter.RegisterStaleVersion);
+                _log.Write("stale", $"mapserver: {source}: {rec.EidPrefix}/{rec.EidMaskLength} with map-version {rec.MapVersion} is older than the one registered; ignored");
+                continue;
+            }
             if (rec.TtlMinutes == 0)
             {
                 // Record TTL 0: this xTR withdraws the prefix (an agent detached); its locators do not matter.
-                withdrawals.Add(new EidKey(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength));
+                withdrawals.Add((eidKey, rec.MapVersion));
+                accepted.Add(i);
                 continue;
             }
             if (previous is not null && SameLocators(previous, rec))
             {
                 // An ETR registers its agents' EIDs together, all behind the same locators: the records share one
                 // immutable locator set (at a million registrations that is about 150 MB not spent).
-                records.Add((new EidKey(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength), previousRlocs, rec));
+                records.Add((eidKey, previousRlocs, rec));
+                accepted.Add(i);
                 continue;
             }
             var rlocs = ImmutableArray.CreateBuilder<RegisteredRloc>(rec.Locators.Count);
@@ -186,29 +207,29 @@ public sealed class MapServerCore
             if (rlocs.Count == 0) { _counters.Add(MsCounter.RegisterNoRlocs); continue; }
             previous = rec;
             previousRlocs = rlocs.MoveToImmutable();
-            records.Add((new EidKey(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength), previousRlocs, rec));
+            records.Add((eidKey, previousRlocs, rec));
+            accepted.Add(i);
         }
 
-        var now = DateTime.UtcNow;
-        long nowMs = NowMs;
-        UInt128 xtrId = _register.XtrIdPresent ? _register.XtrId : Key(source.Address);
         foreach (var (eidKey, rlocs, rec) in records)
         {
             long lifetime = _register.UseTtlForTimeout && rec.TtlMinutes != MappingRecord.TtlInfinite ? rec.TtlMinutes * 60_000L : (long)_config.RegistrationTimeout.TotalMilliseconds;
-            var xtr = new XtrRegistration(xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, now, now, nowMs + lifetime);
+            var xtr = new XtrRegistration(xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, now, now, nowMs + lifetime,
+                ProxyReply: _register.ProxyMapReply);
             var (old, _) = _store.Register(eidKey, site, xtr);
             if (old is not null && old.ByXtr.TryGetValue(xtrId, out var prev) && SameAddresses(prev.Rlocs, rlocs) && !SameContexts(prev.Rlocs, rlocs))
                 _counters.Add(MsCounter.AttributeUpdatesInPlace);
         }
-        foreach (var eidKey in withdrawals)
-            if (_store.Withdraw(eidKey, xtrId)) _counters.Add(MsCounter.RegistrationsWithdrawn);
+        foreach (var (eidKey, version) in withdrawals)
+            if (_store.Withdraw(eidKey, xtrId, version, nowMs)) _counters.Add(MsCounter.RegistrationsWithdrawn);
         _counters.Add(MsCounter.MapRegistersAccepted);
 
-        if (_register.WantMapNotify)
+        if (_register.WantMapNotify && accepted.Count > 0)
         {
-            // The Map-Notify carries the registered records back, authenticated with the site's key (RFC 9301 §5.7).
-            var notify = new MapNotify { Nonce = _register.Nonce, KeyId = key.KeyId, AlgorithmId = key.Algorithm, XtrIdPresent = _register.XtrIdPresent, XtrId = _register.XtrId, SiteId = _register.SiteId };
-            for (int i = 0; i < _register.Records.Count; i++) notify.Records.Add(_register.Records[i]);
+            // The Map-Notify carries the records that were registered (RFC 9301 §5.7), never one that was refused, and
+            // is authenticated with the key ID and algorithm the ETR used (the key it names matched the site's).
+            var notify = new MapNotify { Nonce = _register.Nonce, KeyId = _register.KeyId, AlgorithmId = key.Algorithm, XtrIdPresent = _register.XtrIdPresent, XtrId = _register.XtrId, SiteId = _register.SiteId };
+            foreach (int i in accepted) notify.Records.Add(_register.Records[i]);
             int n = notify.TryEncodeSigned(_out, key.Secret);
             if (n > 0)
             {
@@ -217,6 +238,7 @@ public sealed class MapServerCore
                 send(_out.AsSpan(0, n), source);
             }
         }
+        else if (_register.WantMapNotify) _counters.Add(MsCounter.MapNotifiesWithheld);
     }
 
     private SiteKey? Authenticate(ReadOnlySpan<byte> message, SiteConfig site)
@@ -298,13 +320,14 @@ public sealed class MapServerCore
             if (_store.TryLookup(iid, family, eid, out var reg))
             {
                 if (asked.Subscribe) Subscribe(reg, constraints, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort));
-                if (!reg.Site.ProxyReply && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
+                // Proxy-reply when the site is configured so or its ETR asked with the P bit (RFC 9301 §5.6, §8.3).
+                if (!reg.Site.ProxyReply && !reg.ProxyReplyRequested && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
                 FillAnswer(reply.Records.AddNew(), reg, constraints, lcaf);
             }
             else
             {
                 bool inSite = SiteFor(iid, family, eid) is not null;
-                int length = _store.NegativePrefixLength(iid, family, eid);
+                int length = NegativePrefixLength(iid, family, eid);
                 var record = reply.Records.AddNew();
                 EidAddress.Assign(record.EidPrefix, iid, family, MapCacheMath.Mask(eid, family, length), lcaf || iid != 0);
                 record.EidMaskLength = (byte)length;
@@ -321,6 +344,27 @@ public sealed class MapServerCore
         if (n < 0) return;
         _counters.Add(MsCounter.MapRepliesSent);
         send(_out.AsSpan(0, n), new IPEndPoint(ReplyAddress(source.Address), replyPort));
+    }
+
+    /// <summary>
+    /// The prefix length of a negative answer (RFC 9301 §8.3: the least-specific prefix that covers the EID and no
+    /// EID-Prefix known to exist). Known are the registered prefixes and the configured site prefixes, registered or
+    /// not: a site whose ETR has not registered yet must not be hidden for the negative TTL behind a short prefix
+    /// that an ITR caches. Inside a site the answer never reaches beyond the site's prefix (and carries the short
+    /// unregistered TTL); outside every site it stops one bit short of the nearest site prefix.
+    /// </summary>
+    private int NegativePrefixLength(uint iid, EidFamily family, UInt128 eid)
+    {
+        int bits = MapCacheMath.MaxPrefixLength(family);
+        int length = _store.NegativePrefixLength(iid, family, eid);
+        foreach (var site in _config.Sites)
+            foreach (var p in site.Prefixes)
+            {
+                if (p.InstanceId != iid || p.Family != family) continue;
+                if (p.Contains(iid, family, eid)) length = Math.Max(length, p.Length);
+                else length = Math.Max(length, RegistrationStore.CommonPrefixLength(eid, p.Prefix, bits) + 1);
+            }
+        return Math.Min(bits, length);
     }
 
     /// <summary>

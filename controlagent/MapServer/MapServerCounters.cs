@@ -34,6 +34,11 @@ public enum MsCounter
     RegisterForeignPrefix,
     RegisterInvalidAttributes,
     RegisterNoRlocs,
+    /// <summary>Records whose map-version is older than the one registered or withdrawn moments before (reordering).</summary>
+    RegisterStaleVersion,
+    MapNotifyAckAuthenticationFailed,
+    /// <summary>Map-Registers that asked for a Map-Notify but had no record registered: nothing to confirm.</summary>
+    MapNotifiesWithheld,
     MapRequestNoEidRecord,
     RepliesNotSent,
     Count,

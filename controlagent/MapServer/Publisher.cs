@@ -28,6 +28,8 @@ public sealed class Publisher : IDisposable
         public required byte[] Datagram;
         public required IPEndPoint To;
         public required Subscription? Subscription;
+        /// <summary>The key the notification was signed with: the acknowledgement must carry the same.</summary>
+        public required SiteKey Key;
         public int Attempts;
         public long NextMs;
     }
@@ -79,7 +81,7 @@ public sealed class Publisher : IDisposable
                 if (x.Rlocs.Any(r => stillThere.Contains(r.Address.ToString()))) continue;
                 var notify = Build(key, site, site.Keys[0], null, lcaf: true, updated, x.XtrId, out ulong nonce);
                 _counters.Add(MsCounter.MoveNotifiesSent);
-                Track(nonce, notify, new IPEndPoint(x.Source.Address, LispPorts.Control), null);
+                Track(nonce, notify, new IPEndPoint(x.Source.Address, LispPorts.Control), null, site.Keys[0]);
             }
         }
     }
@@ -88,7 +90,7 @@ public sealed class Publisher : IDisposable
     {
         var notify = Build(s.Key, s.Site, s.SiteKey, s.Constraints, s.Lcaf, updated, s.XtrId, out ulong nonce);
         _counters.Add(MsCounter.PublicationsSent);
-        Track(nonce, notify, s.Subscriber, s);
+        Track(nonce, notify, s.Subscriber, s, s.SiteKey);
     }
 
     private byte[] Build(EidKey key, SiteConfig site, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, out ulong nonce)
@@ -109,15 +111,27 @@ public sealed class Publisher : IDisposable
         return notify.ToSignedArray(siteKey.Secret);
     }
 
-    private void Track(ulong nonce, byte[] datagram, IPEndPoint to, Subscription? s)
+    private void Track(ulong nonce, byte[] datagram, IPEndPoint to, Subscription? s, SiteKey key)
     {
-        var p = new Pending { Datagram = datagram, To = to, Subscription = s, Attempts = 1, NextMs = MapServerCore.NowMs + (long)RetransmitInterval.TotalMilliseconds };
+        var p = new Pending { Datagram = datagram, To = to, Subscription = s, Key = key, Attempts = 1, NextMs = MapServerCore.NowMs + (long)RetransmitInterval.TotalMilliseconds };
         _pending[nonce] = p;
         _send(datagram, to);
     }
 
-    /// <summary>A Map-Notify-Ack arrived: stop retransmitting that notification.</summary>
-    public bool Acknowledge(ulong nonce) => _pending.TryRemove(nonce, out _);
+    public enum AckResult { Acknowledged, UnknownNonce, AuthenticationFailed }
+
+    /// <summary>
+    /// A Map-Notify-Ack arrived: stop retransmitting that notification, but only when the ack is authenticated with
+    /// the key the notification was signed with (RFC 9301 §5.7: the Map-Notify-Ack is authenticated like the
+    /// Map-Notify); a forged ack with a guessed nonce changes nothing.
+    /// </summary>
+    public AckResult Acknowledge(ulong nonce, ReadOnlySpan<byte> message)
+    {
+        if (!_pending.TryGetValue(nonce, out var p)) return AckResult.UnknownNonce;
+        if (MessageAuthentication.Verify(message, p.Key.Secret) != AuthenticationFailure.None) return AckResult.AuthenticationFailed;
+        _pending.TryRemove(nonce, out _);
+        return AckResult.Acknowledged;
+    }
 
     public void Retransmit(long nowMs)
     {

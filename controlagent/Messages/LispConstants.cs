@@ -69,3 +69,21 @@ public static class LispPorts
     /// <summary>The LISP control port (RFC 9301 §5).</summary>
     public const ushort Control = 4342;
 }
+
+/// <summary>
+/// Map-Versions (RFC 9302 §3): 12-bit numbers, 0 the Null Map-Version ("no version"), 1..4095 compared in serial
+/// arithmetic: V1 is newer than V2 when (V1 &gt; V2 and V1 − V2 ≤ 2^11) or (V2 &gt; V1 and V2 − V1 &gt; 2^11).
+/// </summary>
+public static class MapVersioning
+{
+    public const ushort Null = 0;
+    public const ushort Max = 4095;
+    private const int Half = 2048;
+
+    /// <summary>True when <paramref name="a"/> is newer than <paramref name="b"/>; never for the Null Map-Version.</summary>
+    public static bool IsNewer(ushort a, ushort b)
+    {
+        if (a == Null || b == Null || a == b) return false;
+        return a > b ? a - b <= Half : b - a > Half;
+    }
+}

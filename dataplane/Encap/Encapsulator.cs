@@ -119,6 +119,7 @@ public sealed unsafe class Encapsulator
         if (!hit)
         {
             _counters.Add(Counter.MapCacheMisses);
+            if (NeverResolved(family, destination)) { _counters.Add(Counter.DropLinkScopeOrMulticast); return decision; }
             PostMiss(instanceId, profile, family, source, destination, now);
             _counters.Add(Counter.DropNoMapping);
             return decision;
@@ -175,6 +176,21 @@ public sealed unsafe class Encapsulator
         decision.OuterLength = length + OuterBytes;
         decision.Destination = rloc;
         return decision;
+    }
+
+    /// <summary>
+    /// Destinations no mapping system answers for (their scope ends at the link, or they are groups): IPv4 multicast
+    /// 224.0.0.0/4, link-local 169.254.0.0/16 and the limited broadcast; IPv6 multicast ff00::/8 and link-local
+    /// fe80::/10. A miss on one is dropped and counted without a Map-Request.
+    /// </summary>
+    public static bool NeverResolved(EidFamily family, UInt128 destination)
+    {
+        if (family == EidFamily.Ipv4)
+        {
+            uint d = (uint)destination;
+            return (d >> 28) == 0xE || (d >> 16) == 0xA9FE || d == uint.MaxValue;
+        }
+        return (destination >> 120) == 0xFF || (destination >> 118) == (0xFE80 >> 6);
     }
 
     private void PostMiss(uint iid, ushort profile, EidFamily family, UInt128 source, UInt128 destination, long now)

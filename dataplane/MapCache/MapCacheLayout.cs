@@ -61,6 +61,8 @@ public struct RlocArray
 public struct MapCacheEntry
 {
     public const int Bytes = 240;
+    /// <summary>The bytes before the locators: what every lookup copies, plus 24 per locator in use.</summary>
+    public const int FixedBytes = 48;
     public const int MaxRlocs = 8;
     public const byte StateFree = 0;
     public const byte StateUsed = 1;
@@ -122,7 +124,6 @@ public readonly record struct MapCacheKey(uint InstanceId, ushort Profile, EidFa
 public static class MapCacheMath
 {
     public const uint IndexEmpty = 0;
-    public const uint IndexTombstone = uint.MaxValue;
 
     public static int MaxPrefixLength(EidFamily family) => family == EidFamily.Ipv4 ? 32 : 128;
 

@@ -6,13 +6,16 @@ namespace FastXtr.Dataplane.MapCache;
 
 /// <summary>
 /// The map-cache's three tables inside a mapped region: entries, an open-addressing index of entry numbers
-/// (linear probing; 0 empty, 0xFFFFFFFF tombstone, n+1 entry n) and the per-IID prefix-length table.
+/// (linear probing; 0 empty, n+1 entry n; no tombstones: a removal shifts the rest of its probe run back, so the
+/// index stays as healthy after years of churn as on its first day) and the per-IID prefix-length table.
 /// <para>
-/// Concurrency: one writer (<see cref="MapCacheWriter"/>, in the control agent) and any number of readers
-/// (data-plane workers, <c>fastxtr show</c>), in other processes. Readers never lock: an entry is read under its
-/// sequence counter (see <see cref="MapCacheEntry"/>), index and IID slots are single 32/64-bit words read with
-/// Volatile. The writer publishes an entry fully before it links the index slot to it, and sets a prefix-length
-/// bit before the first entry of that length appears, so a reader sees either the old state or the new one.
+/// Concurrency: one writer (<see cref="MapCacheWriter"/>, in the control agent, holding the region's writer lease)
+/// and any number of readers (data-plane workers, <c>fastxtr show</c>), in other processes. Readers never lock: an
+/// entry is read under its sequence counter (see <see cref="MapCacheEntry"/>), index and IID slots are single
+/// 32/64-bit words read with Volatile. The writer publishes an entry fully before it links the index slot to it, and
+/// sets a prefix-length bit before the first entry of that length appears, so a reader sees either the old state or
+/// the new one. A removal moves index slots; it does so with the region's <c>IndexSeq</c> odd, and a lookup that saw
+/// that counter change (or odd) starts again, so a key moved past a reader's probe is never reported missing.
 /// </para>
 /// </summary>
 public sealed unsafe class MapCacheTables
@@ -25,12 +28,19 @@ public sealed unsafe class MapCacheTables
     internal readonly uint IidMask;
     /// <summary>The region's count of moved-away entries in all IIDs (a header word, kept by the writer).</summary>
     internal readonly uint* MovedAwayTotal;
+    /// <summary>The region's index sequence counter (a header word): odd while the writer moves index slots.</summary>
+    internal readonly uint* IndexSeq;
 
-    public MapCacheTables(byte* entries, int entryCapacity, byte* index, int indexSlots, byte* iids, int iidSlots, uint* movedAwayTotal)
+    /// <summary>How many times a lookup starts again while index slots move under it, before it answers anyway.</summary>
+    private const int LookupAttempts = 8;
+
+    public MapCacheTables(byte* entries, int entryCapacity, byte* index, int indexSlots, byte* iids, int iidSlots, uint* movedAwayTotal, uint* indexSeq)
     {
         MovedAwayTotal = movedAwayTotal;
+        IndexSeq = indexSeq;
         if (indexSlots <= 0 || (indexSlots & (indexSlots - 1)) != 0) throw new ArgumentException("index slots must be a power of two", nameof(indexSlots));
         if (iidSlots <= 0 || (iidSlots & (iidSlots - 1)) != 0) throw new ArgumentException("IID slots must be a power of two", nameof(iidSlots));
+        if (indexSlots <= entryCapacity) throw new ArgumentException("the index needs more slots than there are entries", nameof(indexSlots));
         Entries = (MapCacheEntry*)entries;
         Index = (uint*)index;
         Iids = (IidSlot*)iids;
@@ -57,7 +67,8 @@ public sealed unsafe class MapCacheTables
 
     /// <summary>
     /// Copies the entry for an exact key (IID, profile, family, length, masked prefix) into <paramref name="copy"/>.
-    /// Returns false when there is none.
+    /// Returns false when there is none. Entries passed on the probe path are compared in place, not copied; the match
+    /// is copied up to its last locator (<see cref="CopyUsed"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryReadExact(uint iid, ushort profile, EidFamily family, int length, UInt128 prefix, out MapCacheEntry copy)
@@ -67,17 +78,51 @@ public sealed unsafe class MapCacheTables
         {
             uint slot = Volatile.Read(ref Index[i]);
             if (slot == MapCacheMath.IndexEmpty) break;
-            if (slot == MapCacheMath.IndexTombstone || slot > (uint)EntryCapacity) continue;
-            if (TryReadStable(Entries + (slot - 1), out copy)
-                && copy.State == MapCacheEntry.StateUsed && copy.InstanceId == iid && copy.Profile == profile
-                && copy.Family == family && copy.PrefixLength == length && copy.Prefix == prefix)
-                return true;
+            if (slot > (uint)EntryCapacity) continue; // only a crashed writer leaves such a word; the next one repairs it
+            if (TryReadIfMatches(Entries + (slot - 1), iid, profile, family, length, prefix, out copy)) return true;
         }
-        copy = default;
+        Unsafe.SkipInit(out copy);
         return false;
     }
 
-    /// <summary>Seqlock read: a copy taken while the counter was even and unchanged (bounded retries, then false).</summary>
+    /// <summary>
+    /// Seqlock read of one entry that is copied only when its key is the one asked for: the key fields are compared
+    /// in place and the comparison, like the copy, counts only when the counter was even and unchanged around it.
+    /// An entry that stays odd (a writer died inside it) is given up on after bounded retries: a miss, never a wait.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryReadIfMatches(MapCacheEntry* e, uint iid, ushort profile, EidFamily family, int length, UInt128 prefix, out MapCacheEntry copy)
+    {
+        Unsafe.SkipInit(out copy);
+        for (int attempt = 0; attempt < 1000; attempt++)
+        {
+            uint before = Volatile.Read(ref e->Seq);
+            if ((before & 1) == 0)
+            {
+                bool same = e->InstanceId == iid && e->Prefix == prefix && e->PrefixLength == length && e->Profile == profile
+                            && e->Family == family && e->State == MapCacheEntry.StateUsed;
+                if (same) CopyUsed(e, ref copy);
+                Volatile.ReadBarrier();
+                if (Volatile.Read(ref e->Seq) == before) return same;
+            }
+            Thread.SpinWait(1);
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Copies the entry's fixed part and its <see cref="MapCacheEntry.RlocCount"/> locators: what a lookup's caller
+    /// uses. Locator slots past the count are left as they were in <paramref name="copy"/> (undefined in a lookup's
+    /// result); a count torn by a concurrent write is clamped here and rejected by the caller's counter check.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyUsed(MapCacheEntry* e, ref MapCacheEntry copy)
+    {
+        int rlocs = Math.Min((int)e->RlocCount, MapCacheEntry.MaxRlocs);
+        Unsafe.CopyBlockUnaligned(ref Unsafe.As<MapCacheEntry, byte>(ref copy), ref *(byte*)e, (uint)(MapCacheEntry.FixedBytes + rlocs * Unsafe.SizeOf<RlocSlot>()));
+    }
+
+    /// <summary>Seqlock read: a whole copy taken while the counter was even and unchanged (bounded retries, then false).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static bool TryReadStable(MapCacheEntry* e, out MapCacheEntry copy)
     {
@@ -99,7 +144,10 @@ public sealed unsafe class MapCacheTables
         return false;
     }
 
-    /// <summary>Longest-prefix match of (IID, profile, address).</summary>
+    /// <summary>
+    /// Longest-prefix match of (IID, profile, address). The result's locator slots past its RlocCount are undefined
+    /// (only what a caller uses is copied); <see cref="Snapshot"/> and <see cref="ReadUsed"/> copy whole entries.
+    /// </summary>
     public bool TryLookup(in MapCacheKey key, out MapCacheEntry entry)
     {
         IidSlot* s = FindIid(key.InstanceId);
@@ -142,7 +190,28 @@ public sealed unsafe class MapCacheTables
         return s != null && Volatile.Read(ref s->SolicitEntries) != 0 && Lpm(s, new MapCacheKey(iid, MapCacheEntry.SolicitKey, family, destination), out _);
     }
 
+    /// <summary>
+    /// Longest-prefix match within one IID, repeated while the writer moved index slots under it: a removal's backward
+    /// shift can carry a longer prefix's slot past this reader's probe, and answering from the shorter one (or a miss)
+    /// would be wrong. The counter lives on its own cache line and changes only on removals, so a lookup that races
+    /// none pays two loads of a line that stays shared. A counter left odd by a writer that died is accepted after two
+    /// equal reads: the data plane keeps forwarding until the next writer repairs the index.
+    /// </summary>
     private bool Lpm(IidSlot* s, in MapCacheKey key, out MapCacheEntry entry)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            uint before = Volatile.Read(ref *IndexSeq);
+            bool found = LpmOnce(s, key, out entry);
+            Volatile.ReadBarrier();
+            uint after = Volatile.Read(ref *IndexSeq);
+            if (before == after && ((before & 1) == 0 || attempt >= 2)) return found;
+            if (attempt >= LookupAttempts) return found;
+            Thread.SpinWait(1);
+        }
+    }
+
+    private bool LpmOnce(IidSlot* s, in MapCacheKey key, out MapCacheEntry entry)
     {
         if (key.Family == EidFamily.Ipv4)
         {
@@ -160,7 +229,7 @@ public sealed unsafe class MapCacheTables
             if (Search(ref s->Ipv6Lengths1, 64, key, out entry)) return true;
             if (Search(ref s->Ipv6Lengths0, 0, key, out entry)) return true;
         }
-        entry = default;
+        Unsafe.SkipInit(out entry);
         return false;
     }
 
@@ -174,8 +243,18 @@ public sealed unsafe class MapCacheTables
             if (TryReadExact(key.InstanceId, key.Profile, EidFamily.Ipv6, len, MapCacheMath.Mask(key.Address, EidFamily.Ipv6, len), out entry)) return true;
             lengths &= ~(1UL << bit);
         }
-        entry = default;
+        Unsafe.SkipInit(out entry);
         return false;
+    }
+
+    /// <summary>How many prefix lengths a lookup in (IID, family) probes: those that have entries, in any profile.</summary>
+    public int ProbedLengths(uint iid, EidFamily family)
+    {
+        IidSlot* s = FindIid(iid);
+        if (s == null) return 0;
+        return family == EidFamily.Ipv4 ? System.Numerics.BitOperations.PopCount(Volatile.Read(ref s->Ipv4Lengths))
+            : System.Numerics.BitOperations.PopCount(Volatile.Read(ref s->Ipv6Lengths0)) + System.Numerics.BitOperations.PopCount(Volatile.Read(ref s->Ipv6Lengths1))
+              + System.Numerics.BitOperations.PopCount(Volatile.Read(ref s->Ipv6Lengths2));
     }
 
     /// <summary>Copies every live entry (for <c>fastxtr show map-cache</c> and for a restarting agent).</summary>

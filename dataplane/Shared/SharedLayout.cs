@@ -28,14 +28,20 @@ namespace FastXtr.Dataplane.Shared;
 ///      96     8  Generation           bumped by the writer on every change (readers may watch it)
 ///     104     8  EntryCount           live entries, maintained by the writer
 ///     112     4  MovedAwayEntries     moved-away entries in all IIDs; 0 lets the ETR skip its check with one load
-///     116     4  Reserved0
+///     116     4  WriterPid            the map-cache writer holding the lease (flock on the region file); 0 when none
+///     120     8  Reserved0
+///     128     4  IndexSeq             odd while the writer moves index slots (a removal's backward shift, a repair);
+///                                     on a cache line of its own, read by every lookup, written only by removals
+///     132     4  Reserved1
 /// </code>
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Pack = 8)]
 public struct SharedHeader
 {
     public const ulong MagicValue = 0x004D485352545846; // "FXTRSHM\0" little-endian
-    public const uint CurrentLayoutVersion = 2; // 2: source-profile entries (AssignedProfile, SourceProfileEntries)
+    // 2: source-profile entries (AssignedProfile, SourceProfileEntries); 3: no index tombstones (backward-shift
+    // deletion under IndexSeq), the writer lease (WriterPid)
+    public const uint CurrentLayoutVersion = 3;
     public const int Bytes = 4096;
 
     public ulong Magic;
@@ -58,7 +64,10 @@ public struct SharedHeader
     public long Generation;
     public long EntryCount;
     public uint MovedAwayEntries;
-    public uint Reserved0;
+    public int WriterPid;
+    public ulong Reserved0;
+    public uint IndexSeq;
+    public uint Reserved1;
 }
 
 /// <summary>Sizes of a region, chosen at creation (<c>fastxtr dataplane --map-cache-entries</c> and friends).</summary>

@@ -33,7 +33,7 @@ public sealed unsafe class SharedRegion : IDisposable
         _owned = owned;
         ref SharedHeader h = ref Header;
         MapCache = new MapCacheTables(_base + h.EntriesOffset, (int)h.EntryCapacity, _base + h.IndexOffset, (int)h.IndexSlots, _base + h.IidTableOffset, (int)h.IidSlots,
-            (uint*)Unsafe.AsPointer(ref h.MovedAwayEntries));
+            (uint*)Unsafe.AsPointer(ref h.MovedAwayEntries), (uint*)Unsafe.AsPointer(ref h.IndexSeq));
         Sizes = new SharedRegionSizes((int)h.EntryCapacity, (int)h.IidSlots, (int)h.Workers, (int)h.MissRingSlots);
     }
 
@@ -147,21 +147,71 @@ public sealed unsafe class SharedRegion : IDisposable
         (uint)worker < Header.Workers ? new WorkerCounters((ulong*)(_base + Header.CountersOffset + (long)worker * WorkerCounters.BlockBytes))
                                       : throw new ArgumentOutOfRangeException(nameof(worker));
 
-    /// <summary>A writer for the map-cache that bumps the region's generation on every change.</summary>
+    private int _privateLease; // a private region's lease: no file to flock
+
+    /// <summary>
+    /// The map-cache's writer, holding the region's writer lease (flock on the region file; the kernel drops it when
+    /// the holder dies, however it dies) until it is disposed. A second writer while one lives is refused with the
+    /// holder's pid; the new one repairs whatever a killed predecessor left half-done before it writes anything.
+    /// Every change bumps the region's generation.
+    /// </summary>
     public MapCacheWriter CreateWriter()
     {
-        MapCacheWriter? writer = null;
-        writer = new MapCacheWriter(MapCache, () =>
+        IDisposable lease;
+        if (_mapping is null)
         {
-            Volatile.Write(ref Header.EntryCount, writer!.Count);
-            Interlocked.Increment(ref Header.Generation);
-        });
+            if (Interlocked.Exchange(ref _privateLease, 1) == 1)
+                throw new SharedRegionException("this map-cache already has a writer: there is one writer per region");
+            lease = new PrivateLease(this);
+        }
+        else
+        {
+            lease = FileLease.TryTake(_mapping.Path) ?? throw new SharedRegionException(
+                $"the map-cache in {_mapping.Path} already has a writer (pid {Volatile.Read(ref Header.WriterPid)}; a running `fastxtr agent` is one): " +
+                "there is one writer per region. Stop it first, or change the map-cache through it");
+        }
+        MapCacheWriter? writer = null;
+        try
+        {
+            writer = new MapCacheWriter(MapCache, () =>
+            {
+                Volatile.Write(ref Header.EntryCount, writer!.Count);
+                Interlocked.Increment(ref Header.Generation);
+            }, new WriterLease(this, lease));
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        Volatile.Write(ref Header.WriterPid, Environment.ProcessId);
         Volatile.Write(ref Header.EntryCount, writer.Count);
         return writer;
     }
 
+    private sealed class PrivateLease(SharedRegion region) : IDisposable
+    {
+        public void Dispose() => Volatile.Write(ref region._privateLease, 0);
+    }
+
+    /// <summary>Clears the header's writer pid (when it is still ours) before the lease goes.</summary>
+    private sealed class WriterLease(SharedRegion region, IDisposable inner) : IDisposable
+    {
+        private int _done;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _done, 1) == 1) return;
+            if (!region._disposed) Interlocked.CompareExchange(ref region.Header.WriterPid, 0, Environment.ProcessId);
+            inner.Dispose();
+        }
+    }
+
+    private volatile bool _disposed;
+
     public void Dispose()
     {
+        _disposed = true;
         _mapping?.Dispose();
         if (_owned != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(_owned);
     }

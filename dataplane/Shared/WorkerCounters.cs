@@ -19,6 +19,9 @@ public enum Counter
     // kernel answers those), decapsulated packets handed to the kernel because the EID's MAC is not known yet,
     // and what could not go out.
     EidFramesIgnored, EtrKernelRouted, DropNoNeighbor, DropTxRingFull,
+    // Missed destinations that are never resolved: link-local and multicast (a TUN's own router solicitations to
+    // ff02::2, mDNS, DHCP broadcasts). No Map-Request is sent for them.
+    DropLinkScopeOrMulticast,
     Count,
 }
 

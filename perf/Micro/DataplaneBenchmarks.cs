@@ -72,6 +72,83 @@ public class MapCacheLookupBenchmarks
     }
 }
 
+/// <summary>
+/// The map-cache before and after churn (issue #13): 1M host entries over 1,000 IIDs (plus a /16 per IID), then
+/// optionally 10M insert/remove pairs (a new random /32 in, a random live one out, so the table stays at 1M), as a
+/// long-running ITR sees from negative entries, expiry and moves. Lookups that hit (1,024 live keys) and that miss
+/// (absent destinations, probing /32 and /16) should cost the same before and after.
+/// </summary>
+[MemoryDiagnoser]
+public class MapCacheChurnBenchmarks
+{
+    private const int Entries = 1_000_000;
+    private const int Iids = 1000;
+    private const int Batch = 1024;
+    private const int Pairs = 10_000_000;
+    private SharedRegion _region = null!;
+    private MapCacheWriter _writer = null!;
+    private MapCacheKey[] _hits = [];
+    private MapCacheKey[] _misses = [];
+
+    [Params(false, true)]
+    public bool Churned { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _region = SharedRegion.CreatePrivate(new SharedRegionSizes(Entries + Iids + 16, 4096, 1, 16));
+        _writer = _region.CreateWriter();
+        var rng = new Random(42);
+        var live = new List<MapCacheKey>(Entries);
+        RlocSpec[] rlocs = [new RlocSpec(EidFamily.Ipv4, 0xC0000202, 1, 50), new RlocSpec(EidFamily.Ipv4, 0xC0000203, 1, 50)];
+        for (uint iid = 1; iid <= Iids; iid++) _writer.Upsert(new MapCacheEntrySpec(iid, 0, EidFamily.Ipv4, 0x0A000000, 16, rlocs));
+        MapCacheKey NewKey() => new((uint)rng.Next(1, Iids + 1), 0, EidFamily.Ipv4, 0x0A000000u | (uint)rng.Next(1 << 16, 1 << 24));
+        while (live.Count < Entries - Iids)
+        {
+            var k = NewKey();
+            if (_writer.Upsert(new MapCacheEntrySpec(k.InstanceId, 0, EidFamily.Ipv4, k.Address, 32, rlocs)) == MapCacheWriteResult.Inserted) live.Add(k);
+        }
+        if (Churned)
+        {
+            for (int pair = 0; pair < Pairs; pair++)
+            {
+                int victim = rng.Next(live.Count);
+                var gone = live[victim];
+                _writer.Remove(gone.InstanceId, 0, EidFamily.Ipv4, gone.Address, 32);
+                MapCacheKey k;
+                do k = NewKey(); while (_writer.Upsert(new MapCacheEntrySpec(k.InstanceId, 0, EidFamily.Ipv4, k.Address, 32, rlocs)) != MapCacheWriteResult.Inserted);
+                live[victim] = k;
+            }
+            Console.WriteLine($"// after {Pairs:N0} insert/remove pairs: {_writer.Count:N0} entries, longest probe {_writer.LongestProbe()}, {_writer.EmptyIndexSlots():N0} empty index slots");
+        }
+        _hits = Enumerable.Range(0, Batch).Select(_ => live[rng.Next(live.Count)]).ToArray();
+        // 11.0.0.0/8 is in no entry: each miss probes /32 and /16 of its IID.
+        _misses = Enumerable.Range(0, Batch).Select(_ => new MapCacheKey((uint)rng.Next(1, Iids + 1), 0, EidFamily.Ipv4, 0x0B000000u | (uint)rng.Next(0, 1 << 24))).ToArray();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _writer.Dispose();
+        _region.Dispose();
+    }
+
+    [Benchmark(OperationsPerInvoke = Batch, Description = "lookup hit, 1M entries")]
+    public int Hit() => Lookup(_hits);
+
+    [Benchmark(OperationsPerInvoke = Batch, Description = "lookup miss, 1M entries")]
+    public int Miss() => Lookup(_misses);
+
+    private int Lookup(MapCacheKey[] keys)
+    {
+        int hits = 0;
+        var cache = _region.MapCache;
+        for (int i = 0; i < keys.Length; i++)
+            if (cache.TryLookup(keys[i], out var e)) hits += e.RlocCount;
+        return hits;
+    }
+}
+
 /// <summary>The Internet checksum, scalar against the Vector256 twin, at header, packet and super-packet sizes.</summary>
 [MemoryDiagnoser]
 public class ChecksumBenchmarks

@@ -61,6 +61,16 @@ public class CliTests
         Assert.That(bad.Code, Is.EqualTo(1));
         Assert.That(bad.Out, Does.Contain("Truncated at offset"));
         Assert.That(Run("decode", "xyz").Code, Is.EqualTo(2));
+
+        // A data packet (N and I bits: 0x88, which reads as an ECM's type) with an inner IPv4/UDP packet.
+        var inner = new byte[28];
+        new FastXtr.Dataplane.Headers.Ipv4Header { TotalLength = 28, TimeToLive = 64, Protocol = 17, SourceAddress = 0x0A010001, DestinationAddress = 0x0A020005 }.Write(inner);
+        var packet = new byte[8 + 28];
+        FastXtr.Dataplane.Headers.LispDataHeader.WithNonce(0x123456, 1000).Write(packet);
+        inner.CopyTo(packet, 8);
+        var data = Run("decode", Convert.ToHexString(packet));
+        Assert.That(data.Code, Is.EqualTo(0));
+        Assert.That(data.Out, Does.Contain("LISP data packet").And.Contains("10.1.0.1 -> 10.2.0.5").And.Contains("1000"));
     }
 
     [Test]

@@ -36,6 +36,7 @@ public unsafe class PipelineTests
     [TearDown]
     public void TearDown()
     {
+        _writer.Dispose();
         _buffers.Dispose();
         _region.Dispose();
     }
@@ -85,6 +86,33 @@ public unsafe class PipelineTests
             Assert.That(ports, Does.Contain(BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart + 20, 2))), "the same flow keeps its port");
         }
         Assert.That(ports, Has.Count.GreaterThan(48), "64 flows spread over many source ports");
+    }
+
+    /// <summary>
+    /// A TUN's own router solicitations (fe80::1 → ff02::2), mDNS (224.0.0.251) and the like are never resolved: no
+    /// Map-Request, one counted drop each.
+    /// </summary>
+    [Test]
+    public void LinkScopeAndMulticastDestinations_AreNeverResolved()
+    {
+        int v4 = Ipv4Udp(0x0A010001, 0xE00000FB, 10);
+        Assert.That(Encap(v4, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
+        var p = new Span<byte>(_buffers.Data(0), 48);
+        p.Clear();
+        p[0] = 0x60;
+        BinaryPrimitives.WriteUInt16BigEndian(p[4..], 8);
+        p[6] = 58;
+        p[7] = 255;
+        BinaryPrimitives.WriteUInt128BigEndian(p[8..], ((UInt128)0xfe80_0000_0000_0000UL << 64) | 1);
+        BinaryPrimitives.WriteUInt128BigEndian(p[24..], ((UInt128)0xff02_0000_0000_0000UL << 64) | 2);
+        Assert.That(Encap(48, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
+        Span<MissRecord> misses = stackalloc MissRecord[8];
+        Assert.That(_region.MissRing(0).Drain(misses), Is.EqualTo(0), "no Map-Request for either");
+        Assert.That((Counters[Counter.DropLinkScopeOrMulticast], Counters[Counter.DropNoMapping]), Is.EqualTo((2UL, 0UL)));
+        Assert.That(Encapsulator.NeverResolved(EidFamily.Ipv4, 0xA9FE0101), Is.True, "169.254.1.1");
+        Assert.That(Encapsulator.NeverResolved(EidFamily.Ipv6, ((UInt128)0xfebf_0000_0000_0000UL << 64) | 1), Is.True, "fe80::/10 ends at febf::");
+        Assert.That(Encapsulator.NeverResolved(EidFamily.Ipv6, ((UInt128)0xfec0_0000_0000_0000UL << 64) | 1), Is.False);
+        Assert.That(Encapsulator.NeverResolved(EidFamily.Ipv4, 0x0A090001), Is.False);
     }
 
     [Test]

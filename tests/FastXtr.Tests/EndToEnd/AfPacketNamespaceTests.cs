@@ -73,7 +73,8 @@ public class AfPacketNamespaceTests(string offload)
     private static void Upsert(string shm, EidFamily family, UInt128 prefix, int length, uint rloc)
     {
         using var r = SharedRegion.Attach(shm);
-        r.CreateWriter().Upsert(new MapCacheEntrySpec(1000, 0, family, prefix, length, [new RlocSpec(EidFamily.Ipv4, rloc, 1, 100)]));
+        using var w = r.CreateWriter();
+        w.Upsert(new MapCacheEntrySpec(1000, 0, family, prefix, length, [new RlocSpec(EidFamily.Ipv4, rloc, 1, 100)]));
     }
 
     private static ulong Read(string shm, Counter c) => TwoXtrLab.ReadCounter(shm, c);

@@ -65,13 +65,13 @@ public sealed class TwoXtrLab : IDisposable
         }
         using (var a = SharedRegion.Attach(ShmA))
         {
-            var w = a.CreateWriter();
+            using var w = a.CreateWriter();
             w.Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, 0x0A020000, 24, [new RlocSpec(EidFamily.Ipv4, RlocB, 1, 100)]));
             w.Upsert(new MapCacheEntrySpec(2000, 0, EidFamily.Ipv4, 0x0A020000, 24, [new RlocSpec(EidFamily.Ipv4, RlocB, 1, 100)]));
         }
         using (var b = SharedRegion.Attach(ShmB))
         {
-            var w = b.CreateWriter();
+            using var w = b.CreateWriter();
             w.Upsert(new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, RlocA, 1, 100)]));
             w.Upsert(new MapCacheEntrySpec(2000, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, RlocA, 1, 100)]));
         }

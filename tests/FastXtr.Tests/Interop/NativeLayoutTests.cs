@@ -24,6 +24,7 @@ public class NativeLayoutTests
         #include <sys/stat.h>
         #include <sys/socket.h>
         #include <sys/uio.h>
+        #include <sys/file.h>
         #include <netinet/in.h>
         #include <netinet/udp.h>
         #include <net/if.h>
@@ -63,6 +64,7 @@ public class NativeLayoutTests
           P("TUN_F_USO4", TUN_F_USO4); P("TUN_F_USO6", TUN_F_USO6); P("VIRTIO_NET_HDR_GSO_UDP_L4", VIRTIO_NET_HDR_GSO_UDP_L4);
           P("sizeof stat", sizeof(struct stat)); P("offsetof stat.st_ino", offsetof(struct stat, st_ino));
           P("O_RDONLY", O_RDONLY); P("O_RDWR", O_RDWR); P("O_CREAT", O_CREAT); P("O_EXCL", O_EXCL); P("O_NONBLOCK", O_NONBLOCK); P("O_CLOEXEC", O_CLOEXEC);
+          P("LOCK_EX", LOCK_EX); P("LOCK_NB", LOCK_NB);
           P("PROT_READ", PROT_READ); P("PROT_WRITE", PROT_WRITE); P("MAP_SHARED", MAP_SHARED); P("MAP_POPULATE", MAP_POPULATE);
           P("AF_INET", AF_INET); P("AF_INET6", AF_INET6); P("SOCK_DGRAM", SOCK_DGRAM); P("SOCK_NONBLOCK", SOCK_NONBLOCK); P("SOCK_CLOEXEC", SOCK_CLOEXEC);
           P("SOL_SOCKET", SOL_SOCKET); P("SO_REUSEADDR", SO_REUSEADDR); P("SO_SNDBUF", SO_SNDBUF); P("SO_RCVBUF", SO_RCVBUF);

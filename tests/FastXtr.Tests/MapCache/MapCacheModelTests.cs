@@ -84,6 +84,101 @@ public class MapCacheModelTests
         Assert.That(region.Header.EntryCount, Is.EqualTo(model.Count));
     }
 
+    /// <summary>
+    /// Millions of inserts, removals and expiries with overlapping prefixes in 16 IIDs, two profiles and both
+    /// families, every step followed by a lookup checked against a model: the index keeps exactly its slots minus its
+    /// entries empty (no tombstones), its longest probe stays short, and only lengths that have entries are probed.
+    /// </summary>
+    [TestCase(11, 1_500_000)]
+    [TestCase(12, 1_500_000)]
+    public void Churn_KeepsLookupsRight_AndTheIndexHealthy(int seed, int operations)
+    {
+        var rng = new Random(seed);
+        const int capacity = 4096;
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(capacity, 64, 1, 16));
+        using var writer = region.CreateWriter();
+        // The model: exact keys with their marker and expiry (in minutes of a clock the test advances).
+        var model = new Dictionary<(uint Iid, ushort Profile, EidFamily Family, int Length, UInt128 Prefix), (uint Marker, long Expires)>();
+        var keys = new List<(uint Iid, ushort Profile, EidFamily Family, int Length, UInt128 Prefix)>();
+        long minute = System.Diagnostics.Stopwatch.Frequency * 60, clock = 1_000 * minute;
+        uint marker = 1;
+        int hits = 0, longest = 0;
+        int[] v4Lengths = [8, 12, 16, 20, 24, 28, 30, 32];
+        int[] v6Lengths = [32, 48, 64, 96, 112, 128];
+        for (int op = 0; op < operations; op++)
+        {
+            var family = rng.Next(4) == 0 ? EidFamily.Ipv6 : EidFamily.Ipv4;
+            uint iid = (uint)rng.Next(1, 17);
+            ushort profile = (ushort)rng.Next(0, 2);
+            // Inserts lead below half fill and removals above it, so the index churns around 50% full.
+            int choice = rng.Next(100), inserts = model.Count < capacity / 2 ? 60 : 39;
+            if (choice < inserts)
+            {
+                int length = family == EidFamily.Ipv4 ? v4Lengths[rng.Next(v4Lengths.Length)] : v6Lengths[rng.Next(v6Lengths.Length)];
+                var key = (iid, profile, family, length, MapCacheMath.Mask(RandomAddress(rng, family), family, length));
+                uint ttl = (uint)rng.Next(60, 6000);
+                uint m = marker++;
+                var result = writer.Upsert(new MapCacheEntrySpec(iid, profile, family, key.Item5, length, [new RlocSpec(EidFamily.Ipv4, m, 1, 100)], TtlMinutes: ttl), clock);
+                Assert.That(result, Is.EqualTo(model.ContainsKey(key) ? MapCacheWriteResult.Updated : MapCacheWriteResult.Inserted), $"op {op}");
+                if (!model.ContainsKey(key)) keys.Add(key);
+                model[key] = (m, clock + ttl * minute);
+            }
+            else if (choice < 99 && keys.Count > 0)
+            {
+                int at = rng.Next(keys.Count);
+                var key = keys[at];
+                Assert.That(writer.Remove(key.Iid, key.Profile, key.Family, key.Prefix, key.Length), Is.EqualTo(MapCacheWriteResult.Removed), $"op {op}");
+                model.Remove(key);
+                keys[at] = keys[^1];
+                keys.RemoveAt(keys.Count - 1);
+            }
+            else
+            {
+                clock += minute;
+                int expired = writer.RemoveExpired(clock);
+                int before = keys.Count;
+                keys.RemoveAll(k => model[k].Expires <= clock);
+                foreach (var k in model.Keys.Where(k => model[k].Expires <= clock).ToList()) model.Remove(k);
+                Assert.That(expired, Is.EqualTo(before - keys.Count), $"expiry at op {op}");
+            }
+
+            // A lookup next to a live key half the time (so that it hits, often through a shorter prefix), anywhere otherwise.
+            UInt128 address = RandomAddress(rng, family);
+            if (keys.Count > 0 && rng.Next(2) == 0)
+            {
+                var near = keys[rng.Next(keys.Count)];
+                (family, iid, profile) = (near.Family, near.Iid, near.Profile);
+                int bits = MapCacheMath.MaxPrefixLength(family);
+                address = near.Prefix | (RandomAddress(rng, family) & ~MapCacheMath.Mask(bits == 32 ? uint.MaxValue : UInt128.MaxValue, family, near.Length));
+            }
+            var lookup = new MapCacheKey(iid, profile, family, address);
+            bool found = region.MapCache.TryLookup(lookup, out var entry);
+            (uint Marker, long Expires)? expected = null;
+            int expectedLength = -1;
+            for (int len = MapCacheMath.MaxPrefixLength(family); len >= 0 && expected is null; len--)
+                if (model.TryGetValue((iid, profile, family, len, MapCacheMath.Mask(address, family, len)), out var hit)) { expected = hit; expectedLength = len; }
+            Assert.That(found, Is.EqualTo(expected is not null), $"lookup {lookup} at op {op}");
+            if (expected is not null)
+            {
+                hits++;
+                Assert.That((entry.PrefixLength, (uint)entry.Rlocs[0].Address), Is.EqualTo((expectedLength, expected.Value.Marker)), $"lookup {lookup} at op {op}");
+            }
+            if (op % 100_000 == 99_999)
+            {
+                Assert.That(writer.EmptyIndexSlots(), Is.EqualTo(region.Sizes.IndexSlots - model.Count), $"no slot is lost to deletions (op {op})");
+                longest = Math.Max(longest, writer.LongestProbe());
+                Assert.That(longest, Is.LessThanOrEqualTo(48), "probe runs stay short at a quarter of the index in use");
+                foreach (var f in new[] { EidFamily.Ipv4, EidFamily.Ipv6 })
+                    for (uint i = 1; i <= 16; i++)
+                        Assert.That(region.MapCache.ProbedLengths(i, f), Is.EqualTo(model.Keys.Where(k => k.Iid == i && k.Family == f).Select(k => k.Length).Distinct().Count()),
+                            $"IID {i} {f}: only lengths with entries are probed (op {op})");
+            }
+        }
+        Assert.That(writer.Count, Is.EqualTo(model.Count));
+        Assert.That(hits, Is.GreaterThan(operations / 5), "the lookups found real matches");
+        TestContext.Out.WriteLine($"{operations:N0} operations, {hits:N0} hits, longest probe {longest}, {model.Count} entries at the end");
+    }
+
     [Test]
     public void Overlapping_LongestPrefixWins_AndRemovalFallsBackToTheShorter()
     {
@@ -185,7 +280,10 @@ public class MapCacheModelTests
         var first = region.CreateWriter();
         for (uint i = 0; i < 10; i++) first.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, i << 8, 24, []));
         first.Remove(1, 0, EidFamily.Ipv4, 3u << 8, 24);
-        var second = region.CreateWriter();
+        var refused = Assert.Throws<SharedRegionException>(() => region.CreateWriter());
+        Assert.That(refused!.Message, Does.Contain("already has a writer"), "one writer per region while the first lives");
+        first.Dispose();
+        using var second = region.CreateWriter();
         Assert.That(second.Count, Is.EqualTo(9));
         Assert.That(second.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, 4u << 8, 24, [])), Is.EqualTo(MapCacheWriteResult.Updated));
         for (uint i = 10; i < 33; i++) second.Upsert(new MapCacheEntrySpec(1, 0, EidFamily.Ipv4, i << 8, 24, []));

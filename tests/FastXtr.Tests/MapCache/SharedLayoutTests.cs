@@ -18,6 +18,8 @@ public class SharedLayoutTests
         Assert.That(Unsafe.SizeOf<IidSlot>(), Is.EqualTo(IidSlot.Bytes));
         Assert.That(Unsafe.SizeOf<MissRecord>(), Is.EqualTo(MissRing.RecordBytes));
         Assert.That(Unsafe.SizeOf<SharedHeader>(), Is.LessThanOrEqualTo(SharedHeader.Bytes));
-        Assert.That(Unsafe.SizeOf<SharedHeader>(), Is.EqualTo(120));
+        Assert.That(Unsafe.SizeOf<SharedHeader>(), Is.EqualTo(136));
+        Assert.That(System.Runtime.InteropServices.Marshal.OffsetOf<SharedHeader>(nameof(SharedHeader.IndexSeq)), Is.EqualTo((nint)128),
+            "IndexSeq sits on a cache line of its own");
     }
 }

@@ -41,10 +41,15 @@ public class AgentBehaviourTests
         _server.Dispose();
     }
 
-    private (XtrAgent Agent, SharedRegion Region) StartAgent(string rloc, params string[] extra)
+    private (XtrAgent Agent, SharedRegion Region) StartAgent(string rloc, params string[] extra) => StartAgent(rloc, null, extra);
+
+    /// <param name="prepare">Writes into the agent's region before the agent takes it over (it is then the only writer).</param>
+    private (XtrAgent Agent, SharedRegion Region) StartAgent(string rloc, Action<MapCacheWriter>? prepare, params string[] extra)
     {
         var config = AgentConfig.Parse([$"rloc-addr {rloc}", $"map-server {_ms} 0 sha256 \"{Secret}\"", $"map-resolver {_ms}", "rloc-probe-interval 0", .. extra]);
         var region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 64));
+        if (prepare is not null)
+            using (var w = region.CreateWriter()) prepare(w);
         var agent = new XtrAgent(config, region, TextWriter.Null);
         _cleanup.Add(region);
         _cleanup.Add(agent);
@@ -95,6 +100,59 @@ public class AgentBehaviourTests
             "the ETR now reports packets still arriving for it");
     }
 
+    /// <summary>
+    /// The resurrection race, made deterministic: a refresh built while the agent was attached is held (test hook)
+    /// while the agent detaches; whatever order the threads then run in, the withdrawal is the last word on the wire
+    /// and the Map-Server holds no registration. Before registration ordering, the held refresh went out after the
+    /// withdrawal and registered the detached agent again.
+    /// </summary>
+    [Test]
+    public void ARefreshBuiltBeforeADetach_NeverBringsTheAgentBack()
+    {
+        var (agent, _) = StartAgent("127.0.0.41");
+        Assert.That(agent.Attach("b", Host("10.1.0.2", "127.0.0.41"), null).Registered.Wait(5000), Is.True);
+        using var held = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        int holds = 0;
+        agent.BeforeRegisterSendForTests = m =>
+        {
+            if (m.Records.Any(r => r.TtlMinutes != 0) && Interlocked.Exchange(ref holds, 1) == 0)
+            {
+                held.Set();
+                release.Wait(5000);
+            }
+        };
+        var refresh = Task.Run(agent.RegisterAll);
+        Assert.That(held.Wait(5000), Is.True, "the refresh was built with the agent in it");
+        var detach = Task.Run(() => agent.Detach(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")), 32).Withdrawn);
+        Thread.Sleep(300); // room for the detach to overtake the held refresh, if anything lets it
+        release.Set();
+        Assert.That(detach.Wait(5000) && detach.Result, Is.True, "the withdrawal was confirmed");
+        refresh.Wait(5000);
+        Thread.Sleep(300); // anything still in flight arrives
+        Assert.That(Registered("10.1.0.2"), Is.EqualTo(0), "the detached agent stays withdrawn");
+    }
+
+    /// <summary>Attach and detach fifty times over: the Map-Server is left with nothing every time.</summary>
+    [Test]
+    public void AttachAndDetach_FiftyTimes_NeverLeavesARegistrationBehind()
+    {
+        var (agent, _) = StartAgent("127.0.0.41");
+        long withdrawn = _server.Counters[MsCounter.RegistrationsWithdrawn];
+        for (int round = 0; round < 50; round++)
+        {
+            var (_, _, registered) = agent.Attach("b", Host("10.1.0.2", "127.0.0.41"), null);
+            Assert.That(registered.Wait(5000) && registered.Result, Is.True, $"round {round}: registered");
+            Assert.That(Registered("10.1.0.2"), Is.EqualTo(1), $"round {round}");
+            var refresh = agent.RegisterAll(); // a refresh racing the detach, as the timer's may
+            var (_, withdrawal) = agent.Detach(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")), 32);
+            Assert.That(withdrawal.Wait(5000) && withdrawal.Result, Is.True, $"round {round}: withdrawn");
+            refresh.Wait(5000);
+            Assert.That(Registered("10.1.0.2"), Is.EqualTo(0), $"round {round}: nothing left after the withdrawal");
+            Assert.That(_server.Counters[MsCounter.RegistrationsWithdrawn], Is.EqualTo(withdrawn + round + 1));
+        }
+    }
+
     [Test]
     public void AMove_ReachesASubscribedItr_AsAPublication()
     {
@@ -117,6 +175,38 @@ public class AgentBehaviourTests
         WaitFor(() => itr.Counters[AgentCounter.MapNotifyAcksSent] >= 1 && _server.Counters[MsCounter.MapNotifyAcksReceived] >= 1, "publications are acknowledged");
         // The old ETR heard of the move too and knows the new home.
         WaitFor(() => etr2.Counters[AgentCounter.MoveNotifiesApplied] >= 1, "the old ETR got the move notification");
+    }
+
+    /// <summary>
+    /// SMRs as deployed peers send them: OpenOverlayRouter's layout (the changed EID in the Source-EID, the ITR's own
+    /// EID in the record) and the older one (the changed EID in the record, no Source-EID). Each makes this ITR send an
+    /// SMR-invoked Map-Request for the EID that changed.
+    /// </summary>
+    [Test]
+    public void AnSmr_InEitherLayout_LeadsToAnSmrInvokedMapRequest()
+    {
+        var (itr, itrRegion) = StartAgent("127.0.0.51", "database-mapping 1000 10.1.1.0/24 127.0.0.51", "subscribe off");
+        var (etr, _) = StartAgent("127.0.0.52");
+        Assert.That(itr.RegisterAll().Wait(5000), Is.True);
+        etr.Attach("b", Host("10.1.0.2", "127.0.0.52"), null).Registered.Wait(5000);
+        etr.Attach("c", Host("10.1.0.3", "127.0.0.52"), null).Registered.Wait(5000);
+        Miss(itrRegion, "10.1.1.1", "10.1.0.2");
+        Miss(itrRegion, "10.1.1.1", "10.1.0.3");
+        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") is not null && RlocOf(itrRegion, "10.1.0.3") is not null, "both resolved");
+        Thread.Sleep(1100); // past the one-request-per-second limit of the first resolutions
+
+        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        peer.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.53"), 0));
+        var itrAt = new IPEndPoint(IPAddress.Parse("127.0.0.51"), LispPorts.Control);
+        uint U(string ip) => Ipv4Header.ToUInt32(IPAddress.Parse(ip));
+        peer.SendTo(XtrAgent.BuildSmr(1000, EidFamily.Ipv4, U("10.1.0.2"), U("10.1.1.1"), LispAddress.Parse("127.0.0.53"), 1).ToArray(), itrAt);
+        WaitFor(() => itr.Counters[AgentCounter.SmrInvokedRequestsSent] == 1, "the OOR layout: the Source-EID is looked up again");
+        var legacy = new MapRequest { Nonce = 2, SolicitMapRequest = true, SourceEid = LispAddress.None() };
+        legacy.ItrRlocs.Add(LispAddress.Parse("127.0.0.53"));
+        legacy.Records.Add(new MapRequestRecord(LispAddress.WithInstanceId(1000, LispAddress.Parse("10.1.0.3")), 32));
+        peer.SendTo(legacy.ToArray(), itrAt);
+        WaitFor(() => itr.Counters[AgentCounter.SmrInvokedRequestsSent] == 2, "the record layout: the record's EID is looked up again");
+        Assert.That(itr.Counters[AgentCounter.SmrsReceived], Is.EqualTo(2));
     }
 
     [Test]
@@ -149,13 +239,11 @@ public class AgentBehaviourTests
     [Test]
     public void RlocProbing_MarksASilentLocatorDown_AndAnAnsweringOneStaysUp()
     {
-        var (itr, itrRegion) = StartAgent("127.0.0.48", "rloc-probe-interval 0.3", "rloc-probe-misses 2");
-        StartAgent("127.0.0.49"); // answers probes
         // Installed as the agent would after a Map-Reply: two locators, one of which (127.0.0.50) has no agent.
         var spec = new MapCacheEntrySpec(1000, 0, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.0")), 24,
             [new RlocSpec(EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("127.0.0.49")), 1, 50), new RlocSpec(EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("127.0.0.50")), 1, 50)]);
-        // A second writer is safe here: the agent writes nothing but this entry's locator states while the test runs.
-        itrRegion.CreateWriter().Upsert(spec);
+        var (itr, itrRegion) = StartAgent("127.0.0.48", w => w.Upsert(spec), "rloc-probe-interval 0.3", "rloc-probe-misses 2");
+        StartAgent("127.0.0.49"); // answers probes
         bool Up(int i) => itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.9"))), out var e) && e.Rlocs[i].Up;
         WaitFor(() => !Up(1), "the silent locator is marked down");
         Assert.That(Up(0), Is.True, "the answering locator stays up");

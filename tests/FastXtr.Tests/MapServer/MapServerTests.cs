@@ -356,6 +356,51 @@ public class MapServerTests
         Assert.That(Ask(4000, "10.1.0.1").Records[0].EidMaskLength, Is.EqualTo(0), "an IID with nothing registered: the whole space");
     }
 
+    /// <summary>
+    /// The issue's case and a reference over random EIDs: a negative answer never covers a configured site prefix,
+    /// registered or not (an ITR would cache it and black-hole the site once it registers), and inside a
+    /// configured-but-unregistered site it stays within the site with the short unregistered TTL.
+    /// </summary>
+    [Test]
+    public void NegativeReply_NeverCoversAConfiguredSite_AndMatchesAReference()
+    {
+        TearDown();
+        Start("""
+            listen 127.0.0.1:0
+            map-request-rate 100000 100000
+            site one
+              key 0 sha256 "one-secret"
+              eid-prefix 1000 10.1.0.0/24
+            site two
+              key 0 sha256 "two-secret"
+              eid-prefix 1000 10.2.0.0/24
+              eid-prefix 1000 10.64.0.0/12 accept-more-specifics
+            """);
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.0", 24, 1, ("192.0.2.2", 1, null)), "one-secret"u8.ToArray());
+        var issue = Ask(1000, "10.3.0.5").Records[0];
+        Assert.That((issue.IsNegative, issue.TtlMinutes, issue.EidMaskLength), Is.EqualTo((true, 15u, (byte)16)), "10.2.0.0/15 would hide site two: 10.3.0.0/16 is the answer");
+        var unregistered = Ask(1000, "10.2.0.7").Records[0];
+        Assert.That((unregistered.IsNegative, unregistered.TtlMinutes, unregistered.EidMaskLength), Is.EqualTo((true, 1u, (byte)24)), "the site's own prefix, for a minute");
+        Assert.That(Ask(1000, "10.250.0.1").Records[0].EidMaskLength, Is.EqualTo((byte)9), "not 0.0.0.0/0 while sites are configured");
+
+        (uint Prefix, int Length)[] known = [(0x0A010000, 24), (0x0A020000, 24), (0x0A400000, 12)];
+        (uint Prefix, int Length)[] sites = known;
+        var rng = new Random(14);
+        for (int i = 0; i < 300; i++)
+        {
+            uint eid = i % 2 == 0 ? 0x0A000000u | (uint)rng.Next(0, 1 << 24) : (uint)rng.Next();
+            if ((eid & 0xFFFFFF00) == 0x0A010000) continue; // registered
+            bool Overlaps(uint p, int plen, int L) => MapCacheMath.Mask(p, EidFamily.Ipv4, Math.Min(L, plen)) == MapCacheMath.Mask(eid, EidFamily.Ipv4, Math.Min(L, plen));
+            // Reference: the shortest length whose prefix around the EID lies inside every site prefix holding the
+            // EID and overlaps no other known prefix.
+            int expected = Enumerable.Range(0, 33).First(L => known.All(k =>
+                Overlaps(k.Prefix, k.Length, k.Length) ? L >= k.Length : !Overlaps(k.Prefix, k.Length, L)));
+            var record = Ask(1000, Ipv4Header.ToAddress(eid).ToString()).Records[0];
+            bool inSite = sites.Any(k => MapCacheMath.Mask(eid, EidFamily.Ipv4, k.Length) == k.Prefix);
+            Assert.That((record.IsNegative, (int)record.EidMaskLength, record.TtlMinutes), Is.EqualTo((true, expected, inSite ? 1u : 15u)), $"eid {Ipv4Header.ToAddress(eid)}");
+        }
+    }
+
     [Test]
     public void NegativePrefix_MatchesABruteForceReference()
     {
@@ -461,6 +506,89 @@ public class MapServerTests
         Assert.That(inner.Nonce, Is.EqualTo(4242UL));
         Assert.That(_server.Counters[MsCounter.MapRequestsForwarded], Is.EqualTo(1));
         Assert.That(Receive(300), Is.Null, "the Map-Server itself does not answer");
+    }
+
+    /// <summary>
+    /// Two Map-Registers of one xTR reordered on the wire (RFC 9302 map-versions): a register older than a withdrawal
+    /// that was already processed stays without effect, unconfirmed and counted; a newer one is taken; records
+    /// without a version (version 0, as most deployed xTRs send) keep the plain last-one-wins behaviour.
+    /// </summary>
+    [Test]
+    public void ReorderedRegisters_OfOneXtr_NeverUndoAWithdrawal()
+    {
+        MapRegister Versioned(ushort version, bool withdraw)
+        {
+            var m = Register(1000, "10.1.0.70", 32, 0x70, ("192.0.2.7", 1, null));
+            m.Records[0].MapVersion = version;
+            if (withdraw) { m.Records[0].TtlMinutes = 0; m.Records[0].Locators.Clear(); }
+            return m;
+        }
+        bool Registered() => _server.Store.TryLookup(1000, EidFamily.Ipv4, 0x0A010046, out _);
+        RegisterAndWaitForNotify(Versioned(4095, withdraw: false), PlannersKey);
+        RegisterAndWaitForNotify(Versioned(1, withdraw: true), PlannersKey); // 4095 → 1 wraps past the null version
+        Assert.That(Registered(), Is.False);
+
+        Send(Versioned(4095, withdraw: false).ToSignedArray(PlannersKey)); // the first register, late
+        Assert.That(Receive(500), Is.Null, "nothing registered, nothing confirmed");
+        Assert.That((Registered(), _server.Counters[MsCounter.RegisterStaleVersion], _server.Counters[MsCounter.MapNotifiesWithheld]), Is.EqualTo((false, 1L, 1L)));
+
+        RegisterAndWaitForNotify(Versioned(2, withdraw: false), PlannersKey);
+        Assert.That(Registered(), Is.True, "a newer version registers again");
+        Send(Versioned(1, withdraw: true).ToSignedArray(PlannersKey)); // the withdrawal, late
+        Assert.That(Receive(500), Is.Null);
+        Assert.That((Registered(), _server.Counters[MsCounter.RegisterStaleVersion]), Is.EqualTo((true, 2L)), "a late withdrawal does not undo the newer register");
+
+        RegisterAndWaitForNotify(Versioned(0, withdraw: true), PlannersKey);
+        RegisterAndWaitForNotify(Versioned(0, withdraw: false), PlannersKey);
+        Assert.That(Registered(), Is.True, "without versions the last message wins, as before");
+    }
+
+    [Test]
+    public void MapVersions_CompareInSerialArithmetic()
+    {
+        Assert.That(MapVersioning.IsNewer(2, 1), Is.True);
+        Assert.That(MapVersioning.IsNewer(1, 4095), Is.True, "wrapped");
+        Assert.That(MapVersioning.IsNewer(4095, 1), Is.False);
+        Assert.That(MapVersioning.IsNewer(2049, 1), Is.True, "2^11 apart: still newer");
+        Assert.That(MapVersioning.IsNewer(2050, 1), Is.False, "more than 2^11 apart: older");
+        Assert.That(MapVersioning.IsNewer(5, 0) || MapVersioning.IsNewer(0, 5) || MapVersioning.IsNewer(7, 7), Is.False, "the null version and equal versions are never newer");
+    }
+
+    /// <summary>RFC 9301 §5.7: the Map-Notify confirms what was registered, so a refused record is absent from it.</summary>
+    [Test]
+    public void RefusedRecord_IsNotConfirmed_ByTheMapNotify()
+    {
+        var m = Register(1000, "10.1.0.71", 32, 0x71, ("192.0.2.7", 1, null));
+        var bad = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = Eid(1000, "10.1.0.72") };
+        // An AFI-List LCAF whose JSON is not agent context: refused as invalid attributes.
+        bad.Locators.Add(new LocatorRecord(LispAddress.AfiList(LispAddress.Parse("192.0.2.8"), LispAddress.Json("{\"agent-context\":[1,2]}")), 1, 50));
+        m.Records.Add(bad);
+        var notify = RegisterAndWaitForNotify(m, PlannersKey);
+        Assert.That(_server.Counters[MsCounter.RegisterInvalidAttributes], Is.EqualTo(1));
+        Assert.That(notify.Records.Select(r => r.EidPrefix.ToString()), Is.EqualTo(new[] { Eid(1000, "10.1.0.71").ToString() }), "only the registered record is confirmed");
+    }
+
+    /// <summary>The Map-Notify carries the Key ID the ETR used, not the configured key's number, as OOR expects.</summary>
+    [Test]
+    public void MapNotify_EchoesTheKeyIdOfTheRegister()
+    {
+        var m = Register(1000, "10.1.0.73", 32, 0x73, ("192.0.2.7", 1, null));
+        m.KeyId = 0; // the site's SHA-1 key is configured as key 7; the ETR says 0 (OOR always does)
+        m.AlgorithmId = AuthenticationAlgorithm.HmacSha1;
+        var notify = RegisterAndWaitForNotify(m, "old-secret"u8.ToArray());
+        Assert.That((notify.KeyId, notify.AlgorithmId), Is.EqualTo(((ushort)0, AuthenticationAlgorithm.HmacSha1)));
+    }
+
+    /// <summary>An ETR that sets the P bit (proxy Map-Reply, RFC 9301 §5.6) is answered for by the Map-Server.</summary>
+    [Test]
+    public void ProxyReplyBit_TheMapServerAnswersInsteadOfForwarding()
+    {
+        var reg = Register(3000, "10.3.0.2", 32, 2, ("127.0.0.9", 1, null));
+        reg.ProxyMapReply = true;
+        RegisterAndWaitForNotify(reg, "relay-secret"u8.ToArray());
+        var reply = Ask(3000, "10.3.0.2");
+        Assert.That(reply.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "127.0.0.9" }));
+        Assert.That(_server.Counters[MsCounter.MapRequestsForwarded], Is.EqualTo(0));
     }
 
     [Test]
@@ -571,6 +699,27 @@ public class MapServerTests
         RegisterAndWaitForNotify(Register(1000, "10.1.0.50", 32, 9, ("192.0.2.4", 1, "\"state\":\"ready\"")), PlannersKey);
         var moved = ReceiveNotify(PlannersKey);
         Assert.That(moved!.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "192.0.2.4" }));
+    }
+
+    /// <summary>A Map-Notify-Ack is authenticated like the Map-Notify: a forged one (right nonce, wrong key) stops nothing.</summary>
+    [Test]
+    public void ForgedMapNotifyAck_IsCountedAndIgnored()
+    {
+        RegisterInference();
+        Subscribe();
+        RegisterInference("busy");
+        var n = ReceiveNotify(PlannersKey);
+        var forged = new MapNotify(isAck: true) { Nonce = n!.Nonce, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 0x55 };
+        Send(forged.ToSignedArray("guessed-key"u8.ToArray()));
+        var again = ReceiveNotify(PlannersKey, 2500);
+        Assert.That(again?.Nonce, Is.EqualTo(n.Nonce), "still retransmitted");
+        Assert.That((_server.Counters[MsCounter.MapNotifyAckAuthenticationFailed], _server.Counters[MsCounter.MapNotifyAcksReceived]), Is.EqualTo((1L, 0L)));
+        Ack(again!);
+        // (The registration expires meanwhile, registration-timeout 2 s: that change is published under its own nonce.)
+        var deadline = DateTime.UtcNow.AddMilliseconds(1800);
+        while (DateTime.UtcNow < deadline)
+            Assert.That(ReceiveNotify(PlannersKey, 300)?.Nonce, Is.Not.EqualTo(n.Nonce), "the genuine ack stops it");
+        Assert.That(_server.Counters[MsCounter.MapNotifyAcksReceived], Is.EqualTo(1));
     }
 
     [Test]

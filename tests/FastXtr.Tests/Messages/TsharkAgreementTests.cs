@@ -58,6 +58,16 @@ public class TsharkAgreementTests
             ["lisp.lcaf.iid"] = "2000",
         });
 
+        // The SMR our ETR sends (RFC 9301 §6.6.2, OOR's layout): the moved EID as Source-EID, the ITR's EID in the record.
+        var ours = FastXtr.ControlAgent.Agent.XtrAgent.BuildSmr(1000, FastXtr.Dataplane.MapCache.EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
+            Ipv4Header.ToUInt32(IPAddress.Parse("10.2.0.1")), LispAddress.Parse("192.0.2.1"), 0x5352);
+        yield return new Case("smr-sent-by-our-etr", ours.ToArray(), new()
+        {
+            ["lisp.type"] = "1", ["lisp.nonce"] = "0x0000000000005352", ["lisp.mreq.flags.smr"] = "1", ["lisp.mreq.flags.smri"] = "0",
+            ["lisp.mreq.srceid.afi"] = "16387", ["lisp.lcaf.iid"] = "1000,1000", ["lisp.lcaf.iid.ipv4"] = "10.1.0.2,10.2.0.1",
+            ["lisp.mreq.itr_rloc_ipv4"] = "192.0.2.1", ["lisp.mreq.record.prefix.length"] = "32",
+        });
+
         var dn = new MapRequest { Probe = true, Nonce = 3 };
         dn.ItrRlocs.Add(LispAddress.Parse("192.0.2.1"));
         dn.Records.Add(new MapRequestRecord(LispAddress.FromName("planner-a"), 0));
