@@ -30,7 +30,7 @@ public sealed record SourceProfile(uint InstanceId, EidFamily Family, UInt128 Pr
 /// <c>database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]</c>, <c>rloc-addr</c>, <c>shm</c>,
 /// <c>register-interval SECONDS</c>, <c>xtr-id HEX</c>, <c>site-id N</c>, <c>profile NAME JSON</c>,
 /// <c>source-profile IID PREFIX NAME</c>, <c>api-socket PATH</c>, <c>rloc-probe-interval SECONDS</c>,
-/// <c>rloc-probe-misses N</c>, <c>subscribe on|off</c>. Refused at start with line and reason.
+/// <c>rloc-probe-misses N</c>, <c>map-request-rate PER-SECOND [BURST]</c>, <c>subscribe on|off</c>. Refused at start with line and reason.
 /// </summary>
 public sealed class AgentConfig
 {
@@ -52,6 +52,9 @@ public sealed class AgentConfig
     public int RlocProbeMisses { get; set; } = 3;
     /// <summary>Subscribe (RFC 9437) to every EID resolved, so moves and state changes arrive as publications.</summary>
     public bool Subscribe { get; set; } = true;
+    /// <summary>Data-driven Map-Requests per second in all, and the burst allowed above it.</summary>
+    public double MapRequestRate { get; set; } = 1000;
+    public double MapRequestBurst { get; set; } = 1000;
 
     public string EffectiveApiSocket => ApiSocket ?? $"/run/fastxtr/agent-{SharedMemoryName}.sock";
 
@@ -121,10 +124,16 @@ public sealed class AgentConfig
                         c.RlocProbeMisses = int.Parse(t[1], CultureInfo.InvariantCulture);
                         if (c.RlocProbeMisses < 1) throw new ConfigException($"{where}: rloc-probe-misses must be at least 1");
                         break;
+                    case "map-request-rate":
+                        if (t.Count is < 2 or > 3) throw new ConfigException($"{where}: expected 'map-request-rate PER-SECOND [BURST]'");
+                        c.MapRequestRate = double.Parse(t[1], CultureInfo.InvariantCulture);
+                        c.MapRequestBurst = t.Count == 3 ? double.Parse(t[2], CultureInfo.InvariantCulture) : Math.Max(1, c.MapRequestRate);
+                        if (c.MapRequestRate <= 0 || c.MapRequestBurst < 1) throw new ConfigException($"{where}: map-request-rate needs a positive rate and a burst of at least 1");
+                        break;
                     case "subscribe":
                         c.Subscribe = t[1] switch { "on" => true, "off" => false, _ => throw new ConfigException($"{where}: subscribe takes on or off") };
                         break;
-                    default: throw new ConfigException($"{where}: unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, subscribe)");
+                    default: throw new ConfigException($"{where}: unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, map-request-rate, subscribe)");
                 }
             }
             catch (Exception e) when (e is FormatException or OverflowException or IndexOutOfRangeException or ArgumentOutOfRangeException)

@@ -13,6 +13,8 @@ public enum AgentCounter
     RegisterRecordsRefused,
     WithdrawalsSent,
     MapRequestsSent,
+    /// <summary>Misses not asked about because the agent's Map-Request rate (map-request-rate) was used up.</summary>
+    MapRequestsRateLimited,
     MapRepliesInstalled,
     NegativeRepliesInstalled,
     MapRepliesUnsolicited,

@@ -75,6 +75,7 @@ public sealed class XtrAgent : IDisposable
     private readonly ConcurrentDictionary<ulong, PendingRegister> _pendingRegisters = new();
     private readonly ConcurrentDictionary<ulong, PendingRequest> _pendingRequests = new();
     private readonly Dictionary<(uint, ushort, UInt128), long> _lastRequest = [];
+    private readonly RateLimiter _requestRate;
     // What this ITR resolved, so that publications and SMRs reach the right profiles: prefix → profile → source EID.
     private readonly ConcurrentDictionary<(uint Iid, EidFamily Family, UInt128 Prefix, int Length), ConcurrentDictionary<ushort, UInt128>> _resolved = new();
     private readonly ProfileTable _profiles;
@@ -93,6 +94,7 @@ public sealed class XtrAgent : IDisposable
         _view = new RegionView(region, region.CreateWriter());
         if (_view.Writer.Repair.Any) log.WriteLine($"fastxtr agent: the previous map-cache writer stopped mid-update; repaired: {_view.Writer.Repair}");
         Database = new AgentDatabase(config.Database);
+        _requestRate = new RateLimiter(config.MapRequestRate, config.MapRequestBurst, 16);
         _profiles = new ProfileTable(config.Profiles);
         _socket = new Socket(config.RlocAddress!.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         try { _socket.Bind(new IPEndPoint(config.RlocAddress, LispPorts.Control)); }
@@ -390,6 +392,9 @@ public sealed class XtrAgent : IDisposable
         {
             // RFC 9301 §5.3: at most one Map-Request per destination per second.
             if (!onEvent && _lastRequest.TryGetValue(key, out long last) && now - last < Stopwatch.Frequency) return;
+            // And a bounded rate in all, so that a scan of random destinations does not become a flood at the
+            // Map-Resolver (draft-wang-lisp-ai-agent-00 §7). Events the mapping system asked for are not held to it.
+            if (!onEvent && !smrInvoked && !_requestRate.TryAcquire(0, now)) { Counters.Add(AgentCounter.MapRequestsRateLimited); return; }
             _lastRequest[key] = now;
         }
         var sourceEid = EidAddress.WithInstanceId(iid, family, source);

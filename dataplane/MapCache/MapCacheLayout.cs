@@ -128,22 +128,46 @@ public static class MapCacheMath
     public static int MaxPrefixLength(EidFamily family) => family == EidFamily.Ipv4 ? 32 : 128;
 
     /// <summary>The address with every bit after the first <paramref name="length"/> of its family cleared.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static UInt128 Mask(UInt128 address, EidFamily family, int length)
     {
-        int bits = MaxPrefixLength(family);
-        if (length >= bits) return address;
+        if (family == EidFamily.Ipv4)
+        {
+            // 32-bit arithmetic: the lookup's hot path (UInt128 shifts cost several instructions each).
+            if (length >= 32) return (uint)address;
+            return length <= 0 ? 0 : (uint)address & (uint.MaxValue << (32 - length));
+        }
+        if (length >= 128) return address;
         if (length <= 0) return 0;
-        UInt128 keep = (UInt128.One << bits) - 1 - ((UInt128.One << (bits - length)) - 1);
-        if (bits == 128) keep = UInt128.MaxValue << (128 - length);
-        return address & keep;
+        ulong hi = (ulong)(address >> 64), lo = (ulong)address;
+        if (length <= 64) return new UInt128(hi & (ulong.MaxValue << (64 - length)), 0);
+        return new UInt128(hi, lo & (ulong.MaxValue << (128 - length)));
     }
 
+    /// <summary>
+    /// The index hash of a key. The prefix's upper half is mixed in only when it is not zero (every IPv4 key), which
+    /// saves IPv4 lookups a round; reader and writer share this one definition.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static ulong Hash(uint iid, ushort profile, EidFamily family, int length, UInt128 prefix)
     {
         ulong h = ((ulong)iid << 32) ^ ((ulong)profile << 16) ^ ((ulong)family << 8) ^ (uint)length;
-        h = Mix(h ^ (ulong)prefix);
-        h = Mix(h ^ (ulong)(prefix >> 64));
+        h = Fold(h ^ (ulong)prefix);
+        ulong high = (ulong)(prefix >> 64);
+        if (high != 0) h = Fold(h ^ high);
         return h;
+    }
+
+    /// <summary>
+    /// One multiply and one fold: every input bit reaches the low bits the index masks with (the low half of the
+    /// product holds the low input bits, the high half all of them). Half the cost of <see cref="Mix"/>, measured in
+    /// the lookup benchmark; the churn test bounds the probe runs it yields.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static ulong Fold(ulong x)
+    {
+        x *= 0x9E3779B97F4A7C15UL;
+        return x ^ (x >> 32);
     }
 
     public static ulong Mix(ulong x)

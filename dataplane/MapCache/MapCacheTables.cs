@@ -55,7 +55,7 @@ public sealed unsafe class MapCacheTables
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal IidSlot* FindIid(uint iid)
     {
-        uint i = (uint)MapCacheMath.Mix(iid) & IidMask;
+        uint i = (uint)MapCacheMath.Fold(iid) & IidMask;
         for (uint n = 0; n <= IidMask; n++, i = (i + 1) & IidMask)
         {
             IidSlot* s = Iids + i;
@@ -94,18 +94,33 @@ public sealed unsafe class MapCacheTables
     private static bool TryReadIfMatches(MapCacheEntry* e, uint iid, ushort profile, EidFamily family, int length, UInt128 prefix, out MapCacheEntry copy)
     {
         Unsafe.SkipInit(out copy);
+        // The common case inline: the counter even and unchanged around one comparison (and copy).
+        uint before = Volatile.Read(ref e->Seq);
+        if ((before & 1) == 0)
+        {
+            bool same = e->InstanceId == iid && e->Prefix == prefix && e->PrefixLength == length && e->Profile == profile
+                        && e->Family == family && e->State == MapCacheEntry.StateUsed;
+            if (same) CopyUsed(e, ref copy);
+            Volatile.ReadBarrier();
+            if (Volatile.Read(ref e->Seq) == before) return same;
+        }
+        return TryReadIfMatchesRetrying(e, iid, profile, family, length, prefix, ref copy);
+    }
+
+    /// <summary>The entry is being written (or its writer died inside it): bounded retries, then a miss.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool TryReadIfMatchesRetrying(MapCacheEntry* e, uint iid, ushort profile, EidFamily family, int length, UInt128 prefix, ref MapCacheEntry copy)
+    {
         for (int attempt = 0; attempt < 1000; attempt++)
         {
-            uint before = Volatile.Read(ref e->Seq);
-            if ((before & 1) == 0)
-            {
-                bool same = e->InstanceId == iid && e->Prefix == prefix && e->PrefixLength == length && e->Profile == profile
-                            && e->Family == family && e->State == MapCacheEntry.StateUsed;
-                if (same) CopyUsed(e, ref copy);
-                Volatile.ReadBarrier();
-                if (Volatile.Read(ref e->Seq) == before) return same;
-            }
             Thread.SpinWait(1);
+            uint before = Volatile.Read(ref e->Seq);
+            if ((before & 1) != 0) continue;
+            bool same = e->InstanceId == iid && e->Prefix == prefix && e->PrefixLength == length && e->Profile == profile
+                        && e->Family == family && e->State == MapCacheEntry.StateUsed;
+            if (same) CopyUsed(e, ref copy);
+            Volatile.ReadBarrier();
+            if (Volatile.Read(ref e->Seq) == before) return same;
         }
         return false;
     }
@@ -118,9 +133,16 @@ public sealed unsafe class MapCacheTables
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CopyUsed(MapCacheEntry* e, ref MapCacheEntry copy)
     {
-        int rlocs = Math.Min((int)e->RlocCount, MapCacheEntry.MaxRlocs);
-        Unsafe.CopyBlockUnaligned(ref Unsafe.As<MapCacheEntry, byte>(ref copy), ref *(byte*)e, (uint)(MapCacheEntry.FixedBytes + rlocs * Unsafe.SizeOf<RlocSlot>()));
+        // Fixed-size block copies (unrolled into vector moves by the JIT): a variable length would call memmove,
+        // which measured slower than copying the whole entry.
+        ref byte to = ref Unsafe.As<MapCacheEntry, byte>(ref copy);
+        int rlocs = e->RlocCount;
+        if (rlocs <= 2) Unsafe.CopyBlockUnaligned(ref to, ref *(byte*)e, MapCacheEntry.FixedBytes + 2 * RlocBytes);
+        else if (rlocs <= 4) Unsafe.CopyBlockUnaligned(ref to, ref *(byte*)e, MapCacheEntry.FixedBytes + 4 * RlocBytes);
+        else Unsafe.CopyBlockUnaligned(ref to, ref *(byte*)e, MapCacheEntry.Bytes);
     }
+
+    private const int RlocBytes = 24;
 
     /// <summary>Seqlock read: a whole copy taken while the counter was even and unchanged (bounded retries, then false).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -197,17 +219,28 @@ public sealed unsafe class MapCacheTables
     /// none pays two loads of a line that stays shared. A counter left odd by a writer that died is accepted after two
     /// equal reads: the data plane keeps forwarding until the next writer repairs the index.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Lpm(IidSlot* s, in MapCacheKey key, out MapCacheEntry entry)
     {
-        for (int attempt = 0; ; attempt++)
+        uint before = Volatile.Read(ref *IndexSeq);
+        bool found = LpmOnce(s, key, out entry);
+        Volatile.ReadBarrier();
+        if (Volatile.Read(ref *IndexSeq) == before && (before & 1) == 0) return found;
+        return LpmRetrying(s, key, out entry);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool LpmRetrying(IidSlot* s, in MapCacheKey key, out MapCacheEntry entry)
+    {
+        for (int attempt = 1; ; attempt++)
         {
+            Thread.SpinWait(1);
             uint before = Volatile.Read(ref *IndexSeq);
             bool found = LpmOnce(s, key, out entry);
             Volatile.ReadBarrier();
             uint after = Volatile.Read(ref *IndexSeq);
             if (before == after && ((before & 1) == 0 || attempt >= 2)) return found;
             if (attempt >= LookupAttempts) return found;
-            Thread.SpinWait(1);
         }
     }
 

@@ -302,7 +302,7 @@ public sealed unsafe class MapCacheWriter : IDisposable
     {
         IidSlot* existing = _t.FindIid(iid);
         if (existing != null) return existing;
-        uint i = (uint)MapCacheMath.Mix(iid) & _t.IidMask;
+        uint i = (uint)MapCacheMath.Fold(iid) & _t.IidMask;
         for (uint n = 0; n <= _t.IidMask; n++, i = (i + 1) & _t.IidMask)
         {
             IidSlot* s = _t.Iids + i;
