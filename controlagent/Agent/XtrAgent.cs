@@ -65,7 +65,10 @@ public sealed class XtrAgent : IDisposable
     // the wire, what we say about a prefix is never older than what we said before (a withdrawal is never overtaken
     // by a register built before it), and a retransmission whose content was superseded is not sent again.
     private readonly object _registerLock = new();
-    private readonly Dictionary<MappingKey, ushort> _versions = [];
+    // Each prefix's current map-version and when it last changed (Environment.TickCount64).
+    private readonly Dictionary<MappingKey, (ushort Version, long ChangedMs)> _versions = [];
+    /// <summary>How long the version of a prefix that left the database is remembered: well past the Map-Server's reorder window.</summary>
+    private static readonly TimeSpan ForgetVersionAfter = RegistrationStore.ReorderWindow * 6;
 
     /// <summary>Test hook: called with each Map-Register just before it is sent (under the registration lock).</summary>
     internal Action<MapRegister>? BeforeRegisterSendForTests { get; set; }
@@ -146,7 +149,7 @@ public sealed class XtrAgent : IDisposable
     /// <summary>Registers the whole database with every Map-Server (the periodic refresh).</summary>
     public Task<bool> RegisterAll()
     {
-        lock (_registerLock) return Send(Database.All.Select(m => (MappingKey.Of(m), Withdraw: false)).ToList(), changed: false);
+        lock (_registerLock) return SendRegisters(Database.All.Select(m => (MappingKey.Of(m), Withdraw: false)).ToList(), changed: false);
     }
 
     /// <summary>
@@ -159,7 +162,7 @@ public sealed class XtrAgent : IDisposable
     public Task<bool> Register(IReadOnlyList<DatabaseMapping> mappings, IReadOnlyList<DatabaseMapping> withdrawn)
     {
         lock (_registerLock)
-            return Send(mappings.Select(m => (MappingKey.Of(m), Withdraw: false)).Concat(withdrawn.Select(m => (MappingKey.Of(m), Withdraw: true))).ToList(), changed: true);
+            return SendRegisters(mappings.Select(m => (MappingKey.Of(m), Withdraw: false)).Concat(withdrawn.Select(m => (MappingKey.Of(m), Withdraw: true))).ToList(), changed: true);
     }
 
     /// <summary>The next map-version after <paramref name="v"/>: 1..4095, wrapping past the null version 0 (RFC 9302 §3).</summary>
@@ -171,15 +174,29 @@ public sealed class XtrAgent : IDisposable
     /// </summary>
     private ushort VersionOf(MappingKey key, bool bump)
     {
-        if (!_versions.TryGetValue(key, out ushort v))
+        ushort v;
+        if (!_versions.TryGetValue(key, out var known))
             v = (ushort)(DateTimeOffset.UtcNow.ToUnixTimeSeconds() / 2 % MapVersioning.Max + 1);
-        else if (bump) v = NextVersion(v);
-        _versions[key] = v;
+        else v = bump ? NextVersion(known.Version) : known.Version;
+        _versions[key] = (v, bump || !_versions.ContainsKey(key) ? NowMs : known.ChangedMs);
         return v;
     }
 
+    /// <summary>
+    /// Forgets the versions of prefixes that left the database a while ago (detached agents), so that months of
+    /// attaching and detaching do not grow the table; one that comes back starts from the clock again, long after
+    /// the Map-Server stopped comparing against the old one.
+    /// </summary>
+    private void ForgetOldVersions()
+    {
+        long cutoff = NowMs - (long)ForgetVersionAfter.TotalMilliseconds;
+        lock (_registerLock)
+            foreach (var (key, v) in _versions.Where(kv => kv.Value.ChangedMs < cutoff).ToList())
+                if (Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length) is null) _versions.Remove(key);
+    }
+
     /// <summary>Builds and sends Map-Registers for these prefixes; the caller holds <see cref="_registerLock"/>.</summary>
-    private Task<bool> Send(List<(MappingKey Key, bool Withdraw)> wanted, bool changed)
+    private Task<bool> SendRegisters(List<(MappingKey Key, bool Withdraw)> wanted, bool changed)
     {
         var records = new List<(MappingKey Key, ushort Version, bool Withdraw)>();
         foreach (var (key, withdraw) in wanted)
@@ -216,7 +233,7 @@ public sealed class XtrAgent : IDisposable
     /// </summary>
     private bool Build(PendingRegister pending)
     {
-        pending.Records.RemoveAll(r => _versions.GetValueOrDefault(r.Key) != r.Version
+        pending.Records.RemoveAll(r => _versions.GetValueOrDefault(r.Key).Version != r.Version
                                        || (Database.Current(r.Key.InstanceId, r.Key.Family, r.Key.Prefix, r.Key.Length) is null) != r.Withdraw);
         if (pending.Records.Count == 0) return false;
         var ms = pending.To;
@@ -537,13 +554,19 @@ public sealed class XtrAgent : IDisposable
         if (_pendingRegisters.TryRemove(notify.Nonce, out var pending))
         {
             // The Map-Notify confirms what was registered (RFC 9301 §5.7): a record it leaves out was refused.
-            int refused = pending.Records.Count(r => !notify.Records.Any(n => n.EidMaskLength == r.Key.Length
-                && EidAddress.TryRead(n.EidPrefix, out uint iid, out var family, out var prefix)
-                && iid == r.Key.InstanceId && family == r.Key.Family && MapCacheMath.Mask(prefix, family, r.Key.Length) == r.Key.Prefix));
+            int refused, sent;
+            // Under the registration lock: a retransmission may be rebuilding this pending's records right now.
+            lock (_registerLock)
+            {
+                sent = pending.Records.Count;
+                refused = pending.Records.Count(r => !notify.Records.Any(n => n.EidMaskLength == r.Key.Length
+                    && EidAddress.TryRead(n.EidPrefix, out uint iid, out var family, out var prefix)
+                    && iid == r.Key.InstanceId && family == r.Key.Family && MapCacheMath.Mask(prefix, family, r.Key.Length) == r.Key.Prefix));
+            }
             if (refused > 0)
             {
                 Counters.Add(AgentCounter.RegisterRecordsRefused, refused);
-                _log.WriteLine($"fastxtr agent: {from} confirmed {pending.Records.Count - refused} of {pending.Records.Count} records of a Map-Register; the others were refused (see the Map-Server's log)");
+                _log.WriteLine($"fastxtr agent: {from} confirmed {sent - refused} of {sent} records of a Map-Register; the others were refused (see the Map-Server's log)");
             }
             Counters.Add(AgentCounter.RegistrationsAcknowledged);
             pending.Done.TrySetResult(refused == 0);
@@ -606,6 +629,7 @@ public sealed class XtrAgent : IDisposable
         FollowReplacedRegion();
         long now = MapCacheTables.Now;
         lock (_writeLock) CurrentWriter.RemoveExpired(now, Forget);
+        ForgetOldVersions();
         long nowMs = NowMs;
         foreach (var (nonce, p) in _pendingRequests)
             if (nowMs - p.SentMs > 10_000) _pendingRequests.TryRemove(nonce, out _);
