@@ -95,14 +95,14 @@ public static class ShowCommand
                 var total = all.ToDictionary(WorkerCounters.Name, c => counters.Aggregate(0UL, (s, w) => s + w[c]));
                 var doc = new Dictionary<string, object>
                 {
-                    ["shm"] = region.Path!, ["dataplane_pid"] = region.Header.DataplanePid, ["map_cache_entries"] = region.Header.EntryCount,
+                    ["shm"] = region.Path!, ["dataplane_pid"] = region.Header.DataplanePid, ["map_cache_writer_pid"] = region.Header.WriterPid, ["map_cache_entries"] = region.Header.EntryCount,
                     ["total"] = total,
                     ["workers"] = counters.Select(w => all.ToDictionary(WorkerCounters.Name, c => w[c])).ToArray(),
                 };
                 stdout.WriteLine(System.Text.Json.JsonSerializer.Serialize(doc));
                 return 0;
             }
-            stdout.WriteLine($"shm {region.Path}  data plane pid {region.Header.DataplanePid}  map-cache entries {region.Header.EntryCount}/{region.Sizes.EntryCapacity}");
+            stdout.WriteLine($"shm {region.Path}  data plane pid {region.Header.DataplanePid}  map-cache writer {(region.Header.WriterPid == 0 ? "none" : $"pid {region.Header.WriterPid}{(Directory.Exists($"/proc/{region.Header.WriterPid}") ? "" : " (gone; the next writer repairs what it left)")}")}  map-cache entries {region.Header.EntryCount}/{region.Sizes.EntryCapacity}");
             stdout.WriteLine($"{"counter",-32}{"total",16}" + string.Concat(Enumerable.Range(0, workers).Select(w => $"{"worker " + w,16}")));
             foreach (var c in all)
             {

@@ -26,7 +26,7 @@ public class AfPacketNamespaceTests(string offload)
     [OneTimeSetUp]
     public void Start()
     {
-        if (!Shell.IsRoot) Assert.Ignore("end-to-end tests build network namespaces and need root");
+        Shell.RequireRoot("end-to-end tests build network namespaces and need root");
         TwoXtrLab.SweepLeftovers();
         _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
         (_hA, _xA, _xB, _hB) = ($"fxtha-{_tag}", $"fxta-{_tag}", $"fxtb-{_tag}", $"fxthb-{_tag}");

@@ -28,7 +28,7 @@ public class AgentResolutionTests
     [OneTimeSetUp]
     public void Start()
     {
-        if (!Shell.IsRoot) Assert.Ignore("needs root for network namespaces and TUN");
+        Shell.RequireRoot("needs root for network namespaces and TUN");
         TwoXtrLab.SweepLeftovers();
         _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
         _namespaces = [Ns("a"), Ns("b"), Ns("c"), Ns("a2"), Ns("b2")]; // a2 hosts the bridge, b2 the Map-Server (names the sweep knows)

@@ -19,7 +19,7 @@ public class DataplaneNamespaceTests(string offload)
     [OneTimeSetUp]
     public void Start()
     {
-        if (!Shell.IsRoot) Assert.Ignore("end-to-end tests build network namespaces and need root");
+        Shell.RequireRoot("end-to-end tests build network namespaces and need root");
         _lab = new TwoXtrLab("--offload", offload);
     }
 

@@ -31,7 +31,7 @@ public class DataplaneStartupErrorTests
     [Test]
     public void BusyTun_SharedRegion_AndAMissingAddress_AreNamed()
     {
-        if (!Shell.IsRoot) Assert.Ignore("needs root for network namespaces and TUN");
+        Shell.RequireRoot("needs root for network namespaces and TUN");
         string ns = $"fxta-{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
         string shmA = $"fxtest-busy-a-{Environment.ProcessId}", shmB = $"fxtest-busy-b-{Environment.ProcessId}";
         Process? first = null;

@@ -22,7 +22,7 @@ public class LabTests
     [OneTimeSetUp]
     public void RunTheLab()
     {
-        if (!Shell.IsRoot) Assert.Ignore("the lab needs root (namespaces, TUN)");
+        Shell.RequireRoot("the lab needs root (namespaces, TUN)");
         // Leftovers of a killed run (its process gone) are removed first.
         foreach (var line in Shell.Sh("ip netns list").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
@@ -105,7 +105,7 @@ public class LabTests
         Assert.That(From("T2", "A"), Is.EqualTo(0), "A never reaches group 2000");
         Assert.That(From("B", "A"), Is.GreaterThanOrEqualTo(16));
 
-        if (Tshark.Path() is null) Assert.Ignore("tshark is not installed");
+        if (Tshark.Path() is null) Assert.Fail("tshark is not installed: scripts/test.sh installs it (apt-get install tshark)");
         string pcap = Path.Combine(_out, "underlay.pcap");
         Assert.That(File.Exists(pcap), Is.True, "tcpdump captured the underlay");
         var lines = Shell.Must($"tshark -r {pcap} -Y 'lisp-data.iid == 2000' -T fields -e ip.src -e ip.dst").Split('\n', StringSplitOptions.RemoveEmptyEntries);

@@ -63,7 +63,7 @@ public class ScanTests
     [Test]
     public void ADestinationScan_LeavesTheEstablishedFlowAlone_AndTheMissPathBounded()
     {
-        if (!Shell.IsRoot) Assert.Ignore("needs root for network namespaces and TUN");
+        Shell.RequireRoot("needs root for network namespaces and TUN");
         string dir = Path.Combine(Path.GetTempPath(), $"fxtest-scan-{Environment.ProcessId}-{Guid.NewGuid():n}");
         Directory.CreateDirectory(dir);
         System.Diagnostics.Process? agent = null;

@@ -53,6 +53,17 @@ public static class Shell
 
     public static bool IsRoot => Environment.UserName == "root" || FastXtr.NativeInterop.Libc.geteuid() == 0;
 
+    /// <summary>
+    /// Tests that build namespaces and TUNs need root. Outside CI they are skipped without it (a developer's laptop);
+    /// under CI=true they fail instead, so that a CI without root can never pass with them silently skipped.
+    /// </summary>
+    public static void RequireRoot(string why)
+    {
+        if (IsRoot) return;
+        if (Environment.GetEnvironmentVariable("CI") == "true") Assert.Fail($"{why}, and CI=true: this run must be able to run them");
+        Assert.Ignore(why);
+    }
+
     public static string FastxtrExe()
     {
         string? path = Environment.GetEnvironmentVariable("FASTXTR_EXE");
