@@ -250,7 +250,10 @@ public sealed class AgentApi : IAsyncDisposable
         ["xtr_id"] = agent.Config.XtrId.ToString("x32"),
         ["site_id"] = agent.Config.SiteId,
         ["map_servers"] = agent.Config.MapServers.Select(m => m.Endpoint.ToString()).ToList(),
-        ["map_resolvers"] = agent.Config.MapResolvers.Select(m => m.ToString()).ToList(),
+        ["map_resolvers"] = agent.MapResolverStates().Select(r => new Dictionary<string, object?>
+        {
+            ["address"] = r.Endpoint.ToString(), ["state"] = r.Up ? "up" : "down", ["unanswered_in_a_row"] = r.UnansweredInARow,
+        }).ToList(),
         ["database_mappings"] = agent.Database.Configured.Count,
         ["agents"] = agent.Database.Agents.Count,
         ["profiles"] = agent.Profiles.Select(p => new Dictionary<string, object?>

@@ -15,6 +15,13 @@ public enum AgentCounter
     MapRequestsSent,
     /// <summary>Misses not asked about because the agent's Map-Request rate (map-request-rate) was used up.</summary>
     MapRequestsRateLimited,
+    /// <summary>Map-Requests sent again after a second without an answer (to another Map-Resolver when one is up).</summary>
+    MapRequestRetransmissions,
+    /// <summary>Map-Requests that waited a second without an answer (counted against the resolver that had them).</summary>
+    MapResolverTimeouts,
+    MapResolversMarkedDown,
+    /// <summary>Map-Requests given up after every attempt (or with no rate left to retransmit).</summary>
+    MapRequestsUnanswered,
     MapRepliesInstalled,
     NegativeRepliesInstalled,
     MapRepliesUnsolicited,

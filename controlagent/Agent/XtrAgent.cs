@@ -73,12 +73,28 @@ public sealed class XtrAgent : IDisposable
     /// <summary>Test hook: called with each Map-Register just before it is sent (under the registration lock).</summary>
     internal Action<MapRegister>? BeforeRegisterSendForTests { get; set; }
 
-    private sealed record PendingRequest(uint InstanceId, ushort Profile, EidFamily Family, UInt128 SourceEid, long SentMs);
+    /// <summary>A Map-Request waiting for its answer: what to install it under, and where and when it went.</summary>
+    private sealed class PendingRequest
+    {
+        public required ushort Profile;
+        public required UInt128 SourceEid;
+        public required byte[] Datagram;
+        public required int Resolver;
+        public required long SentMs;
+        public required long CreatedMs;
+        public int Attempts = 1;
+    }
+
+    /// <summary>How long a Map-Request waits for its answer before it is sent again, to another resolver if one is up.</summary>
+    private const int RequestTimeoutMs = 1000;
+    /// <summary>Sends of one Map-Request at most (the first and two retransmissions).</summary>
+    private const int RequestAttempts = 3;
 
     private readonly ConcurrentDictionary<ulong, PendingRegister> _pendingRegisters = new();
     private readonly ConcurrentDictionary<ulong, PendingRequest> _pendingRequests = new();
     private readonly Dictionary<(uint, ushort, UInt128), long> _lastRequest = [];
     private readonly RateLimiter _requestRate;
+    private readonly MapResolverSet _resolvers;
     // What this ITR resolved, so that publications and SMRs reach the right profiles: prefix → profile → source EID.
     private readonly ConcurrentDictionary<(uint Iid, EidFamily Family, UInt128 Prefix, int Length), ConcurrentDictionary<ushort, UInt128>> _resolved = new();
     private readonly ProfileTable _profiles;
@@ -98,6 +114,7 @@ public sealed class XtrAgent : IDisposable
         if (_view.Writer.Repair.Any) log.WriteLine($"fastxtr agent: the previous map-cache writer stopped mid-update; repaired: {_view.Writer.Repair}");
         Database = new AgentDatabase(config.Database);
         _requestRate = new RateLimiter(config.MapRequestRate, config.MapRequestBurst, 16);
+        _resolvers = new MapResolverSet(config.MapResolvers);
         _profiles = new ProfileTable(config.Profiles);
         _socket = new Socket(config.RlocAddress!.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         try { _socket.Bind(new IPEndPoint(config.RlocAddress, LispPorts.Control)); }
@@ -114,7 +131,7 @@ public sealed class XtrAgent : IDisposable
         _receiver.Start();
         _misses.Start();
         _register = new Timer(_ => Guard("register", () => RegisterAll()), null, TimeSpan.Zero, config.RegisterInterval);
-        _retransmit = new Timer(_ => Guard("retransmit", RetransmitRegisters), null, 100, 100);
+        _retransmit = new Timer(_ => Guard("retransmit", () => { RetransmitRegisters(); RetransmitRequests(); }), null, 100, 100);
         _housekeeping = new Timer(_ => Guard("expiry", Housekeeping), null, 1000, 1000);
         if (config.RlocProbeInterval > TimeSpan.Zero)
             _probe = new Timer(_ => Guard("rloc-probe", _prober.Round), null, config.RlocProbeInterval, config.RlocProbeInterval);
@@ -423,10 +440,49 @@ public sealed class XtrAgent : IDisposable
         if (family == EidFamily.Ipv4) ecm.SetInnerAddresses(Ipv4Header.ToAddress((uint)source), Ipv4Header.ToAddress((uint)destination));
         else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
         ecm.SetInnerMessage(request.ToArray());
-        _pendingRequests[request.Nonce] = new PendingRequest(iid, profile, family, source, NowMs);
+        long nowMs = NowMs;
+        int resolver = _resolvers.Pick(nowMs);
+        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs };
+        _pendingRequests[request.Nonce] = pending;
         Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
-        _socket.SendTo(ecm.ToArray(), _config.MapResolvers[0]);
+        _socket.SendTo(pending.Datagram, _resolvers[resolver]);
     }
+
+    /// <summary>
+    /// Map-Requests unanswered for a second are sent again (same nonce), to another Map-Resolver when one is up; the one
+    /// that let it go unanswered counts a timeout and is marked down after <see cref="MapResolverSet.TimeoutsToMarkDown"/>
+    /// in a row. Retransmissions take tokens from the same rate limit as first sends, so a dead resolver never
+    /// multiplies what the mapping system receives.
+    /// </summary>
+    private void RetransmitRequests()
+    {
+        long nowMs = NowMs;
+        foreach (var (nonce, p) in _pendingRequests)
+        {
+            if (nowMs - p.SentMs < RequestTimeoutMs) continue;
+            Counters.Add(AgentCounter.MapResolverTimeouts);
+            if (_resolvers.OnTimeout(p.Resolver, nowMs))
+            {
+                Counters.Add(AgentCounter.MapResolversMarkedDown);
+                _log.WriteLine($"fastxtr agent: Map-Resolver {_resolvers[p.Resolver]} left {MapResolverSet.TimeoutsToMarkDown} Map-Requests in a row unanswered: marked down for {MapResolverSet.DownFor.TotalSeconds:F0} s" +
+                               (_resolvers.Count > 1 ? "; asking the next one" : ""));
+            }
+            if (p.Attempts >= RequestAttempts || !_requestRate.TryAcquire(0, Stopwatch.GetTimestamp()))
+            {
+                if (_pendingRequests.TryRemove(nonce, out _)) Counters.Add(AgentCounter.MapRequestsUnanswered);
+                continue;
+            }
+            p.Resolver = _resolvers.Pick(nowMs, avoid: p.Resolver);
+            p.Attempts++;
+            p.SentMs = nowMs;
+            Counters.Add(AgentCounter.MapRequestRetransmissions);
+            try { _socket.SendTo(p.Datagram, _resolvers[p.Resolver]); }
+            catch (SocketException e) { _log.WriteLine($"fastxtr agent: Map-Request to {_resolvers[p.Resolver]}: {e.Message}"); }
+        }
+    }
+
+    /// <summary>The Map-Resolvers with their state, for the status API.</summary>
+    public List<(IPEndPoint Endpoint, bool Up, int UnansweredInARow)> MapResolverStates() => _resolvers.Snapshot(NowMs);
 
     /// <summary>
     /// An SMR (RFC 9301 §6.6.2) to the ITR that sent a packet for an EID that moved away. The data plane already limits
@@ -532,6 +588,7 @@ public sealed class XtrAgent : IDisposable
         if (reply.Probe && _prober.OnReply(reply.Nonce)) return;
         // Only answers to our own requests are installed: a Map-Reply with an unknown nonce is dropped (RFC 9301 §5.4).
         if (!_pendingRequests.TryRemove(reply.Nonce, out var pending)) { Counters.Add(AgentCounter.MapRepliesUnsolicited); return; }
+        _resolvers.OnAnswer(pending.Resolver);
         foreach (var rec in reply.Records) Install(rec, pending.Profile, pending.SourceEid, publication: false);
     }
 
@@ -632,7 +689,7 @@ public sealed class XtrAgent : IDisposable
         ForgetOldVersions();
         long nowMs = NowMs;
         foreach (var (nonce, p) in _pendingRequests)
-            if (nowMs - p.SentMs > 10_000) _pendingRequests.TryRemove(nonce, out _);
+            if (nowMs - p.CreatedMs > 10_000) _pendingRequests.TryRemove(nonce, out _);
         lock (_lastRequest)
             foreach (var key in _lastRequest.Where(kv => now - kv.Value > 10 * Stopwatch.Frequency).Select(kv => kv.Key).ToList())
                 _lastRequest.Remove(key);

@@ -153,6 +153,36 @@ public class AgentBehaviourTests
         }
     }
 
+    /// <summary>
+    /// Two Map-Resolvers, the first dead: a request it leaves unanswered for a second goes again to the next one and
+    /// resolves; after two in a row the dead one is marked down, and the next miss is asked of the live one at once.
+    /// </summary>
+    [Test]
+    public void ADeadMapResolver_IsFailedOver_AndMarkedDown()
+    {
+        var config = AgentConfig.Parse(["rloc-addr 127.0.0.54", $"map-server {_ms} 0 sha256 \"{Secret}\"", "map-resolver 127.0.0.98:4342", $"map-resolver {_ms}", "rloc-probe-interval 0"]);
+        var region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 64));
+        _cleanup.Add(region);
+        var itr = new XtrAgent(config, region, TextWriter.Null);
+        _cleanup.Add(itr);
+        var (etr, _) = StartAgent("127.0.0.55");
+        foreach (var (name, eid) in new[] { ("b", "10.1.0.2"), ("c", "10.1.0.3"), ("d", "10.1.0.4") })
+            Assert.That(etr.Attach(name, Host(eid, "127.0.0.55"), null).Registered.Wait(5000), Is.True);
+
+        Miss(region, "10.1.1.1", "10.1.0.2");
+        WaitFor(() => RlocOf(region, "10.1.0.2") == "127.0.0.55", "resolved through the second resolver once the first timed out");
+        Assert.That((itr.Counters[AgentCounter.MapResolverTimeouts], itr.Counters[AgentCounter.MapRequestRetransmissions]), Is.EqualTo((1L, 1L)));
+        Miss(region, "10.1.1.1", "10.1.0.3");
+        WaitFor(() => RlocOf(region, "10.1.0.3") == "127.0.0.55", "the second miss fails over too");
+        Assert.That(itr.Counters[AgentCounter.MapResolversMarkedDown], Is.EqualTo(1), "two unanswered in a row: marked down");
+        Assert.That(itr.MapResolverStates().Select(r => r.Up), Is.EqualTo(new[] { false, true }));
+
+        Miss(region, "10.1.1.1", "10.1.0.4");
+        WaitFor(() => RlocOf(region, "10.1.0.4") == "127.0.0.55", "the next miss resolves");
+        Assert.That((itr.Counters[AgentCounter.MapRequestRetransmissions], itr.Counters[AgentCounter.MapRequestsSent]), Is.EqualTo((2L, 3L)),
+            "asked of the live resolver first: no third retransmission");
+    }
+
     [Test]
     public void AMove_ReachesASubscribedItr_AsAPublication()
     {
