@@ -326,8 +326,7 @@ public sealed class MapServerCore
             }
             else
             {
-                bool inSite = SiteFor(iid, family, eid) is not null;
-                int length = NegativePrefixLength(iid, family, eid);
+                int length = NegativePrefixLength(iid, family, eid, out bool inSite);
                 var record = reply.Records.AddNew();
                 EidAddress.Assign(record.EidPrefix, iid, family, MapCacheMath.Mask(eid, family, length), lcaf || iid != 0);
                 record.EidMaskLength = (byte)length;
@@ -353,15 +352,17 @@ public sealed class MapServerCore
     /// that an ITR caches. Inside a site the answer never reaches beyond the site's prefix (and carries the short
     /// unregistered TTL); outside every site it stops one bit short of the nearest site prefix.
     /// </summary>
-    private int NegativePrefixLength(uint iid, EidFamily family, UInt128 eid)
+    /// <param name="inSite">Whether a configured site prefix holds the EID (the answer then gets the unregistered TTL).</param>
+    private int NegativePrefixLength(uint iid, EidFamily family, UInt128 eid, out bool inSite)
     {
         int bits = MapCacheMath.MaxPrefixLength(family);
         int length = _store.NegativePrefixLength(iid, family, eid);
+        inSite = false;
         foreach (var site in _config.Sites)
             foreach (var p in site.Prefixes)
             {
                 if (p.InstanceId != iid || p.Family != family) continue;
-                if (p.Contains(iid, family, eid)) length = Math.Max(length, p.Length);
+                if (p.Contains(iid, family, eid)) { length = Math.Max(length, p.Length); inSite = true; }
                 else length = Math.Max(length, RegistrationStore.CommonPrefixLength(eid, p.Prefix, bits) + 1);
             }
         return Math.Min(bits, length);

@@ -87,11 +87,6 @@ public sealed unsafe class MapCacheTables
     }
 
     /// <summary>
-    /// Seqlock read of one entry that is copied only when its key is the one asked for: the key fields are compared
-    /// in place and the comparison, like the copy, counts only when the counter was even and unchanged around it.
-    /// An entry that stays odd (a writer died inside it) is given up on after bounded retries: a miss, never a wait.
-    /// </summary>
-    /// <summary>
     /// The entry's bytes 4..11 as one word (State, Family, PrefixLength, Action, InstanceId, little-endian) for a live
     /// entry of this key, Action masked out by <see cref="KeyWordMask"/>: one comparison instead of four.
     /// </summary>
@@ -105,19 +100,17 @@ public sealed unsafe class MapCacheTables
     private static bool Matches(MapCacheEntry* e, ulong keyWord, ushort profile, UInt128 prefix) =>
         (*(ulong*)((byte*)e + 4) & KeyWordMask) == keyWord && e->Prefix == prefix && e->Profile == profile;
 
+    /// <summary>
+    /// Seqlock read of one entry that is copied only when its key is the one asked for: the key fields are compared
+    /// in place and the comparison, like the copy, counts only when the counter was even and unchanged around it.
+    /// An entry that stays odd (a writer died inside it) is given up on after bounded retries: a miss, never a wait.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool TryReadIfMatches(MapCacheEntry* e, ulong keyWord, ushort profile, UInt128 prefix, out MapCacheEntry copy)
     {
         Unsafe.SkipInit(out copy);
         // The common case inline: the counter even and unchanged around one comparison (and copy).
-        uint before = Volatile.Read(ref e->Seq);
-        if ((before & 1) == 0)
-        {
-            bool same = Matches(e, keyWord, profile, prefix);
-            if (same) CopyUsed(e, ref copy);
-            Volatile.ReadBarrier();
-            if (Volatile.Read(ref e->Seq) == before) return same;
-        }
+        if (ReadOnce(e, keyWord, profile, prefix, ref copy, out bool same)) return same;
         return TryReadIfMatchesRetrying(e, keyWord, profile, prefix, ref copy);
     }
 
@@ -128,20 +121,31 @@ public sealed unsafe class MapCacheTables
         for (int attempt = 0; attempt < 1000; attempt++)
         {
             Thread.SpinWait(1);
-            uint before = Volatile.Read(ref e->Seq);
-            if ((before & 1) != 0) continue;
-            bool same = Matches(e, keyWord, profile, prefix);
-            if (same) CopyUsed(e, ref copy);
-            Volatile.ReadBarrier();
-            if (Volatile.Read(ref e->Seq) == before) return same;
+            if (ReadOnce(e, keyWord, profile, prefix, ref copy, out bool same)) return same;
         }
         return false;
     }
 
     /// <summary>
-    /// Copies the entry's fixed part and its <see cref="MapCacheEntry.RlocCount"/> locators: what a lookup's caller
-    /// uses. Locator slots past the count are left as they were in <paramref name="copy"/> (undefined in a lookup's
-    /// result); a count torn by a concurrent write is clamped here and rejected by the caller's counter check.
+    /// One seqlock attempt: true when the counter was even and unchanged around the comparison (and the copy of a
+    /// match), with the comparison's result in <paramref name="same"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool ReadOnce(MapCacheEntry* e, ulong keyWord, ushort profile, UInt128 prefix, ref MapCacheEntry copy, out bool same)
+    {
+        uint before = Volatile.Read(ref e->Seq);
+        same = false;
+        if ((before & 1) != 0) return false;
+        same = Matches(e, keyWord, profile, prefix);
+        if (same) CopyUsed(e, ref copy);
+        Volatile.ReadBarrier();
+        return Volatile.Read(ref e->Seq) == before;
+    }
+
+    /// <summary>
+    /// Copies the entry's fixed part and at least its <see cref="MapCacheEntry.RlocCount"/> locators (2, 4 or all 8
+    /// slots): what a lookup's caller uses. Slots past the count are undefined in a lookup's result; a count torn by a
+    /// concurrent write only changes how much is copied, and the caller's counter check rejects the copy.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CopyUsed(MapCacheEntry* e, ref MapCacheEntry copy)

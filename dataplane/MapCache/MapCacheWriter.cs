@@ -459,27 +459,13 @@ public sealed unsafe class MapCacheWriter : IDisposable
         {
             IidSlot* s = _t.Iids + i;
             if (Volatile.Read(ref s->Used) == 0) continue;
-            ulong v4 = 0, v6a = 0, v6b = 0, v6c = 0;
-            if (_lengthCounts.TryGetValue(s->InstanceId, out var counts))
-            {
-                for (int l = 0; l <= 32; l++) if (counts.V4[l] > 0) v4 |= 1UL << l;
-                for (int l = 0; l <= 128; l++)
-                    if (counts.V6[l] > 0)
-                    {
-                        if (l < 64) v6a |= 1UL << l;
-                        else if (l < 128) v6b |= 1UL << (l - 64);
-                        else v6c |= 1UL;
-                    }
-            }
+            _lengthCounts.TryGetValue(s->InstanceId, out var counts);
             // Bits of lengths that exist go up before bits of lengths that do not come down: never a live one missing.
-            Volatile.Write(ref s->Ipv4Lengths, s->Ipv4Lengths | v4);
-            Volatile.Write(ref s->Ipv6Lengths0, s->Ipv6Lengths0 | v6a);
-            Volatile.Write(ref s->Ipv6Lengths1, s->Ipv6Lengths1 | v6b);
-            Volatile.Write(ref s->Ipv6Lengths2, s->Ipv6Lengths2 | v6c);
-            Volatile.Write(ref s->Ipv4Lengths, v4);
-            Volatile.Write(ref s->Ipv6Lengths0, v6a);
-            Volatile.Write(ref s->Ipv6Lengths1, v6b);
-            Volatile.Write(ref s->Ipv6Lengths2, v6c);
+            foreach (bool on in new[] { true, false })
+            {
+                for (int l = 0; l <= 32; l++) if ((counts.V4?[l] > 0) == on) SetLengthBit(s, EidFamily.Ipv4, l, on);
+                for (int l = 0; l <= 128; l++) if ((counts.V6?[l] > 0) == on) SetLengthBit(s, EidFamily.Ipv6, l, on);
+            }
             Volatile.Write(ref s->SourceProfileEntries, sources.GetValueOrDefault(s->InstanceId));
             Volatile.Write(ref s->SolicitEntries, solicits.GetValueOrDefault(s->InstanceId));
         }
