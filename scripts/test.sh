@@ -55,5 +55,7 @@ failed=$((failed + errors + timeouts))
 skipped=$((total - executed))
 [ "$skipped" -lt 0 ] && skipped=0
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+# The failures again at the end, where a truncated CI log still shows them.
+[ "$failed" -gt 0 ] && /usr/bin/python3 scripts/trx-failures.py "$trx"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
