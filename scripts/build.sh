@@ -9,7 +9,7 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 1
 fi
 dotnet restore FastXtr.sln >/dev/null
-dotnet publish controlagent/FastXtr.ControlAgent.csproj -c "$configuration" -r linux-x64 --self-contained false \
+dotnet publish controlagent/Cli/FastXtr.Cli.csproj -c "$configuration" -r linux-x64 --self-contained false \
   -p:PublishSingleFile=true -p:DebugType=embedded -o out --nologo -v quiet
 test -x out/fastxtr
 echo "built out/fastxtr ($(du -h out/fastxtr | cut -f1))"

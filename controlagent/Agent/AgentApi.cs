@@ -2,17 +2,15 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using FastXtr.ControlAgent.Cli;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.Dataplane.MapCache;
+using FastXtr.Lisp.Context;
+using FastXtr.SharedMemory.MapCache;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-namespace FastXtr.ControlAgent.Agent;
+namespace FastXtr.Agent;
 
 /// <summary>
 /// The local agent API: HTTP/1.1 with JSON bodies on a Unix socket (mode 0600, so only root and the agent's user
@@ -104,9 +102,9 @@ public sealed class AgentApi : IAsyncDisposable
             if (!TryUInt(o, "iid", out uint iid, out string? iidError)) return Error(400, iidError!);
             if (iid > LispDataHeader.MaxInstanceId) return Error(400, $"\"iid\" {iid}: the Instance ID has 24 bits (max {LispDataHeader.MaxInstanceId})");
             EidFamily family; UInt128 prefix; int length;
-            try { (family, prefix, length) = CliParsing.ParsePrefix(eidText.Contains('/', StringComparison.Ordinal) ? eidText : eidText + (eidText.Contains(':', StringComparison.Ordinal) ? "/128" : "/32"), "eid"); }
+            try { (family, prefix, length) = EidPrefix.Parse(eidText.Contains('/', StringComparison.Ordinal) ? eidText : eidText + (eidText.Contains(':', StringComparison.Ordinal) ? "/128" : "/32"), "eid"); }
             catch (Exception e) when (e is FormatException or ArgumentException) { return Error(400, $"\"eid\": {e.Message}"); }
-            string name = Text(o, "name") ?? CliParsing.FormatAddress(family, prefix);
+            string name = Text(o, "name") ?? EidPrefix.Format(family, prefix);
             if (!TryByte(o, "priority", 1, out byte priority, out string? pe)) return Error(400, pe!);
             if (!TryByte(o, "weight", 100, out byte weight, out string? we)) return Error(400, we!);
             AgentContext? context = null;
@@ -183,7 +181,7 @@ public sealed class AgentApi : IAsyncDisposable
         else if (!eid.Contains('/', StringComparison.Ordinal)) eid += eid.Contains(':', StringComparison.Ordinal) ? "/128" : "/32";
         try
         {
-            var (family, prefix, length) = CliParsing.ParsePrefix(eid, "eid");
+            var (family, prefix, length) = EidPrefix.Parse(eid, "eid");
             found = agent.Database.Find(iid, family, prefix, length);
         }
         catch (Exception e) when (e is FormatException or ArgumentException) { error = Error(400, $"'{eid}': {e.Message}"); return false; }
@@ -227,7 +225,7 @@ public sealed class AgentApi : IAsyncDisposable
     private static Dictionary<string, object?> MappingView(DatabaseMapping m) => new()
     {
         ["iid"] = m.InstanceId,
-        ["eid"] = $"{CliParsing.FormatAddress(m.Family, m.Prefix)}/{m.Length}",
+        ["eid"] = $"{EidPrefix.Format(m.Family, m.Prefix)}/{m.Length}",
         ["rlocs"] = m.Rlocs.Select(r => new Dictionary<string, object> { ["address"] = r.Rloc.ToString(), ["priority"] = r.Priority, ["weight"] = r.Weight }).ToList(),
         ["attributes"] = m.Context is null ? null : JsonNode.Parse(m.Context.ToString())![AgentContext.MemberName]?.DeepClone(),
     };

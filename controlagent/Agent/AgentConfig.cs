@@ -1,13 +1,11 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
-using FastXtr.ControlAgent.Cli;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.MapCache;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
+using FastXtr.SharedMemory.MapCache;
 
-namespace FastXtr.ControlAgent.Agent;
+namespace FastXtr.Agent;
 
 public sealed record MapServerPeer(IPEndPoint Endpoint, SiteKey Key);
 
@@ -15,7 +13,7 @@ public sealed record DatabaseMapping(uint InstanceId, EidFamily Family, UInt128 
 {
     public bool SamePrefix(DatabaseMapping o) => InstanceId == o.InstanceId && Family == o.Family && Prefix == o.Prefix && Length == o.Length;
 
-    public string PrefixText => $"[{InstanceId}]{CliParsing.FormatAddress(Family, Prefix)}/{Length}";
+    public string PrefixText => $"[{InstanceId}]{EidPrefix.Format(Family, Prefix)}/{Length}";
 }
 
 /// <summary>A named constraint profile (CONTEXT-EXTENSION.md §5): sources in its prefixes resolve under these constraints.</summary>
@@ -82,19 +80,19 @@ public sealed class AgentConfig
                         if (t.Count != 5) throw new ConfigException($"{where}: expected 'map-server ADDRESS[:PORT] KEY-ID sha1|sha256 SECRET'");
                         var alg = t[3] switch { "sha1" => AuthenticationAlgorithm.HmacSha1, "sha256" => AuthenticationAlgorithm.HmacSha256, _ => throw new ConfigException($"{where}: algorithm '{t[3]}' is not sha1 or sha256") };
                         string secret = t[4].Trim('"');
-                        c.MapServers.Add(new MapServerPeer(MapServerConfig.ParseEndpoint(t[1]), new SiteKey(byte.Parse(t[2], CultureInfo.InvariantCulture), alg, Encoding.UTF8.GetBytes(secret))));
+                        c.MapServers.Add(new MapServerPeer(ConfigText.ParseEndpoint(t[1], LispPorts.Control), new SiteKey(byte.Parse(t[2], CultureInfo.InvariantCulture), alg, Encoding.UTF8.GetBytes(secret))));
                         break;
                     case "map-resolver":
                         if (t.Count != 2) throw new ConfigException($"{where}: expected 'map-resolver ADDRESS[:PORT]'");
-                        c.MapResolvers.Add(MapServerConfig.ParseEndpoint(t[1]));
+                        c.MapResolvers.Add(ConfigText.ParseEndpoint(t[1], LispPorts.Control));
                         break;
                     case "database-mapping":
                         if (t.Count < 4) throw new ConfigException($"{where}: expected 'database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]'");
                         uint iid = uint.Parse(t[1], CultureInfo.InvariantCulture);
-                        var (family, prefix, length) = CliParsing.ParsePrefix(t[2], "database-mapping");
+                        var (family, prefix, length) = EidPrefix.Parse(t[2], "database-mapping");
                         var rlocs = t.Skip(3).Select(r =>
                         {
-                            var spec = CliParsing.ParseRloc(r);
+                            var spec = RlocSpec.Parse(r);
                             return (IPAddress.Parse(r.Split(',')[0]), spec.Priority, spec.Weight);
                         }).ToList();
                         AgentContext? ctx = null;
@@ -114,7 +112,7 @@ public sealed class AgentConfig
                         break;
                     case "source-profile":
                         if (t.Count != 4) throw new ConfigException($"{where}: expected 'source-profile IID PREFIX PROFILE-NAME'");
-                        var (sf, sp, sl) = CliParsing.ParsePrefix(t[2], "source-profile");
+                        var (sf, sp, sl) = EidPrefix.Parse(t[2], "source-profile");
                         if (!c.Profiles.Any(p => p.Name == t[3])) throw new ConfigException($"{where}: no profile named '{t[3]}' (define it with a 'profile' line first)");
                         c.SourceProfiles.Add(new SourceProfile(uint.Parse(t[1], CultureInfo.InvariantCulture), sf, sp, sl, t[3]));
                         break;

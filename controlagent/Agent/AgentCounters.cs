@@ -1,4 +1,4 @@
-namespace FastXtr.ControlAgent.Agent;
+namespace FastXtr.Agent;
 
 /// <summary>What the control agent counts (shown by <c>GET /v1/status</c> and <c>fastxtr show agents</c>).</summary>
 public enum AgentCounter
@@ -44,16 +44,4 @@ public enum AgentCounter
     Count,
 }
 
-public sealed class AgentCounters
-{
-    private readonly long[] _values = new long[(int)AgentCounter.Count];
-
-    public void Add(AgentCounter c, long n = 1) => Interlocked.Add(ref _values[(int)c], n);
-
-    public long this[AgentCounter c] => Volatile.Read(ref _values[(int)c]);
-
-    public static string Name(AgentCounter c) => Dataplane.Shared.WorkerCounters.Kebab(c.ToString());
-
-    public Dictionary<string, long> ToDictionary() =>
-        Enum.GetValues<AgentCounter>().Where(c => c != AgentCounter.Count).ToDictionary(Name, c => this[c]);
-}
+public sealed class AgentCounters : FastXtr.Common.CounterSet<AgentCounter>;

@@ -1,6 +1,6 @@
-using FastXtr.ControlAgent.Context;
+using FastXtr.Lisp.Context;
 
-namespace FastXtr.ControlAgent.Agent;
+namespace FastXtr.Agent;
 
 /// <summary>An agent attached through the local agent API: its EID mapping, name and source constraints.</summary>
 public sealed record AttachedAgent(string Name, DatabaseMapping Mapping, AgentConstraints? Constraints, ushort Profile, DateTime AttachedAt, DateTime UpdatedAt);
@@ -13,12 +13,12 @@ public sealed record AttachedAgent(string Name, DatabaseMapping Mapping, AgentCo
 public sealed class AgentDatabase
 {
     private readonly List<DatabaseMapping> _configured;
-    private readonly Dictionary<(uint, Dataplane.MapCache.EidFamily, UInt128, int), AttachedAgent> _agents = [];
+    private readonly Dictionary<(uint, EidFamily, UInt128, int), AttachedAgent> _agents = [];
     private readonly object _lock = new();
 
     public AgentDatabase(IEnumerable<DatabaseMapping> configured) => _configured = configured.ToList();
 
-    private static (uint, Dataplane.MapCache.EidFamily, UInt128, int) Key(DatabaseMapping m) => (m.InstanceId, m.Family, m.Prefix, m.Length);
+    private static (uint, EidFamily, UInt128, int) Key(DatabaseMapping m) => (m.InstanceId, m.Family, m.Prefix, m.Length);
 
     public IReadOnlyList<DatabaseMapping> Configured => _configured;
 
@@ -34,21 +34,21 @@ public sealed class AgentDatabase
     }
 
     /// <summary>The mapping (configured or attached) with exactly this prefix now, or null.</summary>
-    public DatabaseMapping? Current(uint iid, Dataplane.MapCache.EidFamily family, UInt128 prefix, int length)
+    public DatabaseMapping? Current(uint iid, EidFamily family, UInt128 prefix, int length)
     {
         lock (_lock)
             return _agents.TryGetValue((iid, family, prefix, length), out var a) ? a.Mapping
                 : _configured.FirstOrDefault(m => m.InstanceId == iid && m.Family == family && m.Prefix == prefix && m.Length == length);
     }
 
-    public AttachedAgent? Find(uint iid, Dataplane.MapCache.EidFamily family, UInt128 prefix, int length)
+    public AttachedAgent? Find(uint iid, EidFamily family, UInt128 prefix, int length)
     {
         lock (_lock) return _agents.GetValueOrDefault((iid, family, prefix, length));
     }
 
     /// <summary>The most specific mapping (configured or attached) that covers an EID, for answering Map-Requests.</summary>
-    public DatabaseMapping? Covering(uint iid, Dataplane.MapCache.EidFamily family, UInt128 eid) =>
-        All.Where(m => m.InstanceId == iid && m.Family == family && Dataplane.MapCache.MapCacheMath.Mask(eid, family, m.Length) == m.Prefix).MaxBy(m => m.Length);
+    public DatabaseMapping? Covering(uint iid, EidFamily family, UInt128 eid) =>
+        All.Where(m => m.InstanceId == iid && m.Family == family && EidPrefix.Mask(eid, family, m.Length) == m.Prefix).MaxBy(m => m.Length);
 
     /// <summary>Adds an agent; null when its prefix is already attached or configured (the reason in <paramref name="conflict"/>).</summary>
     public AttachedAgent? Attach(AttachedAgent agent, out string? conflict)
@@ -74,7 +74,7 @@ public sealed class AgentDatabase
         }
     }
 
-    public AttachedAgent? Detach(uint iid, Dataplane.MapCache.EidFamily family, UInt128 prefix, int length)
+    public AttachedAgent? Detach(uint iid, EidFamily family, UInt128 prefix, int length)
     {
         lock (_lock) return _agents.Remove((iid, family, prefix, length), out var gone) ? gone : null;
     }

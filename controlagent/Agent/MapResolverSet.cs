@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace FastXtr.ControlAgent.Agent;
+namespace FastXtr.Agent;
 
 /// <summary>
 /// The configured Map-Resolvers and their health, for an ITR that must keep resolving when one of them dies (RFC 9301

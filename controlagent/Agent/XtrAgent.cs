@@ -3,13 +3,12 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 
-namespace FastXtr.ControlAgent.Agent;
+namespace FastXtr.Agent;
 
 /// <summary>
 /// The xTR control agent (issue #5). ETR side: registers the database (configured mappings and agents attached
@@ -68,7 +67,7 @@ public sealed class XtrAgent : IDisposable
     // Each prefix's current map-version and when it last changed (Environment.TickCount64).
     private readonly Dictionary<MappingKey, (ushort Version, long ChangedMs)> _versions = [];
     /// <summary>How long the version of a prefix that left the database is remembered: well past the Map-Server's reorder window.</summary>
-    private static readonly TimeSpan ForgetVersionAfter = RegistrationStore.ReorderWindow * 6;
+    private static readonly TimeSpan ForgetVersionAfter = MapVersioning.ReorderWindow * 6;
 
     /// <summary>Test hook: called with each Map-Register just before it is sent (under the registration lock).</summary>
     internal Action<MapRegister>? BeforeRegisterSendForTests { get; set; }
@@ -382,7 +381,7 @@ public sealed class XtrAgent : IDisposable
         if (r is MapCacheWriteResult.Full or MapCacheWriteResult.IidTableFull)
         {
             Counters.Add(AgentCounter.MapCacheFull);
-            _log.WriteLine($"fastxtr agent: map-cache full ({r}); [{spec.InstanceId}]{Cli.CliParsing.FormatAddress(spec.Family, spec.Prefix)}/{spec.PrefixLength} not installed");
+            _log.WriteLine($"fastxtr agent: map-cache full ({r}); [{spec.InstanceId}]{EidPrefix.Format(spec.Family, spec.Prefix)}/{spec.PrefixLength} not installed");
         }
     }
 
@@ -435,7 +434,7 @@ public sealed class XtrAgent : IDisposable
         if (profile != 0 && _profiles.Constraints(profile) is AgentConstraints constraints) sourceEid = ContextEncoding.SourceEidWithConstraints(sourceEid, constraints);
         var request = new MapRequest { Nonce = NewNonce(), SourceEid = sourceEid, SmrInvoked = smrInvoked, XtrIdPresent = _config.Subscribe, XtrId = _config.XtrId, SiteId = _config.SiteId };
         request.ItrRlocs.Add(LispAddress.FromIp(_config.RlocAddress!));
-        request.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, destination), (byte)MapCacheMath.MaxPrefixLength(family), _config.Subscribe));
+        request.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, destination), (byte)EidPrefix.MaxLength(family), _config.Subscribe));
         var ecm = new EncapsulatedControlMessage { InnerSourcePort = LispPorts.Control };
         if (family == EidFamily.Ipv4) ecm.SetInnerAddresses(Ipv4Header.ToAddress((uint)source), Ipv4Header.ToAddress((uint)destination));
         else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
@@ -505,7 +504,7 @@ public sealed class XtrAgent : IDisposable
     {
         var smr = new MapRequest { Nonce = nonce, SolicitMapRequest = true, SourceEid = EidAddress.WithInstanceId(iid, family, movedEid) };
         smr.ItrRlocs.Add(itrRloc);
-        smr.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, itrEid), (byte)MapCacheMath.MaxPrefixLength(family)));
+        smr.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, itrEid), (byte)EidPrefix.MaxLength(family)));
         return smr;
     }
 
@@ -526,7 +525,7 @@ public sealed class XtrAgent : IDisposable
             if (!EidAddress.TryRead(address, out uint iid, out var family, out var eid) || !done.Add((iid, family, eid))) continue;
             foreach (var (key, profiles) in _resolved)
             {
-                if (key.Iid != iid || key.Family != family || MapCacheMath.Mask(eid, family, key.Length) != key.Prefix) continue;
+                if (key.Iid != iid || key.Family != family || EidPrefix.Mask(eid, family, key.Length) != key.Prefix) continue;
                 foreach (var (profile, source) in profiles) Request(iid, profile, family, source, eid, smrInvoked: true);
             }
         }
@@ -618,7 +617,7 @@ public sealed class XtrAgent : IDisposable
                 sent = pending.Records.Count;
                 refused = pending.Records.Count(r => !notify.Records.Any(n => n.EidMaskLength == r.Key.Length
                     && EidAddress.TryRead(n.EidPrefix, out uint iid, out var family, out var prefix)
-                    && iid == r.Key.InstanceId && family == r.Key.Family && MapCacheMath.Mask(prefix, family, r.Key.Length) == r.Key.Prefix));
+                    && iid == r.Key.InstanceId && family == r.Key.Family && EidPrefix.Mask(prefix, family, r.Key.Length) == r.Key.Prefix));
             }
             if (refused > 0)
             {
@@ -633,7 +632,7 @@ public sealed class XtrAgent : IDisposable
         {
             if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) continue;
             if (Database.All.Any(d => d.InstanceId == iid && d.Family == family && d.Prefix == prefix && d.Length == rec.EidMaskLength)) continue;
-            var key = (iid, family, MapCacheMath.Mask(prefix, family, rec.EidMaskLength), (int)rec.EidMaskLength);
+            var key = (iid, family, EidPrefix.Mask(prefix, family, rec.EidMaskLength), (int)rec.EidMaskLength);
             if (_resolved.TryGetValue(key, out var profiles) && !profiles.IsEmpty)
             {
                 // Publications carry the record filtered for the latest subscription's constraints: one profile takes it
@@ -662,7 +661,7 @@ public sealed class XtrAgent : IDisposable
     private void Install(MappingRecord rec, ushort profile, UInt128 sourceEid, bool publication)
     {
         if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) return;
-        prefix = MapCacheMath.Mask(prefix, family, rec.EidMaskLength);
+        prefix = EidPrefix.Mask(prefix, family, rec.EidMaskLength);
         // Our own EIDs are never cached: this xTR delivers them itself.
         if (Database.Covering(iid, family, prefix) is DatabaseMapping own && own.Length <= rec.EidMaskLength) return;
         var rlocs = new List<RlocSpec>();

@@ -1,9 +1,9 @@
 using System.CommandLine;
-using FastXtr.ControlAgent.Agent;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.Dataplane.Shared;
+using FastXtr.Agent;
+using FastXtr.MapServer;
+using FastXtr.SharedMemory;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary><c>fastxtr agent</c>: the xTR control agent beside a data plane.</summary>
 public static class AgentCommand

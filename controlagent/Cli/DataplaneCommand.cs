@@ -1,8 +1,8 @@
 using System.CommandLine;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory;
 using FastXtr.Dataplane.Workers;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary><c>fastxtr dataplane</c>: runs the xTR data plane until SIGINT or SIGTERM.</summary>
 public static class DataplaneCommand

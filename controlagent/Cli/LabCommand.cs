@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Net;
-using FastXtr.ControlAgent.Lab;
+using FastXtr.Lab;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary><c>fastxtr lab up|run|down|agent|send</c>: the demonstration topology of issue #6.</summary>
 public static class LabCommand

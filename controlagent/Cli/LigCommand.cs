@@ -3,11 +3,11 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Context;
+using FastXtr.MapServer;
+using FastXtr.Lisp.Messages;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary>
 /// <c>fastxtr lig EID</c>: the LISP Internet Groper. Sends an Encapsulated Map-Request (optionally with agent

@@ -1,9 +1,9 @@
-using FastXtr.Dataplane.Headers;
+using FastXtr.Packets;
 using System.CommandLine;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary>
 /// <c>fastxtr map-cache add|del</c>: static map-cache entries written straight into a data plane's shared memory
@@ -53,8 +53,8 @@ public static class MapCacheCommand
         {
             try
             {
-                var (family, prefix, length) = CliParsing.ParsePrefix(parse.GetValue(eid)!, "--eid");
-                var rlocs = (parse.GetValue(rloc) ?? []).Select(CliParsing.ParseRloc).ToList();
+                var (family, prefix, length) = EidPrefix.Parse(parse.GetValue(eid)!, "--eid");
+                var rlocs = (parse.GetValue(rloc) ?? []).Select(RlocSpec.Parse).ToList();
                 var act = parse.GetValue(action) switch
                 {
                     "policy-denied" => MapReplyAction.DropPolicyDenied,
@@ -67,7 +67,7 @@ public static class MapCacheCommand
                 using var writer = Writer(region, stderr);
                 if (writer is null) return 1;
                 var result = writer.Upsert(new MapCacheEntrySpec(parse.GetValue(iid), 0, family, prefix, length, rlocs, act, parse.GetValue(ttl)));
-                stdout.WriteLine($"{result.ToString().ToLowerInvariant()} [{parse.GetValue(iid)}] {CliParsing.FormatAddress(family, prefix)}/{length}");
+                stdout.WriteLine($"{result.ToString().ToLowerInvariant()} [{parse.GetValue(iid)}] {EidPrefix.Format(family, prefix)}/{length}");
                 return result is MapCacheWriteResult.Inserted or MapCacheWriteResult.Updated ? 0 : 1;
             }
             catch (Exception e) when (e is FormatException or ArgumentException or SharedRegionException or FastXtr.NativeInterop.NativeException)
@@ -88,12 +88,12 @@ public static class MapCacheCommand
         {
             try
             {
-                var (family, prefix, length) = CliParsing.ParsePrefix(parse.GetValue(eid)!, "--eid");
+                var (family, prefix, length) = EidPrefix.Parse(parse.GetValue(eid)!, "--eid");
                 using var region = SharedRegion.Attach(parse.GetValue(shm)!);
                 using var writer = Writer(region, stderr);
                 if (writer is null) return 1;
                 var result = writer.Remove(parse.GetValue(iid), 0, family, prefix, length);
-                stdout.WriteLine($"{result.ToString().ToLowerInvariant()} [{parse.GetValue(iid)}] {CliParsing.FormatAddress(family, prefix)}/{length}");
+                stdout.WriteLine($"{result.ToString().ToLowerInvariant()} [{parse.GetValue(iid)}] {EidPrefix.Format(family, prefix)}/{length}");
                 return result == MapCacheWriteResult.Removed ? 0 : 1;
             }
             catch (Exception e) when (e is FormatException or SharedRegionException or FastXtr.NativeInterop.NativeException)

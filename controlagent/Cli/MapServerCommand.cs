@@ -2,9 +2,9 @@ using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using FastXtr.ControlAgent.MapServer;
+using FastXtr.MapServer;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary><c>fastxtr mapserver</c> and <c>fastxtr show registrations</c>.</summary>
 public static class MapServerCommand

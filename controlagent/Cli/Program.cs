@@ -1,7 +1,7 @@
 using System.CommandLine;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Messages;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary>The single <c>fastxtr</c> executable: one subcommand per role, each role its own process (ARCHITECTURE.md).</summary>
 public static class Program
@@ -43,11 +43,11 @@ public static class Program
     /// </summary>
     internal static string? DescribeDataPacket(ReadOnlySpan<byte> payload)
     {
-        if (!Dataplane.Headers.LispDataHeader.TryRead(payload, out var lisp, out _) || payload.Length < 8 + 1) return null;
+        if (!LispDataHeader.TryRead(payload, out var lisp, out _) || payload.Length < 8 + 1) return null;
         var inner = payload[8..];
         string packet;
-        if (inner[0] >> 4 == 4 && Dataplane.Headers.Ipv4Header.TryRead(inner, out var ip, out _) && ip.TotalLength == inner.Length)
-            packet = $"IPv4 {Dataplane.Headers.Ipv4Header.ToAddress(ip.SourceAddress)} -> {Dataplane.Headers.Ipv4Header.ToAddress(ip.DestinationAddress)} protocol {ip.Protocol} length {ip.TotalLength} ttl {ip.TimeToLive}";
+        if (inner[0] >> 4 == 4 && Ipv4Header.TryRead(inner, out var ip, out _) && ip.TotalLength == inner.Length)
+            packet = $"IPv4 {Ipv4Header.ToAddress(ip.SourceAddress)} -> {Ipv4Header.ToAddress(ip.DestinationAddress)} protocol {ip.Protocol} length {ip.TotalLength} ttl {ip.TimeToLive}";
         else if (inner[0] >> 4 == 6 && inner.Length >= 40 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(inner[4..]) + 40 == inner.Length)
             packet = $"IPv6 {new System.Net.IPAddress(inner.Slice(8, 16))} -> {new System.Net.IPAddress(inner.Slice(24, 16))} next-header {inner[6]} length {inner.Length} hop-limit {inner[7]}";
         else return null;

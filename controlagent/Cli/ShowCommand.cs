@@ -1,8 +1,9 @@
 using System.CommandLine;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
+using FastXtr.Agent;
 
-namespace FastXtr.ControlAgent.Cli;
+namespace FastXtr.Cli;
 
 /// <summary><c>fastxtr show stats|map-cache</c>: reads a running data plane's shared memory (no IPC, no locks).</summary>
 public static class ShowCommand
@@ -23,7 +24,7 @@ public static class ShowCommand
 
     private static Command Database(TextWriter stdout, TextWriter stderr)
     {
-        var socket = AgentApiClient.SocketOption();
+        var socket = ApiSocketOption();
         var json = new Option<bool>("--json") { Description = "print the agent's JSON answer" };
         var command = new Command("database", "This xTR's EID database as its agent registers it: configured mappings and attached agents, with RLOCs and attributes (asked from the agent's API).");
         command.Options.Add(socket);
@@ -43,7 +44,7 @@ public static class ShowCommand
 
     private static Command Agents(TextWriter stdout, TextWriter stderr)
     {
-        var socket = AgentApiClient.SocketOption();
+        var socket = ApiSocketOption();
         var json = new Option<bool>("--json") { Description = "print the agent's JSON answer" };
         var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), then the control agent's counters.");
         command.Options.Add(socket);
@@ -132,23 +133,29 @@ public static class ShowCommand
                 string expiry = e.ExpiresAt == 0 ? "never" : $"{Math.Max(0, (e.ExpiresAt - now) / System.Diagnostics.Stopwatch.Frequency)}s";
                 if (e.Profile == MapCacheEntry.SourceProfileKey)
                 {
-                    stdout.WriteLine($"[{e.InstanceId}] {CliParsing.FormatAddress(e.Family, e.Prefix)}/{e.PrefixLength}  source profile: sources here resolve under profile {e.AssignedProfile}");
+                    stdout.WriteLine($"[{e.InstanceId}] {EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}  source profile: sources here resolve under profile {e.AssignedProfile}");
                     continue;
                 }
                 if (e.Profile == MapCacheEntry.SolicitKey)
                 {
-                    stdout.WriteLine($"[{e.InstanceId}] {CliParsing.FormatAddress(e.Family, e.Prefix)}/{e.PrefixLength}  moved away: packets still arriving for it get their ITR an SMR; expires {expiry}");
+                    stdout.WriteLine($"[{e.InstanceId}] {EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}  moved away: packets still arriving for it get their ITR an SMR; expires {expiry}");
                     continue;
                 }
                 string rlocs = e.IsNegative ? $"negative, action {e.Action}" : string.Join(", ", Enumerable.Range(0, e.RlocCount).Select(i =>
                 {
                     var r = e.Rlocs[i];
-                    return $"{CliParsing.FormatAddress(r.Family, r.Address)} p{r.Priority}/w{r.Weight} {(r.Up ? "up" : "down")}";
+                    return $"{EidPrefix.Format(r.Family, r.Address)} p{r.Priority}/w{r.Weight} {(r.Up ? "up" : "down")}";
                 }));
-                stdout.WriteLine($"[{e.InstanceId}]{(e.Profile != 0 ? $"(profile {e.Profile})" : "")} {CliParsing.FormatAddress(e.Family, e.Prefix)}/{e.PrefixLength}  ttl {e.TtlMinutes}m  expires {expiry}  ver {e.MapVersion}  {rlocs}");
+                stdout.WriteLine($"[{e.InstanceId}]{(e.Profile != 0 ? $"(profile {e.Profile})" : "")} {EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}  ttl {e.TtlMinutes}m  expires {expiry}  ver {e.MapVersion}  {rlocs}");
             }
             return 0;
         });
         return command;
     }
+
+    private static Option<string> ApiSocketOption() => new("--api-socket")
+    {
+        Description = "the agent's API socket (default /run/fastxtr/agent-fastxtr.sock, the agent's default for --shm fastxtr)",
+        DefaultValueFactory = _ => "/run/fastxtr/agent-fastxtr.sock",
+    };
 }

@@ -5,7 +5,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace FastXtr.ControlAgent.Lab;
+namespace FastXtr.Lab;
 
 /// <summary>
 /// The lab's demo agent (<c>fastxtr lab agent</c>), one process per agent namespace. It always serves: TCP

@@ -2,10 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.Json.Nodes;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 
-namespace FastXtr.ControlAgent.Lab;
+namespace FastXtr.Lab;
 
 public sealed class LabException(string message) : Exception(message);
 
@@ -225,7 +225,7 @@ public sealed class LabRunner : IDisposable
     }
 
     private (int Status, JsonNode? Body) Api(int gateway, HttpMethod method, string path, string? json) =>
-        Cli.AgentApiClient.Send(_t.ApiSocket(gateway), method, path, json);
+        Agent.AgentApiClient.Send(_t.ApiSocket(gateway), method, path, json);
 
     // ------------------------------------------------------------------ observation
 
@@ -301,7 +301,7 @@ public sealed class LabRunner : IDisposable
         Thread.Sleep(settle);
         var a1 = ReportOf("A")["tasks"]!;
         string view1 = CacheView(1, 1000, "10.1.0.1", "10.1.0.2");
-        ulong misses = Counter(1, Dataplane.Shared.Counter.MissesPosted);
+        ulong misses = Counter(1, FastXtr.SharedMemory.Counter.MissesPosted);
         bool pass1 = a1["answered"]!.GetValue<long>() >= 20 && a1["lost"]!.GetValue<long>() == 0 && view1 == LabTopology.GatewayRloc(2) && misses >= 1;
         Step(1, "task exchange with resolution on first packet", pass1, new JsonObject
         {
@@ -356,12 +356,12 @@ public sealed class LabRunner : IDisposable
         Say("         gateway 3's inference agent switches to 'draining' (PATCH on its API: a metadata update, no re-registration gap)");
         var drain = Api(3, HttpMethod.Patch, "/v1/agents/1000/10.1.0.9", """{"attributes":{"state":"draining"}}""");
         Thread.Sleep(_quick ? 500 : 1000);
-        ulong deniedBefore = Counter(1, Dataplane.Shared.Counter.DropPolicyDenied);
+        ulong deniedBefore = Counter(1, FastXtr.SharedMemory.Counter.DropPolicyDenied);
         SendFrom("A", "10.1.0.9", count);
         SendFrom("C", "10.1.0.9", count);
         Thread.Sleep(300);
         long aAt3b = Received("inf3", "A") - aAt3, aAt2b = Received("inf2", "A") - aAt2, cAt3b = Received("inf3", "C") - cAt3, cAt2b = Received("inf2", "C") - cAt2;
-        ulong denied = Counter(1, Dataplane.Shared.Counter.DropPolicyDenied) - deniedBefore;
+        ulong denied = Counter(1, FastXtr.SharedMemory.Counter.DropPolicyDenied) - deniedBefore;
         string gpuView2 = CacheView(1, 1000, "10.1.0.1", "10.1.0.9"), plainView2 = CacheView(1, 1000, "10.1.0.3", "10.1.0.9");
         int enough = count * 8 / 10;
         bool pass3 = aAt3 >= enough && aAt2 == 0 && cAt3 >= enough && cAt2 == 0 && drain.Status == 200

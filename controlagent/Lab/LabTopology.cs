@@ -1,4 +1,4 @@
-namespace FastXtr.ControlAgent.Lab;
+namespace FastXtr.Lab;
 
 /// <summary>One demo agent: its namespace, EID, agent group, gateway and context.</summary>
 public sealed record LabAgent(string Name, string Eid, uint InstanceId, int Gateway, string? Attributes, string? Constraints)

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 
-namespace FastXtr.ControlAgent.Lab;
+namespace FastXtr.Lab;
 
 /// <summary>
 /// An RGB image drawn with lines, rectangles and a built-in 5x7 font, saved as a PNG with no dependency: 8-bit

@@ -1,4 +1,4 @@
-namespace FastXtr.ControlAgent.Lab;
+namespace FastXtr.Lab;
 
 /// <summary>
 /// Draws the probe timeline around the move as a PNG with no dependency: every probe's inter-arrival gap (y, ms)

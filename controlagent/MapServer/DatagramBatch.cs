@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using FastXtr.NativeInterop;
 
-namespace FastXtr.ControlAgent.MapServer;
+namespace FastXtr.MapServer;
 
 /// <summary>
 /// One IPv4 worker's batched socket I/O: up to <see cref="ReceiveSlots"/> datagrams per recvmmsg, and the replies
@@ -60,7 +60,7 @@ internal sealed unsafe class DatagramBatch : IDisposable
         byte* at = _arena + _arenaUsed;
         datagram.CopyTo(new Span<byte>(at, datagram.Length));
         _arenaUsed += datagram.Length;
-        _outgoing.Add(at, datagram.Length, Dataplane.Headers.Ipv4Header.ToUInt32(address), (ushort)destination.Port);
+        _outgoing.Add(at, datagram.Length, Ipv4Header.ToUInt32(address), (ushort)destination.Port);
         return true;
     }
 

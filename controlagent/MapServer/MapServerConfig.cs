@@ -1,14 +1,10 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
-using FastXtr.ControlAgent.Cli;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.MapCache;
+using FastXtr.Lisp.Messages;
 
-namespace FastXtr.ControlAgent.MapServer;
+namespace FastXtr.MapServer;
 
-/// <summary>One authentication key of a site: Key ID, algorithm and shared secret (RFC 9301 §5.6).</summary>
-public sealed record SiteKey(byte KeyId, AuthenticationAlgorithm Algorithm, byte[] Secret);
 
 /// <summary>An EID prefix a site may register, in one Instance ID.</summary>
 public sealed record SitePrefix(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length, bool AcceptMoreSpecifics)
@@ -16,23 +12,15 @@ public sealed record SitePrefix(uint InstanceId, EidFamily Family, UInt128 Prefi
     /// <summary>Whether a registered prefix lies inside this one (equal, or more specific when allowed).</summary>
     public bool Covers(uint iid, EidFamily family, UInt128 prefix, int length) =>
         iid == InstanceId && family == Family && length >= Length && (length == Length || AcceptMoreSpecifics)
-        && MapCacheMath.Mask(prefix, family, Length) == Prefix;
+        && EidPrefix.Mask(prefix, family, Length) == Prefix;
 
     public bool Contains(uint iid, EidFamily family, UInt128 address) =>
-        iid == InstanceId && family == Family && MapCacheMath.Mask(address, family, Length) == Prefix;
+        iid == InstanceId && family == Family && EidPrefix.Mask(address, family, Length) == Prefix;
 
-    public override string ToString() => $"[{InstanceId}]{CliParsing.FormatAddress(Family, Prefix)}/{Length}{(AcceptMoreSpecifics ? " accept-more-specifics" : "")}";
+    public override string ToString() => $"[{InstanceId}]{EidPrefix.Format(Family, Prefix)}/{Length}{(AcceptMoreSpecifics ? " accept-more-specifics" : "")}";
 }
 
 public sealed record SiteConfig(string Name, IReadOnlyList<SiteKey> Keys, IReadOnlyList<SitePrefix> Prefixes, bool ProxyReply, string? Description);
-
-/// <summary>Invalid configuration: says which line and why.</summary>
-public sealed class ConfigException : Exception
-{
-    public ConfigException(string message) : base(message) { }
-    public ConfigException() { }
-    public ConfigException(string message, Exception inner) : base(message, inner) { }
-}
 
 /// <summary>
 /// The Map-Server/Map-Resolver configuration (see <c>controlagent/MapServer/mapserver.example.conf</c>, which
@@ -66,7 +54,7 @@ public sealed class MapServerConfig
         for (int n = 0; n < lines.Count; n++)
         {
             string raw = lines[n];
-            var tokens = Tokenize(raw, source, n + 1);
+            var tokens = ConfigText.Tokenize(raw, source, n + 1);
             if (tokens.Count == 0) continue;
             bool indented = raw.Length > 0 && char.IsWhiteSpace(raw[0]);
             string Where() => $"{source} line {n + 1}";
@@ -107,7 +95,7 @@ public sealed class MapServerConfig
                 var (a, b) = (all[i].Prefix, all[j].Prefix);
                 if (a.InstanceId != b.InstanceId || a.Family != b.Family || all[i].Site == all[j].Site) continue;
                 int len = Math.Min(a.Length, b.Length);
-                if (MapCacheMath.Mask(a.Prefix, a.Family, len) == MapCacheMath.Mask(b.Prefix, b.Family, len))
+                if (EidPrefix.Mask(a.Prefix, a.Family, len) == EidPrefix.Mask(b.Prefix, b.Family, len))
                     throw new ConfigException($"{source}: sites '{all[i].Site}' ({a}) and '{all[j].Site}' ({b}) claim overlapping EID space; one site must own each EID");
             }
     }
@@ -163,43 +151,7 @@ public sealed class MapServerConfig
         return v;
     }
 
-    public static IPEndPoint ParseEndpoint(string text)
-    {
-        if (IPEndPoint.TryParse(text, out var ep))
-        {
-            if (ep.Port == 0) ep.Port = LispPorts.Control;
-            return ep;
-        }
-        throw new FormatException($"'{text}' is not ADDRESS[:PORT] (e.g. 127.0.0.1:4342 or [::1]:4342)");
-    }
-
-    private static List<string> Tokenize(string line, string source, int number)
-    {
-        var tokens = new List<string>();
-        var sb = new StringBuilder();
-        bool quoted = false, any = false;
-        foreach (char c in line)
-        {
-            if (quoted)
-            {
-                if (c == '"') quoted = false;
-                else sb.Append(c);
-                continue;
-            }
-            if (c == '#') break;
-            if (c == '"') { quoted = true; any = true; continue; }
-            if (char.IsWhiteSpace(c))
-            {
-                if (any) { tokens.Add(sb.ToString()); sb.Clear(); any = false; }
-                continue;
-            }
-            sb.Append(c);
-            any = true;
-        }
-        if (quoted) throw new ConfigException($"{source} line {number}: unterminated quote");
-        if (any) tokens.Add(sb.ToString());
-        return tokens;
-    }
+    public static IPEndPoint ParseEndpoint(string text) => ConfigText.ParseEndpoint(text, LispPorts.Control);
 
     private sealed class SiteBuilder(string name, int line, string source)
     {
@@ -230,7 +182,7 @@ public sealed class MapServerConfig
                     if (t.Count is < 3 or > 4 || (t.Count == 4 && t[3] != "accept-more-specifics"))
                         throw new ConfigException($"{where()}: expected 'eid-prefix IID PREFIX [accept-more-specifics]'");
                     uint iid = (uint)Number(t[1], 0, 0xFFFFFF, "Instance ID");
-                    var (family, prefix, length) = CliParsing.ParsePrefix(t[2], "eid-prefix");
+                    var (family, prefix, length) = EidPrefix.Parse(t[2], "eid-prefix");
                     _prefixes.Add(new SitePrefix(iid, family, prefix, length, t.Count == 4));
                     break;
                 case "proxy-reply":

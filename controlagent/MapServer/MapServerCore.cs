@@ -2,12 +2,11 @@ using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.Headers;
-using FastXtr.Dataplane.MapCache;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
+using FastXtr.Packets;
 
-namespace FastXtr.ControlAgent.MapServer;
+namespace FastXtr.MapServer;
 
 /// <summary>Writes at most one line per reason per second, then says how many it held back.</summary>
 public sealed class RateLimitedLog(TextWriter output)
@@ -134,7 +133,7 @@ public sealed class MapServerCore
         if (site is null)
         {
             _counters.Add(MsCounter.RegisterNoSiteForEid);
-            _log.Write("no-site", $"mapserver: {source}: Map-Register for [{iid0}]{Cli.CliParsing.FormatAddress(fam0, eid0)}: no site owns that EID; refused");
+            _log.Write("no-site", $"mapserver: {source}: Map-Register for [{iid0}]{EidPrefix.Format(fam0, eid0)}: no site owns that EID; refused");
             return;
         }
         SiteKey? key = Authenticate(message, site);
@@ -159,13 +158,13 @@ public sealed class MapServerCore
         {
             var rec = _register.Records[i];
             if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var eid)
-                || !site.Prefixes.Any(p => p.Covers(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength)))
+                || !site.Prefixes.Any(p => p.Covers(iid, family, EidPrefix.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength)))
             {
                 _counters.Add(MsCounter.RegisterForeignPrefix);
                 _log.Write("foreign", $"mapserver: {source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
                 return;
             }
-            var eidKey = new EidKey(iid, family, MapCacheMath.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength);
+            var eidKey = new EidKey(iid, family, EidPrefix.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength);
             if (_store.IsStale(eidKey, xtrId, rec.MapVersion, now, nowMs))
             {
                 // Reordered on the wire, or a retransmission that a newer message already overtook (RFC 9302 §3).
@@ -328,7 +327,7 @@ public sealed class MapServerCore
             {
                 int length = NegativePrefixLength(iid, family, eid, out bool inSite);
                 var record = reply.Records.AddNew();
-                EidAddress.Assign(record.EidPrefix, iid, family, MapCacheMath.Mask(eid, family, length), lcaf || iid != 0);
+                EidAddress.Assign(record.EidPrefix, iid, family, EidPrefix.Mask(eid, family, length), lcaf || iid != 0);
                 record.EidMaskLength = (byte)length;
                 record.TtlMinutes = inSite ? _config.UnregisteredTtlMinutes : _config.NegativeTtlMinutes;
                 record.Action = MapReplyAction.NativelyForward;
@@ -355,7 +354,7 @@ public sealed class MapServerCore
     /// <param name="inSite">Whether a configured site prefix holds the EID (the answer then gets the unregistered TTL).</param>
     private int NegativePrefixLength(uint iid, EidFamily family, UInt128 eid, out bool inSite)
     {
-        int bits = MapCacheMath.MaxPrefixLength(family);
+        int bits = EidPrefix.MaxLength(family);
         int length = _store.NegativePrefixLength(iid, family, eid);
         inSite = false;
         foreach (var site in _config.Sites)
@@ -380,7 +379,7 @@ public sealed class MapServerCore
         if (!_store.TryGetSiteOf(xtrId, out var site))
         {
             _counters.Add(MsCounter.SubscriptionsRefused);
-            _log.Write("subscribe", $"mapserver: {subscriber}: subscription for {reg.Key.InstanceId}/{Cli.CliParsing.FormatAddress(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
+            _log.Write("subscribe", $"mapserver: {subscriber}: subscription for {reg.Key.InstanceId}/{EidPrefix.Format(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
             return;
         }
         Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, site, site.Keys[0], constraints, lcaf));

@@ -1,4 +1,4 @@
-namespace FastXtr.ControlAgent.MapServer;
+namespace FastXtr.MapServer;
 
 /// <summary>What the Map-Server counts; every refused message is counted under its reason.</summary>
 public enum MsCounter
@@ -44,16 +44,4 @@ public enum MsCounter
     Count,
 }
 
-public sealed class MapServerCounters
-{
-    private readonly long[] _values = new long[(int)MsCounter.Count];
-
-    public void Add(MsCounter c, long n = 1) => Interlocked.Add(ref _values[(int)c], n);
-
-    public long this[MsCounter c] => Volatile.Read(ref _values[(int)c]);
-
-    public static string Name(MsCounter c) => Dataplane.Shared.WorkerCounters.Kebab(c.ToString());
-
-    public Dictionary<string, long> ToDictionary() =>
-        Enum.GetValues<MsCounter>().Where(c => c != MsCounter.Count).ToDictionary(Name, c => this[c]);
-}
+public sealed class MapServerCounters : FastXtr.Common.CounterSet<MsCounter>;

@@ -2,8 +2,10 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
 
-namespace FastXtr.ControlAgent.MapServer;
+namespace FastXtr.MapServer;
 
 /// <summary>
 /// Runs a Map-Server/Map-Resolver: for each listen address, <c>workers</c> UDP sockets with SO_REUSEPORT (the kernel
@@ -172,7 +174,7 @@ public sealed class MapServerHost : IDisposable
         {
             core.Handle(datagram, source, sender);
         }
-        catch (Exception e) when (e is Messages.LispFormatException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is LispFormatException or ArgumentException or InvalidOperationException)
         {
             // Defence in depth: the decoders report errors without throwing.
             Counters.Add(MsCounter.MalformedMessage);
@@ -260,7 +262,7 @@ public sealed class MapServerHost : IDisposable
                 {
                     ["site"] = reg.Site.Name,
                     ["iid"] = reg.Key.InstanceId,
-                    ["eid"] = $"{Cli.CliParsing.FormatAddress(reg.Key.Family, reg.Key.Prefix)}/{reg.Key.Length}",
+                    ["eid"] = $"{EidPrefix.Format(reg.Key.Family, reg.Key.Prefix)}/{reg.Key.Length}",
                     ["xtr_id"] = x.XtrId.ToString("x32", System.Globalization.CultureInfo.InvariantCulture),
                     ["site_id"] = x.SiteId,
                     ["source"] = x.Source.ToString(),
@@ -271,7 +273,7 @@ public sealed class MapServerHost : IDisposable
                     ["rlocs"] = x.Rlocs.Select(r => new Dictionary<string, object?>
                     {
                         ["address"] = r.Address.ToString(), ["priority"] = r.Priority, ["weight"] = r.Weight, ["reachable"] = r.Reachable,
-                        ["attributes"] = r.Context is null ? null : JsonDocument.Parse(r.Context.ToUtf8Json()).RootElement.GetProperty(Context.AgentContext.MemberName).Clone(),
+                        ["attributes"] = r.Context is null ? null : JsonDocument.Parse(r.Context.ToUtf8Json()).RootElement.GetProperty(AgentContext.MemberName).Clone(),
                     }).ToList(),
                 });
             }

@@ -2,10 +2,10 @@ using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Net;
 using System.Security.Cryptography;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
 
-namespace FastXtr.ControlAgent.MapServer;
+namespace FastXtr.MapServer;
 
 /// <summary>An ITR following one registered EID prefix (RFC 9437 §4), with the constraints it resolved under.</summary>
 public sealed record Subscription(EidKey Key, IPEndPoint Subscriber, UInt128 XtrId, SiteConfig Site, SiteKey SiteKey, AgentConstraints? Constraints, bool Lcaf);

@@ -1,11 +1,10 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Net;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.MapCache;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
 
-namespace FastXtr.ControlAgent.MapServer;
+namespace FastXtr.MapServer;
 
 /// <summary>(IID, family, prefix, length): the key of a registered EID prefix.</summary>
 public readonly record struct EidKey(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length);
@@ -108,13 +107,6 @@ public sealed class RegistrationStore
     /// </summary>
     public const int ExpiryScanPerCall = 500;
 
-    /// <summary>
-    /// How long a map-version accepted from an xTR for a prefix (or the version of its withdrawal) stands against an
-    /// older one arriving later: two Map-Registers of one xTR reordered on the wire, or a delayed retransmission. Past
-    /// it, an older version is taken as the xTR's restart and accepted.
-    /// </summary>
-    public static readonly TimeSpan ReorderWindow = TimeSpan.FromSeconds(10);
-
     // The map-versions of recent withdrawals, by (prefix, xTR-ID): a register built before a withdrawal that arrives
     // after it must not bring the prefix back. Pruned as they leave the reorder window.
     private readonly ConcurrentDictionary<(EidKey, UInt128), (ushort Version, long AtMs)> _withdrawnVersions = new();
@@ -140,11 +132,11 @@ public sealed class RegistrationStore
     {
         if (_lengths.TryGetValue((iid, family), out var set))
         {
-            int max = MapCacheMath.MaxPrefixLength(family);
+            int max = EidPrefix.MaxLength(family);
             for (int len = max; len >= 0; len--)
             {
                 if ((Volatile.Read(ref set.Words[len >> 6]) & (1L << (len & 63))) == 0) continue;
-                if (_byKey.TryGetValue(new EidKey(iid, family, MapCacheMath.Mask(eid, family, len), len), out registration!)) return true;
+                if (_byKey.TryGetValue(new EidKey(iid, family, EidPrefix.Mask(eid, family, len), len), out registration!)) return true;
             }
         }
         registration = null!;
@@ -184,16 +176,16 @@ public sealed class RegistrationStore
     /// <summary>
     /// Whether a record from <paramref name="xtrId"/> for <paramref name="key"/> carrying <paramref name="mapVersion"/>
     /// is older (RFC 9302 §3) than the version of that xTR's registration or withdrawal of the prefix accepted within
-    /// the <see cref="ReorderWindow"/>: a leftover that must not undo what came after it. Records without a version
+    /// the <see cref="MapVersioning.ReorderWindow"/>: a leftover that must not undo what came after it. Records without a version
     /// (0, as most deployed xTRs send) are never stale.
     /// </summary>
     public bool IsStale(EidKey key, UInt128 xtrId, ushort mapVersion, DateTime now, long nowMs)
     {
         if (mapVersion == MapVersioning.Null) return false;
         if (_byKey.TryGetValue(key, out var reg) && reg.ByXtr.TryGetValue(xtrId, out var x)
-            && now - x.LastRegistered < ReorderWindow && MapVersioning.IsNewer(x.MapVersion, mapVersion)) return true;
+            && now - x.LastRegistered < MapVersioning.ReorderWindow && MapVersioning.IsNewer(x.MapVersion, mapVersion)) return true;
         return _withdrawnVersions.TryGetValue((key, xtrId), out var w)
-               && nowMs - w.AtMs < (long)ReorderWindow.TotalMilliseconds && MapVersioning.IsNewer(w.Version, mapVersion);
+               && nowMs - w.AtMs < (long)MapVersioning.ReorderWindow.TotalMilliseconds && MapVersioning.IsNewer(w.Version, mapVersion);
     }
 
     /// <summary>The site an xTR-ID has registered prefixes with; false when it has none registered now.</summary>
@@ -219,7 +211,7 @@ public sealed class RegistrationStore
         {
             _lastPruneMs = nowMs;
             foreach (var (k, w) in _withdrawnVersions)
-                if (nowMs - w.AtMs >= (long)ReorderWindow.TotalMilliseconds) _withdrawnVersions.TryRemove(k, out _);
+                if (nowMs - w.AtMs >= (long)MapVersioning.ReorderWindow.TotalMilliseconds) _withdrawnVersions.TryRemove(k, out _);
         }
         int removed = 0;
         var changes = new List<(EidRegistration Old, EidRegistration? New)>();
@@ -297,7 +289,7 @@ public sealed class RegistrationStore
     /// </summary>
     public int NegativePrefixLength(uint iid, EidFamily family, UInt128 eid)
     {
-        int bits = MapCacheMath.MaxPrefixLength(family);
+        int bits = EidPrefix.MaxLength(family);
         int longest = -1;
         lock (_write)
         {

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
-using FastXtr.ControlAgent.Lab;
+using FastXtr.Lab;
 
 namespace FastXtr.Perf.Charts;
 

@@ -5,7 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using FastXtr.NativeInterop;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Messages;
 
 namespace FastXtr.Perf.Load;
 

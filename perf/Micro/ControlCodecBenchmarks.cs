@@ -1,6 +1,6 @@
 using BenchmarkDotNet.Attributes;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
 
 namespace FastXtr.Perf.Micro;
 

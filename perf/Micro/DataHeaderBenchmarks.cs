@@ -1,5 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using FastXtr.Dataplane.Headers;
+using FastXtr.Packets;
 
 namespace FastXtr.Perf.Micro;
 

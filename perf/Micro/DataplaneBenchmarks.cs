@@ -1,11 +1,11 @@
 using BenchmarkDotNet.Attributes;
 using FastXtr.Dataplane.Buffers;
-using FastXtr.Dataplane.Checksum;
+using FastXtr.Packets;
 using FastXtr.Dataplane.Decap;
 using FastXtr.Dataplane.Encap;
-using FastXtr.Dataplane.Headers;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.Packets;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 
 namespace FastXtr.Perf.Micro;
 

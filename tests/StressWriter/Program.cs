@@ -1,5 +1,5 @@
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 
 namespace FastXtr.StressWriter;
 

@@ -1,6 +1,6 @@
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.Headers;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
+using FastXtr.Packets;
 
 namespace FastXtr.Fuzz;
 

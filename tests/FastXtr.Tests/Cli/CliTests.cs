@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Messages;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -64,9 +64,9 @@ public class CliTests
 
         // A data packet (N and I bits: 0x88, which reads as an ECM's type) with an inner IPv4/UDP packet.
         var inner = new byte[28];
-        new FastXtr.Dataplane.Headers.Ipv4Header { TotalLength = 28, TimeToLive = 64, Protocol = 17, SourceAddress = 0x0A010001, DestinationAddress = 0x0A020005 }.Write(inner);
+        new FastXtr.Packets.Ipv4Header { TotalLength = 28, TimeToLive = 64, Protocol = 17, SourceAddress = 0x0A010001, DestinationAddress = 0x0A020005 }.Write(inner);
         var packet = new byte[8 + 28];
-        FastXtr.Dataplane.Headers.LispDataHeader.WithNonce(0x123456, 1000).Write(packet);
+        FastXtr.Packets.LispDataHeader.WithNonce(0x123456, 1000).Write(packet);
         inner.CopyTo(packet, 8);
         var data = Run("decode", Convert.ToHexString(packet));
         Assert.That(data.Code, Is.EqualTo(0));
@@ -127,7 +127,7 @@ public class CliTests
     public void MapCacheAdd_ThenShow_ThenDelete_OnAPrivateRegion()
     {
         string name = $"fxtest-cli-{Environment.ProcessId}";
-        using (FastXtr.Dataplane.Shared.SharedRegion.Create(name, FastXtr.Dataplane.Shared.SharedRegionSizes.Default with { EntryCapacity = 64 })) { }
+        using (FastXtr.SharedMemory.SharedRegion.Create(name, FastXtr.SharedMemory.SharedRegionSizes.Default with { EntryCapacity = 64 })) { }
         try
         {
             Assert.That(Run("map-cache", "add", "--shm", name, "--iid", "1000", "--eid", "10.2.0.0/24", "--rloc", "192.0.2.2,1,60", "--rloc", "192.0.2.3,2,40").Code, Is.EqualTo(0));
@@ -165,8 +165,8 @@ public class CliTests
 
             var reg = new MapRegister { Nonce = 1, WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 0xabc, SiteId = 3 };
             var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.Parse("10.1.0.5")) };
-            var ctx = FastXtr.ControlAgent.Context.AgentContext.TryParse("{\"agent-context\":{\"hardware\":[\"gpu\"],\"state\":\"ready\"}}", out _)!;
-            rec.Locators.Add(new LocatorRecord(FastXtr.ControlAgent.Context.ContextEncoding.RlocWithContext(LispAddress.Parse("192.0.2.3"), ctx), 1, 100));
+            var ctx = FastXtr.Lisp.Context.AgentContext.TryParse("{\"agent-context\":{\"hardware\":[\"gpu\"],\"state\":\"ready\"}}", out _)!;
+            rec.Locators.Add(new LocatorRecord(FastXtr.Lisp.Context.ContextEncoding.RlocWithContext(LispAddress.Parse("192.0.2.3"), ctx), 1, 100));
             reg.Records.Add(rec);
             using var udp = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
             udp.Client.ReceiveTimeout = 3000;

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using FastXtr.ControlAgent.Cli;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Cli;
+using FastXtr.Lisp.Messages;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.Cli;

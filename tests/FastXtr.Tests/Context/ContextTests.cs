@@ -1,5 +1,5 @@
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.Context;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -246,7 +246,7 @@ public class AgentResolutionTests
         PingA("10.7.0.1", 3, 0.3);
         TwoXtrLab.WaitFor(() => NegativeEntryFor(0x0A070001) is not null, "A's negative entry for 10.7.0.1");
         var entry = NegativeEntryFor(0x0A070001)!.Value;
-        Assert.That(entry.Action, Is.EqualTo(FastXtr.Dataplane.Headers.MapReplyAction.NativelyForward));
+        Assert.That(entry.Action, Is.EqualTo(FastXtr.Packets.MapReplyAction.NativelyForward));
         Assert.That(entry.PrefixLength, Is.InRange(9, 16), "the least-specific prefix that covers 10.7.0.1 and no registration");
         Assert.That(AgentCounter("a", "negative-replies-installed") - negativeBefore, Is.EqualTo(1));
         long requests = AgentCounter("a", "map-requests-sent");
@@ -300,7 +300,7 @@ public class AgentResolutionTests
         int.Parse(System.Text.RegularExpressions.Regex.Match(ping.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
 
     private (int Status, System.Text.Json.Nodes.JsonNode? Body) Api(string x, HttpMethod method, string path, string? json = null) =>
-        FastXtr.ControlAgent.Cli.AgentApiClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", method, path, json);
+        FastXtr.Agent.AgentApiClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", method, path, json);
 
     private long AgentCounter(string x, string name) =>
         Api(x, HttpMethod.Get, "/v1/status").Body?["counters"]?[name]?.GetValue<long>() ?? -1;
@@ -311,7 +311,7 @@ public class AgentResolutionTests
     private MapCacheEntry? CacheEntry(string eid)
     {
         using var a = SharedRegion.Attach($"fxtest-aga-{_tag}");
-        uint address = FastXtr.Dataplane.Headers.Ipv4Header.ToUInt32(System.Net.IPAddress.Parse(eid));
+        uint address = FastXtr.Packets.Ipv4Header.ToUInt32(System.Net.IPAddress.Parse(eid));
         return a.MapCache.Snapshot().Where(e => e.Profile == 0 && e.InstanceId == 1000 && e.Family == EidFamily.Ipv4 && e.PrefixLength == 32 && (uint)e.Prefix == address)
             .Select(e => (MapCacheEntry?)e).FirstOrDefault();
     }

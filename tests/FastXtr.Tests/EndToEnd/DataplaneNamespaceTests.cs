@@ -1,4 +1,4 @@
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

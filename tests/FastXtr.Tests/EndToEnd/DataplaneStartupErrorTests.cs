@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

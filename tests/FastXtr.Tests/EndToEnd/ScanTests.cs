@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

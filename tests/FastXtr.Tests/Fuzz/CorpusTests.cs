@@ -1,4 +1,4 @@
-using FastXtr.Dataplane.Headers;
+using FastXtr.Packets;
 using FastXtr.Fuzz;
 using FastXtr.Tests.Support;
 using NUnit.Framework;

@@ -1,4 +1,4 @@
-using FastXtr.Dataplane.Checksum;
+using FastXtr.Packets;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.Headers;

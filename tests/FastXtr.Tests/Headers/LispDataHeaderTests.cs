@@ -1,6 +1,6 @@
 using System.Net;
-using FastXtr.Dataplane.Checksum;
-using FastXtr.Dataplane.Headers;
+using FastXtr.Packets;
+using FastXtr.Packets;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

@@ -1,6 +1,6 @@
-using FastXtr.Dataplane.Headers;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.Packets;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.MapCache;
@@ -14,7 +14,7 @@ public class MapCacheModelTests
     /// <summary>Naive longest-prefix match: scan everything.</summary>
     private static ModelEntry? ModelLookup(List<ModelEntry> model, MapCacheKey key) =>
         model.Where(e => e.Iid == key.InstanceId && e.Profile == key.Profile && e.Family == key.Family
-                         && MapCacheMath.Mask(key.Address, key.Family, e.Length) == e.Prefix)
+                         && EidPrefix.Mask(key.Address, key.Family, e.Length) == e.Prefix)
              .OrderByDescending(e => e.Length).FirstOrDefault();
 
     private static UInt128 RandomAddress(Random rng, EidFamily family)
@@ -43,9 +43,9 @@ public class MapCacheModelTests
             int choice = rng.Next(10);
             if (choice < 5 && model.Count < 2000)
             {
-                int max = MapCacheMath.MaxPrefixLength(family);
+                int max = EidPrefix.MaxLength(family);
                 int length = family == EidFamily.Ipv4 ? rng.Next(8, max + 1) : rng.Next(32, max + 1);
-                UInt128 prefix = MapCacheMath.Mask(RandomAddress(rng, family), family, length);
+                UInt128 prefix = EidPrefix.Mask(RandomAddress(rng, family), family, length);
                 uint m = marker++;
                 var result = writer.Upsert(new MapCacheEntrySpec(iid, profile, family, prefix, length, [new RlocSpec(EidFamily.Ipv4, m, 1, 100)]));
                 int existing = model.FindIndex(e => e.Iid == iid && e.Profile == profile && e.Family == family && e.Prefix == prefix && e.Length == length);
@@ -67,7 +67,7 @@ public class MapCacheModelTests
                 {
                     var near = model[rng.Next(model.Count)];
                     (family, iid, profile) = (near.Family, near.Iid, near.Profile);
-                    address = near.Prefix | (RandomAddress(rng, family) & ~MapCacheMath.Mask(UInt128.MaxValue >> (family == EidFamily.Ipv4 ? 96 : 0), family, near.Length));
+                    address = near.Prefix | (RandomAddress(rng, family) & ~EidPrefix.Mask(UInt128.MaxValue >> (family == EidFamily.Ipv4 ? 96 : 0), family, near.Length));
                 }
                 var key = new MapCacheKey(iid, profile, family, address);
                 var expected = ModelLookup(model, key);
@@ -115,7 +115,7 @@ public class MapCacheModelTests
             if (choice < inserts)
             {
                 int length = family == EidFamily.Ipv4 ? v4Lengths[rng.Next(v4Lengths.Length)] : v6Lengths[rng.Next(v6Lengths.Length)];
-                var key = (iid, profile, family, length, MapCacheMath.Mask(RandomAddress(rng, family), family, length));
+                var key = (iid, profile, family, length, EidPrefix.Mask(RandomAddress(rng, family), family, length));
                 uint ttl = (uint)rng.Next(60, 6000);
                 uint m = marker++;
                 var result = writer.Upsert(new MapCacheEntrySpec(iid, profile, family, key.Item5, length, [new RlocSpec(EidFamily.Ipv4, m, 1, 100)], TtlMinutes: ttl), clock);
@@ -148,15 +148,15 @@ public class MapCacheModelTests
             {
                 var near = keys[rng.Next(keys.Count)];
                 (family, iid, profile) = (near.Family, near.Iid, near.Profile);
-                int bits = MapCacheMath.MaxPrefixLength(family);
-                address = near.Prefix | (RandomAddress(rng, family) & ~MapCacheMath.Mask(bits == 32 ? uint.MaxValue : UInt128.MaxValue, family, near.Length));
+                int bits = EidPrefix.MaxLength(family);
+                address = near.Prefix | (RandomAddress(rng, family) & ~EidPrefix.Mask(bits == 32 ? uint.MaxValue : UInt128.MaxValue, family, near.Length));
             }
             var lookup = new MapCacheKey(iid, profile, family, address);
             bool found = region.MapCache.TryLookup(lookup, out var entry);
             (uint Marker, long Expires)? expected = null;
             int expectedLength = -1;
-            for (int len = MapCacheMath.MaxPrefixLength(family); len >= 0 && expected is null; len--)
-                if (model.TryGetValue((iid, profile, family, len, MapCacheMath.Mask(address, family, len)), out var hit)) { expected = hit; expectedLength = len; }
+            for (int len = EidPrefix.MaxLength(family); len >= 0 && expected is null; len--)
+                if (model.TryGetValue((iid, profile, family, len, EidPrefix.Mask(address, family, len)), out var hit)) { expected = hit; expectedLength = len; }
             Assert.That(found, Is.EqualTo(expected is not null), $"lookup {lookup} at op {op}");
             if (expected is not null)
             {

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.MapCache;

@@ -2,10 +2,10 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
-using FastXtr.ControlAgent.Agent;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.Dataplane.MapCache;
-using FastXtr.Dataplane.Shared;
+using FastXtr.Agent;
+using FastXtr.MapServer;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.MapServer;
@@ -35,7 +35,7 @@ public class AgentApiTests
         _agent = new XtrAgent(config, _region, TextWriter.Null);
         _socket = Path.Combine(Path.GetTempPath(), $"fastxtr-api-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
         _api = await AgentApi.StartAsync(_agent, _socket, TextWriter.Null);
-        _http = FastXtr.ControlAgent.Cli.AgentApiClient.Create(_socket);
+        _http = FastXtr.Agent.AgentApiClient.Create(_socket);
     }
 
     [TearDown]
@@ -60,7 +60,7 @@ public class AgentApiTests
 
     private bool RegisteredState(string state) =>
         _server.Store.TryLookup(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")), out var reg)
-        && reg.EffectiveRlocs().Any(r => r.Context?.State is { } s && ControlAgent.Context.AgentContext.StateName(s) == state);
+        && reg.EffectiveRlocs().Any(r => r.Context?.State is { } s && FastXtr.Lisp.Context.AgentContext.StateName(s) == state);
 
     [Test]
     public async Task AttachUpdateDetach_AreRegisteredAtOnce()

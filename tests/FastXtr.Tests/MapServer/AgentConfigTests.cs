@@ -1,5 +1,5 @@
-using FastXtr.ControlAgent.Agent;
-using FastXtr.ControlAgent.MapServer;
+using FastXtr.Agent;
+using FastXtr.MapServer;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.MapServer;

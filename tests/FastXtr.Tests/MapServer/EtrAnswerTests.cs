@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
-using FastXtr.ControlAgent.Agent;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.Shared;
+using FastXtr.Agent;
+using FastXtr.Lisp.Context;
+using FastXtr.MapServer;
+using FastXtr.Lisp.Messages;
+using FastXtr.SharedMemory;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.MapServer;

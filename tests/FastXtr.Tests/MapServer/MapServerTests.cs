@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.MapCache;
+using FastXtr.Lisp.Context;
+using FastXtr.MapServer;
+using FastXtr.Lisp.Messages;
+using FastXtr.SharedMemory.MapCache;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.MapServer;
@@ -390,13 +390,13 @@ public class MapServerTests
         {
             uint eid = i % 2 == 0 ? 0x0A000000u | (uint)rng.Next(0, 1 << 24) : (uint)rng.Next();
             if ((eid & 0xFFFFFF00) == 0x0A010000) continue; // registered
-            bool Overlaps(uint p, int plen, int L) => MapCacheMath.Mask(p, EidFamily.Ipv4, Math.Min(L, plen)) == MapCacheMath.Mask(eid, EidFamily.Ipv4, Math.Min(L, plen));
+            bool Overlaps(uint p, int plen, int L) => EidPrefix.Mask(p, EidFamily.Ipv4, Math.Min(L, plen)) == EidPrefix.Mask(eid, EidFamily.Ipv4, Math.Min(L, plen));
             // Reference: the shortest length whose prefix around the EID lies inside every site prefix holding the
             // EID and overlaps no other known prefix.
             int expected = Enumerable.Range(0, 33).First(L => known.All(k =>
                 Overlaps(k.Prefix, k.Length, k.Length) ? L >= k.Length : !Overlaps(k.Prefix, k.Length, L)));
             var record = Ask(1000, Ipv4Header.ToAddress(eid).ToString()).Records[0];
-            bool inSite = sites.Any(k => MapCacheMath.Mask(eid, EidFamily.Ipv4, k.Length) == k.Prefix);
+            bool inSite = sites.Any(k => EidPrefix.Mask(eid, EidFamily.Ipv4, k.Length) == k.Prefix);
             Assert.That((record.IsNegative, (int)record.EidMaskLength, record.TtlMinutes), Is.EqualTo((true, expected, inSite ? 1u : 15u)), $"eid {Ipv4Header.ToAddress(eid)}");
         }
     }
@@ -411,7 +411,7 @@ public class MapServerTests
         for (int i = 0; i < 200; i++)
         {
             int len = rng.Next(8, 33);
-            UInt128 p = MapCacheMath.Mask((uint)rng.Next(), EidFamily.Ipv4, len);
+            UInt128 p = EidPrefix.Mask((uint)rng.Next(), EidFamily.Ipv4, len);
             prefixes.Add((p, len));
             store.Register(new EidKey(1, EidFamily.Ipv4, p, len), site, new XtrRegistration(1, 0, new IPEndPoint(IPAddress.Loopback, 1), [], false, 1, 0, DateTime.UtcNow, DateTime.UtcNow, long.MaxValue));
         }
@@ -424,7 +424,7 @@ public class MapServerTests
             if (store.TryLookup(1, EidFamily.Ipv4, eid, out _)) continue;
             // Reference: the shortest length whose prefix around the EID overlaps no registered prefix.
             int expected = Enumerable.Range(0, 33).First(L => prefixes.All(p =>
-                MapCacheMath.Mask(p.Prefix, EidFamily.Ipv4, Math.Min(L, p.Length)) != MapCacheMath.Mask(eid, EidFamily.Ipv4, Math.Min(L, p.Length))));
+                EidPrefix.Mask(p.Prefix, EidFamily.Ipv4, Math.Min(L, p.Length)) != EidPrefix.Mask(eid, EidFamily.Ipv4, Math.Min(L, p.Length))));
             Assert.That(store.NegativePrefixLength(1, EidFamily.Ipv4, eid), Is.EqualTo(expected), $"eid {eid:x8}");
         }
     }

@@ -1,8 +1,8 @@
 using System.Collections.Immutable;
 using System.Net;
-using FastXtr.ControlAgent.MapServer;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.MapCache;
+using FastXtr.MapServer;
+using FastXtr.Lisp.Messages;
+using FastXtr.SharedMemory.MapCache;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.MapServer;

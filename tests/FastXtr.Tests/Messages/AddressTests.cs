@@ -1,4 +1,4 @@
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Messages;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Messages;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

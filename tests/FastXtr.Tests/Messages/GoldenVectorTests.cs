@@ -1,6 +1,6 @@
 using System.Net;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 

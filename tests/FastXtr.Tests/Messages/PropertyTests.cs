@@ -1,6 +1,6 @@
 using CsCheck;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.Headers;
+using FastXtr.Lisp.Messages;
+using FastXtr.Packets;
 using FastXtr.Fuzz;
 using FastXtr.Tests.Support;
 using NUnit.Framework;

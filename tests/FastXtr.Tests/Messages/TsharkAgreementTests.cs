@@ -1,7 +1,7 @@
 using System.Net;
-using FastXtr.ControlAgent.Context;
-using FastXtr.ControlAgent.Messages;
-using FastXtr.Dataplane.Headers;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
+using FastXtr.Packets;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -59,7 +59,7 @@ public class TsharkAgreementTests
         });
 
         // The SMR our ETR sends (RFC 9301 §6.6.2, OOR's layout): the moved EID as Source-EID, the ITR's EID in the record.
-        var ours = FastXtr.ControlAgent.Agent.XtrAgent.BuildSmr(1000, FastXtr.Dataplane.MapCache.EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
+        var ours = FastXtr.Agent.XtrAgent.BuildSmr(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
             Ipv4Header.ToUInt32(IPAddress.Parse("10.2.0.1")), LispAddress.Parse("192.0.2.1"), 0x5352);
         yield return new Case("smr-sent-by-our-etr", ours.ToArray(), new()
         {
@@ -144,7 +144,7 @@ public class TsharkAgreementTests
         int n = LispDataPacket.WriteIpv4(data, Src, Dst, 61234, 64, 0, 1, false, LispDataHeader.WithNonce(0x00abcd, instanceId: 1000), 28);
         data[n] = 0x45; data[n + 3] = 28; data[n + 8] = 64; data[n + 9] = 17; // a minimal inner IPv4/UDP header
         data[n + 12] = 10; data[n + 13] = 1; data[n + 15] = 1; data[n + 16] = 10; data[n + 17] = 1; data[n + 19] = 5;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(data.AsSpan(n + 10), FastXtr.Dataplane.Checksum.InternetChecksum.Compute(data.AsSpan(n, 20)));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(data.AsSpan(n + 10), FastXtr.Packets.InternetChecksum.Compute(data.AsSpan(n, 20)));
         data[n + 24] = 0; data[n + 25] = 8;
         yield return new Case("data-packet", data, new()
         {

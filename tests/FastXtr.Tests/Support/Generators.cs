@@ -1,5 +1,5 @@
 using CsCheck;
-using FastXtr.ControlAgent.Messages;
+using FastXtr.Lisp.Messages;
 
 namespace FastXtr.Tests.Support;
 

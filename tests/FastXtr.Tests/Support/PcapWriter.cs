@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using FastXtr.Dataplane.Headers;
+using FastXtr.Packets;
 
 namespace FastXtr.Tests.Support;
 

@@ -1,0 +1,67 @@
+using System.Buffers.Binary;
+using FastXtr.Packets;
+
+namespace FastXtr.Packets;
+
+/// <summary>
+/// The UDP header (RFC 768). LISP data packets over IPv4 and IPv6 carry a zero checksum
+/// (RFC 9300 §5.3, with RFC 6935/6936 for IPv6); control messages carry a computed one.
+/// <code>
+///  |          Source Port          |       Destination Port        |
+///  |            Length             |           Checksum            |
+/// </code>
+/// </summary>
+public struct UdpHeader
+{
+    public const int Length = 8;
+
+    public ushort SourcePort;
+    public ushort DestinationPort;
+    public ushort TotalLength;
+    public ushort Checksum;
+
+    public static bool TryRead(ReadOnlySpan<byte> source, out UdpHeader header, out UdpHeaderError error)
+    {
+        header = default;
+        if (source.Length < Length) { error = UdpHeaderError.Truncated; return false; }
+        ushort len = BinaryPrimitives.ReadUInt16BigEndian(source[4..]);
+        if (len < Length || len > source.Length) { error = UdpHeaderError.BadLength; return false; }
+        header = new UdpHeader
+        {
+            SourcePort = BinaryPrimitives.ReadUInt16BigEndian(source),
+            DestinationPort = BinaryPrimitives.ReadUInt16BigEndian(source[2..]),
+            TotalLength = len,
+            Checksum = BinaryPrimitives.ReadUInt16BigEndian(source[6..]),
+        };
+        error = UdpHeaderError.None;
+        return true;
+    }
+
+    public readonly int Write(Span<byte> destination)
+    {
+        BinaryPrimitives.WriteUInt16BigEndian(destination, SourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[2..], DestinationPort);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[4..], TotalLength);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[6..], Checksum);
+        return Length;
+    }
+
+    /// <summary>
+    /// Computes and stores the checksum of a UDP datagram (header and payload in <paramref name="datagram"/>)
+    /// given the pseudo-header partial sum. A computed 0 is sent as 0xFFFF (RFC 768).
+    /// </summary>
+    public static void FillChecksum(Span<byte> datagram, uint pseudoHeaderSum)
+    {
+        datagram[6] = 0;
+        datagram[7] = 0;
+        ushort c = InternetChecksum.Finish(InternetChecksum.Sum(datagram, pseudoHeaderSum));
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[6..], c == 0 ? (ushort)0xFFFF : c);
+    }
+}
+
+public enum UdpHeaderError : byte
+{
+    None,
+    Truncated,
+    BadLength,
+}

@@ -1,0 +1,162 @@
+using System.Buffers.Binary;
+using FastXtr.Packets;
+using FastXtr.Packets;
+using FastXtr.NativeInterop;
+
+namespace FastXtr.Dataplane.Offload;
+
+/// <summary>
+/// Receive-side coalescing in userspace (what GRO does): consecutive decapsulated TCP segments of one flow become
+/// one super-packet written to the TUN with a virtio-net header (GSO TCPV4/TCPV6, checksum left partial), so the
+/// kernel's TCP takes 64 KB at a time instead of 45 packets. A run continues while each segment follows the last
+/// exactly: same headers except lengths, IPv4 identification (+1 each, unless DF) and sequence number (+ the last
+/// payload), only ACK (and PSH on the last) set, payloads equal to the first's with a shorter one allowed last.
+/// Anything else is written as it came. The packets stay where they were received: the run is gathered with writev.
+/// </summary>
+public sealed unsafe class TcpCoalescer
+{
+    private const byte Ack = 0x10, Psh = 0x08;
+    /// <summary>A super-packet's IP total length must fit 16 bits.</summary>
+    public const int MaxRunBytes = 65535;
+    private readonly byte*[] _packets;
+    private readonly int[] _lengths;
+    private int _headers, _ipLength, _payload, _total;
+    private bool _ipv6, _open;
+
+    public TcpCoalescer(int maxSegments = 64)
+    {
+        _packets = new byte*[maxSegments];
+        _lengths = new int[maxSegments];
+    }
+
+    /// <summary>Packets in the pending run.</summary>
+    public int Count { get; private set; }
+    /// <summary>The instance (TUN) of the pending run.</summary>
+    public int Instance { get; private set; }
+
+    public void Clear() => Count = 0;
+
+    /// <summary>
+    /// Adds a decapsulated inner packet for TUN <paramref name="instance"/>: true when it starts a run (the run was
+    /// empty) or continues it; false when it does not continue it, and the caller writes the run out and offers the
+    /// packet again. The packet's memory must stay untouched until the run is written.
+    /// </summary>
+    public bool TryAppend(byte* packet, int length, int instance)
+    {
+        var p = new ReadOnlySpan<byte>(packet, length);
+        if (Count == 0)
+        {
+            _packets[0] = packet;
+            _lengths[0] = length;
+            Count = 1;
+            Instance = instance;
+            _headers = Startable(p, out _ipv6);
+            _open = _headers > 0;
+            if (_open)
+            {
+                _ipLength = _ipv6 ? Ipv6Header.Length : (packet[0] & 0xF) * 4;
+                _payload = length - _headers;
+                _total = length;
+            }
+            return true;
+        }
+        if (!_open || instance != Instance || Count == _packets.Length || _total + length - _headers > MaxRunBytes) return false;
+        var first = new ReadOnlySpan<byte>(_packets[0], _lengths[0]);
+        var last = new ReadOnlySpan<byte>(_packets[Count - 1], _lengths[Count - 1]);
+        if (!Follows(first, last, p, _headers, _ipLength, _ipv6, _payload)) return false;
+        _packets[Count] = packet;
+        _lengths[Count] = length;
+        Count++;
+        _total += length - _headers;
+        // A shorter segment, or PSH, ends the run: nothing may follow it.
+        if (length - _headers < _payload || (p[_ipLength + 13] & Psh) != 0) _open = false;
+        return true;
+    }
+
+    /// <summary>
+    /// The header length of a packet that can start a run (TCP, payload, only ACK or ACK|PSH set, no IPv4
+    /// fragment, exact length); 0 otherwise.
+    /// </summary>
+    public static int Startable(ReadOnlySpan<byte> p, out bool ipv6)
+    {
+        int headers = TcpSegmentation.HeaderLength(p, out ipv6);
+        if (headers == 0 || p.Length <= headers) return 0;
+        int ipLength = ipv6 ? Ipv6Header.Length : (p[0] & 0xF) * 4;
+        int declared = ipv6 ? Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(p[4..]) : BinaryPrimitives.ReadUInt16BigEndian(p[2..]);
+        if (declared != p.Length) return 0;
+        byte flags = p[ipLength + 13];
+        return (flags & ~Psh) == Ack ? headers : 0;
+    }
+
+    private static bool Follows(ReadOnlySpan<byte> first, ReadOnlySpan<byte> last, ReadOnlySpan<byte> next, int headers, int ipLength, bool ipv6, int firstPayload)
+    {
+        if (Startable(next, out bool v6) != headers || v6 != ipv6) return false;
+        int payload = next.Length - headers;
+        if (payload > firstPayload || last.Length - headers != firstPayload) return false;
+        if (ipv6)
+        {
+            // Version, traffic class, flow label; next header and hop limit; both addresses.
+            if (!first[..4].SequenceEqual(next[..4]) || !first.Slice(6, 34).SequenceEqual(next.Slice(6, 34))) return false;
+        }
+        else
+        {
+            if (first[1] != next[1] || first[6] != next[6] || first[8] != next[8] || !first.Slice(12, ipLength - 12).SequenceEqual(next.Slice(12, ipLength - 12))) return false;
+            bool dontFragment = (first[6] & 0x40) != 0;
+            if (!dontFragment && (ushort)(BinaryPrimitives.ReadUInt16BigEndian(last[4..]) + 1) != BinaryPrimitives.ReadUInt16BigEndian(next[4..])) return false;
+        }
+        ReadOnlySpan<byte> a = first[ipLength..headers], b = next[ipLength..headers], l = last[ipLength..];
+        // Ports; acknowledgement number, data offset, window; options (timestamps equal within one burst).
+        if (!a[..4].SequenceEqual(b[..4]) || !a.Slice(8, 5).SequenceEqual(b.Slice(8, 5)) || !a.Slice(14, 2).SequenceEqual(b.Slice(14, 2)) || !a[20..].SequenceEqual(b[20..])) return false;
+        if ((l[13] & Psh) != 0) return false;
+        uint expected = BinaryPrimitives.ReadUInt32BigEndian(l[4..]) + (uint)(last.Length - headers);
+        return BinaryPrimitives.ReadUInt32BigEndian(b[4..]) == expected;
+    }
+
+    /// <summary>
+    /// Describes the pending run as writev pieces: <paramref name="scratch"/> (at least 10 + 120 bytes) receives the
+    /// virtio-net header, and for a run of several the merged headers; the payloads are pointed to where they lie.
+    /// Returns the number of pieces; <paramref name="totalBytes"/> is what writev must report written.
+    /// </summary>
+    public int Build(byte* scratch, IoVec* pieces, out int totalBytes)
+    {
+        var vnet = (VirtioNetHdr*)scratch;
+        *vnet = default;
+        if (Count == 1)
+        {
+            pieces[0] = new IoVec { Base = scratch, Length = VirtioNetHdr.Bytes };
+            pieces[1] = new IoVec { Base = _packets[0], Length = (nuint)_lengths[0] };
+            totalBytes = VirtioNetHdr.Bytes + _lengths[0];
+            return 2;
+        }
+        var header = new Span<byte>(scratch + VirtioNetHdr.Bytes, _headers);
+        new ReadOnlySpan<byte>(_packets[0], _headers).CopyTo(header);
+        int payload = _total - _headers;
+        if (_ipv6)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(header[4..], (ushort)(_headers - Ipv6Header.Length + payload));
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)_total);
+            header[10] = 0;
+            header[11] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(header[10..], InternetChecksum.Compute(header[.._ipLength]));
+        }
+        Span<byte> tcp = header[_ipLength..];
+        tcp[13] = (byte)(tcp[13] | (_packets[Count - 1][_ipLength + 13] & Psh));
+        // Partial checksum: the folded pseudo-header sum, not complemented; the kernel completes it if it must.
+        ushort pseudo = (ushort)~InternetChecksum.Finish(TcpSegmentation.PseudoHeaderSum(header, _ipLength, _ipv6, _total - _ipLength));
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], pseudo);
+        vnet->Flags = Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        vnet->GsoType = _ipv6 ? Linux.VIRTIO_NET_HDR_GSO_TCPV6 : Linux.VIRTIO_NET_HDR_GSO_TCPV4;
+        vnet->HdrLen = (ushort)_headers;
+        vnet->GsoSize = (ushort)_payload;
+        vnet->CsumStart = (ushort)_ipLength;
+        vnet->CsumOffset = 16;
+        pieces[0] = new IoVec { Base = scratch, Length = (nuint)(VirtioNetHdr.Bytes + _headers) };
+        for (int i = 0; i < Count; i++)
+            pieces[i + 1] = new IoVec { Base = _packets[i] + _headers, Length = (nuint)(_lengths[i] - _headers) };
+        totalBytes = VirtioNetHdr.Bytes + _total;
+        return Count + 1;
+    }
+}

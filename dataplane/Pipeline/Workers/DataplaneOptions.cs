@@ -1,0 +1,66 @@
+using FastXtr.SharedMemory;
+
+namespace FastXtr.Dataplane.Workers;
+
+public enum IoMode
+{
+    Tun,
+    AfPacket,
+}
+
+/// <summary>One agent group served by this data plane: its Instance ID and the TUN its agents' packets use.</summary>
+public readonly record struct InstanceBinding(uint InstanceId, string Interface);
+
+/// <summary>Everything <c>fastxtr dataplane</c> is told on its command line, validated before anything opens.</summary>
+public sealed record DataplaneOptions
+{
+    /// <summary>Batch size: 32 packets per read/send cycle, the point where sendmmsg's per-call cost stops mattering on
+    /// this machine (perf-reference/tunbench: 0.29 Mpps at 32, no gain at 64).</summary>
+    public const int DefaultBatch = 32;
+
+    public int Workers { get; init; } = 1;
+    public IReadOnlyList<int> Cpus { get; init; } = [];
+    public int Batch { get; init; } = DefaultBatch;
+    public IoMode Mode { get; init; } = IoMode.Tun;
+    public IReadOnlyList<InstanceBinding> Instances { get; init; } = [];
+    public uint RlocAddress { get; init; }
+    public ushort Port { get; init; } = LispDataHeader.DataPort;
+    /// <summary>The underlay path MTU: outer packets larger than this are fragmented, or refused with ICMP (RFC 9300 §7).</summary>
+    public int OuterMtu { get; init; } = 1500;
+    public string SharedMemoryName { get; init; } = "fastxtr";
+    public int MapCacheEntries { get; init; } = SharedRegionSizes.Default.EntryCapacity;
+    public bool DecapFilter { get; init; }
+    public int SocketBufferBytes { get; init; } = 4 << 20;
+    public int RxRingFrames { get; init; } = 4096;
+    public int TxRingFrames { get; init; } = 4096;
+    public string? EidInterface { get; init; }
+    /// <summary>TSO/USO from the TUN cut in userspace and sent with UDP GSO; UDP GRO coalesced into TUN super-packets.</summary>
+    public bool Offload { get; init; }
+
+    /// <summary>The problems with these options, each a sentence for the operator; empty when they are usable.</summary>
+    public IReadOnlyList<string> Problems()
+    {
+        var p = new List<string>();
+        if (Workers is < 1 or > 64) p.Add($"--workers {Workers}: use 1 .. 64");
+        if (Cpus.Count > 0 && Cpus.Count != Workers) p.Add($"--cpus lists {Cpus.Count} CPUs for {Workers} workers: give one per worker");
+        int cores = Environment.ProcessorCount;
+        foreach (int c in Cpus)
+            if (c < 0 || c >= cores) p.Add($"--cpus {c}: this machine has CPUs 0 .. {cores - 1}");
+        if (Batch is < 1 or > 1024) p.Add($"--batch {Batch}: use 1 .. 1024");
+        if (Mode == IoMode.Tun && EidInterface is not null) p.Add("--eid-if names the EID-facing interface of --mode af-packet; with --mode tun each --instance names its TUN");
+        if (RxRingFrames is < 64 or > 1 << 20) p.Add($"--rx-ring {RxRingFrames}: use 64 .. {1 << 20} frames");
+        if (TxRingFrames is < 64 or > 1 << 20) p.Add($"--tx-ring {TxRingFrames}: use 64 .. {1 << 20} frames");
+        if (Instances.Count == 0) p.Add(Mode == IoMode.Tun
+            ? "no --instance IID=IFNAME given: the data plane needs at least one agent group's TUN"
+            : "no --instance IID=IFNAME (or --instance IID with --eid-if IFNAME) given: the data plane needs at least one agent group's EID-facing interface");
+        if (Instances.Select(i => i.InstanceId).Distinct().Count() != Instances.Count) p.Add("an Instance ID is given twice in --instance");
+        if (Instances.Select(i => i.Interface).Distinct().Count() != Instances.Count) p.Add("an interface is given twice in --instance");
+        foreach (var i in Instances)
+            if (i.InstanceId > LispDataHeader.MaxInstanceId) p.Add($"--instance {i.InstanceId}: the data-plane Instance ID has 24 bits (max {LispDataHeader.MaxInstanceId})");
+        if (RlocAddress == 0) p.Add("--rloc-addr is required: the IPv4 address this xTR sends from and receives LISP on");
+        if (OuterMtu is < 576 or > Buffers.PacketBuffers.MaxPacketBytes) p.Add($"--mtu {OuterMtu}: use 576 .. {Buffers.PacketBuffers.MaxPacketBytes}");
+        if (MapCacheEntries is < 16 or > 16 << 20) p.Add($"--map-cache-entries {MapCacheEntries}: use 16 .. {16 << 20}");
+        if (string.IsNullOrWhiteSpace(SharedMemoryName) || SharedMemoryName.Contains(' ', StringComparison.Ordinal)) p.Add($"--shm '{SharedMemoryName}': a name without spaces");
+        return p;
+    }
+}

@@ -1,0 +1,48 @@
+namespace FastXtr.SharedMemory;
+
+/// <summary>Per-worker counters in shared memory; the names are what <c>fastxtr show stats</c> prints.</summary>
+public enum Counter
+{
+    TunRxPackets, TunRxBytes, UdpTxPackets, UdpTxBytes,
+    UdpRxPackets, UdpRxBytes, TunTxPackets, TunTxBytes,
+    MapCacheHits, MapCacheMisses, MissesPosted, MissesSuppressed, MissRingFull,
+    IcmpTooBigSent, OuterFragmentsSent, Batches, MovedEidPackets, SolicitsPosted,
+    // Drop reasons, one counter each (the data plane never drops silently).
+    DropNotIp, DropTruncated, DropNoMapping, DropNegativeEntry, DropPolicyDenied, DropAuthFailure, DropNoUsableRloc,
+    DropUnknownInstanceId, DropDecapFilter, DropBadOuterHeader, DropTtlExpired, DropTooBig, DropSendFailed, DropTunWriteFailed,
+    DropNativeForwardUnsupported,
+    // Segmentation offloads (--offload on); appended so that the slots above keep their places in shared memory.
+    // UdpGroReceives counts the receives in which the kernel had coalesced several datagrams (UDP GRO).
+    TunSuperPackets, SegmentsCut, ChecksumsCompleted, UdpGsoSends, UdpGroReceives, SegmentsCoalesced, TunSuperPacketsWritten,
+    DropBadVnetHeader,
+    // --mode af-packet: frames on the EID-facing interface that are not unicast IP for us (ARP, broadcasts; the
+    // kernel answers those), decapsulated packets handed to the kernel because the EID's MAC is not known yet,
+    // and what could not go out.
+    EidFramesIgnored, EtrKernelRouted, DropNoNeighbor, DropTxRingFull,
+    // Missed destinations that are never resolved: link-local and multicast (a TUN's own router solicitations to
+    // ff02::2, mDNS, DHCP broadcasts). No Map-Request is sent for them.
+    DropLinkScopeOrMulticast,
+    Count,
+}
+
+/// <summary>
+/// One worker's block of 64-bit counters (512 bytes, cache-line aligned, so workers never share a line). Only the
+/// owning worker writes; readers in other processes read each word with Volatile (a 64-bit aligned load is atomic).
+/// </summary>
+public readonly unsafe struct WorkerCounters
+{
+    public const int Slots = 64;
+    public const int BlockBytes = Slots * sizeof(ulong);
+    private readonly ulong* _c;
+
+    public WorkerCounters(ulong* counters) => _c = counters;
+
+    public void Add(Counter c, ulong n = 1) => _c[(int)c] += n;
+
+    public ulong this[Counter c] => Volatile.Read(ref _c[(int)c]);
+
+    public static bool IsDrop(Counter c) => c.ToString().StartsWith("Drop", StringComparison.Ordinal);
+
+    public static string Name(Counter c) => CounterNames.Kebab(c.ToString());
+
+}
