@@ -119,6 +119,7 @@ public static class Linux
     public const uint SIOCGIFINDEX = 0x8933;
     public const uint SIOCGIFHWADDR = 0x8927;
     public const uint SIOCGIFMTU = 0x8921;
+    public const uint SIOCSIFTXQLEN = 0x8943;
     public const int MAP_LOCKED = 0x2000;
     public const int ENETDOWN = 100;
     public const int ENOBUFS = 105;

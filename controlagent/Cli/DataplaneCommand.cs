@@ -28,6 +28,7 @@ public static class DataplaneCommand
         var decapFilter = new Option<bool>("--decap-filter") { Description = "drop decapsulated packets whose outer source is not an RLOC of the inner source EID in the map-cache" };
         var rxRing = new Option<int>("--rx-ring") { Description = "--mode af-packet: receive ring size in 2 KB frames per worker and interface (blocks of 256 KB, handed over when full or after 1 ms)", DefaultValueFactory = _ => 4096 };
         var txRing = new Option<int>("--tx-ring") { Description = "--mode af-packet: transmit slots (2 KB each, frames up to 2000 bytes) per worker and interface", DefaultValueFactory = _ => 4096 };
+        var tunQueue = new Option<int>("--tun-queue-length") { Description = "--mode tun: each TUN's transmit queue (txqueuelen) in packets: what the kernel holds for a worker that is off its core before it drops (TX dropped in `ip -s link`); the kernel's default of 500 lasts 5 ms at 100 kpps", DefaultValueFactory = _ => DataplaneOptions.DefaultTunQueueLength };
         var offload = new Option<string>("--offload")
         {
             Description = "segmentation offloads: on = the TUN hands over TCP super-packets (TSO, virtio-net headers), cut in userspace and sent with UDP GSO, and received LISP is coalesced (UDP GRO) and written back as super-packets; off = one packet per read and write. What the kernel lacks is logged at start and the rest falls back",
@@ -37,7 +38,7 @@ public static class DataplaneCommand
         var sockBuf = new Option<int>("--socket-buffer") { Description = "bytes of kernel buffer per UDP and raw socket", DefaultValueFactory = _ => 4 << 20 };
 
         var command = new Command("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation (RFC 9300) between TUN devices and UDP 4341, multi-core, with the map-cache in shared memory. Stops on SIGINT/SIGTERM.");
-        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, sockBuf, offload }) command.Options.Add(o);
+        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, offload }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             DataplaneOptions options;
@@ -59,6 +60,7 @@ public static class DataplaneCommand
                     DecapFilter = parse.GetValue(decapFilter),
                     RxRingFrames = parse.GetValue(rxRing),
                     TxRingFrames = parse.GetValue(txRing),
+                    TunQueueLength = parse.GetValue(tunQueue),
                     SocketBufferBytes = parse.GetValue(sockBuf),
                     Offload = parse.GetValue(offload) == "on",
                 };

@@ -91,6 +91,25 @@ public sealed unsafe class TunDevice : IDisposable
         }
     }
 
+    /// <summary>
+    /// Sets the device's transmit queue length (txqueuelen): how many packets the kernel holds for the data plane to
+    /// read before it drops (counted as TX dropped in <c>ip -s link</c>). The TUN default of 500 is 5 ms at 100 kpps,
+    /// shorter than one scheduling gap of a worker sharing its core.
+    /// </summary>
+    public void SetQueueLength(int packets)
+    {
+        int s = Libc.socket(Linux.AF_INET, Linux.SOCK_DGRAM | Linux.SOCK_CLOEXEC, 0);
+        if (s < 0) throw new NativeException($"socket for SIOCSIFTXQLEN {Name}", Libc.LastError);
+        try
+        {
+            IfReq req = default;
+            for (int i = 0; i < Name.Length; i++) req.Name[i] = (byte)Name[i];
+            req.IntValue = packets;
+            if (Libc.ioctl_ifreq(s, Linux.SIOCSIFTXQLEN, &req) != 0) throw new NativeException($"SIOCSIFTXQLEN {Name} {packets}", Libc.LastError);
+        }
+        finally { Libc.close(s); }
+    }
+
     /// <summary>Reads one packet; returns its length, 0 when none is waiting, -errno on error.</summary>
     public static int Read(int fd, byte* buffer, int capacity)
     {

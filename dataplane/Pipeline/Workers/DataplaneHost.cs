@@ -41,7 +41,12 @@ public sealed class DataplaneHost : IDisposable
             {
                 foreach (var instance in options.Instances)
                 {
-                    try { host._tuns.Add(TunDevice.Open(instance.Interface, options.Workers, options.Offload)); }
+                    try
+                    {
+                        var tun = TunDevice.Open(instance.Interface, options.Workers, options.Offload);
+                        host._tuns.Add(tun);
+                        tun.SetQueueLength(options.TunQueueLength);
+                    }
                     catch (NativeException e) { throw new DataplaneStartException($"instance {instance.InstanceId}: {e.Message}"); }
                 }
             }
@@ -85,7 +90,7 @@ public sealed class DataplaneHost : IDisposable
                 thread.Start();
             }
             log.WriteLine($"fastxtr dataplane: {options.Workers} worker(s), rloc {Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}, " +
-                          $"instances {string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}"))}{(options.Mode == IoMode.AfPacket ? $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)" : "")}, shm {region.Path}, " +
+                          $"instances {string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}"))}{(options.Mode == IoMode.AfPacket ? $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)" : $" (TUN queue {options.TunQueueLength} packets)")}, shm {region.Path}, " +
                           $"map-cache {region.Sizes.EntryCapacity} entries, batch {options.Batch}, mtu {options.OuterMtu}{(options.DecapFilter ? ", decap-filter on" : "")}, offload {(host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off")}");
             return host;
         }

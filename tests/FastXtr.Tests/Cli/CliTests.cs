@@ -78,7 +78,7 @@ public class CliTests
     {
         var (code, output, _) = Run("dataplane", "--help");
         Assert.That(code, Is.EqualTo(0));
-        foreach (var flag in new[] { "--workers", "--cpus", "--batch", "--mode", "--instance", "--eid-if", "--rloc-addr", "--port", "--mtu", "--shm", "--map-cache-entries", "--decap-filter", "--rx-ring", "--tx-ring", "--socket-buffer" })
+        foreach (var flag in new[] { "--workers", "--cpus", "--batch", "--mode", "--instance", "--eid-if", "--rloc-addr", "--port", "--mtu", "--shm", "--map-cache-entries", "--decap-filter", "--rx-ring", "--tx-ring", "--tun-queue-length", "--socket-buffer" })
             Assert.That(output, Does.Contain(flag), flag);
     }
 
@@ -93,6 +93,8 @@ public class CliTests
         Assert.That(afPacket.Err, Does.Contain("--rx-ring 10: use 64 .. 1048576 frames"));
         var eidIf = Run("dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxq0", "--eid-if", "eth9");
         Assert.That(eidIf.Err, Does.Contain("--eid-if names the EID-facing interface of --mode af-packet"));
+        var queue = Run("dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxq0", "--tun-queue-length", "8");
+        Assert.That((queue.Code, queue.Err.Contains("--tun-queue-length 8: use 16 .. 1048576 packets", StringComparison.Ordinal)), Is.EqualTo((1, true)), queue.Err);
         var badIid = Run("dataplane", "--rloc-addr", "192.0.2.1", "--instance", "99999999=fxq0");
         Assert.That(badIid.Err, Does.Contain("24 bits"));
         var badAddr = Run("dataplane", "--rloc-addr", "300.1.1.1", "--instance", "1=fxq0");
