@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using FastXtr.Lisp.Answers;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
 using FastXtr.SharedMemory.MapCache;
@@ -762,6 +763,10 @@ public sealed class XtrAgent : IDisposable
     /// context rules as the Map-Server (CONTEXT-EXTENSION.md §3: "the same rules apply whether the Map-Server
     /// proxy-replies or forwards"), to the requester's ITR-RLOC.
     /// </summary>
+    private readonly AnswerBuilder _etrAnswers = new();
+    /// <summary>The TTL of an ETR's own answers: a day, as RFC 9301 §5.4 suggests.</summary>
+    private const uint EtrAnswerTtlMinutes = 1440;
+
     private void AnswerAsEtr(MapRequest request, int replyPort, IPEndPoint from)
     {
         var constraints = ContextEncoding.ReadConstraints(request.SourceEid, out _);
@@ -771,21 +776,12 @@ public sealed class XtrAgent : IDisposable
             if (!EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
             var d = Database.Covering(iid, family, eid);
             if (d is null) continue;
-            var record = new MappingRecord { EidPrefix = EidAddress.WithInstanceId(d.InstanceId, d.Family, d.Prefix), EidMaskLength = (byte)d.Length, TtlMinutes = 1440, Authoritative = true };
-            var candidates = d.Rlocs.Select(r => new RlocCandidate(r.Priority, r.Weight, d.Context)).ToArray();
-            var chosen = ContextMatcher.Select(constraints, candidates);
-            if (chosen.Length == 0)
-            {
-                record.Action = MapReplyAction.DropPolicyDenied;
-                record.TtlMinutes = ContextMatcher.PolicyDeniedTtlMinutes;
-            }
-            foreach (var c in chosen)
-            {
-                var address = LispAddress.FromIp(d.Rlocs[c.CandidateIndex].Rloc);
-                var locator = constraints is not null && d.Context is not null ? ContextEncoding.RlocWithContext(address, d.Context) : address;
-                bool local = d.Rlocs[c.CandidateIndex].Rloc.Equals(_config.RlocAddress);
-                record.Locators.Add(new LocatorRecord(locator, c.Priority, c.Weight) { Local = local, Probed = request.Probe && local });
-            }
+            var record = new MappingRecord();
+            // Every locator as this ETR registers it (DatabaseMapping.Rlocs), the mapping's context on each.
+            var rlocs = d.Rlocs.Select(r => new RegisteredRloc(LispAddress.FromIp(r.Rloc), r.Priority, r.Weight, LocatorRecord.PriorityDoNotUse, 0, true, d.Context)).ToArray();
+            lock (_etrAnswers)
+                _etrAnswers.Fill(record, new AnswerFor(d.InstanceId, d.Family, d.Prefix, d.Length, EtrAnswerTtlMinutes, MapVersioning.Null, WithInstanceId: true),
+                                 rlocs, constraints, local: a => a.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6 && a.ToIPAddress().Equals(_config.RlocAddress), probe: request.Probe);
             reply.Records.Add(record);
         }
         // A probe for a prefix this xTR no longer has is still answered (empty), so the locator counts as up.

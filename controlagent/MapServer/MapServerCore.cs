@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using FastXtr.Lisp.Answers;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
 using FastXtr.Packets;
@@ -51,8 +52,7 @@ public sealed class MapServerCore
     // registrations' own locator addresses), so answering a Map-Request allocates no message objects.
     private readonly MapReply _reply = new();
     private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
-    private readonly RlocSelection[] _selection = new RlocSelection[256];
-    private readonly RlocCandidate[] _candidates = new RlocCandidate[256];
+    private readonly AnswerBuilder _answers = new();
 
     public delegate void Sender(ReadOnlySpan<byte> datagram, IPEndPoint destination);
 
@@ -321,7 +321,8 @@ public sealed class MapServerCore
                 if (asked.Subscribe) Subscribe(reg, constraints, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort));
                 // Proxy-reply when the site is configured so or its ETR asked with the P bit (RFC 9301 §5.6, §8.3).
                 if (!reg.Site.ProxyReply && !reg.ProxyReplyRequested && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
-                FillAnswer(reply.Records.AddNew(), reg, constraints, lcaf);
+                if (_answers.Fill(reply.Records.AddNew(), reg.AnswerFor(lcaf), reg.EffectiveRlocs().AsSpan(), constraints) == AnswerOutcome.PolicyDenied)
+                    _counters.Add(MsCounter.PolicyDeniedRepliesSent);
             }
             else
             {
@@ -409,54 +410,5 @@ public sealed class MapServerCore
         _counters.Add(MsCounter.MapRequestsForwarded);
         send(copy, new IPEndPoint(etr.Address.ToIPAddress(), LispPorts.Control));
         return true;
-    }
-
-    /// <summary>The answer record for a registration, filtered and prioritised for the requester's constraints.</summary>
-    public MappingRecord Answer(EidRegistration reg, AgentConstraints? constraints, bool lcaf)
-    {
-        var record = new MappingRecord();
-        FillAnswer(record, reg, constraints, lcaf);
-        return record;
-    }
-
-    /// <summary>
-    /// Fills <paramref name="record"/> (a fresh one, or a recycled encode-only one whose content is stale) with the
-    /// answer for a registration: its locators refer to the registration's own addresses, nothing is copied.
-    /// </summary>
-    private void FillAnswer(MappingRecord record, EidRegistration reg, AgentConstraints? constraints, bool lcaf)
-    {
-        var rlocs = reg.EffectiveRlocs();
-        int count = Math.Min(rlocs.Length, _candidates.Length);
-        for (int i = 0; i < count; i++) _candidates[i] = new RlocCandidate(rlocs[i].Priority, rlocs[i].Weight, rlocs[i].Context);
-        int n = ContextMatcher.Select(constraints, _candidates.AsSpan(0, count), _selection);
-        EidAddress.Assign(record.EidPrefix, reg.Key.InstanceId, reg.Key.Family, reg.Key.Prefix, lcaf || reg.Key.InstanceId != 0);
-        record.EidMaskLength = (byte)reg.Key.Length;
-        record.TtlMinutes = reg.TtlMinutes;
-        record.Authoritative = true;
-        record.MapVersion = reg.MapVersion;
-        record.Action = MapReplyAction.NoAction;
-        record.Locators.Clear();
-        if (n == 0)
-        {
-            record.Action = MapReplyAction.DropPolicyDenied;
-            record.TtlMinutes = ContextMatcher.PolicyDeniedTtlMinutes;
-            _counters.Add(MsCounter.PolicyDeniedRepliesSent);
-            return;
-        }
-        for (int i = 0; i < n; i++)
-        {
-            var s = _selection[i];
-            var rloc = rlocs[s.CandidateIndex];
-            var locator = record.Locators.AddNew();
-            // Attributes travel only to requesters that sent constraints (CONTEXT-EXTENSION.md §3.3).
-            locator.Locator = constraints is not null && rloc.Context is not null ? ContextEncoding.RlocWithContext(rloc.Address, rloc.Context) : rloc.Address;
-            locator.Priority = s.Priority;
-            locator.Weight = s.Weight;
-            locator.MulticastPriority = rloc.MulticastPriority;
-            locator.MulticastWeight = rloc.MulticastWeight;
-            locator.Reachable = rloc.Reachable;
-            locator.Local = false;
-            locator.Probed = false;
-        }
     }
 }

@@ -72,7 +72,7 @@ public sealed class MapServerHost : IDisposable
             }
             if (controlSocket) _control = OpenControl(config.ControlSocket);
             var first = _sockets[0];
-            _publisher = new Publisher(new MapServerCore(config, Store, new MapServerCounters(), requestLimiter, registerLimiter, rlog), Counters,
+            _publisher = new Publisher(Counters,
                 (datagram, to) => SendOne(first, datagram, to, "notify"));
         }
         catch

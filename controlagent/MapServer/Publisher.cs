@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Net;
 using System.Security.Cryptography;
+using FastXtr.Lisp.Answers;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
 
@@ -36,15 +37,14 @@ public sealed class Publisher : IDisposable
 
     private readonly ConcurrentDictionary<EidKey, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>> _subscriptions = new();
     private readonly ConcurrentDictionary<ulong, Pending> _pending = new();
-    private readonly MapServerCore _answers;
+    private readonly AnswerBuilder _answers = new(); // used under _answerLock
     private readonly MapServerCounters _counters;
     private readonly Action<byte[], IPEndPoint> _send;
     private readonly Timer _timer;
     private readonly object _answerLock = new();
 
-    public Publisher(MapServerCore answers, MapServerCounters counters, Action<byte[], IPEndPoint> send)
+    public Publisher(MapServerCounters counters, Action<byte[], IPEndPoint> send)
     {
-        _answers = answers;
         _counters = counters;
         _send = send;
         _timer = new Timer(_ =>
@@ -105,7 +105,8 @@ public sealed class Publisher : IDisposable
         }
         else
         {
-            lock (_answerLock) record = _answers.Answer(updated, constraints, lcaf);
+            record = new MappingRecord();
+            lock (_answerLock) _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
         }
         notify.Records.Add(record);
         return notify.ToSignedArray(siteKey.Secret);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Net;
+using FastXtr.Lisp.Answers;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
 
@@ -8,9 +9,6 @@ namespace FastXtr.MapServer;
 
 /// <summary>(IID, family, prefix, length): the key of a registered EID prefix.</summary>
 public readonly record struct EidKey(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length);
-
-/// <summary>One registered locator with the agent context it carried (CONTEXT-EXTENSION.md §1).</summary>
-public sealed record RegisteredRloc(LispAddress Address, byte Priority, byte Weight, byte MulticastPriority, byte MulticastWeight, bool Reachable, AgentContext? Context);
 
 /// <summary>What one xTR (by xTR-ID) registered for one EID prefix.</summary>
 /// <param name="ProxyReply">The Map-Register's P bit: this ETR asks the Map-Server to answer for it (RFC 9301 §5.6).</param>
@@ -76,6 +74,9 @@ public sealed record EidRegistration(EidKey Key, SiteConfig Site, ImmutableDicti
     }
 
     public uint TtlMinutes => ByXtr.Values.Min(x => x.TtlMinutes);
+
+    /// <summary>What an answer for this registration says about the prefix (<paramref name="lcaf"/>: the requester used an IID LCAF).</summary>
+    public AnswerFor AnswerFor(bool lcaf) => new(Key.InstanceId, Key.Family, Key.Prefix, Key.Length, TtlMinutes, MapVersion, lcaf);
     public ushort MapVersion => ByXtr.Values.Max(x => x.MapVersion);
 }
 

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Net;
+using FastXtr.Lisp.Answers;
 using FastXtr.MapServer;
 using FastXtr.Lisp.Messages;
 using FastXtr.SharedMemory.MapCache;
