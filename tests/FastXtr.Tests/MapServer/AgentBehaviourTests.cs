@@ -229,7 +229,7 @@ public class AgentBehaviourTests
         peer.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.53"), 0));
         var itrAt = new IPEndPoint(IPAddress.Parse("127.0.0.51"), LispPorts.Control);
         uint U(string ip) => Ipv4Header.ToUInt32(IPAddress.Parse(ip));
-        peer.SendTo(XtrAgent.BuildSmr(1000, EidFamily.Ipv4, U("10.1.0.2"), U("10.1.1.1"), LispAddress.Parse("127.0.0.53"), 1).ToArray(), itrAt);
+        peer.SendTo(Notifications.BuildSmr(1000, EidFamily.Ipv4, U("10.1.0.2"), U("10.1.1.1"), LispAddress.Parse("127.0.0.53"), 1).ToArray(), itrAt);
         WaitFor(() => itr.Counters[AgentCounter.SmrInvokedRequestsSent] == 1, "the OOR layout: the Source-EID is looked up again");
         var legacy = new MapRequest { Nonce = 2, SolicitMapRequest = true, SourceEid = LispAddress.None() };
         legacy.ItrRlocs.Add(LispAddress.Parse("127.0.0.53"));

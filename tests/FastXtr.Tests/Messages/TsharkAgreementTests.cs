@@ -59,7 +59,7 @@ public class TsharkAgreementTests
         });
 
         // The SMR our ETR sends (RFC 9301 §6.6.2, OOR's layout): the moved EID as Source-EID, the ITR's EID in the record.
-        var ours = FastXtr.Agent.XtrAgent.BuildSmr(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
+        var ours = FastXtr.Agent.Notifications.BuildSmr(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
             Ipv4Header.ToUInt32(IPAddress.Parse("10.2.0.1")), LispAddress.Parse("192.0.2.1"), 0x5352);
         yield return new Case("smr-sent-by-our-etr", ours.ToArray(), new()
         {

@@ -1,0 +1,31 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+
+namespace FastXtr.Agent;
+
+/// <summary>
+/// What every component of the agent shares: its configuration, database, counters and log, and the control socket
+/// (UDP 4342 on the RLOC) that all of them send from.
+/// </summary>
+internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentCounters counters, TextWriter log, Socket socket)
+{
+    public AgentConfig Config { get; } = config;
+    public AgentDatabase Database { get; } = database;
+    public AgentCounters Counters { get; } = counters;
+    public TextWriter Log { get; } = log;
+
+    public static long NowMs => Environment.TickCount64;
+
+    public static ulong NewNonce() => BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+
+    /// <summary>Sends one datagram; a failure is logged (the caller's retransmission, if any, tries again).</summary>
+    public void Send(ReadOnlySpan<byte> datagram, IPEndPoint to)
+    {
+        try { socket.SendTo(datagram, SocketFlags.None, to); }
+        catch (SocketException e) { Log.WriteLine($"fastxtr agent: send to {to}: {e.Message}"); }
+    }
+
+    /// <summary>Sends one datagram and lets a <see cref="SocketException"/> reach the caller.</summary>
+    public void SendOrThrow(byte[] datagram, IPEndPoint to) => socket.SendTo(datagram, to);
+}

@@ -1,0 +1,181 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
+using FastXtr.SharedMemory.MapCache;
+
+namespace FastXtr.Agent;
+
+/// <summary>
+/// Resolution, the ITR side (RFC 9301 §5.3, §6.1): an ECM Map-Request per miss carrying the source's constraint
+/// profile and, when configured, a subscription (RFC 9437); at most one per destination and profile per second and a
+/// bounded rate in all; retransmitted with failover across the Map-Resolvers; only answers to our own nonces are
+/// installed. It remembers which profiles resolved what, so that publications and SMRs reach them.
+/// </summary>
+internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable profiles, RlocProber prober)
+{
+    /// <summary>A Map-Request waiting for its answer: what to install it under, and where and when it went.</summary>
+    private sealed class PendingRequest
+    {
+        public required ushort Profile;
+        public required UInt128 SourceEid;
+        public required byte[] Datagram;
+        public required int Resolver;
+        public required long SentMs;
+        public required long CreatedMs;
+        public int Attempts = 1;
+    }
+
+    /// <summary>How long a Map-Request waits for its answer before it is sent again, to another resolver if one is up.</summary>
+    private const int RequestTimeoutMs = 1000;
+    /// <summary>Sends of one Map-Request at most (the first and two retransmissions).</summary>
+    private const int RequestAttempts = 3;
+
+    private readonly ConcurrentDictionary<ulong, PendingRequest> _pendingRequests = new();
+    private readonly Dictionary<(uint, ushort, UInt128), long> _lastRequest = [];
+    private readonly RateLimiter _requestRate = new(io.Config.MapRequestRate, io.Config.MapRequestBurst, 16);
+    private readonly MapResolverSet _resolvers = new(io.Config.MapResolvers);
+    // What this ITR resolved, so that publications and SMRs reach the right profiles: prefix → profile → source EID.
+    private readonly ConcurrentDictionary<(uint Iid, EidFamily Family, UInt128 Prefix, int Length), ConcurrentDictionary<ushort, UInt128>> _resolved = new();
+
+    /// <summary>An ECM Map-Request to the Map-Resolver for one destination, at most one per destination and profile per second.</summary>
+    /// <param name="onEvent">A re-resolution the mapping system asked for (a publication): not held to the rate
+    /// limit, which is there against floods of data-driven requests.</param>
+    public void Request(uint iid, ushort profile, EidFamily family, UInt128 source, UInt128 destination, bool smrInvoked, bool onEvent = false)
+    {
+        if (io.Config.MapResolvers.Count == 0) return;
+        long now = Stopwatch.GetTimestamp();
+        var key = (iid, profile, destination);
+        lock (_lastRequest)
+        {
+            // RFC 9301 §5.3: at most one Map-Request per destination per second.
+            if (!onEvent && _lastRequest.TryGetValue(key, out long last) && now - last < Stopwatch.Frequency) return;
+            // And a bounded rate in all, so that a scan of random destinations does not become a flood at the
+            // Map-Resolver (draft-wang-lisp-ai-agent-00 §7). Events the mapping system asked for are not held to it.
+            if (!onEvent && !smrInvoked && !_requestRate.TryAcquire(0, now)) { io.Counters.Add(AgentCounter.MapRequestsRateLimited); return; }
+            _lastRequest[key] = now;
+        }
+        var sourceEid = EidAddress.WithInstanceId(iid, family, source);
+        if (profile != 0 && profiles.Constraints(profile) is AgentConstraints constraints) sourceEid = ContextEncoding.SourceEidWithConstraints(sourceEid, constraints);
+        var request = new MapRequest { Nonce = AgentIo.NewNonce(), SourceEid = sourceEid, SmrInvoked = smrInvoked, XtrIdPresent = io.Config.Subscribe, XtrId = io.Config.XtrId, SiteId = io.Config.SiteId };
+        request.ItrRlocs.Add(LispAddress.FromIp(io.Config.RlocAddress!));
+        request.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, destination), (byte)EidPrefix.MaxLength(family), io.Config.Subscribe));
+        var ecm = new EncapsulatedControlMessage { InnerSourcePort = LispPorts.Control };
+        if (family == EidFamily.Ipv4) ecm.SetInnerAddresses(Ipv4Header.ToAddress((uint)source), Ipv4Header.ToAddress((uint)destination));
+        else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
+        ecm.SetInnerMessage(request.ToArray());
+        long nowMs = AgentIo.NowMs;
+        int resolver = _resolvers.Pick(nowMs);
+        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs };
+        _pendingRequests[request.Nonce] = pending;
+        io.Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
+        io.SendOrThrow(pending.Datagram, _resolvers[resolver]);
+    }
+
+    /// <summary>
+    /// Map-Requests unanswered for a second are sent again (same nonce), to another Map-Resolver when one is up; the one
+    /// that let it go unanswered counts a timeout and is marked down after <see cref="MapResolverSet.TimeoutsToMarkDown"/>
+    /// in a row. Retransmissions take tokens from the same rate limit as first sends, so a dead resolver never
+    /// multiplies what the mapping system receives.
+    /// </summary>
+    public void RetransmitRequests()
+    {
+        long nowMs = AgentIo.NowMs;
+        foreach (var (nonce, p) in _pendingRequests)
+        {
+            if (nowMs - p.SentMs < RequestTimeoutMs) continue;
+            io.Counters.Add(AgentCounter.MapResolverTimeouts);
+            if (_resolvers.OnTimeout(p.Resolver, nowMs))
+            {
+                io.Counters.Add(AgentCounter.MapResolversMarkedDown);
+                io.Log.WriteLine($"fastxtr agent: Map-Resolver {_resolvers[p.Resolver]} left {MapResolverSet.TimeoutsToMarkDown} Map-Requests in a row unanswered: marked down for {MapResolverSet.DownFor.TotalSeconds:F0} s" +
+                               (_resolvers.Count > 1 ? "; asking the next one" : ""));
+            }
+            if (p.Attempts >= RequestAttempts || !_requestRate.TryAcquire(0, Stopwatch.GetTimestamp()))
+            {
+                if (_pendingRequests.TryRemove(nonce, out _)) io.Counters.Add(AgentCounter.MapRequestsUnanswered);
+                continue;
+            }
+            p.Resolver = _resolvers.Pick(nowMs, avoid: p.Resolver);
+            p.Attempts++;
+            p.SentMs = nowMs;
+            io.Counters.Add(AgentCounter.MapRequestRetransmissions);
+            try { io.SendOrThrow(p.Datagram, _resolvers[p.Resolver]); }
+            catch (SocketException e) { io.Log.WriteLine($"fastxtr agent: Map-Request to {_resolvers[p.Resolver]}: {e.Message}"); }
+        }
+    }
+
+    /// <summary>The Map-Resolvers with their state, for the status API.</summary>
+    public List<(IPEndPoint Endpoint, bool Up, int UnansweredInARow)> MapResolverStates() => _resolvers.Snapshot(AgentIo.NowMs);
+
+    /// <summary>An answer to one of our Map-Requests (by nonce) is installed; any other is counted and dropped.</summary>
+    public void OnMapReply(MapReply reply)
+    {
+        // Only answers to our own requests are installed: a Map-Reply with an unknown nonce is dropped (RFC 9301 §5.4).
+        if (!_pendingRequests.TryRemove(reply.Nonce, out var pending)) { io.Counters.Add(AgentCounter.MapRepliesUnsolicited); return; }
+        _resolvers.OnAnswer(pending.Resolver);
+        foreach (var rec in reply.Records) Install(rec, pending.Profile, pending.SourceEid, publication: false);
+    }
+
+
+    /// <summary>Installs one answer record in the map-cache under the profile that asked, and remembers who resolved it.</summary>
+    public void Install(MappingRecord rec, ushort profile, UInt128 sourceEid, bool publication)
+    {
+        if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) return;
+        prefix = EidPrefix.Mask(prefix, family, rec.EidMaskLength);
+        // Our own EIDs are never cached: this xTR delivers them itself.
+        if (io.Database.Covering(iid, family, prefix) is DatabaseMapping own && own.Length <= rec.EidMaskLength) return;
+        var rlocs = new List<RlocSpec>();
+        foreach (var l in rec.Locators)
+        {
+            var a = ContextEncoding.ReadLocator(l.Locator, out _, out _);
+            if (a.Kind == LispAddressKind.Ipv4) rlocs.Add(new RlocSpec(EidFamily.Ipv4, a.Ipv4Value, l.Priority, l.Weight, l.Reachable && !prober.IsDown(a.Ipv4Value)));
+            else if (a.Kind == LispAddressKind.Ipv6) rlocs.Add(new RlocSpec(EidFamily.Ipv6, a.Ipv6Value, l.Priority, l.Weight, l.Reachable));
+            if (rlocs.Count == MapCacheEntry.MaxRlocs) break;
+        }
+        var action = rec.IsNegative ? rec.Action : MapReplyAction.NoAction;
+        var spec = new MapCacheEntrySpec(iid, profile, family, prefix, rec.EidMaskLength, rlocs, action, rec.TtlMinutes == 0 ? 1 : rec.TtlMinutes, rec.MapVersion);
+        cache.Upsert(spec);
+        if (!publication || profile != 0 || _resolved.ContainsKey((iid, family, prefix, rec.EidMaskLength)))
+            _resolved.GetOrAdd((iid, family, prefix, rec.EidMaskLength), _ => new()).AddOrUpdate(profile, sourceEid, (_, _) => sourceEid);
+        io.Counters.Add(rec.IsNegative ? AgentCounter.NegativeRepliesInstalled : AgentCounter.MapRepliesInstalled);
+    }
+
+    /// <summary>A resolution the map-cache no longer holds is not followed any more (publications, SMRs).</summary>
+    public void Forget(MapCacheEntry gone)
+    {
+        var key = (gone.InstanceId, gone.Family, gone.Prefix, (int)gone.PrefixLength);
+        if (_resolved.TryGetValue(key, out var profiles) && profiles.TryRemove(gone.Profile, out _) && profiles.IsEmpty)
+            _resolved.TryRemove(key, out _);
+    }
+
+    /// <summary>The profiles (with the source EID each asked for) that resolved exactly this prefix.</summary>
+    public ConcurrentDictionary<ushort, UInt128>? ResolvedBy(uint iid, EidFamily family, UInt128 prefix, int length) =>
+        _resolved.TryGetValue((iid, family, prefix, length), out var p) && !p.IsEmpty ? p : null;
+
+    /// <summary>Every (prefix length, profile, source EID) this ITR resolved that covers <paramref name="eid"/>.</summary>
+    public IEnumerable<(ushort Profile, UInt128 Source)> ResolvedCovering(uint iid, EidFamily family, UInt128 eid)
+    {
+        foreach (var (key, byProfile) in _resolved)
+        {
+            if (key.Iid != iid || key.Family != family || EidPrefix.Mask(eid, family, key.Length) != key.Prefix) continue;
+            foreach (var (profile, source) in byProfile) yield return (profile, source);
+        }
+    }
+
+    /// <summary>A prefix that became this xTR's own (an agent attached here) is not followed as a resolution any more.</summary>
+    public void StopFollowing(uint iid, EidFamily family, UInt128 prefix, int length) => _resolved.TryRemove((iid, family, prefix, length), out _);
+
+    /// <summary>Drops requests that will never be answered and forgets old per-destination send times.</summary>
+    public void Prune(long nowTicks)
+    {
+        long nowMs = AgentIo.NowMs;
+        foreach (var (nonce, p) in _pendingRequests)
+            if (nowMs - p.CreatedMs > 10_000) _pendingRequests.TryRemove(nonce, out _);
+        lock (_lastRequest)
+            foreach (var key in _lastRequest.Where(kv => nowTicks - kv.Value > 10 * Stopwatch.Frequency).Select(kv => kv.Key).ToList())
+                _lastRequest.Remove(key);
+    }
+}
