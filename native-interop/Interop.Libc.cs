@@ -35,6 +35,9 @@ public static unsafe partial class Libc
     [LibraryImport(LibcName, EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int stat_path(string path, StatBuf* buffer);
 
+    [LibraryImport(LibcName, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int link(string existing, string created);
+
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int flock(int fd, int operation);
 

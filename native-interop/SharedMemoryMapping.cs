@@ -29,25 +29,54 @@ public sealed unsafe class SharedMemoryMapping : IDisposable
     /// <summary>/dev/shm/NAME for a bare name; a path with a '/' is used as it is.</summary>
     public static string PathFor(string name) => name.Contains('/', StringComparison.Ordinal) ? name : "/dev/shm/" + name;
 
-    /// <summary>Creates the file with <paramref name="length"/> bytes; fails with EEXIST when it exists.</summary>
+    /// <summary>
+    /// Creates a zero-filled file of <paramref name="length"/> bytes under a private name beside
+    /// <see cref="PathFor"/>(<paramref name="name"/>), and maps it; nobody else sees it until <see cref="Publish"/>
+    /// gives it its name, so an attaching process never maps a file whose header is still being written. Fails with
+    /// EEXIST when the name is taken.
+    /// </summary>
     public static SharedMemoryMapping Create(string name, long length)
     {
         string path = PathFor(name);
-        int fd = Libc.open(path, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0x180 /* 0600 */);
-        if (fd < 0) throw new NativeException($"create shared memory {path}", Libc.LastError);
+        if (File.Exists(path)) throw new NativeException($"create shared memory {path}", Linux.EEXIST);
+        string hidden = $"{path}.creating-{Environment.ProcessId}-{Random.Shared.Next():x8}";
+        int fd = Libc.open(hidden, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0x180 /* 0600 */);
+        if (fd < 0) throw new NativeException($"create shared memory {hidden}", Libc.LastError);
         try
         {
-            if (Libc.ftruncate(fd, length) != 0)
-            {
-                int e = Libc.LastError;
-                File.Delete(path);
-                throw new NativeException($"size shared memory {path} to {length} bytes", e);
-            }
-            return Map(path, fd, length, created: true);
+            if (Libc.ftruncate(fd, length) != 0) throw new NativeException($"size shared memory {hidden} to {length} bytes", Libc.LastError);
+            var mapping = Map(path, fd, length, created: true);
+            mapping._hiddenPath = hidden;
+            return mapping;
+        }
+        catch
+        {
+            File.Delete(hidden);
+            throw;
         }
         finally
         {
             Libc.close(fd);
+        }
+    }
+
+    private string? _hiddenPath;
+
+    /// <summary>
+    /// Gives a created file its name (link(2), which never replaces an existing file: EEXIST when another process
+    /// published first) and removes the private one. Call once its content is ready.
+    /// </summary>
+    public void Publish()
+    {
+        if (_hiddenPath is null) return;
+        try
+        {
+            if (Libc.link(_hiddenPath, Path) != 0) throw new NativeException($"create shared memory {Path}", Libc.LastError);
+        }
+        finally
+        {
+            File.Delete(_hiddenPath);
+            _hiddenPath = null;
         }
     }
 
@@ -98,6 +127,7 @@ public sealed unsafe class SharedMemoryMapping : IDisposable
 
     public void Dispose()
     {
+        if (_hiddenPath is not null) { File.Delete(_hiddenPath); _hiddenPath = null; }
         if (_base == null) return;
         Libc.munmap(_base, (nuint)Length);
         _base = null;

@@ -65,7 +65,17 @@ public sealed unsafe class SharedRegion : IDisposable
     {
         sizes.Validate();
         var mapping = SharedMemoryMapping.Create(name, RequiredBytes(sizes));
-        Initialise(mapping.Base, mapping.Length, sizes);
+        try
+        {
+            // Initialised before it has its name: whoever attaches finds a complete header, never a half-written one.
+            Initialise(mapping.Base, mapping.Length, sizes);
+            mapping.Publish();
+        }
+        catch
+        {
+            mapping.Dispose();
+            throw;
+        }
         return new SharedRegion(mapping, mapping.Base, mapping.Length, null);
     }
 
