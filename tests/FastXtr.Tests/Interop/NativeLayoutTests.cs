@@ -83,7 +83,7 @@ public class NativeLayoutTests
           P("TPACKET_V3", TPACKET_V3); P("PACKET_FANOUT_HASH", PACKET_FANOUT_HASH); P("PACKET_FANOUT_FLAG_DEFRAG", PACKET_FANOUT_FLAG_DEFRAG);
           P("PACKET_HOST", PACKET_HOST); P("TP_STATUS_KERNEL", TP_STATUS_KERNEL); P("TP_STATUS_USER", TP_STATUS_USER);
           P("TP_STATUS_SEND_REQUEST", TP_STATUS_SEND_REQUEST); P("TP_STATUS_SENDING", TP_STATUS_SENDING); P("TP_STATUS_WRONG_FORMAT", TP_STATUS_WRONG_FORMAT);
-          P("TP_STATUS_CSUMNOTREADY", TP_STATUS_CSUMNOTREADY); P("SIOCGIFINDEX", SIOCGIFINDEX); P("SIOCGIFHWADDR", SIOCGIFHWADDR); P("SIOCGIFMTU", SIOCGIFMTU);
+          P("TP_STATUS_CSUMNOTREADY", TP_STATUS_CSUMNOTREADY); P("SIOCGIFINDEX", SIOCGIFINDEX); P("SIOCGIFHWADDR", SIOCGIFHWADDR); P("SIOCGIFMTU", SIOCGIFMTU); P("SIOCSIFTXQLEN", SIOCSIFTXQLEN);
           P("MAP_LOCKED", MAP_LOCKED); P("ENETDOWN", ENETDOWN); P("ENOBUFS", ENOBUFS);
           P("sizeof sockaddr_ll", sizeof(struct sockaddr_ll)); P("offsetof sockaddr_ll.sll_ifindex", offsetof(struct sockaddr_ll, sll_ifindex));
           P("offsetof sockaddr_ll.sll_pkttype", offsetof(struct sockaddr_ll, sll_pkttype)); P("offsetof sockaddr_ll.sll_addr", offsetof(struct sockaddr_ll, sll_addr));
