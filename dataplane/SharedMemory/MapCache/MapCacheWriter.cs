@@ -1,57 +1,11 @@
-using System.Net;
-using System.Net.Sockets;
 using FastXtr.Packets;
 using System.Threading;
 
 namespace FastXtr.SharedMemory.MapCache;
 
-/// <summary>A locator to install: address (host-order, IPv4 in the low 32 bits), priority, weight, reachability.</summary>
-public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte Priority, byte Weight, bool Up = true)
-{
-    /// <summary>"ADDRESS[,PRIORITY[,WEIGHT]]", e.g. "192.0.2.2,1,50".</summary>
-    public static RlocSpec Parse(string text)
-    {
-        string[] parts = text.Split(',');
-        if (parts.Length > 3 || !IPAddress.TryParse(parts[0], out var a))
-            throw new FormatException($"--rloc '{text}': expected ADDRESS[,PRIORITY[,WEIGHT]], e.g. 192.0.2.2,1,100");
-        byte priority = 1, weight = 100;
-        if (parts.Length > 1 && !byte.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out priority)) throw new FormatException($"--rloc '{text}': priority must be 0 .. 255");
-        if (parts.Length > 2 && !byte.TryParse(parts[2], System.Globalization.CultureInfo.InvariantCulture, out weight)) throw new FormatException($"--rloc '{text}': weight must be 0 .. 255");
-        return a.AddressFamily == AddressFamily.InterNetwork
-            ? new RlocSpec(EidFamily.Ipv4, Ipv4Header.ToUInt32(a), priority, weight)
-            : new RlocSpec(EidFamily.Ipv6, Ipv6Header.ToUInt128(a), priority, weight);
-    }
-}
-
-/// <summary>What to install for one (IID, profile, EID prefix).</summary>
-public sealed record MapCacheEntrySpec(
-    uint InstanceId, ushort Profile, EidFamily Family, UInt128 Prefix, int PrefixLength,
-    IReadOnlyList<RlocSpec> Rlocs, MapReplyAction Action = MapReplyAction.NoAction, uint TtlMinutes = 1440, ushort MapVersion = 0,
-    ushort AssignedProfile = 0);
-
-public enum MapCacheWriteResult
-{
-    Inserted,
-    Updated,
-    Removed,
-    NotFound,
-    Full,
-    IidTableFull,
-}
-
-/// <summary>What a writer found to mend when it took over a region (all zero after a clean handover).</summary>
-public readonly record struct MapCacheRepair(int EntriesHalfWritten, bool IndexRebuilt, int DuplicatesDropped)
-{
-    public bool Any => EntriesHalfWritten > 0 || IndexRebuilt || DuplicatesDropped > 0;
-
-    public override string ToString() =>
-        $"{EntriesHalfWritten} half-written entr{(EntriesHalfWritten == 1 ? "y" : "ies")} cleared, index {(IndexRebuilt ? "rebuilt" : "intact")}" +
-        (DuplicatesDropped > 0 ? $", {DuplicatesDropped} duplicate entr{(DuplicatesDropped == 1 ? "y" : "ies")} dropped" : "");
-}
-
 /// <summary>
 /// The single writer of a map-cache (the control agent's side of the shared-memory contract). Not thread-safe, and
-/// one per region: <see cref="Shared.SharedRegion.CreateWriter"/> hands it out only with the region's writer lease.
+/// one per region: <see cref="SharedRegion.CreateWriter"/> hands it out only with the region's writer lease.
 /// Updates in place under the entry's sequence counter, so an entry that changes (new RLOCs, a locator marked down)
 /// never disappears for a reader in between. Removals shift the rest of their probe run back (no tombstones), and
 /// each prefix length is counted per IID so that a length whose last entry went is no longer probed.
