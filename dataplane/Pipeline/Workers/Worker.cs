@@ -6,26 +6,29 @@ using FastXtr.Dataplane.Decap;
 using FastXtr.Dataplane.Encap;
 using FastXtr.Packets;
 using FastXtr.Dataplane.Offload;
+using FastXtr.Dataplane.Ports;
 using FastXtr.SharedMemory;
 using FastXtr.NativeInterop;
 
 namespace FastXtr.Dataplane.Workers;
 
 /// <summary>
-/// One run-to-completion worker: it owns queue <c>index</c> of every instance's TUN, one UDP socket on the LISP
-/// data port (SO_REUSEPORT spreads flows across workers) and one raw sending socket. Each turn it reads a batch
-/// from each TUN, encapsulates and sends it with one sendmmsg, then takes a batch from the UDP socket with one
-/// recvmmsg, decapsulates and writes each packet to its instance's TUN. It sleeps in poll only when a turn found
-/// nothing. Nothing on this path allocates, locks, logs or throws. With --mode af-packet the EID side is a
-/// TPACKET_V3 ring pair per instance instead of a TUN queue: frames are read from mapped blocks and written into
-/// mapped slots, one system call per batch (<see cref="ReadRing"/>, <see cref="WriteEid"/>).
+/// One run-to-completion worker: it owns its EID-side port (<see cref="TunPort"/>: queue <c>index</c> of every
+/// instance's TUN, or <see cref="AfPacketPort"/>: a ring pair per instance), one UDP socket on the LISP data port
+/// (SO_REUSEPORT spreads flows across workers) and one raw sending socket. Each turn it reads a batch from each
+/// instance, runs the ITR over it and sends it with one sendmmsg, then takes a batch from the UDP socket with one
+/// recvmmsg, runs the ETR and hands each packet to its instance's port. It sleeps in poll only when a turn found
+/// nothing. Nothing on this path allocates, locks, logs or throws. It also drives the segmentation offloads: TCP and
+/// UDP super-packets cut and sent with UDP GSO, received LISP coalesced into TUN super-packets.
 /// </summary>
 public sealed unsafe class Worker : IDisposable
 {
     private const int MaxFragments = 16;
     private readonly int _index;
     private readonly DataplaneOptions _options;
-    private readonly int[] _tunFds;
+    private readonly IEidPort _port;
+    // The TUN port when the EID side is TUN: the coalesced runs are written through it.
+    private readonly TunPort? _tun;
     private readonly int _udpFd;
     private readonly int _rawFd;
     private readonly PacketBuffers _itrBuffers;
@@ -41,15 +44,6 @@ public sealed unsafe class Worker : IDisposable
     private readonly uint[] _instanceIds;
     private volatile bool _stop;
 
-    // --mode af-packet: per instance, this worker's rings on the EID-facing interface and the interface's neighbours.
-    private readonly PacketRing[] _rings = [];
-    private readonly NeighborTable[] _neighbors = [];
-    private readonly bool[] _ringPending = [];
-    private readonly MessageBatch? _kernelRouted;
-    private readonly int _rawFd6 = -1;
-    // A super-frame met after other frames of the batch: cut and sent once they are (it stays valid in the ring).
-    private byte* _pendingSuper;
-    private int _pendingSuperLength;
 
     // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
     private readonly bool _tso, _gro, _coalesce;
@@ -77,18 +71,6 @@ public sealed unsafe class Worker : IDisposable
     {
         _index = index;
         _options = options;
-        _rings = rings?.ToArray() ?? [];
-        _neighbors = neighbors?.ToArray() ?? [];
-        _ringPending = new bool[_rings.Length];
-        if (_rings.Length > 0)
-        {
-            _kernelRouted = new MessageBatch(1);
-            // Without it (no IPv6 in this namespace), IPv6 packets for hosts not heard from yet are counted drops.
-            try { _rawFd6 = Sockets.OpenRawIpv6Sender(); }
-            catch (NativeException) { _rawFd6 = -1; }
-        }
-        // The EID side's descriptors: a TUN queue per instance, or the instance's ring socket.
-        _tunFds = _rings.Length > 0 ? _rings.Select(r => r.Fd).ToArray() : tuns.Select(t => t.QueueFd(index)).ToArray();
         _instanceIds = options.Instances.Select(i => i.InstanceId).ToArray();
         _counters = region.Counters(index);
         _udpFd = Sockets.OpenUdp4(options.RlocAddress, options.Port, reusePort: true, options.SocketBufferBytes);
@@ -101,6 +83,9 @@ public sealed unsafe class Worker : IDisposable
             Sockets.Close(_udpFd);
             throw;
         }
+        if (rings is { Count: > 0 }) _port = new AfPacketPort(rings, neighbors ?? [], _counters, _rawFd);
+        else _port = _tun = new TunPort(tuns, index, _counters);
+        _port.SuperFrame = SendRingSuperFrame;
         _itrBuffers = new PacketBuffers(options.Batch);
         _etrBuffers = new PacketBuffers(options.Batch);
         // Scratch: one ICMP reply and up to MaxFragments fragments of one packet.
@@ -115,16 +100,16 @@ public sealed unsafe class Worker : IDisposable
             new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56));
         _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index));
 
-        _vnet = tuns.Count > 0 && tuns.All(t => t.HasVnetHeader);
+        _vnet = _port.HasVnetHeader;
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)((MaxSegments + 2) * sizeof(IoVec)));
         _vnetScratch = (byte*)NativeMemory.AllocZeroed(256);
         // af-packet: a TCP super-frame (the kernel's GRO, or a veth peer's TSO, hands those to the ring) is cut here.
-        if (_rings.Length > 0) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
+        if (_port.CarriesSuperFrames) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
         if (!options.Offload) return;
         bool tunTso = _vnet && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
         // Only a TUN takes super-packets back; af-packet rings get the ETR's segments one frame each.
         _coalesce = tunTso;
-        if (tunTso || _rings.Length > 0)
+        if (tunTso || _port.CarriesSuperFrames)
         {
             if (tunTso) _superBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
             if (_gsoOut == null) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
@@ -140,7 +125,7 @@ public sealed unsafe class Worker : IDisposable
             if (_tso) _gsoFds = fds.ToArray();
             else foreach (int fd in fds) Sockets.Close(fd);
         }
-        _gro = (tunTso || _rings.Length > 0) && Sockets.EnableGro(_udpFd);
+        _gro = (tunTso || _port.CarriesSuperFrames) && Sockets.EnableGro(_udpFd);
         if (_gro)
         {
             _groBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
@@ -153,22 +138,23 @@ public sealed unsafe class Worker : IDisposable
     /// <summary>What this worker's offloads came to (for the start-up log line).</summary>
     public string OffloadSummary =>
         !_options.Offload ? "off"
-        : (_rings.Length > 0 ? "super-frames from the rings " : "")
+        : (_port.CarriesSuperFrames ? "super-frames from the rings " : "")
           + $"tso {(_tso ? "on, sent with UDP GSO" : _gsoOut != null ? "on, segments sent one by one (no UDP_SEGMENT)" : "off (the TUN refused TSO)")}, gro {(_gro ? "on" : "off (no UDP_GRO)")}"
-          + (_rings.Length > 0 && _gro ? ", segments written to the transmit ring one frame each" : "");
+          + (_port.CarriesSuperFrames && _gro ? ", segments written to the transmit ring one frame each" : "");
 
     public void Stop() => _stop = true;
 
     /// <summary>The worker's loop; returns when <see cref="Stop"/> is called.</summary>
     public void Run()
     {
-        Span<int> fds = stackalloc int[_tunFds.Length + 1];
-        _tunFds.CopyTo(fds);
+        int instances = _port.InstanceCount;
+        Span<int> fds = stackalloc int[instances + 1];
+        for (int k = 0; k < instances; k++) fds[k] = _port.Fd(k);
         fds[^1] = _udpFd;
         while (!_stop)
         {
             int work = 0;
-            for (int k = 0; k < _tunFds.Length; k++) work += Encapsulate(k);
+            for (int k = 0; k < instances; k++) work += Encapsulate(k);
             work += Decapsulate();
             if (work == 0) Cpu.PollReadable(fds, 100);
         }
@@ -176,31 +162,15 @@ public sealed unsafe class Worker : IDisposable
 
     private int Encapsulate(int instance)
     {
-        int fd = _tunFds[instance];
-        int n = 0;
         ulong bytes = 0;
         var buffers = _superBuffers ?? _itrBuffers;
-        int header = _vnet ? VirtioNetHdr.Bytes : 0;
-        if (_rings.Length > 0)
+        int n = _port.Read(instance, buffers, _lengths, ref bytes, out int superFrames);
+        if (n == 0)
         {
-            n = ReadRing(instance, buffers, ref bytes, out int superFrames);
-            if (n == 0)
-            {
-                // Only super-frames (already cut and sent) or frames left to the kernel: still work done.
-                if (superFrames > 0) FlushRings();
-                return superFrames;
-            }
+            // Only super-frames (already cut and sent) or frames left to the kernel: still work done.
+            if (superFrames > 0) _port.Flush();
+            return superFrames;
         }
-        else
-            while (n < _options.Batch)
-            {
-                // With virtio-net headers the header lands in the headroom, the packet where it always does.
-                int r = TunDevice.Read(fd, buffers.Data(n) - header, buffers.PacketBytes);
-                if (r <= header) break;
-                _lengths[n++] = r - header;
-                bytes += (ulong)(r - header);
-            }
-        if (n == 0) return 0;
         _counters.Add(Counter.TunRxPackets, (ulong)n);
         _counters.Add(Counter.TunRxBytes, bytes);
         long now = Stopwatch.GetTimestamp();
@@ -233,15 +203,11 @@ public sealed unsafe class Worker : IDisposable
             }
             sentBytes += EncapsulateOne(buffers.Buffer(i), _lengths[i], iid, now, instance);
         }
-        if (_pendingSuper != null)
-        {
-            Flush();
-            SendRingSuperFrame(instance, _pendingSuper, _pendingSuperLength, now);
-            _pendingSuper = null;
-        }
+        Flush();
+        _port.FinishBatch(instance, now);
         _counters.Add(Counter.UdpTxBytes, sentBytes);
         Flush();
-        FlushRings();
+        _port.Flush();
         _counters.Add(Counter.Batches);
         return n;
     }
@@ -265,7 +231,7 @@ public sealed unsafe class Worker : IDisposable
                 Flush();
                 return (ulong)d.OuterLength;
             case ItrVerdict.ReplyTooBig:
-                WriteEid(instance, reply, replyLength);
+                _port.Write(instance, reply, replyLength);
                 return 0;
             default:
                 return 0;
@@ -362,147 +328,19 @@ public sealed unsafe class Worker : IDisposable
         return 0;
     }
 
-    /// <summary>Writes one packet to a TUN, behind an empty virtio-net header when the TUN carries them.</summary>
-    private bool WriteTun(int fd, byte* packet, int length)
-    {
-        if (!_vnet) return TunDevice.Write(fd, packet, length);
-        new Span<byte>(_vnetScratch, VirtioNetHdr.Bytes).Clear();
-        _pieces[0] = new IoVec { Base = _vnetScratch, Length = VirtioNetHdr.Bytes };
-        _pieces[1] = new IoVec { Base = packet, Length = (nuint)length };
-        return TunDevice.WriteGather(fd, _pieces, 2, VirtioNetHdr.Bytes + length);
-    }
-
     /// <summary>
-    /// One packet to the EID side: written to the instance's TUN, or (af-packet) framed for the EID host's MAC into
-    /// a transmit slot, sent with the batch. Counts its own drop; false when the packet did not go.
-    /// </summary>
-    private bool WriteEid(int instance, byte* packet, int length)
-    {
-        if (_rings.Length == 0)
-        {
-            if (WriteTun(_tunFds[instance], packet, length)) return true;
-            _counters.Add(Counter.DropTunWriteFailed);
-            return false;
-        }
-        var ring = _rings[instance];
-        bool ipv6 = length >= 40 && packet[0] >> 4 == 6;
-        if (!ipv6 && (length < 20 || packet[0] >> 4 != 4)) { _counters.Add(Counter.DropNotIp); return false; }
-        UInt128 destination = ipv6 ? BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(packet + 24, 16)) : BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(packet + 16, 4));
-        if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac))
-        {
-            // Not heard from yet: the kernel routes the packet out of the interface, resolving the MAC itself (IPv4
-            // through the raw socket the outer packets use, IPv6 through a raw IPv6 one). Sent at once: the packet
-            // may sit in scratch memory the next packet reuses (an ICMP reply does).
-            if (ipv6)
-            {
-                if (_rawFd6 >= 0 && Sockets.SendRawIpv6(_rawFd6, packet, length) == 0) { _counters.Add(Counter.EtrKernelRouted); return true; }
-                _counters.Add(Counter.DropNoNeighbor);
-                return false;
-            }
-            _kernelRouted!.Add(packet, length, (uint)destination, 0);
-            if (_kernelRouted.Send(_rawFd, out _) == 1) { _counters.Add(Counter.EtrKernelRouted); return true; }
-            _counters.Add(Counter.DropSendFailed);
-            return false;
-        }
-        // Longer than the interface carries (or a slot holds): the kernel would refuse the frame.
-        if (length > ring.Mtu || length + EthernetHeaderBytes > PacketRing.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
-        byte* slot = ring.TxSlot(out bool rejected);
-        if (slot == null)
-        {
-            // Every slot is waiting to be sent: have the kernel send them, then try once more.
-            ring.Flush();
-            _ringPending[instance] = false;
-            slot = ring.TxSlot(out rejected);
-            if (slot == null) { _counters.Add(Counter.DropTxRingFull); return false; }
-        }
-        if (rejected) _counters.Add(Counter.DropSendFailed); // the frame sent from this slot before was refused
-        for (int b = 0; b < 6; b++) slot[b] = (byte)(mac >> (8 * b));
-        ring.Mac.CopyTo(new Span<byte>(slot + 6, 6));
-        BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(slot + 12, 2), (ushort)(ipv6 ? Linux.ETH_P_IPV6 : Linux.ETH_P_IP));
-        Buffer.MemoryCopy(packet, slot + EthernetHeaderBytes, PacketRing.MaxTxFrameBytes - EthernetHeaderBytes, length);
-        ring.TxCommit(length + EthernetHeaderBytes);
-        _ringPending[instance] = true;
-        return true;
-    }
-
-    private const int EthernetHeaderBytes = 14;
-
-    /// <summary>Tells the kernel to send every ring's committed frames (one system call per ring that has any).</summary>
-    private void FlushRings()
-    {
-        for (int k = 0; k < _rings.Length; k++)
-        {
-            if (!_ringPending[k]) continue;
-            _ringPending[k] = false;
-            if (_rings[k].Flush() != 0) _counters.Add(Counter.DropSendFailed);
-        }
-    }
-
-    /// <summary>
-    /// af-packet: up to a batch of frames from the instance's receive ring into the ITR's buffers (the IP packet,
-    /// behind the usual headroom). Frames not addressed to us or not IP are left to the kernel and counted; the
-    /// sender's MAC is learned for the ETR's way back.
-    /// </summary>
-    private int ReadRing(int instance, PacketBuffers buffers, ref ulong bytes, out int superFrames)
-    {
-        var ring = _rings[instance];
-        var neighbors = _neighbors[instance];
-        int n = 0;
-        superFrames = 0;
-        while (n < _options.Batch && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending))
-        {
-            if (length == 0) { _counters.Add(Counter.DropTruncated); continue; }
-            if (packetType != Linux.PACKET_HOST || length < EthernetHeaderBytes + 20) { _counters.Add(Counter.EidFramesIgnored); continue; }
-            int type = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(frame + 12, 2));
-            byte* ip = frame + EthernetHeaderBytes;
-            int ipLength = length - EthernetHeaderBytes;
-            ulong mac = 0;
-            for (int b = 0; b < 6; b++) mac |= (ulong)frame[6 + b] << (8 * b);
-            if (type == Linux.ETH_P_IP && ip[0] >> 4 == 4)
-                neighbors.Learn(BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 12, 4)), false, mac);
-            else if (type == Linux.ETH_P_IPV6 && ipLength >= 40 && ip[0] >> 4 == 6)
-                neighbors.Learn(BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(ip + 8, 16)), true, mac);
-            else
-            {
-                // A VLAN tag, or another protocol: not ours to carry.
-                _counters.Add(type is Linux.ETH_P_IP or Linux.ETH_P_IPV6 ? Counter.DropNotIp : Counter.EidFramesIgnored);
-                continue;
-            }
-            if (ipLength > ring.Mtu)
-            {
-                // Longer than the interface carries: a super-frame of a TCP flow. Cut after the frames before it
-                // (so that a flow's order holds), or at once when it is the first.
-                if (n > 0)
-                {
-                    _pendingSuper = ip;
-                    _pendingSuperLength = ipLength;
-                    return n;
-                }
-                SendRingSuperFrame(instance, ip, ipLength, Stopwatch.GetTimestamp());
-                superFrames++;
-                continue;
-            }
-            if (ipLength > buffers.PacketBytes) { _counters.Add(Counter.DropTooBig); continue; }
-            Buffer.MemoryCopy(ip, buffers.Data(n), buffers.PacketBytes, ipLength);
-            if (checksumPending && !CompleteTransportChecksum(new Span<byte>(buffers.Data(n), ipLength))) { _counters.Add(Counter.DropBadVnetHeader); continue; }
-            _lengths[n++] = ipLength;
-            bytes += (ulong)ipLength;
-        }
-        return n;
-    }
-
-    /// <summary>
-    /// af-packet: a TCP super-frame from the ring, cut into segments that fit both the EID interface's MTU and the
+    /// A TCP super-frame the port handed over (af-packet), cut into segments that fit both the EID link's MTU and the
     /// outer MTU once encapsulated (each with its full checksum), sent one by one through the ordinary ITR path.
     /// Anything else this long (a UDP super-frame carries no datagram size here) is a counted drop.
     /// </summary>
-    private void SendRingSuperFrame(int instance, byte* ip, int length, long now)
+    private void SendRingSuperFrame(int instance, byte* ip, int length, int linkMtu, long now)
     {
+        Flush(); // what the batch queued before it goes first
         _counters.Add(Counter.TunRxPackets);
         _counters.Add(Counter.TunRxBytes, (ulong)length);
         var packet = new Span<byte>(ip, length);
         int headers = TcpSegmentation.HeaderLength(packet, out _);
-        int mss = Math.Min(_rings[instance].Mtu, _options.OuterMtu - Encapsulator.OuterBytes) - headers;
+        int mss = Math.Min(linkMtu, _options.OuterMtu - Encapsulator.OuterBytes) - headers;
         if (headers == 0 || mss < 1) { _counters.Add(Counter.DropTooBig); return; }
         if (_tso)
         {
@@ -513,23 +351,6 @@ public sealed unsafe class Worker : IDisposable
         _counters.Add(Counter.TunSuperPackets);
         int cut = TcpSegmentation.Segment(packet, mss, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
         _counters.Add(Counter.UdpTxBytes, EncapsulateCut(cut, PacketBuffers.HeadroomBytes + headers + mss, _instanceIds[instance], now, instance));
-    }
-
-    /// <summary>
-    /// A TCP or UDP packet whose sender left the checksum to offload (a veth peer does): the full checksum is
-    /// written here, since nothing downstream will. False for what cannot be completed (another protocol, an IPv6
-    /// extension header, a truncated header).
-    /// </summary>
-    private bool CompleteTransportChecksum(Span<byte> packet)
-    {
-        bool ipv6 = packet[0] >> 4 == 6;
-        int ipLength = ipv6 ? 40 : (packet[0] & 0x0F) * 4;
-        int protocol = ipv6 ? packet[6] : packet[9];
-        int offset = protocol == 6 ? 16 : protocol == 17 ? 6 : -1;
-        if (offset < 0 || ipLength < 20 || ipLength + offset + 2 > packet.Length) return false;
-        TcpSegmentation.WriteTransportChecksum(packet, ipLength, ipv6, offset);
-        _counters.Add(Counter.ChecksumsCompleted);
-        return true;
     }
 
     private void Flush()
@@ -566,7 +387,7 @@ public sealed unsafe class Worker : IDisposable
                 byte* inner = data + offset + d.InnerOffset;
                 if (!_coalesce)
                 {
-                    if (WriteEid(d.Instance, inner, d.InnerLength)) { txPackets++; txBytes += (ulong)d.InnerLength; }
+                    if (_port.Write(d.Instance, inner, d.InnerLength)) { txPackets++; txBytes += (ulong)d.InnerLength; }
                     continue;
                 }
                 if (!_coalescer.TryAppend(inner, d.InnerLength, d.Instance))
@@ -578,7 +399,7 @@ public sealed unsafe class Worker : IDisposable
         }
         // The run may span messages: their buffers stay untouched until the next receive.
         if (_coalesce) WriteRun(ref txPackets, ref txBytes);
-        FlushRings();
+        _port.Flush();
         _counters.Add(Counter.UdpRxPackets, rxPackets);
         _counters.Add(Counter.UdpRxBytes, rxBytes);
         _counters.Add(Counter.TunTxPackets, txPackets);
@@ -592,7 +413,7 @@ public sealed unsafe class Worker : IDisposable
         int count = _coalescer.Count;
         if (count == 0) return;
         int pieces = _coalescer.Build(_vnetScratch, _pieces, out int total);
-        if (TunDevice.WriteGather(_tunFds[_coalescer.Instance], _pieces, pieces, total))
+        if (_tun!.WriteGather(_coalescer.Instance, _pieces, pieces, total))
         {
             packets += (ulong)count;
             bytes += (ulong)(total - VirtioNetHdr.Bytes);
@@ -616,9 +437,7 @@ public sealed unsafe class Worker : IDisposable
         _etrBuffers.Dispose();
         _scratch.Dispose();
         foreach (int fd in _gsoFds) Sockets.Close(fd);
-        foreach (var ring in _rings) ring.Dispose();
-        _kernelRouted?.Dispose();
-        if (_rawFd6 >= 0) Sockets.Close(_rawFd6);
+        _port.Dispose();
         _superBuffers?.Dispose();
         _groBuffers?.Dispose();
         if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);

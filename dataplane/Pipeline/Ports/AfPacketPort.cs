@@ -1,0 +1,188 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using FastXtr.Dataplane.Buffers;
+using FastXtr.Dataplane.Offload;
+using FastXtr.Dataplane.Workers;
+using FastXtr.NativeInterop;
+using FastXtr.SharedMemory;
+
+namespace FastXtr.Dataplane.Ports;
+
+/// <summary>
+/// The EID side through AF_PACKET: this worker's TPACKET_V3 ring pair on each instance's EID-facing Ethernet
+/// interface. Frames are read from mapped blocks and written into mapped slots, one system call per batch; the EID
+/// hosts' MACs are learned from their frames, and a packet for a host not heard from yet is handed to the kernel,
+/// which resolves it (IPv4 through the worker's raw socket, IPv6 through a raw IPv6 one of this port's).
+/// </summary>
+public sealed unsafe class AfPacketPort : IEidPort
+{
+    private const int EthernetHeaderBytes = 14;
+    private readonly PacketRing[] _rings;
+    private readonly NeighborTable[] _neighbors;
+    private readonly bool[] _pending;
+    private readonly WorkerCounters _counters;
+    private readonly MessageBatch _kernelRouted = new(1);
+    private readonly int _rawFd;
+    private readonly int _rawFd6 = -1;
+    // A super-frame met after other frames of the batch: cut and sent once they are (it stays valid in the ring).
+    private byte* _heldSuper;
+    private int _heldSuperLength;
+
+    /// <param name="rawIpv4Fd">The worker's raw IPv4 sending socket (not owned): the kernel routes through it.</param>
+    public AfPacketPort(IReadOnlyList<PacketRing> rings, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters, int rawIpv4Fd)
+    {
+        _rings = rings.ToArray();
+        _neighbors = neighbors.ToArray();
+        _pending = new bool[_rings.Length];
+        _counters = counters;
+        _rawFd = rawIpv4Fd;
+        // Without it (no IPv6 in this namespace), IPv6 packets for hosts not heard from yet are counted drops.
+        try { _rawFd6 = Sockets.OpenRawIpv6Sender(); }
+        catch (NativeException) { _rawFd6 = -1; }
+    }
+
+    public int InstanceCount => _rings.Length;
+    public bool HasVnetHeader => false;
+    public bool CarriesSuperFrames => true;
+    public SuperFrameHandler? SuperFrame { get; set; }
+
+    public int Fd(int instance) => _rings[instance].Fd;
+
+    /// <summary>
+    /// Up to a batch of frames from the instance's receive ring into the ITR's buffers (the IP packet, behind the usual
+    /// headroom). Frames not addressed to us or not IP are left to the kernel and counted; the sender's MAC is learned
+    /// for the ETR's way back. A super-frame (the kernel's GRO, a veth peer's TSO) goes to <see cref="SuperFrame"/>:
+    /// at once when it is the first, else after the frames before it (<see cref="FinishBatch"/>), so a flow keeps its order.
+    /// </summary>
+    public int Read(int instance, PacketBuffers buffers, Span<int> lengths, ref ulong bytes, out int superFrames)
+    {
+        var ring = _rings[instance];
+        var neighbors = _neighbors[instance];
+        int n = 0;
+        superFrames = 0;
+        while (n < lengths.Length && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending))
+        {
+            if (length == 0) { _counters.Add(Counter.DropTruncated); continue; }
+            if (packetType != Linux.PACKET_HOST || length < EthernetHeaderBytes + 20) { _counters.Add(Counter.EidFramesIgnored); continue; }
+            int type = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(frame + 12, 2));
+            byte* ip = frame + EthernetHeaderBytes;
+            int ipLength = length - EthernetHeaderBytes;
+            ulong mac = 0;
+            for (int b = 0; b < 6; b++) mac |= (ulong)frame[6 + b] << (8 * b);
+            if (type == Linux.ETH_P_IP && ip[0] >> 4 == 4)
+                neighbors.Learn(BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 12, 4)), false, mac);
+            else if (type == Linux.ETH_P_IPV6 && ipLength >= 40 && ip[0] >> 4 == 6)
+                neighbors.Learn(BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(ip + 8, 16)), true, mac);
+            else
+            {
+                // A VLAN tag, or another protocol: not ours to carry.
+                _counters.Add(type is Linux.ETH_P_IP or Linux.ETH_P_IPV6 ? Counter.DropNotIp : Counter.EidFramesIgnored);
+                continue;
+            }
+            if (ipLength > ring.Mtu)
+            {
+                if (n > 0)
+                {
+                    _heldSuper = ip;
+                    _heldSuperLength = ipLength;
+                    return n;
+                }
+                SuperFrame?.Invoke(instance, ip, ipLength, ring.Mtu, Stopwatch.GetTimestamp());
+                superFrames++;
+                continue;
+            }
+            if (ipLength > buffers.PacketBytes) { _counters.Add(Counter.DropTooBig); continue; }
+            Buffer.MemoryCopy(ip, buffers.Data(n), buffers.PacketBytes, ipLength);
+            if (checksumPending && !CompleteTransportChecksum(new Span<byte>(buffers.Data(n), ipLength))) { _counters.Add(Counter.DropBadVnetHeader); continue; }
+            lengths[n++] = ipLength;
+            bytes += (ulong)ipLength;
+        }
+        return n;
+    }
+
+    public void FinishBatch(int instance, long now)
+    {
+        if (_heldSuper == null) return;
+        byte* ip = _heldSuper;
+        _heldSuper = null;
+        SuperFrame?.Invoke(instance, ip, _heldSuperLength, _rings[instance].Mtu, now);
+    }
+
+    /// <summary>
+    /// One packet framed for the EID host's MAC into a transmit slot, sent with the batch (<see cref="Flush"/>); for a
+    /// host not heard from yet, routed by the kernel at once (the packet may sit in scratch memory the next reuses).
+    /// </summary>
+    public bool Write(int instance, byte* packet, int length)
+    {
+        var ring = _rings[instance];
+        bool ipv6 = length >= 40 && packet[0] >> 4 == 6;
+        if (!ipv6 && (length < 20 || packet[0] >> 4 != 4)) { _counters.Add(Counter.DropNotIp); return false; }
+        UInt128 destination = ipv6 ? BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(packet + 24, 16)) : BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(packet + 16, 4));
+        if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac))
+        {
+            if (ipv6)
+            {
+                if (_rawFd6 >= 0 && Sockets.SendRawIpv6(_rawFd6, packet, length) == 0) { _counters.Add(Counter.EtrKernelRouted); return true; }
+                _counters.Add(Counter.DropNoNeighbor);
+                return false;
+            }
+            _kernelRouted.Add(packet, length, (uint)destination, 0);
+            if (_kernelRouted.Send(_rawFd, out _) == 1) { _counters.Add(Counter.EtrKernelRouted); return true; }
+            _counters.Add(Counter.DropSendFailed);
+            return false;
+        }
+        // Longer than the interface carries (or a slot holds): the kernel would refuse the frame.
+        if (length > ring.Mtu || length + EthernetHeaderBytes > PacketRing.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
+        byte* slot = ring.TxSlot(out bool rejected);
+        if (slot == null)
+        {
+            // Every slot is waiting to be sent: have the kernel send them, then try once more.
+            ring.Flush();
+            _pending[instance] = false;
+            slot = ring.TxSlot(out rejected);
+            if (slot == null) { _counters.Add(Counter.DropTxRingFull); return false; }
+        }
+        if (rejected) _counters.Add(Counter.DropSendFailed); // the frame sent from this slot before was refused
+        for (int b = 0; b < 6; b++) slot[b] = (byte)(mac >> (8 * b));
+        ring.Mac.CopyTo(new Span<byte>(slot + 6, 6));
+        BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(slot + 12, 2), (ushort)(ipv6 ? Linux.ETH_P_IPV6 : Linux.ETH_P_IP));
+        Buffer.MemoryCopy(packet, slot + EthernetHeaderBytes, PacketRing.MaxTxFrameBytes - EthernetHeaderBytes, length);
+        ring.TxCommit(length + EthernetHeaderBytes);
+        _pending[instance] = true;
+        return true;
+    }
+
+    public void Flush()
+    {
+        for (int k = 0; k < _rings.Length; k++)
+        {
+            if (!_pending[k]) continue;
+            _pending[k] = false;
+            if (_rings[k].Flush() != 0) _counters.Add(Counter.DropSendFailed);
+        }
+    }
+
+    /// <summary>
+    /// A TCP or UDP packet whose sender left the checksum to offload (a veth peer does): the full checksum is
+    /// written here, since nothing downstream will. False for what cannot be completed (another protocol, an IPv6
+    /// extension header, a truncated header).
+    /// </summary>
+    private bool CompleteTransportChecksum(Span<byte> packet)
+    {
+        bool ipv6 = packet[0] >> 4 == 6;
+        int ipLength = ipv6 ? 40 : (packet[0] & 0x0F) * 4;
+        int protocol = ipv6 ? packet[6] : packet[9];
+        int offset = protocol == 6 ? 16 : protocol == 17 ? 6 : -1;
+        if (offset < 0 || ipLength < 20 || ipLength + offset + 2 > packet.Length) return false;
+        TcpSegmentation.WriteTransportChecksum(packet, ipLength, ipv6, offset);
+        _counters.Add(Counter.ChecksumsCompleted);
+        return true;
+    }
+
+    public void Dispose()
+    {
+        foreach (var ring in _rings) ring.Dispose();
+        _kernelRouted.Dispose();
+        if (_rawFd6 >= 0) Sockets.Close(_rawFd6);
+    }
+}

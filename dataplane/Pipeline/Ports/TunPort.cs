@@ -1,0 +1,79 @@
+using System.Runtime.InteropServices;
+using FastXtr.Dataplane.Buffers;
+using FastXtr.NativeInterop;
+using FastXtr.SharedMemory;
+
+namespace FastXtr.Dataplane.Ports;
+
+/// <summary>
+/// The EID side through TUN devices: this worker's queue of each instance's TUN. With virtio-net headers (offloads
+/// on) each read packet has its header in the buffer's headroom, and writes carry one (empty, or a super-packet's).
+/// </summary>
+public sealed unsafe class TunPort : IEidPort
+{
+    private readonly int[] _fds;
+    private readonly WorkerCounters _counters;
+    private readonly IoVec* _pieces;
+    private readonly byte* _emptyHeader;
+
+    public TunPort(IReadOnlyList<TunDevice> tuns, int queue, WorkerCounters counters)
+    {
+        _fds = tuns.Select(t => t.QueueFd(queue)).ToArray();
+        HasVnetHeader = tuns.Count > 0 && tuns.All(t => t.HasVnetHeader);
+        _counters = counters;
+        _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)(2 * sizeof(IoVec)));
+        _emptyHeader = (byte*)NativeMemory.AllocZeroed((nuint)VirtioNetHdr.Bytes);
+    }
+
+    public int InstanceCount => _fds.Length;
+    public bool HasVnetHeader { get; }
+    public bool CarriesSuperFrames => false;
+    public SuperFrameHandler? SuperFrame { get; set; }
+
+    public int Fd(int instance) => _fds[instance];
+
+    public int Read(int instance, PacketBuffers buffers, Span<int> lengths, ref ulong bytes, out int superFrames)
+    {
+        superFrames = 0;
+        int fd = _fds[instance];
+        int header = HasVnetHeader ? VirtioNetHdr.Bytes : 0;
+        int n = 0;
+        while (n < lengths.Length)
+        {
+            // With virtio-net headers the header lands in the headroom, the packet where it always does.
+            int r = TunDevice.Read(fd, buffers.Data(n) - header, buffers.PacketBytes);
+            if (r <= header) break;
+            lengths[n++] = r - header;
+            bytes += (ulong)(r - header);
+        }
+        return n;
+    }
+
+    public void FinishBatch(int instance, long now) { }
+
+    public bool Write(int instance, byte* packet, int length)
+    {
+        bool ok;
+        if (!HasVnetHeader) ok = TunDevice.Write(_fds[instance], packet, length);
+        else
+        {
+            _pieces[0] = new IoVec { Base = _emptyHeader, Length = VirtioNetHdr.Bytes };
+            _pieces[1] = new IoVec { Base = packet, Length = (nuint)length };
+            ok = TunDevice.WriteGather(_fds[instance], _pieces, 2, VirtioNetHdr.Bytes + length);
+        }
+        if (!ok) _counters.Add(Counter.DropTunWriteFailed);
+        return ok;
+    }
+
+    /// <summary>One packet gathered from pieces (a super-packet's virtio-net header, its headers, its payloads).</summary>
+    public bool WriteGather(int instance, IoVec* pieces, int count, int totalLength) => TunDevice.WriteGather(_fds[instance], pieces, count, totalLength);
+
+    public void Flush() { }
+
+    public void Dispose()
+    {
+        // The TUN descriptors belong to the host's TunDevice objects, which close them.
+        NativeMemory.Free(_pieces);
+        NativeMemory.Free(_emptyHeader);
+    }
+}
