@@ -14,6 +14,7 @@ internal sealed class EtrResponder(AgentIo io)
     /// proxy-replies or forwards"), to the requester's ITR-RLOC.
     /// </summary>
     private readonly AnswerBuilder _etrAnswers = new();
+    private readonly LispAddress _ownRloc = LispAddress.FromIp(io.Config.RlocAddress!);
     /// <summary>The TTL of an ETR's own answers: a day, as RFC 9301 §5.4 suggests.</summary>
     private const uint EtrAnswerTtlMinutes = 1440;
 
@@ -31,7 +32,7 @@ internal sealed class EtrResponder(AgentIo io)
             var rlocs = d.Rlocs.Select(r => new RegisteredRloc(LispAddress.FromIp(r.Rloc), r.Priority, r.Weight, LocatorRecord.PriorityDoNotUse, 0, true, d.Context)).ToArray();
             lock (_etrAnswers)
                 _etrAnswers.Fill(record, new AnswerFor(d.InstanceId, d.Family, d.Prefix, d.Length, EtrAnswerTtlMinutes, MapVersioning.Null, WithInstanceId: true),
-                                 rlocs, constraints, local: a => a.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6 && a.ToIPAddress().Equals(io.Config.RlocAddress), probe: request.Probe);
+                                 rlocs, constraints, local: _ownRloc.ContentEquals, probe: request.Probe);
             reply.Records.Add(record);
         }
         // A probe for a prefix this xTR no longer has is still answered (empty), so the locator counts as up.

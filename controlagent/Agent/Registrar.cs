@@ -16,9 +16,6 @@ internal sealed class Registrar(AgentIo io)
     private const int RegisterAttempts = 5;
     private const int RecordsPerRegister = 20;
     private readonly ConcurrentDictionary<ulong, PendingRegister> _pendingRegisters = new();
-    private AgentConfig _config => io.Config;
-    private AgentDatabase Database => io.Database;
-    private AgentCounters Counters => io.Counters;
 
     private sealed class PendingRegister
     {
@@ -53,7 +50,7 @@ internal sealed class Registrar(AgentIo io)
     /// <summary>Registers the whole database with every Map-Server (the periodic refresh).</summary>
     public Task<bool> RegisterAll()
     {
-        lock (_registerLock) return SendRegisters(Database.All.Select(m => (MappingKey.Of(m), Withdraw: false)).ToList(), changed: false);
+        lock (_registerLock) return SendRegisters(io.Database.All.Select(m => (MappingKey.Of(m), Withdraw: false)).ToList(), changed: false);
     }
 
     /// <summary>
@@ -96,7 +93,7 @@ internal sealed class Registrar(AgentIo io)
         long cutoff = AgentIo.NowMs - (long)ForgetVersionAfter.TotalMilliseconds;
         lock (_registerLock)
             foreach (var (key, v) in _versions.Where(kv => kv.Value.ChangedMs < cutoff).ToList())
-                if (Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length) is null) _versions.Remove(key);
+                if (io.Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length) is null) _versions.Remove(key);
     }
 
     /// <summary>Builds and sends Map-Registers for these prefixes; the caller holds <see cref="_registerLock"/>.</summary>
@@ -105,13 +102,13 @@ internal sealed class Registrar(AgentIo io)
         var records = new List<(MappingKey Key, ushort Version, bool Withdraw)>();
         foreach (var (key, withdraw) in wanted)
         {
-            bool present = Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length) is not null;
+            bool present = io.Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length) is not null;
             if (present == withdraw) continue; // superseded already: attached again, or detached meanwhile
             records.Add((key, VersionOf(key, changed), withdraw));
         }
         if (records.Count == 0) return Task.FromResult(wanted.Count == 0 || !changed);
         var waits = new List<Task<bool>>();
-        foreach (var ms in _config.MapServers)
+        foreach (var ms in io.Config.MapServers)
         {
             foreach (var chunk in records.Chunk(RecordsPerRegister))
             {
@@ -123,8 +120,8 @@ internal sealed class Registrar(AgentIo io)
                 if (!Build(pending)) continue;
                 _pendingRegisters[pending.Nonce] = pending;
                 waits.Add(pending.Done.Task);
-                Counters.Add(AgentCounter.MapRegistersSent);
-                if (chunk.Any(c => c.Withdraw)) Counters.Add(AgentCounter.WithdrawalsSent, chunk.Count(c => c.Withdraw));
+                io.Counters.Add(AgentCounter.MapRegistersSent);
+                if (chunk.Any(c => c.Withdraw)) io.Counters.Add(AgentCounter.WithdrawalsSent, chunk.Count(c => c.Withdraw));
                 SendRegister(pending);
             }
         }
@@ -138,17 +135,17 @@ internal sealed class Registrar(AgentIo io)
     private bool Build(PendingRegister pending)
     {
         pending.Records.RemoveAll(r => _versions.GetValueOrDefault(r.Key).Version != r.Version
-                                       || (Database.Current(r.Key.InstanceId, r.Key.Family, r.Key.Prefix, r.Key.Length) is null) != r.Withdraw);
+                                       || (io.Database.Current(r.Key.InstanceId, r.Key.Family, r.Key.Prefix, r.Key.Length) is null) != r.Withdraw);
         if (pending.Records.Count == 0) return false;
         var ms = pending.To;
         var m = new MapRegister
         {
             Nonce = pending.Nonce, WantMapNotify = true, MergeRequest = true,
-            XtrIdPresent = true, XtrId = _config.XtrId, SiteId = _config.SiteId, KeyId = ms.Key.KeyId, AlgorithmId = ms.Key.Algorithm,
+            XtrIdPresent = true, XtrId = io.Config.XtrId, SiteId = io.Config.SiteId, KeyId = ms.Key.KeyId, AlgorithmId = ms.Key.Algorithm,
         };
         foreach (var (key, version, withdraw) in pending.Records)
         {
-            var d = withdraw ? null : Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length);
+            var d = withdraw ? null : io.Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length);
             m.Records.Add(RegisterRecord(key, d, version));
         }
         pending.Datagram = m.ToSignedArray(ms.Key.Secret);
@@ -170,7 +167,7 @@ internal sealed class Registrar(AgentIo io)
         foreach (var (rloc, priority, weight) in d.Rlocs)
         {
             var address = LispAddress.FromIp(rloc);
-            rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = rloc.Equals(_config.RlocAddress) });
+            rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = rloc.Equals(io.Config.RlocAddress) });
         }
         return rec;
     }
@@ -186,8 +183,8 @@ internal sealed class Registrar(AgentIo io)
                 {
                     if (_pendingRegisters.TryRemove(nonce, out _))
                     {
-                        Counters.Add(AgentCounter.RegistrationsUnacknowledged);
-                        io.Log.WriteLine($"fastxtr agent: no Map-Notify from {p.To.Endpoint} after {RegisterAttempts} Map-Registers a second apart; the next refresh is in {_config.RegisterInterval.TotalSeconds:F0} s");
+                        io.Counters.Add(AgentCounter.RegistrationsUnacknowledged);
+                        io.Log.WriteLine($"fastxtr agent: no Map-Notify from {p.To.Endpoint} after {RegisterAttempts} Map-Registers a second apart; the next refresh is in {io.Config.RegisterInterval.TotalSeconds:F0} s");
                         p.Done.TrySetResult(false);
                     }
                     continue;
@@ -198,14 +195,14 @@ internal sealed class Registrar(AgentIo io)
                 {
                     if (_pendingRegisters.TryRemove(nonce, out _))
                     {
-                        Counters.Add(AgentCounter.RegistersSuperseded);
+                        io.Counters.Add(AgentCounter.RegistersSuperseded);
                         p.Done.TrySetResult(false);
                     }
                     continue;
                 }
                 p.Attempts++;
                 p.NextMs = now + 1000;
-                Counters.Add(AgentCounter.MapRegisterRetransmissions);
+                io.Counters.Add(AgentCounter.MapRegisterRetransmissions);
                 SendRegister(p);
             }
     }
@@ -229,10 +226,10 @@ internal sealed class Registrar(AgentIo io)
         }
         if (refused > 0)
         {
-            Counters.Add(AgentCounter.RegisterRecordsRefused, refused);
+            io.Counters.Add(AgentCounter.RegisterRecordsRefused, refused);
             io.Log.WriteLine($"fastxtr agent: {from} confirmed {sent - refused} of {sent} records of a Map-Register; the others were refused (see the Map-Server's log)");
         }
-        Counters.Add(AgentCounter.RegistrationsAcknowledged);
+        io.Counters.Add(AgentCounter.RegistrationsAcknowledged);
         pending.Done.TrySetResult(refused == 0);
         return true;
     }

@@ -203,8 +203,7 @@ public sealed unsafe class Worker : IDisposable
             }
             sentBytes += EncapsulateOne(buffers.Buffer(i), _lengths[i], iid, now, instance);
         }
-        Flush();
-        _port.FinishBatch(instance, now);
+        _port.FinishBatch(instance, now); // a held-back super-frame: its handler sends the batch's packets first
         _counters.Add(Counter.UdpTxBytes, sentBytes);
         Flush();
         _port.Flush();
