@@ -6,7 +6,7 @@ namespace FastXtr.NativeInterop;
 /// The libc calls FastXtr makes. Tmds.LibC supplies most of them; what it lacks (recvmmsg, sendmmsg, ioctls, writev,
 /// stat/fstat, flock) is bound here. Every other project reaches the kernel only through this folder.
 /// </summary>
-public static unsafe partial class Libc
+internal static unsafe partial class Libc
 {
     private const string LibcName = "libc";
 

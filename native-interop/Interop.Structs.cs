@@ -12,7 +12,7 @@ public unsafe struct IoVec
 
 /// <summary>struct msghdr (&lt;sys/socket.h&gt;): 56 bytes on 64-bit Linux.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct MsgHdr
+internal unsafe struct MsgHdr
 {
     public void* Name;
     public uint NameLength;
@@ -25,7 +25,7 @@ public unsafe struct MsgHdr
 
 /// <summary>struct mmsghdr (&lt;sys/socket.h&gt;, for sendmmsg/recvmmsg): 64 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct MMsgHdr
+internal struct MMsgHdr
 {
     public MsgHdr Header;
     public uint Length;
@@ -33,7 +33,7 @@ public struct MMsgHdr
 
 /// <summary>struct sockaddr_in (&lt;netinet/in.h&gt;): 16 bytes; port and address in network byte order.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct SockAddrIn
+internal unsafe struct SockAddrIn
 {
     public ushort Family;
     public ushort PortBigEndian;
@@ -43,7 +43,7 @@ public unsafe struct SockAddrIn
 
 /// <summary>struct sockaddr_in6 (&lt;netinet/in.h&gt;): 28 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct SockAddrIn6
+internal unsafe struct SockAddrIn6
 {
     public ushort Family;
     public ushort PortBigEndian;
@@ -54,7 +54,7 @@ public unsafe struct SockAddrIn6
 
 /// <summary>struct ifreq (&lt;net/if.h&gt;) as TUNSETIFF uses it: the name and ifr_flags; 40 bytes.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 40)]
-public unsafe struct IfReq
+internal unsafe struct IfReq
 {
     [FieldOffset(0)] public fixed byte Name[Linux.IFNAMSIZ];
     [FieldOffset(16)] public short Flags;
@@ -65,7 +65,7 @@ public unsafe struct IfReq
 
 /// <summary>struct sockaddr_ll (&lt;linux/if_packet.h&gt;): 20 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public unsafe struct SockAddrLl
+internal unsafe struct SockAddrLl
 {
     public ushort Family;
     public ushort ProtocolBigEndian;
@@ -78,7 +78,7 @@ public unsafe struct SockAddrLl
 
 /// <summary>struct tpacket_req3 (&lt;linux/if_packet.h&gt;): a TPACKET_V3 ring's geometry, 28 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct TpacketReq3
+internal struct TpacketReq3
 {
     public uint BlockSize;
     public uint BlockCount;
@@ -94,7 +94,7 @@ public struct TpacketReq3
 /// only the fields a reader needs are named.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = 48)]
-public struct TpacketBlockDesc
+internal struct TpacketBlockDesc
 {
     [FieldOffset(0)] public uint Version;
     [FieldOffset(4)] public uint OffsetToPrivate;
@@ -107,7 +107,7 @@ public struct TpacketBlockDesc
 
 /// <summary>struct tpacket3_hdr (&lt;linux/if_packet.h&gt;): one frame's header in a TPACKET_V3 ring, 48 bytes.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 48)]
-public struct Tpacket3Hdr
+internal struct Tpacket3Hdr
 {
     [FieldOffset(0)] public uint NextOffset;
     [FieldOffset(4)] public uint Seconds;
@@ -121,7 +121,7 @@ public struct Tpacket3Hdr
 
 /// <summary>struct pollfd (&lt;poll.h&gt;): 8 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct PollFd
+internal struct PollFd
 {
     public int Fd;
     public short Events;
@@ -133,7 +133,7 @@ public struct PollFd
 /// named, the rest is room. The identity of a file is (st_dev, st_ino): a replaced /dev/shm region has a new inode.
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = 144)]
-public struct StatBuf
+internal struct StatBuf
 {
     [FieldOffset(0)] public ulong Device;
     [FieldOffset(8)] public ulong Inode;

@@ -167,7 +167,7 @@ public static unsafe class Sockets
 
     /// <summary>A struct sockaddr_in for an IPv4 address and port given in host order.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public static SockAddrIn Ipv4Endpoint(uint addressHostOrder, ushort port)
+    internal static SockAddrIn Ipv4Endpoint(uint addressHostOrder, ushort port)
     {
         SockAddrIn sa = default;
         sa.Family = Linux.AF_INET;

@@ -91,7 +91,7 @@ public sealed partial class LabRunner : IDisposable
 
     public static void CheckPrerequisites()
     {
-        if (Environment.UserName != "root" && NativeInterop.Libc.geteuid() != 0)
+        if (Environment.UserName != "root" && !NativeInterop.Privileges.IsRoot)
             throw new LabException("the lab creates network namespaces and TUN devices: run it as root");
         if (Run("command -v ip").Code != 0) throw new LabException("'ip' (iproute2) is not installed: apt-get install iproute2");
         if (!File.Exists("/dev/net/tun")) throw new LabException("/dev/net/tun is missing: the kernel needs TUN support (modprobe tun)");

@@ -51,7 +51,7 @@ public static class Shell
         return p;
     }
 
-    public static bool IsRoot => Environment.UserName == "root" || FastXtr.NativeInterop.Libc.geteuid() == 0;
+    public static bool IsRoot => Environment.UserName == "root" || FastXtr.NativeInterop.Privileges.IsRoot;
 
     /// <summary>
     /// Tests that build namespaces and TUNs need root. Outside CI they are skipped without it (a developer's laptop);
