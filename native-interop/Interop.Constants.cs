@@ -5,6 +5,7 @@ namespace FastXtr.NativeInterop;
 /// checked against the system headers by tests/FastXtr.Tests/Interop/NativeLayoutTests.cs, which compiles a
 /// small C program with gcc.
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1707", Justification = "Named exactly as the C headers name them, so that a reader can grep both and the layout test can print each by its name")]
 public static class Linux
 {
     // <fcntl.h>
@@ -42,6 +43,10 @@ public static class Linux
     public const int IPPROTO_IPV6 = 41;
     public const int IPPROTO_UDP = 17;
     public const int IP_MTU_DISCOVER = 10;
+    public const int IP_TOS = 1;
+    public const int IP_TTL = 2;
+    public const int IP_RECVTTL = 12;
+    public const int IP_RECVTOS = 13;
     public const int IP_PMTUDISC_DONT = 0;
     public const int IPV6_V6ONLY = 26;
     public const int SOL_UDP = 17;

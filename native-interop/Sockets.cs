@@ -12,10 +12,6 @@ namespace FastXtr.NativeInterop;
 public static unsafe class Sockets
 {
     private const int IPPROTO_RAW = 255;
-    public const int IP_RECVTTL = 12;
-    public const int IP_RECVTOS = 13;
-    public const int IP_TTL = 2;
-    public const int IP_TOS = 1;
 
     public static int OpenUdp4(uint bindAddressHostOrder, ushort port, bool reusePort, int bufferBytes)
     {
@@ -25,8 +21,8 @@ public static unsafe class Sockets
         {
             int one = 1;
             if (reusePort) SetInt(fd, Linux.SOL_SOCKET, Linux.SO_REUSEPORT, 1, "SO_REUSEPORT");
-            SetInt(fd, Linux.IPPROTO_IP, IP_RECVTTL, one, "IP_RECVTTL");
-            SetInt(fd, Linux.IPPROTO_IP, IP_RECVTOS, one, "IP_RECVTOS");
+            SetInt(fd, Linux.IPPROTO_IP, Linux.IP_RECVTTL, one, "IP_RECVTTL");
+            SetInt(fd, Linux.IPPROTO_IP, Linux.IP_RECVTOS, one, "IP_RECVTOS");
             if (bufferBytes > 0)
             {
                 // FORCE variants pass rmem_max/wmem_max when we are root; fall back to the plain ones otherwise.
@@ -104,8 +100,8 @@ public static unsafe class Sockets
         byte* control = stackalloc byte[72];
         new Span<byte>(control, 72).Clear();
         WriteControl(control, Linux.SOL_UDP, Linux.UDP_SEGMENT, 2, (ushort)segmentBytes);
-        WriteControl(control + 24, Linux.IPPROTO_IP, IP_TTL, 4, ttl);
-        WriteControl(control + 48, Linux.IPPROTO_IP, IP_TOS, 4, tos);
+        WriteControl(control + 24, Linux.IPPROTO_IP, Linux.IP_TTL, 4, ttl);
+        WriteControl(control + 48, Linux.IPPROTO_IP, Linux.IP_TOS, 4, tos);
         var msg = new MsgHdr { Name = &to, NameLength = (uint)sizeof(SockAddrIn), Iov = &iov, IovLength = 1, Control = control, ControlLength = 72 };
         for (int spins = 0; ; spins++)
         {
@@ -325,8 +321,8 @@ public sealed unsafe class MessageBatch : IDisposable
             int level = *(int*)(c + offset + 8);
             int type = *(int*)(c + offset + 12);
             if (len < 16 || offset + len > length) break;
-            if (level == Linux.IPPROTO_IP && type == Sockets.IP_TTL) ttl = *(int*)(c + offset + 16);
-            else if (level == Linux.IPPROTO_IP && type == Sockets.IP_TOS) tos = *(c + offset + 16);
+            if (level == Linux.IPPROTO_IP && type == Linux.IP_TTL) ttl = *(int*)(c + offset + 16);
+            else if (level == Linux.IPPROTO_IP && type == Linux.IP_TOS) tos = *(c + offset + 16);
             else if (level == Linux.SOL_UDP && type == Linux.UDP_GRO) gro = len >= 20 ? *(int*)(c + offset + 16) : *(ushort*)(c + offset + 16);
             offset += (len + 7) & ~(nuint)7;
         }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mobility convergence (issue #5's benchmark): runs the lab twice, once per move style, with B moved between
+# Mobility convergence benchmark: runs the lab twice, once per move style, with B moved between
 # gateways 2 and 3 twenty times (step 2 plus --extra-moves) under A's 1 ms probe stream from gateway 1, and prints
 # per style the outage per move (the longest silence of the probe stream: median, p99) and the convergence (from
 # the registration that sent the traffic to the new gateway to the first probe B received over the new link).

@@ -4,7 +4,7 @@ using FastXtr.Lab;
 
 namespace FastXtr.Cli;
 
-/// <summary><c>fastxtr lab up|run|down|agent|send</c>: the demonstration topology of issue #6.</summary>
+/// <summary><c>fastxtr lab up|run|down|agent|send</c>: the demonstration topology in network namespaces and its scenario.</summary>
 public static class LabCommand
 {
     public static Command Build(TextWriter stdout, TextWriter stderr)

@@ -15,7 +15,7 @@ public class CounterSet<TCounter> where TCounter : struct, Enum
 
     public long this[TCounter c] => Volatile.Read(ref _values[Index(c)]);
 
-    public static string Name(TCounter c) => FastXtr.Packets.CounterNames.Kebab(c.ToString());
+    private static string Name(TCounter c) => FastXtr.Packets.CounterNames.Kebab(c.ToString());
 
     /// <summary>Every counter by name, in declaration order.</summary>
     public Dictionary<string, long> ToDictionary() => Listed.ToDictionary(Name, c => this[c]);

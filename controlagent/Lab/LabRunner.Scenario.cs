@@ -293,7 +293,7 @@ public sealed partial class LabRunner
     private void WriteTimeline(Timeline t, MoveGaps gaps, IReadOnlyList<(double AtMs, string Label)> events)
     {
         string csv = Path.Combine(_t.OutDir, "timeline.csv");
-        File.WriteAllLines(csv, new[] { "ms_since_move,gap_ms" }.Concat(t.Points.Select(p => $"{p.AtMs.ToString("F3", CultureInfo.InvariantCulture)},{p.GapMs.ToString("F3", CultureInfo.InvariantCulture)}")));
+        File.WriteAllLines(csv, t.Points.Select(p => $"{p.AtMs.ToString("F3", CultureInfo.InvariantCulture)},{p.GapMs.ToString("F3", CultureInfo.InvariantCulture)}").Prepend("ms_since_move,gap_ms"));
         string png = Path.Combine(_t.OutDir, "timeline.png");
         TimelinePlot.Write(png, t.Points, events, (gaps.OutageMs, gaps.OutageAtMs), (gaps.JitterMs, gaps.JitterAtMs), t.Lost);
     }

@@ -13,7 +13,7 @@ public sealed class LabException(string message) : Exception(message);
 public enum MoveStyle { MakeBeforeBreak, BreakBeforeMake }
 
 /// <summary>
-/// Builds the lab in network namespaces, runs the scenario of issue #6 with live narration, and tears it all down.
+/// Builds the lab in network namespaces, runs the demonstration scenario (see LabRunner.Scenario.cs) with live narration, and tears it all down.
 /// Every fact in the summary comes from an observer other than the xTRs' own claims: the demo agents' counts, the
 /// data planes' shared-memory counters and map-caches, and the underlay capture.
 /// </summary>

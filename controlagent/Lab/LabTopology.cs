@@ -7,7 +7,7 @@ public sealed record LabAgent(string Name, string Eid, uint InstanceId, int Gate
 }
 
 /// <summary>
-/// The lab's topology (issue #6), every name derived from one prefix so that two labs never meet and
+/// The lab's topology, every name derived from one prefix so that two labs never meet and
 /// <c>fastxtr lab down</c> finds every leftover:
 /// <code>
 ///   PREFIX-ul   underlay: bridge br0, 192.0.2.0/24

@@ -321,13 +321,13 @@ public sealed class MapServerCore
                 if (asked.Subscribe) Subscribe(reg, constraints, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort));
                 // Proxy-reply when the site is configured so or its ETR asked with the P bit (RFC 9301 §5.6, §8.3).
                 if (!reg.Site.ProxyReply && !reg.ProxyReplyRequested && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
-                if (_answers.Fill(reply.Records.AddNew(), reg.AnswerFor(lcaf), reg.EffectiveRlocs().AsSpan(), constraints) == AnswerOutcome.PolicyDenied)
+                if (_answers.Fill(reply.Records.AddSlot(), reg.AnswerFor(lcaf), reg.EffectiveRlocs().AsSpan(), constraints) == AnswerOutcome.PolicyDenied)
                     _counters.Add(MsCounter.PolicyDeniedRepliesSent);
             }
             else
             {
                 int length = NegativePrefixLength(iid, family, eid, out bool inSite);
-                var record = reply.Records.AddNew();
+                var record = reply.Records.AddSlot();
                 EidAddress.Assign(record.EidPrefix, iid, family, EidPrefix.Mask(eid, family, length), lcaf || iid != 0);
                 record.EidMaskLength = (byte)length;
                 record.TtlMinutes = inSite ? _config.UnregisteredTtlMinutes : _config.NegativeTtlMinutes;

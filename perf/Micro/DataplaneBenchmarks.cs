@@ -75,7 +75,7 @@ public class MapCacheLookupBenchmarks
 }
 
 /// <summary>
-/// The map-cache before and after churn (issue #13): 1M host entries over 1,000 IIDs (plus a /16 per IID), then
+/// The map-cache before and after churn: 1M host entries over 1,000 IIDs (plus a /16 per IID), then
 /// optionally 10M insert/remove pairs (a new random /32 in, a random live one out, so the table stays at 1M), as a
 /// long-running ITR sees from negative entries, expiry and moves. Lookups that hit (1,024 live keys) and that miss
 /// (absent destinations, probing /32 and /16) should cost the same before and after.

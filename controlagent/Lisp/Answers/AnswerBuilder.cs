@@ -61,7 +61,7 @@ public sealed class AnswerBuilder
         {
             var s = _selection[i];
             var rloc = rlocs[s.CandidateIndex];
-            var locator = record.Locators.AddNew();
+            var locator = record.Locators.AddSlot();
             // Attributes travel only to requesters that sent constraints (CONTEXT-EXTENSION.md §3.3).
             locator.Locator = constraints is not null && rloc.Context is not null ? ContextEncoding.RlocWithContext(rloc.Address, rloc.Context) : rloc.Address;
             locator.Priority = s.Priority;

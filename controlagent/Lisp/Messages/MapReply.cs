@@ -55,7 +55,7 @@ public sealed class MapReply
         Records.Clear();
         for (int i = 0; i < count; i++)
         {
-            if (!Records.AddNew().TryRead(ref r, 0)) return r.Result;
+            if (!Records.AddSlot().TryRead(ref r, 0)) return r.Result;
         }
         _securityLength = 0;
         if (Security)

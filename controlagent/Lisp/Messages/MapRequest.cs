@@ -72,12 +72,12 @@ public sealed class MapRequest
         ItrRlocs.Clear();
         for (int i = 0; i < itrCount; i++)
         {
-            if (!LispAddress.TryRead(ref r, ItrRlocs.AddNew())) return r.Result;
+            if (!LispAddress.TryRead(ref r, ItrRlocs.AddSlot())) return r.Result;
         }
         Records.Clear();
         for (int i = 0; i < recordCount; i++)
         {
-            if (!Records.AddNew().TryRead(ref r)) return r.Result;
+            if (!Records.AddSlot().TryRead(ref r)) return r.Result;
         }
         if (MapDataPresent && !MapReplyRecord.TryRead(ref r, 0)) return r.Result;
         if (XtrIdPresent)

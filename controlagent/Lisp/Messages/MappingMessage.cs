@@ -67,7 +67,7 @@ public abstract class MappingMessage
         Records.Clear();
         for (int i = 0; i < count; i++)
         {
-            if (!Records.AddNew().TryRead(ref r, 0)) return r.Result;
+            if (!Records.AddSlot().TryRead(ref r, 0)) return r.Result;
         }
         if (XtrIdPresent)
         {

@@ -50,7 +50,7 @@ public sealed class MappingRecord
         Locators.Clear();
         for (int i = 0; i < locatorCount; i++)
         {
-            if (!Locators.AddNew().TryRead(ref r, depth)) return false;
+            if (!Locators.AddSlot().TryRead(ref r, depth)) return false;
         }
         return true;
     }

@@ -50,7 +50,11 @@ public static class MessageAuthentication
     /// <summary>Computes the HMAC of <paramref name="message"/> into <paramref name="digest"/>; returns its length.</summary>
     public static int ComputeHmac(AuthenticationAlgorithm algorithm, ReadOnlySpan<byte> key, ReadOnlySpan<byte> message, Span<byte> digest) => algorithm switch
     {
+        // RFC 9301 §5.6 (Key ID 1) lists HMAC-SHA-1-96 and deployed peers (Cisco IOS-XE, OOR, lispers.net) still
+        // sign with it; HMAC-SHA-1 is not broken as a MAC the way SHA-1 is as a hash. Sites choose SHA-256 per key.
+#pragma warning disable CA5350
         AuthenticationAlgorithm.HmacSha1 => HMACSHA1.HashData(key, message, digest),
+#pragma warning restore CA5350
         AuthenticationAlgorithm.HmacSha256 => HMACSHA256.HashData(key, message, digest),
         _ => throw new ArgumentOutOfRangeException(nameof(algorithm), algorithm, "no HMAC for this algorithm"),
     };

@@ -14,8 +14,8 @@ public sealed class RecycledList<T> : IReadOnlyList<T> where T : class, new()
 
     public void Clear() => Count = 0;
 
-    /// <summary>Appends a part and returns it for filling; its earlier content is stale and must be overwritten.</summary>
-    public T AddNew()
+    /// <summary>Appends a slot and returns the part in it for filling; its earlier content is stale and must be overwritten.</summary>
+    public T AddSlot()
     {
         if (Count == _items.Count) _items.Add(new T());
         return _items[Count++];

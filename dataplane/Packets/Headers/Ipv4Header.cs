@@ -15,6 +15,7 @@ namespace FastXtr.Packets;
 ///  |                    Destination Address                        |
 /// </code>
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "A decoded header is a plain record the hot path fills and reads field by field; properties would add nothing but noise")]
 public struct Ipv4Header
 {
     public const int MinLength = 20;

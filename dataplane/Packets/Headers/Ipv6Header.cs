@@ -13,6 +13,7 @@ namespace FastXtr.Packets;
 ///  |                 Destination Address (128 bits)                |
 /// </code>
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "A decoded header is a plain record the hot path fills and reads field by field; properties would add nothing but noise")]
 public struct Ipv6Header
 {
     public const int Length = 40;

@@ -106,6 +106,7 @@ public static class LispDataPacket
     private static DataPacketError Map(IpHeaderError e) => e == IpHeaderError.Truncated ? DataPacketError.Truncated : DataPacketError.BadIpHeader;
 }
 
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "The decoded outer headers are a plain record filled once per packet and read by the ETR stage")]
 public struct OuterHeaders
 {
     public bool IsIpv6;

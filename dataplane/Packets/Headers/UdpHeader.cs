@@ -11,6 +11,7 @@ namespace FastXtr.Packets;
 ///  |            Length             |           Checksum            |
 /// </code>
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "A decoded header is a plain record the hot path fills and reads field by field; properties would add nothing but noise")]
 public struct UdpHeader
 {
     public const int Length = 8;

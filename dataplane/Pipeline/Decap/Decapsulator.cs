@@ -6,6 +6,7 @@ using FastXtr.SharedMemory;
 namespace FastXtr.Dataplane.Decap;
 
 /// <summary>Where a decapsulated packet goes: the TUN of its Instance ID, or nowhere (counted).</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "A per-packet verdict record the ETR stage fills and the worker reads; it lives on the stack")]
 public struct EtrDecision
 {
     public bool Deliver;

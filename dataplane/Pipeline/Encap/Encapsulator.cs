@@ -20,6 +20,7 @@ public enum ItrVerdict : byte
 }
 
 /// <summary>What the ITR decided for one packet.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1051", Justification = "A per-packet verdict record the ITR stage fills and the worker reads; it lives on the stack")]
 public struct ItrDecision
 {
     public ItrVerdict Verdict;

@@ -84,7 +84,11 @@ public sealed unsafe class Worker : IDisposable
             throw;
         }
         if (rings is { Count: > 0 }) _port = new AfPacketPort(rings, neighbors ?? [], _counters, _rawFd);
-        else _port = _tun = new TunPort(tuns, index, _counters);
+        else
+        {
+            _tun = new TunPort(tuns, index, _counters);
+            _port = _tun;
+        }
         _port.SuperFrame = SendRingSuperFrame;
         _itrBuffers = new PacketBuffers(options.Batch);
         _etrBuffers = new PacketBuffers(options.Batch);

@@ -238,7 +238,7 @@ public unsafe class PipelineTests
 
     // ---- ETR ----
 
-    private byte[] LispPayload(LispDataHeader header, uint source, uint destination, byte ttl = 64, byte tos = 0)
+    private static byte[] LispPayload(LispDataHeader header, uint source, uint destination, byte ttl = 64, byte tos = 0)
     {
         byte[] b = new byte[8 + 28];
         header.Write(b);

@@ -19,10 +19,15 @@ public sealed class TwoXtrLab : IDisposable
     public const uint RlocA = 0xC0000201, RlocB = 0xC0000202;
     private static readonly Regex Ours = new(@"^fxt(a|b|c|a2|b2|ha|hb)-(\d+)-[0-9a-f]{4}$");
     private readonly List<Process> _dataplanes = [];
-    public readonly string Tag;
-    public readonly string A, B, A2, B2;
-    public readonly string ShmA, ShmB;
-    public readonly string VethA, VethB;
+    public string Tag { get; }
+    public string A { get; }
+    public string B { get; }
+    public string A2 { get; }
+    public string B2 { get; }
+    public string ShmA { get; }
+    public string ShmB { get; }
+    public string VethA { get; }
+    public string VethB { get; }
 
     private readonly string[] _dataplaneArgs;
 
@@ -90,9 +95,20 @@ public sealed class TwoXtrLab : IDisposable
         }
     }
 
-    public Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
+    // A lab used after Dispose runs commands in namespaces that are gone: refuse it instead of failing obscurely.
+    private bool _disposed;
 
-    public ulong Counter(string shm, Counter c) => ReadCounter(shm, c);
+    public Shell.Result Exec(string ns, string command, int timeoutMs = 30_000)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
+    }
+
+    public ulong Counter(string shm, Counter c)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return ReadCounter(shm, c);
+    }
 
     /// <summary>A counter summed over every worker of the data plane on region <paramref name="shm"/>.</summary>
     public static ulong ReadCounter(string shm, Counter c)
@@ -103,10 +119,11 @@ public sealed class TwoXtrLab : IDisposable
         return sum;
     }
 
-    public ulong TunRxPackets(string ns, string tun) => ulong.Parse(Shell.Must($"ip netns exec {ns} cat /sys/class/net/{tun}/statistics/rx_packets").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    public ulong TunRxPackets(string ns, string tun) => ulong.Parse(Exec(ns, $"cat /sys/class/net/{tun}/statistics/rx_packets").Out.Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
     public void Dispose()
     {
+        _disposed = true;
         foreach (var p in _dataplanes)
         {
             try

@@ -181,11 +181,6 @@ public class NativeLayoutTests
             if (!c.TryGetValue(field.Name, out long theirs)) mismatches.Add($"{field.Name}: not printed by the C program");
             else if (ours != theirs && (ours & 0xFFFFFFFF) != (theirs & 0xFFFFFFFF)) mismatches.Add($"{field.Name}: ours {ours}, the headers' {theirs}");
         }
-        foreach (var field in typeof(Sockets).GetFields().Where(f => f.IsLiteral))
-        {
-            long ours = Convert.ToInt64(field.GetRawConstantValue(), System.Globalization.CultureInfo.InvariantCulture);
-            if (c.TryGetValue(field.Name, out long theirs) && ours != theirs) mismatches.Add($"{field.Name}: ours {ours}, the headers' {theirs}");
-        }
         Assert.That(mismatches, Is.Empty);
     }
 }

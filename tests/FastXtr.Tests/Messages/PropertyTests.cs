@@ -27,7 +27,7 @@ public class PropertyTests
         if (equal is not null && !equal(original, decoded)) throw new AssertionException($"decoded fields differ from {original}");
     }
 
-    private static bool RecordsEqual(IReadOnlyList<MappingRecord> a, IReadOnlyList<MappingRecord> b) => a.Count == b.Count && a.Zip(b).All(p => p.First.ContentEquals(p.Second));
+    private static bool RecordsEqual(RecycledList<MappingRecord> a, RecycledList<MappingRecord> b) => a.Count == b.Count && a.Zip(b).All(p => p.First.ContentEquals(p.Second));
 
     [Test]
     public void MapRequest_RoundTrips() => Generators.MapRequest.Sample(m => AssertRoundTrip(m, x => x.ToArray(), () => new MapRequest(), (x, b) => x.TryDecode(b),
