@@ -1,0 +1,124 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
+using FastXtr.Agent;
+using FastXtr.MapServer;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.ControlAgent.Agent;
+
+/// <summary>
+/// The local agent API over its real Unix socket (HTTP/1.1, JSON), against an agent registered with a real
+/// Map-Server on loopback: attach, read, change state, detach, and every kind of bad request.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public class AgentApiTests
+{
+    private MapServerHost _server = null!;
+    private SharedRegion _region = null!;
+    private XtrAgent _agent = null!;
+    private AgentApi _api = null!;
+    private HttpClient _http = null!;
+    private string _socket = null!;
+
+    [SetUp]
+    public async Task Start()
+    {
+        var cfg = MapServerConfig.Parse("listen 127.0.0.1:0\nsite planners\n  key 0 sha256 \"s3\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n".Split('\n'));
+        _server = new MapServerHost(cfg, 1, TextWriter.Null, controlSocket: false);
+        var config = AgentConfig.Parse(["rloc-addr 127.0.0.61", $"map-server {_server.BoundEndpoints[0]} 0 sha256 \"s3\"", "rloc-probe-interval 0"]);
+        _region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
+        _agent = new XtrAgent(config, _region, TextWriter.Null);
+        _socket = Path.Combine(Path.GetTempPath(), $"fastxtr-api-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
+        _api = await AgentApi.StartAsync(_agent, _socket, TextWriter.Null);
+        _http = FastXtr.Agent.AgentApiClient.Create(_socket);
+    }
+
+    [TearDown]
+    public async Task Stop()
+    {
+        _http.Dispose();
+        await _api.DisposeAsync();
+        _agent.Dispose();
+        _region.Dispose();
+        _server.Dispose();
+        Assert.That(File.Exists(_socket), Is.False, "the socket file is removed on stop");
+    }
+
+    private async Task<(HttpStatusCode Status, JsonNode? Body)> Call(HttpMethod method, string path, string? json = null)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (json is not null) request.Content = new StringContent(json, Encoding.UTF8, "application/json");
+        using var response = await _http.SendAsync(request);
+        string text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text));
+    }
+
+    private bool RegisteredState(string state) =>
+        _server.Store.TryLookup(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")), out var reg)
+        && reg.EffectiveRlocs().Any(r => r.Context?.State is { } s && FastXtr.Lisp.Context.AgentContext.StateName(s) == state);
+
+    [Test]
+    public async Task AttachUpdateDetach_AreRegisteredAtOnce()
+    {
+        Assert.That(File.GetUnixFileMode(_socket), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite), "only the agent's user reaches the socket");
+
+        var (status, body) = await Call(HttpMethod.Post, "/v1/agents", """{"name":"B","iid":1000,"eid":"10.1.0.2","attributes":{"state":"ready","hardware":["gpu"]}}""");
+        Assert.That(status, Is.EqualTo(HttpStatusCode.Created), body?.ToJsonString());
+        Assert.That((bool)body!["registered"]!, Is.True, "the Map-Server confirmed");
+        Assert.That(((string?)body["eid"], (string?)body["rlocs"]![0]!["address"]), Is.EqualTo(("10.1.0.2/32", "127.0.0.61")));
+        Assert.That(RegisteredState("ready"), Is.True);
+
+        (status, body) = await Call(HttpMethod.Get, "/v1/agents");
+        Assert.That((status, body!.AsArray().Count, (string?)body[0]!["name"]), Is.EqualTo((HttpStatusCode.OK, 1, "B")));
+
+        (status, body) = await Call(HttpMethod.Patch, "/v1/agents/1000/10.1.0.2", """{"attributes":{"state":"draining","load":70}}""");
+        Assert.That(status, Is.EqualTo(HttpStatusCode.OK), body?.ToJsonString());
+        Assert.That(((string?)body!["attributes"]!["state"], (int?)body["attributes"]!["load"], (string?)body["attributes"]!["hardware"]![0]), Is.EqualTo(("draining", 70, "gpu")), "merged, not replaced");
+        Assert.That(RegisteredState("draining"), Is.True);
+        Assert.That(_server.Counters[MsCounter.AttributeUpdatesInPlace], Is.EqualTo(1));
+
+        (status, body) = await Call(HttpMethod.Get, "/v1/database");
+        Assert.That(body!["agents"]!.AsArray().Count, Is.EqualTo(1));
+
+        (status, body) = await Call(HttpMethod.Delete, "/v1/agents/1000/10.1.0.2");
+        Assert.That((status, (bool?)body!["withdrawn"]), Is.EqualTo((HttpStatusCode.OK, (bool?)true)));
+        Assert.That(_server.Store.Count, Is.EqualTo(0), "withdrawn from the Map-Server");
+        (status, _) = await Call(HttpMethod.Get, "/v1/agents/1000/10.1.0.2");
+        Assert.That(status, Is.EqualTo(HttpStatusCode.NotFound));
+        (status, body) = await Call(HttpMethod.Get, "/v1/status");
+        Assert.That((long)body!["counters"]!["withdrawals-sent"]!, Is.EqualTo(1));
+    }
+
+    [TestCase("POST", "/v1/agents", "not json", 400, "not valid JSON")]
+    [TestCase("POST", "/v1/agents", "[1]", 400, "JSON object")]
+    [TestCase("POST", "/v1/agents", """{"iid":1000}""", 400, "\"eid\" is required")]
+    [TestCase("POST", "/v1/agents", """{"eid":"10.1.0.3"}""", 400, "\"iid\"")]
+    [TestCase("POST", "/v1/agents", """{"eid":"10.1.0.3","iid":16777216}""", 400, "24 bits")]
+    [TestCase("POST", "/v1/agents", """{"eid":"10.1.999.3","iid":1000}""", 400, "\"eid\"")]
+    [TestCase("POST", "/v1/agents", """{"eid":"10.1.0.3","iid":1000,"attributes":{"state":"asleep"}}""", 400, "attributes")]
+    [TestCase("POST", "/v1/agents", """{"eid":"10.1.0.3","iid":1000,"constraints":{"hardware":"gpu"}}""", 400, "constraints")]
+    [TestCase("POST", "/v1/agents", """{"eid":"10.1.0.3","iid":1000,"priority":300}""", 400, "priority")]
+    [TestCase("PATCH", "/v1/agents/1000/10.1.0.99", """{"attributes":{}}""", 404, "no agent")]
+    [TestCase("DELETE", "/v1/agents/x/10.1.0.99", null, 400, "Instance ID")]
+    [TestCase("GET", "/v2/nothing", null, 404, "no such resource")]
+    public async Task BadRequests_GetA4xxWithTheReason(string method, string path, string? json, int expected, string reason)
+    {
+        var (status, body) = await Call(new HttpMethod(method), path, json);
+        Assert.That((int)status, Is.EqualTo(expected));
+        Assert.That((string?)body!["error"], Does.Contain(reason));
+    }
+
+    [Test]
+    public async Task AttachingTheSameEidTwice_IsAConflict()
+    {
+        var (first, _) = await Call(HttpMethod.Post, "/v1/agents", """{"name":"B","iid":1000,"eid":"10.1.0.2"}""");
+        var (second, body) = await Call(HttpMethod.Post, "/v1/agents", """{"name":"C","iid":1000,"eid":"10.1.0.2/32"}""");
+        Assert.That((first, second), Is.EqualTo((HttpStatusCode.Created, HttpStatusCode.Conflict)));
+        Assert.That((string?)body!["error"], Does.Contain("already attached"));
+    }
+}

@@ -1,0 +1,31 @@
+using FastXtr.Agent;
+using FastXtr.MapServer;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.ControlAgent.Agent;
+
+[TestFixture]
+public class AgentConfigTests
+{
+    [Test]
+    public void ExampleConfiguration_Parses_WithContext()
+    {
+        string dir = TestContext.CurrentContext.TestDirectory;
+        while (!File.Exists(Path.Combine(dir, "FastXtr.sln"))) dir = Path.GetDirectoryName(dir)!;
+        var c = AgentConfig.Parse(File.ReadAllLines(Path.Combine(dir, "controlagent", "Agent", "agent.example.conf")));
+        Assert.That((c.MapServers.Count, c.MapResolvers.Count, c.Database.Count), Is.EqualTo((1, 1, 2)));
+        Assert.That(c.Database[1].Context!.HasHardware("gpu"), Is.True);
+        Assert.That(c.XtrId, Is.Not.EqualTo(UInt128.Zero));
+        Assert.That(AgentConfig.Parse(File.ReadAllLines(Path.Combine(dir, "controlagent", "Agent", "agent.example.conf"))).XtrId, Is.EqualTo(c.XtrId), "stable across restarts");
+    }
+
+    [TestCase("rloc-addr 192.0.2.1\nbogus 1", "line 2: unknown setting 'bogus'")]
+    [TestCase("map-resolver 192.0.2.10", "'rloc-addr' is required")]
+    [TestCase("rloc-addr 192.0.2.1\nmap-server 192.0.2.10 0 md5 x", "line 2: algorithm 'md5'")]
+    [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 context {\"agent-context\":{\"state\":\"asleep\"}}", "line 2: context: \"state\" must be one of")]
+    public void InvalidConfiguration_IsRefusedWithTheLine(string text, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => AgentConfig.Parse(text.Split('\n'), "agent.conf"));
+        Assert.That(e!.Message, Does.Contain(expected));
+    }
+}

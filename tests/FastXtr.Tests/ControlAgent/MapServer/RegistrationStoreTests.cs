@@ -1,0 +1,69 @@
+using System.Collections.Immutable;
+using System.Net;
+using FastXtr.Lisp.Answers;
+using FastXtr.MapServer;
+using FastXtr.Lisp.Messages;
+using FastXtr.SharedMemory.MapCache;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.ControlAgent.MapServer;
+
+/// <summary>The registration store on its own: the sliced expiry scan and the xTR-ID → site index.</summary>
+[TestFixture]
+public class RegistrationStoreTests
+{
+    private static readonly SiteConfig Site = MapServerConfig.Parse("""
+        site planners
+          key 0 sha256 "k"
+          eid-prefix 1000 10.0.0.0/8 accept-more-specifics
+        """.Split('\n')).Sites[0];
+
+    private static EidKey Key(int i) => new(1000, EidFamily.Ipv4, 0x0A000000u + (uint)i, 32);
+
+    private static XtrRegistration Xtr(UInt128 xtrId, long expiresAtMs) =>
+        new(xtrId, 1, new IPEndPoint(IPAddress.Loopback, 4342),
+            [new RegisteredRloc(LispAddress.Parse("192.0.2.2"), 1, 100, 255, 0, true, null)], false, 3, 0, DateTime.UtcNow, DateTime.UtcNow, expiresAtMs);
+
+    [Test]
+    public void Expire_LooksAtABoundedSlicePerCall_AndResumesWhereItStopped()
+    {
+        var store = new RegistrationStore();
+        for (int i = 0; i < 10; i++) store.Register(Key(i), Site, Xtr(7, expiresAtMs: 100));
+        for (int i = 10; i < 13; i++) store.Register(Key(i), Site, Xtr(8, expiresAtMs: 10_000));
+        var removedPerCall = new List<int>();
+        for (int call = 0; call < 5; call++) removedPerCall.Add(store.Expire(nowMs: 200, budget: 4));
+        // 13 registrations in slices of 4: calls 1-4 make one pass (the 4th sees the last one and ends it), call 5
+        // starts the next pass and finds nothing left to expire.
+        Assert.That(removedPerCall.Take(4).All(n => n <= 4), Is.True, string.Join(",", removedPerCall));
+        Assert.That(removedPerCall.Sum(), Is.EqualTo(10));
+        Assert.That(removedPerCall[4], Is.EqualTo(0));
+        Assert.That(store.Count, Is.EqualTo(3), "the unexpired registrations stay");
+    }
+
+    [Test]
+    public void Expire_ARegistrationAddedDuringAPass_IsCaughtByALaterOne()
+    {
+        var store = new RegistrationStore();
+        for (int i = 0; i < 6; i++) store.Register(Key(i), Site, Xtr(7, expiresAtMs: 10_000));
+        Assert.That(store.Expire(nowMs: 200, budget: 3), Is.EqualTo(0));
+        store.Register(Key(50), Site, Xtr(9, expiresAtMs: 100));
+        int removed = 0;
+        for (int call = 0; call < 6 && store.Count > 6; call++) removed += store.Expire(nowMs: 200, budget: 3);
+        Assert.That((removed, store.Count), Is.EqualTo((1, 6)));
+    }
+
+    [Test]
+    public void SiteOfAnXtr_IsKnownWhileItHasRegistrations()
+    {
+        var store = new RegistrationStore();
+        Assert.That(store.TryGetSiteOf(7, out _), Is.False);
+        store.Register(Key(1), Site, Xtr(7, 100));
+        store.Register(Key(2), Site, Xtr(7, 10_000));
+        store.Register(Key(2), Site, Xtr(7, 20_000)); // a refresh is not a second prefix
+        Assert.That(store.TryGetSiteOf(7, out var site) ? site.Name : null, Is.EqualTo("planners"));
+        store.Expire(nowMs: 200);
+        Assert.That(store.TryGetSiteOf(7, out _), Is.True, "one prefix is still registered");
+        Assert.That(store.Withdraw(Key(2), 7), Is.True);
+        Assert.That(store.TryGetSiteOf(7, out _), Is.False, "its last prefix is withdrawn");
+    }
+}

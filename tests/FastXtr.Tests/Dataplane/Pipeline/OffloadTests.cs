@@ -1,0 +1,296 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using FastXtr.Dataplane.Offload;
+using FastXtr.NativeInterop;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.Dataplane.Pipeline;
+
+/// <summary>
+/// Userspace TSO and GRO against plain reference implementations written here: random TCP super-packets (IPv4 with
+/// and without options, IPv6, TCP options, odd sizes, a short last segment) must be cut into exactly the bytes that
+/// per-packet processing would put on the wire, and coalescing those segments must give back one super-packet whose
+/// re-segmentation is byte-for-byte the input.
+/// </summary>
+[TestFixture]
+public unsafe class OffloadTests
+{
+    private const byte Fin = 0x01, Psh = 0x08, Ack = 0x10, Cwr = 0x80;
+
+    /// <summary>A TCP packet: IPv4 (with <paramref name="ipOptions"/> bytes of options) or IPv6, checksums left as junk.</summary>
+    private static byte[] TcpPacket(Random rng, bool ipv6, int ipOptions, int tcpOptions, int payload, byte flags, bool dontFragment = true)
+    {
+        int ip = ipv6 ? 40 : 20 + ipOptions, tcp = 20 + tcpOptions;
+        var p = new byte[ip + tcp + payload];
+        rng.NextBytes(p);
+        if (ipv6)
+        {
+            p[0] = 0x60;
+            BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(4), (ushort)(tcp + payload));
+            p[6] = 6;
+        }
+        else
+        {
+            p[0] = (byte)(0x40 | (ip / 4));
+            BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(2), (ushort)Math.Min(65535, p.Length));
+            BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(6), dontFragment ? (ushort)0x4000 : (ushort)0);
+            p[9] = 6;
+        }
+        p[ip + 12] = (byte)((tcp / 4) << 4);
+        p[ip + 13] = flags;
+        return p;
+    }
+
+    private static ushort NaiveChecksum(IEnumerable<byte> bytes)
+    {
+        var b = bytes.ToArray();
+        long sum = 0;
+        for (int i = 0; i < b.Length; i += 2) sum += (b[i] << 8) | (i + 1 < b.Length ? b[i + 1] : 0);
+        while (sum >> 16 != 0) sum = (sum & 0xFFFF) + (sum >> 16);
+        return (ushort)~sum;
+    }
+
+    private static byte[] Pseudo(byte[] p, bool ipv6, int transportLength)
+    {
+        var l = new byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(l, transportLength);
+        byte protocol = ipv6 ? p[6] : p[9];
+        return ipv6 ? [.. p[8..40], .. l, 0, 0, 0, protocol] : [.. p[12..20], 0, protocol, l[2], l[3]];
+    }
+
+    /// <summary>The segments per-packet TCP would have sent, built the obvious way.</summary>
+    private static List<byte[]> ReferenceSegments(byte[] super, int mss, bool ipv6)
+    {
+        int ip = ipv6 ? 40 : (super[0] & 0xF) * 4, headers = ip + (super[ip + 12] >> 4) * 4;
+        var payload = super[headers..];
+        int count = Math.Max(1, (payload.Length + mss - 1) / mss);
+        var list = new List<byte[]>();
+        for (int k = 0; k < count; k++)
+        {
+            var chunk = payload.Skip(k * mss).Take(mss).ToArray();
+            var s = super[..headers].Concat(chunk).ToArray();
+            if (ipv6) BinaryPrimitives.WriteUInt16BigEndian(s.AsSpan(4), (ushort)(s.Length - 40));
+            else
+            {
+                BinaryPrimitives.WriteUInt16BigEndian(s.AsSpan(2), (ushort)s.Length);
+                BinaryPrimitives.WriteUInt16BigEndian(s.AsSpan(4), (ushort)(BinaryPrimitives.ReadUInt16BigEndian(super.AsSpan(4)) + k));
+                s[10] = s[11] = 0;
+                BinaryPrimitives.WriteUInt16BigEndian(s.AsSpan(10), NaiveChecksum(s[..ip]));
+            }
+            BinaryPrimitives.WriteUInt32BigEndian(s.AsSpan(ip + 4), BinaryPrimitives.ReadUInt32BigEndian(super.AsSpan(ip + 4)) + (uint)(k * mss));
+            byte f = super[ip + 13];
+            if (k < count - 1) f &= unchecked((byte)~(Fin | Psh));
+            if (k > 0) f &= unchecked((byte)~Cwr);
+            s[ip + 13] = f;
+            s[ip + 16] = s[ip + 17] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(s.AsSpan(ip + 16), NaiveChecksum(Pseudo(s, ipv6, s.Length - ip).Concat(s[ip..])));
+            list.Add(s);
+        }
+        return list;
+    }
+
+    private static List<byte[]> Cut(byte[] super, int mss, int prefix = 0)
+    {
+        var output = new byte[super.Length * 2 + 256 * (prefix + 120)];
+        var lengths = new int[256];
+        int count = TcpSegmentation.Segment(super, mss, prefix, output, lengths);
+        int headers = TcpSegmentation.HeaderLength(super, out _);
+        return Enumerable.Range(0, count).Select(k => output.AsSpan(k * (prefix + headers + mss) + prefix, lengths[k] - prefix).ToArray()).ToList();
+    }
+
+    [Test]
+    public void Segmentation_GivesExactlyThePerPacketBytes_OnRandomSuperPackets()
+    {
+        var rng = new Random(9300);
+        for (int i = 0; i < 400; i++)
+        {
+            bool ipv6 = i % 3 == 0;
+            int ipOptions = ipv6 ? 0 : 4 * rng.Next(0, 3), tcpOptions = 4 * rng.Next(0, 6);
+            int payload = i < 20 ? i + 1 : rng.Next(1, 64_000);
+            int mss = rng.Next(300, 1461); // at most 214 segments: a worker takes 256
+            byte flags = (byte)(Ack | (rng.Next(2) == 0 ? Psh : 0) | (rng.Next(4) == 0 ? Fin : 0) | (rng.Next(4) == 0 ? Cwr : 0));
+            var super = TcpPacket(rng, ipv6, ipOptions, tcpOptions, payload, flags);
+            var ours = Cut(super, mss, prefix: i % 2 == 0 ? 8 : 0);
+            var reference = ReferenceSegments(super, mss, ipv6);
+            Assert.That(ours, Has.Count.EqualTo(reference.Count), $"case {i}");
+            for (int k = 0; k < ours.Count; k++) Assert.That(ours[k], Is.EqualTo(reference[k]), $"case {i} ({(ipv6 ? "IPv6" : "IPv4")}, payload {payload}, mss {mss}), segment {k}");
+        }
+    }
+
+    [Test]
+    public void UdpSegmentation_KeepsTheSendersDatagrams_AndChecksumsEach()
+    {
+        var rng = new Random(768);
+        for (int i = 0; i < 200; i++)
+        {
+            bool ipv6 = i % 2 == 0;
+            int size = rng.Next(1, 1473), payload = rng.Next(1, 60_000);
+            int ip = ipv6 ? 40 : 20;
+            var super = new byte[ip + 8 + payload];
+            rng.NextBytes(super);
+            if (ipv6) { super[0] = 0x60; super[6] = 17; BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(4), (ushort)Math.Min(65535, 8 + payload)); }
+            else { super[0] = 0x45; super[9] = 17; BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(2), (ushort)super.Length); BinaryPrimitives.WriteUInt16BigEndian(super.AsSpan(6), 0); }
+            var output = new byte[super.Length * 2 + 256 * 64];
+            var lengths = new int[256];
+            int count = UdpSegmentation.Segment(super, size, 0, output, lengths);
+            int expected = (payload + size - 1) / size;
+            if (expected > 256) { Assert.That(count, Is.Zero); continue; }
+            Assert.That(count, Is.EqualTo(expected), $"case {i}");
+            for (int k = 0; k < count; k++)
+            {
+                var d = output.AsSpan(k * (ip + 8 + size), lengths[k]).ToArray();
+                int chunk = Math.Min(size, payload - k * size);
+                Assert.That(d[(ip + 8)..], Is.EqualTo(super.AsSpan(ip + 8 + k * size, chunk).ToArray()), $"case {i} datagram {k}: its payload");
+                Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(ip + 4)), Is.EqualTo(8 + chunk), "UDP length");
+                if (!ipv6)
+                {
+                    Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(2)), Is.EqualTo(d.Length));
+                    Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(4)), Is.EqualTo((ushort)(BinaryPrimitives.ReadUInt16BigEndian(super.AsSpan(4)) + k)));
+                    Assert.That(NaiveChecksum(d[..20]), Is.Zero, "the IPv4 header checksum verifies");
+                }
+                else Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(4)), Is.EqualTo(8 + chunk));
+                // A receiver's check: the sum over pseudo-header and datagram, checksum included, is all ones.
+                Assert.That(NaiveChecksum(Pseudo(d, ipv6, d.Length - ip).Concat(d[ip..])), Is.Zero, $"case {i} datagram {k}: the UDP checksum verifies");
+                Assert.That(BinaryPrimitives.ReadUInt16BigEndian(d.AsSpan(ip + 6)), Is.Not.Zero, "never the 'no checksum' value");
+            }
+        }
+    }
+
+    [Test]
+    public void Segmentation_RefusesWhatItCannotCut()
+    {
+        var rng = new Random(1);
+        var udp = TcpPacket(rng, false, 0, 0, 100, Ack);
+        udp[9] = 17;
+        Assert.That(Cut(udp, 50), Is.Empty, "not TCP");
+        var fragment = TcpPacket(rng, false, 0, 0, 100, Ack);
+        fragment[6] = 0x20; // more fragments
+        Assert.That(Cut(fragment, 50), Is.Empty, "an IPv4 fragment");
+        Assert.That(Cut(TcpPacket(rng, false, 0, 0, 100, Ack)[..30], 50), Is.Empty, "truncated TCP header");
+        var small = new int[1];
+        Assert.That(TcpSegmentation.Segment(TcpPacket(rng, true, 0, 0, 1000, Ack), 100, 0, new byte[100_000], small), Is.Zero, "more segments than lengths given");
+    }
+
+    [Test]
+    public void CompleteChecksum_FinishesWhatTheKernelLeftPartial()
+    {
+        var rng = new Random(5);
+        for (int i = 0; i < 200; i++)
+        {
+            bool ipv6 = i % 2 == 0;
+            var p = TcpPacket(rng, ipv6, 0, 4 * rng.Next(0, 4), rng.Next(1, 3000), Ack);
+            int ip = ipv6 ? 40 : 20;
+            var expected = (byte[])p.Clone();
+            expected[ip + 16] = expected[ip + 17] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(expected.AsSpan(ip + 16), NaiveChecksum(Pseudo(expected, ipv6, p.Length - ip).Concat(expected[ip..])));
+            // The kernel's partial form: the folded pseudo-header sum, not complemented, in the checksum field.
+            BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(ip + 16), (ushort)~NaiveChecksum(Pseudo(p, ipv6, p.Length - ip)));
+            Assert.That(TcpSegmentation.CompleteChecksum(p, ip, 16), Is.True);
+            Assert.That(p, Is.EqualTo(expected), $"case {i}");
+        }
+        Assert.That(TcpSegmentation.CompleteChecksum(new byte[40], 30, 16), Is.False, "offsets past the end");
+    }
+
+    /// <summary>Feeds packets (copied to native memory, as the receive buffer is) and returns what would be written to the TUN.</summary>
+    private static List<(VirtioNetHdr Vnet, byte[] Packet)> Coalesce(IEnumerable<(byte[] Packet, int Instance)> packets)
+    {
+        var input = packets.ToList();
+        var writes = new List<(VirtioNetHdr, byte[])>();
+        var coalescer = new TcpCoalescer();
+        int total = input.Sum(p => p.Packet.Length);
+        byte* memory = (byte*)NativeMemory.Alloc((nuint)Math.Max(1, total));
+        byte* scratch = (byte*)NativeMemory.Alloc(256);
+        IoVec* pieces = (IoVec*)NativeMemory.Alloc((nuint)(70 * sizeof(IoVec)));
+        try
+        {
+            void WriteOut()
+            {
+                if (coalescer.Count == 0) return;
+                int n = coalescer.Build(scratch, pieces, out int bytes);
+                var all = new List<byte>();
+                for (int i = 0; i < n; i++) all.AddRange(new ReadOnlySpan<byte>(pieces[i].Base, (int)pieces[i].Length).ToArray());
+                Assert.That(all, Has.Count.EqualTo(bytes));
+                writes.Add((MemoryMarshal.Read<VirtioNetHdr>(all.ToArray()), all.Skip(VirtioNetHdr.Bytes).ToArray()));
+                coalescer.Clear();
+            }
+            long offset = 0;
+            foreach (var (packet, instance) in input)
+            {
+                byte* at = memory + offset;
+                packet.CopyTo(new Span<byte>(at, packet.Length));
+                offset += packet.Length;
+                if (!coalescer.TryAppend(at, packet.Length, instance))
+                {
+                    WriteOut();
+                    Assert.That(coalescer.TryAppend(at, packet.Length, instance), Is.True, "an empty run takes any packet");
+                }
+            }
+            WriteOut();
+        }
+        finally
+        {
+            NativeMemory.Free(memory);
+            NativeMemory.Free(scratch);
+            NativeMemory.Free(pieces);
+        }
+        return writes;
+    }
+
+    [Test]
+    public void Coalescing_ThenSegmentingAgain_GivesBackTheSegments()
+    {
+        var rng = new Random(6040);
+        for (int i = 0; i < 150; i++)
+        {
+            bool ipv6 = i % 2 == 1;
+            int mss = rng.Next(200, 1449);
+            int payload = rng.Next(mss + 1, Math.Min(60_000, 60 * mss));
+            var super = TcpPacket(rng, ipv6, ipv6 ? 0 : 4 * rng.Next(0, 2), 4 * rng.Next(0, 4), payload, (byte)(Ack | (rng.Next(2) == 0 ? Psh : 0)), dontFragment: i % 3 != 0);
+            var segments = ReferenceSegments(super, mss, ipv6);
+            var writes = Coalesce(segments.Select(s => (s, 0)));
+            Assert.That(writes, Has.Count.EqualTo(1), $"case {i}: one flow in order is one super-packet");
+            var (vnet, merged) = writes[0];
+            int ip = ipv6 ? 40 : (super[0] & 0xF) * 4, headers = TcpSegmentation.HeaderLength(super, out _);
+            Assert.That((vnet.Flags, vnet.GsoType, vnet.HdrLen, vnet.GsoSize, vnet.CsumStart, vnet.CsumOffset),
+                Is.EqualTo((Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM, ipv6 ? Linux.VIRTIO_NET_HDR_GSO_TCPV6 : Linux.VIRTIO_NET_HDR_GSO_TCPV4, (ushort)headers, (ushort)mss, (ushort)ip, (ushort)16)), $"case {i}");
+            Assert.That(merged.Length, Is.EqualTo(headers + payload));
+            Assert.That(merged[headers..], Is.EqualTo(super[headers..]), "the payload, whole and in order");
+            Assert.That(merged[ip + 13], Is.EqualTo(super[ip + 13]), "the flags of the burst (PSH from its last segment)");
+            // The partial checksum: completing it gives the super-packet's true checksum.
+            var completed = (byte[])merged.Clone();
+            TcpSegmentation.CompleteChecksum(completed, ip, 16);
+            Assert.That(BinaryPrimitives.ReadUInt16BigEndian(completed.AsSpan(ip + 16)),
+                Is.EqualTo(NaiveChecksum(Pseudo(merged, ipv6, merged.Length - ip).Concat(merged[ip..(ip + 16)]).Concat(new byte[2]).Concat(merged[(ip + 18)..]))));
+            var again = Cut(merged, vnet.GsoSize);
+            Assert.That(again, Has.Count.EqualTo(segments.Count));
+            for (int k = 0; k < again.Count; k++) Assert.That(again[k], Is.EqualTo(segments[k]), $"case {i}, segment {k}");
+        }
+    }
+
+    [Test]
+    public void Coalescing_KeepsApartWhatMustNotMerge()
+    {
+        var rng = new Random(7);
+        var a = ReferenceSegments(TcpPacket(rng, false, 0, 12, 5000, Ack), 1000, false);
+        var b = ReferenceSegments(TcpPacket(rng, false, 0, 12, 5000, Ack), 1000, false);
+        // Two flows interleaved: every packet is its own write.
+        var interleaved = Coalesce(a.Zip(b).SelectMany(p => new[] { (p.First, 0), (p.Second, 0) }));
+        Assert.That(interleaved, Has.Count.EqualTo(10));
+        Assert.That(interleaved.All(w => w.Vnet.GsoType == Linux.VIRTIO_NET_HDR_GSO_NONE && w.Vnet.Flags == 0), Is.True, "single packets get an empty virtio-net header");
+        // A gap in the sequence: two runs.
+        Assert.That(Coalesce(a.Where((_, k) => k != 2).Select(s => (s, 0))), Has.Count.EqualTo(2));
+        // Another TUN (instance) starts another run.
+        Assert.That(Coalesce(a.Select((s, k) => (s, k < 3 ? 0 : 1))).Select(w => w.Vnet.GsoType), Is.EqualTo(new[] { Linux.VIRTIO_NET_HDR_GSO_TCPV4, Linux.VIRTIO_NET_HDR_GSO_TCPV4 }));
+        // PSH ends a run; SYN/FIN never start or join one.
+        var pushed = a.Select(s => (byte[])s.Clone()).ToList();
+        pushed[1][33] |= Psh;
+        Assert.That(Coalesce(pushed.Select(s => (s, 0))).Select(w => w.Packet.Length - 52), Is.EqualTo(new[] { 2000, 3000 }));
+        var fin = a.Select(s => (byte[])s.Clone()).ToList();
+        fin[2][33] |= Fin;
+        Assert.That(Coalesce(fin.Select(s => (s, 0))), Has.Count.EqualTo(3), "run, FIN alone, run");
+        // Not TCP: written alone.
+        var udp = (byte[])a[0].Clone();
+        udp[9] = 17;
+        Assert.That(Coalesce(new[] { (udp, 0), (a[1], 0), (a[2], 0) }).Select(w => w.Vnet.GsoType), Is.EqualTo(new[] { Linux.VIRTIO_NET_HDR_GSO_NONE, Linux.VIRTIO_NET_HDR_GSO_TCPV4 }));
+    }
+}

@@ -1,0 +1,186 @@
+using System.Runtime.CompilerServices;
+using FastXtr.NativeInterop;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.NativeInterop;
+
+/// <summary>
+/// Our hand-written Linux structs and constants against the system's C headers: a C program compiled with gcc
+/// prints sizeof, offsetof and the constants' values, and each must equal ours.
+/// </summary>
+[TestFixture]
+public class NativeLayoutTests
+{
+    private const string Program = """
+        #define _GNU_SOURCE
+        #include <stdio.h>
+        #include <stddef.h>
+        #include <fcntl.h>
+        #include <poll.h>
+        #include <errno.h>
+        #include <sys/ioctl.h>
+        #include <sys/mman.h>
+        #include <sys/stat.h>
+        #include <sys/socket.h>
+        #include <sys/uio.h>
+        #include <sys/file.h>
+        #include <netinet/in.h>
+        #include <netinet/udp.h>
+        #include <net/if.h>
+        #include <linux/if_tun.h>
+        #include <linux/virtio_net.h>
+        #include <linux/if_packet.h>
+        #include <linux/if_ether.h>
+        #include <linux/sockios.h>
+        #ifndef PACKET_IGNORE_OUTGOING
+        #define PACKET_IGNORE_OUTGOING 23
+        #endif
+        /* Newer than Debian 12's headers (Linux 6.2 / 5.18): checked wherever the headers have them. */
+        #ifndef TUN_F_USO4
+        #define TUN_F_USO4 0x20
+        #define TUN_F_USO6 0x40
+        #endif
+        #ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+        #define VIRTIO_NET_HDR_GSO_UDP_L4 5
+        #endif
+        #define P(name, value) printf("%s=%ld\n", name, (long)(value))
+        int main(void) {
+          P("sizeof iovec", sizeof(struct iovec)); P("offsetof iovec.iov_len", offsetof(struct iovec, iov_len));
+          P("sizeof msghdr", sizeof(struct msghdr)); P("offsetof msghdr.msg_iov", offsetof(struct msghdr, msg_iov));
+          P("offsetof msghdr.msg_control", offsetof(struct msghdr, msg_control)); P("offsetof msghdr.msg_flags", offsetof(struct msghdr, msg_flags));
+          P("sizeof mmsghdr", sizeof(struct mmsghdr)); P("offsetof mmsghdr.msg_len", offsetof(struct mmsghdr, msg_len));
+          P("sizeof sockaddr_in", sizeof(struct sockaddr_in)); P("offsetof sockaddr_in.sin_addr", offsetof(struct sockaddr_in, sin_addr));
+          P("sizeof sockaddr_in6", sizeof(struct sockaddr_in6)); P("offsetof sockaddr_in6.sin6_addr", offsetof(struct sockaddr_in6, sin6_addr));
+          P("offsetof sockaddr_in6.sin6_scope_id", offsetof(struct sockaddr_in6, sin6_scope_id));
+          P("sizeof ifreq", sizeof(struct ifreq)); P("offsetof ifreq.ifr_flags", offsetof(struct ifreq, ifr_flags));
+          P("sizeof pollfd", sizeof(struct pollfd)); P("offsetof pollfd.revents", offsetof(struct pollfd, revents));
+          P("sizeof virtio_net_hdr", sizeof(struct virtio_net_hdr)); P("offsetof virtio_net_hdr.gso_size", offsetof(struct virtio_net_hdr, gso_size));
+          P("offsetof virtio_net_hdr.csum_offset", offsetof(struct virtio_net_hdr, csum_offset));
+          P("TUNSETOFFLOAD", TUNSETOFFLOAD); P("TUNSETVNETHDRSZ", TUNSETVNETHDRSZ); P("TUN_F_CSUM", TUN_F_CSUM); P("TUN_F_TSO4", TUN_F_TSO4);
+          P("TUN_F_TSO6", TUN_F_TSO6); P("TUN_F_TSO_ECN", TUN_F_TSO_ECN); P("VIRTIO_NET_HDR_F_NEEDS_CSUM", VIRTIO_NET_HDR_F_NEEDS_CSUM);
+          P("VIRTIO_NET_HDR_F_DATA_VALID", VIRTIO_NET_HDR_F_DATA_VALID); P("VIRTIO_NET_HDR_GSO_NONE", VIRTIO_NET_HDR_GSO_NONE);
+          P("VIRTIO_NET_HDR_GSO_TCPV4", VIRTIO_NET_HDR_GSO_TCPV4); P("VIRTIO_NET_HDR_GSO_TCPV6", VIRTIO_NET_HDR_GSO_TCPV6); P("VIRTIO_NET_HDR_GSO_ECN", VIRTIO_NET_HDR_GSO_ECN);
+          P("TUN_F_USO4", TUN_F_USO4); P("TUN_F_USO6", TUN_F_USO6); P("VIRTIO_NET_HDR_GSO_UDP_L4", VIRTIO_NET_HDR_GSO_UDP_L4);
+          P("sizeof stat", sizeof(struct stat)); P("offsetof stat.st_ino", offsetof(struct stat, st_ino));
+          P("O_RDONLY", O_RDONLY); P("O_RDWR", O_RDWR); P("O_CREAT", O_CREAT); P("O_EXCL", O_EXCL); P("O_NONBLOCK", O_NONBLOCK); P("O_CLOEXEC", O_CLOEXEC);
+          P("LOCK_EX", LOCK_EX); P("LOCK_NB", LOCK_NB);
+          P("PROT_READ", PROT_READ); P("PROT_WRITE", PROT_WRITE); P("MAP_SHARED", MAP_SHARED); P("MAP_POPULATE", MAP_POPULATE);
+          P("AF_INET", AF_INET); P("AF_INET6", AF_INET6); P("SOCK_DGRAM", SOCK_DGRAM); P("SOCK_NONBLOCK", SOCK_NONBLOCK); P("SOCK_CLOEXEC", SOCK_CLOEXEC);
+          P("SOL_SOCKET", SOL_SOCKET); P("SO_REUSEADDR", SO_REUSEADDR); P("SO_SNDBUF", SO_SNDBUF); P("SO_RCVBUF", SO_RCVBUF);
+          P("SO_REUSEPORT", SO_REUSEPORT); P("SO_SNDBUFFORCE", SO_SNDBUFFORCE); P("SO_RCVBUFFORCE", SO_RCVBUFFORCE);
+          P("IPPROTO_IP", IPPROTO_IP); P("IPPROTO_IPV6", IPPROTO_IPV6); P("IPPROTO_UDP", IPPROTO_UDP); P("IP_MTU_DISCOVER", IP_MTU_DISCOVER);
+          P("IP_PMTUDISC_DONT", IP_PMTUDISC_DONT); P("IPV6_V6ONLY", IPV6_V6ONLY); P("SOL_UDP", SOL_UDP); P("UDP_SEGMENT", UDP_SEGMENT); P("UDP_GRO", UDP_GRO);
+          P("MSG_DONTWAIT", MSG_DONTWAIT); P("POLLIN", POLLIN); P("POLLOUT", POLLOUT); P("POLLERR", POLLERR);
+          P("EPERM", EPERM); P("ENOENT", ENOENT); P("EINTR", EINTR); P("EAGAIN", EAGAIN); P("EACCES", EACCES); P("EBUSY", EBUSY);
+          P("EEXIST", EEXIST); P("ENODEV", ENODEV); P("EINVAL", EINVAL); P("EMSGSIZE", EMSGSIZE); P("EADDRINUSE", EADDRINUSE);
+          P("TUNSETIFF", TUNSETIFF); P("IFF_TUN", IFF_TUN); P("IFF_NO_PI", IFF_NO_PI); P("IFF_MULTI_QUEUE", IFF_MULTI_QUEUE);
+          P("IFF_VNET_HDR", IFF_VNET_HDR); P("IFNAMSIZ", IFNAMSIZ); P("IP_RECVTTL", IP_RECVTTL); P("IP_RECVTOS", IP_RECVTOS);
+          P("IP_TTL", IP_TTL); P("IP_TOS", IP_TOS);
+          P("AF_PACKET", AF_PACKET); P("SOCK_RAW", SOCK_RAW); P("SOL_PACKET", SOL_PACKET); P("ETH_P_ALL", ETH_P_ALL); P("ETH_P_IP", ETH_P_IP);
+          P("ETH_P_IPV6", ETH_P_IPV6); P("PACKET_RX_RING", PACKET_RX_RING); P("PACKET_VERSION", PACKET_VERSION); P("PACKET_TX_RING", PACKET_TX_RING);
+          P("PACKET_FANOUT", PACKET_FANOUT); P("PACKET_QDISC_BYPASS", PACKET_QDISC_BYPASS); P("PACKET_IGNORE_OUTGOING", PACKET_IGNORE_OUTGOING);
+          P("TPACKET_V3", TPACKET_V3); P("PACKET_FANOUT_HASH", PACKET_FANOUT_HASH); P("PACKET_FANOUT_FLAG_DEFRAG", PACKET_FANOUT_FLAG_DEFRAG);
+          P("PACKET_HOST", PACKET_HOST); P("TP_STATUS_KERNEL", TP_STATUS_KERNEL); P("TP_STATUS_USER", TP_STATUS_USER);
+          P("TP_STATUS_SEND_REQUEST", TP_STATUS_SEND_REQUEST); P("TP_STATUS_SENDING", TP_STATUS_SENDING); P("TP_STATUS_WRONG_FORMAT", TP_STATUS_WRONG_FORMAT);
+          P("TP_STATUS_CSUMNOTREADY", TP_STATUS_CSUMNOTREADY); P("SIOCGIFINDEX", SIOCGIFINDEX); P("SIOCGIFHWADDR", SIOCGIFHWADDR); P("SIOCGIFMTU", SIOCGIFMTU); P("SIOCSIFTXQLEN", SIOCSIFTXQLEN);
+          P("MAP_LOCKED", MAP_LOCKED); P("ENETDOWN", ENETDOWN); P("ENOBUFS", ENOBUFS);
+          P("sizeof sockaddr_ll", sizeof(struct sockaddr_ll)); P("offsetof sockaddr_ll.sll_ifindex", offsetof(struct sockaddr_ll, sll_ifindex));
+          P("offsetof sockaddr_ll.sll_pkttype", offsetof(struct sockaddr_ll, sll_pkttype)); P("offsetof sockaddr_ll.sll_addr", offsetof(struct sockaddr_ll, sll_addr));
+          P("sizeof tpacket_req3", sizeof(struct tpacket_req3)); P("offsetof tpacket_req3.tp_retire_blk_tov", offsetof(struct tpacket_req3, tp_retire_blk_tov));
+          P("sizeof tpacket3_hdr", sizeof(struct tpacket3_hdr)); P("offsetof tpacket3_hdr.tp_status", offsetof(struct tpacket3_hdr, tp_status));
+          P("offsetof tpacket3_hdr.tp_len", offsetof(struct tpacket3_hdr, tp_len)); P("offsetof tpacket3_hdr.tp_snaplen", offsetof(struct tpacket3_hdr, tp_snaplen));
+          P("offsetof tpacket3_hdr.tp_mac", offsetof(struct tpacket3_hdr, tp_mac)); P("offsetof tpacket3_hdr.tp_net", offsetof(struct tpacket3_hdr, tp_net));
+          P("TPACKET_ALIGN(sizeof tpacket3_hdr)", TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+          P("offsetof tpacket_block_desc.block_status", offsetof(struct tpacket_block_desc, hdr.bh1.block_status));
+          P("offsetof tpacket_block_desc.num_pkts", offsetof(struct tpacket_block_desc, hdr.bh1.num_pkts));
+          P("offsetof tpacket_block_desc.offset_to_first_pkt", offsetof(struct tpacket_block_desc, hdr.bh1.offset_to_first_pkt));
+          P("offsetof ifreq.ifr_hwaddr.sa_data", offsetof(struct ifreq, ifr_hwaddr.sa_data));
+          return 0;
+        }
+        """;
+
+    private static Dictionary<string, long>? s_c;
+
+    private static Dictionary<string, long> C()
+    {
+        if (s_c is not null) return s_c;
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtr-layout-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "layout.c"), Program);
+            var build = Shell.Run("gcc", ["-O0", "-o", Path.Combine(dir, "layout"), Path.Combine(dir, "layout.c")]);
+            Assert.That(build.Code, Is.EqualTo(0), "gcc failed: " + build.All);
+            var run = Shell.Run(Path.Combine(dir, "layout"), []);
+            Assert.That(run.Code, Is.EqualTo(0));
+            s_c = run.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('='))
+                .ToDictionary(p => p[0], p => long.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
+            return s_c;
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static IEnumerable<TestCaseData> Layouts()
+    {
+        yield return new TestCaseData("sizeof iovec", (long)Unsafe.SizeOf<IoVec>());
+        yield return new TestCaseData("offsetof iovec.iov_len", 8L);
+        yield return new TestCaseData("sizeof msghdr", (long)Unsafe.SizeOf<MsgHdr>());
+        yield return new TestCaseData("offsetof msghdr.msg_iov", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MsgHdr>(nameof(MsgHdr.Iov)));
+        yield return new TestCaseData("offsetof msghdr.msg_control", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MsgHdr>(nameof(MsgHdr.Control)));
+        yield return new TestCaseData("offsetof msghdr.msg_flags", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MsgHdr>(nameof(MsgHdr.Flags)));
+        yield return new TestCaseData("sizeof mmsghdr", (long)Unsafe.SizeOf<MMsgHdr>());
+        yield return new TestCaseData("offsetof mmsghdr.msg_len", (long)System.Runtime.InteropServices.Marshal.OffsetOf<MMsgHdr>(nameof(MMsgHdr.Length)));
+        yield return new TestCaseData("sizeof sockaddr_in", (long)Unsafe.SizeOf<SockAddrIn>());
+        yield return new TestCaseData("offsetof sockaddr_in.sin_addr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrIn>(nameof(SockAddrIn.AddressBigEndian)));
+        yield return new TestCaseData("sizeof sockaddr_in6", (long)Unsafe.SizeOf<SockAddrIn6>());
+        yield return new TestCaseData("offsetof sockaddr_in6.sin6_addr", 8L);
+        yield return new TestCaseData("offsetof sockaddr_in6.sin6_scope_id", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrIn6>(nameof(SockAddrIn6.ScopeId)));
+        yield return new TestCaseData("sizeof ifreq", (long)Unsafe.SizeOf<IfReq>());
+        yield return new TestCaseData("offsetof ifreq.ifr_flags", 16L);
+        yield return new TestCaseData("sizeof pollfd", (long)Unsafe.SizeOf<PollFd>());
+        yield return new TestCaseData("offsetof pollfd.revents", (long)System.Runtime.InteropServices.Marshal.OffsetOf<PollFd>(nameof(PollFd.Revents)));
+        yield return new TestCaseData("sizeof virtio_net_hdr", (long)Unsafe.SizeOf<VirtioNetHdr>());
+        yield return new TestCaseData("offsetof virtio_net_hdr.gso_size", (long)System.Runtime.InteropServices.Marshal.OffsetOf<VirtioNetHdr>(nameof(VirtioNetHdr.GsoSize)));
+        yield return new TestCaseData("offsetof virtio_net_hdr.csum_offset", (long)System.Runtime.InteropServices.Marshal.OffsetOf<VirtioNetHdr>(nameof(VirtioNetHdr.CsumOffset)));
+        yield return new TestCaseData("sizeof stat", (long)Unsafe.SizeOf<StatBuf>());
+        yield return new TestCaseData("offsetof stat.st_ino", (long)System.Runtime.InteropServices.Marshal.OffsetOf<StatBuf>(nameof(StatBuf.Inode)));
+        yield return new TestCaseData("sizeof sockaddr_ll", (long)Unsafe.SizeOf<SockAddrLl>());
+        yield return new TestCaseData("offsetof sockaddr_ll.sll_ifindex", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.InterfaceIndex)));
+        yield return new TestCaseData("offsetof sockaddr_ll.sll_pkttype", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.PacketType)));
+        yield return new TestCaseData("offsetof sockaddr_ll.sll_addr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.Address)));
+        yield return new TestCaseData("sizeof tpacket_req3", (long)Unsafe.SizeOf<TpacketReq3>());
+        yield return new TestCaseData("offsetof tpacket_req3.tp_retire_blk_tov", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketReq3>(nameof(TpacketReq3.RetireBlockTimeoutMs)));
+        yield return new TestCaseData("sizeof tpacket3_hdr", (long)Unsafe.SizeOf<Tpacket3Hdr>());
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_status", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.Status)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_len", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.Length)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_snaplen", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.SnapLength)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_mac", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.MacOffset)));
+        yield return new TestCaseData("offsetof tpacket3_hdr.tp_net", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.NetworkOffset)));
+        yield return new TestCaseData("TPACKET_ALIGN(sizeof tpacket3_hdr)", (long)PacketRing.TxDataOffset);
+        yield return new TestCaseData("offsetof tpacket_block_desc.block_status", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.BlockStatus)));
+        yield return new TestCaseData("offsetof tpacket_block_desc.num_pkts", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.PacketCount)));
+        yield return new TestCaseData("offsetof tpacket_block_desc.offset_to_first_pkt", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.OffsetToFirstPacket)));
+        yield return new TestCaseData("offsetof ifreq.ifr_hwaddr.sa_data", (long)System.Runtime.InteropServices.Marshal.OffsetOf<IfReq>(nameof(IfReq.HardwareAddress)));
+    }
+
+    [TestCaseSource(nameof(Layouts))]
+    public void StructLayout_MatchesTheCHeaders(string what, long ours) => Assert.That(ours, Is.EqualTo(C()[what]), what);
+
+    [Test]
+    public void EveryConstant_MatchesTheCHeaders()
+    {
+        var c = C();
+        var mismatches = new List<string>();
+        foreach (var field in typeof(Linux).GetFields().Where(f => f.IsLiteral))
+        {
+            long ours = Convert.ToInt64(field.GetRawConstantValue(), System.Globalization.CultureInfo.InvariantCulture);
+            if (!c.TryGetValue(field.Name, out long theirs)) mismatches.Add($"{field.Name}: not printed by the C program");
+            else if (ours != theirs && (ours & 0xFFFFFFFF) != (theirs & 0xFFFFFFFF)) mismatches.Add($"{field.Name}: ours {ours}, the headers' {theirs}");
+        }
+        Assert.That(mismatches, Is.Empty);
+    }
+}
