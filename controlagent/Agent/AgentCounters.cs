@@ -38,6 +38,9 @@ public enum AgentCounter
     LocatorsMarkedUp,
     EtrRequestsAnswered,
     MalformedMessages,
+    /// <summary>Miss-ring records of no known kind (a data plane of another build would be refused at attach; a
+    /// defect otherwise): skipped.</summary>
+    MissRecordsMalformed,
     MapCacheFull,
     RegionsFollowed,
     EntriesRestored,

@@ -29,7 +29,7 @@ public sealed class ProfileTable
         lock (_lock)
         {
             foreach (var p in _profiles) if (p.Constraints.Equals(constraints)) return p.Number;
-            if (_profiles.Count >= MapCacheEntry.SolicitKey - 1) throw new InvalidOperationException("no constraint profile numbers left");
+            if (_profiles.Count >= MapCacheEntry.MaxConstraintProfile) throw new InvalidOperationException("no constraint profile numbers left");
             var number = (ushort)(_profiles.Count + 1);
             _profiles.Add((number, $"api-{number}", constraints));
             return number;

@@ -50,7 +50,7 @@ internal sealed class RlocProber(AgentIo io, MapCacheOwner cache)
         for (int next = 0, n; (n = entries.ReadUsed(ref next, _chunk)) > 0;)
             foreach (var e in _chunk.AsSpan(0, n))
             {
-                if (e.Profile >= MapCacheEntry.SolicitKey) continue;
+                if (e.Kind != MapCacheKind.Destination) continue;
                 for (int i = 0; i < e.RlocCount; i++)
                     if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address != own) targets.TryAdd((uint)e.Rlocs[i].Address, e);
             }

@@ -109,7 +109,7 @@ public sealed class XtrAgent : IDisposable
         if (agent is null) return (null, conflict, Task.FromResult(false));
         _cache.Write(w =>
         {
-            w.Remove(mapping.InstanceId, MapCacheEntry.SolicitKey, mapping.Family, mapping.Prefix, mapping.Length);
+            w.Remove(mapping.InstanceId, MapCacheEntry.MovedAwayKey, mapping.Family, mapping.Prefix, mapping.Length);
             // A cached mapping of its old home would send this xTR's own traffic for it away.
             foreach (var p in _profiles.NumbersInUse()) w.Remove(mapping.InstanceId, p, mapping.Family, mapping.Prefix, mapping.Length);
         });
@@ -137,13 +137,13 @@ public sealed class XtrAgent : IDisposable
         var gone = Database.Detach(iid, family, prefix, length);
         if (gone is null) return (null, Task.FromResult(false));
         if (gone.Profile != 0) _cache.Write(w => w.Remove(iid, MapCacheEntry.SourceProfileKey, family, prefix, length));
-        _cache.Upsert(new MapCacheEntrySpec(iid, MapCacheEntry.SolicitKey, family, prefix, length, [], MapReplyAction.NoAction, (uint)MovedAwayLifetime.TotalMinutes));
+        _cache.Upsert(MapCacheEntrySpec.MovedAway(iid, family, prefix, length, (uint)MovedAwayLifetime.TotalMinutes));
         _log.WriteLine($"fastxtr agent: detached '{gone.Name}' {gone.Mapping.PrefixText}; withdrawing it and soliciting ITRs that still send to it");
         return (gone, _registrar.Register([], [gone.Mapping]));
     }
 
     private void InstallSourceProfile(uint iid, EidFamily family, UInt128 prefix, int length, ushort profile) =>
-        _cache.Upsert(new MapCacheEntrySpec(iid, MapCacheEntry.SourceProfileKey, family, prefix, length, [], MapReplyAction.NoAction, uint.MaxValue, AssignedProfile: profile));
+        _cache.Upsert(MapCacheEntrySpec.SourceProfile(iid, family, prefix, length, profile));
 
     // ------------------------------------------------------------------ the threads and the housekeeping tick
 
@@ -162,8 +162,12 @@ public sealed class XtrAgent : IDisposable
                 {
                     try
                     {
-                        if (batch[i].Profile == MapCacheEntry.SolicitKey) _notifications.SendSmr(batch[i]);
-                        else _resolver.Request(batch[i].InstanceId, batch[i].Profile, batch[i].Family, batch[i].SourceEid, batch[i].DestinationEid, smrInvoked: false);
+                        switch (batch[i].Kind)
+                        {
+                            case MissKind.MovedAwayHit: _notifications.SendSmr(batch[i]); break;
+                            case MissKind.Miss: _resolver.Request(batch[i].InstanceId, batch[i].Profile, batch[i].Family, batch[i].SourceEid, batch[i].DestinationEid, smrInvoked: false); break;
+                            default: Counters.Add(AgentCounter.MissRecordsMalformed); break;
+                        }
                     }
                     catch (SocketException e) { _log.WriteLine($"fastxtr agent: Map-Request: {e.Message}"); }
                     catch (ObjectDisposedException) { return; }

@@ -131,12 +131,12 @@ public static class ShowCommand
             foreach (var e in entries)
             {
                 string expiry = e.ExpiresAt == 0 ? "never" : $"{Math.Max(0, (e.ExpiresAt - now) / System.Diagnostics.Stopwatch.Frequency)}s";
-                if (e.Profile == MapCacheEntry.SourceProfileKey)
+                if (e.Kind == MapCacheKind.SourceProfile)
                 {
                     stdout.WriteLine($"[{e.InstanceId}] {EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}  source profile: sources here resolve under profile {e.AssignedProfile}");
                     continue;
                 }
-                if (e.Profile == MapCacheEntry.SolicitKey)
+                if (e.Kind == MapCacheKind.MovedAway)
                 {
                     stdout.WriteLine($"[{e.InstanceId}] {EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}  moved away: packets still arriving for it get their ITR an SMR; expires {expiry}");
                     continue;

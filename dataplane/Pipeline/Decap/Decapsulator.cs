@@ -103,7 +103,7 @@ public sealed class Decapsulator
         _counters.Add(Counter.MovedEidPackets);
         var record = new MissRecord
         {
-            InstanceId = iid, Profile = MapCacheEntry.SolicitKey, Family = family, SourceEid = source, DestinationEid = destination,
+            Kind = MissKind.MovedAwayHit, InstanceId = iid, Family = family, SourceEid = source, DestinationEid = destination,
             OuterSource = outerSource, Timestamp = MapCacheTables.Now,
         };
         if (!_suppressor.ShouldPost(record)) return;

@@ -196,7 +196,7 @@ public sealed unsafe class Encapsulator
 
     private void PostMiss(uint iid, ushort profile, EidFamily family, UInt128 source, UInt128 destination, long now)
     {
-        var miss = new MissRecord { InstanceId = iid, Profile = profile, Family = family, SourceEid = source, DestinationEid = destination, Timestamp = now };
+        var miss = new MissRecord { Kind = MissKind.Miss, InstanceId = iid, Profile = profile, Family = family, SourceEid = source, DestinationEid = destination, Timestamp = now };
         if (!_suppressor.ShouldPost(miss)) { _counters.Add(Counter.MissesSuppressed); return; }
         if (_misses.TryPost(miss)) _counters.Add(Counter.MissesPosted);
         else _counters.Add(Counter.MissRingFull);

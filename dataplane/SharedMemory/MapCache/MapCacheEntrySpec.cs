@@ -26,7 +26,19 @@ public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte P
 public sealed record MapCacheEntrySpec(
     uint InstanceId, ushort Profile, EidFamily Family, UInt128 Prefix, int PrefixLength,
     IReadOnlyList<RlocSpec> Rlocs, MapReplyAction Action = MapReplyAction.NoAction, uint TtlMinutes = 1440, ushort MapVersion = 0,
-    ushort AssignedProfile = 0);
+    ushort AssignedProfile = 0)
+{
+    /// <summary>Which of the map-cache's tables the entry goes to.</summary>
+    public MapCacheKind Kind => MapCacheEntry.KindOf(Profile);
+
+    /// <summary>A source-profile entry: packets from this source prefix are looked up under <paramref name="profile"/>.</summary>
+    public static MapCacheEntrySpec SourceProfile(uint instanceId, EidFamily family, UInt128 prefix, int prefixLength, ushort profile) =>
+        new(instanceId, MapCacheEntry.SourceProfileKey, family, prefix, prefixLength, [], TtlMinutes: uint.MaxValue, AssignedProfile: profile);
+
+    /// <summary>A moved-away entry: this EID prefix left this xTR; packets still arriving for it solicit their ITR.</summary>
+    public static MapCacheEntrySpec MovedAway(uint instanceId, EidFamily family, UInt128 prefix, int prefixLength, uint ttlMinutes) =>
+        new(instanceId, MapCacheEntry.MovedAwayKey, family, prefix, prefixLength, [], TtlMinutes: ttlMinutes);
+}
 
 public enum MapCacheWriteResult
 {

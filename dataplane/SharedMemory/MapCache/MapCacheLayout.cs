@@ -60,16 +60,33 @@ public struct MapCacheEntry
     public const int MaxRlocs = 8;
     public const byte StateFree = 0;
     public const byte StateUsed = 1;
+    // One LPM holds three tables, told apart by the profile field of the key (MapCacheKind): constraint profiles
+    // 0..MaxConstraintProfile are destinations, and two reserved values name the other two tables.
+    /// <summary>The largest profile number of a destination entry; the values above it name the other tables.</summary>
+    public const ushort MaxConstraintProfile = 0xFFFD;
     /// <summary>
-    /// The profile key under which source-prefix → constraint-profile entries live: an entry (IID, SourceProfileKey,
-    /// source prefix) says that packets from that prefix are looked up under profile <see cref="AssignedProfile"/>.
+    /// The key profile of the source-profile table (<see cref="MapCacheKind.SourceProfile"/>): an entry (IID,
+    /// SourceProfileKey, source prefix) says that packets from that prefix are looked up under profile
+    /// <see cref="AssignedProfile"/>.
     /// </summary>
     public const ushort SourceProfileKey = 0xFFFF;
     /// <summary>
-    /// The profile key of moved-away entries: an entry (IID, SolicitKey, EID prefix) says that EID left this xTR, so
-    /// the ETR side reports packets still arriving for it and the agent solicits their ITRs (SMR, RFC 9301 §6.6.2).
+    /// The key profile of the moved-away table (<see cref="MapCacheKind.MovedAway"/>): an entry (IID, MovedAwayKey,
+    /// EID prefix) says that EID left this xTR, so the ETR side reports packets still arriving for it and the agent
+    /// solicits their ITRs (SMR, RFC 9301 §6.6.2).
     /// </summary>
-    public const ushort SolicitKey = 0xFFFE;
+    public const ushort MovedAwayKey = 0xFFFE;
+
+    /// <summary>Which of the three tables a key profile belongs to.</summary>
+    public static MapCacheKind KindOf(ushort profile) => profile switch
+    {
+        SourceProfileKey => MapCacheKind.SourceProfile,
+        MovedAwayKey => MapCacheKind.MovedAway,
+        _ => MapCacheKind.Destination,
+    };
+
+    /// <summary>Which table this entry belongs to.</summary>
+    public readonly MapCacheKind Kind => KindOf(Profile);
 
     [FieldOffset(0)] public uint Seq;
     [FieldOffset(4)] public byte State;
@@ -92,6 +109,17 @@ public struct MapCacheEntry
     public readonly bool IsNegative => RlocCount == 0;
 }
 
+/// <summary>The three tables that share the map-cache's LPM, told apart by the key's profile field.</summary>
+public enum MapCacheKind : byte
+{
+    /// <summary>Destination EID prefix → locators, under a constraint profile (0 = no constraints).</summary>
+    Destination,
+    /// <summary>Source EID prefix → the constraint profile its packets are looked up under.</summary>
+    SourceProfile,
+    /// <summary>EID prefixes that moved away from this xTR: packets for them make the agent send an SMR.</summary>
+    MovedAway,
+}
+
 /// <summary>A slot of the per-IID table: which prefix lengths exist in that Instance ID, so lookups probe only those.</summary>
 [StructLayout(LayoutKind.Explicit, Size = Bytes)]
 public struct IidSlot
@@ -108,8 +136,8 @@ public struct IidSlot
     [FieldOffset(32)] public ulong Ipv6Lengths2;
     /// <summary>How many source-profile entries this IID has; 0 (the usual case) skips the source lookup.</summary>
     [FieldOffset(40)] public uint SourceProfileEntries;
-    /// <summary>How many moved-away entries (<see cref="MapCacheEntry.SolicitKey"/>) this IID has; 0 skips the ETR's check.</summary>
-    [FieldOffset(44)] public uint SolicitEntries;
+    /// <summary>How many moved-away entries (<see cref="MapCacheEntry.MovedAwayKey"/>) this IID has; 0 skips the ETR's check.</summary>
+    [FieldOffset(44)] public uint MovedAwayEntries;
 }
 
 /// <summary>The lookup key: (IID, constraint profile, family, destination address).</summary>

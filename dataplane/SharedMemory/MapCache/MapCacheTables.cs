@@ -226,7 +226,7 @@ public sealed unsafe class MapCacheTables
     {
         if (!AnyMovedAway) return false;
         IidSlot* s = FindIid(iid);
-        return s != null && Volatile.Read(ref s->SolicitEntries) != 0 && Lpm(s, new MapCacheKey(iid, MapCacheEntry.SolicitKey, family, destination), out _);
+        return s != null && Volatile.Read(ref s->MovedAwayEntries) != 0 && Lpm(s, new MapCacheKey(iid, MapCacheEntry.MovedAwayKey, family, destination), out _);
     }
 
     /// <summary>

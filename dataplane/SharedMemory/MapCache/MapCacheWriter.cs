@@ -185,14 +185,15 @@ public sealed unsafe class MapCacheWriter : IDisposable
     private void AdjustSpecialCount(IidSlot* iid, ushort profile, int delta)
     {
         if (iid == null) return;
-        if (profile == MapCacheEntry.SourceProfileKey) Volatile.Write(ref iid->SourceProfileEntries, (uint)Math.Max(0, iid->SourceProfileEntries + delta));
-        else if (profile == MapCacheEntry.SolicitKey)
+        var kind = MapCacheEntry.KindOf(profile);
+        if (kind == MapCacheKind.SourceProfile) Volatile.Write(ref iid->SourceProfileEntries, (uint)Math.Max(0, iid->SourceProfileEntries + delta));
+        else if (kind == MapCacheKind.MovedAway)
         {
             // The IID's count rises before the region's and falls after it, so a reader that passes the region's
             // gate always finds the IID's.
-            if (delta > 0) Volatile.Write(ref iid->SolicitEntries, iid->SolicitEntries + 1);
+            if (delta > 0) Volatile.Write(ref iid->MovedAwayEntries, iid->MovedAwayEntries + 1);
             Volatile.Write(ref *_t.MovedAwayTotal, (uint)Math.Max(0, *_t.MovedAwayTotal + delta));
-            if (delta < 0) Volatile.Write(ref iid->SolicitEntries, (uint)Math.Max(0, iid->SolicitEntries - 1));
+            if (delta < 0) Volatile.Write(ref iid->MovedAwayEntries, (uint)Math.Max(0, iid->MovedAwayEntries - 1));
         }
     }
 
@@ -416,15 +417,15 @@ public sealed unsafe class MapCacheWriter : IDisposable
     {
         _lengthCounts.Clear();
         var sources = new Dictionary<uint, uint>();
-        var solicits = new Dictionary<uint, uint>();
+        var movedAwayPerIid = new Dictionary<uint, uint>();
         uint movedAway = 0;
         for (int n = 0; n < _t.EntryCapacity; n++)
         {
             MapCacheEntry* e = _t.Entries + n;
             if (e->State != MapCacheEntry.StateUsed) continue;
             CountLength(e->InstanceId, e->Family, e->PrefixLength, +1);
-            if (e->Profile == MapCacheEntry.SourceProfileKey) sources[e->InstanceId] = sources.GetValueOrDefault(e->InstanceId) + 1;
-            if (e->Profile == MapCacheEntry.SolicitKey) { solicits[e->InstanceId] = solicits.GetValueOrDefault(e->InstanceId) + 1; movedAway++; }
+            if (e->Kind == MapCacheKind.SourceProfile) sources[e->InstanceId] = sources.GetValueOrDefault(e->InstanceId) + 1;
+            if (e->Kind == MapCacheKind.MovedAway) { movedAwayPerIid[e->InstanceId] = movedAwayPerIid.GetValueOrDefault(e->InstanceId) + 1; movedAway++; }
         }
         for (uint i = 0; i <= _t.IidMask; i++)
         {
@@ -438,7 +439,7 @@ public sealed unsafe class MapCacheWriter : IDisposable
                 for (int l = 0; l <= 128; l++) if ((counts.V6?[l] > 0) == on) SetLengthBit(s, EidFamily.Ipv6, l, on);
             }
             Volatile.Write(ref s->SourceProfileEntries, sources.GetValueOrDefault(s->InstanceId));
-            Volatile.Write(ref s->SolicitEntries, solicits.GetValueOrDefault(s->InstanceId));
+            Volatile.Write(ref s->MovedAwayEntries, movedAwayPerIid.GetValueOrDefault(s->InstanceId));
         }
         Volatile.Write(ref *_t.MovedAwayTotal, movedAway);
     }

@@ -3,10 +3,24 @@ using FastXtr.SharedMemory.MapCache;
 
 namespace FastXtr.SharedMemory;
 
+/// <summary>What a <see cref="MissRecord"/> reports.</summary>
+public enum MissKind : byte
+{
+    /// <summary>Never posted: a slot with this kind is a defect, counted and skipped by the reader.</summary>
+    None = 0,
+    /// <summary>The ITR found no entry for (IID, profile, destination): the agent sends a Map-Request.</summary>
+    Miss = 1,
+    /// <summary>The ETR delivered a packet for an EID in the moved-away table: the agent sends its ITR an SMR.</summary>
+    MovedAwayHit = 2,
+}
+
 /// <summary>
-/// A record posted by a worker for the control agent: a map-cache miss (which IID, profile and EIDs), or, with
-/// <see cref="Profile"/> = <see cref="MapCacheEntry.SolicitKey"/>, a packet that arrived from ITR
-/// <see cref="OuterSource"/> for an EID that moved away (the agent answers with an SMR).
+/// A record posted by a worker for the control agent, of one of the kinds of <see cref="MissKind"/>: a map-cache
+/// miss (which IID, profile and EIDs), or a packet that arrived from ITR <see cref="OuterSource"/> for an EID that
+/// moved away (the agent answers with an SMR; <see cref="Profile"/> is 0).
+/// <code>
+///  0 InstanceId  4 Profile  6 Family  8 Timestamp  16 SourceEid  32 DestinationEid  48 OuterSource  52 Kind
+/// </code>
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = MissRing.RecordBytes)]
 public struct MissRecord
@@ -19,6 +33,7 @@ public struct MissRecord
     [FieldOffset(32)] public UInt128 DestinationEid;
     /// <summary>Solicit records: the outer source RLOC (IPv4, host order) of the packet.</summary>
     [FieldOffset(48)] public uint OuterSource;
+    [FieldOffset(52)] public MissKind Kind;
 }
 
 /// <summary>

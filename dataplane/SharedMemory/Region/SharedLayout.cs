@@ -40,8 +40,8 @@ public struct SharedHeader
 {
     public const ulong MagicValue = 0x004D485352545846; // "FXTRSHM\0" little-endian
     // 2: source-profile entries (AssignedProfile, SourceProfileEntries); 3: no index tombstones (backward-shift
-    // deletion under IndexSeq), the writer lease (WriterPid)
-    public const uint CurrentLayoutVersion = 3;
+    // deletion under IndexSeq), the writer lease (WriterPid); 4: miss records carry their kind (MissRecord.Kind)
+    public const uint CurrentLayoutVersion = 4;
     public const int Bytes = 4096;
 
     public ulong Magic;

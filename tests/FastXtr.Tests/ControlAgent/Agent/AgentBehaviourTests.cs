@@ -63,7 +63,7 @@ public class AgentBehaviourTests
     private static void Miss(SharedRegion region, string source, string destination, ushort profile = 0) =>
         Assert.That(region.MissRing(0).TryPost(new MissRecord
         {
-            InstanceId = 1000, Profile = profile, Family = EidFamily.Ipv4, Timestamp = MapCacheTables.Now,
+            Kind = MissKind.Miss, InstanceId = 1000, Profile = profile, Family = EidFamily.Ipv4, Timestamp = MapCacheTables.Now,
             SourceEid = Ipv4Header.ToUInt32(IPAddress.Parse(source)), DestinationEid = Ipv4Header.ToUInt32(IPAddress.Parse(destination)),
         }), Is.True);
 
@@ -257,13 +257,31 @@ public class AgentBehaviourTests
         // Gateway 2's data plane sees a packet for the moved EID from the ITR and reports it.
         Assert.That(etr2Region.MissRing(0).TryPost(new MissRecord
         {
-            InstanceId = 1000, Profile = MapCacheEntry.SolicitKey, Family = EidFamily.Ipv4, Timestamp = MapCacheTables.Now,
+            Kind = MissKind.MovedAwayHit, InstanceId = 1000, Family = EidFamily.Ipv4, Timestamp = MapCacheTables.Now,
             SourceEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.1.1")), DestinationEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
             OuterSource = Ipv4Header.ToUInt32(IPAddress.Parse("127.0.0.45")),
         }), Is.True);
         WaitFor(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.47", "after the SMR the ITR re-resolved to gateway 3", 3);
         Assert.That((etr2.Counters[AgentCounter.SmrsSent], itr.Counters[AgentCounter.SmrsReceived], itr.Counters[AgentCounter.SmrInvokedRequestsSent]),
             Is.EqualTo((1L, 1L, 1L)));
+    }
+
+    [Test]
+    public void AMissRecordOfNoKnownKind_IsCountedAndSkipped_AndTheNextOneStillResolves()
+    {
+        var (itr, itrRegion) = StartAgent("127.0.0.56", "database-mapping 1000 10.1.1.0/24 127.0.0.56");
+        var (etr, _) = StartAgent("127.0.0.57");
+        etr.Attach("b", Host("10.1.0.2", "127.0.0.57"), null).Registered.Wait(5000);
+        Assert.That(itrRegion.MissRing(0).TryPost(new MissRecord
+        {
+            Kind = MissKind.None, InstanceId = 1000, Family = EidFamily.Ipv4, Timestamp = MapCacheTables.Now,
+            SourceEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.1.1")), DestinationEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
+        }), Is.True);
+        Miss(itrRegion, "10.1.1.1", "10.1.0.3");
+        WaitFor(() => itr.Counters[AgentCounter.MissRecordsMalformed] == 1, "the record of no kind is counted");
+        WaitFor(() => itr.Counters[AgentCounter.MapRequestsSent] >= 1, "the miss after it is asked about");
+        Assert.That(itr.Counters[AgentCounter.MapRequestsSent], Is.EqualTo(1), "no Map-Request for the record of no kind");
+        Assert.That(RlocOf(itrRegion, "10.1.0.2"), Is.Null);
     }
 
     [Test]

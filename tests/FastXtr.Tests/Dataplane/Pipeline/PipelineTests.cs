@@ -125,7 +125,7 @@ public unsafe class PipelineTests
         }
         Span<MissRecord> misses = stackalloc MissRecord[8];
         Assert.That(_region.MissRing(0).Drain(misses), Is.EqualTo(1));
-        Assert.That((misses[0].InstanceId, (uint)misses[0].DestinationEid, (uint)misses[0].SourceEid), Is.EqualTo((Iid, 0x0A090001u, 0x0A010001u)));
+        Assert.That((misses[0].Kind, misses[0].InstanceId, (uint)misses[0].DestinationEid, (uint)misses[0].SourceEid), Is.EqualTo((MissKind.Miss, Iid, 0x0A090001u, 0x0A010001u)));
         Assert.That((Counters[Counter.DropNoMapping], Counters[Counter.MissesPosted], Counters[Counter.MissesSuppressed]), Is.EqualTo((20UL, 1UL, 19UL)));
     }
 
@@ -293,7 +293,7 @@ public unsafe class PipelineTests
     [Test]
     public void Decap_PacketForAMovedAwayEid_IsDeliveredAndReportedOncePerSecond()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, MapCacheEntry.SolicitKey, EidFamily.Ipv4, 0x0A010002, 32, []));
+        _writer.Upsert(MapCacheEntrySpec.MovedAway(Iid, EidFamily.Ipv4, 0x0A010002, 32, ttlMinutes: 1440));
         var decap = new Decapsulator([Iid], Counters, _region.MapCache, solicits: _region.MissRing(0));
         for (int i = 0; i < 3; i++)
             Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A020005, 0x0A010002), RemoteRloc, 64, 0).Deliver, Is.True, "still delivered");
@@ -301,8 +301,8 @@ public unsafe class PipelineTests
         Span<MissRecord> posted = stackalloc MissRecord[8];
         int n = _region.MissRing(0).Drain(posted);
         Assert.That(n, Is.EqualTo(1), "one report for three packets within a second; none for an EID that did not move");
-        Assert.That((posted[0].Profile, posted[0].DestinationEid, posted[0].SourceEid, posted[0].OuterSource),
-            Is.EqualTo((MapCacheEntry.SolicitKey, (UInt128)0x0A010002, (UInt128)0x0A020005, RemoteRloc)));
+        Assert.That((posted[0].Kind, posted[0].Profile, posted[0].DestinationEid, posted[0].SourceEid, posted[0].OuterSource),
+            Is.EqualTo((MissKind.MovedAwayHit, (ushort)0, (UInt128)0x0A010002, (UInt128)0x0A020005, RemoteRloc)));
         Assert.That((Counters[Counter.MovedEidPackets], Counters[Counter.SolicitsPosted]), Is.EqualTo((3UL, 1UL)));
     }
 
@@ -311,7 +311,7 @@ public unsafe class PipelineTests
     {
         // Profile 1's own entry for 10.2.0.0/16 points elsewhere; only 10.1.0.7 is in profile 1.
         _writer.Upsert(new MapCacheEntrySpec(Iid, 1, EidFamily.Ipv4, 0x0A020000, 16, [new RlocSpec(EidFamily.Ipv4, 0xC0000203, 1, 100)]));
-        _writer.Upsert(new MapCacheEntrySpec(Iid, MapCacheEntry.SourceProfileKey, EidFamily.Ipv4, 0x0A010007, 32, [], TtlMinutes: uint.MaxValue, AssignedProfile: 1));
+        _writer.Upsert(MapCacheEntrySpec.SourceProfile(Iid, EidFamily.Ipv4, 0x0A010007, 32, profile: 1));
         Assert.That(Encap(Ipv4Udp(0x0A010007, 0x0A020001, 10), out _).Destination, Is.EqualTo(0xC0000203u), "profiled source");
         Assert.That(Encap(Ipv4Udp(0x0A010008, 0x0A020001, 10), out _).Destination, Is.EqualTo(RemoteRloc), "other sources: profile 0");
         _writer.Remove(Iid, MapCacheEntry.SourceProfileKey, EidFamily.Ipv4, 0x0A010007, 32);

@@ -239,8 +239,8 @@ public class MapCacheModelTests
         w.Upsert(new MapCacheEntrySpec(7, 0, EidFamily.Ipv4, 0x0A000000, 8, [new RlocSpec(EidFamily.Ipv4, 1, 1, 50), new RlocSpec(EidFamily.Ipv4, 2, 2, 50)], TtlMinutes: 3, MapVersion: 9));
         w.SetRlocState(7, 0, EidFamily.Ipv4, 0x0A000000, 8, 1, up: false);
         w.Upsert(new MapCacheEntrySpec(7, 0, EidFamily.Ipv6, (UInt128)0x20010db8u << 96, 32, [], MapReplyAction.DropPolicyDenied, TtlMinutes: 1));
-        w.Upsert(new MapCacheEntrySpec(7, MapCacheEntry.SourceProfileKey, EidFamily.Ipv4, 0x0A010000, 16, [], TtlMinutes: uint.MaxValue, AssignedProfile: 3));
-        w.Upsert(new MapCacheEntrySpec(7, MapCacheEntry.SolicitKey, EidFamily.Ipv4, 0x0A020005, 32, [], TtlMinutes: 2));
+        w.Upsert(MapCacheEntrySpec.SourceProfile(7, EidFamily.Ipv4, 0x0A010000, 16, profile: 3));
+        w.Upsert(MapCacheEntrySpec.MovedAway(7, EidFamily.Ipv4, 0x0A020005, 32, ttlMinutes: 2));
 
         var copier = fresh.CreateWriter();
         foreach (var e in old.MapCache.Snapshot()) Assert.That(copier.Restore(e), Is.EqualTo(MapCacheWriteResult.Inserted));
@@ -249,6 +249,8 @@ public class MapCacheModelTests
         var before = old.MapCache.Snapshot().ToDictionary(Key);
         var after = fresh.MapCache.Snapshot().ToDictionary(Key);
         Assert.That(after.Keys, Is.EquivalentTo(before.Keys));
+        Assert.That(after.Values.GroupBy(e => e.Kind).ToDictionary(g => g.Key, g => g.Count()),
+            Is.EquivalentTo(new Dictionary<MapCacheKind, int> { [MapCacheKind.Destination] = 2, [MapCacheKind.SourceProfile] = 1, [MapCacheKind.MovedAway] = 1 }));
         foreach (var (key, b) in before)
         {
             var a = after[key];
