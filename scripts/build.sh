@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the single fastxtr executable at out/fastxtr (framework-dependent, one file, for linux-x64).
+# Builds the fastxtr executable at out/fastxtr (framework-dependent, one file, for linux-x64), with beside it the two
+# native libraries of the lab's chart (libSkiaSharp.so, libHarfBuzzSharp.so), which no other role loads.
 # Usage: scripts/build.sh [Debug|Release]   (default Release)
 set -euo pipefail
 cd "$(dirname "$0")/.."

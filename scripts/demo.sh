@@ -16,11 +16,13 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 1
 fi
 
-# iproute2 (namespaces), tcpdump (the underlay capture), tshark (to read it afterwards).
+# iproute2 (namespaces), tcpdump (the underlay capture), tshark (to read it afterwards), a font (the chart).
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+# A face for the lab's timeline chart (ScottPlot draws its text with a system font).
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "demo.sh: installing ${missing[*]}"
   apt-get update -qq >/dev/null

@@ -17,6 +17,8 @@ command -v dotnet >/dev/null 2>&1 || fail_early "the .NET 10 SDK (dotnet) is not
 # iputils-ping and python3 (traffic inside the end-to-end namespaces), tcpdump (the lab's underlay capture).
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
+# A face for the lab's timeline chart (ScottPlot draws its text with a system font).
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)

@@ -221,30 +221,30 @@ public sealed partial class LabRunner
             Link(a, to, defaultRoute: false);
             start = DateTime.UtcNow;
             registered = 0;
-            events.Add((0, "ATTACH"));
+            events.Add((0, "attach"));
             attached = Attach(a, to).Status;
-            events.Add((Now(start), "ATTACHED"));
+            events.Add((Now(start), "attached"));
             RouteVia(a, to);
             withdrawn = Now(start);
-            events.Add((withdrawn, "DETACH"));
+            events.Add((withdrawn, "detach"));
             detached = Api(from, HttpMethod.Delete, $"/v1/agents/{a.InstanceId}/{a.Eid}", null).Status;
-            events.Add((Now(start), "DETACHED"));
+            events.Add((Now(start), "detached"));
             Unlink(a, from);
-            events.Add((Now(start), "UNLINKED"));
+            events.Add((Now(start), "unlinked"));
         }
         else
         {
             start = DateTime.UtcNow;
-            events.Add((0, "DETACH"));
+            events.Add((0, "detach"));
             detached = Api(from, HttpMethod.Delete, $"/v1/agents/{a.InstanceId}/{a.Eid}", null).Status;
-            events.Add((Now(start), "RE-LINK"));
+            events.Add((Now(start), "re-linked"));
             Unlink(a, from);
             Link(a, to);
             registered = Now(start);
             withdrawn = double.PositiveInfinity; // the withdrawal came first and sent nothing anywhere
-            events.Add((registered, "ATTACH"));
+            events.Add((registered, "attach"));
             attached = Attach(a, to).Status;
-            events.Add((Now(start), "ATTACHED"));
+            events.Add((Now(start), "attached"));
         }
         return new MoveTrace(start, registered, withdrawn, attached, detached, InterfaceIndex(a, to), events);
     }
