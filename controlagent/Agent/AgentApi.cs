@@ -41,7 +41,7 @@ public sealed class AgentApi : IAsyncDisposable
     }
 
     /// <summary>Starts listening; a socket file left by a dead agent is replaced, one in use is an error.</summary>
-    public static async Task<AgentApi> StartAsync(XtrAgent agent, string path, TextWriter log)
+    public static async Task<AgentApi> StartAsync(XtrAgent agent, string path, ILogger log)
     {
         string? dir = Path.GetDirectoryName(path);
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
@@ -70,7 +70,7 @@ public sealed class AgentApi : IAsyncDisposable
             try { await next(context).ConfigureAwait(false); }
             catch (Exception e) when (e is not OperationCanceledException && !context.Response.HasStarted)
             {
-                log.WriteLine($"fastxtr agent: api: {context.Request.Method} {context.Request.Path}: {e.GetType().Name}: {e.Message}");
+                AgentLog.ApiHandlerFailed(log, context.Request.Method, context.Request.Path, e.GetType().Name, e.Message);
                 await Error(500, $"internal error: {e.Message}").ExecuteAsync(context).ConfigureAwait(false);
             }
         });

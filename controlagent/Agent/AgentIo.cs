@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
 
 namespace FastXtr.Agent;
 
@@ -8,12 +9,12 @@ namespace FastXtr.Agent;
 /// What every component of the agent shares: its configuration, database, counters and log, and the control socket
 /// (UDP 4342 on the RLOC) that all of them send from.
 /// </summary>
-internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentCounters counters, TextWriter log, Socket socket)
+internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentCounters counters, ILogger log, Socket socket)
 {
     public AgentConfig Config { get; } = config;
     public AgentDatabase Database { get; } = database;
     public AgentCounters Counters { get; } = counters;
-    public TextWriter Log { get; } = log;
+    public ILogger Log { get; } = log;
 
     public static long NowMs => Environment.TickCount64;
 
@@ -23,7 +24,7 @@ internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentC
     public void Send(ReadOnlySpan<byte> datagram, IPEndPoint to)
     {
         try { socket.SendTo(datagram, SocketFlags.None, to); }
-        catch (SocketException e) { Log.WriteLine($"fastxtr agent: send to {to}: {e.Message}"); }
+        catch (SocketException e) { AgentLog.SendFailed(Log, to, e.Message); }
     }
 
     /// <summary>Sends one datagram and lets a <see cref="SocketException"/> reach the caller.</summary>

@@ -25,7 +25,7 @@ internal sealed class MapCacheOwner : IDisposable
         _io = io;
         _given = region;
         _view = new RegionView(region, region.CreateWriter());
-        if (_view.Writer.Repair.Any) io.Log.WriteLine($"fastxtr agent: the previous map-cache writer stopped mid-update; repaired: {_view.Writer.Repair}");
+        if (_view.Writer.Repair.Any) AgentLog.WriterRepaired(io.Log, _view.Writer.Repair.ToString());
         region.Header.AgentPid = Environment.ProcessId;
     }
 
@@ -50,7 +50,7 @@ internal sealed class MapCacheOwner : IDisposable
         if (r is MapCacheWriteResult.Full or MapCacheWriteResult.IidTableFull)
         {
             _io.Counters.Add(AgentCounter.MapCacheFull);
-            _io.Log.WriteLine($"fastxtr agent: map-cache full ({r}); [{spec.InstanceId}]{EidPrefix.Format(spec.Family, spec.Prefix)}/{spec.PrefixLength} not installed");
+            AgentLog.MapCacheFull(_io.Log, r.ToString(), $"[{spec.InstanceId}]{EidPrefix.Format(spec.Family, spec.Prefix)}/{spec.PrefixLength}");
         }
     }
 
@@ -96,7 +96,7 @@ internal sealed class MapCacheOwner : IDisposable
         catch (Exception e) when (e is SharedRegionException or NativeInterop.NativeException)
         {
             // Gone, or being created right now: reported once per cause, tried again every second.
-            if (_regionProblem != e.Message) _io.Log.WriteLine($"fastxtr agent: {old.Region.Path} was replaced or removed; waiting for the data plane's new region ({e.Message})");
+            if (_regionProblem != e.Message) AgentLog.RegionGone(_io.Log, old.Region.Path, e.Message);
             _regionProblem = e.Message;
             return;
         }
@@ -105,7 +105,7 @@ internal sealed class MapCacheOwner : IDisposable
         catch (SharedRegionException e)
         {
             fresh.Dispose();
-            if (_regionProblem != e.Message) _io.Log.WriteLine($"fastxtr agent: {old.Region.Path} was replaced; cannot write the new region: {e.Message}");
+            if (_regionProblem != e.Message) AgentLog.RegionNotWritable(_io.Log, old.Region.Path, e.Message);
             _regionProblem = e.Message;
             return;
         }
@@ -124,8 +124,7 @@ internal sealed class MapCacheOwner : IDisposable
         _io.Counters.Add(AgentCounter.RegionsFollowed);
         _io.Counters.Add(AgentCounter.EntriesRestored, restored);
         if (failed > 0) _io.Counters.Add(AgentCounter.MapCacheFull, failed);
-        _io.Log.WriteLine($"fastxtr agent: the data plane's region {fresh.Path} is new: attached and restored {restored} map-cache entr{(restored == 1 ? "y" : "ies")}" +
-                       (failed > 0 ? $", {failed} did not fit (map-cache full)" : ""));
+        AgentLog.RegionFollowed(_io.Log, fresh.Path, restored, failed > 0 ? $", {failed} did not fit (map-cache full)" : "");
     }
 
     public void Dispose()

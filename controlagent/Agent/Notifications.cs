@@ -69,7 +69,7 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
         if (peer is null)
         {
             io.Counters.Add(AgentCounter.MapNotifyAuthenticationFailed);
-            io.Log.WriteLine($"fastxtr agent: Map-Notify from {from} failed authentication with every Map-Server key; dropped");
+            AgentLog.MapNotifyAuthenticationFailed(io.Log, from);
             return;
         }
         if (registrar.TryAcknowledge(notify, from)) return;

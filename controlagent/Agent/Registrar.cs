@@ -184,7 +184,7 @@ internal sealed class Registrar(AgentIo io)
                     if (_pendingRegisters.TryRemove(nonce, out _))
                     {
                         io.Counters.Add(AgentCounter.RegistrationsUnacknowledged);
-                        io.Log.WriteLine($"fastxtr agent: no Map-Notify from {p.To.Endpoint} after {RegisterAttempts} Map-Registers a second apart; the next refresh is in {io.Config.RegisterInterval.TotalSeconds:F0} s");
+                        AgentLog.RegistrationUnacknowledged(io.Log, p.To.Endpoint, RegisterAttempts, io.Config.RegisterInterval.TotalSeconds);
                         p.Done.TrySetResult(false);
                     }
                     continue;
@@ -227,7 +227,7 @@ internal sealed class Registrar(AgentIo io)
         if (refused > 0)
         {
             io.Counters.Add(AgentCounter.RegisterRecordsRefused, refused);
-            io.Log.WriteLine($"fastxtr agent: {from} confirmed {sent - refused} of {sent} records of a Map-Register; the others were refused (see the Map-Server's log)");
+            AgentLog.RecordsRefused(io.Log, from, sent - refused, sent);
         }
         io.Counters.Add(AgentCounter.RegistrationsAcknowledged);
         pending.Done.TrySetResult(refused == 0);

@@ -90,8 +90,8 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
             if (_resolvers.OnTimeout(p.Resolver, nowMs))
             {
                 io.Counters.Add(AgentCounter.MapResolversMarkedDown);
-                io.Log.WriteLine($"fastxtr agent: Map-Resolver {_resolvers[p.Resolver]} left {MapResolverSet.TimeoutsToMarkDown} Map-Requests in a row unanswered: marked down for {MapResolverSet.DownFor.TotalSeconds:F0} s" +
-                               (_resolvers.Count > 1 ? "; asking the next one" : ""));
+                AgentLog.ResolverDown(io.Log, _resolvers[p.Resolver], MapResolverSet.TimeoutsToMarkDown, MapResolverSet.DownFor.TotalSeconds,
+                    _resolvers.Count > 1 ? "; asking the next one" : "");
             }
             if (p.Attempts >= RequestAttempts || !_requestRate.TryAcquire(0, Stopwatch.GetTimestamp()))
             {
@@ -103,7 +103,7 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
             p.SentMs = nowMs;
             io.Counters.Add(AgentCounter.MapRequestRetransmissions);
             try { io.SendOrThrow(p.Datagram, _resolvers[p.Resolver]); }
-            catch (SocketException e) { io.Log.WriteLine($"fastxtr agent: Map-Request to {_resolvers[p.Resolver]}: {e.Message}"); }
+            catch (SocketException e) { AgentLog.MapRequestSendFailed(io.Log, _resolvers[p.Resolver], e.Message); }
         }
     }
 

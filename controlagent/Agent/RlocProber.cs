@@ -40,7 +40,7 @@ internal sealed class RlocProber(AgentIo io, MapCacheOwner cache)
             if (missed >= io.Config.RlocProbeMisses && _down.TryAdd(rloc, true))
             {
                 io.Counters.Add(AgentCounter.LocatorsMarkedDown);
-                io.Log.WriteLine($"fastxtr agent: locator {Ipv4Header.ToAddress(rloc)} marked down ({missed} RLOC probes unanswered)");
+                AgentLog.LocatorDown(io.Log, Ipv4Header.ToAddress(rloc), missed);
                 cache.SetRlocState(rloc, up: false);
             }
         }
@@ -78,7 +78,7 @@ internal sealed class RlocProber(AgentIo io, MapCacheOwner cache)
         if (_down.TryRemove(rloc, out _))
         {
             io.Counters.Add(AgentCounter.LocatorsMarkedUp);
-            io.Log.WriteLine($"fastxtr agent: locator {Ipv4Header.ToAddress(rloc)} answered a probe: marked up");
+            AgentLog.LocatorUp(io.Log, Ipv4Header.ToAddress(rloc));
             cache.SetRlocState(rloc, up: true);
         }
         return true;

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
 using FastXtr.SharedMemory;
@@ -22,7 +23,7 @@ public sealed class XtrAgent : IDisposable
 
     private readonly AgentIo _io;
     private readonly Socket _socket;
-    private readonly TextWriter _log;
+    private readonly ILogger _log;
     private readonly MapCacheOwner _cache;
     private readonly ProfileTable _profiles;
     private readonly RlocProber _prober;
@@ -47,7 +48,7 @@ public sealed class XtrAgent : IDisposable
         set => _registrar.BeforeRegisterSendForTests = value;
     }
 
-    public XtrAgent(AgentConfig config, SharedRegion region, TextWriter log)
+    public XtrAgent(AgentConfig config, SharedRegion region, ILogger log)
     {
         Config = config;
         _log = log;
@@ -77,7 +78,7 @@ public sealed class XtrAgent : IDisposable
         _housekeeping = new Timer(_ => Guard("expiry", Housekeeping), null, 1000, 1000);
         if (config.RlocProbeInterval > TimeSpan.Zero)
             _probe = new Timer(_ => Guard("rloc-probe", _prober.Round), null, config.RlocProbeInterval, config.RlocProbeInterval);
-        log.WriteLine($"fastxtr agent: rloc {config.RlocAddress}, {config.Database.Count} database mapping(s), {config.MapServers.Count} Map-Server(s), {config.MapResolvers.Count} Map-Resolver(s), {config.Profiles.Count} profile(s), shm {region.Path}");
+        AgentLog.Started(log, config.RlocAddress!, config.Database.Count, config.MapServers.Count, config.MapResolvers.Count, config.Profiles.Count, region.Path);
     }
 
     /// <summary>Timer work never takes the agent down: a failure is reported and the next tick tries again.</summary>
@@ -88,7 +89,7 @@ public sealed class XtrAgent : IDisposable
         catch (ObjectDisposedException) when (_stopping) { }
         catch (Exception e) when (e is SocketException or InvalidOperationException or ArgumentException or ConfigException or LispFormatException or IOException)
         {
-            _log.WriteLine($"fastxtr agent: {what}: {e.Message}");
+            AgentLog.TaskFailed(_log, what, e.Message);
         }
     }
 
@@ -115,7 +116,7 @@ public sealed class XtrAgent : IDisposable
         });
         _resolver.StopFollowing(mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length);
         if (profile != 0) InstallSourceProfile(mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length, profile);
-        _log.WriteLine($"fastxtr agent: attached '{name}' {mapping.PrefixText}{(profile != 0 ? $" (profile {profile})" : "")}");
+        AgentLog.Attached(_log, name, mapping.PrefixText, profile != 0 ? $" (profile {profile})" : "");
         return (agent, null, _registrar.Register([mapping], []));
     }
 
@@ -124,7 +125,7 @@ public sealed class XtrAgent : IDisposable
     {
         var updated = current with { Mapping = current.Mapping with { Context = context }, UpdatedAt = DateTime.UtcNow };
         if (Database.Replace(updated) is null) return (null, Task.FromResult(false));
-        _log.WriteLine($"fastxtr agent: updated '{current.Name}' {current.Mapping.PrefixText}: {context?.ToString() ?? "no attributes"}");
+        AgentLog.Updated(_log, current.Name, current.Mapping.PrefixText, context?.ToString() ?? "no attributes");
         return (updated, _registrar.Register([updated.Mapping], []));
     }
 
@@ -138,7 +139,7 @@ public sealed class XtrAgent : IDisposable
         if (gone is null) return (null, Task.FromResult(false));
         if (gone.Profile != 0) _cache.Write(w => w.Remove(iid, MapCacheEntry.SourceProfileKey, family, prefix, length));
         _cache.Upsert(MapCacheEntrySpec.MovedAway(iid, family, prefix, length, (uint)MovedAwayLifetime.TotalMinutes));
-        _log.WriteLine($"fastxtr agent: detached '{gone.Name}' {gone.Mapping.PrefixText}; withdrawing it and soliciting ITRs that still send to it");
+        AgentLog.Detached(_log, gone.Name, gone.Mapping.PrefixText);
         return (gone, _registrar.Register([], [gone.Mapping]));
     }
 
@@ -169,7 +170,7 @@ public sealed class XtrAgent : IDisposable
                             default: Counters.Add(AgentCounter.MissRecordsMalformed); break;
                         }
                     }
-                    catch (SocketException e) { _log.WriteLine($"fastxtr agent: Map-Request: {e.Message}"); }
+                    catch (SocketException e) { AgentLog.MapRequestFailed(_log, e.Message); }
                     catch (ObjectDisposedException) { return; }
                 }
             }
@@ -224,7 +225,7 @@ public sealed class XtrAgent : IDisposable
                 }
             }
             catch (LispFormatException) { Counters.Add(AgentCounter.MalformedMessages); }
-            catch (SocketException e) { _log.WriteLine($"fastxtr agent: {e.Message}"); }
+            catch (SocketException e) { AgentLog.ReceiveFailed(_log, e.Message); }
         }
     }
 

@@ -48,7 +48,8 @@ public static class AgentCommand
             using (region)
             {
                 XtrAgent agent;
-                try { agent = new XtrAgent(cfg, region, stdout); }
+                using var logs = new LineLoggerProvider("agent", stdout, stderr);
+                try { agent = new XtrAgent(cfg, region, logs.CreateLogger()); }
                 catch (Exception e) when (e is ConfigException or SharedRegionException)
                 {
                     stderr.WriteLine($"fastxtr agent: {e.Message}");
@@ -59,7 +60,7 @@ public static class AgentCommand
                 {
                     try
                     {
-                        localApi = AgentApi.StartAsync(agent, cfg.EffectiveApiSocket, stderr).GetAwaiter().GetResult();
+                        localApi = AgentApi.StartAsync(agent, cfg.EffectiveApiSocket, logs.CreateLogger()).GetAwaiter().GetResult();
                         stdout.WriteLine($"fastxtr agent: local agent API on {localApi.SocketPath} (mode 0600)");
                     }
                     catch (Exception e) when (e is ConfigException or IOException or UnauthorizedAccessException)

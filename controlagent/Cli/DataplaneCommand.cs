@@ -70,10 +70,11 @@ public static class DataplaneCommand
                 stderr.WriteLine($"fastxtr dataplane: {e.Message}");
                 return Program.ExitUsage;
             }
+            using var logs = new LineLoggerProvider("dataplane", stdout, stderr);
             DataplaneHost host;
             try
             {
-                host = DataplaneHost.Start(options, stdout);
+                host = DataplaneHost.Start(options, logs.CreateLogger());
             }
             catch (DataplaneStartException e)
             {

@@ -5,31 +5,10 @@ using System.Net.Sockets;
 using FastXtr.Lisp.Answers;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
+using FastXtr.Common.Logging;
 using FastXtr.Packets;
 
 namespace FastXtr.MapServer;
-
-/// <summary>Writes at most one line per reason per second, then says how many it held back.</summary>
-public sealed class RateLimitedLog(TextWriter output)
-{
-    private readonly Dictionary<string, (long Last, int Suppressed)> _state = [];
-
-    public void Write(string reason, string line)
-    {
-        long now = Environment.TickCount64;
-        lock (_state)
-        {
-            _state.TryGetValue(reason, out var s);
-            if (s.Last != 0 && now - s.Last < 1000)
-            {
-                _state[reason] = (s.Last, s.Suppressed + 1);
-                return;
-            }
-            _state[reason] = (now, 0);
-            output.WriteLine(s.Suppressed > 0 ? $"{line} ({s.Suppressed} more like it suppressed)" : line);
-        }
-    }
-}
 
 /// <summary>
 /// The Map-Server and Map-Resolver logic (RFC 9301 §5, §8; CONTEXT-EXTENSION.md §3, §4), independent of sockets:
@@ -43,7 +22,7 @@ public sealed class MapServerCore
     private readonly MapServerCounters _counters;
     private readonly RateLimiter _requestLimiter;
     private readonly RateLimiter _registerLimiter;
-    private readonly RateLimitedLog _log;
+    private readonly RateLimitedLogger _log;
     private readonly MapRegister _register = new();
     private readonly MapRequest _request = new();
     private readonly EncapsulatedControlMessage _ecm = new();
@@ -59,7 +38,7 @@ public sealed class MapServerCore
     /// <summary>Where subscriptions go and acknowledgements are reported (null: publish/subscribe off).</summary>
     public Publisher? Publisher { get; set; }
 
-    public MapServerCore(MapServerConfig config, RegistrationStore store, MapServerCounters counters, RateLimiter requestLimiter, RateLimiter registerLimiter, RateLimitedLog log)
+    public MapServerCore(MapServerConfig config, RegistrationStore store, MapServerCounters counters, RateLimiter requestLimiter, RateLimiter registerLimiter, RateLimitedLogger log)
     {
         _config = config;
         _store = store;
@@ -88,14 +67,14 @@ public sealed class MapServerCore
                 if (Publisher?.Acknowledge(_ack.Nonce, message) == Publisher.AckResult.AuthenticationFailed)
                 {
                     _counters.Add(MsCounter.MapNotifyAckAuthenticationFailed);
-                    _log.Write("ack-auth", $"mapserver: {source}: Map-Notify-Ack for nonce 0x{_ack.Nonce:x16} failed authentication; ignored");
+                    _log.Warning("ack-auth", $"{source}: Map-Notify-Ack for nonce 0x{_ack.Nonce:x16} failed authentication; ignored");
                     break;
                 }
                 _counters.Add(MsCounter.MapNotifyAcksReceived);
                 break;
             default:
                 _counters.Add(MsCounter.UnsupportedMessageType);
-                _log.Write("unsupported", $"mapserver: {source}: message type {(message.IsEmpty ? -1 : message[0] >> 4)} is not handled here; dropped");
+                _log.Warning("unsupported", $"{source}: message type {(message.IsEmpty ? -1 : message[0] >> 4)} is not handled here; dropped");
                 break;
         }
     }
@@ -121,7 +100,7 @@ public sealed class MapServerCore
         if (!decoded.Ok)
         {
             _counters.Add(MsCounter.MalformedMessage);
-            _log.Write("malformed", $"mapserver: {source}: malformed Map-Register: {decoded.Describe()}");
+            _log.Warning("malformed", $"{source}: malformed Map-Register: {decoded.Describe()}");
             return;
         }
         if (_register.Records.Count == 0 || !EidAddress.TryRead(_register.Records[0].EidPrefix, out uint iid0, out var fam0, out var eid0))
@@ -133,14 +112,14 @@ public sealed class MapServerCore
         if (site is null)
         {
             _counters.Add(MsCounter.RegisterNoSiteForEid);
-            _log.Write("no-site", $"mapserver: {source}: Map-Register for [{iid0}]{EidPrefix.Format(fam0, eid0)}: no site owns that EID; refused");
+            _log.Warning("no-site", $"{source}: Map-Register for [{iid0}]{EidPrefix.Format(fam0, eid0)}: no site owns that EID; refused");
             return;
         }
         SiteKey? key = Authenticate(message, site);
         if (key is null)
         {
             _counters.Add(MsCounter.RegisterAuthenticationFailed);
-            _log.Write("auth", $"mapserver: {source}: Map-Register for site '{site.Name}' failed authentication (key-id {_register.KeyId}, algorithm {_register.AlgorithmId}); refused");
+            _log.Warning("auth", $"{source}: Map-Register for site '{site.Name}' failed authentication (key-id {_register.KeyId}, algorithm {_register.AlgorithmId}); refused");
             return;
         }
 
@@ -161,7 +140,7 @@ public sealed class MapServerCore
                 || !site.Prefixes.Any(p => p.Covers(iid, family, EidPrefix.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength)))
             {
                 _counters.Add(MsCounter.RegisterForeignPrefix);
-                _log.Write("foreign", $"mapserver: {source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
+                _log.Warning("foreign", $"{source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
                 return;
             }
             var eidKey = new EidKey(iid, family, EidPrefix.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength);
@@ -169,7 +148,7 @@ public sealed class MapServerCore
             {
                 // Reordered on the wire, or a retransmission that a newer message already overtook (RFC 9302 §3).
                 _counters.Add(MsCounter.RegisterStaleVersion);
-                _log.Write("stale", $"mapserver: {source}: {rec.EidPrefix}/{rec.EidMaskLength} with map-version {rec.MapVersion} is older than the one registered; ignored");
+                _log.Warning("stale", $"{source}: {rec.EidPrefix}/{rec.EidMaskLength} with map-version {rec.MapVersion} is older than the one registered; ignored");
                 continue;
             }
             if (rec.TtlMinutes == 0)
@@ -197,7 +176,7 @@ public sealed class MapServerCore
                 {
                     valid = false;
                     _counters.Add(MsCounter.RegisterInvalidAttributes);
-                    _log.Write("attributes", $"mapserver: {source}: site '{site.Name}' {rec.EidPrefix}/{rec.EidMaskLength}: locator {loc.Locator} refused ({(error.Ok ? "not an IP address" : error.Reason)}); the previous registration of this record is kept");
+                    _log.Warning("attributes", $"{source}: site '{site.Name}' {rec.EidPrefix}/{rec.EidMaskLength}: locator {loc.Locator} refused ({(error.Ok ? "not an IP address" : error.Reason)}); the previous registration of this record is kept");
                     break;
                 }
                 rlocs.Add(new RegisteredRloc(address.Clone(), loc.Priority, loc.Weight, loc.MulticastPriority, loc.MulticastWeight, loc.Reachable, context));
@@ -271,7 +250,7 @@ public sealed class MapServerCore
         if (!r.Ok)
         {
             _counters.Add(MsCounter.MalformedMessage);
-            _log.Write("malformed", $"mapserver: {source}: malformed ECM: {r.Describe()}");
+            _log.Warning("malformed", $"{source}: malformed ECM: {r.Describe()}");
             return;
         }
         if (LispMessage.PeekType(_ecm.InnerMessage) != LispMessageType.MapRequest)
@@ -290,7 +269,7 @@ public sealed class MapServerCore
         if (!r.Ok)
         {
             _counters.Add(MsCounter.MalformedMessage);
-            _log.Write("malformed", $"mapserver: {source}: malformed Map-Request: {r.Describe()}");
+            _log.Warning("malformed", $"{source}: malformed Map-Request: {r.Describe()}");
             return;
         }
         _counters.Add(MsCounter.MapRequestsReceived);
@@ -300,7 +279,7 @@ public sealed class MapServerCore
         if (!cerr.Ok)
         {
             _counters.Add(MsCounter.ConstraintsMalformed);
-            _log.Write("constraints", $"mapserver: {source}: malformed agent-constraints ({cerr.Reason}); answered as if none were sent");
+            _log.Warning("constraints", $"{source}: malformed agent-constraints ({cerr.Reason}); answered as if none were sent");
         }
         else if (constraints is not null)
         {
@@ -380,7 +359,7 @@ public sealed class MapServerCore
         if (!_store.TryGetSiteOf(xtrId, out var site))
         {
             _counters.Add(MsCounter.SubscriptionsRefused);
-            _log.Write("subscribe", $"mapserver: {subscriber}: subscription for {reg.Key.InstanceId}/{EidPrefix.Format(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
+            _log.Warning("subscribe", $"{subscriber}: subscription for {reg.Key.InstanceId}/{EidPrefix.Format(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
             return;
         }
         Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, site, site.Keys[0], constraints, lcaf));

@@ -2,8 +2,10 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using FastXtr.Common.Logging;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
+using Microsoft.Extensions.Logging;
 
 namespace FastXtr.MapServer;
 
@@ -21,7 +23,8 @@ public sealed class MapServerHost : IDisposable
     private readonly Timer _expiry;
     private readonly Socket? _control;
     private readonly Publisher? _publisher;
-    private readonly TextWriter _log;
+    private readonly ILogger _log;
+    private readonly RateLimitedLogger _peerLog;
     private volatile bool _stopping;
     private int _expiring;
 
@@ -35,11 +38,11 @@ public sealed class MapServerHost : IDisposable
     public IReadOnlyList<IPEndPoint> BoundEndpoints => _sockets.Select(s => (IPEndPoint)s.LocalEndPoint!).ToList();
 
     /// <param name="cpus">Empty, or one CPU per worker: worker w of every listen address is pinned to cpus[w].</param>
-    public MapServerHost(MapServerConfig config, int workers, TextWriter log, bool controlSocket = true, IReadOnlyList<int>? cpus = null)
+    public MapServerHost(MapServerConfig config, int workers, ILogger log, bool controlSocket = true, IReadOnlyList<int>? cpus = null)
     {
         Config = config;
         _log = log;
-        var rlog = new RateLimitedLog(log);
+        _peerLog = new RateLimitedLogger(log);
         var requestLimiter = new RateLimiter(config.MapRequestRate, config.MapRequestBurst, config.RateLimitSources);
         var registerLimiter = new RateLimiter(config.MapRegisterRate, config.MapRegisterBurst, config.RateLimitSources);
         try
@@ -58,13 +61,13 @@ public sealed class MapServerHost : IDisposable
                     // With port 0 the first socket picks the port; the others join it.
                     bound = (IPEndPoint)socket.LocalEndPoint!;
                     _sockets.Add(socket);
-                    var core = new MapServerCore(config, Store, Counters, requestLimiter, registerLimiter, rlog);
+                    var core = new MapServerCore(config, Store, Counters, requestLimiter, registerLimiter, _peerLog);
                     _cores.Add(core);
                     int? cpu = cpus is { Count: > 0 } ? cpus[w % cpus.Count] : null;
                     var thread = new Thread(() =>
                     {
                         if (cpu is int c && !NativeInterop.Cpu.TryPinCurrentThread(c, out int errno))
-                            log.WriteLine($"fastxtr mapserver: worker could not be pinned to CPU {c} (errno {errno}); running unpinned");
+                            MapServerLog.NotPinned(log, c, errno);
                         if (socket.AddressFamily == AddressFamily.InterNetwork) ReceiveBatched(socket, core); else Receive(socket, core);
                     }) { IsBackground = true, Name = $"mapserver-{bound}-{w}" };
                     _threads.Add(thread);
@@ -92,12 +95,12 @@ public sealed class MapServerHost : IDisposable
             // process down: report and carry on.
             if (Interlocked.Exchange(ref _expiring, 1) == 1) return;
             try { if (!_stopping) Store.Expire(MapServerCore.NowMs); }
-            catch (Exception e) when (e is not OutOfMemoryException) { log.WriteLine($"fastxtr mapserver: expiry: {e.Message}"); }
+            catch (Exception e) when (e is not OutOfMemoryException) { MapServerLog.ExpiryFailed(log, e.Message); }
             finally { Volatile.Write(ref _expiring, 0); }
         }, null, ExpiryIntervalMs, ExpiryIntervalMs);
         foreach (var t in _threads) t.Start();
-        log.WriteLine($"fastxtr mapserver: listening on {string.Join(", ", BoundEndpoints.Distinct())} with {workers} worker(s) each; " +
-                      $"{config.Sites.Count} site(s): {string.Join(", ", config.Sites.Select(s => s.Name))}" + (_control is null ? "" : $"; control socket {config.ControlSocket}"));
+        MapServerLog.Listening(log, string.Join(", ", BoundEndpoints.Distinct()), workers, config.Sites.Count, string.Join(", ", config.Sites.Select(s => s.Name)),
+            _control is null ? "" : $"; control socket {config.ControlSocket}");
     }
 
     /// <summary>
@@ -160,7 +163,7 @@ public sealed class MapServerHost : IDisposable
             catch (ObjectDisposedException) { return; }
             catch (SocketException e)
             {
-                _log.WriteLine($"fastxtr mapserver: receive on {socket.LocalEndPoint}: {e.Message}");
+                MapServerLog.ReceiveFailed(_log, socket.LocalEndPoint, e.Message);
                 continue;
             }
             HandleOne(core, buffer.AsSpan(0, n), (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from), sender);
@@ -178,7 +181,7 @@ public sealed class MapServerHost : IDisposable
         {
             // Defence in depth: the decoders report errors without throwing.
             Counters.Add(MsCounter.MalformedMessage);
-            _log.WriteLine($"fastxtr mapserver: {source}: message dropped: {e.Message}");
+            _peerLog.Warning("dropped", $"{source}: message dropped: {e.Message}");
         }
     }
 
@@ -186,7 +189,7 @@ public sealed class MapServerHost : IDisposable
     private void SendOne(Socket socket, ReadOnlySpan<byte> datagram, IPEndPoint to, string what)
     {
         try { socket.SendTo(datagram, SocketFlags.None, to); }
-        catch (SocketException e) { _log.WriteLine($"fastxtr mapserver: {what} {to}: {e.Message}"); }
+        catch (SocketException e) { MapServerLog.SendFailed(_log, what, to, e.Message); }
         catch (ObjectDisposedException) { } // stopping
     }
 

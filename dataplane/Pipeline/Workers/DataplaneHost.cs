@@ -1,5 +1,6 @@
 using FastXtr.SharedMemory;
 using FastXtr.NativeInterop;
+using Microsoft.Extensions.Logging;
 
 namespace FastXtr.Dataplane.Workers;
 
@@ -14,9 +15,9 @@ public sealed class DataplaneHost : IDisposable
     private readonly List<TunDevice> _tuns = [];
     private readonly List<Worker> _workers = [];
     private readonly List<Thread> _threads = [];
-    private readonly TextWriter _log;
+    private readonly ILogger _log;
 
-    private DataplaneHost(DataplaneOptions options, SharedRegion region, TextWriter log)
+    private DataplaneHost(DataplaneOptions options, SharedRegion region, ILogger log)
     {
         Options = options;
         Region = region;
@@ -26,7 +27,7 @@ public sealed class DataplaneHost : IDisposable
     public DataplaneOptions Options { get; }
     public SharedRegion Region { get; }
 
-    public static DataplaneHost Start(DataplaneOptions options, TextWriter log)
+    public static DataplaneHost Start(DataplaneOptions options, ILogger log)
     {
         var problems = options.Problems();
         if (problems.Count > 0) throw new DataplaneStartException(string.Join(Environment.NewLine, problems));
@@ -70,7 +71,7 @@ public sealed class DataplaneHost : IDisposable
                         }
                     }
                     if (ForwardingOn(instance.Interface))
-                        log.WriteLine($"fastxtr dataplane: warning: the kernel forwards IPv4 on {instance.Interface}; the packets this data plane carries would be forwarded by the kernel too (set net.ipv4.conf.{instance.Interface}.forwarding=0)");
+                        DataplaneLog.KernelForwards(log, instance.Interface);
                 }
             }
             try { Sockets.EnsureUdp4PortFree(options.RlocAddress, options.Port, "another data plane or a LISP daemon holds it"); }
@@ -89,9 +90,11 @@ public sealed class DataplaneHost : IDisposable
                 host._threads.Add(thread);
                 thread.Start();
             }
-            log.WriteLine($"fastxtr dataplane: {options.Workers} worker(s), rloc {Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}, " +
-                          $"instances {string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}"))}{(options.Mode == IoMode.AfPacket ? $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)" : $" (TUN queue {options.TunQueueLength} packets)")}, shm {region.Path}, " +
-                          $"map-cache {region.Sizes.EntryCapacity} entries, batch {options.Batch}, mtu {options.OuterMtu}{(options.DecapFilter ? ", decap-filter on" : "")}, offload {(host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off")}");
+            DataplaneLog.Started(log, options.Workers, $"{Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}",
+                string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}")),
+                options.Mode == IoMode.AfPacket ? $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)" : $" (TUN queue {options.TunQueueLength} packets)",
+                region.Path, (int)region.Sizes.EntryCapacity, options.Batch, options.OuterMtu, options.DecapFilter ? ", decap-filter on" : "",
+                host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off");
             return host;
         }
         catch
@@ -103,7 +106,7 @@ public sealed class DataplaneHost : IDisposable
         }
     }
 
-    private static SharedRegion OpenRegion(DataplaneOptions options, TextWriter log)
+    private static SharedRegion OpenRegion(DataplaneOptions options, ILogger log)
     {
         string path = SharedMemoryMapping.PathFor(options.SharedMemoryName);
         var wanted = SharedRegionSizes.Default with { EntryCapacity = options.MapCacheEntries, Workers = Math.Max(options.Workers, SharedRegionSizes.Default.Workers) };
@@ -123,7 +126,7 @@ public sealed class DataplaneHost : IDisposable
                 existing.Dispose();
                 throw new DataplaneStartException($"{path} was made for {existing.Sizes.Workers} workers and {existing.Sizes.EntryCapacity} map-cache entries, not {options.Workers} and {options.MapCacheEntries}: remove it (and restart the agent) or use the same sizes");
             }
-            log.WriteLine($"fastxtr dataplane: attached to {path}, keeping its {existing.Header.EntryCount} map-cache entries");
+            DataplaneLog.Attached(log, path, existing.Header.EntryCount);
             return existing;
         }
         try { return SharedRegion.Create(options.SharedMemoryName, wanted); }
@@ -142,7 +145,7 @@ public sealed class DataplaneHost : IDisposable
     private void RunWorker(int index)
     {
         if (Options.Cpus.Count > index && !Cpu.TryPinCurrentThread(Options.Cpus[index], out int errno))
-            _log.WriteLine($"fastxtr dataplane: worker {index} could not be pinned to CPU {Options.Cpus[index]} (errno {errno}); running unpinned");
+            DataplaneLog.NotPinned(_log, index, Options.Cpus[index], errno);
         _workers[index].Run();
     }
 

@@ -29,12 +29,12 @@ public class AgentApiTests
     public async Task Start()
     {
         var cfg = MapServerConfig.Parse("listen 127.0.0.1:0\nsite planners\n  key 0 sha256 \"s3\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n".Split('\n'));
-        _server = new MapServerHost(cfg, 1, TextWriter.Null, controlSocket: false);
+        _server = new MapServerHost(cfg, 1, NullLogger.Instance, controlSocket: false);
         var config = AgentConfig.Parse(["rloc-addr 127.0.0.61", $"map-server {_server.BoundEndpoints[0]} 0 sha256 \"s3\"", "rloc-probe-interval 0"]);
         _region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
-        _agent = new XtrAgent(config, _region, TextWriter.Null);
+        _agent = new XtrAgent(config, _region, NullLogger.Instance);
         _socket = Path.Combine(Path.GetTempPath(), $"fastxtr-api-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
-        _api = await AgentApi.StartAsync(_agent, _socket, TextWriter.Null);
+        _api = await AgentApi.StartAsync(_agent, _socket, NullLogger.Instance);
         _http = FastXtr.Agent.AgentApiClient.Create(_socket);
     }
 

@@ -29,7 +29,7 @@ public class AgentBehaviourTests
     public void StartMapServer()
     {
         var cfg = MapServerConfig.Parse($"listen 127.0.0.1:0\nsite planners\n  key 0 sha256 \"{Secret}\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n".Split('\n'));
-        _server = new MapServerHost(cfg, 1, TextWriter.Null, controlSocket: false);
+        _server = new MapServerHost(cfg, 1, NullLogger.Instance, controlSocket: false);
         _ms = _server.BoundEndpoints[0];
     }
 
@@ -50,7 +50,7 @@ public class AgentBehaviourTests
         var region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 64));
         if (prepare is not null)
             using (var w = region.CreateWriter()) prepare(w);
-        var agent = new XtrAgent(config, region, TextWriter.Null);
+        var agent = new XtrAgent(config, region, NullLogger.Instance);
         _cleanup.Add(region);
         _cleanup.Add(agent);
         return (agent, region);
@@ -163,7 +163,7 @@ public class AgentBehaviourTests
         var config = AgentConfig.Parse(["rloc-addr 127.0.0.54", $"map-server {_ms} 0 sha256 \"{Secret}\"", "map-resolver 127.0.0.98:4342", $"map-resolver {_ms}", "rloc-probe-interval 0"]);
         var region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 64));
         _cleanup.Add(region);
-        var itr = new XtrAgent(config, region, TextWriter.Null);
+        var itr = new XtrAgent(config, region, NullLogger.Instance);
         _cleanup.Add(itr);
         var (etr, _) = StartAgent("127.0.0.55");
         foreach (var (name, eid) in new[] { ("b", "10.1.0.2"), ("c", "10.1.0.3"), ("d", "10.1.0.4") })

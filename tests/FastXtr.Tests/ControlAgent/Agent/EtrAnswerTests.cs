@@ -21,14 +21,14 @@ public class EtrAnswerTests
     public void ForwardedRequestsAndProbes_AreAnsweredByTheEtr()
     {
         var cfg = MapServerConfig.Parse("listen 127.0.0.1:0\nsite relay\n  key 0 sha256 \"relay-secret\"\n  eid-prefix 3000 10.3.0.0/16 accept-more-specifics\n".Split('\n'));
-        using var server = new MapServerHost(cfg, 1, TextWriter.Null, controlSocket: false);
+        using var server = new MapServerHost(cfg, 1, NullLogger.Instance, controlSocket: false);
         var ms = server.BoundEndpoints[0];
         var agentConfig = AgentConfig.Parse([
             "rloc-addr 127.0.0.31", $"map-server {ms} 0 sha256 \"relay-secret\"", $"map-resolver {ms}",
             "database-mapping 3000 10.3.0.0/24 127.0.0.31,1,100 context {\"agent-context\":{\"hardware\":[\"gpu\"],\"state\":\"ready\"}}",
         ]);
         using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
-        using var agent = new XtrAgent(agentConfig, region, TextWriter.Null);
+        using var agent = new XtrAgent(agentConfig, region, NullLogger.Instance);
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (server.Store.Count == 0 && DateTime.UtcNow < deadline) Thread.Sleep(50);
         Assert.That(server.Store.Count, Is.EqualTo(1), "the agent registered");

@@ -46,7 +46,7 @@ public class MapServerTests
 
     private void Start(string config)
     {
-        _server = new MapServerHost(MapServerConfig.Parse(config.Split('\n')), workers: 2, TextWriter.Null, controlSocket: false);
+        _server = new MapServerHost(MapServerConfig.Parse(config.Split('\n')), workers: 2, NullLogger.Instance, controlSocket: false);
         _endpoint = _server.BoundEndpoints[0];
         _client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         _client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -434,7 +434,7 @@ public class MapServerTests
     {
         // Our workers share the port through SO_REUSEPORT; another process (or host) must not quietly join them.
         var taken = Config.Replace("listen 127.0.0.1:0", $"listen 127.0.0.1:{_endpoint.Port}", StringComparison.Ordinal);
-        var e = Assert.Throws<ConfigException>(() => new MapServerHost(MapServerConfig.Parse(taken.Split('\n')), workers: 1, TextWriter.Null, controlSocket: false).Dispose());
+        var e = Assert.Throws<ConfigException>(() => new MapServerHost(MapServerConfig.Parse(taken.Split('\n')), workers: 1, NullLogger.Instance, controlSocket: false).Dispose());
         Assert.That(e!.Message, Does.Contain($"cannot listen on 127.0.0.1:{_endpoint.Port}: the port is in use"));
         Assert.That(Ask(1000, "10.1.0.99").Records[0].IsNegative, Is.True, "the first server still answers");
     }
@@ -460,7 +460,7 @@ public class MapServerTests
     public void AnIpv6Listener_AnswersToo()
     {
         // IPv4 workers batch their socket I/O; an IPv6 listener is served message by message: both must answer.
-        using var server = new MapServerHost(MapServerConfig.Parse(Config.Replace("listen 127.0.0.1:0", "listen [::1]:0", StringComparison.Ordinal).Split('\n')), workers: 1, TextWriter.Null, controlSocket: false);
+        using var server = new MapServerHost(MapServerConfig.Parse(Config.Replace("listen 127.0.0.1:0", "listen [::1]:0", StringComparison.Ordinal).Split('\n')), workers: 1, NullLogger.Instance, controlSocket: false);
         using var client = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp);
         client.Bind(new IPEndPoint(IPAddress.IPv6Loopback, 0));
         client.ReceiveTimeout = 2000;

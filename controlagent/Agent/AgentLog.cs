@@ -1,0 +1,72 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace FastXtr.Agent;
+
+/// <summary>Every line the agent logs, one source-generated method each (no formatting below the enabled level).</summary>
+internal static partial class AgentLog
+{
+    [LoggerMessage(LogLevel.Information, "rloc {Rloc}, {Mappings} database mapping(s), {MapServers} Map-Server(s), {MapResolvers} Map-Resolver(s), {Profiles} profile(s), shm {Region}")]
+    public static partial void Started(ILogger log, IPAddress rloc, int mappings, int mapServers, int mapResolvers, int profiles, string? region);
+
+    [LoggerMessage(LogLevel.Warning, "{What}: {Reason}")]
+    public static partial void TaskFailed(ILogger log, string what, string reason);
+
+    [LoggerMessage(LogLevel.Information, "attached '{Name}' {Prefix}{ProfileNote}")]
+    public static partial void Attached(ILogger log, string name, string prefix, string profileNote);
+
+    [LoggerMessage(LogLevel.Information, "updated '{Name}' {Prefix}: {Attributes}")]
+    public static partial void Updated(ILogger log, string name, string prefix, string attributes);
+
+    [LoggerMessage(LogLevel.Information, "detached '{Name}' {Prefix}; withdrawing it and soliciting ITRs that still send to it")]
+    public static partial void Detached(ILogger log, string name, string prefix);
+
+    [LoggerMessage(LogLevel.Warning, "Map-Request: {Reason}")]
+    public static partial void MapRequestFailed(ILogger log, string reason);
+
+    [LoggerMessage(LogLevel.Warning, "Map-Request to {Resolver}: {Reason}")]
+    public static partial void MapRequestSendFailed(ILogger log, IPEndPoint resolver, string reason);
+
+    [LoggerMessage(LogLevel.Warning, "control socket: {Reason}")]
+    public static partial void ReceiveFailed(ILogger log, string reason);
+
+    [LoggerMessage(LogLevel.Warning, "send to {To}: {Reason}")]
+    public static partial void SendFailed(ILogger log, IPEndPoint to, string reason);
+
+    [LoggerMessage(LogLevel.Warning, "no Map-Notify from {MapServer} after {Attempts} Map-Registers a second apart; the next refresh is in {RefreshSeconds:F0} s")]
+    public static partial void RegistrationUnacknowledged(ILogger log, IPEndPoint mapServer, int attempts, double refreshSeconds);
+
+    [LoggerMessage(LogLevel.Warning, "{MapServer} confirmed {Confirmed} of {Sent} records of a Map-Register; the others were refused (see the Map-Server's log)")]
+    public static partial void RecordsRefused(ILogger log, IPEndPoint mapServer, int confirmed, int sent);
+
+    [LoggerMessage(LogLevel.Warning, "Map-Notify from {From} failed authentication with every Map-Server key; dropped")]
+    public static partial void MapNotifyAuthenticationFailed(ILogger log, IPEndPoint from);
+
+    [LoggerMessage(LogLevel.Warning, "locator {Locator} marked down ({Missed} RLOC probes unanswered)")]
+    public static partial void LocatorDown(ILogger log, IPAddress locator, int missed);
+
+    [LoggerMessage(LogLevel.Information, "locator {Locator} answered a probe: marked up")]
+    public static partial void LocatorUp(ILogger log, IPAddress locator);
+
+    [LoggerMessage(LogLevel.Warning, "Map-Resolver {Resolver} left {Timeouts} Map-Requests in a row unanswered: marked down for {DownSeconds:F0} s{Next}")]
+    public static partial void ResolverDown(ILogger log, IPEndPoint resolver, int timeouts, double downSeconds, string next);
+
+    [LoggerMessage(LogLevel.Warning, "the previous map-cache writer stopped mid-update; repaired: {Repair}")]
+    public static partial void WriterRepaired(ILogger log, string repair);
+
+    [LoggerMessage(LogLevel.Warning, "map-cache full ({Result}); {Prefix} not installed")]
+    public static partial void MapCacheFull(ILogger log, string result, string prefix);
+
+    [LoggerMessage(LogLevel.Warning, "{Region} was replaced or removed; waiting for the data plane's new region ({Reason})")]
+    public static partial void RegionGone(ILogger log, string region, string reason);
+
+    [LoggerMessage(LogLevel.Error, "{Region} was replaced; cannot write the new region: {Reason}")]
+    public static partial void RegionNotWritable(ILogger log, string region, string reason);
+
+    [LoggerMessage(LogLevel.Information, "the data plane's region {Region} is new: attached and restored {Restored} map-cache entries{Lost}")]
+    public static partial void RegionFollowed(ILogger log, string? region, int restored, string lost);
+
+    [LoggerMessage(LogLevel.Error, "api: {Method} {Path}: {Type}: {Reason}")]
+    public static partial void ApiHandlerFailed(ILogger log, string method, string path, string type, string reason);
+
+}

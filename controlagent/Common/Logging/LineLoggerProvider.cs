@@ -1,0 +1,56 @@
+using Microsoft.Extensions.Logging;
+
+namespace FastXtr.Common.Logging;
+
+/// <summary>
+/// The roles' log sink behind <see cref="ILogger"/>: one line per message, <c>fastxtr ROLE: message</c>, with
+/// <c>warning:</c> or <c>error:</c> after the role for those levels. Information and below go to the standard
+/// output and warnings and errors to the standard error (what a service manager and a terminal both expect);
+/// messages below <see cref="MinimumLevel"/> are not formatted at all. Lines from many threads never interleave.
+/// </summary>
+public sealed class LineLoggerProvider(string role, TextWriter output, TextWriter errors, LogLevel minimumLevel = LogLevel.Information) : ILoggerProvider
+{
+    private readonly object _lock = new();
+
+    public LogLevel MinimumLevel { get; } = minimumLevel;
+
+    public ILogger CreateLogger(string categoryName) => new LineLogger(this);
+
+    /// <summary>A logger for the role (the category is not printed: the role names the process).</summary>
+    public ILogger CreateLogger() => new LineLogger(this);
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            output.Flush();
+            errors.Flush();
+        }
+    }
+
+    private void Write(LogLevel level, string message, Exception? exception)
+    {
+        string tag = level switch
+        {
+            LogLevel.Warning => "warning: ",
+            LogLevel.Error or LogLevel.Critical => "error: ",
+            _ => "",
+        };
+        string line = exception is null ? $"fastxtr {role}: {tag}{message}" : $"fastxtr {role}: {tag}{message}: {exception.Message}";
+        var to = level >= LogLevel.Warning ? errors : output;
+        lock (_lock) to.WriteLine(line);
+    }
+
+    private sealed class LineLogger(LineLoggerProvider provider) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel != LogLevel.None && logLevel >= provider.MinimumLevel;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (!IsEnabled(logLevel)) return;
+            provider.Write(logLevel, formatter(state, exception), exception);
+        }
+    }
+}

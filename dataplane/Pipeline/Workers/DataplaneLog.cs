@@ -1,0 +1,19 @@
+using Microsoft.Extensions.Logging;
+
+namespace FastXtr.Dataplane.Workers;
+
+/// <summary>The data plane's log lines, one source-generated method each. Workers never log: they count.</summary>
+internal static partial class DataplaneLog
+{
+    [LoggerMessage(LogLevel.Information, "{Workers} worker(s), rloc {Rloc}, instances {Instances}{Io}, shm {Region}, map-cache {Entries} entries, batch {Batch}, mtu {Mtu}{Filter}, offload {Offload}")]
+    public static partial void Started(ILogger log, int workers, string rloc, string instances, string io, string? region, int entries, int batch, int mtu, string filter, string offload);
+
+    [LoggerMessage(LogLevel.Warning, "the kernel forwards IPv4 on {Interface}; the packets this data plane carries would be forwarded by the kernel too (set net.ipv4.conf.{Interface}.forwarding=0)")]
+    public static partial void KernelForwards(ILogger log, string @interface);
+
+    [LoggerMessage(LogLevel.Information, "attached to {Path}, keeping its {Entries} map-cache entries")]
+    public static partial void Attached(ILogger log, string path, long entries);
+
+    [LoggerMessage(LogLevel.Warning, "worker {Worker} could not be pinned to CPU {Cpu} (errno {Errno}); running unpinned")]
+    public static partial void NotPinned(ILogger log, int worker, int cpu, int errno);
+}
