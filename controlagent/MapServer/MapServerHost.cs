@@ -75,8 +75,7 @@ public sealed class MapServerHost : IDisposable
             }
             if (controlSocket) _control = OpenControl(config.ControlSocket);
             var first = _sockets[0];
-            _publisher = new Publisher(Counters,
-                (datagram, to) => SendOne(first, datagram, to, "notify"));
+            _publisher = new Publisher(Counters, (datagram, to) => SendOne(first, datagram, to, "notify"), log);
         }
         catch
         {
@@ -139,8 +138,12 @@ public sealed class MapServerHost : IDisposable
                 batch.Wait(200);
                 continue;
             }
-            for (int i = 0; i < n; i++) HandleOne(core, batch.Datagram(i), batch.Source(i), sender);
-            batch.Flush();
+            // What the batch's Map-Registers change is queued for publication only once their Map-Notifies are sent.
+            using (_publisher?.DeferOnThisThread())
+            {
+                for (int i = 0; i < n; i++) HandleOne(core, batch.Datagram(i), batch.Source(i), sender);
+                batch.Flush();
+            }
             if (batch.SendFailures != failuresCounted)
             {
                 Counters.Add(MsCounter.RepliesNotSent, batch.SendFailures - failuresCounted);
@@ -166,7 +169,7 @@ public sealed class MapServerHost : IDisposable
                 MapServerLog.ReceiveFailed(_log, socket.LocalEndPoint, e.Message);
                 continue;
             }
-            HandleOne(core, buffer.AsSpan(0, n), (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from), sender);
+            using (_publisher?.DeferOnThisThread()) HandleOne(core, buffer.AsSpan(0, n), (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from), sender);
         }
     }
 

@@ -21,6 +21,9 @@ internal static partial class MapServerLog
     [LoggerMessage(LogLevel.Warning, "receive on {Endpoint}: {Reason}")]
     public static partial void ReceiveFailed(ILogger log, EndPoint? endpoint, string reason);
 
+    [LoggerMessage(LogLevel.Error, "publisher: {Reason}")]
+    public static partial void PublisherFailed(ILogger log, string reason);
+
     [LoggerMessage(LogLevel.Warning, "{What} {To}: {Reason}")]
     public static partial void SendFailed(ILogger log, string what, EndPoint to, string reason);
 }

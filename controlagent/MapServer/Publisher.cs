@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using FastXtr.Lisp.Answers;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
+using Microsoft.Extensions.Logging;
 
 namespace FastXtr.MapServer;
 
@@ -18,6 +19,12 @@ public sealed record Subscription(EidKey Key, IPEndPoint Subscriber, UInt128 Xtr
 /// previous RLOC set but is not in the new one gets the new record too, so that it can solicit (SMR) the ITRs still
 /// sending to it. Unacknowledged notifications are sent again every second, three times, after which a subscription
 /// is dropped.
+/// <para>
+/// Changes are queued, and one sender thread of its own builds, signs, sends and retransmits: a receive worker only
+/// enqueues. A Map-Register's changes join the queue only after its Map-Notify has gone (the receive loop holds them
+/// with <see cref="DeferOnThisThread"/> until it has flushed its replies), so the registering xTR hears its
+/// confirmation before anyone hears of the change.
+/// </para>
 /// </summary>
 public sealed class Publisher : IDisposable
 {
@@ -37,21 +44,71 @@ public sealed class Publisher : IDisposable
 
     private readonly ConcurrentDictionary<EidKey, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>> _subscriptions = new();
     private readonly ConcurrentDictionary<ulong, Pending> _pending = new();
-    private readonly AnswerBuilder _answers = new(); // used under _answerLock
+    private readonly AnswerBuilder _answers = new(); // the sender thread's
     private readonly MapServerCounters _counters;
     private readonly Action<byte[], IPEndPoint> _send;
-    private readonly Timer _timer;
-    private readonly object _answerLock = new();
+    private readonly ILogger _log;
+    // A change with the subscribers it had when it happened: one who subscribes later is not told of it (the
+    // Map-Reply that set the subscription up already carried the newer state).
+    private readonly record struct Change(EidRegistration? Old, EidRegistration? New, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>? Subscribers);
 
-    public Publisher(MapServerCounters counters, Action<byte[], IPEndPoint> send)
+    private readonly ConcurrentQueue<Change> _changes = new();
+    // Released once per queued change; the sender waits on it (a direct wake-up, no thread-pool hop).
+    private readonly SemaphoreSlim _queued = new(0);
+    private readonly Thread _sender;
+    private volatile bool _stopping;
+
+    // Changes made by this thread while a Map-Register is handled, queued once its Map-Notify is sent.
+    [ThreadStatic] private static List<Change>? t_deferred;
+
+    public Publisher(MapServerCounters counters, Action<byte[], IPEndPoint> send, ILogger log)
     {
         _counters = counters;
         _send = send;
-        _timer = new Timer(_ =>
+        _log = log;
+        _sender = new Thread(Run) { IsBackground = true, Name = "mapserver-publisher" };
+        _sender.Start();
+    }
+
+    /// <summary>
+    /// Holds the changes this thread makes until the returned scope is disposed, then queues them in order: a receive
+    /// loop opens one around a batch of messages and closes it after sending the batch's replies.
+    /// </summary>
+    public DeferredChanges DeferOnThisThread()
+    {
+        t_deferred ??= [];
+        return new DeferredChanges(this);
+    }
+
+    public readonly struct DeferredChanges(Publisher publisher) : IDisposable
+    {
+        public void Dispose()
         {
-            try { Retransmit(MapServerCore.NowMs); }
-            catch (Exception e) when (e is not OutOfMemoryException) { Console.Error.WriteLine($"fastxtr mapserver: retransmit: {e.Message}"); }
-        }, null, 250, 250);
+            var held = t_deferred;
+            t_deferred = null;
+            if (held is null) return;
+            foreach (var change in held) publisher.Enqueue(change);
+        }
+    }
+
+    private void Run()
+    {
+        long nextRetransmitMs = MapServerCore.NowMs + 250;
+        while (!_stopping)
+        {
+            try
+            {
+                _queued.Wait((int)Math.Max(0, nextRetransmitMs - MapServerCore.NowMs));
+                while (_changes.TryDequeue(out var change)) Publish(change);
+                long now = MapServerCore.NowMs;
+                if (now >= nextRetransmitMs)
+                {
+                    Retransmit(now);
+                    nextRetransmitMs = now + 250;
+                }
+            }
+            catch (Exception e) when (e is not OutOfMemoryException) { MapServerLog.PublisherFailed(_log, e.Message); }
+        }
     }
 
     public int SubscriptionCount => _subscriptions.Values.Sum(s => s.Count);
@@ -64,13 +121,29 @@ public sealed class Publisher : IDisposable
         _counters.Add(MsCounter.SubscriptionsAccepted);
     }
 
-    /// <summary>Called by the registration store after a change.</summary>
+    /// <summary>Called by the registration store after a change: queued for the sender (or held, see <see cref="DeferOnThisThread"/>).</summary>
     public void OnChanged(EidRegistration? old, EidRegistration? updated)
     {
         var key = (updated ?? old)!.Key;
+        var change = new Change(old, updated, _subscriptions.TryGetValue(key, out var subs) ? subs : null);
+        if (t_deferred is { } held) held.Add(change);
+        else Enqueue(change);
+    }
+
+    private void Enqueue(Change change)
+    {
+        _changes.Enqueue(change);
+        _queued.Release();
+    }
+
+    /// <summary>The sender thread: one change's publications and move notifications, built, signed and sent.</summary>
+    private void Publish(Change change)
+    {
+        var (old, updated, subs) = change;
+        var key = (updated ?? old)!.Key;
         var site = (updated ?? old)!.Site;
-        if (_subscriptions.TryGetValue(key, out var subs))
-            foreach (var s in subs.Values) Publish(s, updated);
+        if (subs is not null)
+            foreach (var s in subs.Values) PublishTo(s, updated);
 
         // A move: ETRs that lost the prefix hear about its new home (RFC 9301 §8.2; RFC 9437 §5).
         if (old is not null)
@@ -86,7 +159,7 @@ public sealed class Publisher : IDisposable
         }
     }
 
-    private void Publish(Subscription s, EidRegistration? updated)
+    private void PublishTo(Subscription s, EidRegistration? updated)
     {
         var notify = Build(s.Key, s.Site, s.SiteKey, s.Constraints, s.Lcaf, updated, s.XtrId, out ulong nonce);
         _counters.Add(MsCounter.PublicationsSent);
@@ -106,7 +179,7 @@ public sealed class Publisher : IDisposable
         else
         {
             record = new MappingRecord();
-            lock (_answerLock) _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
+            _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
         }
         notify.Records.Add(record);
         return notify.ToSignedArray(siteKey.Secret);
@@ -134,7 +207,7 @@ public sealed class Publisher : IDisposable
         return AckResult.Acknowledged;
     }
 
-    public void Retransmit(long nowMs)
+    private void Retransmit(long nowMs)
     {
         foreach (var (nonce, p) in _pending)
         {
@@ -142,9 +215,10 @@ public sealed class Publisher : IDisposable
             if (p.Attempts >= MaxAttempts)
             {
                 _pending.TryRemove(nonce, out _);
-                if (p.Subscription is Subscription s && _subscriptions.TryGetValue(s.Key, out var subs))
+                if (p.Subscription is Subscription s && _subscriptions.ContainsKey(s.Key))
                 {
-                    _subscriptions[s.Key] = subs.Remove((s.Subscriber, s.XtrId));
+                    // AddOrUpdate, not a read and a write: a worker may be adding a subscription to the same prefix.
+                    _subscriptions.AddOrUpdate(s.Key, _ => [], (_, subs) => subs.Remove((s.Subscriber, s.XtrId)));
                     _counters.Add(MsCounter.SubscriptionsDropped);
                 }
                 continue;
@@ -158,7 +232,10 @@ public sealed class Publisher : IDisposable
 
     public void Dispose()
     {
-        using var done = new ManualResetEvent(false);
-        if (_timer.Dispose(done)) done.WaitOne(2000);
+        _stopping = true;
+        _queued.Release();
+        _sender.Join(2000);
+        // _queued is not disposed: a worker still finishing a Map-Register may release it, and a SemaphoreSlim whose
+        // wait handle was never asked for holds nothing to free.
     }
 }

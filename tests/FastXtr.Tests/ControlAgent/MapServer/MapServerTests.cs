@@ -702,6 +702,52 @@ public class MapServerTests
     }
 
     /// <summary>A Map-Notify-Ack is authenticated like the Map-Notify: a forged one (right nonce, wrong key) stops nothing.</summary>
+    /// <summary>
+    /// The registering xTR hears its Map-Notify before anyone hears of the change: here it subscribes to its own
+    /// prefix, so the publication of each re-registration comes to the same socket, and must come second.
+    /// </summary>
+    [Test]
+    public void AMapRegistersMapNotify_LeavesBeforeThePublicationsItCauses()
+    {
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.99", 32, 0x55, ("192.0.2.9", 1, null)), PlannersKey);
+        Send(Ecm(1000, "10.1.0.99", null, 4242, subscribe: true, xtrId: 0x55));
+        var reply = new MapReply();
+        reply.Decode(Receive()!);
+        Assert.That((reply.Nonce, _server.Publisher!.SubscriptionCount), Is.EqualTo((4242UL, 1)));
+        for (int round = 0; round < 20; round++)
+        {
+            string rloc = $"192.0.2.{20 + round}";
+            var m = Register(1000, "10.1.0.99", 32, 0x55, (rloc, 1, null));
+            Send(m.ToSignedArray(PlannersKey));
+            var first = new MapNotify();
+            first.Decode(ReceiveFromSocket(2000) ?? throw new AssertionException($"round {round}: nothing arrived"));
+            Assert.That(first.Nonce, Is.EqualTo(m.Nonce), $"round {round}: the Map-Notify comes first");
+            var second = new MapNotify();
+            second.Decode(ReceiveFromSocket(2000) ?? throw new AssertionException($"round {round}: no publication"));
+            Assert.That(second.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { rloc }), $"round {round}: then the publication");
+            Ack(second);
+        }
+    }
+
+    /// <summary>The mechanism behind the order above: a change made inside a deferral is published when it closes.</summary>
+    [Test]
+    public void ChangesMadeWhileDeferred_ArePublishedOnlyWhenTheDeferralCloses()
+    {
+        RegisterInference();
+        Subscribe();
+        var key = new EidKey(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.50")), 32);
+        var site = _server.Config.Sites.Single(s => s.Name == "planners");
+        var rloc = new FastXtr.Lisp.Answers.RegisteredRloc(LispAddress.Parse("192.0.2.77"), 1, 100, 255, 0, true, null);
+        var xtr = new XtrRegistration(9, 1, new IPEndPoint(IPAddress.Loopback, LispPorts.Control), [rloc], false, 1440, 0, DateTime.UtcNow, DateTime.UtcNow, MapServerCore.NowMs + 60_000);
+        using (_server.Publisher!.DeferOnThisThread())
+        {
+            _server.Store.Register(key, site, xtr);
+            Assert.That(ReceiveNotify(PlannersKey, 500), Is.Null, "held while the deferral is open");
+        }
+        var n = ReceiveNotify(PlannersKey);
+        Assert.That(n?.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "192.0.2.77" }), "published once it closes");
+    }
+
     [Test]
     public void ForgedMapNotifyAck_IsCountedAndIgnored()
     {
