@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using FastXtr.Common.Api;
 using Microsoft.Extensions.Logging;
 
 namespace FastXtr.Agent;
@@ -30,58 +31,17 @@ namespace FastXtr.Agent;
 public sealed class AgentApi : IAsyncDisposable
 {
     public static readonly TimeSpan ConfirmWait = TimeSpan.FromSeconds(3);
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
-    private readonly WebApplication _app;
-    public string SocketPath { get; }
+    private static readonly JsonSerializerOptions Json = UnixSocketApi.Json;
+    private readonly UnixSocketApi _api;
+    public string SocketPath => _api.SocketPath;
 
-    private AgentApi(WebApplication app, string path)
-    {
-        _app = app;
-        SocketPath = path;
-    }
+    private AgentApi(UnixSocketApi api) => _api = api;
 
     /// <summary>Starts listening; a socket file left by a dead agent is replaced, one in use is an error.</summary>
-    public static async Task<AgentApi> StartAsync(XtrAgent agent, string path, ILogger log)
-    {
-        string? dir = Path.GetDirectoryName(path);
-        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        if (File.Exists(path))
-        {
-            using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            try
-            {
-                probe.Connect(new UnixDomainSocketEndPoint(path));
-                throw new ConfigException($"api socket {path} is in use by another agent: stop it, or give this one another 'api-socket'");
-            }
-            catch (SocketException) { File.Delete(path); }
-        }
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.ListenUnixSocket(path);
-            k.Limits.MaxRequestBodySize = 64 * 1024;
-            k.AddServerHeader = false;
-        });
-        var app = builder.Build();
-        // A bug in a handler answers 500 with the reason and is logged; it never takes the agent down.
-        app.Use(async (context, next) =>
-        {
-            try { await next(context).ConfigureAwait(false); }
-            catch (Exception e) when (e is not OperationCanceledException && !context.Response.HasStarted)
-            {
-                AgentLog.ApiHandlerFailed(log, context.Request.Method, context.Request.Path, e.GetType().Name, e.Message);
-                await Error(500, $"internal error: {e.Message}").ExecuteAsync(context).ConfigureAwait(false);
-            }
-        });
-        Map(app, agent);
-        try { await app.StartAsync().ConfigureAwait(false); }
-        catch (IOException e) { throw new ConfigException($"api socket {path}: {e.Message}"); }
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        return new AgentApi(app, path);
-    }
+    public static async Task<AgentApi> StartAsync(XtrAgent agent, string path, ILogger log) =>
+        new(await UnixSocketApi.StartAsync(path, log, "another agent answers there: stop it, or give this one another 'api-socket'", app => Map(app, agent)).ConfigureAwait(false));
 
-    private static IResult Error(int status, string message) => Results.Json(new Dictionary<string, string> { ["error"] = message }, Json, statusCode: status);
+    private static IResult Error(int status, string message) => UnixSocketApi.Error(status, message);
 
     private static void Map(WebApplication app, XtrAgent agent)
     {
@@ -162,7 +122,7 @@ public sealed class AgentApi : IAsyncDisposable
                 return Results.Json(view, Json);
             });
         }
-        app.MapFallback((HttpContext c) => Error(404, $"no such resource: {c.Request.Method} {c.Request.Path} (see GET /v1/status, /v1/database, /v1/agents)"));
+        UnixSocketApi.MapNotFound(app, "GET /v1/status, /v1/database, /v1/agents");
     }
 
     private static async Task<bool> Confirmed(Task<bool> registration)
@@ -261,15 +221,5 @@ public sealed class AgentApi : IAsyncDisposable
         ["counters"] = agent.Counters.ToDictionary(),
     };
 
-    public async ValueTask DisposeAsync()
-    {
-        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2)))
-        {
-            try { await _app.StopAsync(stop.Token).ConfigureAwait(false); }
-            catch (OperationCanceledException) { }
-        }
-        await _app.DisposeAsync().ConfigureAwait(false);
-        try { File.Delete(SocketPath); }
-        catch (IOException) { }
-    }
+    public ValueTask DisposeAsync() => _api.DisposeAsync();
 }

@@ -66,7 +66,5 @@ internal static partial class AgentLog
     [LoggerMessage(LogLevel.Information, "the data plane's region {Region} is new: attached and restored {Restored} map-cache entries{Lost}")]
     public static partial void RegionFollowed(ILogger log, string? region, int restored, string lost);
 
-    [LoggerMessage(LogLevel.Error, "api: {Method} {Path}: {Type}: {Reason}")]
-    public static partial void ApiHandlerFailed(ILogger log, string method, string path, string type, string reason);
 
 }

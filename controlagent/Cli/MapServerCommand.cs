@@ -15,7 +15,7 @@ public static class MapServerCommand
         var listen = new Option<string[]>("--listen") { Description = "ADDRESS[:PORT] to listen on, replacing the file's listen lines (repeatable; default 0.0.0.0:4342)", Arity = ArgumentArity.ZeroOrMore };
         var workers = new Option<int>("--workers") { Description = "receive sockets (SO_REUSEPORT) and threads per listen address", DefaultValueFactory = _ => 1 };
         var cpus = new Option<string?>("--cpus") { Description = "CPUs to pin the receive workers to, one per worker, e.g. 0 or 0,1 (default: not pinned). Pins only the workers: helper threads (expiry, publications, the runtime's) stay free to run elsewhere, which `taskset` on the whole process would not allow" };
-        var control = new Option<string?>("--control-socket") { Description = "Unix socket for `fastxtr show registrations` (overrides the file)" };
+        var control = new Option<string?>("--control-socket") { Description = "Unix socket of the control API, HTTP/JSON: GET /v1/registrations, GET /v1/status (overrides the file)" };
         var command = new Command("mapserver", "Run a Map-Server and Map-Resolver (RFC 9301) with the agent context extension: authenticated Map-Registers, context-filtered Map-Replies, negative replies, per-source rate limits. Stops on SIGINT/SIGTERM.");
         foreach (var o in new Option[] { config, listen, workers, cpus, control }) command.Options.Add(o);
         command.SetAction(parse =>
@@ -70,15 +70,10 @@ public static class MapServerCommand
         command.Options.Add(json);
         command.SetAction(parse =>
         {
-            string reply;
-            try { reply = Query(parse.GetValue(socketPath)!, "registrations"); }
-            catch (SocketException e)
-            {
-                stderr.WriteLine($"fastxtr show registrations: cannot reach {parse.GetValue(socketPath)}: {e.Message} (is `fastxtr mapserver` running?)");
-                return 1;
-            }
-            if (parse.GetValue(json)) { stdout.WriteLine(reply); return 0; }
-            using var doc = JsonDocument.Parse(reply);
+            var reply = UnixSocketClient.Get(parse.GetValue(socketPath)!, "/v1/registrations", stderr, "registrations", role: "mapserver", option: "--control-socket");
+            if (reply is null) return 1;
+            if (parse.GetValue(json)) { stdout.WriteLine(reply.ToJsonString()); return 0; }
+            using var doc = JsonDocument.Parse(reply.ToJsonString());
             var rows = doc.RootElement.EnumerateArray().ToList();
             stdout.WriteLine($"{rows.Count} registration(s)");
             foreach (var r in rows)
@@ -93,15 +88,5 @@ public static class MapServerCommand
             return 0;
         });
         return command;
-    }
-
-    public static string Query(string path, string command)
-    {
-        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        s.Connect(new UnixDomainSocketEndPoint(path));
-        using var stream = new NetworkStream(s);
-        stream.Write(System.Text.Encoding.UTF8.GetBytes(command + "\n"));
-        using var reader = new StreamReader(stream);
-        return reader.ReadToEnd().Trim();
     }
 }

@@ -31,7 +31,7 @@ public static class ShowCommand
         command.Options.Add(json);
         command.SetAction(parse =>
         {
-            var doc = AgentApiClient.Get(parse.GetValue(socket)!, "/v1/database", stderr, "database");
+            var doc = UnixSocketClient.Get(parse.GetValue(socket)!, "/v1/database", stderr, "database");
             if (doc is null) return 1;
             if (parse.GetValue(json)) { stdout.WriteLine(doc.ToJsonString()); return 0; }
             foreach (var (kind, list) in new[] { ("configured", doc["configured"]!.AsArray()), ("agent", doc["agents"]!.AsArray()) })
@@ -51,8 +51,8 @@ public static class ShowCommand
         command.Options.Add(json);
         command.SetAction(parse =>
         {
-            var agents = AgentApiClient.Get(parse.GetValue(socket)!, "/v1/agents", stderr, "agents");
-            var status = agents is null ? null : AgentApiClient.Get(parse.GetValue(socket)!, "/v1/status", stderr, "agents");
+            var agents = UnixSocketClient.Get(parse.GetValue(socket)!, "/v1/agents", stderr, "agents");
+            var status = agents is null ? null : UnixSocketClient.Get(parse.GetValue(socket)!, "/v1/status", stderr, "agents");
             if (agents is null || status is null) return 1;
             if (parse.GetValue(json)) { stdout.WriteLine(new System.Text.Json.Nodes.JsonObject { ["agents"] = agents.DeepClone(), ["status"] = status.DeepClone() }.ToJsonString()); return 0; }
             stdout.WriteLine($"agent pid {status["pid"]}  rloc {status["rloc"]}  xtr-id {status["xtr_id"]}  {agents.AsArray().Count} attached agent(s)");

@@ -225,7 +225,7 @@ public sealed partial class LabRunner : IDisposable
     }
 
     private (int Status, JsonNode? Body) Api(int gateway, HttpMethod method, string path, string? json) =>
-        Agent.AgentApiClient.Send(_t.ApiSocket(gateway), method, path, json);
+        FastXtr.Common.Api.UnixSocketClient.Send(_t.ApiSocket(gateway), method, path, json);
 
     // ------------------------------------------------------------------ observation
 

@@ -21,7 +21,7 @@ public sealed class MapServerHost : IDisposable
     private readonly List<Thread> _threads = [];
     private readonly List<MapServerCore> _cores = [];
     private readonly Timer _expiry;
-    private readonly Socket? _control;
+    private readonly FastXtr.Common.Api.UnixSocketApi? _control;
     private readonly Publisher? _publisher;
     private readonly ILogger _log;
     private readonly RateLimitedLogger _peerLog;
@@ -54,7 +54,7 @@ public sealed class MapServerHost : IDisposable
                 for (int w = 0; w < workers; w++)
                 {
                     var socket = new Socket(bound.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-                    socket.SetRawSocketOption(1 /* SOL_SOCKET */, 15 /* SO_REUSEPORT */, BitConverter.GetBytes(1));
+                    socket.SetRawSocketOption(NativeInterop.Linux.SOL_SOCKET, NativeInterop.Linux.SO_REUSEPORT, BitConverter.GetBytes(1));
                     socket.ReceiveBufferSize = 4 << 20;
                     try { socket.Bind(bound); }
                     catch (SocketException e) { throw new ConfigException($"cannot listen on {bound}: {e.Message}"); }
@@ -73,7 +73,7 @@ public sealed class MapServerHost : IDisposable
                     _threads.Add(thread);
                 }
             }
-            if (controlSocket) _control = OpenControl(config.ControlSocket);
+            if (controlSocket) _control = MapServerApi.StartAsync(this, config.ControlSocket, log).GetAwaiter().GetResult();
             var first = _sockets[0];
             _publisher = new Publisher(Counters, (datagram, to) => SendOne(first, datagram, to, "notify"), log);
         }
@@ -196,49 +196,6 @@ public sealed class MapServerHost : IDisposable
         catch (ObjectDisposedException) { } // stopping
     }
 
-    private Socket OpenControl(string path)
-    {
-        string? dir = Path.GetDirectoryName(path);
-        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        if (File.Exists(path)) File.Delete(path);
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        s.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        s.Listen(8);
-        var t = new Thread(() => ServeControl(s)) { IsBackground = true, Name = "mapserver-control" };
-        t.Start();
-        return s;
-    }
-
-    private void ServeControl(Socket listener)
-    {
-        while (!_stopping)
-        {
-            Socket c;
-            try { c = listener.Accept(); }
-            catch (Exception) when (_stopping) { return; }
-            catch (SocketException) { continue; }
-            using (c)
-            {
-                try
-                {
-                    using var stream = new NetworkStream(c);
-                    using var reader = new StreamReader(stream, Encoding.UTF8);
-                    string command = (reader.ReadLine() ?? "").Trim();
-                    string reply = command switch
-                    {
-                        "registrations" => JsonSerializer.Serialize(Registrations()),
-                        "counters" => JsonSerializer.Serialize(CountersWithRuntime()),
-                        _ => JsonSerializer.Serialize(new { error = $"unknown command '{command}' (registrations, counters)" }),
-                    };
-                    var bytes = Encoding.UTF8.GetBytes(reply + "\n");
-                    stream.Write(bytes);
-                }
-                catch (IOException) { }
-            }
-        }
-    }
-
     /// <summary>
     /// The message counters plus the table size and what the runtime spent on garbage collection, which is where a
     /// Map-Request's latency tail comes from when the table is large.
@@ -247,6 +204,7 @@ public sealed class MapServerHost : IDisposable
     {
         var d = Counters.ToDictionary();
         d["registrations"] = Store.Count;
+        d["subscriptions"] = _publisher?.SubscriptionCount ?? 0;
         d["gc-collections-gen0"] = GC.CollectionCount(0);
         d["gc-collections-gen1"] = GC.CollectionCount(1);
         d["gc-collections-gen2"] = GC.CollectionCount(2);
@@ -294,8 +252,7 @@ public sealed class MapServerHost : IDisposable
             if (_expiry.Dispose(done)) done.WaitOne(2000); // wait for a running expiry before the sockets go
         _publisher?.Dispose();
         foreach (var s in _sockets) s.Dispose();
-        _control?.Dispose();
-        if (_control is not null && File.Exists(Config.ControlSocket)) File.Delete(Config.ControlSocket);
+        _control?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         foreach (var t in _threads) t.Join(2000);
     }
 }

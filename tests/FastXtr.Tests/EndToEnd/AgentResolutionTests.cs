@@ -300,7 +300,7 @@ public class AgentResolutionTests
         int.Parse(System.Text.RegularExpressions.Regex.Match(ping.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
 
     private (int Status, System.Text.Json.Nodes.JsonNode? Body) Api(string x, HttpMethod method, string path, string? json = null) =>
-        FastXtr.Agent.AgentApiClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", method, path, json);
+        FastXtr.Common.Api.UnixSocketClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", method, path, json);
 
     private long AgentCounter(string x, string name) =>
         Api(x, HttpMethod.Get, "/v1/status").Body?["counters"]?[name]?.GetValue<long>() ?? -1;

@@ -35,7 +35,7 @@ public class AgentApiTests
         _agent = new XtrAgent(config, _region, NullLogger.Instance);
         _socket = Path.Combine(Path.GetTempPath(), $"fastxtr-api-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
         _api = await AgentApi.StartAsync(_agent, _socket, NullLogger.Instance);
-        _http = FastXtr.Agent.AgentApiClient.Create(_socket);
+        _http = FastXtr.Common.Api.UnixSocketClient.Create(_socket);
     }
 
     [TearDown]

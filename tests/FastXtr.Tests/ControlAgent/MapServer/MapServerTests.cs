@@ -430,6 +430,38 @@ public class MapServerTests
     }
 
     [Test]
+    public void ControlApi_ServesRegistrationsAndStatus_AsJson_AndASecondServerOnTheSocketIsRefused()
+    {
+        string sock = Path.Combine(Path.GetTempPath(), $"fxms-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
+        string config = Config.Replace("listen 127.0.0.1:0", $"listen 127.0.0.71:4342\ncontrol-socket {sock}", StringComparison.Ordinal);
+        using (var server = new MapServerHost(MapServerConfig.Parse(config.Split('\n')), workers: 1, NullLogger.Instance))
+        {
+            Assert.That(File.GetUnixFileMode(sock), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite), "mode 0600");
+            var register = Register(1000, "10.1.0.60", 32, 0x66, ("192.0.2.6", 1, "\"state\":\"ready\""));
+            _client.SendTo(register.ToSignedArray(PlannersKey), server.BoundEndpoints[0]);
+            Assert.That(ReceiveFromSocket(2000), Is.Not.Null, "Map-Notify");
+
+            var (status, registrations) = FastXtr.Common.Api.UnixSocketClient.Send(sock, HttpMethod.Get, "/v1/registrations");
+            Assert.That(status, Is.EqualTo(200));
+            var row = registrations!.AsArray().Single();
+            Assert.That((row!["site"]!.GetValue<string>(), row["eid"]!.GetValue<string>(), row["rlocs"]![0]!["address"]!.GetValue<string>(), row["rlocs"]![0]!["attributes"]!["state"]!.GetValue<string>()),
+                Is.EqualTo(("planners", "10.1.0.60/32", "192.0.2.6", "ready")));
+
+            var (statusCode, counters) = FastXtr.Common.Api.UnixSocketClient.Send(sock, HttpMethod.Get, "/v1/status");
+            Assert.That((statusCode, counters!["registrations"]!.GetValue<long>(), counters["map-registers-accepted"]!.GetValue<long>()), Is.EqualTo((200, 1L, 1L)));
+            Assert.That(counters["gc-pause-total-ms"], Is.Not.Null);
+
+            var (missing, error) = FastXtr.Common.Api.UnixSocketClient.Send(sock, HttpMethod.Get, "/v1/nothing");
+            Assert.That((missing, error!["error"]!.GetValue<string>()), Is.EqualTo((404, "no such resource: GET /v1/nothing (see GET /v1/registrations, /v1/status)")));
+
+            string other = config.Replace("127.0.0.71:4342", "127.0.0.72:4342", StringComparison.Ordinal);
+            var second = Assert.Throws<ConfigException>(() => new MapServerHost(MapServerConfig.Parse(other.Split('\n')), workers: 1, NullLogger.Instance).Dispose());
+            Assert.That(second!.Message, Does.Contain($"api socket {sock} is in use"));
+        }
+        Assert.That(File.Exists(sock), Is.False, "the socket file goes with the server");
+    }
+
+    [Test]
     public void ASecondServer_OnTheSamePort_IsRefused_InsteadOfSharingIt()
     {
         // Our workers share the port through SO_REUSEPORT; another process (or host) must not quietly join them.

@@ -2,10 +2,12 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 
-namespace FastXtr.Agent;
+namespace FastXtr.Common.Api;
 
-/// <summary>Talks to a running agent's local API over its Unix socket (<c>fastxtr show database|agents</c>, the lab).</summary>
-public static class AgentApiClient
+/// <summary>
+/// Talks to a running role's control API (<see cref="UnixSocketApi"/>) over its Unix socket: <c>fastxtr show</c>, the lab.
+/// </summary>
+public static class UnixSocketClient
 {
     /// <summary>An HTTP client whose every connection goes to the Unix socket <paramref name="socketPath"/>.</summary>
     public static HttpClient Create(string socketPath)
@@ -27,7 +29,7 @@ public static class AgentApiClient
                 }
             },
         };
-        return new HttpClient(handler, disposeHandler: true) { BaseAddress = new Uri("http://agent"), Timeout = TimeSpan.FromSeconds(10) };
+        return new HttpClient(handler, disposeHandler: true) { BaseAddress = new Uri("http://fastxtr"), Timeout = TimeSpan.FromSeconds(10) };
     }
 
     /// <summary>One request; the status (0 when the agent cannot be reached) and the JSON answer.</summary>
@@ -46,17 +48,20 @@ public static class AgentApiClient
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException) { return (0, null); }
     }
 
-    /// <summary>GETs a path and parses the JSON; null (with the reason on stderr) when the agent cannot be reached.</summary>
-    public static JsonNode? Get(string socketPath, string path, TextWriter stderr, string what)
+    /// <summary>
+    /// GETs a path and parses the JSON; null (with the reason on stderr) when the role cannot be reached.
+    /// <paramref name="role"/> and <paramref name="option"/> name the process and the flag that points at its socket.
+    /// </summary>
+    public static JsonNode? Get(string socketPath, string path, TextWriter stderr, string what, string role = "agent", string option = "--api-socket")
     {
         if (!File.Exists(socketPath))
         {
-            stderr.WriteLine($"fastxtr show {what}: no agent API at {socketPath} (is 'fastxtr agent' running? give --api-socket)");
+            stderr.WriteLine($"fastxtr show {what}: no {role} API at {socketPath} (is 'fastxtr {role}' running? give {option})");
             return null;
         }
         var (status, body) = Send(socketPath, HttpMethod.Get, path);
         if (status == 200 && body is not null) return body;
-        stderr.WriteLine($"fastxtr show {what}: {socketPath}: {(status == 0 ? "the agent did not answer" : $"HTTP {status}: {body?["error"]}")}");
+        stderr.WriteLine($"fastxtr show {what}: {socketPath}: {(status == 0 ? $"the {role} did not answer" : $"HTTP {status}: {body?["error"]}")}");
         return null;
     }
 }
