@@ -59,90 +59,74 @@ public sealed class AgentConfig
     public static AgentConfig Parse(IReadOnlyList<string> lines, string source = "configuration")
     {
         var c = new AgentConfig();
-        for (int n = 0; n < lines.Count; n++)
-        {
-            string line = lines[n];
-            int hash = line.IndexOf('#', StringComparison.Ordinal);
-            int contextAt = line.TrimStart().StartsWith("database-mapping", StringComparison.Ordinal) ? line.IndexOf(" context ", StringComparison.Ordinal) : -1;
-            string? contextJson = null;
-            if (contextAt >= 0) { contextJson = line[(contextAt + 9)..].Trim(); line = line[..contextAt]; }
-            else if (line.TrimStart().StartsWith("profile ", StringComparison.Ordinal) && line.IndexOf('{', StringComparison.Ordinal) is int brace and > 0)
-            { contextJson = line[brace..].Trim(); line = line[..brace]; }
-            else if (hash >= 0) line = line[..hash];
-            var t = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).ToList();
-            if (t.Count == 0) continue;
-            string where = $"{source} line {n + 1}";
-            try
-            {
-                switch (t[0])
-                {
-                    case "map-server":
-                        if (t.Count != 5) throw new ConfigException($"{where}: expected 'map-server ADDRESS[:PORT] KEY-ID sha1|sha256 SECRET'");
-                        var alg = t[3] switch { "sha1" => AuthenticationAlgorithm.HmacSha1, "sha256" => AuthenticationAlgorithm.HmacSha256, _ => throw new ConfigException($"{where}: algorithm '{t[3]}' is not sha1 or sha256") };
-                        string secret = t[4].Trim('"');
-                        c.MapServers.Add(new MapServerPeer(ConfigText.ParseEndpoint(t[1], LispPorts.Control), new SiteKey(byte.Parse(t[2], CultureInfo.InvariantCulture), alg, Encoding.UTF8.GetBytes(secret))));
-                        break;
-                    case "map-resolver":
-                        if (t.Count != 2) throw new ConfigException($"{where}: expected 'map-resolver ADDRESS[:PORT]'");
-                        c.MapResolvers.Add(ConfigText.ParseEndpoint(t[1], LispPorts.Control));
-                        break;
-                    case "database-mapping":
-                        if (t.Count < 4) throw new ConfigException($"{where}: expected 'database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]'");
-                        uint iid = uint.Parse(t[1], CultureInfo.InvariantCulture);
-                        var (family, prefix, length) = EidPrefix.Parse(t[2], "database-mapping");
-                        var rlocs = t.Skip(3).Select(r =>
-                        {
-                            var spec = RlocSpec.Parse(r);
-                            return (IPAddress.Parse(r.Split(',')[0]), spec.Priority, spec.Weight);
-                        }).ToList();
-                        AgentContext? ctx = null;
-                        if (contextJson is not null && (ctx = AgentContext.TryParse(contextJson, out var err)) is null) throw new ConfigException($"{where}: context: {err.Reason}");
-                        c.Database.Add(new DatabaseMapping(iid, family, prefix, length, rlocs, ctx));
-                        break;
-                    case "rloc-addr": c.RlocAddress = IPAddress.Parse(t[1]); break;
-                    case "shm": c.SharedMemoryName = t[1]; break;
-                    case "register-interval": c.RegisterInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
-                    case "xtr-id": c.XtrId = UInt128.Parse(t[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture); break;
-                    case "site-id": c.SiteId = ulong.Parse(t[1], CultureInfo.InvariantCulture); break;
-                    case "profile":
-                        if (t.Count != 2 || contextJson is null) throw new ConfigException($"{where}: expected 'profile NAME {{\"agent-constraints\": {{...}}}}'");
-                        if (c.Profiles.Any(p => p.Name == t[1])) throw new ConfigException($"{where}: profile '{t[1]}' is defined twice");
-                        var constraints = AgentConstraints.TryParse(contextJson, out var cerr) ?? throw new ConfigException($"{where}: profile '{t[1]}': {cerr.Reason}");
-                        c.Profiles.Add(new ConstraintProfile(t[1], constraints));
-                        break;
-                    case "source-profile":
-                        if (t.Count != 4) throw new ConfigException($"{where}: expected 'source-profile IID PREFIX PROFILE-NAME'");
-                        var (sf, sp, sl) = EidPrefix.Parse(t[2], "source-profile");
-                        if (!c.Profiles.Any(p => p.Name == t[3])) throw new ConfigException($"{where}: no profile named '{t[3]}' (define it with a 'profile' line first)");
-                        c.SourceProfiles.Add(new SourceProfile(uint.Parse(t[1], CultureInfo.InvariantCulture), sf, sp, sl, t[3]));
-                        break;
-                    case "api-socket": c.ApiSocket = t.Count > 1 ? t[1] : ""; break;
-                    case "rloc-probe-interval": c.RlocProbeInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
-                    case "rloc-probe-misses":
-                        c.RlocProbeMisses = int.Parse(t[1], CultureInfo.InvariantCulture);
-                        if (c.RlocProbeMisses < 1) throw new ConfigException($"{where}: rloc-probe-misses must be at least 1");
-                        break;
-                    case "map-request-rate":
-                        if (t.Count is < 2 or > 3) throw new ConfigException($"{where}: expected 'map-request-rate PER-SECOND [BURST]'");
-                        c.MapRequestRate = double.Parse(t[1], CultureInfo.InvariantCulture);
-                        c.MapRequestBurst = t.Count == 3 ? double.Parse(t[2], CultureInfo.InvariantCulture) : Math.Max(1, c.MapRequestRate);
-                        if (c.MapRequestRate <= 0 || c.MapRequestBurst < 1) throw new ConfigException($"{where}: map-request-rate needs a positive rate and a burst of at least 1");
-                        break;
-                    case "subscribe":
-                        c.Subscribe = t[1] switch { "on" => true, "off" => false, _ => throw new ConfigException($"{where}: subscribe takes on or off") };
-                        break;
-                    default: throw new ConfigException($"{where}: unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, map-request-rate, subscribe)");
-                }
-            }
-            catch (Exception e) when (e is FormatException or OverflowException or IndexOutOfRangeException or ArgumentOutOfRangeException)
-            {
-                throw new ConfigException($"{where}: {e.Message}");
-            }
-        }
+        ConfigReader.Read(lines, source, t => c.Apply(t));
         if (c.RlocAddress is null) throw new ConfigException($"{source}: 'rloc-addr' is required (the address Map-Replies and Map-Notifies come back to)");
         // Stable across restarts unless configured: derived from the RLOC, so a restarted agent replaces its own
         // registrations instead of adding a second xTR.
         if (c.XtrId == 0) c.XtrId = ((UInt128)0x4658545200000000UL << 64) | (UInt128)BitConverter.ToUInt32(c.RlocAddress.MapToIPv4().GetAddressBytes());
         return c;
+    }
+
+    private void Apply(ConfigLine t)
+    {
+        // The agent's settings are all top-level; indentation is allowed and means nothing.
+        switch (t[0])
+        {
+            case "map-server":
+                if (t.Count != 5) throw t.Error("expected 'map-server ADDRESS[:PORT] KEY-ID sha1|sha256 SECRET'");
+                var alg = SiteKey.AlgorithmNamed(t[3]) ?? throw t.Error($"algorithm '{t[3]}' is not sha1 or sha256");
+                MapServers.Add(new MapServerPeer(ConfigReader.Endpoint(t[1], LispPorts.Control), new SiteKey(byte.Parse(t[2], CultureInfo.InvariantCulture), alg, Encoding.UTF8.GetBytes(t[4]))));
+                break;
+            case "map-resolver":
+                if (t.Count != 2) throw t.Error("expected 'map-resolver ADDRESS[:PORT]'");
+                MapResolvers.Add(ConfigReader.Endpoint(t[1], LispPorts.Control));
+                break;
+            case "database-mapping":
+                // database-mapping IID PREFIX RLOC... [context {JSON}]: the word "context" introduces the line's JSON.
+                var words = t.Words.Count > 0 && t.Words[^1] == "context" && t.Json is not null ? t.Words[..^1] : t.Words;
+                if (words.Count < 4 || (t.Json is not null && words.Count == t.Count)) throw t.Error("expected 'database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]'");
+                uint iid = uint.Parse(words[1], CultureInfo.InvariantCulture);
+                var (family, prefix, length) = EidPrefix.Parse(words[2], "database-mapping");
+                var rlocs = words.Skip(3).Select(r =>
+                {
+                    var spec = RlocSpec.Parse(r);
+                    return (IPAddress.Parse(r.Split(',')[0]), spec.Priority, spec.Weight);
+                }).ToList();
+                AgentContext? ctx = null;
+                if (t.Json is not null && (ctx = AgentContext.TryParse(t.Json, out var err)) is null) throw t.Error($"context: {err.Reason}");
+                Database.Add(new DatabaseMapping(iid, family, prefix, length, rlocs, ctx));
+                break;
+            case "rloc-addr": RlocAddress = IPAddress.Parse(t[1]); break;
+            case "shm": SharedMemoryName = t[1]; break;
+            case "register-interval": RegisterInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
+            case "xtr-id": XtrId = UInt128.Parse(t[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture); break;
+            case "site-id": SiteId = ulong.Parse(t[1], CultureInfo.InvariantCulture); break;
+            case "profile":
+                if (t.Count != 2 || t.Json is null) throw t.Error("expected 'profile NAME {\"agent-constraints\": {...}}'");
+                if (Profiles.Any(p => p.Name == t[1])) throw t.Error($"profile '{t[1]}' is defined twice");
+                var constraints = AgentConstraints.TryParse(t.Json, out var cerr) ?? throw t.Error($"profile '{t[1]}': {cerr.Reason}");
+                Profiles.Add(new ConstraintProfile(t[1], constraints));
+                break;
+            case "source-profile":
+                if (t.Count != 4) throw t.Error("expected 'source-profile IID PREFIX PROFILE-NAME'");
+                var (sf, sp, sl) = EidPrefix.Parse(t[2], "source-profile");
+                if (!Profiles.Any(p => p.Name == t[3])) throw t.Error($"no profile named '{t[3]}' (define it with a 'profile' line first)");
+                SourceProfiles.Add(new SourceProfile(uint.Parse(t[1], CultureInfo.InvariantCulture), sf, sp, sl, t[3]));
+                break;
+            case "api-socket": ApiSocket = t.Count > 1 ? t[1] : ""; break;
+            case "rloc-probe-interval": RlocProbeInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
+            case "rloc-probe-misses":
+                RlocProbeMisses = int.Parse(t[1], CultureInfo.InvariantCulture);
+                if (RlocProbeMisses < 1) throw t.Error("rloc-probe-misses must be at least 1");
+                break;
+            case "map-request-rate":
+                if (t.Count is < 2 or > 3) throw t.Error("expected 'map-request-rate PER-SECOND [BURST]'");
+                MapRequestRate = double.Parse(t[1], CultureInfo.InvariantCulture);
+                MapRequestBurst = t.Count == 3 ? double.Parse(t[2], CultureInfo.InvariantCulture) : Math.Max(1, MapRequestRate);
+                if (MapRequestRate <= 0 || MapRequestBurst < 1) throw t.Error("map-request-rate needs a positive rate and a burst of at least 1");
+                break;
+            case "subscribe": Subscribe = ConfigReader.OnOff(t, 1, "subscribe"); break;
+            default: throw t.Error($"unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, map-request-rate, subscribe)");
+        }
     }
 }

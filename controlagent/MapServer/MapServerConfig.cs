@@ -51,36 +51,24 @@ public sealed class MapServerConfig
     {
         var config = new MapServerConfig();
         SiteBuilder? site = null;
-        for (int n = 0; n < lines.Count; n++)
+        ConfigReader.Read(lines, source, t =>
         {
-            string raw = lines[n];
-            var tokens = ConfigText.Tokenize(raw, source, n + 1);
-            if (tokens.Count == 0) continue;
-            bool indented = raw.Length > 0 && char.IsWhiteSpace(raw[0]);
-            string Where() => $"{source} line {n + 1}";
-            try
+            if (t.Indented && site is not null) site.Apply(t);
+            else
             {
-                if (indented && site is not null) site.Apply(tokens, Where);
-                else
+                if (t.Indented) throw t.Error($"'{t[0]}' is indented but no 'site NAME' line precedes it");
+                if (site is not null) config.Sites.Add(site.Build());
+                site = null;
+                if (t[0] == "site")
                 {
-                    if (indented) throw new ConfigException($"{Where()}: '{tokens[0]}' is indented but no 'site NAME' line precedes it");
-                    if (site is not null) config.Sites.Add(site.Build(Where));
-                    site = null;
-                    if (tokens[0] == "site")
-                    {
-                        if (tokens.Count != 2) throw new ConfigException($"{Where()}: expected 'site NAME'");
-                        if (config.Sites.Any(s => s.Name == tokens[1])) throw new ConfigException($"{Where()}: site '{tokens[1]}' is defined twice");
-                        site = new SiteBuilder(tokens[1], n + 1, source);
-                    }
-                    else config.ApplyGlobal(tokens, Where);
+                    if (t.Count != 2) throw t.Error("expected 'site NAME'");
+                    if (config.Sites.Any(s => s.Name == t[1])) throw t.Error($"site '{t[1]}' is defined twice");
+                    site = new SiteBuilder(t[1], t.Number, source);
                 }
+                else config.ApplyGlobal(t);
             }
-            catch (FormatException e)
-            {
-                throw new ConfigException($"{Where()}: {e.Message}");
-            }
-        }
-        if (site is not null) config.Sites.Add(site.Build(() => $"{source} line {lines.Count}"));
+        });
+        if (site is not null) config.Sites.Add(site.Build());
         if (config.Listen.Count == 0) config.Listen.Add(new IPEndPoint(IPAddress.Any, LispPorts.Control));
         config.CheckOverlaps(source);
         return config;
@@ -100,58 +88,46 @@ public sealed class MapServerConfig
             }
     }
 
-    private void ApplyGlobal(List<string> t, Func<string> where)
+    private void ApplyGlobal(ConfigLine t)
     {
         switch (t[0])
         {
             case "listen":
-                Expect(t, 2, "listen ADDRESS[:PORT]", where);
+                t.Expect(2, "listen ADDRESS[:PORT]");
                 Listen.Add(ParseEndpoint(t[1]));
                 break;
             case "registration-timeout":
-                Expect(t, 2, "registration-timeout SECONDS", where);
-                RegistrationTimeout = TimeSpan.FromSeconds(Number(t[1], 1, 86400, "registration-timeout"));
+                t.Expect(2, "registration-timeout SECONDS");
+                RegistrationTimeout = TimeSpan.FromSeconds(ConfigReader.Number(t[1], 1, 86400, "registration-timeout"));
                 break;
             case "map-request-rate":
-                Expect(t, 3, "map-request-rate PER-SECOND BURST", where);
-                MapRequestRate = Number(t[1], 0.1, 1e7, "rate");
-                MapRequestBurst = Number(t[2], 1, 1e8, "burst");
+                t.Expect(3, "map-request-rate PER-SECOND BURST");
+                MapRequestRate = ConfigReader.Number(t[1], 0.1, 1e7, "rate");
+                MapRequestBurst = ConfigReader.Number(t[2], 1, 1e8, "burst");
                 break;
             case "map-register-rate":
-                Expect(t, 3, "map-register-rate PER-SECOND BURST", where);
-                MapRegisterRate = Number(t[1], 0.1, 1e7, "rate");
-                MapRegisterBurst = Number(t[2], 1, 1e8, "burst");
+                t.Expect(3, "map-register-rate PER-SECOND BURST");
+                MapRegisterRate = ConfigReader.Number(t[1], 0.1, 1e7, "rate");
+                MapRegisterBurst = ConfigReader.Number(t[2], 1, 1e8, "burst");
                 break;
             case "rate-limit-sources":
-                Expect(t, 2, "rate-limit-sources COUNT", where);
-                RateLimitSources = (int)Number(t[1], 16, 1 << 24, "rate-limit-sources");
+                t.Expect(2, "rate-limit-sources COUNT");
+                RateLimitSources = (int)ConfigReader.Number(t[1], 16, 1 << 24, "rate-limit-sources");
                 break;
             case "negative-ttl":
-                Expect(t, 2, "negative-ttl MINUTES", where);
-                NegativeTtlMinutes = (uint)Number(t[1], 1, 1440, "negative-ttl");
+                t.Expect(2, "negative-ttl MINUTES");
+                NegativeTtlMinutes = (uint)ConfigReader.Number(t[1], 1, 1440, "negative-ttl");
                 break;
             case "control-socket":
-                Expect(t, 2, "control-socket PATH", where);
+                t.Expect(2, "control-socket PATH");
                 ControlSocket = t[1];
                 break;
             default:
-                throw new ConfigException($"{where()}: unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket or site)");
+                throw t.Error($"unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket or site)");
         }
     }
 
-    internal static void Expect(List<string> t, int count, string form, Func<string> where)
-    {
-        if (t.Count != count) throw new ConfigException($"{where()}: expected '{form}'");
-    }
-
-    internal static double Number(string s, double min, double max, string what)
-    {
-        if (!double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) || v < min || v > max)
-            throw new FormatException($"{what} '{s}' must be a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
-        return v;
-    }
-
-    public static IPEndPoint ParseEndpoint(string text) => ConfigText.ParseEndpoint(text, LispPorts.Control);
+    public static IPEndPoint ParseEndpoint(string text) => ConfigReader.Endpoint(text, LispPorts.Control);
 
     private sealed class SiteBuilder(string name, int line, string source)
     {
@@ -160,51 +136,46 @@ public sealed class MapServerConfig
         private bool _proxyReply;
         private string? _description;
 
-        public void Apply(List<string> t, Func<string> where)
+        public void Apply(ConfigLine t)
         {
             switch (t[0])
             {
                 case "key":
-                    if (t.Count != 4) throw new ConfigException($"{where()}: expected 'key KEY-ID sha1|sha256 SECRET' (SECRET as \"text\" or hex:...)");
-                    byte keyId = (byte)Number(t[1], 0, 255, "key-id");
-                    var alg = t[2] switch
-                    {
-                        "sha1" or "hmac-sha1" => AuthenticationAlgorithm.HmacSha1,
-                        "sha256" or "hmac-sha256" => AuthenticationAlgorithm.HmacSha256,
-                        _ => throw new ConfigException($"{where()}: algorithm '{t[2]}' is not sha1 or sha256"),
-                    };
-                    byte[] secret = t[3].StartsWith("hex:", StringComparison.Ordinal) ? FromHex(t[3][4..], where) : Encoding.UTF8.GetBytes(t[3]);
-                    if (secret.Length == 0) throw new ConfigException($"{where()}: the secret is empty");
-                    if (_keys.Any(k => k.KeyId == keyId)) throw new ConfigException($"{where()}: key-id {keyId} appears twice in site '{name}'");
+                    if (t.Count != 4) throw t.Error($"expected 'key KEY-ID sha1|sha256 SECRET' (SECRET as \"text\" or hex:...)");
+                    byte keyId = (byte)ConfigReader.Number(t[1], 0, 255, "key-id");
+                    var alg = SiteKey.AlgorithmNamed(t[2]) ?? throw t.Error($"algorithm '{t[2]}' is not sha1 or sha256");
+                    byte[] secret = t[3].StartsWith("hex:", StringComparison.Ordinal) ? FromHex(t[3][4..], t) : Encoding.UTF8.GetBytes(t[3]);
+                    if (secret.Length == 0) throw t.Error($"the secret is empty");
+                    if (_keys.Any(k => k.KeyId == keyId)) throw t.Error($"key-id {keyId} appears twice in site '{name}'");
                     _keys.Add(new SiteKey(keyId, alg, secret));
                     break;
                 case "eid-prefix":
                     if (t.Count is < 3 or > 4 || (t.Count == 4 && t[3] != "accept-more-specifics"))
-                        throw new ConfigException($"{where()}: expected 'eid-prefix IID PREFIX [accept-more-specifics]'");
-                    uint iid = (uint)Number(t[1], 0, 0xFFFFFF, "Instance ID");
+                        throw t.Error($"expected 'eid-prefix IID PREFIX [accept-more-specifics]'");
+                    uint iid = (uint)ConfigReader.Number(t[1], 0, 0xFFFFFF, "Instance ID");
                     var (family, prefix, length) = EidPrefix.Parse(t[2], "eid-prefix");
                     _prefixes.Add(new SitePrefix(iid, family, prefix, length, t.Count == 4));
                     break;
                 case "proxy-reply":
-                    Expect(t, 1, "proxy-reply", where);
+                    t.Expect(1, "proxy-reply");
                     _proxyReply = true;
                     break;
                 case "description":
-                    Expect(t, 2, "description \"TEXT\"", where);
+                    t.Expect(2, "description \"TEXT\"");
                     _description = t[1];
                     break;
                 default:
-                    throw new ConfigException($"{where()}: unknown site setting '{t[0]}' (expected key, eid-prefix, proxy-reply or description)");
+                    throw t.Error($"unknown site setting '{t[0]}' (expected key, eid-prefix, proxy-reply or description)");
             }
         }
 
-        private static byte[] FromHex(string hex, Func<string> where)
+        private static byte[] FromHex(string hex, ConfigLine t)
         {
             try { return Convert.FromHexString(hex); }
-            catch (FormatException) { throw new ConfigException($"{where()}: 'hex:{hex}' is not an even number of hex digits"); }
+            catch (FormatException) { throw t.Error($"'hex:{hex}' is not an even number of hex digits"); }
         }
 
-        public SiteConfig Build(Func<string> where)
+        public SiteConfig Build()
         {
             if (_keys.Count == 0) throw new ConfigException($"{source} line {line}: site '{name}' has no key: its ETRs could not authenticate");
             if (_prefixes.Count == 0) throw new ConfigException($"{source} line {line}: site '{name}' has no eid-prefix: it could register nothing");

@@ -16,7 +16,16 @@ public enum AuthenticationFailure : byte
 }
 
 /// <summary>One authentication key of a site: Key ID, algorithm and shared secret (RFC 9301 §5.6).</summary>
-public sealed record SiteKey(byte KeyId, AuthenticationAlgorithm Algorithm, byte[] Secret);
+public sealed record SiteKey(byte KeyId, AuthenticationAlgorithm Algorithm, byte[] Secret)
+{
+    /// <summary>The algorithm a configuration names: sha1 or sha256 (or hmac-sha1, hmac-sha256); null for anything else.</summary>
+    public static AuthenticationAlgorithm? AlgorithmNamed(string name) => name switch
+    {
+        "sha1" or "hmac-sha1" => AuthenticationAlgorithm.HmacSha1,
+        "sha256" or "hmac-sha256" => AuthenticationAlgorithm.HmacSha256,
+        _ => null,
+    };
+}
 
 /// <summary>
 /// Authentication of Map-Register, Map-Notify and Map-Notify-Ack (RFC 9301 §5.6, §8.2): an HMAC over the whole

@@ -19,7 +19,28 @@ public class AgentConfigTests
         Assert.That(AgentConfig.Parse(File.ReadAllLines(Path.Combine(dir, "controlagent", "Agent", "agent.example.conf"))).XtrId, Is.EqualTo(c.XtrId), "stable across restarts");
     }
 
+    [Test]
+    public void QuotedWords_Comments_AndJsonValues_ReadTheSameWayAsTheMapServersFile()
+    {
+        var c = AgentConfig.Parse([
+            "rloc-addr 192.0.2.1   # the RLOC",
+            "map-server 192.0.2.10 3 sha256 \"a secret # with spaces\"",
+            "  map-resolver 192.0.2.11:4343",
+            "database-mapping 1000 10.1.0.0/24 192.0.2.1,1,50 context {\"agent-context\":{\"description\":\"rack #7\"}}",
+            "profile gpu {\"agent-constraints\":{\"hardware\":[\"gpu\"]}}  ",
+            "subscribe off",
+        ], "agent.conf");
+        Assert.That(System.Text.Encoding.UTF8.GetString(c.MapServers[0].Key.Secret), Is.EqualTo("a secret # with spaces"));
+        Assert.That((c.MapServers[0].Key.KeyId, c.MapResolvers[0].Port), Is.EqualTo(((byte)3, 4343)));
+        Assert.That(c.Database[0].Context!.ToString(), Does.Contain("rack #7"), "a # inside the JSON is not a comment");
+        Assert.That((c.Profiles.Single().Name, c.Subscribe), Is.EqualTo(("gpu", false)));
+    }
+
     [TestCase("rloc-addr 192.0.2.1\nbogus 1", "line 2: unknown setting 'bogus'")]
+    [TestCase("rloc-addr 192.0.2.1\nmap-server 192.0.2.10 0 sha256 \"unterminated", "line 2: unterminated quote")]
+    [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 {\"agent-context\":{}}", "line 2: expected 'database-mapping IID PREFIX")]
+    [TestCase("rloc-addr 192.0.2.1\nsubscribe maybe", "line 2: subscribe takes on or off")]
+    [TestCase("rloc-addr 192.0.2.1\nregister-interval soon", "line 2: ")]
     [TestCase("map-resolver 192.0.2.10", "'rloc-addr' is required")]
     [TestCase("rloc-addr 192.0.2.1\nmap-server 192.0.2.10 0 md5 x", "line 2: algorithm 'md5'")]
     [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 context {\"agent-context\":{\"state\":\"asleep\"}}", "line 2: context: \"state\" must be one of")]
