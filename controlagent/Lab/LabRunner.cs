@@ -7,7 +7,7 @@ using FastXtr.SharedMemory;
 
 namespace FastXtr.Lab;
 
-public sealed class LabException(string message) : Exception(message);
+public class LabException(string message) : Exception(message);
 
 /// <summary>How the lab moves an agent between gateways (<c>--move-style</c>).</summary>
 public enum MoveStyle { MakeBeforeBreak, BreakBeforeMake }
@@ -45,29 +45,6 @@ public sealed partial class LabRunner : IDisposable
 
     private void Say(string text) => _out.WriteLine($"[{_clock.Elapsed.TotalSeconds,6:F1}s] {text}");
 
-    // ------------------------------------------------------------------ shell
-
-    private static (int Code, string Out) Run(string command, int timeoutMs = 20_000)
-    {
-        var psi = new ProcessStartInfo("/bin/bash", ["-c", command]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi) ?? throw new LabException($"cannot run: {command}");
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeoutMs))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new LabException($"`{command}` did not finish in {timeoutMs} ms");
-        }
-        return (p.ExitCode, stdout.Result + stderr.Result);
-    }
-
-    private static string Must(string command)
-    {
-        var (code, output) = Run(command);
-        if (code != 0) throw new LabException($"`{command}` failed ({code}): {output.Trim()}");
-        return output;
-    }
-
     private Process Start(string ns, string logName, string arguments)
     {
         string log = Path.Combine(_t.LogDir, logName + ".log");
@@ -93,7 +70,7 @@ public sealed partial class LabRunner : IDisposable
     {
         if (Environment.UserName != "root" && !NativeInterop.Privileges.IsRoot)
             throw new LabException("the lab creates network namespaces and TUN devices: run it as root");
-        if (Run("command -v ip").Code != 0) throw new LabException("'ip' (iproute2) is not installed: apt-get install iproute2");
+        if (Shell.Sh("command -v ip").Code != 0) throw new LabException("'ip' (iproute2) is not installed: apt-get install iproute2");
         if (!File.Exists("/dev/net/tun")) throw new LabException("/dev/net/tun is missing: the kernel needs TUN support (modprobe tun)");
     }
 
@@ -106,20 +83,20 @@ public sealed partial class LabRunner : IDisposable
         foreach (var f in Directory.GetFiles(_t.ReportDir)) File.Delete(f);
         foreach (var f in Directory.GetFiles(_t.LogDir)) File.Delete(f);
         Say($"building the lab: {_t.AllNamespaces.Count()} network namespaces with prefix '{_t.Prefix}'");
-        foreach (var ns in _t.AllNamespaces) Must($"ip netns add {ns} && ip -n {ns} link set lo up");
+        foreach (var ns in _t.AllNamespaces) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
         // An agent linked to two gateways during a move takes packets from either link.
-        foreach (var a in _t.Agents) Must($"ip netns exec {_t.Namespace(a)} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
-        Must($"ip -n {_t.Underlay} link add br0 type bridge && ip -n {_t.Underlay} link set br0 up");
+        foreach (var a in _t.Agents) Shell.Must($"ip netns exec {_t.Namespace(a)} sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0");
+        Shell.Must($"ip -n {_t.Underlay} link add br0 type bridge && ip -n {_t.Underlay} link set br0 up");
         void Underlay(string ns, string name, string address)
         {
-            Must($"ip -n {_t.Underlay} link add u-{name} type veth peer name ul0 netns {ns}");
-            Must($"ip -n {_t.Underlay} link set u-{name} master br0 up");
-            Must($"ip -n {ns} addr add {address}/24 dev ul0 && ip -n {ns} link set ul0 up");
+            Shell.Must($"ip -n {_t.Underlay} link add u-{name} type veth peer name ul0 netns {ns}");
+            Shell.Must($"ip -n {_t.Underlay} link set u-{name} master br0 up");
+            Shell.Must($"ip -n {ns} addr add {address}/24 dev ul0 && ip -n {ns} link set ul0 up");
         }
         Underlay(_t.MapServer, "ms", LabTopology.MapServerRloc);
         for (int g = 1; g <= 3; g++) Underlay(_t.Gateway(g), $"gw{g}", LabTopology.GatewayRloc(g));
 
-        if (Run("command -v tcpdump").Code == 0)
+        if (Shell.Sh("command -v tcpdump").Code == 0)
         {
             var p = Process.Start(new ProcessStartInfo("/bin/bash", ["-c", $"exec ip netns exec {_t.Underlay} tcpdump -i br0 -U -n -w {_t.Pcap} udp port 4341 or udp port 4342 >>{Path.Combine(_t.LogDir, "tcpdump.log")} 2>&1"]))!;
             _processes.Add(p);
@@ -143,17 +120,17 @@ public sealed partial class LabRunner : IDisposable
         for (int g = 1; g <= 3; g++)
         {
             string gw = _t.Gateway(g);
-            Must($"ip netns exec {gw} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0");
+            Shell.Must($"ip netns exec {gw} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0");
             Start(gw, $"gw{g}-dataplane", $"dataplane --rloc-addr {LabTopology.GatewayRloc(g)} --instance 1000=lisp1000 --instance 2000=lisp2000 --shm {_t.Shm(g)} --workers 1");
         }
         for (int g = 1; g <= 3; g++)
         {
             string gw = _t.Gateway(g);
-            WaitFor(() => Run($"ip -n {gw} link show lisp1000 && ip -n {gw} link show lisp2000").Code == 0, $"gateway {g}'s TUNs (see {_t.LogDir}/gw{g}-dataplane.log)");
+            WaitFor(() => Shell.Sh($"ip -n {gw} link show lisp1000 && ip -n {gw} link show lisp2000").Code == 0, $"gateway {g}'s TUNs (see {_t.LogDir}/gw{g}-dataplane.log)");
             foreach (uint iid in LabTopology.InstanceIds)
             {
-                Must($"ip -n {gw} link set lisp{iid} up && ip -n {gw} route add 10.1.0.0/16 dev lisp{iid} table {iid}");
-                Must($"ip -n {gw} rule add iif lisp{iid} lookup {iid}");
+                Shell.Must($"ip -n {gw} link set lisp{iid} up && ip -n {gw} route add 10.1.0.0/16 dev lisp{iid} table {iid}");
+                Shell.Must($"ip -n {gw} rule add iif lisp{iid} lookup {iid}");
             }
             File.WriteAllText(Path.Combine(_t.OutDir, $"gw{g}-agent.conf"), $"""
                 # Gateway {g}'s control agent. Its agents attach through the API; nothing is configured statically.
@@ -190,21 +167,21 @@ public sealed partial class LabRunner : IDisposable
     private void Link(LabAgent a, int gateway, bool defaultRoute = true)
     {
         string ns = _t.Namespace(a), gw = _t.Gateway(gateway), dev = AgentSide(gateway);
-        if (Run($"ip -n {ns} addr show dev lo | grep -q ' {a.Eid}/32'").Code != 0) Must($"ip -n {ns} addr add {a.Eid}/32 dev lo");
-        Must($"ip -n {gw} link add {a.Interface} type veth peer name {dev} netns {ns}");
-        Must($"ip -n {gw} addr add {LinkAddress}/32 dev {a.Interface} && ip -n {gw} link set {a.Interface} up && ip netns exec {gw} sysctl -qw net.ipv4.conf.{a.Interface}.rp_filter=0");
-        Must($"ip -n {ns} link set {dev} up" + (defaultRoute ? $" && ip -n {ns} route replace default via {LinkAddress} dev {dev} onlink src {a.Eid}" : ""));
-        Must($"ip -n {gw} route add {a.Eid}/32 dev {a.Interface} table {a.InstanceId} && ip -n {gw} rule add iif {a.Interface} lookup {a.InstanceId}");
+        if (Shell.Sh($"ip -n {ns} addr show dev lo | grep -q ' {a.Eid}/32'").Code != 0) Shell.Must($"ip -n {ns} addr add {a.Eid}/32 dev lo");
+        Shell.Must($"ip -n {gw} link add {a.Interface} type veth peer name {dev} netns {ns}");
+        Shell.Must($"ip -n {gw} addr add {LinkAddress}/32 dev {a.Interface} && ip -n {gw} link set {a.Interface} up && ip netns exec {gw} sysctl -qw net.ipv4.conf.{a.Interface}.rp_filter=0");
+        Shell.Must($"ip -n {ns} link set {dev} up" + (defaultRoute ? $" && ip -n {ns} route replace default via {LinkAddress} dev {dev} onlink src {a.Eid}" : ""));
+        Shell.Must($"ip -n {gw} route add {a.Eid}/32 dev {a.Interface} table {a.InstanceId} && ip -n {gw} rule add iif {a.Interface} lookup {a.InstanceId}");
     }
 
     /// <summary>The agent's end of its link to a gateway: one name per gateway, so that it can be linked to two at once.</summary>
     private static string AgentSide(int gateway) => $"gw{gateway}";
 
     private void RouteVia(LabAgent a, int gateway) =>
-        Must($"ip -n {_t.Namespace(a)} route replace default via {LinkAddress} dev {AgentSide(gateway)} onlink src {a.Eid}");
+        Shell.Must($"ip -n {_t.Namespace(a)} route replace default via {LinkAddress} dev {AgentSide(gateway)} onlink src {a.Eid}");
 
     private int InterfaceIndex(LabAgent a, int gateway) =>
-        int.Parse(Must($"ip netns exec {_t.Namespace(a)} cat /sys/class/net/{AgentSide(gateway)}/ifindex").Trim(), CultureInfo.InvariantCulture);
+        int.Parse(Shell.Must($"ip netns exec {_t.Namespace(a)} cat /sys/class/net/{AgentSide(gateway)}/ifindex").Trim(), CultureInfo.InvariantCulture);
 
     /// <summary>The gateway's address on every agent link.</summary>
     private const string LinkAddress = "169.254.1.1";
@@ -212,8 +189,8 @@ public sealed partial class LabRunner : IDisposable
     private void Unlink(LabAgent a, int gateway)
     {
         string gw = _t.Gateway(gateway);
-        Run($"ip -n {gw} rule del iif {a.Interface} lookup {a.InstanceId}");
-        Must($"ip -n {gw} link del {a.Interface}"); // takes the peer and the routes with it
+        Shell.Sh($"ip -n {gw} rule del iif {a.Interface} lookup {a.InstanceId}");
+        Shell.Must($"ip -n {gw} link del {a.Interface}"); // takes the peer and the routes with it
     }
 
     private (int Status, JsonNode? Body) Attach(LabAgent a, int gateway)
@@ -266,9 +243,9 @@ public sealed partial class LabRunner : IDisposable
     private JsonObject SendFrom(string agent, string to, int count, int intervalMs = 10)
     {
         var a = _t.Agent(agent);
-        var (code, output) = Run($"ip netns exec {_t.Namespace(a)} {_exe} lab send --from {agent} --to {to}:{DemoAgent.DatagramPort} --count {count} --interval-ms {intervalMs}", 60_000);
-        if (code != 0) throw new LabException($"lab send from {agent} failed: {output}");
-        return JsonNode.Parse(output)!.AsObject();
+        var sent = Shell.Sh($"ip netns exec {_t.Namespace(a)} {_exe} lab send --from {agent} --to {to}:{DemoAgent.DatagramPort} --count {count} --interval-ms {intervalMs}", 60_000);
+        if (sent.Code != 0) throw new LabException($"lab send from {agent} failed: {sent.All}");
+        return JsonNode.Parse(sent.Out)!.AsObject();
     }
 
     private void Step(int number, string name, bool pass, JsonObject facts, string figure)
@@ -284,7 +261,7 @@ public sealed partial class LabRunner : IDisposable
     {
         foreach (var p in _processes)
         {
-            try { if (!p.HasExited) Run($"kill -TERM {p.Id} 2>/dev/null"); }
+            try { if (!p.HasExited) Shell.Sh($"kill -TERM {p.Id} 2>/dev/null"); }
             catch (InvalidOperationException) { }
         }
         foreach (var p in _processes)
@@ -302,9 +279,9 @@ public sealed partial class LabRunner : IDisposable
         int removed = 0;
         foreach (var ns in t.AllNamespaces)
         {
-            if (Run($"ip netns list | grep -qw '^{ns}'").Code != 0) continue;
-            Run($"pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -TERM $pids; sleep 0.2; pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -KILL $pids; true");
-            Run($"ip netns del {ns}");
+            if (Shell.Sh($"ip netns list | grep -qw '^{ns}'").Code != 0) continue;
+            Shell.Sh($"pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -TERM $pids; sleep 0.2; pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -KILL $pids; true");
+            Shell.Sh($"ip netns del {ns}");
             removed++;
         }
         for (int g = 1; g <= 3; g++)

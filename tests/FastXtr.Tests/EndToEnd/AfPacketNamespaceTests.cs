@@ -79,7 +79,7 @@ public class AfPacketNamespaceTests(string offload)
 
     private static ulong Read(string shm, Counter c) => TwoXtrLab.ReadCounter(shm, c);
 
-    private static Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
+    private static FastXtr.Lab.Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
 
     [OneTimeTearDown]
     public void Stop()

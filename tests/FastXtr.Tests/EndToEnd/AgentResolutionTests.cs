@@ -293,10 +293,10 @@ public class AgentResolutionTests
         return shm;
     }
 
-    private Shell.Result PingA(string destination, int count, double interval) =>
+    private FastXtr.Lab.Shell.Result PingA(string destination, int count, double interval) =>
         Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", $"{count}", "-i", interval.ToString(System.Globalization.CultureInfo.InvariantCulture), "-W", "1", "-I", "10.1.0.1", destination], 60_000);
 
-    private static int Received(Shell.Result ping) =>
+    private static int Received(FastXtr.Lab.Shell.Result ping) =>
         int.Parse(System.Text.RegularExpressions.Regex.Match(ping.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
 
     private (int Status, System.Text.Json.Nodes.JsonNode? Body) Api(string x, HttpMethod method, string path, string? json = null) =>

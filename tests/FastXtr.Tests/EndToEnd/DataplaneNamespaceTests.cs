@@ -28,7 +28,7 @@ public class DataplaneNamespaceTests(string offload)
 
     private const string Py = "/usr/bin/python3";
 
-    private Shell.Result Ping(string ns, int count, string extra = "") => _lab.Exec(ns, $"ping -n -c {count} -i 0.05 -W 1 {extra} -I 10.1.0.1 10.2.0.1");
+    private FastXtr.Lab.Shell.Result Ping(string ns, int count, string extra = "") => _lab.Exec(ns, $"ping -n -c {count} -i 0.05 -W 1 {extra} -I 10.1.0.1 10.2.0.1");
 
     [Test, Order(1)]
     public void Ping_CrossesTwoDataPlanes()

@@ -17,7 +17,7 @@ public class LabTests
     private static readonly Regex OurNamespace = new(@"^t(\d+)-(ul|ms|gw\d|a|b|c|inf\d|t\d)$");
     private string _prefix = null!;
     private string _out = null!;
-    private Shell.Result _run = null!;
+    private FastXtr.Lab.Shell.Result _run = null!;
 
     [OneTimeSetUp]
     public void RunTheLab()

@@ -98,7 +98,7 @@ public sealed class TwoXtrLab : IDisposable
     // A lab used after Dispose runs commands in namespaces that are gone: refuse it instead of failing obscurely.
     private bool _disposed;
 
-    public Shell.Result Exec(string ns, string command, int timeoutMs = 30_000)
+    public FastXtr.Lab.Shell.Result Exec(string ns, string command, int timeoutMs = 30_000)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         return Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);

@@ -6,34 +6,14 @@ namespace FastXtr.Tests.Support;
 /// <summary>Runs commands for end-to-end tests, with a time limit, capturing output.</summary>
 public static class Shell
 {
-    public sealed record Result(int Code, string Out, string Err)
-    {
-        public string All => Out + Err;
-    }
+    // Commands run through the lab's helper (FastXtr.Lab.Shell), so the lab and these tests build namespaces the same
+    // way; what only tests need (root or skip, the fastxtr under test, output into the test log) is here.
+    public static global::FastXtr.Lab.Shell.Result Run(string file, IEnumerable<string> args, int timeoutMs = 30_000) => global::FastXtr.Lab.Shell.Run(file, args, timeoutMs);
 
-    public static Result Run(string file, IEnumerable<string> args, int timeoutMs = 30_000)
-    {
-        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = false };
-        using var p = Process.Start(psi) ?? throw new AssertionException($"could not start {file}");
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeoutMs))
-        {
-            try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw new AssertionException($"{file} {string.Join(' ', args)} did not finish in {timeoutMs} ms");
-        }
-        return new Result(p.ExitCode, stdout.Result, stderr.Result);
-    }
-
-    public static Result Sh(string command, int timeoutMs = 30_000) => Run("/bin/bash", ["-c", command], timeoutMs);
+    public static global::FastXtr.Lab.Shell.Result Sh(string command, int timeoutMs = 30_000) => global::FastXtr.Lab.Shell.Sh(command, timeoutMs);
 
     /// <summary>Runs a command and fails the test with its output when it exits non-zero.</summary>
-    public static string Must(string command, int timeoutMs = 30_000)
-    {
-        var r = Sh(command, timeoutMs);
-        if (r.Code != 0) throw new AssertionException($"`{command}` exited {r.Code}: {r.All}");
-        return r.Out;
-    }
+    public static string Must(string command, int timeoutMs = 30_000) => global::FastXtr.Lab.Shell.Must(command, timeoutMs);
 
     /// <summary>
     /// Starts <c>out/fastxtr ARGS</c> inside namespace <paramref name="ns"/>, its output copied to the test log with

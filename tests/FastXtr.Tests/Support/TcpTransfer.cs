@@ -10,7 +10,7 @@ public static class TcpTransfer
 {
     private const string Py = "/usr/bin/python3";
 
-    public static (Shell.Result Client, Shell.Result Server) Run(string clientNs, string serverNs, string serverAddress, string? sourceAddress, string tag)
+    public static (FastXtr.Lab.Shell.Result Client, FastXtr.Lab.Shell.Result Server) Run(string clientNs, string serverNs, string serverAddress, string? sourceAddress, string tag)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"fxtest-tcp-{tag}");
         Directory.CreateDirectory(dir);
@@ -46,7 +46,7 @@ public static class TcpTransfer
         }
     }
 
-    private static Shell.Result Exec(string ns, string command, int timeoutMs) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
+    private static FastXtr.Lab.Shell.Result Exec(string ns, string command, int timeoutMs) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
 
     private static void WaitForListener(string ns, string address)
     {
