@@ -13,8 +13,9 @@ namespace FastXtr.Agent;
 /// shared region — <see cref="Registrar"/> (the ETR's registrations), <see cref="Resolver"/> (the ITR's Map-Requests
 /// and what they install), <see cref="Notifications"/> (Map-Notifies, publications, SMRs), <see cref="EtrResponder"/>
 /// (the ETR's answers), <see cref="RlocProber"/> and <see cref="MapCacheOwner"/> (the map-cache's single writer) — and
-/// runs them: a receive thread that dispatches control messages, a thread that drains the data plane's miss rings,
-/// and timers for refreshes, retransmissions, expiry and probing. The local agent API's operations are here.
+/// runs them on two threads: a receive thread that dispatches control messages, and one loop that drains the data
+/// plane's miss rings and runs the periodic work in turn (registration refresh, retransmissions, expiry and region
+/// following, RLOC probing), so that no two ticks ever overlap. The local agent API's operations are here.
 /// </summary>
 public sealed class XtrAgent : IDisposable
 {
@@ -31,10 +32,17 @@ public sealed class XtrAgent : IDisposable
     private readonly Resolver _resolver;
     private readonly Notifications _notifications;
     private readonly EtrResponder _etr;
-    private readonly Thread _receiver, _misses;
-    private readonly Timer _register, _housekeeping, _retransmit;
-    private readonly Timer? _probe;
+    private readonly Thread _receiver, _loop;
     private volatile bool _stopping;
+
+    /// <summary>Periodic work of the loop: due again <see cref="PeriodMs"/> after it last ran (missed ticks are not made up).</summary>
+    private sealed class Periodic(string name, long periodMs, long firstDueMs, Action work)
+    {
+        public string Name { get; } = name;
+        public long PeriodMs { get; } = periodMs;
+        public long DueMs { get; set; } = firstDueMs;
+        public Action Work { get; } = work;
+    }
 
     public AgentCounters Counters { get; } = new();
     public AgentDatabase Database { get; }
@@ -69,19 +77,23 @@ public sealed class XtrAgent : IDisposable
         _notifications = new Notifications(_io, _registrar, _resolver);
         _etr = new EtrResponder(_io);
         foreach (var sp in config.SourceProfiles) InstallSourceProfile(sp.InstanceId, sp.Family, sp.Prefix, sp.Length, _profiles.Number(sp.ProfileName));
-        _receiver = new Thread(Receive) { IsBackground = true, Name = "agent-receive" };
-        _misses = new Thread(DrainRings) { IsBackground = true, Name = "agent-misses" };
-        _receiver.Start();
-        _misses.Start();
-        _register = new Timer(_ => Guard("register", () => _registrar.RegisterAll()), null, TimeSpan.Zero, config.RegisterInterval);
-        _retransmit = new Timer(_ => Guard("retransmit", () => { _registrar.RetransmitRegisters(); _resolver.RetransmitRequests(); }), null, 100, 100);
-        _housekeeping = new Timer(_ => Guard("expiry", Housekeeping), null, 1000, 1000);
+        long now = AgentIo.NowMs;
+        var periodic = new List<Periodic>
+        {
+            new("register", (long)config.RegisterInterval.TotalMilliseconds, now, () => _registrar.RegisterAll()),
+            new("retransmit", 100, now + 100, () => { _registrar.RetransmitRegisters(); _resolver.RetransmitRequests(); }),
+            new("expiry", 1000, now + 1000, Housekeeping),
+        };
         if (config.RlocProbeInterval > TimeSpan.Zero)
-            _probe = new Timer(_ => Guard("rloc-probe", _prober.Round), null, config.RlocProbeInterval, config.RlocProbeInterval);
+            periodic.Add(new("rloc-probe", (long)config.RlocProbeInterval.TotalMilliseconds, now + (long)config.RlocProbeInterval.TotalMilliseconds, _prober.Round));
+        _receiver = new Thread(Receive) { IsBackground = true, Name = "agent-receive" };
+        _loop = new Thread(() => Loop(periodic)) { IsBackground = true, Name = "agent-loop" };
+        _receiver.Start();
+        _loop.Start();
         AgentLog.Started(log, config.RlocAddress!, config.Database.Count, config.MapServers.Count, config.MapResolvers.Count, config.Profiles.Count, region.Path);
     }
 
-    /// <summary>Timer work never takes the agent down: a failure is reported and the next tick tries again.</summary>
+    /// <summary>Periodic work never takes the agent down: a failure is reported and the next tick tries again.</summary>
     private void Guard(string what, Action work)
     {
         if (_stopping) return;
@@ -148,34 +160,53 @@ public sealed class XtrAgent : IDisposable
 
     // ------------------------------------------------------------------ the threads and the housekeeping tick
 
-    private void DrainRings()
+    /// <summary>
+    /// The agent's loop: the miss rings, then whatever periodic work is due, again and again; it sleeps 2 ms only
+    /// when a turn found no miss.
+    /// </summary>
+    private void Loop(List<Periodic> periodic)
     {
         Span<MissRecord> batch = stackalloc MissRecord[64];
         while (!_stopping)
         {
-            bool any = false;
-            var region = _cache.Region;
-            for (int w = 0; w < region.Sizes.Workers; w++)
+            bool any;
+            try { any = DrainRings(batch); }
+            catch (ObjectDisposedException) { return; }
+            long now = AgentIo.NowMs;
+            foreach (var p in periodic)
             {
-                int n = region.MissRing(w).Drain(batch);
-                any |= n > 0;
-                for (int i = 0; i < n; i++)
-                {
-                    try
-                    {
-                        switch (batch[i].Kind)
-                        {
-                            case MissKind.MovedAwayHit: _notifications.SendSmr(batch[i]); break;
-                            case MissKind.Miss: _resolver.Request(batch[i].InstanceId, batch[i].Profile, batch[i].Family, batch[i].SourceEid, batch[i].DestinationEid, smrInvoked: false); break;
-                            default: Counters.Add(AgentCounter.MissRecordsMalformed); break;
-                        }
-                    }
-                    catch (SocketException e) { AgentLog.MapRequestFailed(_log, e.Message); }
-                    catch (ObjectDisposedException) { return; }
-                }
+                if (now < p.DueMs || _stopping) continue;
+                Guard(p.Name, p.Work);
+                p.DueMs = AgentIo.NowMs + p.PeriodMs;
             }
             if (!any) Thread.Sleep(2);
         }
+    }
+
+    /// <summary>One pass over every worker's miss ring; true when it found something.</summary>
+    private bool DrainRings(Span<MissRecord> batch)
+    {
+        bool any = false;
+        var region = _cache.Region;
+        for (int w = 0; w < region.Sizes.Workers; w++)
+        {
+            int n = region.MissRing(w).Drain(batch);
+            any |= n > 0;
+            for (int i = 0; i < n; i++)
+            {
+                try
+                {
+                    switch (batch[i].Kind)
+                    {
+                        case MissKind.MovedAwayHit: _notifications.SendSmr(batch[i]); break;
+                        case MissKind.Miss: _resolver.Request(batch[i].InstanceId, batch[i].Profile, batch[i].Family, batch[i].SourceEid, batch[i].DestinationEid, smrInvoked: false); break;
+                        default: Counters.Add(AgentCounter.MissRecordsMalformed); break;
+                    }
+                }
+                catch (SocketException e) { AgentLog.MapRequestFailed(_log, e.Message); }
+            }
+        }
+        return any;
     }
 
     private void Receive()
@@ -241,13 +272,9 @@ public sealed class XtrAgent : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        foreach (var timer in new[] { _register, _housekeeping, _retransmit, _probe })
-            if (timer is not null)
-                using (var done = new ManualResetEvent(false))
-                    if (timer.Dispose(done)) done.WaitOne(3000);
+        _loop.Join(3000); // a tick in progress finishes before the socket goes
         _socket.Dispose();
         _receiver.Join(2000);
-        _misses.Join(2000);
         _registrar.Abandon();
         _cache.Dispose();
     }
