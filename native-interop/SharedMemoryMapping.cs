@@ -26,6 +26,27 @@ public sealed unsafe class SharedMemoryMapping : IDisposable
     public bool Created { get; }
     public byte* Base => _base != null ? _base : throw new ObjectDisposedException(nameof(SharedMemoryMapping));
 
+    /// <summary>
+    /// Removes the private files (<c>PATH.creating-PID-*</c>) that a creator killed before publishing left behind:
+    /// those of processes that no longer exist. A live creator's file is left alone.
+    /// </summary>
+    private static void RemoveAbandoned(string path)
+    {
+        string? dir = System.IO.Path.GetDirectoryName(path);
+        if (dir is null || !Directory.Exists(dir)) return;
+        string prefix = System.IO.Path.GetFileName(path) + ".creating-";
+        foreach (string file in Directory.EnumerateFiles(dir, prefix + "*"))
+        {
+            string rest = System.IO.Path.GetFileName(file)[prefix.Length..];
+            int dash = rest.IndexOf('-', StringComparison.Ordinal);
+            if (dash <= 0 || !int.TryParse(rest.AsSpan(0, dash), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)) continue;
+            if (Directory.Exists($"/proc/{pid}")) continue;
+            try { File.Delete(file); }
+            catch (IOException) { } // another creator removed it first
+            catch (UnauthorizedAccessException) { } // another user's: not ours to remove
+        }
+    }
+
     /// <summary>/dev/shm/NAME for a bare name; a path with a '/' is used as it is.</summary>
     public static string PathFor(string name) => name.Contains('/', StringComparison.Ordinal) ? name : "/dev/shm/" + name;
 
@@ -39,6 +60,7 @@ public sealed unsafe class SharedMemoryMapping : IDisposable
     {
         string path = PathFor(name);
         if (File.Exists(path)) throw new NativeException($"create shared memory {path}", Linux.EEXIST);
+        RemoveAbandoned(path);
         string hidden = $"{path}.creating-{Environment.ProcessId}-{Random.Shared.Next():x8}";
         int fd = Libc.open(hidden, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0x180 /* 0600 */);
         if (fd < 0) throw new NativeException($"create shared memory {hidden}", Libc.LastError);
