@@ -17,6 +17,8 @@ public static class AgentCommand
         command.Options.Add(config);
         command.Options.Add(shm);
         command.Options.Add(api);
+        var metrics = new Option<string?>("--metrics") { Description = RoleMetrics.Help };
+        command.Options.Add(metrics);
         command.SetAction(parse =>
         {
             AgentConfig cfg;
@@ -70,7 +72,18 @@ public static class AgentCommand
                         return 1;
                     }
                 }
+                Common.Metrics.MetricsEndpoint? exporter;
+                try { exporter = RoleMetrics.Start(parse.GetValue(metrics), m => RoleMetrics.Agent(m, agent)); }
+                catch (Exception e) when (e is ConfigException or FormatException)
+                {
+                    stderr.WriteLine($"fastxtr agent: {e.Message}");
+                    localApi?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                    agent.Dispose();
+                    return Program.ExitUsage;
+                }
+                if (exporter is not null) stdout.WriteLine($"fastxtr agent: metrics on http://{exporter.BoundEndpoint}/metrics");
                 Program.WaitForStopSignal();
+                exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 localApi?.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 agent.Dispose();
             }

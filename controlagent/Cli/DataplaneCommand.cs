@@ -38,7 +38,8 @@ public static class DataplaneCommand
         var sockBuf = new Option<int>("--socket-buffer") { Description = "bytes of kernel buffer per UDP and raw socket", DefaultValueFactory = _ => 4 << 20 };
 
         var command = new Command("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation (RFC 9300) between TUN devices and UDP 4341, multi-core, with the map-cache in shared memory. Stops on SIGINT/SIGTERM.");
-        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, offload }) command.Options.Add(o);
+        var metrics = new Option<string?>("--metrics") { Description = RoleMetrics.Help + " (per-worker counters and drop reasons, read from shared memory at scrape time)" };
+        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, offload, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             DataplaneOptions options;
@@ -81,7 +82,17 @@ public static class DataplaneCommand
                 foreach (var line in e.Message.Split(Environment.NewLine)) stderr.WriteLine($"fastxtr dataplane: {line}");
                 return 1;
             }
+            Common.Metrics.MetricsEndpoint? exporter;
+            try { exporter = RoleMetrics.Start(parse.GetValue(metrics), m => RoleMetrics.Dataplane(m, host.Region)); }
+            catch (Exception e) when (e is ConfigException or FormatException)
+            {
+                stderr.WriteLine($"fastxtr dataplane: {e.Message}");
+                host.Dispose();
+                return Program.ExitUsage;
+            }
+            if (exporter is not null) stdout.WriteLine($"fastxtr dataplane: metrics on http://{exporter.BoundEndpoint}/metrics");
             Program.WaitForStopSignal();
+            exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             host.Dispose();
             stdout.WriteLine("fastxtr dataplane: stopped");
             return 0;

@@ -17,7 +17,8 @@ public static class MapServerCommand
         var cpus = new Option<string?>("--cpus") { Description = "CPUs to pin the receive workers to, one per worker, e.g. 0 or 0,1 (default: not pinned). Pins only the workers: helper threads (expiry, publications, the runtime's) stay free to run elsewhere, which `taskset` on the whole process would not allow" };
         var control = new Option<string?>("--control-socket") { Description = "Unix socket of the control API, HTTP/JSON: GET /v1/registrations, GET /v1/status (overrides the file)" };
         var command = new Command("mapserver", "Run a Map-Server and Map-Resolver (RFC 9301) with the agent context extension: authenticated Map-Registers, context-filtered Map-Replies, negative replies, per-source rate limits. Stops on SIGINT/SIGTERM.");
-        foreach (var o in new Option[] { config, listen, workers, cpus, control }) command.Options.Add(o);
+        var metrics = new Option<string?>("--metrics") { Description = RoleMetrics.Help };
+        foreach (var o in new Option[] { config, listen, workers, cpus, control, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             MapServerConfig cfg;
@@ -52,7 +53,17 @@ public static class MapServerCommand
                 stderr.WriteLine($"fastxtr mapserver: {e.Message}");
                 return 1;
             }
+            Common.Metrics.MetricsEndpoint? exporter;
+            try { exporter = RoleMetrics.Start(parse.GetValue(metrics), m => RoleMetrics.MapServer(m, host)); }
+            catch (Exception e) when (e is ConfigException or FormatException)
+            {
+                stderr.WriteLine($"fastxtr mapserver: {e.Message}");
+                host.Dispose();
+                return Program.ExitUsage;
+            }
+            if (exporter is not null) stdout.WriteLine($"fastxtr mapserver: metrics on http://{exporter.BoundEndpoint}/metrics");
             Program.WaitForStopSignal();
+            exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             host.Dispose();
             stdout.WriteLine("fastxtr mapserver: stopped");
             return 0;

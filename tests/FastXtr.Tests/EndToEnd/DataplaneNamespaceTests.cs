@@ -20,7 +20,7 @@ public class DataplaneNamespaceTests(string offload)
     public void Start()
     {
         Shell.RequireRoot("end-to-end tests build network namespaces and need root");
-        _lab = new TwoXtrLab("--offload", offload);
+        _lab = new TwoXtrLab("--offload", offload, "--metrics", "127.0.0.1:9341");
     }
 
     [OneTimeTearDown]
@@ -29,6 +29,24 @@ public class DataplaneNamespaceTests(string offload)
     private const string Py = "/usr/bin/python3";
 
     private FastXtr.Lab.Shell.Result Ping(string ns, int count, string extra = "") => _lab.Exec(ns, $"ping -n -c {count} -i 0.05 -W 1 {extra} -I 10.1.0.1 10.2.0.1");
+
+    [Test, Order(2)]
+    public void Metrics_ArePrometheusText_ReadFromSharedMemoryAtScrapeTime()
+    {
+        Assert.That(Ping(_lab.A, 3).Out, Does.Contain("3 received"));
+        string Scrape() => _lab.Exec(_lab.A, $"{Py} -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9341/metrics').read().decode())\"").Out;
+        string text = Scrape();
+        static double Value(string text, string series) =>
+            double.Parse(text.Split('\n').Single(l => l.StartsWith(series + " ", StringComparison.Ordinal))[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(text, Does.Contain("# TYPE fastxtr_dataplane_udp_tx_packets_total counter"));
+        Assert.That(text, Does.Contain("# TYPE fastxtr_dataplane_drops_total counter"));
+        double sent = Value(text, "fastxtr_dataplane_udp_tx_packets_total{worker=\"0\"}");
+        Assert.That(sent, Is.EqualTo((double)_lab.Counter(_lab.ShmA, Counter.UdpTxPackets)).Within(3), "the worker's counter as shared memory has it");
+        Assert.That(Value(text, "fastxtr_dataplane_map_cache_entries"), Is.GreaterThan(0));
+        Assert.That(text, Does.Contain("dotnet_collection_count_total"), "the runtime's figures (GC) are there too");
+        Assert.That(Ping(_lab.A, 2).Out, Does.Contain("2 received"));
+        Assert.That(Value(Scrape(), "fastxtr_dataplane_udp_tx_packets_total{worker=\"0\"}"), Is.GreaterThanOrEqualTo(sent + 2), "read again at the next scrape");
+    }
 
     [Test, Order(1)]
     public void Ping_CrossesTwoDataPlanes()

@@ -63,6 +63,24 @@ public class AgentApiTests
         && reg.EffectiveRlocs().Any(r => r.Context?.State is { } s && FastXtr.Lisp.Context.AgentContext.StateName(s) == state);
 
     [Test]
+    public async Task Metrics_ExportTheAgentsCountersAndGauges_AtScrapeTime()
+    {
+        var (attached, _) = await Call(HttpMethod.Post, "/v1/agents", """{"name":"M","iid":1000,"eid":"10.1.0.44"}""");
+        Assert.That((int)attached, Is.EqualTo(201));
+        await using var metrics = await FastXtr.Common.Metrics.MetricsEndpoint.StartAsync(new IPEndPoint(IPAddress.Loopback, 0));
+        FastXtr.Cli.RoleMetrics.Agent(metrics, _agent);
+        using var http = new HttpClient();
+        string text = await http.GetStringAsync(new Uri($"http://{metrics.BoundEndpoint}/metrics"));
+        Assert.That(text, Does.Contain("# TYPE fastxtr_agent_map_registers_sent_total counter"));
+        long sent = long.Parse(text.Split('\n').Single(l => l.StartsWith("fastxtr_agent_map_registers_sent_total ", StringComparison.Ordinal)).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(sent, Is.GreaterThanOrEqualTo(1).And.LessThanOrEqualTo(_agent.Counters[AgentCounter.MapRegistersSent]), "the agent's own count, read when scraped");
+        Assert.That(text.Split('\n'), Does.Contain("fastxtr_agent_attached_agents 1"));
+        Assert.That(text, Does.Contain("fastxtr_agent_map_resolvers_up"));
+        var missing = await http.GetAsync(new Uri($"http://{metrics.BoundEndpoint}/other"));
+        Assert.That((int)missing.StatusCode, Is.EqualTo(404));
+    }
+
+    [Test]
     public async Task AttachUpdateDetach_AreRegisteredAtOnce()
     {
         Assert.That(File.GetUnixFileMode(_socket), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite), "only the agent's user reaches the socket");

@@ -156,7 +156,7 @@ public class CliTests
         int port = 20000 + Environment.ProcessId % 20000;
         string conf = Path.Combine(dir, "ms.conf"), sock = Path.Combine(dir, "ms.sock");
         File.WriteAllText(conf, "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n");
-        var psi = new ProcessStartInfo(Exe(), ["mapserver", "--config", conf, "--listen", $"127.0.0.1:{port}", "--control-socket", sock]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(Exe(), ["mapserver", "--config", conf, "--listen", $"127.0.0.1:{port}", "--control-socket", sock, "--metrics", $"127.0.0.1:{port}"]) { RedirectStandardOutput = true, RedirectStandardError = true };
         using var server = Process.Start(psi)!;
         try
         {
@@ -183,12 +183,37 @@ public class CliTests
             Assert.That(show.Out, Does.Contain("1 registration(s)").And.Contain("site planners  [1000] 10.1.0.5/32").And.Contain("192.0.2.3"));
             var miss = Run("lig", "10.9.9.9", "--iid", "1000", "--mr", $"127.0.0.1:{port}");
             Assert.That(miss.Out, Does.Contain("negative, action NativelyForward"));
+
+            // Prometheus metrics on TCP at the same port number (--metrics), read at scrape time.
+            using var http = new System.Net.Http.HttpClient();
+            string metrics = http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).GetAwaiter().GetResult();
+            Assert.That(metrics, Does.Contain("# TYPE fastxtr_mapserver_map_registers_accepted_total counter"));
+            Assert.That(metrics.Split('\n'), Does.Contain("fastxtr_mapserver_map_registers_accepted_total 1").And.Contain("fastxtr_mapserver_registrations 1"));
+            Assert.That(metrics, Does.Contain("dotnet_collection_count_total{generation=\"2\"}").And.Contain("process_start_time_seconds"), "the runtime's figures");
         }
         finally
         {
             server.Kill();
             server.WaitForExit(5000);
             Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [TestCase("127.0.0.1", "--metrics 127.0.0.1: give a port (ADDR:PORT)")]
+    [TestCase("nowhere:80", "'nowhere:80' is not ADDRESS[:PORT] (e.g. 127.0.0.1:4342 or [::1]:4342)")]
+    public void MapServer_BadMetricsAddress_ExitsWithTheReason(string at, string expected)
+    {
+        string conf = Path.Combine(Path.GetTempPath(), $"fxtest-metrics-{Environment.ProcessId}.conf");
+        File.WriteAllText(conf, "site x\n  key 0 sha256 \"a\"\n  eid-prefix 1000 10.1.0.0/16\n");
+        try
+        {
+            int port = 40000 + Environment.ProcessId % 20000;
+            var r = Run("mapserver", "--config", conf, "--listen", $"127.0.0.1:{port}", "--control-socket", conf + ".sock", "--metrics", at);
+            Assert.That((r.Code, r.Err), Is.EqualTo((2, $"fastxtr mapserver: {expected}\n")));
+        }
+        finally
+        {
+            File.Delete(conf);
         }
     }
 

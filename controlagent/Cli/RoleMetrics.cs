@@ -1,0 +1,67 @@
+using System.Net;
+using FastXtr.Agent;
+using FastXtr.Common.Metrics;
+using FastXtr.MapServer;
+using FastXtr.SharedMemory;
+
+namespace FastXtr.Cli;
+
+/// <summary>
+/// What each role exports on <c>--metrics ADDR:PORT</c> (Prometheus text format at <c>/metrics</c>), every value read at
+/// scrape time: the data plane's per-worker counters from shared memory (drop reasons as one metric with a
+/// <c>reason</c> label), the agent's and the Map-Server's counters, table sizes, and the .NET runtime's figures.
+/// </summary>
+public static class RoleMetrics
+{
+    public static readonly string Help = "serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9341); off when not given";
+
+    /// <summary>Parses the flag and starts the endpoint; null when the flag is absent.</summary>
+    public static MetricsEndpoint? Start(string? at, Action<MetricsEndpoint> define)
+    {
+        if (at is null) return null;
+        var endpoint = ConfigReader.Endpoint(at, 0);
+        if (endpoint.Port == 0) throw new FormatException($"--metrics {at}: give a port (ADDR:PORT)");
+        var metrics = MetricsEndpoint.StartAsync(endpoint).GetAwaiter().GetResult();
+        define(metrics);
+        return metrics;
+    }
+
+    public static void Dataplane(MetricsEndpoint m, SharedRegion region)
+    {
+        var all = Enum.GetValues<Counter>().Where(c => c != Counter.Count).ToArray();
+        var drops = m.Factory.CreateCounter("fastxtr_dataplane_drops_total", "Packets dropped by the data plane, by reason and worker", ["reason", "worker"]);
+        var others = all.Where(c => !WorkerCounters.IsDrop(c)).ToDictionary(c => c,
+            c => m.Factory.CreateCounter($"fastxtr_dataplane_{MetricsEndpoint.Snake(WorkerCounters.Name(c))}_total", $"data plane counter {WorkerCounters.Name(c)}, per worker", ["worker"]));
+        m.Registry.AddBeforeCollectCallback(() =>
+        {
+            int workers = region.Header.ActiveWorkers is > 0 and var active && active <= region.Sizes.Workers ? (int)active : region.Sizes.Workers;
+            for (int w = 0; w < workers; w++)
+            {
+                var counters = region.Counters(w);
+                string worker = w.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                foreach (var c in all)
+                {
+                    if (WorkerCounters.IsDrop(c)) drops.WithLabels(WorkerCounters.Name(c)["drop-".Length..], worker).IncTo(counters[c]);
+                    else others[c].WithLabels(worker).IncTo(counters[c]);
+                }
+            }
+        });
+        m.AddGauge("fastxtr_dataplane_map_cache_entries", "Entries in the map-cache", () => region.Header.EntryCount);
+        m.AddGauge("fastxtr_dataplane_map_cache_capacity_entries", "Entries the map-cache can hold", () => region.Sizes.EntryCapacity);
+        m.AddGauge("fastxtr_dataplane_workers", "Workers of the running data plane", () => region.Header.ActiveWorkers);
+    }
+
+    public static void Agent(MetricsEndpoint m, XtrAgent agent)
+    {
+        m.AddCounters("agent", new Dictionary<string, string>(), () => agent.Counters.ToDictionary());
+        m.AddGauge("fastxtr_agent_attached_agents", "Agents attached through the local API", () => agent.Database.Agents.Count);
+        m.AddGauge("fastxtr_agent_map_resolvers_up", "Map-Resolvers not marked down", () => agent.MapResolverStates().Count(r => r.Up));
+    }
+
+    public static void MapServer(MetricsEndpoint m, MapServerHost host)
+    {
+        m.AddCounters("mapserver", new Dictionary<string, string>(), () => host.Counters.ToDictionary());
+        m.AddGauge("fastxtr_mapserver_registrations", "EID prefixes registered", () => host.Store.Count);
+        m.AddGauge("fastxtr_mapserver_subscriptions", "Publish/subscribe subscriptions", () => host.Publisher?.SubscriptionCount ?? 0);
+    }
+}
