@@ -16,6 +16,9 @@ internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentC
     public AgentCounters Counters { get; } = counters;
     public ILogger Log { get; } = log;
 
+    /// <summary>Told, in seconds, how long each answered Map-Request took from its first send (the metrics' histogram).</summary>
+    public Action<double>? MapRequestAnswered { get; set; }
+
     public static long NowMs => Environment.TickCount64;
 
     public static ulong NewNonce() => BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));

@@ -25,6 +25,7 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         public required int Resolver;
         public required long SentMs;
         public required long CreatedMs;
+        public required long CreatedTicks;
         public int Attempts = 1;
     }
 
@@ -68,7 +69,7 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         ecm.SetInnerMessage(request.ToArray());
         long nowMs = AgentIo.NowMs;
         int resolver = _resolvers.Pick(nowMs);
-        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs };
+        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs, CreatedTicks = Stopwatch.GetTimestamp() };
         _pendingRequests[request.Nonce] = pending;
         io.Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
         io.SendOrThrow(pending.Datagram, _resolvers[resolver]);
@@ -116,6 +117,7 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         // Only answers to our own requests are installed: a Map-Reply with an unknown nonce is dropped (RFC 9301 §5.4).
         if (!_pendingRequests.TryRemove(reply.Nonce, out var pending)) { io.Counters.Add(AgentCounter.MapRepliesUnsolicited); return; }
         _resolvers.OnAnswer(pending.Resolver);
+        io.MapRequestAnswered?.Invoke(Stopwatch.GetElapsedTime(pending.CreatedTicks).TotalSeconds);
         foreach (var rec in reply.Records) Install(rec, pending.Profile, pending.SourceEid, publication: false);
     }
 

@@ -105,6 +105,13 @@ public sealed class XtrAgent : IDisposable
         }
     }
 
+    /// <summary>Called with the seconds each answered Map-Request took from its first send (retransmissions included).</summary>
+    public Action<double>? MapRequestAnswered
+    {
+        get => _io.MapRequestAnswered;
+        set => _io.MapRequestAnswered = value;
+    }
+
     /// <summary>Registers the whole database with every Map-Server now (what the refresh timer does).</summary>
     public Task<bool> RegisterAll() => _registrar.RegisterAll();
 

@@ -76,6 +76,7 @@ public class AgentApiTests
         Assert.That(sent, Is.GreaterThanOrEqualTo(1).And.LessThanOrEqualTo(_agent.Counters[AgentCounter.MapRegistersSent]), "the agent's own count, read when scraped");
         Assert.That(text.Split('\n'), Does.Contain("fastxtr_agent_attached_agents 1"));
         Assert.That(text, Does.Contain("fastxtr_agent_map_resolvers_up"));
+        Assert.That(text, Does.Contain("# TYPE fastxtr_agent_map_request_duration_seconds histogram"));
         var missing = await http.GetAsync(new Uri($"http://{metrics.BoundEndpoint}/other"));
         Assert.That((int)missing.StatusCode, Is.EqualTo(404));
     }

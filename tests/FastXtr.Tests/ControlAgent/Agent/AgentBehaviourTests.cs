@@ -285,6 +285,20 @@ public class AgentBehaviourTests
     }
 
     [Test]
+    public void AnAnsweredMapRequest_ReportsHowLongItTook()
+    {
+        var (itr, itrRegion) = StartAgent("127.0.0.58", "database-mapping 1000 10.1.1.0/24 127.0.0.58");
+        var (etr, _) = StartAgent("127.0.0.59");
+        var observed = new System.Collections.Concurrent.ConcurrentQueue<double>();
+        itr.MapRequestAnswered = observed.Enqueue;
+        etr.Attach("b", Host("10.1.0.2", "127.0.0.59"), null).Registered.Wait(5000);
+        Miss(itrRegion, "10.1.1.1", "10.1.0.2");
+        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.59", "resolved");
+        Assert.That(observed.Count, Is.EqualTo(1), "one Map-Request, one answer");
+        Assert.That(observed.Single(), Is.GreaterThan(0).And.LessThan(1), "seconds from the first send to the Map-Reply");
+    }
+
+    [Test]
     public void RlocProbing_MarksASilentLocatorDown_AndAnAnsweringOneStaysUp()
     {
         // Installed as the agent would after a Map-Reply: two locators, one of which (127.0.0.50) has no agent.
