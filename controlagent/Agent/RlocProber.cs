@@ -39,9 +39,10 @@ internal sealed class RlocProber(AgentIo io, MapCacheOwner cache)
             int missed = _misses.AddOrUpdate(rloc, 1, (_, m) => m + 1);
             if (missed >= io.Config.RlocProbeMisses && _down.TryAdd(rloc, true))
             {
+                // The map-cache first, then the count and the log line: whoever sees the count sees the state.
+                cache.SetRlocState(rloc, up: false);
                 io.Counters.Add(AgentCounter.LocatorsMarkedDown);
                 AgentLog.LocatorDown(io.Log, Ipv4Header.ToAddress(rloc), missed);
-                cache.SetRlocState(rloc, up: false);
             }
         }
         uint own = io.Config.RlocAddress!.AddressFamily == AddressFamily.InterNetwork ? Ipv4Header.ToUInt32(io.Config.RlocAddress) : 0;
@@ -77,9 +78,9 @@ internal sealed class RlocProber(AgentIo io, MapCacheOwner cache)
         _misses[rloc] = 0;
         if (_down.TryRemove(rloc, out _))
         {
+            cache.SetRlocState(rloc, up: true);
             io.Counters.Add(AgentCounter.LocatorsMarkedUp);
             AgentLog.LocatorUp(io.Log, Ipv4Header.ToAddress(rloc));
-            cache.SetRlocState(rloc, up: true);
         }
         return true;
     }
