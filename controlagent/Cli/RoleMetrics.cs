@@ -34,8 +34,7 @@ public static class RoleMetrics
             c => m.Factory.CreateCounter($"fastxtr_dataplane_{MetricsEndpoint.Snake(WorkerCounters.Name(c))}_total", $"data plane counter {WorkerCounters.Name(c)}, per worker", ["worker"]));
         m.Registry.AddBeforeCollectCallback(() =>
         {
-            int workers = region.Header.ActiveWorkers is > 0 and var active && active <= region.Sizes.Workers ? (int)active : region.Sizes.Workers;
-            for (int w = 0; w < workers; w++)
+            for (int w = 0; w < region.ReportingWorkers; w++)
             {
                 var counters = region.Counters(w);
                 string worker = w.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -53,7 +52,7 @@ public static class RoleMetrics
 
     public static void Agent(MetricsEndpoint m, XtrAgent agent)
     {
-        m.AddCounters("agent", new Dictionary<string, string>(), () => agent.Counters.ToDictionary());
+        m.AddCounters("agent", () => agent.Counters.ToDictionary());
         m.AddGauge("fastxtr_agent_attached_agents", "Agents attached through the local API", () => agent.Database.Agents.Count);
         m.AddGauge("fastxtr_agent_map_resolvers_up", "Map-Resolvers not marked down", () => agent.MapResolverStates().Count(r => r.Up));
         var resolution = m.Factory.CreateHistogram("fastxtr_agent_map_request_duration_seconds",
@@ -64,7 +63,7 @@ public static class RoleMetrics
 
     public static void MapServer(MetricsEndpoint m, MapServerHost host)
     {
-        m.AddCounters("mapserver", new Dictionary<string, string>(), () => host.Counters.ToDictionary());
+        m.AddCounters("mapserver", () => host.Counters.ToDictionary());
         m.AddGauge("fastxtr_mapserver_registrations", "EID prefixes registered", () => host.Store.Count);
         m.AddGauge("fastxtr_mapserver_subscriptions", "Publish/subscribe subscriptions", () => host.Publisher?.SubscriptionCount ?? 0);
     }

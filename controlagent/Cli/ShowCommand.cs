@@ -87,8 +87,7 @@ public static class ShowCommand
         {
             using var region = Attach(parse.GetValue(shm)!, stderr, "stats");
             if (region is null) return 1;
-            // The workers of the running data plane; all of the region's when none runs (counters of the last run).
-            int workers = region.Header.ActiveWorkers is > 0 and var active && active <= region.Sizes.Workers ? (int)active : region.Sizes.Workers;
+            int workers = region.ReportingWorkers;
             var counters = Enumerable.Range(0, workers).Select(region.Counters).ToArray();
             var all = Enum.GetValues<Counter>().Where(c => c != Counter.Count).ToArray();
             if (parse.GetValue(json))

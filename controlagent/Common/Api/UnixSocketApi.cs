@@ -1,7 +1,6 @@
 using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
@@ -44,15 +43,11 @@ public sealed partial class UnixSocketApi : IAsyncDisposable
             }
             catch (SocketException) { File.Delete(path); }
         }
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k =>
+        var app = SlimKestrel.Build(k =>
         {
             k.ListenUnixSocket(path);
             k.Limits.MaxRequestBodySize = 64 * 1024;
-            k.AddServerHeader = false;
         });
-        var app = builder.Build();
         app.Use(async (context, next) =>
         {
             try { await next(context).ConfigureAwait(false); }
@@ -63,8 +58,7 @@ public sealed partial class UnixSocketApi : IAsyncDisposable
             }
         });
         map(app);
-        try { await app.StartAsync().ConfigureAwait(false); }
-        catch (IOException e) { throw new ConfigException($"api socket {path}: {e.Message}"); }
+        await SlimKestrel.StartAsync(app, $"api socket {path}").ConfigureAwait(false);
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return new UnixSocketApi(app, path);
     }
@@ -81,12 +75,7 @@ public sealed partial class UnixSocketApi : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2)))
-        {
-            try { await _app.StopAsync(stop.Token).ConfigureAwait(false); }
-            catch (OperationCanceledException) { }
-        }
-        await _app.DisposeAsync().ConfigureAwait(false);
+        await SlimKestrel.StopAsync(_app).ConfigureAwait(false);
         try { File.Delete(SocketPath); }
         catch (IOException) { }
     }

@@ -10,11 +10,9 @@ public sealed class RateLimitedLogger(ILogger logger)
 {
     private readonly Dictionary<string, (long Last, int Suppressed)> _state = [];
 
-    public ILogger Inner => logger;
-
     public void Warning(string reason, string message) => Write(LogLevel.Warning, reason, message);
 
-    public void Write(LogLevel level, string reason, string message)
+    private void Write(LogLevel level, string reason, string message)
     {
         if (!logger.IsEnabled(level)) return;
         long now = Environment.TickCount64;

@@ -1,11 +1,10 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
+using FastXtr.Common.Api;
 using Prometheus;
 
 namespace FastXtr.Common.Metrics;
@@ -36,22 +35,14 @@ public sealed class MetricsEndpoint : IAsyncDisposable
     {
         var registry = Prometheus.Metrics.NewCustomRegistry();
         DotNetStats.Register(registry);
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.Listen(at);
-            k.AddServerHeader = false;
-        });
-        var app = builder.Build();
+        var app = SlimKestrel.Build(k => k.Listen(at));
         app.MapGet("/metrics", async (HttpContext context) =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
         });
         app.MapFallback((HttpContext c) => Results.Text($"no such resource: {c.Request.Path} (the metrics are at /metrics)\n", statusCode: 404));
-        try { await app.StartAsync().ConfigureAwait(false); }
-        catch (IOException e) { throw new ConfigException($"--metrics {at}: {e.Message}"); }
+        await SlimKestrel.StartAsync(app, $"--metrics {at}").ConfigureAwait(false);
         var bound = at;
         if (at.Port == 0)
         {
@@ -66,11 +57,11 @@ public sealed class MetricsEndpoint : IAsyncDisposable
     /// Exports every counter of <paramref name="counters"/> as <c>fastxtr_ROLE_NAME_total</c> (the kebab-case name in
     /// snake case), read when Prometheus scrapes.
     /// </summary>
-    public void AddCounters(string role, IReadOnlyDictionary<string, string> help, Func<Dictionary<string, long>> read)
+    public void AddCounters(string role, Func<Dictionary<string, long>> read)
     {
         var metrics = new Dictionary<string, Counter>();
         foreach (var name in read().Keys)
-            metrics[name] = Factory.CreateCounter($"fastxtr_{role}_{Snake(name)}_total", help.GetValueOrDefault(name, $"{role} counter {name}"));
+            metrics[name] = Factory.CreateCounter($"fastxtr_{role}_{Snake(name)}_total", $"{role} counter {name}");
         Registry.AddBeforeCollectCallback(() =>
         {
             foreach (var (name, value) in read())
@@ -87,13 +78,5 @@ public sealed class MetricsEndpoint : IAsyncDisposable
 
     public static string Snake(string kebab) => kebab.Replace('-', '_');
 
-    public async ValueTask DisposeAsync()
-    {
-        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2)))
-        {
-            try { await _app.StopAsync(stop.Token).ConfigureAwait(false); }
-            catch (OperationCanceledException) { }
-        }
-        await _app.DisposeAsync().ConfigureAwait(false);
-    }
+    public ValueTask DisposeAsync() => SlimKestrel.StopAsync(_app);
 }

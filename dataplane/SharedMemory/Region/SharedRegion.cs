@@ -40,6 +40,12 @@ public sealed unsafe class SharedRegion : IDisposable
     public ref SharedHeader Header => ref Unsafe.AsRef<SharedHeader>(_base);
     public MapCacheTables MapCache { get; }
     public SharedRegionSizes Sizes { get; }
+
+    /// <summary>
+    /// The workers whose counters mean something: those of the running data plane, or every one of the region's when
+    /// none runs (the counters of the last run).
+    /// </summary>
+    public int ReportingWorkers => Header.ActiveWorkers is > 0 and var active && active <= Sizes.Workers ? (int)active : Sizes.Workers;
     public string? Path => _mapping?.Path;
     /// <summary>False once the region's file was removed or replaced (a private region is always current).</summary>
     public bool IsCurrent => _mapping?.IsCurrent() ?? true;
