@@ -58,8 +58,10 @@ public sealed class Publisher : IDisposable
     private readonly Thread _sender;
     private volatile bool _stopping;
 
-    // Changes made by this thread while a Map-Register is handled, queued once its Map-Notify is sent.
-    [ThreadStatic] private static List<Change>? t_deferred;
+    // Changes made by this thread inside a deferral, queued when it closes. The list is kept and cleared, not
+    // replaced: a receive loop opens a deferral around every batch, Map-Requests included, and must not allocate.
+    [ThreadStatic] private static List<Change>? t_held;
+    [ThreadStatic] private static bool t_deferring;
 
     public Publisher(MapServerCounters counters, Action<byte[], IPEndPoint> send, ILogger log)
     {
@@ -76,7 +78,8 @@ public sealed class Publisher : IDisposable
     /// </summary>
     public DeferredChanges DeferOnThisThread()
     {
-        t_deferred ??= [];
+        t_held ??= [];
+        t_deferring = true;
         return new DeferredChanges(this);
     }
 
@@ -84,10 +87,11 @@ public sealed class Publisher : IDisposable
     {
         public void Dispose()
         {
-            var held = t_deferred;
-            t_deferred = null;
-            if (held is null) return;
+            t_deferring = false;
+            var held = t_held;
+            if (held is null || held.Count == 0) return;
             foreach (var change in held) publisher.Enqueue(change);
+            held.Clear();
         }
     }
 
@@ -126,7 +130,7 @@ public sealed class Publisher : IDisposable
     {
         var key = (updated ?? old)!.Key;
         var change = new Change(old, updated, _subscriptions.TryGetValue(key, out var subs) ? subs : null);
-        if (t_deferred is { } held) held.Add(change);
+        if (t_deferring) t_held!.Add(change);
         else Enqueue(change);
     }
 
