@@ -91,7 +91,9 @@ public static class DataplaneCommand
                 return Program.ExitUsage;
             }
             if (exporter is not null) stdout.WriteLine($"fastxtr dataplane: metrics on http://{exporter.BoundEndpoint}/metrics");
+            Common.Systemd.ServiceNotifier.Ready($"{options.Workers} worker(s), region {host.Region.Path}");
             Program.WaitForStopSignal();
+            Common.Systemd.ServiceNotifier.Stopping();
             exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             host.Dispose();
             stdout.WriteLine("fastxtr dataplane: stopped");

@@ -16,22 +16,28 @@ public static class MapServerCommand
         var workers = new Option<int>("--workers") { Description = "receive sockets (SO_REUSEPORT) and threads per listen address", DefaultValueFactory = _ => 1 };
         var cpus = new Option<string?>("--cpus") { Description = "CPUs to pin the receive workers to, one per worker, e.g. 0 or 0,1 (default: not pinned). Pins only the workers: helper threads (expiry, publications, the runtime's) stay free to run elsewhere, which `taskset` on the whole process would not allow" };
         var control = new Option<string?>("--control-socket") { Description = "Unix socket of the control API, HTTP/JSON: GET /v1/registrations, GET /v1/status (overrides the file)" };
-        var command = new Command("mapserver", "Run a Map-Server and Map-Resolver (RFC 9301) with the agent context extension: authenticated Map-Registers, context-filtered Map-Replies, negative replies, per-source rate limits. Stops on SIGINT/SIGTERM.");
+        var command = new Command("mapserver", "Run a Map-Server and Map-Resolver (RFC 9301) with the agent context extension: authenticated Map-Registers, context-filtered Map-Replies, negative replies, per-source rate limits. Stops on SIGINT/SIGTERM. SIGHUP (systemctl reload) re-reads the configuration: sites, keys, prefixes, rate limits and TTLs change without a restart, registrations of unchanged sites and every subscription stay; a file that does not parse is refused with its line and reason and the running configuration kept; listen and control-socket changes wait for a restart.");
         var metrics = new Option<string?>("--metrics") { Description = RoleMetrics.Help };
         foreach (var o in new Option[] { config, listen, workers, cpus, control, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
-            MapServerConfig cfg;
-            try
+            // The file with the command line's overrides: read at start and again on every SIGHUP.
+            MapServerConfig Load()
             {
-                cfg = MapServerConfig.Load(parse.GetValue(config)!);
+                var loaded = MapServerConfig.Load(parse.GetValue(config)!);
                 var l = parse.GetValue(listen) ?? [];
                 if (l.Length > 0)
                 {
-                    cfg.Listen.Clear();
-                    foreach (var e in l) cfg.Listen.Add(MapServerConfig.ParseEndpoint(e));
+                    loaded.Listen.Clear();
+                    foreach (var e in l) loaded.Listen.Add(MapServerConfig.ParseEndpoint(e));
                 }
-                if (parse.GetValue(control) is string c) cfg.ControlSocket = c;
+                if (parse.GetValue(control) is string c) loaded.ControlSocket = c;
+                return loaded;
+            }
+            MapServerConfig cfg;
+            try
+            {
+                cfg = Load();
             }
             catch (Exception e) when (e is ConfigException or FormatException)
             {
@@ -62,10 +68,34 @@ public static class MapServerCommand
                 return Program.ExitUsage;
             }
             if (exporter is not null) stdout.WriteLine($"fastxtr mapserver: metrics on http://{exporter.BoundEndpoint}/metrics");
-            Program.WaitForStopSignal();
+            Common.Systemd.ServiceNotifier.Ready($"{host.Config.Sites.Count} site(s), listening on {string.Join(", ", host.BoundEndpoints.Distinct())}");
+            Program.WaitForStopSignal(() => host.ReloadFrom(Load));
+            Common.Systemd.ServiceNotifier.Stopping();
             exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             host.Dispose();
             stdout.WriteLine("fastxtr mapserver: stopped");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary><c>fastxtr show mapserver</c>: a running Map-Server's counters and table sizes, over its control socket.</summary>
+    public static Command ShowStatus(TextWriter stdout, TextWriter stderr)
+    {
+        var socketPath = new Option<string>("--control-socket") { Description = "the Map-Server's control socket", DefaultValueFactory = _ => "/run/fastxtr/mapserver.sock" };
+        var json = new Option<bool>("--json") { Description = "print the JSON the Map-Server returned" };
+        var all = new Option<bool>("--all") { Description = "also counters that are zero" };
+        var command = new Command("mapserver", "A running Map-Server's counters (messages, refusals by reason, publications, reloads), registrations, subscriptions and runtime figures.");
+        command.Options.Add(socketPath);
+        command.Options.Add(json);
+        command.Options.Add(all);
+        command.SetAction(parse =>
+        {
+            var reply = UnixSocketClient.Get(parse.GetValue(socketPath)!, "/v1/status", stderr, "mapserver", role: "mapserver", option: "--control-socket");
+            if (reply is null) return 1;
+            if (parse.GetValue(json)) { stdout.WriteLine(reply.ToJsonString()); return 0; }
+            foreach (var (name, value) in reply.AsObject())
+                if (parse.GetValue(all) || value!.GetValue<long>() != 0) stdout.WriteLine($"{name,-40}{value,16}");
             return 0;
         });
         return command;

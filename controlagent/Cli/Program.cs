@@ -10,13 +10,30 @@ public static class Program
 
     public static int Main(string[] args) => BuildRootCommand(Console.Out, Console.Error).Parse(args).Invoke();
 
-    /// <summary>Blocks until SIGINT or SIGTERM: how every long-running role is stopped.</summary>
-    public static void WaitForStopSignal()
+    /// <summary>
+    /// Blocks until SIGINT or SIGTERM: how every long-running role is stopped. With <paramref name="reload"/>, SIGHUP
+    /// (what <c>systemctl reload</c> sends) runs it, one reload at a time, on this thread; without, SIGHUP is ignored
+    /// rather than ending the process. systemd hears RELOADING=1 before and READY=1 after (sd_notify).
+    /// </summary>
+    public static void WaitForStopSignal(Action? reload = null)
     {
         using var done = new ManualResetEventSlim();
+        using var hup = new SemaphoreSlim(0);
         using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; done.Set(); });
         using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; done.Set(); });
-        done.Wait();
+        using var sighup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, c => { c.Cancel = true; hup.Release(); });
+        var handles = new[] { done.WaitHandle, hup.AvailableWaitHandle };
+        while (!done.IsSet)
+        {
+            if (WaitHandle.WaitAny(handles) == 0) break;
+            while (hup.Wait(0))
+            {
+                if (reload is null) continue;
+                Common.Systemd.ServiceNotifier.Reloading();
+                reload();
+                Common.Systemd.ServiceNotifier.Ready();
+            }
+        }
     }
 
     public static RootCommand BuildRootCommand(TextWriter stdout, TextWriter stderr)

@@ -10,10 +10,11 @@ public static class ShowCommand
 {
     public static Command Build(TextWriter stdout, TextWriter stderr)
     {
-        var command = new Command("show", "Show the state of a running xTR, read from its shared memory: stats (per-worker counters and drop reasons) or map-cache.");
+        var command = new Command("show", "Show the state of a running role: the data plane's stats and map-cache (from its shared memory), the agent's database and agents (from its API socket), the Map-Server's registrations and counters (from its control socket). Every view takes --json for scripts.");
         command.Subcommands.Add(Stats(stdout, stderr));
         command.Subcommands.Add(MapCacheView(stdout, stderr));
         command.Subcommands.Add(MapServerCommand.ShowRegistrations(stdout, stderr));
+        command.Subcommands.Add(MapServerCommand.ShowStatus(stdout, stderr));
         command.Subcommands.Add(Database(stdout, stderr));
         command.Subcommands.Add(Agents(stdout, stderr));
         return command;
@@ -118,14 +119,37 @@ public static class ShowCommand
     private static Command MapCacheView(TextWriter stdout, TextWriter stderr)
     {
         var shm = ShmOption();
+        var json = new Option<bool>("--json") { Description = "print one JSON array of entries instead of lines" };
         var command = new Command("map-cache", "Every map-cache entry: (IID, profile, EID prefix), RLOCs with priority/weight/state, action, TTL, expiry.");
         command.Options.Add(shm);
+        command.Options.Add(json);
         command.SetAction(parse =>
         {
             using var region = Attach(parse.GetValue(shm)!, stderr, "map-cache");
             if (region is null) return 1;
             var entries = region.MapCache.Snapshot().OrderBy(e => e.InstanceId).ThenBy(e => e.Profile).ThenBy(e => e.Family).ThenBy(e => e.Prefix).ToList();
             long now = MapCacheTables.Now;
+            if (parse.GetValue(json))
+            {
+                stdout.WriteLine(System.Text.Json.JsonSerializer.Serialize(entries.Select(e => new Dictionary<string, object?>
+                {
+                    ["iid"] = e.InstanceId,
+                    ["eid"] = $"{EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}",
+                    ["kind"] = e.Kind.ToString(),
+                    ["profile"] = e.Kind == MapCacheKind.Destination ? e.Profile : null,
+                    ["assigned_profile"] = e.Kind == MapCacheKind.SourceProfile ? e.AssignedProfile : null,
+                    ["negative"] = e.Kind == MapCacheKind.Destination && e.IsNegative,
+                    ["action"] = e.Kind == MapCacheKind.Destination && e.IsNegative ? e.Action.ToString() : null,
+                    ["ttl_minutes"] = e.TtlMinutes,
+                    ["expires_in_s"] = e.ExpiresAt == 0 ? null : Math.Max(0, (e.ExpiresAt - now) / System.Diagnostics.Stopwatch.Frequency),
+                    ["map_version"] = e.MapVersion,
+                    ["rlocs"] = Enumerable.Range(0, e.Kind == MapCacheKind.Destination ? e.RlocCount : 0).Select(i => new Dictionary<string, object>
+                    {
+                        ["address"] = EidPrefix.Format(e.Rlocs[i].Family, e.Rlocs[i].Address), ["priority"] = e.Rlocs[i].Priority, ["weight"] = e.Rlocs[i].Weight, ["up"] = e.Rlocs[i].Up,
+                    }).ToList(),
+                })));
+                return 0;
+            }
             stdout.WriteLine($"{entries.Count} entries");
             foreach (var e in entries)
             {

@@ -17,11 +17,11 @@ namespace FastXtr.MapServer;
 /// </summary>
 public sealed class MapServerCore
 {
-    private readonly MapServerConfig _config;
+    private readonly PolicyCell _policyCell;
+    // The policy this message is handled under: taken from the cell once per message, so that a reload never splits one.
+    private MapServerPolicy _policy;
     private readonly RegistrationStore _store;
     private readonly MapServerCounters _counters;
-    private readonly RateLimiter _requestLimiter;
-    private readonly RateLimiter _registerLimiter;
     private readonly RateLimitedLogger _log;
     private readonly MapRegister _register = new();
     private readonly MapRequest _request = new();
@@ -38,13 +38,12 @@ public sealed class MapServerCore
     /// <summary>Where subscriptions go and acknowledgements are reported (null: publish/subscribe off).</summary>
     public Publisher? Publisher { get; set; }
 
-    public MapServerCore(MapServerConfig config, RegistrationStore store, MapServerCounters counters, RateLimiter requestLimiter, RateLimiter registerLimiter, RateLimitedLogger log)
+    public MapServerCore(PolicyCell policy, RegistrationStore store, MapServerCounters counters, RateLimitedLogger log)
     {
-        _config = config;
+        _policyCell = policy;
+        _policy = policy.Current;
         _store = store;
         _counters = counters;
-        _requestLimiter = requestLimiter;
-        _registerLimiter = registerLimiter;
         _log = log;
     }
 
@@ -53,12 +52,13 @@ public sealed class MapServerCore
     public void Handle(ReadOnlySpan<byte> message, IPEndPoint source, Sender send)
     {
         _counters.Add(MsCounter.MessagesReceived);
+        _policy = _policyCell.Current;
         switch (LispMessage.PeekType(message))
         {
             case LispMessageType.MapRegister: HandleRegister(message, source, send); break;
             case LispMessageType.EncapsulatedControlMessage: HandleEcm(message, source, send); break;
             case LispMessageType.MapRequest:
-                if (!_requestLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
+                if (!_policy.Requests.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
                 HandleRequest(message, source, source.Port, send, default);
                 break;
             case LispMessageType.MapNotifyAck:
@@ -85,7 +85,7 @@ public sealed class MapServerCore
 
     private SiteConfig? SiteFor(uint iid, EidFamily family, UInt128 eid)
     {
-        foreach (var site in _config.Sites)
+        foreach (var site in _policy.Config.Sites)
             foreach (var p in site.Prefixes)
                 if (p.Contains(iid, family, eid)) return site;
         return null;
@@ -95,7 +95,7 @@ public sealed class MapServerCore
 
     private void HandleRegister(ReadOnlySpan<byte> message, IPEndPoint source, Sender send)
     {
-        if (!_registerLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRegister); return; }
+        if (!_policy.Registers.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRegister); return; }
         var decoded = _register.TryDecode(message);
         if (!decoded.Ok)
         {
@@ -191,7 +191,7 @@ public sealed class MapServerCore
 
         foreach (var (eidKey, rlocs, rec) in records)
         {
-            long lifetime = _register.UseTtlForTimeout && rec.TtlMinutes != MappingRecord.TtlInfinite ? rec.TtlMinutes * 60_000L : (long)_config.RegistrationTimeout.TotalMilliseconds;
+            long lifetime = _register.UseTtlForTimeout && rec.TtlMinutes != MappingRecord.TtlInfinite ? rec.TtlMinutes * 60_000L : (long)_policy.Config.RegistrationTimeout.TotalMilliseconds;
             var xtr = new XtrRegistration(xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, now, now, nowMs + lifetime,
                 ProxyReply: _register.ProxyMapReply);
             var (old, _) = _store.Register(eidKey, site, xtr);
@@ -258,7 +258,7 @@ public sealed class MapServerCore
             _counters.Add(MsCounter.UnsupportedMessageType);
             return;
         }
-        if (!_requestLimiter.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
+        if (!_policy.Requests.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
         HandleRequest(_ecm.InnerMessage, source, _ecm.InnerSourcePort, send, message);
     }
 
@@ -309,7 +309,7 @@ public sealed class MapServerCore
                 var record = reply.Records.AddSlot();
                 EidAddress.Assign(record.EidPrefix, iid, family, EidPrefix.Mask(eid, family, length), lcaf || iid != 0);
                 record.EidMaskLength = (byte)length;
-                record.TtlMinutes = inSite ? _config.UnregisteredTtlMinutes : _config.NegativeTtlMinutes;
+                record.TtlMinutes = inSite ? _policy.Config.UnregisteredTtlMinutes : _policy.Config.NegativeTtlMinutes;
                 record.Action = MapReplyAction.NativelyForward;
                 record.Authoritative = true;
                 record.MapVersion = 0;
@@ -337,7 +337,7 @@ public sealed class MapServerCore
         int bits = EidPrefix.MaxLength(family);
         int length = _store.NegativePrefixLength(iid, family, eid);
         inSite = false;
-        foreach (var site in _config.Sites)
+        foreach (var site in _policy.Config.Sites)
             foreach (var p in site.Prefixes)
             {
                 if (p.InstanceId != iid || p.Family != family) continue;

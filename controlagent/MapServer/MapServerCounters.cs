@@ -24,6 +24,12 @@ public enum MsCounter
     PublicationsSent,
     MoveNotifiesSent,
     NotifyRetransmissions,
+    /// <summary>Configurations re-read and applied (SIGHUP).</summary>
+    ConfigReloads,
+    /// <summary>Re-read configurations refused (they did not parse); the running one stayed.</summary>
+    ConfigReloadsRefused,
+    /// <summary>Registered prefixes removed by a reload: their site is gone or no longer holds them.</summary>
+    RegistrationsRemovedByReload,
     // Refusals.
     MalformedMessage,
     UnsupportedMessageType,

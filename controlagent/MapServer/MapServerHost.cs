@@ -31,7 +31,13 @@ public sealed class MapServerHost : IDisposable
     /// <summary>How often the expiry scan runs (each run looks at <see cref="RegistrationStore.ExpiryScanPerCall"/> registrations).</summary>
     public const int ExpiryIntervalMs = 10;
 
-    public MapServerConfig Config { get; }
+    private readonly PolicyCell _policy;
+    private readonly object _reloadLock = new();
+    // Set on the thread applying a reload: a registration it removes is counted as removed by the reload, not as expired.
+    [ThreadStatic] private static bool t_reloading;
+
+    /// <summary>The configuration in force (replaced by <see cref="Reload"/>).</summary>
+    public MapServerConfig Config => _policy.Current.Config;
     public RegistrationStore Store { get; } = new();
     public MapServerCounters Counters { get; } = new();
     public Publisher? Publisher => _publisher;
@@ -40,11 +46,9 @@ public sealed class MapServerHost : IDisposable
     /// <param name="cpus">Empty, or one CPU per worker: worker w of every listen address is pinned to cpus[w].</param>
     public MapServerHost(MapServerConfig config, int workers, ILogger log, bool controlSocket = true, IReadOnlyList<int>? cpus = null)
     {
-        Config = config;
+        _policy = new PolicyCell(MapServerPolicy.For(config));
         _log = log;
         _peerLog = new RateLimitedLogger(log);
-        var requestLimiter = new RateLimiter(config.MapRequestRate, config.MapRequestBurst, config.RateLimitSources);
-        var registerLimiter = new RateLimiter(config.MapRegisterRate, config.MapRegisterBurst, config.RateLimitSources);
         try
         {
             foreach (var endpoint in config.Listen)
@@ -61,7 +65,7 @@ public sealed class MapServerHost : IDisposable
                     // With port 0 the first socket picks the port; the others join it.
                     bound = (IPEndPoint)socket.LocalEndPoint!;
                     _sockets.Add(socket);
-                    var core = new MapServerCore(config, Store, Counters, requestLimiter, registerLimiter, _peerLog);
+                    var core = new MapServerCore(_policy, Store, Counters, _peerLog);
                     _cores.Add(core);
                     int? cpu = cpus is { Count: > 0 } ? cpus[w % cpus.Count] : null;
                     var thread = new Thread(() =>
@@ -85,7 +89,7 @@ public sealed class MapServerHost : IDisposable
         foreach (var core in _cores) core.Publisher = _publisher;
         Store.Changed += (old, updated) =>
         {
-            if (updated is null) Counters.Add(MsCounter.RegistrationsExpired);
+            if (updated is null) Counters.Add(t_reloading ? MsCounter.RegistrationsRemovedByReload : MsCounter.RegistrationsExpired);
             _publisher?.OnChanged(old, updated);
         };
         _expiry = new Timer(_ =>
@@ -100,6 +104,59 @@ public sealed class MapServerHost : IDisposable
         foreach (var t in _threads) t.Start();
         MapServerLog.Listening(log, string.Join(", ", BoundEndpoints.Distinct()), workers, config.Sites.Count, string.Join(", ", config.Sites.Select(s => s.Name)),
             _control is null ? "" : $"; control socket {config.ControlSocket}");
+    }
+
+    /// <summary>
+    /// Applies a re-read configuration without a restart (SIGHUP): sites added, changed and removed, keys, prefixes,
+    /// rate limits, timeouts and TTLs. Registrations of unchanged sites stay untouched; those of a changed site stay
+    /// while the site still covers their prefix (the site's next refresh must authenticate with its keys as they are
+    /// now); those of a removed site, or of a prefix the site no longer holds, are removed and their subscribers told.
+    /// Every subscription follows its subscriber's site. The sockets stay as they are: a changed listen or
+    /// control-socket line is reported and waits for a restart.
+    /// </summary>
+    public MapServerReloadResult Reload(MapServerConfig fresh)
+    {
+        lock (_reloadLock)
+        {
+            var running = _policy.Current;
+            var old = running.Config;
+            var needRestart = SiteComparison.NeedRestart(old, fresh);
+            fresh.Listen.Clear();
+            fresh.Listen.AddRange(old.Listen);
+            fresh.ControlSocket = old.ControlSocket;
+            var byName = fresh.Sites.ToDictionary(s => s.Name);
+            var oldByName = old.Sites.ToDictionary(s => s.Name);
+            var added = fresh.Sites.Where(s => !oldByName.ContainsKey(s.Name)).Select(s => s.Name).ToList();
+            var removed = old.Sites.Where(s => !byName.ContainsKey(s.Name)).Select(s => s.Name).ToList();
+            var changed = fresh.Sites.Where(s => oldByName.TryGetValue(s.Name, out var o) && !SiteComparison.SameAuthority(o, s)).Select(s => s.Name).ToList();
+            _policy.Current = running.With(fresh);
+            int registrations, subscriptions;
+            t_reloading = true;
+            try { registrations = Store.ApplySites(byName); }
+            finally { t_reloading = false; }
+            subscriptions = _publisher?.ApplySites(byName) ?? 0;
+            Counters.Add(MsCounter.ConfigReloads);
+            var result = new MapServerReloadResult(added, changed, removed, fresh.Sites.Count - added.Count - changed.Count, registrations, subscriptions, needRestart);
+            MapServerLog.Reloaded(_log, result.ToString());
+            return result;
+        }
+    }
+
+    /// <summary>
+    /// Reads the configuration again with <paramref name="load"/> and applies it; a configuration that does not load
+    /// is refused with its reason (line and cause) and the running one stays. Null when refused.
+    /// </summary>
+    public MapServerReloadResult? ReloadFrom(Func<MapServerConfig> load)
+    {
+        MapServerConfig fresh;
+        try { fresh = load(); }
+        catch (Exception e) when (e is ConfigException or FormatException or IOException or UnauthorizedAccessException)
+        {
+            Counters.Add(MsCounter.ConfigReloadsRefused);
+            MapServerLog.ReloadRefused(_log, e.Message);
+            return null;
+        }
+        return Reload(fresh);
     }
 
     /// <summary>

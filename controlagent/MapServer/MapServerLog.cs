@@ -24,6 +24,12 @@ internal static partial class MapServerLog
     [LoggerMessage(LogLevel.Error, "publisher: {Reason}")]
     public static partial void PublisherFailed(ILogger log, string reason);
 
+    [LoggerMessage(LogLevel.Information, "configuration reloaded: {Summary}")]
+    public static partial void Reloaded(ILogger log, string summary);
+
+    [LoggerMessage(LogLevel.Error, "configuration reload refused, the running configuration stays: {Reason}")]
+    public static partial void ReloadRefused(ILogger log, string reason);
+
     [LoggerMessage(LogLevel.Warning, "{What} {To}: {Reason}")]
     public static partial void SendFailed(ILogger log, string what, EndPoint to, string reason);
 }

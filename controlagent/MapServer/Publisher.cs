@@ -125,6 +125,33 @@ public sealed class Publisher : IDisposable
         _counters.Add(MsCounter.SubscriptionsAccepted);
     }
 
+    /// <summary>
+    /// A reload's new sites: each subscription follows its subscriber's site to its new configuration (publications
+    /// are signed with that site's first key, as for a new subscription); one whose site is gone is dropped, since
+    /// nothing could authenticate its publications. Returns how many were dropped.
+    /// </summary>
+    public int ApplySites(IReadOnlyDictionary<string, SiteConfig> sites)
+    {
+        int dropped = 0;
+        foreach (var key in _subscriptions.Keys)
+        {
+            // Compare-and-swap: a worker may be adding a subscription to the same prefix meanwhile.
+            while (_subscriptions.TryGetValue(key, out var subs))
+            {
+                var next = subs;
+                int gone = 0;
+                foreach (var (id, s) in subs)
+                {
+                    if (sites.GetValueOrDefault(s.Site.Name) is not SiteConfig site) { next = next.Remove(id); gone++; }
+                    else if (!ReferenceEquals(site, s.Site)) next = next.SetItem(id, s with { Site = site, SiteKey = site.Keys[0] });
+                }
+                if (ReferenceEquals(next, subs) || _subscriptions.TryUpdate(key, next, subs)) { dropped += gone; break; }
+            }
+        }
+        if (dropped > 0) _counters.Add(MsCounter.SubscriptionsDropped, dropped);
+        return dropped;
+    }
+
     /// <summary>Called by the registration store after a change: queued for the sender (or held, see <see cref="DeferOnThisThread"/>).</summary>
     public void OnChanged(EidRegistration? old, EidRegistration? updated)
     {

@@ -97,6 +97,8 @@ public sealed class RegistrationStore
     private readonly object _write = new();
     // Which site each xTR-ID registered with, and for how many prefixes: a subscription needs the subscriber's site.
     private readonly Dictionary<UInt128, (SiteConfig Site, int Prefixes)> _xtrSites = [];
+    // The sites by name since the last reload (null before any): a registration is stored with the current one.
+    private IReadOnlyDictionary<string, SiteConfig>? _sites;
     // Where the incremental expiry scan stands; only the expiry timer uses it.
     private IEnumerator<KeyValuePair<EidKey, EidRegistration>>? _expiryWalk;
 
@@ -148,13 +150,19 @@ public sealed class RegistrationStore
     /// Stores (or replaces) one xTR's registration of a prefix; returns what changed: the previous EID
     /// registration and the new one.
     /// </summary>
-    public (EidRegistration? Old, EidRegistration New) Register(EidKey key, SiteConfig site, XtrRegistration xtr)
+    public (EidRegistration? Old, EidRegistration? New) Register(EidKey key, SiteConfig site, XtrRegistration xtr)
     {
         EidRegistration? old;
         EidRegistration updated;
         lock (_write)
         {
             _byKey.TryGetValue(key, out old);
+            if (_sites is not null && !ReferenceEquals(_sites.GetValueOrDefault(site.Name), site))
+            {
+                // Checked against a site that a reload has just replaced: the site as it is now decides.
+                if (_sites.GetValueOrDefault(site.Name) is not SiteConfig current || !SiteComparison.Covers(current, key)) return (old, null);
+                site = current;
+            }
             var byXtr = (old?.ByXtr ?? ImmutableDictionary<UInt128, XtrRegistration>.Empty);
             if (old is not null && byXtr.TryGetValue(xtr.XtrId, out var previous)) xtr = xtr with { FirstRegistered = previous.FirstRegistered };
             else _xtrSites[xtr.XtrId] = (site, _xtrSites.GetValueOrDefault(xtr.XtrId).Prefixes + 1);
@@ -172,6 +180,34 @@ public sealed class RegistrationStore
         }
         if (!SameAnswer(old, updated)) Changed?.Invoke(old, updated);
         return (old, updated);
+    }
+
+    /// <summary>
+    /// A reload's new sites (by name): every registration is bound to its site's new configuration, and one whose site
+    /// is gone or no longer covers its prefix is removed (its subscribers are told, as for an expiry). Registrations of
+    /// a site whose keys changed stay: they were authenticated when they arrived, and the next refresh must use the
+    /// new key. Returns how many prefixes were removed. A Map-Register checked against the old sites while this runs
+    /// is re-checked against the new ones when it is stored.
+    /// </summary>
+    public int ApplySites(IReadOnlyDictionary<string, SiteConfig> sites)
+    {
+        var changes = new List<(EidRegistration Old, EidRegistration? New)>();
+        lock (_write)
+        {
+            _sites = sites;
+            foreach (var (key, reg) in _byKey)
+            {
+                if (sites.GetValueOrDefault(reg.Site.Name) is SiteConfig site && SiteComparison.Covers(site, key))
+                {
+                    if (!ReferenceEquals(site, reg.Site)) _byKey[key] = reg with { Site = site };
+                }
+                else RemoveWhere(key, _ => true, changes);
+            }
+            foreach (var (id, entry) in _xtrSites.ToList())
+                if (sites.GetValueOrDefault(entry.Site.Name) is SiteConfig site) _xtrSites[id] = (site, entry.Prefixes);
+        }
+        foreach (var (o, n) in changes) Changed?.Invoke(o, n);
+        return changes.Count;
     }
 
     /// <summary>

@@ -22,6 +22,13 @@ public class CliTests
         return path;
     }
 
+    private static void Signal(Process process, string signal)
+    {
+        using var kill = Process.Start("kill", ["-s", signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
+        kill.WaitForExit();
+        Assert.That(kill.ExitCode, Is.EqualTo(0), $"kill -s {signal}");
+    }
+
     private static (int Code, string Out, string Err) Run(params string[] args)
     {
         var psi = new ProcessStartInfo(Exe(), args) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -197,6 +204,74 @@ public class CliTests
             server.WaitForExit(5000);
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// A Map-Server run as systemd runs it (NOTIFY_SOCKET set): READY=1 once it listens; SIGHUP reloads a changed file
+    /// between RELOADING=1 and READY=1, keeping the registration of the untouched site; a broken file is refused with
+    /// its line and the running configuration kept.
+    /// </summary>
+    [Test]
+    public void MapServerProcess_Sighup_ReloadsTheFile_AndTellsSystemd()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-hup-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        int port = 21000 + Environment.ProcessId % 20000;
+        string conf = Path.Combine(dir, "ms.conf"), sock = Path.Combine(dir, "ms.sock"), notifyPath = Path.Combine(dir, "notify");
+        const string planners = "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n";
+        File.WriteAllText(conf, planners);
+        using var notify = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        notify.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(notifyPath));
+        notify.ReceiveTimeout = 15_000;
+        string NextNotification()
+        {
+            byte[] buffer = new byte[4096];
+            return System.Text.Encoding.UTF8.GetString(buffer, 0, notify.Receive(buffer));
+        }
+        var psi = new ProcessStartInfo(Exe(), ["mapserver", "--config", conf, "--listen", $"127.0.0.1:{port}", "--control-socket", sock]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.Environment["NOTIFY_SOCKET"] = notifyPath;
+        using var server = Process.Start(psi)!;
+        var stdout = server.StandardOutput.ReadToEndAsync();
+        var stderr = server.StandardError.ReadToEndAsync();
+        try
+        {
+            Assert.That(NextNotification(), Does.StartWith("READY=1\nSTATUS=1 site(s), listening on 127.0.0.1:"));
+            Assert.That(File.Exists(sock), Is.True, "READY comes after the control socket is open");
+            var reg = new MapRegister { Nonce = 1, WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 0xabc };
+            var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.Parse("10.1.0.5")) };
+            rec.Locators.Add(new LocatorRecord(LispAddress.Parse("192.0.2.3"), 1, 100));
+            reg.Records.Add(rec);
+            using var udp = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+            udp.Client.ReceiveTimeout = 3000;
+            udp.Send(reg.ToSignedArray("s3cret"u8), new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+            var from = new System.Net.IPEndPoint(0, 0);
+            Assert.That(LispMessage.PeekType(udp.Receive(ref from)), Is.EqualTo(LispMessageType.MapNotify));
+
+            File.WriteAllText(conf, planners + "site edge\n  key 1 sha256 \"other\"\n  eid-prefix 4000 10.4.0.0/16\n");
+            Signal(server, "HUP");
+            Assert.That(NextNotification(), Does.StartWith("RELOADING=1\nMONOTONIC_USEC="));
+            Assert.That(NextNotification(), Does.StartWith("READY=1"));
+            var status = Run("show", "mapserver", "--control-socket", sock, "--json");
+            using (var doc = System.Text.Json.JsonDocument.Parse(status.Out))
+                Assert.That((doc.RootElement.GetProperty("config-reloads").GetInt64(), doc.RootElement.GetProperty("registrations").GetInt64()), Is.EqualTo((1L, 1L)), status.Out);
+
+            File.WriteAllText(conf, planners + "site edge\n  key 1 sha256 \"other\"\n  eid-prefix 4000 10.4.0.0/33\n");
+            Signal(server, "HUP");
+            Assert.That(NextNotification(), Does.StartWith("RELOADING=1"));
+            Assert.That(NextNotification(), Does.StartWith("READY=1"), "still running, on the configuration it had");
+            var table = Run("show", "mapserver", "--control-socket", sock);
+            Assert.That(table.Out, Does.Match(@"config-reloads-refused\s+1\n").And.Match(@"registrations\s+1\n"), table.Out);
+            Assert.That(Run("show", "registrations", "--control-socket", sock).Out, Does.Contain("site planners  [1000] 10.1.0.5/32"));
+        }
+        finally
+        {
+            if (!server.HasExited) Signal(server, "TERM");
+            if (!server.WaitForExit(10_000)) server.Kill();
+            Directory.Delete(dir, recursive: true);
+        }
+        Assert.That(stdout.Result, Does.Contain("fastxtr mapserver: configuration reloaded: 1 site(s) unchanged; added edge; 0 registration(s) removed"));
+        Assert.That(stderr.Result, Does.Contain($"fastxtr mapserver: error: configuration reload refused, the running configuration stays: {conf} line 7: "));
+        Assert.That(server.ExitCode, Is.EqualTo(0), "SIGTERM stops it cleanly");
     }
 
     [TestCase("127.0.0.1", "--metrics 127.0.0.1: give a port (ADDR:PORT)")]

@@ -15,7 +15,7 @@ namespace FastXtr.Tests.ControlAgent.MapServer;
 /// </summary>
 [TestFixture]
 [NonParallelizable]
-public class MapServerTests
+public partial class MapServerTests
 {
     private static readonly byte[] PlannersKey = "planners-secret"u8.ToArray();
     private const string Config = """
