@@ -43,6 +43,10 @@ public enum AgentCounter
     MissRecordsMalformed,
     MapCacheFull,
     RegionsFollowed,
+    /// <summary>Configurations re-read and applied (SIGHUP).</summary>
+    ConfigReloads,
+    /// <summary>Re-read configurations refused (did not parse, or conflicted with an attached agent); the running one stayed.</summary>
+    ConfigReloadsRefused,
     EntriesRestored,
     Count,
 }

@@ -12,7 +12,7 @@ public sealed record AttachedAgent(string Name, DatabaseMapping Mapping, AgentCo
 /// </summary>
 public sealed class AgentDatabase
 {
-    private readonly List<DatabaseMapping> _configured;
+    private List<DatabaseMapping> _configured;
     private readonly Dictionary<(uint, EidFamily, UInt128, int), AttachedAgent> _agents = [];
     private readonly object _lock = new();
 
@@ -20,7 +20,27 @@ public sealed class AgentDatabase
 
     private static (uint, EidFamily, UInt128, int) Key(DatabaseMapping m) => (m.InstanceId, m.Family, m.Prefix, m.Length);
 
-    public IReadOnlyList<DatabaseMapping> Configured => _configured;
+    public IReadOnlyList<DatabaseMapping> Configured { get { lock (_lock) return _configured; } }
+
+    /// <summary>
+    /// A reload's database mappings; null (and the reason) when one has the prefix of an attached agent. Returns the
+    /// mappings that are new or changed (locators or context) and those that are gone.
+    /// </summary>
+    public (List<DatabaseMapping> Registered, List<DatabaseMapping> Withdrawn)? ReplaceConfigured(IReadOnlyList<DatabaseMapping> configured, out string? conflict)
+    {
+        lock (_lock)
+        {
+            conflict = configured.Where(m => _agents.ContainsKey(Key(m))).Select(m => $"{m.PrefixText} is attached through the API (agent '{_agents[Key(m)].Name}'); detach it first").FirstOrDefault();
+            if (conflict is not null) return null;
+            var registered = configured.Where(m => _configured.FirstOrDefault(o => o.SamePrefix(m)) is not DatabaseMapping o || !SameMapping(o, m)).ToList();
+            var withdrawn = _configured.Where(o => !configured.Any(m => m.SamePrefix(o))).ToList();
+            _configured = configured.ToList();
+            return (registered, withdrawn);
+        }
+    }
+
+    private static bool SameMapping(DatabaseMapping a, DatabaseMapping b) =>
+        a.Rlocs.SequenceEqual(b.Rlocs) && Equals(a.Context, b.Context);
 
     public IReadOnlyList<AttachedAgent> Agents
     {

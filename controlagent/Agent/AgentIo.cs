@@ -11,7 +11,14 @@ namespace FastXtr.Agent;
 /// </summary>
 internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentCounters counters, ILogger log, Socket socket)
 {
-    public AgentConfig Config { get; } = config;
+    private AgentConfig _config = config;
+
+    /// <summary>The configuration in force; a reload replaces it in one step (every reader takes it whole).</summary>
+    public AgentConfig Config
+    {
+        get => Volatile.Read(ref _config);
+        set => Volatile.Write(ref _config, value);
+    }
     public AgentDatabase Database { get; } = database;
     public AgentCounters Counters { get; } = counters;
     public ILogger Log { get; } = log;

@@ -9,6 +9,12 @@ internal static partial class AgentLog
     [LoggerMessage(LogLevel.Information, "rloc {Rloc}, {Mappings} database mapping(s), {MapServers} Map-Server(s), {MapResolvers} Map-Resolver(s), {Profiles} profile(s), shm {Region}")]
     public static partial void Started(ILogger log, IPAddress rloc, int mappings, int mapServers, int mapResolvers, int profiles, string? region);
 
+    [LoggerMessage(LogLevel.Information, "configuration reloaded: {Summary}")]
+    public static partial void Reloaded(ILogger log, string summary);
+
+    [LoggerMessage(LogLevel.Error, "configuration reload refused, the running configuration stays: {Reason}")]
+    public static partial void ReloadRefused(ILogger log, string reason);
+
     [LoggerMessage(LogLevel.Warning, "{What}: {Reason}")]
     public static partial void TaskFailed(ILogger log, string what, string reason);
 

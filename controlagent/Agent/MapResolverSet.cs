@@ -33,6 +33,7 @@ public sealed class MapResolverSet
     /// <summary>The resolver to ask now, preferring one other than <paramref name="avoid"/> (the one that just timed out).</summary>
     public int Pick(long nowMs, int avoid = -1)
     {
+        if (avoid >= _endpoints.Length) avoid = -1;
         lock (_lock)
         {
             for (int i = 0; i < _endpoints.Length; i++)
@@ -48,6 +49,8 @@ public sealed class MapResolverSet
     /// <summary>A request to <paramref name="index"/> went unanswered; true when that marked the resolver down.</summary>
     public bool OnTimeout(int index, long nowMs)
     {
+        // An index into the set a reload replaced (a request in flight across it) counts against nothing.
+        if ((uint)index >= (uint)_endpoints.Length) return false;
         lock (_lock)
         {
             if (++_timeouts[index] < TimeoutsToMarkDown || _downUntilMs[index] > nowMs) return false;
@@ -59,6 +62,7 @@ public sealed class MapResolverSet
     /// <summary>An answer to a request sent through <paramref name="index"/>: it is up again.</summary>
     public void OnAnswer(int index)
     {
+        if ((uint)index >= (uint)_endpoints.Length) return;
         lock (_lock)
         {
             _timeouts[index] = 0;

@@ -47,10 +47,10 @@ internal sealed class Registrar(AgentIo io)
     /// <summary>Test hook: called with each Map-Register just before it is sent (under the registration lock).</summary>
     internal Action<MapRegister>? BeforeRegisterSendForTests { get; set; }
 
-    /// <summary>Registers the whole database with every Map-Server (the periodic refresh).</summary>
-    public Task<bool> RegisterAll()
+    /// <summary>Registers the whole database with every Map-Server (the periodic refresh), or with the ones given (a reload's new or re-keyed Map-Servers).</summary>
+    public Task<bool> RegisterAll(IReadOnlyList<MapServerPeer>? only = null)
     {
-        lock (_registerLock) return SendRegisters(io.Database.All.Select(m => (MappingKey.Of(m), Withdraw: false)).ToList(), changed: false);
+        lock (_registerLock) return SendRegisters(io.Database.All.Select(m => (MappingKey.Of(m), Withdraw: false)).ToList(), changed: false, only);
     }
 
     /// <summary>
@@ -97,7 +97,7 @@ internal sealed class Registrar(AgentIo io)
     }
 
     /// <summary>Builds and sends Map-Registers for these prefixes; the caller holds <see cref="_registerLock"/>.</summary>
-    private Task<bool> SendRegisters(List<(MappingKey Key, bool Withdraw)> wanted, bool changed)
+    private Task<bool> SendRegisters(List<(MappingKey Key, bool Withdraw)> wanted, bool changed, IReadOnlyList<MapServerPeer>? only = null)
     {
         var records = new List<(MappingKey Key, ushort Version, bool Withdraw)>();
         foreach (var (key, withdraw) in wanted)
@@ -108,7 +108,7 @@ internal sealed class Registrar(AgentIo io)
         }
         if (records.Count == 0) return Task.FromResult(wanted.Count == 0 || !changed);
         var waits = new List<Task<bool>>();
-        foreach (var ms in io.Config.MapServers)
+        foreach (var ms in only ?? io.Config.MapServers)
         {
             foreach (var chunk in records.Chunk(RecordsPerRegister))
             {

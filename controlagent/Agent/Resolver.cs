@@ -36,8 +36,9 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
 
     private readonly ConcurrentDictionary<ulong, PendingRequest> _pendingRequests = new();
     private readonly Dictionary<(uint, ushort, UInt128), long> _lastRequest = [];
-    private readonly RateLimiter _requestRate = new(io.Config.MapRequestRate, io.Config.MapRequestBurst, 16);
-    private readonly MapResolverSet _resolvers = new(io.Config.MapResolvers);
+    private volatile RateLimiter _requestRate = new(io.Config.MapRequestRate, io.Config.MapRequestBurst, 16);
+    // Replaced whole on reload; each use takes it once, and indexes into an older set are checked (MapResolverSet).
+    private volatile MapResolverSet _resolvers = new(io.Config.MapResolvers);
     // What this ITR resolved, so that publications and SMRs reach the right profiles: prefix → profile → source EID.
     private readonly ConcurrentDictionary<(uint Iid, EidFamily Family, UInt128 Prefix, int Length), ConcurrentDictionary<ushort, UInt128>> _resolved = new();
 
@@ -68,11 +69,12 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
         ecm.SetInnerMessage(request.ToArray());
         long nowMs = AgentIo.NowMs;
-        int resolver = _resolvers.Pick(nowMs);
+        var resolvers = _resolvers;
+        int resolver = resolvers.Pick(nowMs);
         var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs, CreatedTicks = Stopwatch.GetTimestamp() };
         _pendingRequests[request.Nonce] = pending;
         io.Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
-        io.SendOrThrow(pending.Datagram, _resolvers[resolver]);
+        io.SendOrThrow(pending.Datagram, resolvers[resolver]);
     }
 
     /// <summary>
@@ -84,28 +86,56 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     public void RetransmitRequests()
     {
         long nowMs = AgentIo.NowMs;
+        var resolvers = _resolvers;
         foreach (var (nonce, p) in _pendingRequests)
         {
             if (nowMs - p.SentMs < RequestTimeoutMs) continue;
             io.Counters.Add(AgentCounter.MapResolverTimeouts);
-            if (_resolvers.OnTimeout(p.Resolver, nowMs))
+            if (resolvers.Count == 0)
+            {
+                // A reload took every Map-Resolver away.
+                if (_pendingRequests.TryRemove(nonce, out _)) io.Counters.Add(AgentCounter.MapRequestsUnanswered);
+                continue;
+            }
+            if (resolvers.OnTimeout(p.Resolver, nowMs))
             {
                 io.Counters.Add(AgentCounter.MapResolversMarkedDown);
-                AgentLog.ResolverDown(io.Log, _resolvers[p.Resolver], MapResolverSet.TimeoutsToMarkDown, MapResolverSet.DownFor.TotalSeconds,
-                    _resolvers.Count > 1 ? "; asking the next one" : "");
+                AgentLog.ResolverDown(io.Log, resolvers[p.Resolver], MapResolverSet.TimeoutsToMarkDown, MapResolverSet.DownFor.TotalSeconds,
+                    resolvers.Count > 1 ? "; asking the next one" : "");
             }
             if (p.Attempts >= RequestAttempts || !_requestRate.TryAcquire(0, Stopwatch.GetTimestamp()))
             {
                 if (_pendingRequests.TryRemove(nonce, out _)) io.Counters.Add(AgentCounter.MapRequestsUnanswered);
                 continue;
             }
-            p.Resolver = _resolvers.Pick(nowMs, avoid: p.Resolver);
+            p.Resolver = resolvers.Pick(nowMs, avoid: p.Resolver);
             p.Attempts++;
             p.SentMs = nowMs;
             io.Counters.Add(AgentCounter.MapRequestRetransmissions);
-            try { io.SendOrThrow(p.Datagram, _resolvers[p.Resolver]); }
-            catch (SocketException e) { AgentLog.MapRequestSendFailed(io.Log, _resolvers[p.Resolver], e.Message); }
+            try { io.SendOrThrow(p.Datagram, resolvers[p.Resolver]); }
+            catch (SocketException e) { AgentLog.MapRequestSendFailed(io.Log, resolvers[p.Resolver], e.Message); }
         }
+    }
+
+    /// <summary>
+    /// A reload's Map-Resolvers and request rate: a changed resolver list starts afresh (requests in flight are
+    /// retransmitted to the new list); a changed rate gets a new bucket. True when something changed.
+    /// </summary>
+    public bool Apply(AgentConfig fresh, AgentConfig running)
+    {
+        bool changed = false;
+        if (!fresh.MapResolvers.SequenceEqual(running.MapResolvers))
+        {
+            _resolvers = new MapResolverSet(fresh.MapResolvers);
+            foreach (var p in _pendingRequests.Values) p.Resolver = 0;
+            changed = true;
+        }
+        if (fresh.MapRequestRate != running.MapRequestRate || fresh.MapRequestBurst != running.MapRequestBurst)
+        {
+            _requestRate = new RateLimiter(fresh.MapRequestRate, fresh.MapRequestBurst, 16);
+            changed = true;
+        }
+        return changed;
     }
 
     /// <summary>The Map-Resolvers with their state, for the status API.</summary>

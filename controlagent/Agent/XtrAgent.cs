@@ -33,20 +33,24 @@ public sealed class XtrAgent : IDisposable
     private readonly Notifications _notifications;
     private readonly EtrResponder _etr;
     private readonly Thread _receiver, _loop;
+    private readonly List<Periodic> _periodic;
+    private readonly object _reloadLock = new();
     private volatile bool _stopping;
 
     /// <summary>Periodic work of the loop: due again <see cref="PeriodMs"/> after it last ran (missed ticks are not made up).</summary>
     private sealed class Periodic(string name, long periodMs, long firstDueMs, Action work)
     {
         public string Name { get; } = name;
-        public long PeriodMs { get; } = periodMs;
+        /// <summary>Changed by a reload (register-interval, rloc-probe-interval); takes effect from the next run.</summary>
+        public long PeriodMs { get; set; } = periodMs;
         public long DueMs { get; set; } = firstDueMs;
         public Action Work { get; } = work;
     }
 
     public AgentCounters Counters { get; } = new();
     public AgentDatabase Database { get; }
-    public AgentConfig Config { get; }
+    /// <summary>The configuration in force (replaced by <see cref="Reload"/>).</summary>
+    public AgentConfig Config => _io.Config;
     public IReadOnlyList<(ushort Number, string Name, AgentConstraints Constraints)> Profiles => _profiles.All;
 
     /// <summary>Test hook: called with each Map-Register just before it is sent (under the registration lock).</summary>
@@ -58,7 +62,6 @@ public sealed class XtrAgent : IDisposable
 
     public XtrAgent(AgentConfig config, SharedRegion region, ILogger log)
     {
-        Config = config;
         _log = log;
         Database = new AgentDatabase(config.Database);
         _socket = new Socket(config.RlocAddress!.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
@@ -78,7 +81,7 @@ public sealed class XtrAgent : IDisposable
         _etr = new EtrResponder(_io);
         foreach (var sp in config.SourceProfiles) InstallSourceProfile(sp.InstanceId, sp.Family, sp.Prefix, sp.Length, _profiles.Number(sp.ProfileName));
         long now = AgentIo.NowMs;
-        var periodic = new List<Periodic>
+        var periodic = _periodic = new List<Periodic>
         {
             new("register", (long)config.RegisterInterval.TotalMilliseconds, now, () => _registrar.RegisterAll()),
             new("retransmit", 100, now + 100, () => { _registrar.RetransmitRegisters(); _resolver.RetransmitRequests(); }),
@@ -91,6 +94,81 @@ public sealed class XtrAgent : IDisposable
         _receiver.Start();
         _loop.Start();
         AgentLog.Started(log, config.RlocAddress!, config.Database.Count, config.MapServers.Count, config.MapResolvers.Count, config.Profiles.Count, region.Path);
+    }
+
+    /// <summary>
+    /// Applies a re-read configuration without a restart (SIGHUP). Database mappings that are new or changed
+    /// (locators, context) are registered and removed ones withdrawn, with every Map-Server; a Map-Server that is new or
+    /// whose key changed gets the whole database (the others hear nothing: nothing changed for them); a removed
+    /// Map-Server is no longer registered with, and what it holds expires there. Map-Resolvers, the Map-Request rate,
+    /// register and probe intervals, probe misses and subscribe take effect at once. A profile whose constraints
+    /// changed gets a new number (a number always means the same constraints), and its source prefixes move to it.
+    /// Settings bound at start (rloc-addr, shm, api-socket, xtr-id, site-id, turning probing on or off) keep their
+    /// running values and are reported as waiting for a restart. A database mapping with the prefix of an attached
+    /// agent refuses the whole reload (<see cref="ConfigException"/>), changing nothing.
+    /// </summary>
+    public AgentReloadResult Reload(AgentConfig fresh)
+    {
+        lock (_reloadLock)
+        {
+            var running = _io.Config;
+            var needRestart = new List<string>();
+            void Keep<T>(string what, T now, T wanted, Action restore)
+            {
+                if (EqualityComparer<T>.Default.Equals(now, wanted)) return;
+                needRestart.Add($"{what} {wanted} (still {now})");
+                restore();
+            }
+            Keep("rloc-addr", running.RlocAddress, fresh.RlocAddress, () => fresh.RlocAddress = running.RlocAddress);
+            Keep("shm", running.SharedMemoryName, fresh.SharedMemoryName, () => fresh.SharedMemoryName = running.SharedMemoryName);
+            Keep("api-socket", running.EffectiveApiSocket, fresh.EffectiveApiSocket, () => fresh.ApiSocket = running.ApiSocket);
+            Keep("xtr-id", running.XtrId, fresh.XtrId, () => fresh.XtrId = running.XtrId);
+            Keep("site-id", running.SiteId, fresh.SiteId, () => fresh.SiteId = running.SiteId);
+            Keep("rloc-probing", running.RlocProbeInterval > TimeSpan.Zero ? "on" : "off", fresh.RlocProbeInterval > TimeSpan.Zero ? "on" : "off",
+                () => fresh.RlocProbeInterval = running.RlocProbeInterval);
+
+            var oldSources = running.SourceProfiles.ToDictionary(sp => (sp.InstanceId, sp.Family, sp.Prefix, sp.Length), sp => _profiles.Number(sp.ProfileName));
+            var database = Database.ReplaceConfigured(fresh.Database, out string? conflict) ?? throw new ConfigException($"database-mapping {conflict}");
+            var (profilesAdded, profilesChanged, profilesRemoved) = _profiles.ApplyConfigured(fresh.Profiles);
+            _io.Config = fresh;
+
+            var newSources = fresh.SourceProfiles.ToDictionary(sp => (sp.InstanceId, sp.Family, sp.Prefix, sp.Length), sp => _profiles.Number(sp.ProfileName));
+            foreach (var (k, _) in oldSources.Where(o => !newSources.ContainsKey(o.Key)))
+                _cache.Write(w => w.Remove(k.InstanceId, MapCacheEntry.SourceProfileKey, k.Family, k.Prefix, k.Length));
+            foreach (var (k, number) in newSources.Where(n => oldSources.GetValueOrDefault(n.Key) != n.Value))
+                InstallSourceProfile(k.InstanceId, k.Family, k.Prefix, k.Length, number);
+
+            var mapServersNew = fresh.MapServers.Where(m => !running.MapServers.Any(o => o.Endpoint.Equals(m.Endpoint) && o.Key.SameAs(m.Key))).ToList();
+            var mapServersRemoved = running.MapServers.Where(o => !fresh.MapServers.Any(m => m.Endpoint.Equals(o.Endpoint))).ToList();
+            bool resolvers = _resolver.Apply(fresh, running);
+            foreach (var p in _periodic)
+            {
+                if (p.Name == "register") p.PeriodMs = (long)fresh.RegisterInterval.TotalMilliseconds;
+                else if (p.Name == "rloc-probe") p.PeriodMs = (long)fresh.RlocProbeInterval.TotalMilliseconds;
+            }
+
+            if (database.Registered.Count + database.Withdrawn.Count > 0) _registrar.Register(database.Registered, database.Withdrawn);
+            if (mapServersNew.Count > 0) _registrar.RegisterAll(mapServersNew);
+            Counters.Add(AgentCounter.ConfigReloads);
+            var result = new AgentReloadResult(
+                database.Registered.Select(m => m.PrefixText).ToList(), database.Withdrawn.Select(m => m.PrefixText).ToList(),
+                mapServersNew.Select(m => m.Endpoint.ToString()).ToList(), mapServersRemoved.Select(m => m.Endpoint.ToString()).ToList(),
+                resolvers, profilesAdded, profilesChanged, profilesRemoved, needRestart);
+            AgentLog.Reloaded(_log, result.ToString());
+            return result;
+        }
+    }
+
+    /// <summary>Reads the configuration again with <paramref name="load"/> and applies it; one that does not load (or is refused) leaves the running one. Null when refused.</summary>
+    public AgentReloadResult? ReloadFrom(Func<AgentConfig> load)
+    {
+        try { return Reload(load()); }
+        catch (Exception e) when (e is ConfigException or FormatException or IOException or UnauthorizedAccessException or OverflowException)
+        {
+            Counters.Add(AgentCounter.ConfigReloadsRefused);
+            AgentLog.ReloadRefused(_log, e.Message);
+            return null;
+        }
     }
 
     /// <summary>Periodic work never takes the agent down: a failure is reported and the next tick tries again.</summary>

@@ -13,7 +13,7 @@ public static class AgentCommand
         var config = new Option<string>("--config") { Description = "configuration file (see controlagent/Agent/agent.example.conf): map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, subscribe", Required = true };
         var shm = new Option<string?>("--shm") { Description = "the data plane's shared-memory name (overrides the file)" };
         var api = new Option<string?>("--api-socket") { Description = "the local agent API's Unix socket (overrides the file; default /run/fastxtr/agent-SHM.sock; an empty string turns the API off)" };
-        var command = new Command("agent", "Run the xTR control agent beside a data plane: register this xTR's EID prefixes and attached agents with the Map-Servers (re-registered at once on any change), resolve the data plane's misses into its map-cache under the source's constraint profile, subscribe to what it resolves and apply publications, send and honour SMRs, probe locators, and serve the local agent API (HTTP+JSON on a Unix socket: GET /v1/status, /v1/database, /v1/agents; POST /v1/agents; PATCH and DELETE /v1/agents/IID/EID). Stops on SIGINT/SIGTERM; the data plane keeps forwarding meanwhile. A data plane restarted on a fresh region (its file removed or remade) is refilled from the agent's mapping of the old one within a second.");
+        var command = new Command("agent", "Run the xTR control agent beside a data plane: register this xTR's EID prefixes and attached agents with the Map-Servers (re-registered at once on any change), resolve the data plane's misses into its map-cache under the source's constraint profile, subscribe to what it resolves and apply publications, send and honour SMRs, probe locators, and serve the local agent API (HTTP+JSON on a Unix socket: GET /v1/status, /v1/database, /v1/agents; POST /v1/agents; PATCH and DELETE /v1/agents/IID/EID). Stops on SIGINT/SIGTERM; the data plane keeps forwarding meanwhile. SIGHUP (systemctl reload) re-reads the configuration: changed mappings, Map-Servers, Map-Resolvers and profiles apply at once, with re-registration only where something changed; a file that does not parse is refused with its line and reason and the running configuration kept. A data plane restarted on a fresh region (its file removed or remade) is refilled from the agent's mapping of the old one within a second.");
         command.Options.Add(config);
         command.Options.Add(shm);
         command.Options.Add(api);
@@ -21,14 +21,20 @@ public static class AgentCommand
         command.Options.Add(metrics);
         command.SetAction(parse =>
         {
-            AgentConfig cfg;
-            try
+            // The file with the command line's overrides: read at start and again on every SIGHUP.
+            AgentConfig Load()
             {
                 string path = parse.GetValue(config)!;
                 if (!File.Exists(path)) throw new ConfigException($"{path}: no such configuration file");
-                cfg = AgentConfig.Parse(File.ReadAllLines(path), path);
-                if (parse.GetValue(shm) is string s) cfg.SharedMemoryName = s;
-                if (parse.GetValue(api) is string a) cfg.ApiSocket = a;
+                var loaded = AgentConfig.Parse(File.ReadAllLines(path), path);
+                if (parse.GetValue(shm) is string s) loaded.SharedMemoryName = s;
+                if (parse.GetValue(api) is string a) loaded.ApiSocket = a;
+                return loaded;
+            }
+            AgentConfig cfg;
+            try
+            {
+                cfg = Load();
             }
             catch (ConfigException e)
             {
@@ -82,7 +88,9 @@ public static class AgentCommand
                     return Program.ExitUsage;
                 }
                 if (exporter is not null) stdout.WriteLine($"fastxtr agent: metrics on http://{exporter.BoundEndpoint}/metrics");
-                Program.WaitForStopSignal();
+                Common.Systemd.ServiceNotifier.Ready($"rloc {cfg.RlocAddress}, {cfg.Database.Count} mapping(s), region {region.Path}");
+                Program.WaitForStopSignal(() => agent.ReloadFrom(Load));
+                Common.Systemd.ServiceNotifier.Stopping();
                 exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 localApi?.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 agent.Dispose();

@@ -57,10 +57,8 @@ public static class SiteComparison
     /// <summary>Same keys (id, algorithm, secret), same prefixes in any order, same proxy-reply: registrations stay as they are.</summary>
     public static bool SameAuthority(SiteConfig a, SiteConfig b) =>
         a.ProxyReply == b.ProxyReply
-        && a.Keys.Count == b.Keys.Count && a.Keys.All(k => b.Keys.Any(o => SameKey(k, o)))
+        && a.Keys.Count == b.Keys.Count && a.Keys.All(k => b.Keys.Any(k.SameAs))
         && a.Prefixes.Count == b.Prefixes.Count && a.Prefixes.All(b.Prefixes.Contains);
-
-    public static bool SameKey(SiteKey a, SiteKey b) => a.KeyId == b.KeyId && a.Algorithm == b.Algorithm && a.Secret.AsSpan().SequenceEqual(b.Secret);
 
     /// <summary>Whether a registered prefix may stay with the site as it is configured now.</summary>
     public static bool Covers(SiteConfig site, EidKey key) => site.Prefixes.Any(p => p.Covers(key.InstanceId, key.Family, key.Prefix, key.Length));

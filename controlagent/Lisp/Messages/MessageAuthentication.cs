@@ -18,6 +18,9 @@ public enum AuthenticationFailure : byte
 /// <summary>One authentication key of a site: Key ID, algorithm and shared secret (RFC 9301 §5.6).</summary>
 public sealed record SiteKey(byte KeyId, AuthenticationAlgorithm Algorithm, byte[] Secret)
 {
+    /// <summary>Same key-id, algorithm and secret bytes (the record's own equality compares the secret by reference).</summary>
+    public bool SameAs(SiteKey other) => KeyId == other.KeyId && Algorithm == other.Algorithm && Secret.AsSpan().SequenceEqual(other.Secret);
+
     /// <summary>The algorithm a configuration names: sha1 or sha256 (or hmac-sha1, hmac-sha256); null for anything else.</summary>
     public static AuthenticationAlgorithm? AlgorithmNamed(string name) => name switch
     {
