@@ -274,6 +274,35 @@ public class CliTests
         Assert.That(server.ExitCode, Is.EqualTo(0), "SIGTERM stops it cleanly");
     }
 
+    /// <summary>
+    /// Started the way systemd starts it with StandardOutput=journal (JOURNAL_STREAM naming the stream the process
+    /// writes to), each log line carries its syslog priority for the journal.
+    /// </summary>
+    [Test]
+    public void MapServerProcess_WritingToTheJournal_PrefixesEachLineWithItsPriority()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-journal-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        int port = 22000 + Environment.ProcessId % 20000;
+        string conf = Path.Combine(dir, "ms.conf"), log = Path.Combine(dir, "log");
+        File.WriteAllText(conf, "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16\n");
+        // One file for both streams, as the journal's one socket; JOURNAL_STREAM names it by device and inode.
+        string script = $"exec >'{log}' 2>&1; JOURNAL_STREAM=$(stat -L -c %d:%i '{log}') exec '{Exe()}' mapserver --config '{conf}' --listen 127.0.0.1:{port} --control-socket '{dir}/ms.sock'";
+        using var server = Process.Start("sh", ["-c", script])!;
+        try
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(15);
+            while ((!File.Exists(log) || !File.ReadAllText(log).Contains("listening", StringComparison.Ordinal)) && DateTime.UtcNow < deadline) Thread.Sleep(50);
+            Assert.That(File.ReadAllText(log), Does.StartWith("<6>fastxtr mapserver: listening on 127.0.0.1:"));
+        }
+        finally
+        {
+            Signal(server, "TERM");
+            if (!server.WaitForExit(10_000)) server.Kill();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [TestCase("127.0.0.1", "--metrics 127.0.0.1: give a port (ADDR:PORT)")]
     [TestCase("nowhere:80", "'nowhere:80' is not ADDRESS[:PORT] (e.g. 127.0.0.1:4342 or [::1]:4342)")]
     public void MapServer_BadMetricsAddress_ExitsWithTheReason(string at, string expected)

@@ -26,6 +26,42 @@ public class LoggingTests
     }
 
     [Test]
+    public void ToTheJournal_EachLineCarriesItsSyslogPriority()
+    {
+        var output = new StringWriter();
+        var errors = new StringWriter();
+        using var logs = new LineLoggerProvider("dataplane", output, errors, priorityPrefixes: true);
+        var log = logs.CreateLogger();
+#pragma warning disable CA1848, CA2254, CA1873
+        log.LogInformation("2 worker(s)");
+        log.LogWarning("forwarding is on");
+        log.LogError("cannot write");
+#pragma warning restore CA1848, CA2254, CA1873
+        Assert.That(output.ToString(), Is.EqualTo("<6>fastxtr dataplane: 2 worker(s)" + Environment.NewLine));
+        Assert.That(errors.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries),
+            Is.EqualTo(new[] { "<4>fastxtr dataplane: warning: forwarding is on", "<3>fastxtr dataplane: error: cannot write" }));
+    }
+
+    [Test]
+    public void JournalStream_IsRecognisedOnlyOnTheDescriptorItNames()
+    {
+        string? saved = Environment.GetEnvironmentVariable("JOURNAL_STREAM");
+        try
+        {
+            Environment.SetEnvironmentVariable("JOURNAL_STREAM", null);
+            Assert.That(FastXtr.NativeInterop.Journal.IsConnected(FastXtr.NativeInterop.Journal.StandardError), Is.False);
+            Environment.SetEnvironmentVariable("JOURNAL_STREAM", "1:1");
+            Assert.That(FastXtr.NativeInterop.Journal.IsConnected(FastXtr.NativeInterop.Journal.StandardError), Is.False, "inherited, but our stream is another");
+            Environment.SetEnvironmentVariable("JOURNAL_STREAM", "garbage");
+            Assert.That(FastXtr.NativeInterop.Journal.IsConnected(FastXtr.NativeInterop.Journal.StandardError), Is.False);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("JOURNAL_STREAM", saved);
+        }
+    }
+
+    [Test]
     public void ConcurrentLines_NeverInterleave()
     {
         var output = new StringWriter();
