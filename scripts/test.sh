@@ -25,6 +25,9 @@ command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+# The package's checks: systemd-analyze reads its units, dpkg installs it into a scratch root.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then fail_early "missing ${missing[*]}; run as root so that apt-get can install them"; fi
   echo "test.sh: installing ${missing[*]}"
@@ -35,6 +38,9 @@ fi
 dotnet restore FastXtr.sln --nologo -v quiet || fail_early "dotnet restore failed"
 dotnet build FastXtr.sln -c Release --no-restore --nologo -v quiet || fail_early "the build failed"
 bash scripts/build.sh Release >/dev/null || fail_early "scripts/build.sh failed"
+# The Debian package, built from a copy of the tree the way a release is (the package tests read out/deb).
+rm -rf out/deb
+bash scripts/package.sh out/deb >/dev/null || fail_early "scripts/package.sh failed"
 
 results="$root/TestResults"
 rm -rf "$results"
