@@ -118,4 +118,19 @@ public class LabTests
         Assert.That(notifies.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length, Is.GreaterThanOrEqualTo(3), "registration notifies and publications to gateway 1");
         Assert.That(acks.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length, Is.GreaterThanOrEqualTo(1), "gateway 1 acknowledged a publication");
     }
+
+    /// <summary>The demo's capture through our Wireshark dissector: the GPU gateway's context, and the drain, as fields.</summary>
+    [Test]
+    public void DemoCapture_WithTheDissector_ShowsTheAgentContextAsFields()
+    {
+        if (Tshark.Path() is null) Assert.Fail("tshark is not installed: scripts/test.sh installs it (apt-get install tshark)");
+        string pcap = Path.Combine(_out, "underlay.pcap");
+        string lua = FastXtr.Tests.Packaging.WiresharkDissectorTests.Script();
+        var gpu = Shell.Must($"tshark -X lua_script:{lua} -r {pcap} -Y 'agent-context.hardware == \"gpu\"' -T fields -e lisp.type -e agent-context.rloc -e agent-context.state")
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Distinct().ToList();
+        Assert.That(gpu, Has.Member("3\t192.0.2.3\tready").And.Member("3\t192.0.2.3\tdraining"), "gateway 3's Map-Registers, before and after the drain: " + string.Join(" | ", gpu));
+        Assert.That(gpu, Has.Some.StartsWith("2\t192.0.2.3\t"), "Map-Replies to constrained requesters carry the context");
+        var constrained = Shell.Must($"tshark -X lua_script:{lua} -r {pcap} -Y 'agent-constraints.hardware == \"gpu\"' -T fields -e lisp.type");
+        Assert.That(constrained.Split('\n', StringSplitOptions.RemoveEmptyEntries), Is.Not.Empty.And.All.EqualTo("8,1"), "the ECM Map-Requests of sources under the gpu profile");
+    }
 }
