@@ -23,6 +23,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 [ -x /usr/bin/python3 ] || missing+=(python3)
+# The reference Prometheus text parser that the metrics tests read our /metrics with.
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 # The package's checks: systemd-analyze reads its units, dpkg installs it into a scratch root.

@@ -50,7 +50,12 @@ public sealed class MetricsEndpoint : IAsyncDisposable
             var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
             bound = new IPEndPoint(at.Address, new Uri(addresses.First()).Port);
         }
-        return new MetricsEndpoint(app, registry, bound);
+        var endpoint = new MetricsEndpoint(app, registry, bound);
+        // What DotNetStats does not have: the time the garbage collector paused the process, where a latency tail
+        // of the Map-Server or the agent comes from.
+        var pause = endpoint.Factory.CreateCounter("dotnet_gc_pause_seconds_total", "Time the process was paused by garbage collections");
+        registry.AddBeforeCollectCallback(() => pause.IncTo(GC.GetTotalPauseDuration().TotalSeconds));
+        return endpoint;
     }
 
     /// <summary>

@@ -46,6 +46,25 @@ public class DataplaneNamespaceTests(string offload)
         Assert.That(text, Does.Contain("dotnet_collection_count_total"), "the runtime's figures (GC) are there too");
         Assert.That(Ping(_lab.A, 2).Out, Does.Contain("2 received"));
         Assert.That(Value(Scrape(), "fastxtr_dataplane_udp_tx_packets_total{worker=\"0\"}"), Is.GreaterThanOrEqualTo(sent + 2), "read again at the next scrape");
+
+        // The reference parser reads it and the names follow the rules; every counter of `fastxtr show stats --json`,
+        // read between two scrapes, lies between the two scraped values (drop reasons as one metric with a label).
+        var before = FastXtr.Tests.Support.PrometheusText.Parse(Scrape());
+        var shown = Shell.Must($"{Shell.FastxtrExe()} show stats --shm {_lab.ShmA} --json");
+        var after = FastXtr.Tests.Support.PrometheusText.Parse(Scrape());
+        using var doc = System.Text.Json.JsonDocument.Parse(shown);
+        var worker = doc.RootElement.GetProperty("workers")[0];
+        int compared = 0;
+        foreach (var counter in worker.EnumerateObject())
+        {
+            string series = counter.Name.StartsWith("drop-", StringComparison.Ordinal)
+                ? $"fastxtr_dataplane_drops_total{{reason={counter.Name["drop-".Length..]},worker=0}}"
+                : $"fastxtr_dataplane_{counter.Name.Replace('-', '_')}_total{{worker=0}}";
+            Assert.That(before.ContainsKey(series), Is.True, series);
+            Assert.That((double)counter.Value.GetUInt64(), Is.InRange(before[series], after[series]), series);
+            compared++;
+        }
+        Assert.That(compared, Is.EqualTo(Enum.GetValues<Counter>().Length - 1), "every counter");
     }
 
     [Test, Order(1)]

@@ -77,6 +77,18 @@ public class AgentApiTests
         Assert.That(text.Split('\n'), Does.Contain("fastxtr_agent_attached_agents 1"));
         Assert.That(text, Does.Contain("fastxtr_agent_map_resolvers_up"));
         Assert.That(text, Does.Contain("# TYPE fastxtr_agent_map_request_duration_seconds histogram"));
+        // The reference parser reads it, the names follow the rules, and every agent counter is there with the
+        // value the status API shows (read between two scrapes: registrations may go on meanwhile).
+        var first = FastXtr.Tests.Support.PrometheusText.Parse(text);
+        var status = _agent.Counters.ToDictionary();
+        var second = FastXtr.Tests.Support.PrometheusText.Parse(await http.GetStringAsync(new Uri($"http://{metrics.BoundEndpoint}/metrics")));
+        foreach (var (name, value) in status)
+        {
+            string series = $"fastxtr_agent_{name.Replace('-', '_')}_total";
+            Assert.That(first.ContainsKey(series), Is.True, series);
+            Assert.That(value, Is.InRange(first[series], second[series]), series);
+        }
+        Assert.That(first.Keys, Has.Member("fastxtr_agent_map_request_duration_seconds_bucket{le=+Inf}").And.Member("dotnet_total_memory_bytes").And.Member("dotnet_gc_pause_seconds_total"));
         var missing = await http.GetAsync(new Uri($"http://{metrics.BoundEndpoint}/other"));
         Assert.That((int)missing.StatusCode, Is.EqualTo(404));
     }

@@ -197,6 +197,16 @@ public class CliTests
             Assert.That(metrics, Does.Contain("# TYPE fastxtr_mapserver_map_registers_accepted_total counter"));
             Assert.That(metrics.Split('\n'), Does.Contain("fastxtr_mapserver_map_registers_accepted_total 1").And.Contain("fastxtr_mapserver_registrations 1"));
             Assert.That(metrics, Does.Contain("dotnet_collection_count_total{generation=\"2\"}").And.Contain("process_start_time_seconds"), "the runtime's figures");
+            // The reference parser reads it and the names follow the rules; every counter `show mapserver` shows is
+            // there with the same value (nothing is sent to the Map-Server meanwhile).
+            var samples = FastXtr.Tests.Support.PrometheusText.Parse(metrics);
+            using var shown = System.Text.Json.JsonDocument.Parse(Run("show", "mapserver", "--control-socket", sock, "--json").Out);
+            foreach (var c in Enum.GetValues<FastXtr.MapServer.MsCounter>().Where(c => c != FastXtr.MapServer.MsCounter.Count))
+            {
+                string name = FastXtr.Packets.CounterNames.Kebab(c.ToString());
+                Assert.That(samples[$"fastxtr_mapserver_{name.Replace('-', '_')}_total"], Is.EqualTo(shown.RootElement.GetProperty(name).GetInt64()), name);
+            }
+            Assert.That(samples["fastxtr_mapserver_registrations"], Is.EqualTo(shown.RootElement.GetProperty("registrations").GetInt64()));
         }
         finally
         {
