@@ -124,8 +124,14 @@ public sealed class MapServerHost : IDisposable
             fresh.Listen.Clear();
             fresh.Listen.AddRange(old.Listen);
             fresh.ControlSocket = old.ControlSocket;
-            var byName = fresh.Sites.ToDictionary(s => s.Name);
             var oldByName = old.Sites.ToDictionary(s => s.Name);
+            // A site that did not change at all keeps its configuration object, so that its registrations and
+            // subscriptions are not even looked at (at a million registrations, a reload that changes one small site
+            // then touches only that site's).
+            for (int i = 0; i < fresh.Sites.Count; i++)
+                if (oldByName.TryGetValue(fresh.Sites[i].Name, out var same) && SiteComparison.SameAuthority(same, fresh.Sites[i]) && same.Description == fresh.Sites[i].Description)
+                    fresh.Sites[i] = same;
+            var byName = fresh.Sites.ToDictionary(s => s.Name);
             var added = fresh.Sites.Where(s => !oldByName.ContainsKey(s.Name)).Select(s => s.Name).ToList();
             var removed = old.Sites.Where(s => !byName.ContainsKey(s.Name)).Select(s => s.Name).ToList();
             var changed = fresh.Sites.Where(s => oldByName.TryGetValue(s.Name, out var o) && !SiteComparison.SameAuthority(o, s)).Select(s => s.Name).ToList();

@@ -54,10 +54,10 @@ public class ReloadNamespaceTests
             Shell.Must($"ip -n {Ns(x)} addr add {address}/24 dev fxu{i}{t} && ip -n {Ns(x)} link set fxu{i}{t} up");
         }
         File.WriteAllText(Path.Combine(_dir, "ms.conf"), MapServerConf("b-secret"));
-        _roles["ms"] = Launch(Ns("c"), "mapserver", "--config", Path.Combine(_dir, "ms.conf"), "--listen", "192.0.2.10:4342", "--control-socket", $"{_dir}/ms.sock");
+        _roles["ms"] = Launch(Ns("c"), "mapserver", "--config", Path.Combine(_dir, "ms.conf"), "--listen", "192.0.2.10:4342", "--control-socket", $"{_dir}/ms.sock", "--metrics", "127.0.0.1:9342");
         foreach (var (x, rloc, eid, prefix, peer, key) in new[]
                  {
-                     ("a", "192.0.2.1", "10.1.0.1", "10.1.0.0/24", "10.2.0.0/24", "a-secret"), ("b", "192.0.2.2", "10.2.0.1", "10.2.0.0/24", "10.1.0.0/24", "b-secret"),
+                     ("a", "192.0.2.1", "10.1.0.1", "10.1.0.0/24", "10.2.0.0/24", "a-secret"), ("b", "192.0.2.2", "10.2.0.1", "10.2.0.0/24", "10.1.0.0/16", "b-secret"),
                  })
         {
             string shm = $"fxtest-rl{x}-{_tag}";
@@ -65,7 +65,7 @@ public class ReloadNamespaceTests
             TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns(x)} link show fx1000").Code == 0, $"the TUN of {x}");
             Shell.Must($"ip -n {Ns(x)} addr add {eid}/32 dev fx1000 && ip -n {Ns(x)} link set fx1000 up && ip -n {Ns(x)} route add {peer} dev fx1000");
             File.WriteAllText(Path.Combine(_dir, $"{x}.conf"), AgentConf(x, rloc, shm, prefix, key));
-            _roles[x] = Launch(Ns(x), "agent", "--config", Path.Combine(_dir, $"{x}.conf"), "--api-socket", $"{_dir}/{x}.sock");
+            _roles[x] = Launch(Ns(x), "agent", "--config", Path.Combine(_dir, $"{x}.conf"), "--api-socket", $"{_dir}/{x}.sock", "--metrics", "127.0.0.1:9343");
         }
         TwoXtrLab.WaitFor(() => File.Exists($"{_dir}/ms.sock") && Registrations().Count == 2, "both agents to register", 20_000);
         // Each resolves (and subscribes to) the other.
@@ -105,6 +105,43 @@ public class ReloadNamespaceTests
 
     private long Agent(string x, string counter) =>
         JsonNode.Parse(Shell.Must($"{Shell.FastxtrExe()} show agents --json --api-socket {_dir}/{x}.sock"))!["status"]!["counters"]![counter]!.GetValue<long>();
+
+    /// <summary>A role's /metrics, scraped inside its namespace and read by the reference parser.</summary>
+    private static Dictionary<string, double> Scrape(string ns, int port) =>
+        PrometheusText.Parse(Shell.Must($"ip netns exec {ns} /usr/bin/python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())\""));
+
+    /// <summary>
+    /// The Map-Server's and an agent's metrics while their traffic runs: every counter their status shows lies
+    /// between two scrapes taken around it, and the counters moved with the traffic.
+    /// </summary>
+    [Test]
+    public void Metrics_OfTheMapServerAndTheAgents_MatchTheirStatus_AndMoveWithTheTraffic()
+    {
+        var msBefore = Scrape(Ns("c"), 9342);
+        var agentBefore = Scrape(Ns("b"), 9343);
+        var ping = Shell.Sh($"ip netns exec {Ns("b")} ping -n -c 5 -i 0.2 -W 1 -I 10.2.0.1 10.1.1.7");
+        Assert.That(ping.Out, Does.Contain("5 packets transmitted"), ping.All);
+        var msStatus = JsonNode.Parse(Shell.Must($"{Shell.FastxtrExe()} show mapserver --json --control-socket {_dir}/ms.sock"))!.AsObject();
+        var agentStatus = JsonNode.Parse(Shell.Must($"{Shell.FastxtrExe()} show agents --json --api-socket {_dir}/b.sock"))!["status"]!["counters"]!.AsObject();
+        var msAfter = Scrape(Ns("c"), 9342);
+        var agentAfter = Scrape(Ns("b"), 9343);
+        foreach (var c in Enum.GetValues<FastXtr.MapServer.MsCounter>().Where(c => c != FastXtr.MapServer.MsCounter.Count))
+        {
+            string name = FastXtr.Packets.CounterNames.Kebab(c.ToString()), series = $"fastxtr_mapserver_{name.Replace('-', '_')}_total";
+            Assert.That(msStatus[name]!.GetValue<double>(), Is.InRange(msBefore[series], msAfter[series]), series);
+        }
+        foreach (var (name, value) in agentStatus)
+        {
+            string series = $"fastxtr_agent_{name.Replace('-', '_')}_total";
+            Assert.That(value!.GetValue<double>(), Is.InRange(agentBefore[series], agentAfter[series]), series);
+        }
+        // 10.1.1.7 lies in site gateway-a but outside A's registered 10.1.0.0/24: B's miss is asked of the Map-Server,
+        // which answers negatively.
+        Assert.That(agentAfter["fastxtr_agent_map_requests_sent_total"], Is.GreaterThan(agentBefore["fastxtr_agent_map_requests_sent_total"]));
+        Assert.That(msAfter["fastxtr_mapserver_map_requests_received_total"], Is.GreaterThan(msBefore["fastxtr_mapserver_map_requests_received_total"]));
+        Assert.That(agentAfter["fastxtr_agent_map_request_duration_seconds_count"], Is.GreaterThan(agentBefore["fastxtr_agent_map_request_duration_seconds_count"]), "the latency histogram saw the answer");
+        Assert.That(msAfter["fastxtr_mapserver_registrations"], Is.EqualTo(msStatus["registrations"]!.GetValue<double>()));
+    }
 
     private JsonNode Registration(string site) => Registrations().Single(r => r!["site"]!.GetValue<string>() == site)!;
 

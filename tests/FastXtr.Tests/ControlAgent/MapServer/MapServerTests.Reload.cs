@@ -34,6 +34,9 @@ public partial class MapServerTests
         var relay = Register(3000, "10.3.0.1", 32, 0x33, ("192.0.2.33", 1, null));
         RegisterAndWaitForNotify(relay, "relay-secret"u8.ToArray());
         Assert.That(_server.Store.Count, Is.EqualTo(4));
+        var plannersKey = new EidKey(1000, EidFamily.Ipv4, 0x0A010032, 32);
+        Assert.That(_server.Store.TryGet(plannersKey, out var plannersBefore), Is.True);
+        var plannersSite = _server.Config.Sites[0];
 
         var result = _server.Reload(MapServerConfig.Parse(Reloaded().Split('\n')));
 
@@ -46,8 +49,8 @@ public partial class MapServerTests
         // The untouched site: its registrations and its subscriber stay, and publications still reach it.
         Assert.That(Ask(1000, "10.1.0.50").Records[0].IsNegative, Is.False);
         Assert.That(_server.Publisher!.SubscriptionCount, Is.EqualTo(1));
-        Assert.That(_server.Store.TryGet(new EidKey(1000, EidFamily.Ipv4, 0x0A010032, 32), out var planners) && ReferenceEquals(planners.Site, _server.Config.Sites[0]), Is.True,
-            "bound to the site's new configuration");
+        Assert.That(_server.Store.TryGet(plannersKey, out var planners) && ReferenceEquals(planners, plannersBefore), Is.True, "not even rebound: the very same registration");
+        Assert.That(_server.Config.Sites[0], Is.SameAs(plannersSite), "an unchanged site keeps its configuration object");
         RegisterInference("busy");
         var publication = ReceiveNotify(PlannersKey);
         Assert.That(publication, Is.Not.Null, "the subscription outlived the reload");
