@@ -98,7 +98,10 @@ public sealed class AgentConfig
                 break;
             case "rloc-addr": RlocAddress = IPAddress.Parse(t[1]); break;
             case "shm": SharedMemoryName = t[1]; break;
-            case "register-interval": RegisterInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
+            case "register-interval":
+                t.Expect(2, "register-interval SECONDS");
+                RegisterInterval = TimeSpan.FromSeconds(ConfigReader.Number(t[1], 1, 86400, "register-interval"));
+                break;
             case "xtr-id": XtrId = UInt128.Parse(t[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture); break;
             case "site-id": SiteId = ulong.Parse(t[1], CultureInfo.InvariantCulture); break;
             case "profile":
@@ -114,7 +117,10 @@ public sealed class AgentConfig
                 SourceProfiles.Add(new SourceProfile(uint.Parse(t[1], CultureInfo.InvariantCulture), sf, sp, sl, t[3]));
                 break;
             case "api-socket": ApiSocket = t.Count > 1 ? t[1] : ""; break;
-            case "rloc-probe-interval": RlocProbeInterval = TimeSpan.FromSeconds(double.Parse(t[1], CultureInfo.InvariantCulture)); break;
+            case "rloc-probe-interval":
+                t.Expect(2, "rloc-probe-interval SECONDS");
+                RlocProbeInterval = TimeSpan.FromSeconds(ConfigReader.Number(t[1], 0, 86400, "rloc-probe-interval"));
+                break;
             case "rloc-probe-misses":
                 RlocProbeMisses = int.Parse(t[1], CultureInfo.InvariantCulture);
                 if (RlocProbeMisses < 1) throw t.Error("rloc-probe-misses must be at least 1");

@@ -41,6 +41,8 @@ public class AgentConfigTests
     [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 {\"agent-context\":{}}", "line 2: expected 'database-mapping IID PREFIX")]
     [TestCase("rloc-addr 192.0.2.1\nsubscribe maybe", "line 2: subscribe takes on or off")]
     [TestCase("rloc-addr 192.0.2.1\nregister-interval soon", "line 2: ")]
+    [TestCase("rloc-addr 192.0.2.1\nregister-interval 0", "line 2: register-interval '0' must be a number from 1 to 86400")]
+    [TestCase("rloc-addr 192.0.2.1\nrloc-probe-interval -5", "line 2: rloc-probe-interval '-5' must be a number from 0 to 86400")]
     [TestCase("map-resolver 192.0.2.10", "'rloc-addr' is required")]
     [TestCase("rloc-addr 192.0.2.1\nmap-server 192.0.2.10 0 md5 x", "line 2: algorithm 'md5'")]
     [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 context {\"agent-context\":{\"state\":\"asleep\"}}", "line 2: context: \"state\" must be one of")]
