@@ -22,6 +22,17 @@ public class CliTests
         return path;
     }
 
+    /// <summary>The Map-Server configuration the process tests start with: one site, IID 1000.</summary>
+    private const string PlannersSite = "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n";
+
+    /// <summary>A scratch directory for one process test (the caller removes it) and a UDP/TCP port of its own.</summary>
+    private static (string Dir, int Port) Scratch(string name, int portBase)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-{name}-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        return (dir, portBase + Environment.ProcessId % 20000);
+    }
+
     private static void Signal(Process process, string signal)
     {
         using var kill = Process.Start("kill", ["-s", signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!;
@@ -158,11 +169,9 @@ public class CliTests
     [Test]
     public void MapServerProcess_Lig_AndShowRegistrations()
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-ms-{Environment.ProcessId}");
-        Directory.CreateDirectory(dir);
-        int port = 20000 + Environment.ProcessId % 20000;
+        var (dir, port) = Scratch("ms", 20000);
         string conf = Path.Combine(dir, "ms.conf"), sock = Path.Combine(dir, "ms.sock");
-        File.WriteAllText(conf, "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n");
+        File.WriteAllText(conf, PlannersSite);
         var psi = new ProcessStartInfo(Exe(), ["mapserver", "--config", conf, "--listen", $"127.0.0.1:{port}", "--control-socket", sock, "--metrics", $"127.0.0.1:{port}"]) { RedirectStandardOutput = true, RedirectStandardError = true };
         using var server = Process.Start(psi)!;
         try
@@ -224,12 +233,9 @@ public class CliTests
     [Test]
     public void MapServerProcess_Sighup_ReloadsTheFile_AndTellsSystemd()
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-hup-{Environment.ProcessId}");
-        Directory.CreateDirectory(dir);
-        int port = 21000 + Environment.ProcessId % 20000;
+        var (dir, port) = Scratch("hup", 21000);
         string conf = Path.Combine(dir, "ms.conf"), sock = Path.Combine(dir, "ms.sock"), notifyPath = Path.Combine(dir, "notify");
-        const string planners = "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16 accept-more-specifics\n  proxy-reply\n";
-        File.WriteAllText(conf, planners);
+        File.WriteAllText(conf, PlannersSite);
         using var notify = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
         notify.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(notifyPath));
         notify.ReceiveTimeout = 15_000;
@@ -257,7 +263,7 @@ public class CliTests
             var from = new System.Net.IPEndPoint(0, 0);
             Assert.That(LispMessage.PeekType(udp.Receive(ref from)), Is.EqualTo(LispMessageType.MapNotify));
 
-            File.WriteAllText(conf, planners + "site edge\n  key 1 sha256 \"other\"\n  eid-prefix 4000 10.4.0.0/16\n");
+            File.WriteAllText(conf, PlannersSite + "site edge\n  key 1 sha256 \"other\"\n  eid-prefix 4000 10.4.0.0/16\n");
             Signal(server, "HUP");
             Assert.That(NextNotification(), Does.StartWith("RELOADING=1\nMONOTONIC_USEC="));
             Assert.That(NextNotification(), Does.StartWith("READY=1"));
@@ -265,7 +271,7 @@ public class CliTests
             using (var doc = System.Text.Json.JsonDocument.Parse(status.Out))
                 Assert.That((doc.RootElement.GetProperty("config-reloads").GetInt64(), doc.RootElement.GetProperty("registrations").GetInt64()), Is.EqualTo((1L, 1L)), status.Out);
 
-            File.WriteAllText(conf, planners + "site edge\n  key 1 sha256 \"other\"\n  eid-prefix 4000 10.4.0.0/33\n");
+            File.WriteAllText(conf, PlannersSite + "site edge\n  key 1 sha256 \"other\"\n  eid-prefix 4000 10.4.0.0/33\n");
             Signal(server, "HUP");
             Assert.That(NextNotification(), Does.StartWith("RELOADING=1"));
             Assert.That(NextNotification(), Does.StartWith("READY=1"), "still running, on the configuration it had");
@@ -291,11 +297,9 @@ public class CliTests
     [Test]
     public void MapServerProcess_WritingToTheJournal_PrefixesEachLineWithItsPriority()
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-journal-{Environment.ProcessId}");
-        Directory.CreateDirectory(dir);
-        int port = 22000 + Environment.ProcessId % 20000;
+        var (dir, port) = Scratch("journal", 22000);
         string conf = Path.Combine(dir, "ms.conf"), log = Path.Combine(dir, "log");
-        File.WriteAllText(conf, "site planners\n  key 0 sha256 \"s3cret\"\n  eid-prefix 1000 10.1.0.0/16\n");
+        File.WriteAllText(conf, PlannersSite);
         // One file for both streams, as the journal's one socket; JOURNAL_STREAM names it by device and inode.
         string script = $"exec >'{log}' 2>&1; JOURNAL_STREAM=$(stat -L -c %d:%i '{log}') exec '{Exe()}' mapserver --config '{conf}' --listen 127.0.0.1:{port} --control-socket '{dir}/ms.sock'";
         using var server = Process.Start("sh", ["-c", script])!;
