@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
 #
-#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet"] [--pin] [--json FILE] [--png FILE]
+#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet"]
+#                              [--rr "1 16"] [--rr-secs N] [--pin] [--json FILE] [--png FILE]
 #   (--png: the bar chart of the figures against VXLAN, default perf/dataplane-vs-vxlan.png)
 #   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
 #    beside the receiver)
+#   (--rr: request/response with that many requests outstanding, "" for none; --rr-secs: seconds per measurement, 3)
 #
 # Two namespaces joined by one veth pair (underlay 172.31.77.1/.2). Over it: a kernel VXLAN tunnel (VNI 42, overlay
 # 10.250.0.0/24) and two FastXtr data planes (IID 1000, EIDs 10.1.0.1 and 10.2.0.1 on their TUNs, static map-cache
@@ -12,12 +14,16 @@
 # batches of 32, measured at the receiver) and single-stream TCP Gbit/s (iperf3). With af-packet in --modes, two
 # host namespaces join the xTRs through veths (hosts 10.3.0.2 and 10.4.0.2): the af-packet data planes serve them
 # on those veths, and the same kernel VXLAN tunnel carries them once more with the two namespaces routing
-# (the "routed" baseline, the kernel's way of serving the same hosts). Everything stays inside the namespaces,
-# which are removed on exit.
+# (the "routed" baseline, the kernel's way of serving the same hosts). Request/response (perf/Load/rr.c): UDP and TCP
+# ping-pong with 64-byte and 1 KB messages, 1 and 16 outstanding, over the plain underlay ("underlay"), kernel VXLAN
+# and every FastXtr path, reporting transactions/s and p50/p99/p99.9 round trips; JSON keys
+# <path>_rr_<proto><size>_<p50|p99|p999>_us and <path>_rr_<proto><size>_tps (rr16 for 16 outstanding), e.g.
+# vxlan_rr_udp64_p99_us, fx1on_rr16_tcp1k_tps. Everything stays inside the namespaces, which are removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; modes="tun af-packet"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
+rr_list="1 16"; rr_secs=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
@@ -28,7 +34,9 @@ while [ $# -gt 0 ]; do
     --json) json="$2"; shift 2 ;;
     --png) png="$2"; shift 2 ;;
     --pin) pin=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --rr) rr_list="$2"; shift 2 ;;
+    --rr-secs) rr_secs="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench-dataplane.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +46,7 @@ ref="$root/../shared/perf-reference"
 [ -f "$ref/udpflow.c" ] || { echo "bench-dataplane.sh: $ref/udpflow.c not found (the shared perf-reference tools)" >&2; exit 1; }
 work=$(mktemp -d)
 gcc -O2 -o "$work/udpflow" "$ref/udpflow.c"
+gcc -O2 -o "$work/rr" perf/Load/rr.c
 bash scripts/build.sh >/dev/null
 
 S="fxbench-s-$$"; D="fxbench-d-$$"; HS="fxbench-hs-$$"; HD="fxbench-hd-$$"; shm_s="fxbench-s-$$"; shm_d="fxbench-d-$$"
@@ -78,10 +87,31 @@ tcp_rate() { # ns_tx ns_rx dst streams [bind] -> Gbit/s
 }
 
 declare -A result
+rr_keys=()
+rr_measure() { # path-key ns_client ns_server server_ip [client_bind]: request/response for every protocol, size and depth
+  local key=$1 cns=$2 sns=$3 dst=$4 bind=${5:-} proto size n label rrk line s
+  for proto in udp tcp; do for size in 64 1024; do for n in $rr_list; do
+    label=$([ "$size" = 1024 ] && echo 1k || echo "$size")
+    rrk="${key}_rr$([ "$n" = 1 ] || echo "$n")_${proto}${label}"
+    ip netns exec "$sns" "$work/rr" server "$proto" "$dst" 5301 $((rr_secs + 4)) & s=$!
+    sleep 0.3
+    line=$(ip netns exec "$cns" "$work/rr" client "$proto" "$dst" 5301 "$size" "$n" "$rr_secs" $bind || true)
+    kill "$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true
+    read -r _ _ tps _ p50 _ p99 _ p999 _ lost <<< "${line:-rr: tps 0 p50_us 0 p99_us 0 p999_us 0 lost 0}"
+    result[${rrk}_tps]=$tps; result[${rrk}_p50_us]=$p50; result[${rrk}_p99_us]=$p99; result[${rrk}_p999_us]=$p999
+    rr_keys+=("$rrk")
+    printf '%-10s rr %s %5s B x%-2s  %8s trans/s  p50 %7s us  p99 %7s us  p99.9 %7s us  lost %s\n' "$key" "$proto" "$size" "$n" "$tps" "$p50" "$p99" "$p999" "$lost"
+  done; done; done
+}
+if [ -n "$rr_list" ]; then
+  echo "# request/response over the plain underlay (no tunnel)"
+  rr_measure underlay "$S" "$D" 172.31.77.2 172.31.77.1
+fi
 echo "# kernel VXLAN (VNI 42) over the veth"
 result[vxlan_udp64]=$(udp_rate "$S" "$D" 10.250.0.2 64); echo "vxlan  udp 64 B    ${result[vxlan_udp64]} Mpps"
 result[vxlan_udp1400]=$(udp_rate "$S" "$D" 10.250.0.2 1400); echo "vxlan  udp 1400 B  ${result[vxlan_udp1400]} Mpps"
 for st in $streams_list; do result[vxlan_tcp$st]=$(tcp_rate "$S" "$D" 10.250.0.2 "$st"); echo "vxlan  tcp $st stream(s) ${result[vxlan_tcp$st]} Gbit/s"; done
+[ -z "$rr_list" ] || rr_measure vxlan "$S" "$D" 10.250.0.2 10.250.0.1
 
 case " $modes " in *" tun "*)
 for w in $workers_list; do for off in $offload_list; do
@@ -100,6 +130,7 @@ for w in $workers_list; do for off in $offload_list; do
   result[${k}_udp64]=$(udp_rate "$S" "$D" 10.2.0.1 64); echo "fastxtr udp 64 B    ${result[${k}_udp64]} Mpps"
   result[${k}_udp1400]=$(udp_rate "$S" "$D" 10.2.0.1 1400); echo "fastxtr udp 1400 B  ${result[${k}_udp1400]} Mpps"
   for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$S" "$D" 10.2.0.1 "$st" 10.1.0.1); echo "fastxtr tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
+  [ -z "$rr_list" ] || rr_measure "$k" "$S" "$D" 10.2.0.1 10.1.0.1
   ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|segments-cut|udp-gso-sends|checksums-completed)' | sed 's/^/  itr /' || true
   ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|udp-gro-receives|segments-coalesced|tun-super-packets-written)' | sed 's/^/  etr /' || true
   pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
@@ -126,6 +157,7 @@ if [[ " $modes " == *" af-packet "* ]]; then
   result[vxlanr_udp64]=$(udp_rate "$HS" "$HD" 10.4.0.2 64); echo "vxlan routed udp 64 B    ${result[vxlanr_udp64]} Mpps"
   result[vxlanr_udp1400]=$(udp_rate "$HS" "$HD" 10.4.0.2 1400); echo "vxlan routed udp 1400 B  ${result[vxlanr_udp1400]} Mpps"
   for st in $streams_list; do result[vxlanr_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "vxlan routed tcp $st stream(s) ${result[vxlanr_tcp$st]} Gbit/s"; done
+  [ -z "$rr_list" ] || rr_measure vxlanr "$HS" "$HD" 10.4.0.2
   ip -n "$S" route del 10.4.0.0/24; ip -n "$D" route del 10.3.0.0/24
   # The af-packet data planes need the kernel not to forward what their rings take.
   for ns in "$S" "$D"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0; done
@@ -143,6 +175,7 @@ if [[ " $modes " == *" af-packet "* ]]; then
     result[${k}_udp64]=$(udp_rate "$HS" "$HD" 10.4.0.2 64); echo "fastxtr af-packet udp 64 B    ${result[${k}_udp64]} Mpps"
     result[${k}_udp1400]=$(udp_rate "$HS" "$HD" 10.4.0.2 1400); echo "fastxtr af-packet udp 1400 B  ${result[${k}_udp1400]} Mpps"
     for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "fastxtr af-packet tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
+    [ -z "$rr_list" ] || rr_measure "$k" "$HS" "$HD" 10.4.0.2
     ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|checksums-completed|eid-frames-ignored)' | sed 's/^/  itr /' || true
     ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|etr-kernel-routed|udp-gro-receives)' | sed 's/^/  etr /' || true
     pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
@@ -173,6 +206,21 @@ if [[ " $modes " == *" af-packet "* ]]; then
     for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlanr_tcp$st]}")x) |"; done
     echo "$row"
   done; done
+fi
+if [ ${#rr_keys[@]} -gt 0 ]; then
+  echo
+  echo "| path | exchange | transactions/s | p50 µs | p99 µs | p99.9 µs | vs kernel VXLAN (tps, p50, p99) |"
+  echo "|---|---|---:|---:|---:|---:|---|"
+  for rrk in "${rr_keys[@]}"; do
+    path=${rrk%%_rr*}; what=${rrk#*_rr}; depth=${what%%_*}; exchange=${what#*_}
+    base=vxlan; case "$path" in *ap*|vxlanr) base=vxlanr ;; esac
+    ref_key="${base}_rr${depth}_${exchange}"
+    cmp="—"
+    if [ "$path" != "$base" ] && [ -n "${result[${ref_key}_tps]:-}" ]; then
+      cmp="$(ratio "${result[${rrk}_tps]}" "${result[${ref_key}_tps]}")x, $(ratio "${result[${rrk}_p50_us]}" "${result[${ref_key}_p50_us]}")x, $(ratio "${result[${rrk}_p99_us]}" "${result[${ref_key}_p99_us]}")x"
+    fi
+    echo "| $path | ${exchange}, ${depth:-1} outstanding | ${result[${rrk}_tps]} | ${result[${rrk}_p50_us]} | ${result[${rrk}_p99_us]} | ${result[${rrk}_p999_us]} | $cmp |"
+  done
 fi
 out_json="${json:-$work/results.json}"
 { echo "{"; echo "  \"seconds\": $secs,"; first=1
