@@ -26,8 +26,9 @@ public static class DataplaneChart
             return 2;
         }
         var figures = JsonNode.Parse(File.ReadAllText(args[0]))!.AsObject();
-        // Paths: "vxlan" and every "fx<workers><offload>" prefix in the file, in a stable order.
-        var paths = figures.Select(kv => kv.Key).Where(k => k.Contains('_', StringComparison.Ordinal)).Select(k => k[..k.IndexOf('_', StringComparison.Ordinal)]).Distinct()
+        // Paths: "vxlan" and every "fx<workers><offload>" prefix with a packet-rate figure, in a stable order (the
+        // request/response keys, <path>_rr..., and the plain underlay's have their own panel).
+        var paths = figures.Select(kv => kv.Key).Where(k => k.EndsWith("_udp64", StringComparison.Ordinal)).Select(k => k[..k.IndexOf('_', StringComparison.Ordinal)]).Distinct()
             .OrderBy(p => p == "vxlan" ? "0" : p == "vxlanr" ? "1" : p, StringComparer.Ordinal).ToList();
         var rates = new[] { ("udp64", "UDP 64 B"), ("udp1400", "UDP 1400 B") };
         var throughputs = figures.Select(kv => kv.Key).Where(k => k.StartsWith("vxlan_tcp", StringComparison.Ordinal))
@@ -35,12 +36,17 @@ public static class DataplaneChart
             .Select(k => (k, $"TCP, {k[3..]} stream(s)")).ToArray();
         double Value(string path, string metric) => figures[$"{path}_{metric}"]?.GetValue<double>() ?? 0;
 
+        // Request/response round trips (one request outstanding), when the run measured them.
+        var exchanges = new[] { ("rr_udp64_p50_us", "UDP 64 B p50"), ("rr_udp64_p99_us", "UDP 64 B p99"), ("rr_tcp1k_p50_us", "TCP 1 KB p50"), ("rr_tcp1k_p99_us", "TCP 1 KB p99") }
+            .Where(e => figures.ContainsKey($"vxlan_{e.Item1}")).ToArray();
         var chart = new Multiplot();
-        chart.AddPlots(2);
+        chart.AddPlots(exchanges.Length > 0 ? 3 : 2);
         chart.Layout = new ScottPlot.MultiplotLayouts.Columns();
         Panel(chart.GetPlot(0), $"Packet rate, Mpps ({figures["seconds"]} s per figure)", rates, paths, Value, legend: false);
-        Panel(chart.GetPlot(1), "TCP throughput, Gbit/s (labels: ratio to VXLAN between the same hosts)", throughputs, paths, Value, legend: true);
-        chart.SavePng(args[1], 1400, 520);
+        Panel(chart.GetPlot(1), "TCP throughput, Gbit/s (labels: ratio to VXLAN between the same hosts)", throughputs, paths, Value, legend: exchanges.Length == 0);
+        if (exchanges.Length > 0)
+            Panel(chart.GetPlot(2), "Request/response round trip, µs, 1 outstanding (lower is better)", exchanges, paths, Value, legend: true);
+        chart.SavePng(args[1], exchanges.Length > 0 ? 2000 : 1400, 520);
         Console.WriteLine($"wrote {args[1]}");
         return 0;
     }
