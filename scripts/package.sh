@@ -21,7 +21,7 @@ trap 'rm -rf "$stage"' EXIT
 # Built from a copy of the sources, so that the working tree's build outputs are neither used nor disturbed (a test
 # run may be using them).
 mkdir -p "$stage/src"
-tar -c --exclude=./.git --exclude='*/bin' --exclude='*/obj' --exclude=./out --exclude=./dist --exclude=./TestResults \
+tar -c --exclude=./.git --exclude='*/bin' --exclude='*/obj' --exclude=./out --exclude=./dist --exclude=./TestResults --exclude=./demo-out --exclude=./.fuzz-work \
   --exclude=./BenchmarkDotNet.Artifacts . | tar -x -C "$stage/src"
 (cd "$stage/src" && dotnet publish controlagent/Cli/FastXtr.Cli.csproj -c Release -r linux-x64 --self-contained true \
   -p:PublishSingleFile=true -p:DebugType=embedded -p:SourceRevisionId="$(git -C "$OLDPWD" rev-parse HEAD 2>/dev/null || echo unknown)" \
