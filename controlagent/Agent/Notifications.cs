@@ -65,7 +65,7 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
         MapServerPeer? peer = null;
         // The Map-Server the notify came from first, then any other (a publication may come from another address).
         foreach (var ms in io.Config.MapServers.OrderBy(ms => ms.Endpoint.Address.Equals(from.Address) ? 0 : 1))
-            if (MessageAuthentication.Verify(message, ms.Key.Secret) == AuthenticationFailure.None) { peer = ms; break; }
+            if (MessageAuthentication.Verify(message, ms.Key) == AuthenticationFailure.None) { peer = ms; break; }
         if (peer is null)
         {
             io.Counters.Add(AgentCounter.MapNotifyAuthenticationFailed);
@@ -99,6 +99,6 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
         var ack = new MapNotify(isAck: true) { Nonce = notify.Nonce, KeyId = peer.Key.KeyId, AlgorithmId = peer.Key.Algorithm, XtrIdPresent = notify.XtrIdPresent, XtrId = notify.XtrId, SiteId = notify.SiteId };
         foreach (var rec in notify.Records) ack.Records.Add(rec);
         io.Counters.Add(AgentCounter.MapNotifyAcksSent);
-        io.Send(ack.ToSignedArray(peer.Key.Secret), from);
+        io.Send(ack.ToSignedArray(peer.Key), from);
     }
 }

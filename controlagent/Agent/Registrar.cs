@@ -148,7 +148,7 @@ internal sealed class Registrar(AgentIo io)
             var d = withdraw ? null : io.Database.Current(key.InstanceId, key.Family, key.Prefix, key.Length);
             m.Records.Add(RegisterRecord(key, d, version));
         }
-        pending.Datagram = m.ToSignedArray(ms.Key.Secret);
+        pending.Datagram = m.ToSignedArray(ms.Key);
         BeforeRegisterSendForTests?.Invoke(m);
         return true;
     }

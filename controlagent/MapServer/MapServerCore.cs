@@ -208,7 +208,7 @@ public sealed class MapServerCore
             // is authenticated with the key ID and algorithm the ETR used (the key it names matched the site's).
             var notify = new MapNotify { Nonce = _register.Nonce, KeyId = _register.KeyId, AlgorithmId = key.Algorithm, XtrIdPresent = _register.XtrIdPresent, XtrId = _register.XtrId, SiteId = _register.SiteId };
             foreach (int i in accepted) notify.Records.Add(_register.Records[i]);
-            int n = notify.TryEncodeSigned(_out, key.Secret);
+            int n = notify.TryEncodeSigned(_out, key);
             if (n > 0)
             {
                 // Counted before sending: whoever sees the datagram sees the count.
@@ -223,7 +223,7 @@ public sealed class MapServerCore
     {
         // The Key ID names the key; try it first, then the others (some implementations send 0 for every key).
         foreach (var key in site.Keys.OrderBy(k => k.KeyId == _register.KeyId ? 0 : 1))
-            if (MessageAuthentication.Verify(message, key.Secret, out var alg) == AuthenticationFailure.None && alg == key.Algorithm) return key;
+            if (MessageAuthentication.Verify(message, key, out var alg) == AuthenticationFailure.None && alg == key.Algorithm) return key;
         return null;
     }
 

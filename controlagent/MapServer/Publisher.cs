@@ -213,7 +213,7 @@ public sealed class Publisher : IDisposable
             _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
         }
         notify.Records.Add(record);
-        return notify.ToSignedArray(siteKey.Secret);
+        return notify.ToSignedArray(siteKey);
     }
 
     private void Track(ulong nonce, byte[] datagram, IPEndPoint to, Subscription? s, SiteKey key)
@@ -233,7 +233,7 @@ public sealed class Publisher : IDisposable
     public AckResult Acknowledge(ulong nonce, ReadOnlySpan<byte> message)
     {
         if (!_pending.TryGetValue(nonce, out var p)) return AckResult.UnknownNonce;
-        if (MessageAuthentication.Verify(message, p.Key.Secret) != AuthenticationFailure.None) return AckResult.AuthenticationFailed;
+        if (MessageAuthentication.Verify(message, p.Key) != AuthenticationFailure.None) return AckResult.AuthenticationFailed;
         _pending.TryRemove(nonce, out _);
         return AckResult.Acknowledged;
     }

@@ -108,7 +108,12 @@ public abstract class MappingMessage
     /// Encodes and authenticates: the authentication field is sized for <see cref="AlgorithmId"/> (full-length
     /// digest), zeroed, and the HMAC over the whole message is written into it (RFC 9301 §5.6).
     /// </summary>
-    public int TryEncodeSigned(Span<byte> destination, ReadOnlySpan<byte> key)
+    public int TryEncodeSigned(Span<byte> destination, ReadOnlySpan<byte> key) => TryEncodeSigned(destination, key, null);
+
+    /// <summary>As <see cref="TryEncodeSigned(Span{byte}, ReadOnlySpan{byte})"/> with a site key (its keyed HMAC state is kept per thread).</summary>
+    public int TryEncodeSigned(Span<byte> destination, SiteKey key) => TryEncodeSigned(destination, key.Secret, key);
+
+    private int TryEncodeSigned(Span<byte> destination, ReadOnlySpan<byte> key, SiteKey? keyed)
     {
         int digestLength = MessageAuthentication.DigestLength(AlgorithmId);
         Span<byte> zeros = stackalloc byte[digestLength];
@@ -116,19 +121,25 @@ public abstract class MappingMessage
         SetAuthenticationData(zeros);
         int n = TryEncode(destination);
         if (n < 0) return -1;
-        MessageAuthentication.Sign(destination[..n], AlgorithmId, key);
+        if (keyed is null) MessageAuthentication.Sign(destination[..n], AlgorithmId, key);
+        else MessageAuthentication.Sign(destination[..n], AlgorithmId, keyed);
         SetAuthenticationData(destination.Slice(AuthenticationDataOffset, digestLength));
         return n;
     }
 
     public byte[] ToArray() => LispMessage.EncodeToArray(TryEncode);
 
-    public byte[] ToSignedArray(ReadOnlySpan<byte> key)
+    public byte[] ToSignedArray(ReadOnlySpan<byte> key) => ToSignedArray(key, null);
+
+    /// <summary>As <see cref="ToSignedArray(ReadOnlySpan{byte})"/> with a site key (its keyed HMAC state is kept per thread).</summary>
+    public byte[] ToSignedArray(SiteKey key) => ToSignedArray(key.Secret, key);
+
+    private byte[] ToSignedArray(ReadOnlySpan<byte> key, SiteKey? keyed)
     {
         byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(LispMessage.MaxMessageLength);
         try
         {
-            int n = TryEncodeSigned(buffer, key);
+            int n = TryEncodeSigned(buffer, key, keyed);
             if (n < 0) throw new LispFormatException(LispFormatError.DestinationTooSmall, 0, "message larger than a UDP datagram");
             return buffer.AsSpan(0, n).ToArray();
         }

@@ -138,4 +138,39 @@ public class AuthenticationTests
         Assert.That(MessageAuthentication.Verify(GoldenVectors.MapRegister.AsSpan(0, 30), GoldenVectors.HmacKey), Is.EqualTo(AuthenticationFailure.Truncated));
         Assert.That(MessageAuthentication.Verify(GoldenVectors.MapRequest, GoldenVectors.HmacKey), Is.EqualTo(AuthenticationFailure.NotAnAuthenticatedMessage));
     }
+
+    /// <summary>
+    /// Signing and verifying with a site key (the thread keeps its keyed HMAC state) gives the same bytes as the
+    /// one-shot HMAC, for both algorithms, with keys interleaved on one thread and on many threads at once, and a
+    /// new key object with other bytes (a reload) is never answered with the old state.
+    /// </summary>
+    [Test]
+    public void SiteKeySigning_EqualsTheOneShotHmac_AcrossKeysAndThreads()
+    {
+        var keys = new[]
+        {
+            new SiteKey(0, AuthenticationAlgorithm.HmacSha256, "first-secret"u8.ToArray()),
+            new SiteKey(1, AuthenticationAlgorithm.HmacSha1, "second-secret"u8.ToArray()),
+            new SiteKey(0, AuthenticationAlgorithm.HmacSha256, "first-secret-rotated"u8.ToArray()),
+        };
+        void Check(int seed)
+        {
+            var random = new Random(seed);
+            for (int i = 0; i < 300; i++)
+            {
+                var key = keys[random.Next(keys.Length)];
+                var m = new MapRegister { Nonce = (ulong)random.NextInt64(), WantMapNotify = true, AlgorithmId = key.Algorithm, KeyId = key.KeyId };
+                var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, EidPrefix = LispAddress.WithInstanceId((uint)random.Next(1 << 24), LispAddress.FromIpv4((uint)random.Next())) };
+                rec.Locators.Add(new LocatorRecord(LispAddress.FromIpv4((uint)random.Next()), 1, 100));
+                m.Records.Add(rec);
+                byte[] keyed = m.ToSignedArray(key), oneShot = m.ToSignedArray(key.Secret);
+                Assert.That(keyed, Is.EqualTo(oneShot), $"message {i} with key {key.KeyId}/{key.Algorithm}");
+                Assert.That(MessageAuthentication.Verify(keyed, key), Is.EqualTo(AuthenticationFailure.None));
+                var other = keys.First(k => !ReferenceEquals(k, key) && k.Algorithm == key.Algorithm && !k.Secret.AsSpan().SequenceEqual(key.Secret) || k.Algorithm != key.Algorithm);
+                Assert.That(MessageAuthentication.Verify(keyed, other), Is.EqualTo(AuthenticationFailure.DigestMismatch), "another key never verifies it");
+            }
+        }
+        Check(1);
+        Parallel.For(0, 4, t => Check(100 + t));
+    }
 }
