@@ -127,7 +127,7 @@ public sealed class MapServerCore
         var now = DateTime.UtcNow;
         long nowMs = NowMs;
         UInt128 xtrId = _register.XtrIdPresent ? _register.XtrId : Key(source.Address);
-        var records = new List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record)>();
+        var records = new List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record, int Index)>();
         var withdrawals = new List<(EidKey Key, ushort MapVersion)>();
         // Which records were taken: the Map-Notify confirms those and no other (RFC 9301 §5.7).
         var accepted = new List<int>(_register.Records.Count);
@@ -162,7 +162,7 @@ public sealed class MapServerCore
             {
                 // An ETR registers its agents' EIDs together, all behind the same locators: the records share one
                 // immutable locator set (at a million registrations that is about 150 MB not spent).
-                records.Add((eidKey, previousRlocs, rec));
+                records.Add((eidKey, previousRlocs, rec, i));
                 accepted.Add(i);
                 continue;
             }
@@ -185,16 +185,24 @@ public sealed class MapServerCore
             if (rlocs.Count == 0) { _counters.Add(MsCounter.RegisterNoRlocs); continue; }
             previous = rec;
             previousRlocs = rlocs.MoveToImmutable();
-            records.Add((eidKey, previousRlocs, rec));
+            records.Add((eidKey, previousRlocs, rec, i));
             accepted.Add(i);
         }
 
-        foreach (var (eidKey, rlocs, rec) in records)
+        foreach (var (eidKey, rlocs, rec, index) in records)
         {
             long lifetime = _register.UseTtlForTimeout && rec.TtlMinutes != MappingRecord.TtlInfinite ? rec.TtlMinutes * 60_000L : (long)_policy.Config.RegistrationTimeout.TotalMilliseconds;
             var xtr = new XtrRegistration(xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, now, now, nowMs + lifetime,
                 ProxyReply: _register.ProxyMapReply);
-            var (old, _) = _store.Register(eidKey, site, xtr);
+            var (old, stored) = _store.Register(eidKey, site, xtr);
+            if (stored is null)
+            {
+                // A reload removed the site, or the prefix from it, while this message was being checked: the record
+                // is refused after all, and the Map-Notify must not confirm it (RFC 9301 §5.7).
+                accepted.Remove(index);
+                _counters.Add(MsCounter.RegisterNoSiteForEid);
+                continue;
+            }
             if (old is not null && old.ByXtr.TryGetValue(xtrId, out var prev) && SameAddresses(prev.Rlocs, rlocs) && !SameContexts(prev.Rlocs, rlocs))
                 _counters.Add(MsCounter.AttributeUpdatesInPlace);
         }
@@ -362,7 +370,7 @@ public sealed class MapServerCore
             _log.Warning("subscribe", $"{subscriber}: subscription for {reg.Key.InstanceId}/{EidPrefix.Format(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
             return;
         }
-        Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, site, site.Keys[0], constraints, lcaf));
+        Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, site, constraints, lcaf));
     }
 
     /// <summary>The Map-Reply goes to the requester's first ITR-RLOC of the family we can reach (RFC 9301 §5.4).</summary>

@@ -140,7 +140,7 @@ public sealed class MapServerHost : IDisposable
             t_reloading = true;
             try { registrations = Store.ApplySites(byName); }
             finally { t_reloading = false; }
-            subscriptions = _publisher?.ApplySites(byName) ?? 0;
+            subscriptions = _publisher?.DropSubscriptionsOfRemovedSites() ?? 0;
             Counters.Add(MsCounter.ConfigReloads);
             var result = new MapServerReloadResult(added, changed, removed, fresh.Sites.Count - added.Count - changed.Count, registrations, subscriptions, needRestart);
             MapServerLog.Reloaded(_log, result.ToString());

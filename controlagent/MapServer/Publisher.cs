@@ -9,8 +9,14 @@ using Microsoft.Extensions.Logging;
 
 namespace FastXtr.MapServer;
 
-/// <summary>An ITR following one registered EID prefix (RFC 9437 §4), with the constraints it resolved under.</summary>
-public sealed record Subscription(EidKey Key, IPEndPoint Subscriber, UInt128 XtrId, SiteConfig Site, SiteKey SiteKey, AgentConstraints? Constraints, bool Lcaf);
+/// <summary>
+/// An ITR following one registered EID prefix (RFC 9437 §4), with the constraints it resolved under. <paramref name="Site"/>
+/// is the subscriber's own site, whose first key (as it is configured now) authenticates the publications.
+/// </summary>
+public sealed record Subscription(EidKey Key, IPEndPoint Subscriber, UInt128 XtrId, SiteBinding Site, AgentConstraints? Constraints, bool Lcaf)
+{
+    public SiteKey SiteKey => Site.Current.Keys[0];
+}
 
 /// <summary>
 /// Publish/subscribe (RFC 9437) and move notifications. When a registration changes (RLOCs moved, attributes or
@@ -126,11 +132,10 @@ public sealed class Publisher : IDisposable
     }
 
     /// <summary>
-    /// A reload's new sites: each subscription follows its subscriber's site to its new configuration (publications
-    /// are signed with that site's first key, as for a new subscription); one whose site is gone is dropped, since
-    /// nothing could authenticate its publications. Returns how many were dropped.
+    /// After a reload: a subscription whose subscriber's site is gone is dropped, since nothing could authenticate its
+    /// publications (the others follow their site's binding to its keys as they are now). Returns how many were dropped.
     /// </summary>
-    public int ApplySites(IReadOnlyDictionary<string, SiteConfig> sites)
+    public int DropSubscriptionsOfRemovedSites()
     {
         int dropped = 0;
         foreach (var key in _subscriptions.Keys)
@@ -139,13 +144,9 @@ public sealed class Publisher : IDisposable
             while (_subscriptions.TryGetValue(key, out var subs))
             {
                 var next = subs;
-                int gone = 0;
                 foreach (var (id, s) in subs)
-                {
-                    if (sites.GetValueOrDefault(s.Site.Name) is not SiteConfig site) { next = next.Remove(id); gone++; }
-                    else if (!ReferenceEquals(site, s.Site)) next = next.SetItem(id, s with { Site = site, SiteKey = site.Keys[0] });
-                }
-                if (ReferenceEquals(next, subs) || _subscriptions.TryUpdate(key, next, subs)) { dropped += gone; break; }
+                    if (s.Site.Removed) next = next.Remove(id);
+                if (ReferenceEquals(next, subs) || _subscriptions.TryUpdate(key, next, subs)) { dropped += subs.Count - next.Count; break; }
             }
         }
         if (dropped > 0) _counters.Add(MsCounter.SubscriptionsDropped, dropped);
@@ -183,7 +184,7 @@ public sealed class Publisher : IDisposable
             foreach (var x in old.ByXtr.Values)
             {
                 if (x.Rlocs.Any(r => stillThere.Contains(r.Address.ToString()))) continue;
-                var notify = Build(key, site, site.Keys[0], null, lcaf: true, updated, x.XtrId, out ulong nonce);
+                var notify = Build(key, site.Keys[0], null, lcaf: true, updated, x.XtrId, out ulong nonce);
                 _counters.Add(MsCounter.MoveNotifiesSent);
                 Track(nonce, notify, new IPEndPoint(x.Source.Address, LispPorts.Control), null, site.Keys[0]);
             }
@@ -192,12 +193,13 @@ public sealed class Publisher : IDisposable
 
     private void PublishTo(Subscription s, EidRegistration? updated)
     {
-        var notify = Build(s.Key, s.Site, s.SiteKey, s.Constraints, s.Lcaf, updated, s.XtrId, out ulong nonce);
+        var key = s.SiteKey; // once: a reload may change it meanwhile, and the ack must carry the key the notify did
+        var notify = Build(s.Key, key, s.Constraints, s.Lcaf, updated, s.XtrId, out ulong nonce);
         _counters.Add(MsCounter.PublicationsSent);
-        Track(nonce, notify, s.Subscriber, s, s.SiteKey);
+        Track(nonce, notify, s.Subscriber, s, key);
     }
 
-    private byte[] Build(EidKey key, SiteConfig site, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, out ulong nonce)
+    private byte[] Build(EidKey key, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, out ulong nonce)
     {
         nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         var notify = new MapNotify { Nonce = nonce, KeyId = siteKey.KeyId, AlgorithmId = siteKey.Algorithm, XtrIdPresent = true, XtrId = xtrId };

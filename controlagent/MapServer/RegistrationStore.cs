@@ -24,11 +24,19 @@ public sealed record XtrRegistration(
 public sealed class SiteBinding(SiteConfig site)
 {
     private SiteConfig _current = site;
+    private volatile bool _removed;
 
     public SiteConfig Current
     {
         get => Volatile.Read(ref _current);
         internal set => Volatile.Write(ref _current, value);
+    }
+
+    /// <summary>A reload removed the site: nothing it holds (registrations, subscriptions) may stay.</summary>
+    public bool Removed
+    {
+        get => _removed;
+        internal set => _removed = value;
     }
 }
 
@@ -225,6 +233,7 @@ public sealed class RegistrationStore
             {
                 if (!sites.TryGetValue(name, out var site))
                 {
+                    binding.Removed = true;
                     gone.Add(binding);
                     _bindings.Remove(name);
                 }
@@ -270,12 +279,12 @@ public sealed class RegistrationStore
     }
 
     /// <summary>The site an xTR-ID has registered prefixes with; false when it has none registered now.</summary>
-    public bool TryGetSiteOf(UInt128 xtrId, out SiteConfig site)
+    public bool TryGetSiteOf(UInt128 xtrId, out SiteBinding site)
     {
         lock (_write)
         {
             bool found = _xtrSites.TryGetValue(xtrId, out var entry);
-            site = found ? entry.Site.Current : null!;
+            site = entry.Site;
             return found;
         }
     }

@@ -60,7 +60,7 @@ public class RegistrationStoreTests
         store.Register(Key(1), Site, Xtr(7, 100));
         store.Register(Key(2), Site, Xtr(7, 10_000));
         store.Register(Key(2), Site, Xtr(7, 20_000)); // a refresh is not a second prefix
-        Assert.That(store.TryGetSiteOf(7, out var site) ? site.Name : null, Is.EqualTo("planners"));
+        Assert.That(store.TryGetSiteOf(7, out var site) ? site.Current.Name : null, Is.EqualTo("planners"));
         store.Expire(nowMs: 200);
         Assert.That(store.TryGetSiteOf(7, out _), Is.True, "one prefix is still registered");
         Assert.That(store.Withdraw(Key(2), 7), Is.True);
