@@ -56,7 +56,7 @@ public static class AgentCommand
             using (region)
             {
                 XtrAgent agent;
-                using var logs = new LineLoggerProvider("agent", stdout, stderr, priorityPrefixes: CliParsing.ToJournal(stdout, stderr));
+                using var logs = Program.RoleLogs("agent", stdout, stderr);
                 try { agent = new XtrAgent(cfg, region, logs.CreateLogger()); }
                 catch (Exception e) when (e is ConfigException or SharedRegionException)
                 {

@@ -8,14 +8,6 @@ namespace FastXtr.Cli;
 /// <summary>Parsing of the address forms the CLI accepts, with errors that say what was expected.</summary>
 public static class CliParsing
 {
-    /// <summary>
-    /// Whether a role's log lines go to the systemd journal: the writers are the process's own standard streams and
-    /// both are the journal's (JOURNAL_STREAM), so each line carries its priority.
-    /// </summary>
-    public static bool ToJournal(TextWriter stdout, TextWriter stderr) =>
-        ReferenceEquals(stdout, Console.Out) && ReferenceEquals(stderr, Console.Error)
-        && NativeInterop.Journal.IsConnected(NativeInterop.Journal.StandardOutput) && NativeInterop.Journal.IsConnected(NativeInterop.Journal.StandardError);
-
     public static uint ParseIpv4(string text, string option)
     {
         if (!IPAddress.TryParse(text, out var a) || a.AddressFamily != AddressFamily.InterNetwork)

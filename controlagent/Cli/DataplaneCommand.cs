@@ -71,7 +71,7 @@ public static class DataplaneCommand
                 stderr.WriteLine($"fastxtr dataplane: {e.Message}");
                 return Program.ExitUsage;
             }
-            using var logs = new LineLoggerProvider("dataplane", stdout, stderr, priorityPrefixes: CliParsing.ToJournal(stdout, stderr));
+            using var logs = Program.RoleLogs("dataplane", stdout, stderr);
             DataplaneHost host;
             try
             {

@@ -52,7 +52,7 @@ public static class MapServerCommand
             if (pins.Count > 0 && pins.Count != w) { stderr.WriteLine($"fastxtr mapserver: --cpus lists {pins.Count} CPUs for {w} workers: give one per worker"); return Program.ExitUsage; }
             if (pins.FirstOrDefault(c => c < 0 || c >= Environment.ProcessorCount, -1) is int bad and >= 0) { stderr.WriteLine($"fastxtr mapserver: --cpus {bad}: this machine has CPUs 0 .. {Environment.ProcessorCount - 1}"); return Program.ExitUsage; }
             MapServerHost host;
-            using var logs = new LineLoggerProvider("mapserver", stdout, stderr, priorityPrefixes: CliParsing.ToJournal(stdout, stderr));
+            using var logs = Program.RoleLogs("mapserver", stdout, stderr);
             try { host = new MapServerHost(cfg, w, logs.CreateLogger(), cpus: pins); }
             catch (Exception e) when (e is ConfigException or SocketException or IOException or UnauthorizedAccessException)
             {

@@ -11,6 +11,14 @@ public static class Program
     public static int Main(string[] args) => BuildRootCommand(Console.Out, Console.Error).Parse(args).Invoke();
 
     /// <summary>
+    /// A long-running role's log sink. When both standard streams are the systemd journal's (JOURNAL_STREAM names
+    /// the process's own descriptors, not merely inherited), each line carries its syslog priority.
+    /// </summary>
+    public static LineLoggerProvider RoleLogs(string role, TextWriter stdout, TextWriter stderr) =>
+        new(role, stdout, stderr, priorityPrefixes: ReferenceEquals(stdout, Console.Out) && ReferenceEquals(stderr, Console.Error)
+            && NativeInterop.Journal.IsConnected(NativeInterop.Journal.StandardOutput) && NativeInterop.Journal.IsConnected(NativeInterop.Journal.StandardError));
+
+    /// <summary>
     /// Blocks until SIGINT or SIGTERM: how every long-running role is stopped. With <paramref name="reload"/>, SIGHUP
     /// (what <c>systemctl reload</c> sends) runs it, one reload at a time, on this thread; without, SIGHUP is ignored
     /// rather than ending the process. systemd hears RELOADING=1 before and READY=1 after (sd_notify).
