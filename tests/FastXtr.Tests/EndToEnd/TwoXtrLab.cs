@@ -85,15 +85,7 @@ public sealed class TwoXtrLab : IDisposable
     private void StartDataplane(string ns, string rloc, string shm) =>
         _dataplanes.Add(Shell.StartInNamespace(ns, ["dataplane", "--rloc-addr", rloc, "--instance", "1000=fx1000", "--instance", "2000=fx2000", "--shm", shm, "--map-cache-entries", "1024", .. _dataplaneArgs]));
 
-    public static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (sw.ElapsedMilliseconds > timeoutMs) throw new AssertionException($"timed out waiting for {what}");
-            Thread.Sleep(50);
-        }
-    }
+    public static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000) => Poll.Until(condition, what, timeoutMs);
 
     // A lab used after Dispose runs commands in namespaces that are gone: refuse it instead of failing obscurely.
     private bool _disposed;

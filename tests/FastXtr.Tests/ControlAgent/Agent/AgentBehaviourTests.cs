@@ -6,6 +6,7 @@ using FastXtr.MapServer;
 using FastXtr.Lisp.Messages;
 using FastXtr.SharedMemory.MapCache;
 using FastXtr.SharedMemory;
+using FastXtr.Tests.Support;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.ControlAgent.Agent;
@@ -71,12 +72,6 @@ public class AgentBehaviourTests
         region.MapCache.TryLookup(new MapCacheKey(1000, profile, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse(eid))), out var e) && e.RlocCount > 0
             ? Ipv4Header.ToAddress((uint)e.Rlocs[0].Address).ToString() : null;
 
-    private static void WaitFor(Func<bool> condition, string what, int seconds = 8)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition() && DateTime.UtcNow < deadline) Thread.Sleep(20);
-        Assert.That(condition(), Is.True, what);
-    }
 
     private int Registered(string eid) =>
         _server.Store.TryLookup(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse(eid)), out var reg) ? reg.EffectiveRlocs().Length : 0;
@@ -170,15 +165,15 @@ public class AgentBehaviourTests
             Assert.That(etr.Attach(name, Host(eid, "127.0.0.55"), null).Registered.Wait(5000), Is.True);
 
         Miss(region, "10.1.1.1", "10.1.0.2");
-        WaitFor(() => RlocOf(region, "10.1.0.2") == "127.0.0.55", "resolved through the second resolver once the first timed out");
+        Poll.Until(() => RlocOf(region, "10.1.0.2") == "127.0.0.55", "resolved through the second resolver once the first timed out");
         Assert.That((itr.Counters[AgentCounter.MapResolverTimeouts], itr.Counters[AgentCounter.MapRequestRetransmissions]), Is.EqualTo((1L, 1L)));
         Miss(region, "10.1.1.1", "10.1.0.3");
-        WaitFor(() => RlocOf(region, "10.1.0.3") == "127.0.0.55", "the second miss fails over too");
+        Poll.Until(() => RlocOf(region, "10.1.0.3") == "127.0.0.55", "the second miss fails over too");
         Assert.That(itr.Counters[AgentCounter.MapResolversMarkedDown], Is.EqualTo(1), "two unanswered in a row: marked down");
         Assert.That(itr.MapResolverStates().Select(r => r.Up), Is.EqualTo(new[] { false, true }));
 
         Miss(region, "10.1.1.1", "10.1.0.4");
-        WaitFor(() => RlocOf(region, "10.1.0.4") == "127.0.0.55", "the next miss resolves");
+        Poll.Until(() => RlocOf(region, "10.1.0.4") == "127.0.0.55", "the next miss resolves");
         Assert.That((itr.Counters[AgentCounter.MapRequestRetransmissions], itr.Counters[AgentCounter.MapRequestsSent]), Is.EqualTo((2L, 3L)),
             "asked of the live resolver first: no third retransmission");
     }
@@ -193,18 +188,18 @@ public class AgentBehaviourTests
         Assert.That(etr2.Attach("b", Host("10.1.0.2", "127.0.0.43"), null).Registered.Wait(5000), Is.True);
 
         Miss(itrRegion, "10.1.1.1", "10.1.0.2");
-        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.43", "first resolution installs gateway 2");
-        WaitFor(() => _server.Publisher!.SubscriptionCount == 1, "the ITR subscribed");
+        Poll.Until(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.43", "first resolution installs gateway 2");
+        Poll.Until(() => _server.Publisher!.SubscriptionCount == 1, "the ITR subscribed");
 
         // B moves: detached from gateway 2, attached to gateway 3. No new miss: the publication must do it.
         etr2.Detach(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")), 32).Withdrawn.Wait(5000);
         etr3.Attach("b", Host("10.1.0.2", "127.0.0.44"), null).Registered.Wait(5000);
-        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.44", "the ITR's map-cache follows the move without asking again", 3);
+        Poll.Until(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.44", "the ITR's map-cache follows the move without asking again", 3000);
         Assert.That(itr.Counters[AgentCounter.PublicationsApplied], Is.GreaterThanOrEqualTo(1));
         Assert.That(itr.Counters[AgentCounter.MapRequestsSent], Is.EqualTo(1), "one Map-Request in all: the move came by publication");
-        WaitFor(() => itr.Counters[AgentCounter.MapNotifyAcksSent] >= 1 && _server.Counters[MsCounter.MapNotifyAcksReceived] >= 1, "publications are acknowledged");
+        Poll.Until(() => itr.Counters[AgentCounter.MapNotifyAcksSent] >= 1 && _server.Counters[MsCounter.MapNotifyAcksReceived] >= 1, "publications are acknowledged");
         // The old ETR heard of the move too and knows the new home.
-        WaitFor(() => etr2.Counters[AgentCounter.MoveNotifiesApplied] >= 1, "the old ETR got the move notification");
+        Poll.Until(() => etr2.Counters[AgentCounter.MoveNotifiesApplied] >= 1, "the old ETR got the move notification");
     }
 
     /// <summary>
@@ -222,7 +217,7 @@ public class AgentBehaviourTests
         etr.Attach("c", Host("10.1.0.3", "127.0.0.52"), null).Registered.Wait(5000);
         Miss(itrRegion, "10.1.1.1", "10.1.0.2");
         Miss(itrRegion, "10.1.1.1", "10.1.0.3");
-        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") is not null && RlocOf(itrRegion, "10.1.0.3") is not null, "both resolved");
+        Poll.Until(() => RlocOf(itrRegion, "10.1.0.2") is not null && RlocOf(itrRegion, "10.1.0.3") is not null, "both resolved");
         Thread.Sleep(1100); // past the one-request-per-second limit of the first resolutions
 
         using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
@@ -230,12 +225,12 @@ public class AgentBehaviourTests
         var itrAt = new IPEndPoint(IPAddress.Parse("127.0.0.51"), LispPorts.Control);
         uint U(string ip) => Ipv4Header.ToUInt32(IPAddress.Parse(ip));
         peer.SendTo(Notifications.BuildSmr(1000, EidFamily.Ipv4, U("10.1.0.2"), U("10.1.1.1"), LispAddress.Parse("127.0.0.53"), 1).ToArray(), itrAt);
-        WaitFor(() => itr.Counters[AgentCounter.SmrInvokedRequestsSent] == 1, "the OOR layout: the Source-EID is looked up again");
+        Poll.Until(() => itr.Counters[AgentCounter.SmrInvokedRequestsSent] == 1, "the OOR layout: the Source-EID is looked up again");
         var legacy = new MapRequest { Nonce = 2, SolicitMapRequest = true, SourceEid = LispAddress.None() };
         legacy.ItrRlocs.Add(LispAddress.Parse("127.0.0.53"));
         legacy.Records.Add(new MapRequestRecord(LispAddress.WithInstanceId(1000, LispAddress.Parse("10.1.0.3")), 32));
         peer.SendTo(legacy.ToArray(), itrAt);
-        WaitFor(() => itr.Counters[AgentCounter.SmrInvokedRequestsSent] == 2, "the record layout: the record's EID is looked up again");
+        Poll.Until(() => itr.Counters[AgentCounter.SmrInvokedRequestsSent] == 2, "the record layout: the record's EID is looked up again");
         Assert.That(itr.Counters[AgentCounter.SmrsReceived], Is.EqualTo(2));
     }
 
@@ -248,7 +243,7 @@ public class AgentBehaviourTests
         Assert.That(itr.RegisterAll().Wait(5000), Is.True);
         etr2.Attach("b", Host("10.1.0.2", "127.0.0.46"), null).Registered.Wait(5000);
         Miss(itrRegion, "10.1.1.1", "10.1.0.2");
-        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.46", "first resolution");
+        Poll.Until(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.46", "first resolution");
 
         etr2.Detach(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")), 32).Withdrawn.Wait(5000);
         etr3.Attach("b", Host("10.1.0.2", "127.0.0.47"), null).Registered.Wait(5000);
@@ -261,7 +256,7 @@ public class AgentBehaviourTests
             SourceEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.1.1")), DestinationEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
             OuterSource = Ipv4Header.ToUInt32(IPAddress.Parse("127.0.0.45")),
         }), Is.True);
-        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.47", "after the SMR the ITR re-resolved to gateway 3", 3);
+        Poll.Until(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.47", "after the SMR the ITR re-resolved to gateway 3", 3000);
         Assert.That((etr2.Counters[AgentCounter.SmrsSent], itr.Counters[AgentCounter.SmrsReceived], itr.Counters[AgentCounter.SmrInvokedRequestsSent]),
             Is.EqualTo((1L, 1L, 1L)));
     }
@@ -278,8 +273,8 @@ public class AgentBehaviourTests
             SourceEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.1.1")), DestinationEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
         }), Is.True);
         Miss(itrRegion, "10.1.1.1", "10.1.0.3");
-        WaitFor(() => itr.Counters[AgentCounter.MissRecordsMalformed] == 1, "the record of no kind is counted");
-        WaitFor(() => itr.Counters[AgentCounter.MapRequestsSent] >= 1, "the miss after it is asked about");
+        Poll.Until(() => itr.Counters[AgentCounter.MissRecordsMalformed] == 1, "the record of no kind is counted");
+        Poll.Until(() => itr.Counters[AgentCounter.MapRequestsSent] >= 1, "the miss after it is asked about");
         Assert.That(itr.Counters[AgentCounter.MapRequestsSent], Is.EqualTo(1), "no Map-Request for the record of no kind");
         Assert.That(RlocOf(itrRegion, "10.1.0.2"), Is.Null);
     }
@@ -293,7 +288,7 @@ public class AgentBehaviourTests
         itr.MapRequestAnswered = observed.Enqueue;
         etr.Attach("b", Host("10.1.0.2", "127.0.0.59"), null).Registered.Wait(5000);
         Miss(itrRegion, "10.1.1.1", "10.1.0.2");
-        WaitFor(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.59", "resolved");
+        Poll.Until(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.59", "resolved");
         Assert.That(observed.Count, Is.EqualTo(1), "one Map-Request, one answer");
         Assert.That(observed.Single(), Is.GreaterThan(0).And.LessThan(1), "seconds from the first send to the Map-Reply");
     }
@@ -307,7 +302,7 @@ public class AgentBehaviourTests
         var (itr, itrRegion) = StartAgent("127.0.0.48", w => w.Upsert(spec), "rloc-probe-interval 0.3", "rloc-probe-misses 2");
         StartAgent("127.0.0.49"); // answers probes
         bool Up(int i) => itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.9"))), out var e) && e.Rlocs[i].Up;
-        WaitFor(() => !Up(1), "the silent locator is marked down");
+        Poll.Until(() => !Up(1), "the silent locator is marked down");
         Assert.That(Up(0), Is.True, "the answering locator stays up");
         Assert.That(itr.Counters[AgentCounter.LocatorsMarkedDown], Is.EqualTo(1));
         Assert.That(itr.Counters[AgentCounter.RlocProbeRepliesReceived], Is.GreaterThanOrEqualTo(1));
@@ -335,7 +330,7 @@ public class AgentBehaviourTests
 
         Miss(itrRegion, "10.1.1.1", "10.1.0.9", profile: 1);
         Miss(itrRegion, "10.1.1.2", "10.1.0.9", profile: 0);
-        WaitFor(() => RlocOf(itrRegion, "10.1.0.9", 1) is not null && RlocOf(itrRegion, "10.1.0.9", 0) is not null, "both resolved");
+        Poll.Until(() => RlocOf(itrRegion, "10.1.0.9", 1) is not null && RlocOf(itrRegion, "10.1.0.9", 0) is not null, "both resolved");
         Assert.That(itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 1, EidFamily.Ipv4, inference), out var gpu), Is.True);
         Assert.That((gpu.RlocCount, Ipv4Header.ToAddress((uint)gpu.Rlocs[0].Address).ToString()), Is.EqualTo((1, "127.0.0.53")), "gpu profile: only gateway 3");
         Assert.That(itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, inference), out var plain), Is.True);
@@ -345,9 +340,9 @@ public class AgentBehaviourTests
         var current = etr3.Database.Agents.Single();
         var (_, registered) = etr3.Update(current, AgentContext.TryParse("{\"agent-context\":{\"hardware\":[\"gpu\"],\"latency\":\"low\",\"state\":\"draining\"}}", out _));
         Assert.That(registered.Wait(5000) && registered.Result, Is.True);
-        WaitFor(() => itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 1, EidFamily.Ipv4, inference), out var e) && e.IsNegative && e.Action == MapReplyAction.DropPolicyDenied,
+        Poll.Until(() => itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 1, EidFamily.Ipv4, inference), out var e) && e.IsNegative && e.Action == MapReplyAction.DropPolicyDenied,
             "the gpu profile's entry turns Drop/Policy-Denied");
-        WaitFor(() => itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, inference), out var e) && e.RlocCount == 1 && Ipv4Header.ToAddress((uint)e.Rlocs[0].Address).ToString() == "127.0.0.52",
+        Poll.Until(() => itrRegion.MapCache.TryLookup(new MapCacheKey(1000, 0, EidFamily.Ipv4, inference), out var e) && e.RlocCount == 1 && Ipv4Header.ToAddress((uint)e.Rlocs[0].Address).ToString() == "127.0.0.52",
             "the unconstrained profile moves to gateway 2");
         Assert.That(_server.Counters[MsCounter.AttributeUpdatesInPlace], Is.EqualTo(1), "an in-place update, not a re-registration");
     }
@@ -368,7 +363,7 @@ public class AgentBehaviourTests
         notify.Records.Add(rec);
         attacker.SendTo(notify.ToSignedArray("wrong-secret"u8), target);
         attacker.SendTo(new byte[] { 0xFF, 1, 2 }, target);
-        WaitFor(() => agent.Counters[AgentCounter.MapRepliesUnsolicited] == 1 && agent.Counters[AgentCounter.MapNotifyAuthenticationFailed] == 1
+        Poll.Until(() => agent.Counters[AgentCounter.MapRepliesUnsolicited] == 1 && agent.Counters[AgentCounter.MapNotifyAuthenticationFailed] == 1
             && agent.Counters[AgentCounter.MalformedMessages] == 1, "each counted under its reason");
         Assert.That(region.MapCache.Snapshot(), Is.Empty, "nothing installed");
     }

@@ -4,6 +4,7 @@ using FastXtr.MapServer;
 using FastXtr.Lisp.Messages;
 using FastXtr.SharedMemory.MapCache;
 using FastXtr.SharedMemory;
+using FastXtr.Tests.Support;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.ControlAgent.Agent;
@@ -52,19 +53,13 @@ public class AgentReloadTests
         ms.Store.TryGet(new EidKey(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse(eid)), 32), out var reg)
             ? string.Join(",", reg.EffectiveRlocs().Select(r => r.Address.ToString())) : null;
 
-    private static void WaitFor(Func<bool> condition, string what, int seconds = 8)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition() && DateTime.UtcNow < deadline) Thread.Sleep(20);
-        Assert.That(condition(), Is.True, what);
-    }
 
     [Test]
     public void Reload_RegistersWhatChanged_WithdrawsWhatWentAway_AndLeavesTheRestAlone()
     {
         var ms = StartMapServer();
         var (agent, _) = StartAgent(Lines(ms, "database-mapping 1000 10.1.0.5/32 192.0.2.5", "database-mapping 1000 10.1.0.6/32 192.0.2.6", "database-mapping 1000 10.1.0.8/32 192.0.2.8"));
-        WaitFor(() => Registered(ms, "10.1.0.5") is not null && Registered(ms, "10.1.0.6") is not null && Registered(ms, "10.1.0.8") is not null, "the first registration");
+        Poll.Until(() => Registered(ms, "10.1.0.5") is not null && Registered(ms, "10.1.0.6") is not null && Registered(ms, "10.1.0.8") is not null, "the first registration");
         var sent = new System.Collections.Concurrent.ConcurrentBag<string>();
         agent.BeforeRegisterSendForTests = m => { foreach (var r in m.Records) sent.Add($"{r.EidPrefix}/{r.EidMaskLength} ttl {r.TtlMinutes}"); };
 
@@ -75,7 +70,7 @@ public class AgentReloadTests
 
         Assert.That((result.MappingsRegistered, result.MappingsWithdrawn), Is.EqualTo((new[] { "[1000]10.1.0.6/32", "[1000]10.1.0.7/32" }, new[] { "[1000]10.1.0.8/32" })), result.ToString());
         Assert.That((result.MapServersRegisteredWith, result.MapResolversChanged, result.NeedRestart), Is.EqualTo((Array.Empty<string>(), false, Array.Empty<string>())));
-        WaitFor(() => Registered(ms, "10.1.0.6") == "192.0.2.66" && Registered(ms, "10.1.0.7") == "192.0.2.7" && Registered(ms, "10.1.0.8") is null, "the changes reached the Map-Server");
+        Poll.Until(() => Registered(ms, "10.1.0.6") == "192.0.2.66" && Registered(ms, "10.1.0.7") == "192.0.2.7" && Registered(ms, "10.1.0.8") is null, "the changes reached the Map-Server");
         Assert.That(Registered(ms, "10.1.0.5"), Is.EqualTo("192.0.2.5"));
         Assert.That(sent, Has.None.Contains("10.1.0.5"), "an unchanged mapping is not re-registered: " + string.Join("; ", sent));
         Assert.That(sent, Has.Some.Contains("10.1.0.8/32 ttl 0"), "the removed one is withdrawn (TTL 0)");
@@ -89,14 +84,14 @@ public class AgentReloadTests
         var first = StartMapServer();
         var second = StartMapServer("127.0.0.72");
         var (agent, _) = StartAgent(Lines(first, "database-mapping 1000 10.1.0.5/32 192.0.2.5", "database-mapping 1000 10.1.0.6/32 192.0.2.6"));
-        WaitFor(() => first.Counters[MsCounter.MapRegistersAccepted] >= 1 && agent.Counters[AgentCounter.RegistrationsAcknowledged] >= 1, "registered with the first");
+        Poll.Until(() => first.Counters[MsCounter.MapRegistersAccepted] >= 1 && agent.Counters[AgentCounter.RegistrationsAcknowledged] >= 1, "registered with the first");
         long before = first.Counters[MsCounter.MapRegistersAccepted];
 
         var result = agent.Reload(AgentConfig.Parse([.. Lines(first, "database-mapping 1000 10.1.0.5/32 192.0.2.5", "database-mapping 1000 10.1.0.6/32 192.0.2.6"),
             $"map-server {second.BoundEndpoints[0]} 0 sha256 \"{Secret}\"", $"map-resolver {second.BoundEndpoints[0]}"]));
 
         Assert.That((result.MapServersRegisteredWith, result.MapResolversChanged), Is.EqualTo((new[] { second.BoundEndpoints[0].ToString() }, true)), result.ToString());
-        WaitFor(() => Registered(second, "10.1.0.5") is not null && Registered(second, "10.1.0.6") is not null, "the new Map-Server has the whole database");
+        Poll.Until(() => Registered(second, "10.1.0.5") is not null && Registered(second, "10.1.0.6") is not null, "the new Map-Server has the whole database");
         Assert.That(agent.MapResolverStates().Select(r => r.Endpoint), Is.EqualTo(new[] { first.BoundEndpoints[0], second.BoundEndpoints[0] }));
         Thread.Sleep(300);
         Assert.That(first.Counters[MsCounter.MapRegistersAccepted], Is.EqualTo(before), "nothing changed for the first Map-Server");
