@@ -53,6 +53,7 @@ public static class Linux
     public const int UDP_SEGMENT = 103;
     public const int UDP_GRO = 104;
     public const int MSG_DONTWAIT = 0x40;
+    public const int MSG_TRUNC = 0x20;
 
     // <poll.h>
     public const short POLLIN = 0x1;
@@ -107,16 +108,18 @@ public static class Linux
     public const int ETH_P_IPV6 = 0x86DD;
     public const int PACKET_RX_RING = 5;
     public const int PACKET_VERSION = 10;
+    public const int PACKET_COPY_THRESH = 7;
     public const int PACKET_TX_RING = 13;
     public const int PACKET_FANOUT = 18;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;
-    public const int TPACKET_V3 = 2;
+    public const int TPACKET_V2 = 1;
     public const int PACKET_FANOUT_HASH = 0;
     public const int PACKET_FANOUT_FLAG_DEFRAG = 0x8000;
     public const int PACKET_HOST = 0;
     public const uint TP_STATUS_KERNEL = 0;
     public const uint TP_STATUS_USER = 1;
+    public const uint TP_STATUS_COPY = 2;
     public const uint TP_STATUS_SEND_REQUEST = 1;
     public const uint TP_STATUS_SENDING = 2;
     public const uint TP_STATUS_WRONG_FORMAT = 4;

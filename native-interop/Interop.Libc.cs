@@ -61,6 +61,8 @@ internal static unsafe partial class Libc
     public static int setsockopt(int fd, int level, int name, void* value, uint length) => Tmds.Linux.LibC.setsockopt(fd, level, name, value, length);
     public static long sendto(int fd, void* buffer, nuint length, int flags, void* address, uint addressLength) =>
         Tmds.Linux.LibC.sendto(fd, buffer, (Tmds.Linux.size_t)length, flags, (Tmds.Linux.sockaddr*)address, addressLength);
+    public static long recvfrom(int fd, void* buffer, nuint length, int flags, void* address, uint* addressLength) =>
+        Tmds.Linux.LibC.recvfrom(fd, buffer, (Tmds.Linux.size_t)length, flags, (Tmds.Linux.sockaddr*)address, (Tmds.Linux.socklen_t*)addressLength);
     public static long sendmsg(int fd, MsgHdr* message, int flags) => Tmds.Linux.LibC.sendmsg(fd, (Tmds.Linux.msghdr*)message, flags);
     public static int getpid() => Tmds.Linux.LibC.getpid();
     public static uint geteuid() => Tmds.Linux.LibC.geteuid();

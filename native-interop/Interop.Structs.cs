@@ -76,47 +76,27 @@ internal unsafe struct SockAddrLl
     public fixed byte Address[8];
 }
 
-/// <summary>struct tpacket_req3 (&lt;linux/if_packet.h&gt;): a TPACKET_V3 ring's geometry, 28 bytes.</summary>
+/// <summary>struct tpacket_req (&lt;linux/if_packet.h&gt;): a TPACKET_V2 ring's geometry, 16 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
-internal struct TpacketReq3
+internal struct TpacketReq
 {
     public uint BlockSize;
     public uint BlockCount;
     public uint FrameSize;
     public uint FrameCount;
-    public uint RetireBlockTimeoutMs;
-    public uint PrivateBytes;
-    public uint FeatureRequestWord;
 }
 
-/// <summary>
-/// struct tpacket_block_desc with its tpacket_hdr_v1 (&lt;linux/if_packet.h&gt;): the head of one receive block;
-/// only the fields a reader needs are named.
-/// </summary>
-[StructLayout(LayoutKind.Explicit, Size = 48)]
-internal struct TpacketBlockDesc
+/// <summary>struct tpacket2_hdr (&lt;linux/if_packet.h&gt;): one frame's header in a TPACKET_V2 ring, 32 bytes.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct Tpacket2Hdr
 {
-    [FieldOffset(0)] public uint Version;
-    [FieldOffset(4)] public uint OffsetToPrivate;
-    [FieldOffset(8)] public uint BlockStatus;
-    [FieldOffset(12)] public uint PacketCount;
-    [FieldOffset(16)] public uint OffsetToFirstPacket;
-    [FieldOffset(20)] public uint BlockLength;
-    [FieldOffset(24)] public ulong SequenceNumber;
-}
-
-/// <summary>struct tpacket3_hdr (&lt;linux/if_packet.h&gt;): one frame's header in a TPACKET_V3 ring, 48 bytes.</summary>
-[StructLayout(LayoutKind.Explicit, Size = 48)]
-internal struct Tpacket3Hdr
-{
-    [FieldOffset(0)] public uint NextOffset;
-    [FieldOffset(4)] public uint Seconds;
-    [FieldOffset(8)] public uint Nanoseconds;
-    [FieldOffset(12)] public uint SnapLength;
-    [FieldOffset(16)] public uint Length;
-    [FieldOffset(20)] public uint Status;
-    [FieldOffset(24)] public ushort MacOffset;
-    [FieldOffset(26)] public ushort NetworkOffset;
+    [FieldOffset(0)] public uint Status;
+    [FieldOffset(4)] public uint Length;
+    [FieldOffset(8)] public uint SnapLength;
+    [FieldOffset(12)] public ushort MacOffset;
+    [FieldOffset(14)] public ushort NetworkOffset;
+    [FieldOffset(16)] public uint Seconds;
+    [FieldOffset(20)] public uint Nanoseconds;
 }
 
 /// <summary>struct pollfd (&lt;poll.h&gt;): 8 bytes.</summary>

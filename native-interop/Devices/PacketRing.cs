@@ -3,35 +3,41 @@ using System.Buffers.Binary;
 namespace FastXtr.NativeInterop;
 
 /// <summary>
-/// An AF_PACKET socket on one Ethernet interface with a TPACKET_V3 receive ring and a transmit ring, both mapped
-/// into our memory (--mode af-packet): frames arrive in blocks the kernel hands over whole, so a busy worker reads
-/// many frames per wake-up and no system call per frame; frames to send are written into ring slots and the kernel
-/// is told once per batch. Outgoing frames are not looped back to us (PACKET_IGNORE_OUTGOING), sends bypass the
-/// qdisc, and with several workers a fanout group spreads flows across their sockets by hash.
+/// An AF_PACKET socket on one Ethernet interface with a TPACKET_V2 receive ring and a transmit ring, both mapped
+/// into our memory (--mode af-packet): each received frame is handed over on its own, the moment the kernel has
+/// written it (TPACKET_V3's blocks are only handed over when full or when their retire timer fires, which put up to
+/// 1 ms into every round trip at low rates), and a busy worker still reads many frames per wake-up with no system
+/// call per frame; frames to send are written into ring slots and the kernel is told once per batch. A frame longer
+/// than a ring frame (a super-frame: the kernel's GRO, a veth peer's TSO) is copied by the kernel to the socket's
+/// queue as well (PACKET_COPY_THRESH) and read from there whole. Outgoing frames are not looped back to us
+/// (PACKET_IGNORE_OUTGOING), sends bypass the qdisc, and with several workers a fanout group spreads flows across
+/// their sockets by hash.
 /// </summary>
 public sealed unsafe class PacketRing : IDisposable
 {
-    /// <summary>Bytes of one transmit slot and the receive ring's nominal frame: the tpacket header and a 2000-byte frame.</summary>
-    public const int FrameBytes = 2048;
-    /// <summary>Where the frame starts in a transmit slot: TPACKET_ALIGN(sizeof(struct tpacket3_hdr)).</summary>
-    public const int TxDataOffset = 48;
-    /// <summary>The longest Ethernet frame a transmit slot holds.</summary>
-    public const int MaxTxFrameBytes = FrameBytes - TxDataOffset;
-    private const int RxBlockBytes = 1 << 18;
-    private const int TxBlockBytes = 1 << 16;
-    /// <summary>A receive block that is not full is handed over after this long (TPACKET_V3's retire timer).</summary>
-    public const int RxBlockTimeoutMs = 1;
+    /// <summary>Where the frame starts in a transmit slot: TPACKET2_HDRLEN - sizeof(struct sockaddr_ll).</summary>
+    public const int TxDataOffset = 32;
+    /// <summary>Where a received frame's struct sockaddr_ll sits: TPACKET_ALIGN(sizeof(struct tpacket2_hdr)).</summary>
+    private const int RxAddressOffset = 32;
+    /// <summary>The kernel puts a received frame's Ethernet header at most this far into its ring frame (TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14).</summary>
+    private const int RxFrameHeadroom = 66;
+    private const int MinFrameBytes = 2048;
+    private const int BlockBytes = 1 << 16;
+    /// <summary>The longest super-frame read from the socket's queue: GSO and GRO packets are at most 64 KB unless BIG TCP is on.</summary>
+    public const int MaxSuperFrameBytes = 1 << 18;
+    /// <summary>Socket buffer for super-frames on their way: a few dozen 64 KB GSO packets.</summary>
+    private const int SuperFrameQueueBytes = 8 << 20;
 
     private readonly int _fd;
     private readonly byte* _map;
     private readonly nuint _mapBytes;
-    private readonly int _rxBlocks;
+    private readonly int _frameBytes;
+    private readonly int _rxFrames;
     private readonly byte* _tx;
     private readonly int _txFrames;
-    private int _rxBlock;
-    private uint _rxLeft;
-    private byte* _rxNext;
-    private bool _inBlock;
+    private readonly byte* _super;
+    private int _rxNext;
+    private Tpacket2Hdr* _rxHeld;
     private int _txNext;
     private readonly byte[] _mac = new byte[6];
 
@@ -40,16 +46,22 @@ public sealed unsafe class PacketRing : IDisposable
     public int Mtu { get; }
     public ReadOnlySpan<byte> Mac => _mac;
     public int Fd => _fd;
+    /// <summary>Bytes of one ring frame: a power of two of at least 2 KB that holds a full-MTU frame with the kernel's headers.</summary>
+    public int FrameBytes => _frameBytes;
+    /// <summary>The longest Ethernet frame a transmit slot holds.</summary>
+    public int MaxTxFrameBytes => _frameBytes - TxDataOffset;
 
-    private PacketRing(string name, int fd, byte* map, nuint mapBytes, int rxBlocks, int txFrames, int ifindex, int mtu, ReadOnlySpan<byte> mac)
+    private PacketRing(string name, int fd, byte* map, nuint mapBytes, int frameBytes, int rxFrames, int txFrames, int ifindex, int mtu, ReadOnlySpan<byte> mac)
     {
         Name = name;
         _fd = fd;
         _map = map;
         _mapBytes = mapBytes;
-        _rxBlocks = rxBlocks;
-        _tx = map + (nint)rxBlocks * RxBlockBytes;
+        _frameBytes = frameBytes;
+        _rxFrames = rxFrames;
+        _tx = map + (nint)rxFrames * frameBytes;
         _txFrames = txFrames;
+        _super = (byte*)System.Runtime.InteropServices.NativeMemory.Alloc(MaxSuperFrameBytes);
         InterfaceIndex = ifindex;
         Mtu = mtu;
         mac.CopyTo(_mac);
@@ -57,8 +69,9 @@ public sealed unsafe class PacketRing : IDisposable
 
     /// <summary>
     /// Opens the rings on <paramref name="name"/> (an existing Ethernet interface): at least <paramref name="rxFrames"/>
-    /// 2 KB frames of receive ring and <paramref name="txFrames"/> transmit slots; <paramref name="fanoutGroup"/> ≥ 0
-    /// joins that fanout group (one per interface, shared by the workers). Errors name the interface and the cause.
+    /// frames of receive ring and <paramref name="txFrames"/> transmit slots (2 KB each, more for an MTU above 1,900);
+    /// <paramref name="fanoutGroup"/> ≥ 0 joins that fanout group (one per interface, shared by the workers). Errors
+    /// name the interface and the cause.
     /// </summary>
     public static PacketRing Open(string name, int rxFrames, int txFrames, int fanoutGroup)
     {
@@ -85,27 +98,30 @@ public sealed unsafe class PacketRing : IDisposable
             if (Libc.ioctl_ifreq(fd, Linux.SIOCGIFHWADDR, &req) != 0) throw new NativeException($"SIOCGIFHWADDR {name}", Libc.LastError);
             var mac = new ReadOnlySpan<byte>(req.HardwareAddress, 6).ToArray();
 
-            Set(fd, Linux.PACKET_VERSION, Linux.TPACKET_V3, "PACKET_VERSION TPACKET_V3");
-            int rxBlocks = Math.Max(2, (int)(((long)rxFrames * FrameBytes + RxBlockBytes - 1) / RxBlockBytes));
-            var rx = new TpacketReq3
-            {
-                BlockSize = RxBlockBytes, BlockCount = (uint)rxBlocks, FrameSize = FrameBytes,
-                FrameCount = (uint)(rxBlocks * (RxBlockBytes / FrameBytes)), RetireBlockTimeoutMs = RxBlockTimeoutMs,
-            };
-            if (Libc.setsockopt(fd, Linux.SOL_PACKET, Linux.PACKET_RX_RING, &rx, (uint)sizeof(TpacketReq3)) != 0)
-                throw new NativeException($"PACKET_RX_RING on {name} ({rxBlocks} blocks of {RxBlockBytes} bytes)", Libc.LastError);
-            int txBlocks = Math.Max(1, (int)(((long)txFrames * FrameBytes + TxBlockBytes - 1) / TxBlockBytes));
-            int txSlots = txBlocks * (TxBlockBytes / FrameBytes);
-            var tx = new TpacketReq3 { BlockSize = TxBlockBytes, BlockCount = (uint)txBlocks, FrameSize = FrameBytes, FrameCount = (uint)txSlots };
-            if (Libc.setsockopt(fd, Linux.SOL_PACKET, Linux.PACKET_TX_RING, &tx, (uint)sizeof(TpacketReq3)) != 0)
-                throw new NativeException($"PACKET_TX_RING on {name} ({txSlots} slots)", Libc.LastError);
-            mapBytes = (nuint)rxBlocks * RxBlockBytes + (nuint)txBlocks * TxBlockBytes;
+            int frameBytes = FrameBytesFor(mtu);
+            int framesPerBlock = Math.Max(1, BlockBytes / frameBytes);
+            int blockBytes = framesPerBlock * frameBytes;
+            Set(fd, Linux.PACKET_VERSION, Linux.TPACKET_V2, "PACKET_VERSION TPACKET_V2");
+            int rxBlocks = Math.Max(2, (rxFrames + framesPerBlock - 1) / framesPerBlock);
+            var rx = new TpacketReq { BlockSize = (uint)blockBytes, BlockCount = (uint)rxBlocks, FrameSize = (uint)frameBytes, FrameCount = (uint)(rxBlocks * framesPerBlock) };
+            if (Libc.setsockopt(fd, Linux.SOL_PACKET, Linux.PACKET_RX_RING, &rx, (uint)sizeof(TpacketReq)) != 0)
+                throw new NativeException($"PACKET_RX_RING on {name} ({rx.FrameCount} frames of {frameBytes} bytes)", Libc.LastError);
+            int txBlocks = Math.Max(1, (txFrames + framesPerBlock - 1) / framesPerBlock);
+            var tx = new TpacketReq { BlockSize = (uint)blockBytes, BlockCount = (uint)txBlocks, FrameSize = (uint)frameBytes, FrameCount = (uint)(txBlocks * framesPerBlock) };
+            if (Libc.setsockopt(fd, Linux.SOL_PACKET, Linux.PACKET_TX_RING, &tx, (uint)sizeof(TpacketReq)) != 0)
+                throw new NativeException($"PACKET_TX_RING on {name} ({tx.FrameCount} slots of {frameBytes} bytes)", Libc.LastError);
+            mapBytes = (nuint)(rxBlocks + txBlocks) * (nuint)blockBytes;
             map = (byte*)Libc.mmap(null, mapBytes, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_SHARED | Linux.MAP_POPULATE, fd, 0);
             if (map == (byte*)-1)
             {
                 map = null;
                 throw new NativeException($"mmap of the {name} rings ({mapBytes} bytes)", Libc.LastError);
             }
+            // A frame longer than a ring frame is cut in the ring and queued whole on the socket (TP_STATUS_COPY).
+            Set(fd, Linux.PACKET_COPY_THRESH, 1, $"PACKET_COPY_THRESH on {name}");
+            int queue = SuperFrameQueueBytes;
+            if (Libc.setsockopt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUFFORCE, &queue, sizeof(int)) != 0)
+                Libc.setsockopt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUF, &queue, sizeof(int));
             SetOptional(fd, Linux.PACKET_QDISC_BYPASS, 1);
             SetOptional(fd, Linux.PACKET_IGNORE_OUTGOING, 1);
             SockAddrLl sll = default;
@@ -115,7 +131,7 @@ public sealed unsafe class PacketRing : IDisposable
             if (Libc.bind(fd, &sll, (uint)sizeof(SockAddrLl)) != 0) throw new NativeException($"bind AF_PACKET to {name}", Libc.LastError);
             if (fanoutGroup >= 0)
                 Set(fd, Linux.PACKET_FANOUT, (fanoutGroup & 0xFFFF) | ((Linux.PACKET_FANOUT_HASH | Linux.PACKET_FANOUT_FLAG_DEFRAG) << 16), $"PACKET_FANOUT group {fanoutGroup} on {name}");
-            return new PacketRing(name, fd, map, mapBytes, rxBlocks, txSlots, ifindex, mtu, mac);
+            return new PacketRing(name, fd, map, mapBytes, frameBytes, (int)rx.FrameCount, (int)tx.FrameCount, ifindex, mtu, mac);
         }
         catch
         {
@@ -124,6 +140,10 @@ public sealed unsafe class PacketRing : IDisposable
             throw;
         }
     }
+
+    /// <summary>The ring frame for an interface MTU: room for the kernel's headers and a full frame, a power of two, at least 2 KB.</summary>
+    public static int FrameBytesFor(int mtu) =>
+        (int)Math.Max(MinFrameBytes, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(0, mtu) + RxFrameHeadroom + 14));
 
     private static void Set(int fd, int option, int value, string what)
     {
@@ -134,47 +154,51 @@ public sealed unsafe class PacketRing : IDisposable
 
     /// <summary>
     /// The next received frame (from its Ethernet header), or false when the kernel has handed over nothing more.
-    /// The frame stays valid until the next call; a block is given back to the kernel once all its frames were read.
-    /// <paramref name="checksumPending"/>: the sender left the transport checksum to offload (a veth or local
-    /// sender, TP_STATUS_CSUMNOTREADY), so the frame carries only its pseudo-header sum. A frame the ring had to cut
-    /// short comes back with length 0.
+    /// The frame stays valid until the next call or <see cref="Release"/>, which give its ring frame back to the
+    /// kernel. <paramref name="checksumPending"/>: the sender left the transport checksum to offload (a veth or local
+    /// sender, TP_STATUS_CSUMNOTREADY), so the frame carries only its pseudo-header sum. A frame that could not be
+    /// read whole (longer than a ring frame with the socket's queue full, or than <see cref="MaxSuperFrameBytes"/>)
+    /// comes back with length 0.
     /// </summary>
     public bool TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending)
     {
-        while (true)
+        Release();
+        var h = (Tpacket2Hdr*)(_map + (nint)_rxNext * _frameBytes);
+        uint status = Volatile.Read(ref h->Status);
+        if ((status & Linux.TP_STATUS_USER) == 0)
         {
-            var block = (TpacketBlockDesc*)(_map + (nint)_rxBlock * RxBlockBytes);
-            if (!_inBlock)
-            {
-                if ((Volatile.Read(ref block->BlockStatus) & Linux.TP_STATUS_USER) == 0)
-                {
-                    frame = null;
-                    length = 0;
-                    packetType = 0;
-                    checksumPending = false;
-                    return false;
-                }
-                _inBlock = true;
-                _rxLeft = block->PacketCount;
-                _rxNext = (byte*)block + block->OffsetToFirstPacket;
-            }
-            if (_rxLeft == 0)
-            {
-                Volatile.Write(ref block->BlockStatus, Linux.TP_STATUS_KERNEL);
-                _inBlock = false;
-                _rxBlock = (_rxBlock + 1) % _rxBlocks;
-                continue;
-            }
-            var h = (Tpacket3Hdr*)_rxNext;
-            frame = _rxNext + h->MacOffset;
-            // A frame cut short by the ring (its snap length below its length) is reported as not IP-sized at all.
-            length = h->SnapLength < h->Length ? 0 : (int)h->SnapLength;
-            packetType = ((SockAddrLl*)(_rxNext + TxDataOffset))->PacketType;
-            checksumPending = (h->Status & Linux.TP_STATUS_CSUMNOTREADY) != 0;
-            _rxNext += h->NextOffset;
-            _rxLeft--;
+            frame = null;
+            length = 0;
+            packetType = 0;
+            checksumPending = false;
+            return false;
+        }
+        _rxHeld = h;
+        _rxNext = _rxNext + 1 == _rxFrames ? 0 : _rxNext + 1;
+        packetType = ((SockAddrLl*)((byte*)h + RxAddressOffset))->PacketType;
+        checksumPending = (status & Linux.TP_STATUS_CSUMNOTREADY) != 0;
+        if ((status & Linux.TP_STATUS_COPY) != 0)
+        {
+            // The ring holds the head only; the whole frame is the oldest on the socket's queue (queued with this slot).
+            SockAddrLl from;
+            uint fromLength = (uint)sizeof(SockAddrLl);
+            long got = Libc.recvfrom(_fd, _super, MaxSuperFrameBytes, Linux.MSG_DONTWAIT | Linux.MSG_TRUNC, &from, &fromLength);
+            frame = _super;
+            length = got > 0 && got <= MaxSuperFrameBytes ? (int)got : 0;
             return true;
         }
+        frame = (byte*)h + h->MacOffset;
+        // A frame cut short by the ring without a whole copy (the socket's queue was full) is reported as unreadable.
+        length = h->SnapLength < h->Length ? 0 : (int)h->SnapLength;
+        return true;
+    }
+
+    /// <summary>Gives the frame <see cref="TryReceive"/> returned last back to the kernel (it is no longer read).</summary>
+    public void Release()
+    {
+        if (_rxHeld == null) return;
+        Volatile.Write(ref _rxHeld->Status, Linux.TP_STATUS_KERNEL);
+        _rxHeld = null;
     }
 
     /// <summary>
@@ -183,7 +207,7 @@ public sealed unsafe class PacketRing : IDisposable
     /// </summary>
     public byte* TxSlot(out bool rejected)
     {
-        var h = (Tpacket3Hdr*)(_tx + (nint)_txNext * FrameBytes);
+        var h = (Tpacket2Hdr*)(_tx + (nint)_txNext * _frameBytes);
         uint status = Volatile.Read(ref h->Status);
         rejected = status == Linux.TP_STATUS_WRONG_FORMAT;
         return status is Linux.TP_STATUS_SEND_REQUEST or Linux.TP_STATUS_SENDING ? null : (byte*)h + TxDataOffset;
@@ -192,10 +216,9 @@ public sealed unsafe class PacketRing : IDisposable
     /// <summary>Hands the slot <see cref="TxSlot"/> returned, holding <paramref name="length"/> bytes, to the kernel.</summary>
     public void TxCommit(int length)
     {
-        var h = (Tpacket3Hdr*)(_tx + (nint)_txNext * FrameBytes);
+        var h = (Tpacket2Hdr*)(_tx + (nint)_txNext * _frameBytes);
         h->Length = (uint)length;
         h->SnapLength = (uint)length;
-        h->NextOffset = 0;
         Volatile.Write(ref h->Status, Linux.TP_STATUS_SEND_REQUEST);
         _txNext = (_txNext + 1) % _txFrames;
     }
@@ -210,6 +233,7 @@ public sealed unsafe class PacketRing : IDisposable
 
     public void Dispose()
     {
+        System.Runtime.InteropServices.NativeMemory.Free(_super);
         Libc.munmap(_map, _mapBytes);
         Libc.close(_fd);
     }

@@ -9,7 +9,7 @@ using FastXtr.SharedMemory;
 namespace FastXtr.Dataplane.Ports;
 
 /// <summary>
-/// The EID side through AF_PACKET: this worker's TPACKET_V3 ring pair on each instance's EID-facing Ethernet
+/// The EID side through AF_PACKET: this worker's TPACKET_V2 ring pair on each instance's EID-facing Ethernet
 /// interface. Frames are read from mapped blocks and written into mapped slots, one system call per batch; the EID
 /// hosts' MACs are learned from their frames, and a packet for a host not heard from yet is handed to the kernel,
 /// which resolves it (IPv4 through the worker's raw socket, IPv6 through a raw IPv6 one of this port's).
@@ -83,6 +83,7 @@ public sealed unsafe class AfPacketPort : IEidPort
             {
                 if (n > 0)
                 {
+                    // Kept (in the ring, or in the ring's super-frame buffer) until FinishBatch releases it.
                     _heldSuper = ip;
                     _heldSuperLength = ipLength;
                     return n;
@@ -97,6 +98,7 @@ public sealed unsafe class AfPacketPort : IEidPort
             lengths[n++] = ipLength;
             bytes += (ulong)ipLength;
         }
+        ring.Release();
         return n;
     }
 
@@ -106,6 +108,7 @@ public sealed unsafe class AfPacketPort : IEidPort
         byte* ip = _heldSuper;
         _heldSuper = null;
         SuperFrame?.Invoke(instance, ip, _heldSuperLength, _rings[instance].Mtu, now);
+        _rings[instance].Release();
     }
 
     /// <summary>
@@ -132,7 +135,7 @@ public sealed unsafe class AfPacketPort : IEidPort
             return false;
         }
         // Longer than the interface carries (or a slot holds): the kernel would refuse the frame.
-        if (length > ring.Mtu || length + EthernetHeaderBytes > PacketRing.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
+        if (length > ring.Mtu || length + EthernetHeaderBytes > ring.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
         byte* slot = ring.TxSlot(out bool rejected);
         if (slot == null)
         {
@@ -146,7 +149,7 @@ public sealed unsafe class AfPacketPort : IEidPort
         for (int b = 0; b < 6; b++) slot[b] = (byte)(mac >> (8 * b));
         ring.Mac.CopyTo(new Span<byte>(slot + 6, 6));
         BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(slot + 12, 2), (ushort)(ipv6 ? Linux.ETH_P_IPV6 : Linux.ETH_P_IP));
-        Buffer.MemoryCopy(packet, slot + EthernetHeaderBytes, PacketRing.MaxTxFrameBytes - EthernetHeaderBytes, length);
+        Buffer.MemoryCopy(packet, slot + EthernetHeaderBytes, ring.MaxTxFrameBytes - EthernetHeaderBytes, length);
         ring.TxCommit(length + EthernetHeaderBytes);
         _pending[instance] = true;
         return true;

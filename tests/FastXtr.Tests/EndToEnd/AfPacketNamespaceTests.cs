@@ -134,6 +134,8 @@ public class AfPacketNamespaceTests(string offload)
         Assert.That(server.Out, Does.StartWith("8388608 "));
         Assert.That(Read(_shmA, Counter.ChecksumsCompleted), Is.GreaterThan(0UL), "offloaded checksums were completed");
         Assert.That(Read(_shmA, Counter.TunSuperPackets), Is.GreaterThan(0UL), "super-frames were cut");
+        // Super-frames are longer than a ring frame: each was read whole from the socket's queue, none cut short.
+        Assert.That(Read(_shmA, Counter.DropTruncated) + Read(_shmB, Counter.DropTruncated), Is.EqualTo(0UL), "super-frames read whole");
         var offloaded = new[] { Read(_shmA, Counter.UdpGsoSends), Read(_shmB, Counter.UdpGroReceives) };
         if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "segments sent with UDP GSO at A, received with UDP GRO at B");
         else Assert.That(offloaded, Has.All.EqualTo(0UL));

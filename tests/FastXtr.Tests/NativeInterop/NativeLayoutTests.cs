@@ -71,7 +71,7 @@ public class NativeLayoutTests
           P("SO_REUSEPORT", SO_REUSEPORT); P("SO_SNDBUFFORCE", SO_SNDBUFFORCE); P("SO_RCVBUFFORCE", SO_RCVBUFFORCE);
           P("IPPROTO_IP", IPPROTO_IP); P("IPPROTO_IPV6", IPPROTO_IPV6); P("IPPROTO_UDP", IPPROTO_UDP); P("IP_MTU_DISCOVER", IP_MTU_DISCOVER);
           P("IP_PMTUDISC_DONT", IP_PMTUDISC_DONT); P("IPV6_V6ONLY", IPV6_V6ONLY); P("SOL_UDP", SOL_UDP); P("UDP_SEGMENT", UDP_SEGMENT); P("UDP_GRO", UDP_GRO);
-          P("MSG_DONTWAIT", MSG_DONTWAIT); P("POLLIN", POLLIN); P("POLLOUT", POLLOUT); P("POLLERR", POLLERR);
+          P("MSG_DONTWAIT", MSG_DONTWAIT); P("MSG_TRUNC", MSG_TRUNC); P("POLLIN", POLLIN); P("POLLOUT", POLLOUT); P("POLLERR", POLLERR);
           P("EPERM", EPERM); P("ENOENT", ENOENT); P("EINTR", EINTR); P("EAGAIN", EAGAIN); P("EACCES", EACCES); P("EBUSY", EBUSY);
           P("EEXIST", EEXIST); P("ENODEV", ENODEV); P("EINVAL", EINVAL); P("EMSGSIZE", EMSGSIZE); P("EADDRINUSE", EADDRINUSE);
           P("TUNSETIFF", TUNSETIFF); P("IFF_TUN", IFF_TUN); P("IFF_NO_PI", IFF_NO_PI); P("IFF_MULTI_QUEUE", IFF_MULTI_QUEUE);
@@ -80,21 +80,18 @@ public class NativeLayoutTests
           P("AF_PACKET", AF_PACKET); P("SOCK_RAW", SOCK_RAW); P("SOL_PACKET", SOL_PACKET); P("ETH_P_ALL", ETH_P_ALL); P("ETH_P_IP", ETH_P_IP);
           P("ETH_P_IPV6", ETH_P_IPV6); P("PACKET_RX_RING", PACKET_RX_RING); P("PACKET_VERSION", PACKET_VERSION); P("PACKET_TX_RING", PACKET_TX_RING);
           P("PACKET_FANOUT", PACKET_FANOUT); P("PACKET_QDISC_BYPASS", PACKET_QDISC_BYPASS); P("PACKET_IGNORE_OUTGOING", PACKET_IGNORE_OUTGOING);
-          P("TPACKET_V3", TPACKET_V3); P("PACKET_FANOUT_HASH", PACKET_FANOUT_HASH); P("PACKET_FANOUT_FLAG_DEFRAG", PACKET_FANOUT_FLAG_DEFRAG);
-          P("PACKET_HOST", PACKET_HOST); P("TP_STATUS_KERNEL", TP_STATUS_KERNEL); P("TP_STATUS_USER", TP_STATUS_USER);
+          P("TPACKET_V2", TPACKET_V2); P("PACKET_COPY_THRESH", PACKET_COPY_THRESH); P("PACKET_FANOUT_HASH", PACKET_FANOUT_HASH); P("PACKET_FANOUT_FLAG_DEFRAG", PACKET_FANOUT_FLAG_DEFRAG);
+          P("PACKET_HOST", PACKET_HOST); P("TP_STATUS_KERNEL", TP_STATUS_KERNEL); P("TP_STATUS_USER", TP_STATUS_USER); P("TP_STATUS_COPY", TP_STATUS_COPY);
           P("TP_STATUS_SEND_REQUEST", TP_STATUS_SEND_REQUEST); P("TP_STATUS_SENDING", TP_STATUS_SENDING); P("TP_STATUS_WRONG_FORMAT", TP_STATUS_WRONG_FORMAT);
           P("TP_STATUS_CSUMNOTREADY", TP_STATUS_CSUMNOTREADY); P("SIOCGIFINDEX", SIOCGIFINDEX); P("SIOCGIFHWADDR", SIOCGIFHWADDR); P("SIOCGIFMTU", SIOCGIFMTU); P("SIOCSIFTXQLEN", SIOCSIFTXQLEN);
           P("MAP_LOCKED", MAP_LOCKED); P("ENETDOWN", ENETDOWN); P("ENOBUFS", ENOBUFS);
           P("sizeof sockaddr_ll", sizeof(struct sockaddr_ll)); P("offsetof sockaddr_ll.sll_ifindex", offsetof(struct sockaddr_ll, sll_ifindex));
           P("offsetof sockaddr_ll.sll_pkttype", offsetof(struct sockaddr_ll, sll_pkttype)); P("offsetof sockaddr_ll.sll_addr", offsetof(struct sockaddr_ll, sll_addr));
-          P("sizeof tpacket_req3", sizeof(struct tpacket_req3)); P("offsetof tpacket_req3.tp_retire_blk_tov", offsetof(struct tpacket_req3, tp_retire_blk_tov));
-          P("sizeof tpacket3_hdr", sizeof(struct tpacket3_hdr)); P("offsetof tpacket3_hdr.tp_status", offsetof(struct tpacket3_hdr, tp_status));
-          P("offsetof tpacket3_hdr.tp_len", offsetof(struct tpacket3_hdr, tp_len)); P("offsetof tpacket3_hdr.tp_snaplen", offsetof(struct tpacket3_hdr, tp_snaplen));
-          P("offsetof tpacket3_hdr.tp_mac", offsetof(struct tpacket3_hdr, tp_mac)); P("offsetof tpacket3_hdr.tp_net", offsetof(struct tpacket3_hdr, tp_net));
-          P("TPACKET_ALIGN(sizeof tpacket3_hdr)", TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
-          P("offsetof tpacket_block_desc.block_status", offsetof(struct tpacket_block_desc, hdr.bh1.block_status));
-          P("offsetof tpacket_block_desc.num_pkts", offsetof(struct tpacket_block_desc, hdr.bh1.num_pkts));
-          P("offsetof tpacket_block_desc.offset_to_first_pkt", offsetof(struct tpacket_block_desc, hdr.bh1.offset_to_first_pkt));
+          P("sizeof tpacket_req", sizeof(struct tpacket_req)); P("offsetof tpacket_req.tp_frame_nr", offsetof(struct tpacket_req, tp_frame_nr));
+          P("sizeof tpacket2_hdr", sizeof(struct tpacket2_hdr)); P("offsetof tpacket2_hdr.tp_status", offsetof(struct tpacket2_hdr, tp_status));
+          P("offsetof tpacket2_hdr.tp_len", offsetof(struct tpacket2_hdr, tp_len)); P("offsetof tpacket2_hdr.tp_snaplen", offsetof(struct tpacket2_hdr, tp_snaplen));
+          P("offsetof tpacket2_hdr.tp_mac", offsetof(struct tpacket2_hdr, tp_mac)); P("offsetof tpacket2_hdr.tp_net", offsetof(struct tpacket2_hdr, tp_net));
+          P("TPACKET2_HDRLEN - sizeof sockaddr_ll", TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)); P("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN", TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN);
           P("offsetof ifreq.ifr_hwaddr.sa_data", offsetof(struct ifreq, ifr_hwaddr.sa_data));
           return 0;
         }
@@ -152,18 +149,16 @@ public class NativeLayoutTests
         yield return new TestCaseData("offsetof sockaddr_ll.sll_ifindex", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.InterfaceIndex)));
         yield return new TestCaseData("offsetof sockaddr_ll.sll_pkttype", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.PacketType)));
         yield return new TestCaseData("offsetof sockaddr_ll.sll_addr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<SockAddrLl>(nameof(SockAddrLl.Address)));
-        yield return new TestCaseData("sizeof tpacket_req3", (long)Unsafe.SizeOf<TpacketReq3>());
-        yield return new TestCaseData("offsetof tpacket_req3.tp_retire_blk_tov", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketReq3>(nameof(TpacketReq3.RetireBlockTimeoutMs)));
-        yield return new TestCaseData("sizeof tpacket3_hdr", (long)Unsafe.SizeOf<Tpacket3Hdr>());
-        yield return new TestCaseData("offsetof tpacket3_hdr.tp_status", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.Status)));
-        yield return new TestCaseData("offsetof tpacket3_hdr.tp_len", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.Length)));
-        yield return new TestCaseData("offsetof tpacket3_hdr.tp_snaplen", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.SnapLength)));
-        yield return new TestCaseData("offsetof tpacket3_hdr.tp_mac", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.MacOffset)));
-        yield return new TestCaseData("offsetof tpacket3_hdr.tp_net", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket3Hdr>(nameof(Tpacket3Hdr.NetworkOffset)));
-        yield return new TestCaseData("TPACKET_ALIGN(sizeof tpacket3_hdr)", (long)PacketRing.TxDataOffset);
-        yield return new TestCaseData("offsetof tpacket_block_desc.block_status", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.BlockStatus)));
-        yield return new TestCaseData("offsetof tpacket_block_desc.num_pkts", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.PacketCount)));
-        yield return new TestCaseData("offsetof tpacket_block_desc.offset_to_first_pkt", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketBlockDesc>(nameof(TpacketBlockDesc.OffsetToFirstPacket)));
+        yield return new TestCaseData("sizeof tpacket_req", (long)Unsafe.SizeOf<TpacketReq>());
+        yield return new TestCaseData("offsetof tpacket_req.tp_frame_nr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<TpacketReq>(nameof(TpacketReq.FrameCount)));
+        yield return new TestCaseData("sizeof tpacket2_hdr", (long)Unsafe.SizeOf<Tpacket2Hdr>());
+        yield return new TestCaseData("offsetof tpacket2_hdr.tp_status", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket2Hdr>(nameof(Tpacket2Hdr.Status)));
+        yield return new TestCaseData("offsetof tpacket2_hdr.tp_len", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket2Hdr>(nameof(Tpacket2Hdr.Length)));
+        yield return new TestCaseData("offsetof tpacket2_hdr.tp_snaplen", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket2Hdr>(nameof(Tpacket2Hdr.SnapLength)));
+        yield return new TestCaseData("offsetof tpacket2_hdr.tp_mac", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket2Hdr>(nameof(Tpacket2Hdr.MacOffset)));
+        yield return new TestCaseData("offsetof tpacket2_hdr.tp_net", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket2Hdr>(nameof(Tpacket2Hdr.NetworkOffset)));
+        yield return new TestCaseData("TPACKET2_HDRLEN - sizeof sockaddr_ll", (long)PacketRing.TxDataOffset);
+        yield return new TestCaseData("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN", (long)PacketRing.FrameBytesFor(1968) - 1968 - 14);
         yield return new TestCaseData("offsetof ifreq.ifr_hwaddr.sa_data", (long)System.Runtime.InteropServices.Marshal.OffsetOf<IfReq>(nameof(IfReq.HardwareAddress)));
     }
 
