@@ -110,6 +110,7 @@ public static class Linux
     public const int PACKET_VERSION = 10;
     public const int PACKET_COPY_THRESH = 7;
     public const int PACKET_TX_RING = 13;
+    public const int PACKET_VNET_HDR = 15;
     public const int PACKET_FANOUT = 18;
     public const int PACKET_QDISC_BYPASS = 20;
     public const int PACKET_IGNORE_OUTGOING = 23;

@@ -36,6 +36,7 @@ public sealed unsafe class PacketRing : IDisposable
     private readonly byte* _tx;
     private readonly int _txFrames;
     private readonly byte* _super;
+    private readonly int _gsoFd;
     private int _rxNext;
     private Tpacket2Hdr* _rxHeld;
     private int _txNext;
@@ -50,11 +51,14 @@ public sealed unsafe class PacketRing : IDisposable
     public int FrameBytes => _frameBytes;
     /// <summary>The longest Ethernet frame a transmit slot holds.</summary>
     public int MaxTxFrameBytes => _frameBytes - TxDataOffset;
+    /// <summary>Super-frames (a virtio-net header, then a TCP GSO frame) can be sent through <see cref="SendSuper"/>.</summary>
+    public bool SendsSuperFrames => _gsoFd >= 0;
 
-    private PacketRing(string name, int fd, byte* map, nuint mapBytes, int frameBytes, int rxFrames, int txFrames, int ifindex, int mtu, ReadOnlySpan<byte> mac)
+    private PacketRing(string name, int fd, int gsoFd, byte* map, nuint mapBytes, int frameBytes, int rxFrames, int txFrames, int ifindex, int mtu, ReadOnlySpan<byte> mac)
     {
         Name = name;
         _fd = fd;
+        _gsoFd = gsoFd;
         _map = map;
         _mapBytes = mapBytes;
         _frameBytes = frameBytes;
@@ -131,7 +135,7 @@ public sealed unsafe class PacketRing : IDisposable
             if (Libc.bind(fd, &sll, (uint)sizeof(SockAddrLl)) != 0) throw new NativeException($"bind AF_PACKET to {name}", Libc.LastError);
             if (fanoutGroup >= 0)
                 Set(fd, Linux.PACKET_FANOUT, (fanoutGroup & 0xFFFF) | ((Linux.PACKET_FANOUT_HASH | Linux.PACKET_FANOUT_FLAG_DEFRAG) << 16), $"PACKET_FANOUT group {fanoutGroup} on {name}");
-            return new PacketRing(name, fd, map, mapBytes, frameBytes, (int)rx.FrameCount, (int)tx.FrameCount, ifindex, mtu, mac);
+            return new PacketRing(name, fd, OpenSuperFrameSender(ifindex), map, mapBytes, frameBytes, (int)rx.FrameCount, (int)tx.FrameCount, ifindex, mtu, mac);
         }
         catch
         {
@@ -139,6 +143,41 @@ public sealed unsafe class PacketRing : IDisposable
             Libc.close(fd);
             throw;
         }
+    }
+
+    /// <summary>
+    /// A send-only packet socket on the interface whose frames start with a virtio-net header (PACKET_VNET_HDR), so a
+    /// coalesced TCP run goes out as one GSO frame that the kernel (or the NIC) segments only if it must; -1 where
+    /// the kernel refuses the option. Protocol 0: it receives nothing.
+    /// </summary>
+    private static int OpenSuperFrameSender(int ifindex)
+    {
+        int fd = Libc.socket(Linux.AF_PACKET, Linux.SOCK_RAW | Linux.SOCK_CLOEXEC, 0);
+        if (fd < 0) return -1;
+        int one = 1;
+        SockAddrLl sll = default;
+        sll.Family = Linux.AF_PACKET;
+        sll.InterfaceIndex = ifindex;
+        if (Libc.setsockopt(fd, Linux.SOL_PACKET, Linux.PACKET_VNET_HDR, &one, sizeof(int)) != 0
+            || Libc.bind(fd, &sll, (uint)sizeof(SockAddrLl)) != 0)
+        {
+            Libc.close(fd);
+            return -1;
+        }
+        SetOptional(fd, Linux.PACKET_QDISC_BYPASS, 1);
+        return fd;
+    }
+
+    /// <summary>
+    /// One super-frame gathered from pieces (the virtio-net header, the Ethernet header, the IP and TCP headers, the
+    /// payloads); true when the kernel took all of it. Send what the transmit ring holds first (<see cref="Flush"/>)
+    /// to keep the order.
+    /// </summary>
+    public bool SendSuper(IoVec* pieces, int count, int totalLength)
+    {
+        if (_gsoFd < 0) return false;
+        var message = new MsgHdr { Iov = pieces, IovLength = (nuint)count };
+        return Libc.sendmsg(_gsoFd, &message, Linux.MSG_DONTWAIT) == totalLength;
     }
 
     /// <summary>The ring frame for an interface MTU: room for the kernel's headers and a full frame, a power of two, at least 2 KB.</summary>
@@ -234,6 +273,7 @@ public sealed unsafe class PacketRing : IDisposable
     public void Dispose()
     {
         System.Runtime.InteropServices.NativeMemory.Free(_super);
+        if (_gsoFd >= 0) Libc.close(_gsoFd);
         Libc.munmap(_map, _mapBytes);
         Libc.close(_fd);
     }

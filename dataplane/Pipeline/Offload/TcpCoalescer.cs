@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using FastXtr.Packets;
-using FastXtr.Packets;
 using FastXtr.NativeInterop;
 
 namespace FastXtr.Dataplane.Offload;
@@ -112,23 +111,33 @@ public sealed unsafe class TcpCoalescer
         return BinaryPrimitives.ReadUInt32BigEndian(b[4..]) == expected;
     }
 
+    /// <summary>The pending run's packet <paramref name="index"/> as it was appended.</summary>
+    public byte* Packet(int index, out int length)
+    {
+        length = _lengths[index];
+        return _packets[index];
+    }
+
     /// <summary>
-    /// Describes the pending run as writev pieces: <paramref name="scratch"/> (at least 10 + 120 bytes) receives the
-    /// virtio-net header, and for a run of several the merged headers; the payloads are pointed to where they lie.
-    /// Returns the number of pieces; <paramref name="totalBytes"/> is what writev must report written.
+    /// Describes the pending run as writev pieces: <paramref name="scratch"/> (at least 10 + <paramref name="linkHeaderBytes"/>
+    /// + 120 bytes) receives the virtio-net header, then <paramref name="linkHeaderBytes"/> left for the caller's link
+    /// header (an af-packet port's Ethernet header; 0 for a TUN), and for a run of several the merged headers; the
+    /// payloads are pointed to where they lie. The header's offsets count from the link header, as a packet socket's
+    /// do. Returns the number of pieces; <paramref name="totalBytes"/> is what writev must report written.
     /// </summary>
-    public int Build(byte* scratch, IoVec* pieces, out int totalBytes)
+    public int Build(byte* scratch, IoVec* pieces, out int totalBytes, int linkHeaderBytes = 0)
     {
         var vnet = (VirtioNetHdr*)scratch;
         *vnet = default;
+        int lead = VirtioNetHdr.Bytes + linkHeaderBytes;
         if (Count == 1)
         {
-            pieces[0] = new IoVec { Base = scratch, Length = VirtioNetHdr.Bytes };
+            pieces[0] = new IoVec { Base = scratch, Length = (nuint)lead };
             pieces[1] = new IoVec { Base = _packets[0], Length = (nuint)_lengths[0] };
-            totalBytes = VirtioNetHdr.Bytes + _lengths[0];
+            totalBytes = lead + _lengths[0];
             return 2;
         }
-        var header = new Span<byte>(scratch + VirtioNetHdr.Bytes, _headers);
+        var header = new Span<byte>(scratch + lead, _headers);
         new ReadOnlySpan<byte>(_packets[0], _headers).CopyTo(header);
         int payload = _total - _headers;
         if (_ipv6)
@@ -149,14 +158,14 @@ public sealed unsafe class TcpCoalescer
         BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], pseudo);
         vnet->Flags = Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM;
         vnet->GsoType = _ipv6 ? Linux.VIRTIO_NET_HDR_GSO_TCPV6 : Linux.VIRTIO_NET_HDR_GSO_TCPV4;
-        vnet->HdrLen = (ushort)_headers;
+        vnet->HdrLen = (ushort)(linkHeaderBytes + _headers);
         vnet->GsoSize = (ushort)_payload;
-        vnet->CsumStart = (ushort)_ipLength;
+        vnet->CsumStart = (ushort)(linkHeaderBytes + _ipLength);
         vnet->CsumOffset = 16;
-        pieces[0] = new IoVec { Base = scratch, Length = (nuint)(VirtioNetHdr.Bytes + _headers) };
+        pieces[0] = new IoVec { Base = scratch, Length = (nuint)(lead + _headers) };
         for (int i = 0; i < Count; i++)
             pieces[i + 1] = new IoVec { Base = _packets[i] + _headers, Length = (nuint)(_lengths[i] - _headers) };
-        totalBytes = VirtioNetHdr.Bytes + _total;
+        totalBytes = lead + _total;
         return Count + 1;
     }
 }

@@ -1,4 +1,5 @@
 using FastXtr.Dataplane.Buffers;
+using FastXtr.NativeInterop;
 
 namespace FastXtr.Dataplane.Ports;
 
@@ -32,6 +33,23 @@ public unsafe interface IEidPort : IDisposable
 
     /// <summary>One IP packet to the instance's EID side; counts its own drop and returns false when it did not go.</summary>
     bool Write(int instance, byte* packet, int length);
+
+    /// <summary>
+    /// The port takes coalesced TCP super-packets (<see cref="WriteSuper"/>): a TUN with TSO, an af-packet interface
+    /// through a packet socket with virtio-net headers.
+    /// </summary>
+    bool TakesSuperPackets { get; }
+
+    /// <summary>Bytes the port writes between a super-packet's virtio-net header and its IP header (Ethernet: 14).</summary>
+    int LinkHeaderBytes { get; }
+
+    /// <summary>
+    /// One super-packet gathered from <paramref name="pieces"/>: the first starts with the virtio-net header, followed
+    /// by <see cref="LinkHeaderBytes"/> the port fills and the IP and TCP headers; the rest are payloads. Returns false,
+    /// having sent nothing and counted nothing, when the port cannot send it whole (the caller writes the packets one
+    /// by one instead).
+    /// </summary>
+    bool WriteSuper(int instance, IoVec* pieces, int count, int totalLength);
 
     /// <summary>Hands what <see cref="Write"/> queued to the kernel (one system call per instance that has any).</summary>
     void Flush();

@@ -20,6 +20,7 @@ public sealed unsafe class TunPort : IEidPort
     {
         _fds = tuns.Select(t => t.QueueFd(queue)).ToArray();
         HasVnetHeader = tuns.Count > 0 && tuns.All(t => t.HasVnetHeader);
+        TakesSuperPackets = HasVnetHeader && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
         _counters = counters;
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)(2 * sizeof(IoVec)));
         _emptyHeader = (byte*)NativeMemory.AllocZeroed((nuint)VirtioNetHdr.Bytes);
@@ -28,6 +29,8 @@ public sealed unsafe class TunPort : IEidPort
     public int InstanceCount => _fds.Length;
     public bool HasVnetHeader { get; }
     public bool CarriesSuperFrames => false;
+    public bool TakesSuperPackets { get; }
+    public int LinkHeaderBytes => 0;
     public SuperFrameHandler? SuperFrame { get; set; }
 
     public int Fd(int instance) => _fds[instance];
@@ -65,8 +68,8 @@ public sealed unsafe class TunPort : IEidPort
         return ok;
     }
 
-    /// <summary>One packet gathered from pieces (a super-packet's virtio-net header, its headers, its payloads).</summary>
-    public bool WriteGather(int instance, IoVec* pieces, int count, int totalLength) => TunDevice.WriteGather(_fds[instance], pieces, count, totalLength);
+    public bool WriteSuper(int instance, IoVec* pieces, int count, int totalLength) =>
+        TakesSuperPackets && TunDevice.WriteGather(_fds[instance], pieces, count, totalLength);
 
     public void Flush() { }
 

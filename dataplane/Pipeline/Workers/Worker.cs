@@ -28,7 +28,6 @@ public sealed unsafe class Worker : IDisposable
     private readonly DataplaneOptions _options;
     private readonly IEidPort _port;
     // The TUN port when the EID side is TUN: the coalesced runs are written through it.
-    private readonly TunPort? _tun;
     private readonly int _udpFd;
     private readonly int _rawFd;
     private readonly PacketBuffers _itrBuffers;
@@ -83,12 +82,7 @@ public sealed unsafe class Worker : IDisposable
             Sockets.Close(_udpFd);
             throw;
         }
-        if (rings is { Count: > 0 }) _port = new AfPacketPort(rings, neighbors ?? [], _counters, _rawFd);
-        else
-        {
-            _tun = new TunPort(tuns, index, _counters);
-            _port = _tun;
-        }
+        _port = rings is { Count: > 0 } ? new AfPacketPort(rings, neighbors ?? [], _counters, _rawFd) : new TunPort(tuns, index, _counters);
         _port.SuperFrame = SendRingSuperFrame;
         _itrBuffers = new PacketBuffers(options.Batch);
         _etrBuffers = new PacketBuffers(options.Batch);
@@ -110,9 +104,10 @@ public sealed unsafe class Worker : IDisposable
         // af-packet: a TCP super-frame (the kernel's GRO, or a veth peer's TSO, hands those to the ring) is cut here.
         if (_port.CarriesSuperFrames) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
         if (!options.Offload) return;
-        bool tunTso = _vnet && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
-        // Only a TUN takes super-packets back; af-packet rings get the ETR's segments one frame each.
-        _coalesce = tunTso;
+        bool tunTso = _vnet && _port.TakesSuperPackets;
+        // The ETR coalesces where the port takes super-packets back: a TUN with TSO, af-packet through its
+        // virtio-net packet socket.
+        _coalesce = _port.TakesSuperPackets;
         if (tunTso || _port.CarriesSuperFrames)
         {
             if (tunTso) _superBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
@@ -144,7 +139,7 @@ public sealed unsafe class Worker : IDisposable
         !_options.Offload ? "off"
         : (_port.CarriesSuperFrames ? "super-frames from the rings " : "")
           + $"tso {(_tso ? "on, sent with UDP GSO" : _gsoOut != null ? "on, segments sent one by one (no UDP_SEGMENT)" : "off (the TUN refused TSO)")}, gro {(_gro ? "on" : "off (no UDP_GRO)")}"
-          + (_port.CarriesSuperFrames && _gro ? ", segments written to the transmit ring one frame each" : "");
+          + (_port.CarriesSuperFrames ? (_coalesce ? ", TCP runs sent to the hosts as GSO frames" : ", segments written to the transmit ring one frame each (no PACKET_VNET_HDR)") : "");
 
     public void Stop() => _stop = true;
 
@@ -410,23 +405,31 @@ public sealed unsafe class Worker : IDisposable
         return m;
     }
 
-    /// <summary>Writes the coalescer's pending run to its TUN: one super-packet, or the one packet it holds.</summary>
+    /// <summary>
+    /// Writes the coalescer's pending run to its EID side: one super-packet, or the one packet it holds; where the
+    /// port cannot take the super-packet (an af-packet host not heard from yet), its packets one by one.
+    /// </summary>
     private void WriteRun(ref ulong packets, ref ulong bytes)
     {
         int count = _coalescer.Count;
         if (count == 0) return;
-        int pieces = _coalescer.Build(_vnetScratch, _pieces, out int total);
-        if (_tun!.WriteGather(_coalescer.Instance, _pieces, pieces, total))
+        int instance = _coalescer.Instance;
+        int pieces = _coalescer.Build(_vnetScratch, _pieces, out int total, _port.LinkHeaderBytes);
+        if (count > 1 && _port.WriteSuper(instance, _pieces, pieces, total))
         {
             packets += (ulong)count;
-            bytes += (ulong)(total - VirtioNetHdr.Bytes);
-            if (count > 1)
+            bytes += (ulong)(total - VirtioNetHdr.Bytes - _port.LinkHeaderBytes);
+            _counters.Add(Counter.TunSuperPacketsWritten);
+            _counters.Add(Counter.SegmentsCoalesced, (ulong)count);
+        }
+        else
+        {
+            for (int i = 0; i < count; i++)
             {
-                _counters.Add(Counter.TunSuperPacketsWritten);
-                _counters.Add(Counter.SegmentsCoalesced, (ulong)count);
+                byte* packet = _coalescer.Packet(i, out int length);
+                if (_port.Write(instance, packet, length)) { packets++; bytes += (ulong)length; }
             }
         }
-        else _counters.Add(Counter.DropTunWriteFailed, (ulong)count);
         _coalescer.Clear();
     }
 

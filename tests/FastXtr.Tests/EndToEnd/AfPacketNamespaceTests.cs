@@ -136,8 +136,8 @@ public class AfPacketNamespaceTests(string offload)
         Assert.That(Read(_shmA, Counter.TunSuperPackets), Is.GreaterThan(0UL), "super-frames were cut");
         // Super-frames are longer than a ring frame: each was read whole from the socket's queue, none cut short.
         Assert.That(Read(_shmA, Counter.DropTruncated) + Read(_shmB, Counter.DropTruncated), Is.EqualTo(0UL), "super-frames read whole");
-        var offloaded = new[] { Read(_shmA, Counter.UdpGsoSends), Read(_shmB, Counter.UdpGroReceives) };
-        if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "segments sent with UDP GSO at A, received with UDP GRO at B");
+        var offloaded = new[] { Read(_shmA, Counter.UdpGsoSends), Read(_shmB, Counter.UdpGroReceives), Read(_shmB, Counter.TunSuperPacketsWritten) };
+        if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "segments sent with UDP GSO at A, received with UDP GRO at B and sent to host B as GSO frames");
         else Assert.That(offloaded, Has.All.EqualTo(0UL));
         // Full-size frames (1500 bytes with DF) no longer fit once encapsulated: each is answered with ICMP
         // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
