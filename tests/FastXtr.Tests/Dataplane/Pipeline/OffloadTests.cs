@@ -191,8 +191,11 @@ public unsafe class OffloadTests
         Assert.That(TcpSegmentation.CompleteChecksum(new byte[40], 30, 16), Is.False, "offsets past the end");
     }
 
-    /// <summary>Feeds packets (copied to native memory, as the receive buffer is) and returns what would be written to the TUN.</summary>
-    private static List<(VirtioNetHdr Vnet, byte[] Packet)> Coalesce(IEnumerable<(byte[] Packet, int Instance)> packets)
+    /// <summary>
+    /// Feeds packets (copied to native memory, as the receive buffer is) and returns what would be written to the TUN,
+    /// or with <paramref name="link"/> bytes of link header, to a packet socket (without the link header's room).
+    /// </summary>
+    private static List<(VirtioNetHdr Vnet, byte[] Packet)> Coalesce(IEnumerable<(byte[] Packet, int Instance)> packets, int link = 0)
     {
         var input = packets.ToList();
         var writes = new List<(VirtioNetHdr, byte[])>();
@@ -206,11 +209,11 @@ public unsafe class OffloadTests
             void WriteOut()
             {
                 if (coalescer.Count == 0) return;
-                int n = coalescer.Build(scratch, pieces, out int bytes);
+                int n = coalescer.Build(scratch, pieces, out int bytes, link);
                 var all = new List<byte>();
                 for (int i = 0; i < n; i++) all.AddRange(new ReadOnlySpan<byte>(pieces[i].Base, (int)pieces[i].Length).ToArray());
                 Assert.That(all, Has.Count.EqualTo(bytes));
-                writes.Add((MemoryMarshal.Read<VirtioNetHdr>(all.ToArray()), all.Skip(VirtioNetHdr.Bytes).ToArray()));
+                writes.Add((MemoryMarshal.Read<VirtioNetHdr>(all.ToArray()), all.Skip(VirtioNetHdr.Bytes + link).ToArray()));
                 coalescer.Clear();
             }
             long offset = 0;
@@ -247,12 +250,14 @@ public unsafe class OffloadTests
             int payload = rng.Next(mss + 1, Math.Min(60_000, 60 * mss));
             var super = TcpPacket(rng, ipv6, ipv6 ? 0 : 4 * rng.Next(0, 2), 4 * rng.Next(0, 4), payload, (byte)(Ack | (rng.Next(2) == 0 ? Psh : 0)), dontFragment: i % 3 != 0);
             var segments = ReferenceSegments(super, mss, ipv6);
-            var writes = Coalesce(segments.Select(s => (s, 0)));
+            // For a TUN (no link header) and for an af-packet socket (an Ethernet header, which the offsets count).
+            int link = i % 4 < 2 ? 0 : 14;
+            var writes = Coalesce(segments.Select(s => (s, 0)), link);
             Assert.That(writes, Has.Count.EqualTo(1), $"case {i}: one flow in order is one super-packet");
             var (vnet, merged) = writes[0];
             int ip = ipv6 ? 40 : (super[0] & 0xF) * 4, headers = TcpSegmentation.HeaderLength(super, out _);
             Assert.That((vnet.Flags, vnet.GsoType, vnet.HdrLen, vnet.GsoSize, vnet.CsumStart, vnet.CsumOffset),
-                Is.EqualTo((Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM, ipv6 ? Linux.VIRTIO_NET_HDR_GSO_TCPV6 : Linux.VIRTIO_NET_HDR_GSO_TCPV4, (ushort)headers, (ushort)mss, (ushort)ip, (ushort)16)), $"case {i}");
+                Is.EqualTo((Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM, ipv6 ? Linux.VIRTIO_NET_HDR_GSO_TCPV6 : Linux.VIRTIO_NET_HDR_GSO_TCPV4, (ushort)(link + headers), (ushort)mss, (ushort)(link + ip), (ushort)16)), $"case {i}");
             Assert.That(merged.Length, Is.EqualTo(headers + payload));
             Assert.That(merged[headers..], Is.EqualTo(super[headers..]), "the payload, whole and in order");
             Assert.That(merged[ip + 13], Is.EqualTo(super[ip + 13]), "the flags of the burst (PSH from its last segment)");
