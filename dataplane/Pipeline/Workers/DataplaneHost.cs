@@ -94,7 +94,7 @@ public sealed class DataplaneHost : IDisposable
                 string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}")),
                 options.Mode == IoMode.AfPacket ? $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)" : $" (TUN queue {options.TunQueueLength} packets)",
                 region.Path, (int)region.Sizes.EntryCapacity, options.Batch, options.OuterMtu, options.DecapFilter ? ", decap-filter on" : "",
-                host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off");
+                options.BusyPollMicroseconds > 0 ? $"{options.BusyPollMicroseconds} us" : "off", host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off");
             return host;
         }
         catch

@@ -5,8 +5,8 @@ namespace FastXtr.Dataplane.Workers;
 /// <summary>The data plane's log lines, one source-generated method each. Workers never log: they count.</summary>
 internal static partial class DataplaneLog
 {
-    [LoggerMessage(LogLevel.Information, "{Workers} worker(s), rloc {Rloc}, instances {Instances}{Io}, shm {Region}, map-cache {Entries} entries, batch {Batch}, mtu {Mtu}{Filter}, offload {Offload}")]
-    public static partial void Started(ILogger log, int workers, string rloc, string instances, string io, string? region, int entries, int batch, int mtu, string filter, string offload);
+    [LoggerMessage(LogLevel.Information, "{Workers} worker(s), rloc {Rloc}, instances {Instances}{Io}, shm {Region}, map-cache {Entries} entries, batch {Batch}, mtu {Mtu}{Filter}, busy-poll {BusyPoll}, offload {Offload}")]
+    public static partial void Started(ILogger log, int workers, string rloc, string instances, string io, string? region, int entries, int batch, int mtu, string filter, string busyPoll, string offload);
 
     [LoggerMessage(LogLevel.Warning, "the kernel forwards IPv4 on {Interface}; the packets this data plane carries would be forwarded by the kernel too (set net.ipv4.conf.{Interface}.forwarding=0)")]
     public static partial void KernelForwards(ILogger log, string @interface);

@@ -150,12 +150,32 @@ public sealed unsafe class Worker : IDisposable
         Span<int> fds = stackalloc int[instances + 1];
         for (int k = 0; k < instances; k++) fds[k] = _port.Fd(k);
         fds[^1] = _udpFd;
+        // Bounded busy-polling (--busy-poll-us): after the last batch, keep checking for that long, yielding the core
+        // between checks, before sleeping in poll; the answer to what just went out usually comes back within it.
+        long spin = Stopwatch.Frequency * _options.BusyPollMicroseconds / 1_000_000;
+        long lastWork = long.MinValue / 2;
+        bool spinning = false;
         while (!_stop)
         {
             int work = 0;
             for (int k = 0; k < instances; k++) work += Encapsulate(k);
             work += Decapsulate();
-            if (work == 0) Cpu.PollReadable(fds, 100);
+            if (work != 0)
+            {
+                if (spinning) _counters.Add(Counter.BusyPollHits);
+                spinning = false;
+                if (spin > 0) lastWork = Stopwatch.GetTimestamp();
+                continue;
+            }
+            if (spin > 0 && Stopwatch.GetTimestamp() - lastWork < spin)
+            {
+                spinning = true;
+                Thread.Yield();
+                continue;
+            }
+            spinning = false;
+            _counters.Add(Counter.PollSleeps);
+            Cpu.PollReadable(fds, 100);
         }
     }
 

@@ -22,6 +22,9 @@ public enum Counter
     // Missed destinations that are never resolved: link-local and multicast (a TUN's own router solicitations to
     // ff02::2, mDNS, DHCP broadcasts). No Map-Request is sent for them.
     DropLinkScopeOrMulticast,
+    // How workers wait (--busy-poll-us): the times a worker slept in poll, and the batches it found while it kept
+    // checking instead (each a wake-up saved).
+    PollSleeps, BusyPollHits,
     Count,
 }
 

@@ -47,9 +47,11 @@ public class AfPacketNamespaceTests(string offload)
             Shell.Must($"ip -n {_hA} addr add fd01::2/64 dev ea{t} nodad && ip -n {_xA} addr add fd01::1/64 dev ia{t} nodad && ip -n {_hA} -6 route add default via fd01::1");
             Shell.Must($"ip -n {_hB} addr add fd02::2/64 dev eb{t} nodad && ip -n {_xB} addr add fd02::1/64 dev ib{t} nodad && ip -n {_hB} -6 route add default via fd02::1");
             Shell.Must($"ip -n {_xA} -6 route add blackhole fd02::/64 && ip -n {_xB} -6 route add blackhole fd01::/64");
-            // A with two workers (a fanout group on its interface), B with one and --eid-if.
-            _dataplanes.Add(Shell.StartInNamespace(_xA, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", $"1000=ia{t}", "--workers", "2", "--shm", _shmA, "--map-cache-entries", "1024", "--offload", offload));
-            _dataplanes.Add(Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.2", "--instance", "1000", "--eid-if", $"ib{t}", "--shm", _shmB, "--map-cache-entries", "1024", "--offload", offload));
+            // A with two workers (a fanout group on its interface) that sleep in poll as soon as they run out of
+            // packets; B with one, --eid-if, and a busy-poll window long enough that a TCP stream's next batch always
+            // comes within it.
+            _dataplanes.Add(Shell.StartInNamespace(_xA, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", $"1000=ia{t}", "--workers", "2", "--shm", _shmA, "--map-cache-entries", "1024", "--offload", offload, "--busy-poll-us", "0"));
+            _dataplanes.Add(Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.2", "--instance", "1000", "--eid-if", $"ib{t}", "--shm", _shmB, "--map-cache-entries", "1024", "--offload", offload, "--busy-poll-us", "10000"));
             foreach (var shm in new[] { _shmA, _shmB })
                 TwoXtrLab.WaitFor(() => File.Exists($"/dev/shm/{shm}") && ActiveWorkers(shm) > 0, $"the data plane on {shm}");
             Upsert(_shmA, EidFamily.Ipv4, 0x0A020000, 24, TwoXtrLab.RlocB);
@@ -139,6 +141,9 @@ public class AfPacketNamespaceTests(string offload)
         var offloaded = new[] { Read(_shmA, Counter.UdpGsoSends), Read(_shmB, Counter.UdpGroReceives), Read(_shmB, Counter.TunSuperPacketsWritten) };
         if (offload == "on") Assert.That(offloaded, Has.All.GreaterThan(0UL), "segments sent with UDP GSO at A, received with UDP GRO at B and sent to host B as GSO frames");
         else Assert.That(offloaded, Has.All.EqualTo(0UL));
+        // How the workers waited: A never kept checking, B found batches while it did.
+        Assert.That((Read(_shmA, Counter.BusyPollHits), Read(_shmA, Counter.PollSleeps) > 0), Is.EqualTo((0UL, true)), "A sleeps in poll at once");
+        Assert.That(Read(_shmB, Counter.BusyPollHits), Is.GreaterThan(0UL), "B caught the stream's batches while busy-polling");
         // Full-size frames (1500 bytes with DF) no longer fit once encapsulated: each is answered with ICMP
         // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
         Assert.That(Read(_shmA, Counter.DropTooBig), Is.EqualTo(Read(_shmA, Counter.IcmpTooBigSent)));
@@ -146,7 +151,7 @@ public class AfPacketNamespaceTests(string offload)
     }
 
     [Test, Order(4)]
-    public void AMissingInterface_AndATinyRing_AreRefused()
+    public void AMissingInterface_ATinyRing_AndANegativeBusyPoll_AreRefused()
     {
         var missing = Shell.Run("ip", ["netns", "exec", _xA, Shell.FastxtrExe(), "dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=nosuch0", "--shm", _shmA + "x", "--map-cache-entries", "64", "--port", "4399"]);
         Assert.That(missing.Code, Is.EqualTo(1));
@@ -155,6 +160,8 @@ public class AfPacketNamespaceTests(string offload)
         var small = Shell.Run(Shell.FastxtrExe(), ["dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=ia0", "--tx-ring", "8"]);
         Assert.That(small.Code, Is.EqualTo(1));
         Assert.That(small.Err, Does.Contain("--tx-ring 8: use 64 .."));
+        var spin = Shell.Run(Shell.FastxtrExe(), ["dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.1", "--instance", "1000=ia0", "--busy-poll-us", "-5"]);
+        Assert.That((spin.Code, spin.Err.Contains("--busy-poll-us -5: use 0 (off) .. 10000 microseconds", StringComparison.Ordinal)), Is.EqualTo((1, true)), spin.All);
         FastXtr.NativeInterop.SharedMemoryMapping.Unlink(_shmA + "x");
     }
 }
