@@ -19,6 +19,7 @@ public static class FuzzTargets
         ["map-register"] = MapRegisterTarget,
         ["map-notify"] = MapNotifyTarget,
         ["ecm"] = EcmTarget,
+        ["map-referral"] = MapReferralTarget,
         ["data-header"] = DataHeaderTarget,
         ["data-packet"] = DataPacketTarget,
         ["agent-context"] = AgentContextTarget,
@@ -40,10 +41,13 @@ public static class FuzzTargets
         public static readonly MapRegister Register = new(), Register2 = new();
         public static readonly MapNotify Notify = new(), Notify2 = new();
         public static readonly EncapsulatedControlMessage Ecm = new(), Ecm2 = new();
+        public static readonly MapReferral Referral = new(), Referral2 = new();
     }
 
     public static void MapRequestTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Request, Reused.Request2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
     public static void MapReplyTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Reply, Reused.Reply2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+
+    public static void MapReferralTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Referral, Reused.Referral2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
 
     public static void MapRegisterTarget(ReadOnlySpan<byte> data)
     {

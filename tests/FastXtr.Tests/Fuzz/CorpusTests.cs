@@ -57,6 +57,7 @@ public class CorpusTests
         Write("map-notify", "golden-sha1", GoldenVectors.MapNotify);
         Write("map-notify", "ack", GoldenVectors.MapNotifyAck);
         Write("ecm", "map-request", GoldenVectors.EcmMapRequest);
+        Write("map-referral", "golden-with-sig", GoldenVectors.MapReferral);
         byte[] header = new byte[8];
         LispDataHeader.WithNonce(0x123456, 1000).Write(header);
         Write("data-header", "nonce-iid", header);

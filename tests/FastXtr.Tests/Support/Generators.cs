@@ -66,6 +66,39 @@ public static class Generators
                 return m;
             });
 
+    /// <summary>A sig section (RFC 8111 §6.4.1): 20-byte head whose Sig Length counts the signature after it.</summary>
+    private static readonly Gen<byte[]> SigSection = Gen.Select(Gen.Byte.Array[14], Gen.Byte.Array[0, 40], Gen.Byte.Array[4], (head, sig, tail) =>
+    {
+        var s = new byte[20 + sig.Length];
+        head.CopyTo(s, 0);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(s.AsSpan(14), (ushort)sig.Length);
+        tail.CopyTo(s, 16);
+        sig.CopyTo(s, 20);
+        return s;
+    });
+
+    public static readonly Gen<ReferralRecord> ReferralRecord =
+        Gen.Select(Gen.UInt, Gen.Int[0, 7], Gen.Int[0, 3], Gen.UShort[0, 0xFFF], Address(1), Locator.Array[0, 4], SigSection.Array[0, 2])
+            .SelectMany(t => MaskFor(t.Item5).Select(mask =>
+            {
+                var r = new ReferralRecord
+                {
+                    TtlMinutes = t.Item1, Action = (MapReferralAction)t.Item2, Authoritative = (t.Item3 & 1) != 0, Incomplete = (t.Item3 & 2) != 0,
+                    MapVersion = t.Item4, EidPrefix = t.Item5, EidMaskLength = mask,
+                };
+                foreach (var l in t.Item6) r.Referrals.Add(l);
+                foreach (var s in t.Item7) r.AddSignature(s);
+                return r;
+            }));
+
+    public static readonly Gen<MapReferral> MapReferral =
+        Gen.Select(Gen.ULong, ReferralRecord.Array[0, 3]).Select(t =>
+        {
+            var m = new MapReferral { Nonce = t.Item1 };
+            foreach (var r in t.Item2) m.Records.Add(r);
+            return m;
+        });
+
     public static readonly Gen<MapReply> MapReply =
         Gen.Select(Gen.Int[0, 7], Gen.ULong, Record.Array[0, 3], Gen.Byte.Array[0, 40]).Select(t =>
         {

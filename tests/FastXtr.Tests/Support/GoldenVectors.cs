@@ -58,6 +58,33 @@ public static class GoldenVectors
         00 02 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 02   // 2001:db8::2
         """);
 
+    /// <summary>
+    /// Map-Referral (RFC 8111 §6.4) from a DDT node: IID 1000 10.1.0.0/16 is served by two DDT Map-Servers
+    /// (MS-REFERRAL, A=1), the second record a hole in the node's space (DELEGATION-HOLE, no referrals, TTL 15) with
+    /// one sig section whose 4-byte signature the codec carries as it is.
+    /// </summary>
+    public static readonly byte[] MapReferral = Hex.Parse("""
+        60 00 00 02               // Type=6, Reserved, Record Count 2
+        01 02 03 04 05 06 07 08   // Nonce
+        00 00 05 a0               // Record TTL 1440 minutes
+        02 10 30 00               // Referral Count 2, EID mask-len 16, ACT 1 (MS-REFERRAL) A=1 I=0 -> 0011 0000
+        00 00 40 03               // SigCnt 0, Map Version 0, EID-AFI LCAF
+        00 00 02 00 00 0a 00 00 03 e8 00 01 0a 01 00 00   // IID 1000, AFI 1, 10.1.0.0
+        01 32 ff 00 00 01         // Referral 1: Priority 1, Weight 50, M-Pri 255, M-Wt 0, flags R
+        00 01 c0 00 02 0a         //   192.0.2.10
+        02 32 ff 00 00 01         // Referral 2: Priority 2, Weight 50, flags R
+        00 01 c0 00 02 0b         //   192.0.2.11
+        00 00 00 0f               // Record TTL 15 minutes
+        00 18 98 00               // Referral Count 0, mask-len 24, ACT 4 (DELEGATION-HOLE) A=1 I=1 -> 1001 1000
+        10 00 00 01               // SigCnt 1, Map Version 0, EID-AFI 1
+        0a 09 00 00               // 10.9.0.0
+        00 00 00 0f               // sig: Original Record TTL 15
+        00 00 00 02 00 00 00 01   //   Signature Expiration 2, Inception 1
+        12 34 00 04               //   Key Tag 0x1234, Sig Length 4
+        08 00 00 00               //   Sig-Algorithm 8, Reserved
+        de ad be ef               //   Signature
+        """);
+
     /// <summary>Negative Map-Reply: 10.1.0.0/16, no locators, ACT 4 Drop/Policy-Denied, TTL 1 minute, A=1.</summary>
     public static readonly byte[] NegativeMapReply = Hex.Parse("""
         20 00 00 01               // Type=2, Record Count 1

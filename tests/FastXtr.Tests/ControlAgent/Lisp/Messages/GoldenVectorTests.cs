@@ -95,6 +95,52 @@ public class GoldenVectorTests
     }
 
     [Test]
+    public void MapReferral_RoundTrip_MatchesVector()
+    {
+        var m = new MapReferral();
+        m.Decode(GoldenVectors.MapReferral);
+        Assert.That((m.Nonce, m.Records.Count), Is.EqualTo((0x0102030405060708UL, 2)));
+        var referral = m.Records[0];
+        Assert.That((referral.TtlMinutes, referral.EidMaskLength, referral.Action, referral.Authoritative, referral.Incomplete, referral.Signatures.Count),
+            Is.EqualTo((1440u, (byte)16, MapReferralAction.MsReferral, true, false, 0)));
+        Assert.That(referral.EidPrefix.ContentEquals(Eid(1000, "10.1.0.0")), Is.True);
+        Assert.That(referral.Referrals.Select(l => (l.Locator.ToString(), l.Priority, l.Weight, l.Reachable)),
+            Is.EqualTo(new[] { ("192.0.2.10", (byte)1, (byte)50, true), ("192.0.2.11", (byte)2, (byte)50, true) }));
+        var hole = m.Records[1];
+        Assert.That((hole.TtlMinutes, hole.EidMaskLength, hole.Action, hole.Authoritative, hole.Incomplete, hole.Referrals.Count),
+            Is.EqualTo((15u, (byte)24, MapReferralAction.DelegationHole, true, true, 0)));
+        Assert.That(hole.EidPrefix.ToString(), Is.EqualTo("10.9.0.0"));
+        Assert.That(Hex.Format(hole.Signatures.Single()), Is.EqualTo(Hex.Format(GoldenVectors.MapReferral.AsSpan(^24).ToArray())), "the sig section, whole");
+        Assert.That(LispMessage.Describe(GoldenVectors.MapReferral), Does.Contain("MS-REFERRAL").And.Contain("DELEGATION-HOLE").And.Contain("incomplete"));
+
+        var built = new MapReferral { Nonce = 0x0102030405060708UL };
+        var r = new ReferralRecord { TtlMinutes = 1440, EidMaskLength = 16, Action = MapReferralAction.MsReferral, Authoritative = true, EidPrefix = Eid(1000, "10.1.0.0") };
+        r.Referrals.Add(new LocatorRecord(LispAddress.Parse("192.0.2.10"), 1, 50));
+        r.Referrals.Add(new LocatorRecord(LispAddress.Parse("192.0.2.11"), 2, 50));
+        built.Records.Add(r);
+        var h = new ReferralRecord { TtlMinutes = 15, EidMaskLength = 24, Action = MapReferralAction.DelegationHole, Authoritative = true, Incomplete = true, EidPrefix = LispAddress.Parse("10.9.0.0") };
+        h.AddSignature(GoldenVectors.MapReferral.AsSpan(^24));
+        built.Records.Add(h);
+        Assert.That(Hex.Format(built.ToArray()), Is.EqualTo(Hex.Format(GoldenVectors.MapReferral)));
+        Assert.Throws<ArgumentException>(() => h.AddSignature(new byte[21]), "a sig section whose Sig Length does not match its bytes");
+    }
+
+    [Test]
+    public void MapReferral_EachAction_SitsInTheTopThreeBitsBesideAAndI()
+    {
+        foreach (var action in Enum.GetValues<MapReferralAction>())
+        {
+            var m = new MapReferral();
+            m.Records.Add(new ReferralRecord { Action = action, Incomplete = true, EidPrefix = LispAddress.Parse("10.0.0.0"), EidMaskLength = 8 });
+            byte[] b = m.ToArray();
+            Assert.That(b[18], Is.EqualTo((byte)((int)action << 5 | 0x08)), $"{action}");
+            Assert.That(new MapReferral().TryDecode(b).Ok, Is.True);
+        }
+        Assert.That(new MapReferral().TryDecode(GoldenVectors.MapReply).Error, Is.EqualTo(LispFormatError.UnexpectedMessageType));
+        Assert.That(new MapReferral().TryDecode(GoldenVectors.MapReferral.AsSpan(..^1)).Error, Is.EqualTo(LispFormatError.Truncated), "a sig section cut short");
+    }
+
+    [Test]
     public void NegativeMapReply_RoundTrip_MatchesVector()
     {
         var m = new MapReply();

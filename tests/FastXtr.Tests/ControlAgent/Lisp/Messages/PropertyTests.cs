@@ -40,6 +40,10 @@ public class PropertyTests
         (a, b) => a.Nonce == b.Nonce && a.Probe == b.Probe && RecordsEqual(a.Records, b.Records) && a.SecurityData.SequenceEqual(b.SecurityData)), iter: Iterations);
 
     [Test]
+    public void MapReferral_RoundTrips() => Generators.MapReferral.Sample(m => AssertRoundTrip(m, x => x.ToArray(), () => new MapReferral(), (x, b) => x.TryDecode(b),
+        (a, b) => a.Nonce == b.Nonce && a.Records.Count == b.Records.Count && a.Records.Zip(b.Records).All(p => p.First.ContentEquals(p.Second))), iter: Iterations);
+
+    [Test]
     public void MapRegister_RoundTrips() => Generators.MapRegister.Sample(m => AssertRoundTrip(m, x => x.ToArray(), () => new MapRegister(), (x, b) => x.TryDecode(b),
         (a, b) => a.Nonce == b.Nonce && a.KeyId == b.KeyId && a.AlgorithmId == b.AlgorithmId && a.AuthenticationData.SequenceEqual(b.AuthenticationData)
                   && a.WantMapNotify == b.WantMapNotify && a.MergeRequest == b.MergeRequest && RecordsEqual(a.Records, b.Records) && a.XtrId == b.XtrId), iter: Iterations);
@@ -99,6 +103,7 @@ public class PropertyTests
         ("map-request", GoldenVectors.MapRequest), ("map-request", GoldenVectors.MapRequestAllFlags), ("map-reply", GoldenVectors.MapReply),
         ("map-reply", GoldenVectors.NegativeMapReply), ("map-register", GoldenVectors.MapRegister), ("map-notify", GoldenVectors.MapNotify),
         ("map-notify", GoldenVectors.MapNotifyAck), ("ecm", GoldenVectors.EcmMapRequest),
+        ("map-referral", GoldenVectors.MapReferral),
     ];
 
     [Test]
@@ -176,7 +181,7 @@ public class PropertyTests
             for (int i = 0; i < 2000; i++)
             {
                 byte[] m = Mutate(seed, rng);
-                foreach (var decode in new Action<byte[]>[] { b => new MapRequest().Decode(b), b => new MapReply().Decode(b), b => new MapRegister().Decode(b), b => new MapNotify().Decode(b), b => new EncapsulatedControlMessage().Decode(b) })
+                foreach (var decode in new Action<byte[]>[] { b => new MapRequest().Decode(b), b => new MapReply().Decode(b), b => new MapRegister().Decode(b), b => new MapNotify().Decode(b), b => new EncapsulatedControlMessage().Decode(b), b => new MapReferral().Decode(b) })
                 {
                     attempts++;
                     try { decode(m); accepted++; }

@@ -22,7 +22,7 @@ public class TsharkAgreementTests
     private static readonly string[] Fields =
     [
         "frame.number", "lisp.type", "lisp.nonce", "lisp.records", "lisp.irc",
-        "lisp.mapping.ttl", "lisp.mapping.loccnt", "lisp.mapping.eid.masklen", "lisp.mapping.act", "lisp.mapping.eid.afi", "lisp.mapping.eid.ipv4", "lisp.mapping.eid.ipv6",
+        "lisp.mapping.ttl", "lisp.mapping.loccnt", "lisp.mapping.eid.masklen", "lisp.mapping.act", "lisp.referral.incomplete", "lisp.referral.sigcnt", "lisp.mapping.eid.afi", "lisp.mapping.eid.ipv4", "lisp.mapping.eid.ipv6",
         "lisp.lcaf.type", "lisp.lcaf.iid", "lisp.lcaf.iid.ipv4", "lisp.lcaf.iid.ipv6",
         "lisp.loc.priority", "lisp.loc.weight", "lisp.loc.afi", "lisp.loc.locator",
         "lisp.keyid", "lisp.authlen", "lisp.xtrid", "lisp.siteid", "lisp.mreg.flags.wmn", "lisp.mreg.flags.xtrid",
@@ -138,6 +138,28 @@ public class TsharkAgreementTests
         yield return new Case("ecm-map-request", GoldenVectors.EcmMapRequest, new()
         {
             ["lisp.type"] = "8,1", ["lisp.nonce"] = "0x0102030405060708", ["lisp.mreq.itr_rloc_ipv4"] = "192.0.2.1", ["lisp.lcaf.iid"] = "1000,1000",
+        });
+
+        // A DDT node's answer (RFC 8111 §6.4): a referral to two DDT Map-Servers and an incomplete delegation hole.
+        var referral = new MapReferral { Nonce = 0x0102030405060708 };
+        var toServers = new ReferralRecord { TtlMinutes = 1440, EidMaskLength = 16, Action = MapReferralAction.MsReferral, Authoritative = true, EidPrefix = Eid(1000, "10.1.0.0") };
+        toServers.Referrals.Add(new LocatorRecord(LispAddress.Parse("192.0.2.10"), 1, 50));
+        toServers.Referrals.Add(new LocatorRecord(LispAddress.Parse("192.0.2.11"), 2, 50));
+        referral.Records.Add(toServers);
+        referral.Records.Add(new ReferralRecord { TtlMinutes = 15, EidMaskLength = 24, Action = MapReferralAction.DelegationHole, Authoritative = true, Incomplete = true, EidPrefix = LispAddress.Parse("10.9.0.0") });
+        yield return new Case("map-referral", referral.ToArray(), new()
+        {
+            ["lisp.type"] = "6", ["lisp.nonce"] = "0x0102030405060708", ["lisp.records"] = "2", ["lisp.mapping.ttl"] = "1440,15",
+            ["lisp.mapping.eid.masklen"] = "16,24", ["lisp.mapping.act"] = "1,4", ["lisp.referral.incomplete"] = "0,1", ["lisp.referral.sigcnt"] = "0,0",
+            ["lisp.lcaf.iid"] = "1000", ["lisp.lcaf.iid.ipv4"] = "10.1.0.0", ["lisp.mapping.eid.ipv4"] = "10.9.0.0",
+            ["lisp.loc.locator"] = "192.0.2.10,192.0.2.11", ["lisp.loc.priority"] = "1,2", ["lisp.loc.weight"] = "50,50",
+        });
+
+        // With a sig section (§6.4.1): tshark 4.0 counts it (SigCnt) and shows its 24 bytes as data after the record.
+        yield return new Case("map-referral-with-sig", GoldenVectors.MapReferral, new()
+        {
+            ["lisp.type"] = "6", ["lisp.records"] = "2", ["lisp.mapping.act"] = "1,4", ["lisp.referral.incomplete"] = "0,1", ["lisp.referral.sigcnt"] = "0,1",
+            ["lisp.loc.locator"] = "192.0.2.10,192.0.2.11",
         });
 
         byte[] data = new byte[LispDataPacket.Ipv4OverheadBytes + 28];
