@@ -177,7 +177,7 @@ if [[ " $modes " == *" af-packet "* ]]; then
     for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "fastxtr af-packet tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
     [ -z "$rr_list" ] || rr_measure "$k" "$HS" "$HD" 10.4.0.2
     ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|checksums-completed|eid-frames-ignored)' | sed 's/^/  itr /' || true
-    ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|etr-kernel-routed|udp-gro-receives)' | sed 's/^/  etr /' || true
+    ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|etr-kernel-routed|udp-gro-receives|segments-coalesced|tun-super-packets-written|busy-poll-hits)' | sed 's/^/  etr /' || true
     pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
     sleep 0.5
   done; done
