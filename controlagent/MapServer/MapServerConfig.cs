@@ -40,6 +40,8 @@ public sealed class MapServerConfig
     public uint UnregisteredTtlMinutes { get; set; } = 1;
     public string ControlSocket { get; set; } = "/run/fastxtr/mapserver.sock";
     public List<SiteConfig> Sites { get; } = [];
+    /// <summary>This server's part of a LISP-DDT tree (the <c>ddt-*</c> settings); empty when it is in none.</summary>
+    public DdtConfig Ddt { get; } = new();
 
     public static MapServerConfig Load(string path)
     {
@@ -71,6 +73,7 @@ public sealed class MapServerConfig
         if (site is not null) config.Sites.Add(site.Build());
         if (config.Listen.Count == 0) config.Listen.Add(new IPEndPoint(IPAddress.Any, LispPorts.Control));
         config.CheckOverlaps(source);
+        config.Ddt.Check(source);
         return config;
     }
 
@@ -90,6 +93,7 @@ public sealed class MapServerConfig
 
     private void ApplyGlobal(ConfigLine t)
     {
+        if (Ddt.TryApply(t)) return;
         switch (t[0])
         {
             case "listen":
@@ -123,7 +127,7 @@ public sealed class MapServerConfig
                 ControlSocket = t[1];
                 break;
             default:
-                throw t.Error($"unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket or site)");
+                throw t.Error($"unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket, ddt-authority, ddt-delegate, ddt-map-server-peer or site)");
         }
     }
 

@@ -30,6 +30,7 @@ public sealed class MapServerCore
     // Encode-only: its records and locators are refilled for every answer, never decoded into (they point at the
     // registrations' own locator addresses), so answering a Map-Request allocates no message objects.
     private readonly MapReply _reply = new();
+    private readonly MapReferral _referral = new();
     private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
     private readonly AnswerBuilder _answers = new();
 
@@ -267,8 +268,110 @@ public sealed class MapServerCore
             return;
         }
         if (!_policy.Requests.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
-        HandleRequest(_ecm.InnerMessage, source, _ecm.InnerSourcePort, send, message);
+        if (_ecm.DdtOriginated) HandleDdtRequest(_ecm.InnerMessage, source, _ecm.InnerSourcePort, send, message);
+        else HandleRequest(_ecm.InnerMessage, source, _ecm.InnerSourcePort, send, message);
     }
+
+    // ---- LISP-DDT (RFC 8111 §7): a DDT Map-Resolver's Map-Request, answered with a Map-Referral ----
+
+    /// <summary>
+    /// A Map-Request a DDT Map-Resolver sent (ECM with the D bit): the Map-Referral goes back to it, one record per
+    /// EID asked. As a DDT Map-Server (the EID is in one of our sites): MS-ACK when it is registered, and the request
+    /// is answered as any other (forwarded to the ETR, or proxy-replied to the ITR); MS-NOT-REGISTERED otherwise. Both
+    /// list the configured Map-Server peers, with the I bit when there are none. As a DDT node: NODE-REFERRAL or
+    /// MS-REFERRAL to the delegation's targets, DELEGATION-HOLE for authoritative space that is not delegated, and
+    /// NOT-AUTHORITATIVE for the rest. TTLs: a day for referrals and MS-ACK, the unregistered TTL (1 minute) for
+    /// MS-NOT-REGISTERED, the negative TTL (15) for holes, 0 for NOT-AUTHORITATIVE, which must not be cached.
+    /// </summary>
+    private void HandleDdtRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
+    {
+        var r = _request.TryDecode(message);
+        if (!r.Ok)
+        {
+            _counters.Add(MsCounter.MalformedMessage);
+            _log.Warning("malformed", $"{source}: malformed DDT Map-Request: {r.Describe()}");
+            return;
+        }
+        _counters.Add(MsCounter.DdtMapRequestsReceived);
+        if (_request.Records.Count == 0) { _counters.Add(MsCounter.MapRequestNoEidRecord); return; }
+        var ddt = _policy.Config.Ddt;
+        var referral = _referral;
+        referral.Nonce = _request.Nonce;
+        referral.Records.Clear();
+        bool registered = false;
+        for (int i = 0; i < _request.Records.Count; i++)
+        {
+            var asked = _request.Records[i];
+            if (!EidAddress.TryRead(asked.EidPrefix, out uint iid, out var family, out var eid)) continue;
+            bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
+            var record = referral.Records.AddSlot();
+            record.Referrals.Clear();
+            record.Authoritative = true;
+            record.Incomplete = false;
+            record.MapVersion = 0;
+            int length;
+            if (SiteFor(iid, family, eid) is not null)
+            {
+                if (_store.TryLookup(iid, family, eid, out var reg))
+                {
+                    registered = true;
+                    (eid, length) = (reg.Key.Prefix, reg.Key.Length);
+                    record.Action = MapReferralAction.MsAck;
+                    record.TtlMinutes = 1440;
+                    _counters.Add(MsCounter.ReferralsMapServerAck);
+                }
+                else
+                {
+                    length = NegativePrefixLength(iid, family, eid, out _);
+                    record.Action = MapReferralAction.MsNotRegistered;
+                    record.TtlMinutes = _policy.Config.UnregisteredTtlMinutes;
+                    _counters.Add(MsCounter.ReferralsMapServerNotRegistered);
+                }
+                foreach (var peer in ddt.MapServerPeers) record.Referrals.Add(Target(peer));
+                record.Incomplete = ddt.MapServerPeers.Count == 0;
+            }
+            else if (ddt.DelegationFor(iid, family, eid) is { } delegation)
+            {
+                length = delegation.Prefix.Length;
+                record.Action = delegation.Kind == DdtDelegationKind.Node ? MapReferralAction.NodeReferral : MapReferralAction.MsReferral;
+                record.TtlMinutes = 1440;
+                foreach (var target in delegation.Targets) record.Referrals.Add(Target(target));
+                _counters.Add(MsCounter.ReferralsDelegation);
+            }
+            else if (ddt.HoleLength(iid, family, eid) is var hole and >= 0)
+            {
+                // Our own sites are not a hole: the answer stops short of them, as it does of delegations.
+                int bits = EidPrefix.MaxLength(family);
+                foreach (var site in _policy.Config.Sites)
+                    foreach (var p in site.Prefixes)
+                        if (p.InstanceId == iid && p.Family == family)
+                            hole = Math.Max(hole, RegistrationStore.CommonPrefixLength(eid, p.Prefix, bits) + 1);
+                length = Math.Min(bits, hole);
+                record.Action = MapReferralAction.DelegationHole;
+                record.TtlMinutes = _policy.Config.NegativeTtlMinutes;
+                _counters.Add(MsCounter.ReferralsDelegationHole);
+            }
+            else
+            {
+                length = EidPrefix.MaxLength(family);
+                record.Action = MapReferralAction.NotAuthoritative;
+                record.Authoritative = false;
+                record.TtlMinutes = 0;
+                _counters.Add(MsCounter.ReferralsNotAuthoritative);
+            }
+            EidAddress.Assign(record.EidPrefix, iid, family, EidPrefix.Mask(eid, family, length), lcaf || iid != 0);
+            record.EidMaskLength = (byte)length;
+        }
+        if (referral.Records.Count == 0) return;
+        int n = referral.TryEncode(_out);
+        if (n < 0) return;
+        _counters.Add(MsCounter.MapReferralsSent);
+        send(_out.AsSpan(0, n), new IPEndPoint(source.Address, replyPort));
+        // MS-ACK: the request itself is answered as any other, by the ETR or by us, and the answer goes to the ITR.
+        if (registered) HandleRequest(message, source, replyPort, send, ecm);
+    }
+
+    private static LocatorRecord Target(DdtTarget t) => new(LispAddress.FromIp(t.Address), t.Priority, t.Weight);
 
     /// <param name="ecm">The whole ECM the request came in (empty for a bare Map-Request), for forwarding to an ETR.</param>
     private void HandleRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
@@ -393,7 +496,8 @@ public sealed class MapServerCore
         var etr = reg.EffectiveRlocs().FirstOrDefault(x => x.Reachable && x.Priority != 255);
         if (etr is null) return false;
         byte[] copy = ecm.ToArray();
-        copy[0] |= 0x02; // E bit: forwarded to an ETR (RFC 9301 §5.8)
+        // E bit: forwarded to an ETR (RFC 9301 §5.8); a DDT Map-Resolver's D bit is not the ETR's business.
+        copy[0] = (byte)((copy[0] | 0x02) & ~0x04);
         _counters.Add(MsCounter.MapRequestsForwarded);
         send(copy, new IPEndPoint(etr.Address.ToIPAddress(), LispPorts.Control));
         return true;

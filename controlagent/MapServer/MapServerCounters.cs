@@ -30,6 +30,15 @@ public enum MsCounter
     ConfigReloadsRefused,
     /// <summary>Registered prefixes removed by a reload: their site is gone or no longer holds them.</summary>
     RegistrationsRemovedByReload,
+    /// <summary>LISP-DDT (RFC 8111): Map-Requests from a DDT Map-Resolver (ECM with the D bit), and the Map-Referrals
+    /// answering them, by action.</summary>
+    DdtMapRequestsReceived,
+    MapReferralsSent,
+    ReferralsMapServerAck,
+    ReferralsMapServerNotRegistered,
+    ReferralsDelegation,
+    ReferralsDelegationHole,
+    ReferralsNotAuthoritative,
     // Refusals.
     MalformedMessage,
     UnsupportedMessageType,
