@@ -102,6 +102,31 @@ public static class MapServerCommand
     }
 
     /// <summary><c>fastxtr show registrations</c>: reads the running Map-Server's table over its control socket.</summary>
+    public static Command ShowReferralCache(TextWriter stdout, TextWriter stderr)
+    {
+        var socketPath = new Option<string>("--control-socket") { Description = "the Map-Server's control socket", DefaultValueFactory = _ => "/run/fastxtr/mapserver.sock" };
+        var json = new Option<bool>("--json") { Description = "print the JSON the Map-Server returned" };
+        var command = new Command("referral-cache", "The DDT Map-Resolver's referral cache of a running Map-Server (ddt-root set): each cached Map-Referral's IID and prefix, action, referral set with priorities and weights, incomplete bit and expiry.");
+        command.Options.Add(socketPath);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            var reply = UnixSocketClient.Get(parse.GetValue(socketPath)!, "/v1/referral-cache", stderr, "referral cache", role: "mapserver", option: "--control-socket");
+            if (reply is null) return 1;
+            if (parse.GetValue(json)) { stdout.WriteLine(reply.ToJsonString()); return 0; }
+            using var doc = JsonDocument.Parse(reply.ToJsonString());
+            var rows = doc.RootElement.EnumerateArray().ToList();
+            stdout.WriteLine($"{rows.Count} referral(s)");
+            foreach (var r in rows)
+            {
+                string targets = string.Join(" ", r.GetProperty("targets").EnumerateArray().Select(t => $"{t.GetProperty("address").GetString()} p{t.GetProperty("priority").GetInt32()}/w{t.GetProperty("weight").GetInt32()}"));
+                stdout.WriteLine($"[{r.GetProperty("iid").GetUInt32()}] {r.GetProperty("eid").GetString()}  {r.GetProperty("action").GetString()}{(r.GetProperty("incomplete").GetBoolean() ? " incomplete" : "")}  expires in {r.GetProperty("expires_in_s").GetInt64()}s{(targets.Length > 0 ? "  -> " + targets : "")}");
+            }
+            return 0;
+        });
+        return command;
+    }
+
     public static Command ShowRegistrations(TextWriter stdout, TextWriter stderr)
     {
         var socketPath = new Option<string>("--control-socket") { Description = "the Map-Server's control socket", DefaultValueFactory = _ => "/run/fastxtr/mapserver.sock" };

@@ -14,6 +14,7 @@ public static class ShowCommand
         command.Subcommands.Add(Stats(stdout, stderr));
         command.Subcommands.Add(MapCacheView(stdout, stderr));
         command.Subcommands.Add(MapServerCommand.ShowRegistrations(stdout, stderr));
+        command.Subcommands.Add(MapServerCommand.ShowReferralCache(stdout, stderr));
         command.Subcommands.Add(MapServerCommand.ShowStatus(stdout, stderr));
         command.Subcommands.Add(Database(stdout, stderr));
         command.Subcommands.Add(Agents(stdout, stderr));

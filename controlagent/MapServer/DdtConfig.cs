@@ -42,8 +42,12 @@ public sealed class DdtConfig
     public List<(DdtPrefix Prefix, int Line)> Authorities { get; } = [];
     public List<DdtDelegation> Delegations { get; } = [];
     public List<DdtTarget> MapServerPeers { get; } = [];
+    /// <summary>DDT Map-Resolver: the roots of the tree; with none, the server does not resolve through DDT.</summary>
+    public List<IPEndPoint> Roots { get; } = [];
+    /// <summary>DDT Map-Resolver: how long to wait for a Map-Referral before asking the next target.</summary>
+    public int RequestTimeoutMs { get; set; } = 1000;
 
-    public bool IsEmpty => Authorities.Count == 0 && Delegations.Count == 0 && MapServerPeers.Count == 0;
+    public bool IsEmpty => Authorities.Count == 0 && Delegations.Count == 0 && MapServerPeers.Count == 0 && Roots.Count == 0;
 
     /// <summary>Applies a <c>ddt-*</c> line; false for any other setting.</summary>
     public bool TryApply(ConfigLine t)
@@ -60,6 +64,14 @@ public sealed class DdtConfig
                 Delegations.Add(new DdtDelegation(ParsePrefix(t, 1), t[3] == "node" ? DdtDelegationKind.Node : DdtDelegationKind.MapServer,
                     t.Words.Skip(4).Select(w => ParseTarget(t, w)).ToList(), t.Number));
                 if (Delegations[^1].Targets.Count > byte.MaxValue) throw t.Error("more than 255 referral targets");
+                return true;
+            case "ddt-root":
+                t.Expect(2, "ddt-root ADDRESS[:PORT]");
+                Roots.Add(ConfigReader.Endpoint(t[1], LispPorts.Control));
+                return true;
+            case "ddt-request-timeout":
+                t.Expect(2, "ddt-request-timeout MILLISECONDS");
+                RequestTimeoutMs = (int)ConfigReader.Number(t[1], 10, 60_000, "ddt-request-timeout");
                 return true;
             case "ddt-map-server-peer":
                 t.Expect(2, "ddt-map-server-peer ADDRESS[,PRIORITY,WEIGHT]");
@@ -129,5 +141,5 @@ public sealed class DdtConfig
     }
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"{Authorities.Count} authorities, {Delegations.Count} delegations, {MapServerPeers.Count} Map-Server peers");
+        $"{Authorities.Count} authorities, {Delegations.Count} delegations, {MapServerPeers.Count} Map-Server peers, {Roots.Count} roots");
 }

@@ -127,7 +127,7 @@ public sealed class MapServerConfig
                 ControlSocket = t[1];
                 break;
             default:
-                throw t.Error($"unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket, ddt-authority, ddt-delegate, ddt-map-server-peer or site)");
+                throw t.Error($"unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket, ddt-authority, ddt-delegate, ddt-map-server-peer, ddt-root, ddt-request-timeout or site)");
         }
     }
 

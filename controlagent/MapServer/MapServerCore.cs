@@ -39,6 +39,11 @@ public sealed class MapServerCore
     /// <summary>Where subscriptions go and acknowledgements are reported (null: publish/subscribe off).</summary>
     public Publisher? Publisher { get; set; }
 
+    /// <summary>The DDT Map-Resolver, shared by the workers (null: requests are answered from our own sites only).</summary>
+    public DdtResolver? Resolver { get; set; }
+
+    private readonly MapReferral _referralIn = new();
+
     public MapServerCore(PolicyCell policy, RegistrationStore store, MapServerCounters counters, RateLimitedLogger log)
     {
         _policyCell = policy;
@@ -61,6 +66,11 @@ public sealed class MapServerCore
             case LispMessageType.MapRequest:
                 if (!_policy.Requests.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
                 HandleRequest(message, source, source.Port, send, default);
+                break;
+            case LispMessageType.MapReferral:
+                if (Resolver is null) { _counters.Add(MsCounter.UnsupportedMessageType); break; }
+                if (!_referralIn.TryDecode(message).Ok) { _counters.Add(MsCounter.MalformedMessage); break; }
+                Resolver.OnReferral(_referralIn, source, NowMs, (b, to) => send(b, to));
                 break;
             case LispMessageType.MapNotifyAck:
                 var r = _ack.TryDecode(message);
@@ -366,7 +376,8 @@ public sealed class MapServerCore
         int n = referral.TryEncode(_out);
         if (n < 0) return;
         _counters.Add(MsCounter.MapReferralsSent);
-        send(_out.AsSpan(0, n), new IPEndPoint(source.Address, replyPort));
+        // To the Map-Resolver's socket the request came from (the inner source port is the ITR's).
+        send(_out.AsSpan(0, n), source);
         // MS-ACK: the request itself is answered as any other, by the ETR or by us, and the answer goes to the ITR.
         if (registered) HandleRequest(message, source, replyPort, send, ecm);
     }
@@ -413,6 +424,11 @@ public sealed class MapServerCore
                 if (!reg.Site.ProxyReply && !reg.ProxyReplyRequested && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
                 if (_answers.Fill(reply.Records.AddSlot(), reg.AnswerFor(lcaf), reg.EffectiveRlocs().AsSpan(), constraints) == AnswerOutcome.PolicyDenied)
                     _counters.Add(MsCounter.PolicyDeniedRepliesSent);
+            }
+            else if (Resolver is not null && !ecm.IsEmpty && _policy.Config.Ddt.Roots.Count > 0 && SiteFor(iid, family, eid) is null)
+            {
+                // Not ours: resolved through the DDT tree; the answer reaches the ITR from the Map-Server or from us.
+                Resolver.Start(ecm, _request.Nonce, iid, family, eid, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort), NowMs, (b, to) => send(b, to));
             }
             else
             {

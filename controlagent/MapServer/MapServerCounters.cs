@@ -39,6 +39,21 @@ public enum MsCounter
     ReferralsDelegation,
     ReferralsDelegationHole,
     ReferralsNotAuthoritative,
+    /// <summary>DDT Map-Resolver (ddt-root): ITR requests resolved through the tree, the DDT Map-Requests sent and
+    /// the Map-Referrals taken, how each walk ended, and what was refused.</summary>
+    DdtRequestsStarted,
+    DdtMapRequestsSent,
+    DdtReferralsReceived,
+    DdtResolvedByMapServer,
+    DdtNegativeRepliesSent,
+    DdtAnsweredFromCache,
+    DdtNotAuthoritative,
+    DdtRequestTimeouts,
+    DdtRequestsAbandoned,
+    DdtReferralLoops,
+    DdtReferralsUnexpected,
+    DdtRequestsRetransmitted,
+    DdtRequestsRefused,
     // Refusals.
     MalformedMessage,
     UnsupportedMessageType,

@@ -41,6 +41,8 @@ public sealed class MapServerHost : IDisposable
     public RegistrationStore Store { get; } = new();
     public MapServerCounters Counters { get; } = new();
     public Publisher? Publisher => _publisher;
+    /// <summary>The DDT Map-Resolver (idle unless the configuration names a ddt-root).</summary>
+    public DdtResolver Resolver { get; }
     public IReadOnlyList<IPEndPoint> BoundEndpoints => _sockets.Select(s => (IPEndPoint)s.LocalEndPoint!).ToList();
 
     /// <param name="cpus">Empty, or one CPU per worker: worker w of every listen address is pinned to cpus[w].</param>
@@ -86,7 +88,12 @@ public sealed class MapServerHost : IDisposable
             foreach (var s in _sockets) s.Dispose();
             throw;
         }
-        foreach (var core in _cores) core.Publisher = _publisher;
+        Resolver = new DdtResolver(Counters, () => _policy.Current.Config);
+        foreach (var core in _cores)
+        {
+            core.Publisher = _publisher;
+            core.Resolver = Resolver;
+        }
         Store.Changed += (old, updated) =>
         {
             if (updated is null) Counters.Add(t_reloading ? MsCounter.RegistrationsRemovedByReload : MsCounter.RegistrationsExpired);
@@ -97,7 +104,14 @@ public sealed class MapServerHost : IDisposable
             // One scan at a time (a slow tick must not overlap the next); a timer callback must never take the
             // process down: report and carry on.
             if (Interlocked.Exchange(ref _expiring, 1) == 1) return;
-            try { if (!_stopping) Store.Expire(MapServerCore.NowMs); }
+            try
+            {
+                if (!_stopping)
+                {
+                    Store.Expire(MapServerCore.NowMs);
+                    Resolver.Tick(MapServerCore.NowMs, (b, to) => SendOne(_sockets[0], b, to, "DDT Map-Request to"));
+                }
+            }
             catch (Exception e) when (e is not OutOfMemoryException) { MapServerLog.ExpiryFailed(log, e.Message); }
             finally { Volatile.Write(ref _expiring, 0); }
         }, null, ExpiryIntervalMs, ExpiryIntervalMs);
@@ -274,6 +288,21 @@ public sealed class MapServerHost : IDisposable
         d["gc-pause-total-ms"] = (long)GC.GetTotalPauseDuration().TotalMilliseconds;
         d["resident-bytes"] = Environment.WorkingSet;
         return d;
+    }
+
+    /// <summary>The DDT Map-Resolver's referral cache as plain objects (IID, prefix, action, targets, I bit, expiry).</summary>
+    public List<Dictionary<string, object?>> ReferralCache()
+    {
+        long now = MapServerCore.NowMs;
+        return Resolver.CacheSnapshot(now).Select(c => new Dictionary<string, object?>
+        {
+            ["iid"] = c.InstanceId,
+            ["eid"] = $"{EidPrefix.Format(c.Family, c.Prefix)}/{c.Length}",
+            ["action"] = ReferralRecord.ActionName(c.Action),
+            ["targets"] = c.Targets.Select(t => new Dictionary<string, object?> { ["address"] = t.Address.Address.ToString(), ["priority"] = t.Priority, ["weight"] = t.Weight }).ToList(),
+            ["incomplete"] = c.Incomplete,
+            ["expires_in_s"] = (c.ExpiresMs - now) / 1000,
+        }).ToList();
     }
 
     /// <summary>The registration table as plain objects (site, IID, EID, per xTR: RLOCs with attributes, age, expiry).</summary>

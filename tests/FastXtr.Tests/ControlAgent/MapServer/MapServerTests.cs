@@ -452,7 +452,7 @@ public partial class MapServerTests
             Assert.That(counters["gc-pause-total-ms"], Is.Not.Null);
 
             var (missing, error) = FastXtr.Common.Api.UnixSocketClient.Send(sock, HttpMethod.Get, "/v1/nothing");
-            Assert.That((missing, error!["error"]!.GetValue<string>()), Is.EqualTo((404, "no such resource: GET /v1/nothing (see GET /v1/registrations, /v1/status)")));
+            Assert.That((missing, error!["error"]!.GetValue<string>()), Is.EqualTo((404, "no such resource: GET /v1/nothing (see GET /v1/registrations, /v1/status, /v1/referral-cache)")));
 
             string other = config.Replace("127.0.0.71:4342", "127.0.0.72:4342", StringComparison.Ordinal);
             var second = Assert.Throws<ConfigException>(() => new MapServerHost(MapServerConfig.Parse(other.Split('\n')), workers: 1, NullLogger.Instance).Dispose());

@@ -1,0 +1,269 @@
+using System.Net;
+using FastXtr.Lisp.Messages;
+
+namespace FastXtr.MapServer;
+
+/// <summary>One cached Map-Referral record (RFC 8111 §7.1: the DDT Map-Resolver's referral cache).</summary>
+public sealed record CachedReferral(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length, MapReferralAction Action,
+    IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> Targets, bool Incomplete, long ExpiresMs);
+
+/// <summary>
+/// The DDT Map-Resolver (RFC 8111 §7.1): an ITR's Map-Request for an EID outside this server's sites is resolved
+/// through the DDT tree. The request (the ITR's own ECM, with the D bit set) goes to the most specific referral cached
+/// for the EID, or to a root; each Map-Referral is cached for its TTL and followed: NODE-REFERRAL and MS-REFERRAL to
+/// one of their targets (by priority, the next on timeout), MS-ACK ends it (the Map-Server answers the ITR),
+/// MS-NOT-REGISTERED and DELEGATION-HOLE end it with a negative Map-Reply to the ITR for the referral's prefix, and
+/// NOT-AUTHORITATIVE drops the cached referral that led there and starts again from a root (once). Loop guard: every
+/// referral followed must be more specific than the one before, and at most <see cref="MaxHops"/> are followed.
+/// Pending requests are kept by nonce; a Map-Referral is taken only from the address its request was sent to. Shared
+/// by the Map-Server's workers (one lock: the tree is walked a few times per EID per day, not per packet).
+/// </summary>
+public sealed class DdtResolver
+{
+    public const int MaxHops = 16;
+    public const int MaxPending = 65536;
+    public const int MaxCached = 1 << 20;
+
+    private sealed class Pending
+    {
+        public required byte[] Ecm;
+        public required IPEndPoint Itr;
+        public required uint InstanceId;
+        public required EidFamily Family;
+        public required UInt128 Eid;
+        public required bool Lcaf;
+        public List<(IPEndPoint Address, byte Priority, byte Weight)> Targets = [];
+        public int Next;
+        public IPEndPoint? AskedAt;
+        public long SentMs;
+        public int Hops;
+        public int LastLength = -1;
+        public CachedReferral? From;
+        public bool Restarted;
+    }
+
+    private readonly object _lock = new();
+    private readonly Dictionary<ulong, Pending> _pending = [];
+    private readonly Dictionary<(uint, EidFamily, int, UInt128), CachedReferral> _cache = [];
+    private readonly MapServerCounters _counters;
+    private readonly Func<MapServerConfig> _config;
+    private readonly MapReply _negative = new();
+    private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
+
+    /// <param name="config">The configuration in force (roots, timeout and TTLs follow a reload).</param>
+    public DdtResolver(MapServerCounters counters, Func<MapServerConfig> config)
+    {
+        _counters = counters;
+        _config = config;
+    }
+
+    public int PendingCount { get { lock (_lock) return _pending.Count; } }
+
+    /// <summary>The referral cache, most specific last, without expired entries.</summary>
+    public IReadOnlyList<CachedReferral> CacheSnapshot(long nowMs)
+    {
+        lock (_lock) return _cache.Values.Where(c => c.ExpiresMs > nowMs).OrderBy(c => c.InstanceId).ThenBy(c => c.Family).ThenBy(c => c.Prefix).ThenBy(c => c.Length).ToList();
+    }
+
+    /// <summary>
+    /// Starts resolving an ITR's Map-Request (its ECM, <paramref name="ecm"/>) for one EID; the answer reaches the
+    /// ITR at <paramref name="itr"/> from the Map-Server or as our negative Map-Reply. False when nothing was sent
+    /// (too many pending requests, or the same nonce already pending: a retransmission of the ITR).
+    /// </summary>
+    public bool Start(ReadOnlySpan<byte> ecm, ulong nonce, uint iid, EidFamily family, UInt128 eid, bool lcaf, IPEndPoint itr, long nowMs, Action<byte[], IPEndPoint> send)
+    {
+        var config = _config();
+        var p = new Pending { Ecm = ecm.ToArray(), Itr = itr, InstanceId = iid, Family = family, Eid = eid, Lcaf = lcaf };
+        // The D bit: a DDT-originated request (RFC 8111 §6.2); not to an ETR, not to a Map-Server's M role.
+        p.Ecm[0] = (byte)((p.Ecm[0] | 0x04) & ~0x03);
+        (byte[] Bytes, IPEndPoint To)? first;
+        lock (_lock)
+        {
+            if (_pending.ContainsKey(nonce)) { _counters.Add(MsCounter.DdtRequestsRetransmitted); return false; }
+            if (_pending.Count >= MaxPending) { _counters.Add(MsCounter.DdtRequestsRefused); return false; }
+            var cached = Lookup(iid, family, eid, nowMs);
+            if (cached is not null && cached.Action is MapReferralAction.MsNotRegistered or MapReferralAction.DelegationHole)
+            {
+                // Known to have no mapping: answered from the cache, no DDT traffic.
+                _counters.Add(MsCounter.DdtAnsweredFromCache);
+                SendNegative(p, nonce, cached.Prefix, cached.Length, (uint)Math.Max(1, (cached.ExpiresMs - nowMs) / 60_000), send);
+                return true;
+            }
+            _counters.Add(MsCounter.DdtRequestsStarted);
+            if (cached is not null)
+            {
+                p.From = cached;
+                p.LastLength = cached.Length;
+                p.Targets = Order(cached.Targets);
+            }
+            else p.Targets = RootTargets(config);
+            _pending[nonce] = p;
+            first = NextSend(p, nonce, nowMs);
+        }
+        if (first is var (bytes, to)) send(bytes, to);
+        return true;
+    }
+
+    /// <summary>
+    /// A Map-Referral for a pending request: cached and followed. Counted and ignored when no request with its nonce
+    /// is pending or it comes from another address than the one asked.
+    /// </summary>
+    public void OnReferral(MapReferral referral, IPEndPoint from, long nowMs, Action<byte[], IPEndPoint> send)
+    {
+        (byte[] Bytes, IPEndPoint To)? next = null;
+        lock (_lock)
+        {
+            if (!_pending.TryGetValue(referral.Nonce, out var p) || p.AskedAt is null || !SameAddress(p.AskedAt, from))
+            {
+                _counters.Add(MsCounter.DdtReferralsUnexpected);
+                return;
+            }
+            _counters.Add(MsCounter.DdtReferralsReceived);
+            var r = referral.Records.Count > 0 ? referral.Records[0] : null;
+            if (r is null || !EidAddress.TryRead(r.EidPrefix, out uint iid, out var family, out var prefix) || iid != p.InstanceId || family != p.Family
+                || EidPrefix.Mask(p.Eid, family, r.EidMaskLength) != EidPrefix.Mask(prefix, family, r.EidMaskLength))
+            {
+                // A referral that does not hold the EID asked for: the node is wrong; try the next target.
+                _counters.Add(MsCounter.DdtReferralsUnexpected);
+                next = NextSend(p, referral.Nonce, nowMs);
+            }
+            else
+            {
+                next = Follow(p, referral.Nonce, r, family, EidPrefix.Mask(prefix, family, r.EidMaskLength), from, nowMs, send);
+            }
+        }
+        if (next is var (bytes, to)) send(bytes, to);
+    }
+
+    /// <summary>Retries requests whose referral did not come in time with the next target; gives up after the last.</summary>
+    public void Tick(long nowMs, Action<byte[], IPEndPoint> send)
+    {
+        List<(byte[], IPEndPoint)>? sends = null;
+        lock (_lock)
+        {
+            if (_pending.Count == 0) return;
+            int timeout = _config().Ddt.RequestTimeoutMs;
+            foreach (var (nonce, p) in _pending.ToList())
+            {
+                if (nowMs - p.SentMs < timeout) continue;
+                _counters.Add(MsCounter.DdtRequestTimeouts);
+                if (NextSend(p, nonce, nowMs) is { } s) (sends ??= []).Add(s);
+            }
+            foreach (var key in _cache.Where(kv => kv.Value.ExpiresMs <= nowMs).Select(kv => kv.Key).ToList()) _cache.Remove(key);
+        }
+        if (sends is not null) foreach (var (b, to) in sends) send(b, to);
+    }
+
+    private (byte[], IPEndPoint)? Follow(Pending p, ulong nonce, ReferralRecord r, EidFamily family, UInt128 prefix, IPEndPoint from, long nowMs, Action<byte[], IPEndPoint> send)
+    {
+        var config = _config();
+        var targets = r.Referrals.Select(l => l.Locator.PlainAddress).Zip(r.Referrals, (a, l) => (a, l))
+            .Where(x => x.a.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6)
+            .Select(x => (new IPEndPoint(x.a.ToIPAddress(), Lisp.Messages.LispPorts.Control), x.l.Priority, x.l.Weight)).ToList();
+        var entry = new CachedReferral(p.InstanceId, family, prefix, r.EidMaskLength, r.Action, targets, r.Incomplete, nowMs + (long)r.TtlMinutes * 60_000);
+        switch (r.Action)
+        {
+            case MapReferralAction.NodeReferral:
+            case MapReferralAction.MsReferral:
+                if (r.EidMaskLength <= p.LastLength || ++p.Hops > MaxHops)
+                {
+                    _counters.Add(MsCounter.DdtReferralLoops);
+                    _pending.Remove(nonce);
+                    return null;
+                }
+                Cache(entry, nowMs);
+                p.LastLength = r.EidMaskLength;
+                p.From = entry;
+                p.Targets = Order(targets);
+                p.Next = 0;
+                return NextSend(p, nonce, nowMs);
+            case MapReferralAction.MsAck:
+                // The Map-Server answers the ITR (or its ETR does); next time we ask that Map-Server directly.
+                Cache(entry with { Targets = [(new IPEndPoint(from.Address, from.Port), (byte)0, (byte)100), .. targets] }, nowMs);
+                _counters.Add(MsCounter.DdtResolvedByMapServer);
+                _pending.Remove(nonce);
+                return null;
+            case MapReferralAction.MsNotRegistered:
+            case MapReferralAction.DelegationHole:
+                Cache(entry, nowMs);
+                _counters.Add(MsCounter.DdtNegativeRepliesSent);
+                _pending.Remove(nonce);
+                SendNegative(p, nonce, prefix, r.EidMaskLength, Math.Max(1u, r.TtlMinutes), send);
+                return null;
+            default: // NOT-AUTHORITATIVE (or an unknown action): what led here is stale
+                _counters.Add(MsCounter.DdtNotAuthoritative);
+                if (p.From is not null) _cache.Remove(Key(p.From));
+                if (p.Restarted || config.Ddt.Roots.Count == 0)
+                {
+                    _pending.Remove(nonce);
+                    _counters.Add(MsCounter.DdtNegativeRepliesSent);
+                    SendNegative(p, nonce, p.Eid, EidPrefix.MaxLength(family), config.UnregisteredTtlMinutes, send);
+                    return null;
+                }
+                p.Restarted = true;
+                p.From = null;
+                p.LastLength = -1;
+                p.Targets = RootTargets(config);
+                p.Next = 0;
+                return NextSend(p, nonce, nowMs);
+        }
+    }
+
+    /// <summary>The request to the next target in the set, or null (and the request dropped) when none is left.</summary>
+    private (byte[], IPEndPoint)? NextSend(Pending p, ulong nonce, long nowMs)
+    {
+        if (p.Next >= p.Targets.Count)
+        {
+            _counters.Add(MsCounter.DdtRequestsAbandoned);
+            _pending.Remove(nonce);
+            return null;
+        }
+        var target = p.Targets[p.Next++].Address;
+        p.AskedAt = target;
+        p.SentMs = nowMs;
+        _counters.Add(MsCounter.DdtMapRequestsSent);
+        return (p.Ecm, target);
+    }
+
+    private void SendNegative(Pending p, ulong nonce, UInt128 prefix, int length, uint ttlMinutes, Action<byte[], IPEndPoint> send)
+    {
+        var reply = _negative;
+        reply.Nonce = nonce;
+        reply.Records.Clear();
+        var record = reply.Records.AddSlot();
+        EidAddress.Assign(record.EidPrefix, p.InstanceId, p.Family, EidPrefix.Mask(prefix, p.Family, length), p.Lcaf || p.InstanceId != 0);
+        record.EidMaskLength = (byte)length;
+        record.TtlMinutes = ttlMinutes;
+        record.Action = MapReplyAction.NativelyForward;
+        record.Authoritative = true;
+        record.MapVersion = 0;
+        record.Locators.Clear();
+        int n = reply.TryEncode(_out);
+        if (n > 0) send(_out.AsSpan(0, n).ToArray(), p.Itr);
+    }
+
+    private static List<(IPEndPoint, byte, byte)> RootTargets(MapServerConfig config) => config.Ddt.Roots.Select(r => (r, (byte)0, (byte)100)).ToList();
+
+    /// <summary>By priority (255: not to be used); the order within a priority is the order given.</summary>
+    private static List<(IPEndPoint Address, byte Priority, byte Weight)> Order(IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> targets) =>
+        targets.Where(t => t.Priority != 255).OrderBy(t => t.Priority).ToList();
+
+    private CachedReferral? Lookup(uint iid, EidFamily family, UInt128 eid, long nowMs)
+    {
+        for (int length = EidPrefix.MaxLength(family); length >= 0; length--)
+            if (_cache.TryGetValue((iid, family, length, EidPrefix.Mask(eid, family, length)), out var c) && c.ExpiresMs > nowMs) return c;
+        return null;
+    }
+
+    /// <summary>Keeps a referral for its TTL; one with TTL 0 (NOT-AUTHORITATIVE, or a peer's choice) is followed, not kept.</summary>
+    private void Cache(CachedReferral entry, long nowMs)
+    {
+        if (entry.ExpiresMs <= nowMs || (_cache.Count >= MaxCached && !_cache.ContainsKey(Key(entry)))) return;
+        _cache[Key(entry)] = entry;
+    }
+
+    private static (uint, EidFamily, int, UInt128) Key(CachedReferral c) => (c.InstanceId, c.Family, c.Length, c.Prefix);
+
+    private static bool SameAddress(IPEndPoint a, IPEndPoint b) =>
+        (a.Address.IsIPv4MappedToIPv6 ? a.Address.MapToIPv4() : a.Address).Equals(b.Address.IsIPv4MappedToIPv6 ? b.Address.MapToIPv4() : b.Address);
+}
