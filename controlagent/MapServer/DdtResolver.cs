@@ -44,7 +44,9 @@ public sealed class DdtResolver
 
     private readonly object _lock = new();
     private readonly Dictionary<ulong, Pending> _pending = [];
-    private readonly Dictionary<(uint, EidFamily, int, UInt128), CachedReferral> _cache = [];
+    // A referral (NODE-/MS-REFERRAL) and an answer (MS-ACK, MS-NOT-REGISTERED, DELEGATION-HOLE) for the same prefix are
+    // kept apart: a short-lived negative answer must not erase the delegation that will be needed once it expires.
+    private readonly Dictionary<(uint, EidFamily, int, UInt128, bool), CachedReferral> _cache = [];
     private readonly MapServerCounters _counters;
     private readonly Func<MapServerConfig> _config;
     private readonly MapReply _negative = new();
@@ -251,7 +253,11 @@ public sealed class DdtResolver
     private CachedReferral? Lookup(uint iid, EidFamily family, UInt128 eid, long nowMs)
     {
         for (int length = EidPrefix.MaxLength(family); length >= 0; length--)
-            if (_cache.TryGetValue((iid, family, length, EidPrefix.Mask(eid, family, length)), out var c) && c.ExpiresMs > nowMs) return c;
+        {
+            var prefix = EidPrefix.Mask(eid, family, length);
+            if (_cache.TryGetValue((iid, family, length, prefix, true), out var answer) && answer.ExpiresMs > nowMs) return answer;
+            if (_cache.TryGetValue((iid, family, length, prefix, false), out var referral) && referral.ExpiresMs > nowMs) return referral;
+        }
         return null;
     }
 
@@ -262,7 +268,8 @@ public sealed class DdtResolver
         _cache[Key(entry)] = entry;
     }
 
-    private static (uint, EidFamily, int, UInt128) Key(CachedReferral c) => (c.InstanceId, c.Family, c.Length, c.Prefix);
+    private static (uint, EidFamily, int, UInt128, bool) Key(CachedReferral c) =>
+        (c.InstanceId, c.Family, c.Length, c.Prefix, c.Action is not (MapReferralAction.NodeReferral or MapReferralAction.MsReferral));
 
     private static bool SameAddress(IPEndPoint a, IPEndPoint b) =>
         (a.Address.IsIPv4MappedToIPv6 ? a.Address.MapToIPv4() : a.Address).Equals(b.Address.IsIPv4MappedToIPv6 ? b.Address.MapToIPv4() : b.Address);

@@ -6,8 +6,9 @@ namespace FastXtr.Tests.EndToEnd;
 
 /// <summary>
 /// A DDT tree of real <c>fastxtr mapserver</c> processes in a namespace of its own (each on port 4342 of its own
-/// loopback address, as referrals carry addresses only): a root node and a Map-Resolver with the root as its
-/// ddt-root. <c>fastxtr lig</c> asks the Map-Resolver, and <c>fastxtr show referral-cache</c> shows what it learned.
+/// loopback address, as referrals carry addresses only): a root node delegating 10.1.0.0/16 to a DDT Map-Server,
+/// and a Map-Resolver with the root as its ddt-root. <c>fastxtr lig</c> asks the Map-Resolver, <c>fastxtr show
+/// referral-cache</c> shows what it learned, and <c>fastxtr lig --trace</c> walks the tree itself.
 /// </summary>
 [TestFixture]
 [NonParallelizable]
@@ -31,14 +32,21 @@ public class DdtNamespaceTests
                 ddt-authority 1000 10.0.0.0/8
                 ddt-delegate 1000 10.1.0.0/16 map-server 127.0.1.2
                 """);
+            File.WriteAllText(Path.Combine(_dir, "ms.conf"), $"""
+                listen 127.0.1.2:4342
+                control-socket {_dir}/ms.sock
+                site planners
+                  key 0 sha256 "planners-secret"
+                  eid-prefix 1000 10.1.0.0/16 accept-more-specifics
+                """);
             File.WriteAllText(Path.Combine(_dir, "mr.conf"), $"""
                 listen 127.0.1.3:4342
                 control-socket {_dir}/mr.sock
                 ddt-root 127.0.1.1
                 """);
-            foreach (var name in new[] { "root", "mr" })
+            foreach (var name in new[] { "root", "ms", "mr" })
                 _servers.Add(Shell.StartInNamespace(_ns, "mapserver", "--config", Path.Combine(_dir, name + ".conf")));
-            foreach (var name in new[] { "root", "mr" })
+            foreach (var name in new[] { "root", "ms", "mr" })
                 Poll.Until(() => File.Exists(Path.Combine(_dir, name + ".sock")), $"the {name} Map-Server's control socket");
         }
         catch
@@ -74,11 +82,24 @@ public class DdtNamespaceTests
         Assert.That(cache.Out, Does.StartWith("1 referral(s)"));
         Assert.That(cache.Out, Does.Contain("[1000] 10.128.0.0/9  DELEGATION-HOLE  expires in"));
 
-        // 10.1.0.0/16 is delegated to a Map-Server that is not running: the resolver gives up after its tries, the
-        // ITR gets no answer, and the referral to it stays cached for the next try.
-        var dead = Shell.Run("ip", ["netns", "exec", _ns, Shell.FastxtrExe(), "lig", "10.1.0.5", "--iid", "1000", "--map-resolver", "127.0.1.3:4342", "--count", "1", "--timeout", "1500"]);
-        Assert.That(dead.Code, Is.Not.EqualTo(0));
+        // 10.1.0.5 is in the Map-Server's site but not registered: MS-NOT-REGISTERED, a negative answer for the site.
+        var site = Shell.Run("ip", ["netns", "exec", _ns, Shell.FastxtrExe(), "lig", "10.1.0.5", "--iid", "1000", "--map-resolver", "127.0.1.3:4342"]);
+        Assert.That(site.Out, Does.Contain("[1000]10.1.0.0/16  ttl 1 min, authoritative, negative"), site.All);
         var json = Shell.Run(Shell.FastxtrExe(), ["show", "referral-cache", "--json", "--control-socket", Path.Combine(_dir, "mr.sock")]);
-        Assert.That(json.Out, Does.Contain("\"action\":\"MS-REFERRAL\"").And.Contain("\"address\":\"127.0.1.2\""));
+        Assert.That(json.Out, Does.Contain("\"action\":\"MS-REFERRAL\"").And.Contain("\"address\":\"127.0.1.2\"").And.Contain("\"action\":\"MS-NOT-REGISTERED\""), json.All);
+    }
+
+    [Test]
+    public void LigTrace_WalksTheTreeFromTheRoot_HopByHop()
+    {
+        var trace = Shell.Run("ip", ["netns", "exec", _ns, Shell.FastxtrExe(), "lig", "10.1.0.5", "--iid", "1000", "--map-resolver", "127.0.1.1:4342", "--trace"]);
+        Assert.That(trace.Code, Is.EqualTo(0), trace.All);
+        var hops = trace.Out.Split('\n').Where(l => l.StartsWith("   ", StringComparison.Ordinal)).Select(l => l.Trim()).ToList();
+        Assert.That(hops, Has.Count.EqualTo(2), trace.Out);
+        Assert.That(hops[0], Does.StartWith("1  127.0.1.1  MS-REFERRAL  [1000]10.1.0.0/16  ttl 1440 min  -> 127.0.1.2 p1/w100"));
+        Assert.That(hops[1], Does.StartWith("2  127.0.1.2  MS-NOT-REGISTERED  [1000]10.1.0.0/16  ttl 1 min, incomplete"));
+        Assert.That(trace.Out, Does.Contain("No mapping"));
+        var outside = Shell.Run("ip", ["netns", "exec", _ns, Shell.FastxtrExe(), "lig", "172.16.0.1", "--iid", "1000", "--map-resolver", "127.0.1.1:4342", "--trace"]);
+        Assert.That((outside.Code, outside.Err.Contains("127.0.1.1 is not authoritative for [1000]172.16.0.1", StringComparison.Ordinal)), Is.EqualTo((1, true)), outside.All);
     }
 }
