@@ -10,7 +10,11 @@
 # rate and at 50,000/s (half of the 100k/s goal) give the latency; a run asks for unregistered EIDs half of the
 # time (negative answers). Resident memory is read after registering and after the request runs. Last, a C
 # responder that answers without any lookup (perf/Load/reply-floor.c) on CPU 0 gives the floor of this exchange
-# on this machine. Traffic stays on loopback.
+# on this machine. Last, LISP-DDT (RFC 8111): a root delegating [1000]10.0.0.0/8 to a DDT Map-Server holding the
+# large set, and a DDT Map-Resolver in front (127.0.3.1-3, port 4342, as referrals carry addresses only; Map-Server
+# and Map-Resolver on CPU 0, one worker each): answered/s through the resolver with its referral cache warm against
+# the Map-Server asked directly in the same run, the latency at half that rate, and the cold walk (root, then
+# Map-Server) of `fastxtr lig` after each of 20 resolver restarts. Traffic stays on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=3; large=1000000; json=""
@@ -19,7 +23,7 @@ while [ $# -gt 0 ]; do
     --secs) secs="$2"; shift 2 ;;
     --large) large="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench-mapserver.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -85,4 +89,64 @@ echo "floor (C responder, no lookup, CPU 0)"
 echo "  full speed: $floor_full"
 echo "  50,000/s:   $floor_50k"
 results+=("{\"floor\":true,\"answered_per_s\":$(field "$floor_full" answered),\"at_50k_p50_us\":$(field "$floor_50k" p50),\"at_50k_p99_us\":$(field "$floor_50k" p99)}")
+
+# LISP-DDT: root (127.0.3.1), DDT Map-Server (127.0.3.2), DDT Map-Resolver (127.0.3.3).
+for a in 1 2 3; do ! ss -uln | grep -q "127.0.3.$a:4342 " || { echo "bench-mapserver.sh: 127.0.3.$a:4342 is in use" >&2; exit 1; }; done
+# The root delegates each /16 of 10/8 on its own, so that every new /16 asked is a cold walk (root, Map-Server).
+{ echo "listen 127.0.3.1:4342"; echo "control-socket $work/root.sock"; echo "ddt-authority 1000 0.0.0.0/0"
+  for k in $(seq 0 255); do echo "ddt-delegate 1000 10.$k.0.0/16 map-server 127.0.3.2"; done; } > "$work/root.conf"
+sed -e 's/^listen .*/listen 127.0.3.2:4342/' -e "s|^control-socket .*|control-socket $work/ms2.sock|" "$work/ms.conf" > "$work/ms2.conf"
+cat > "$work/mr.conf" <<CONF
+listen 127.0.3.3:4342
+control-socket $work/mr.sock
+map-request-rate 10000000 10000000
+ddt-root 127.0.3.1
+CONF
+ddt_pids=()
+./out/fastxtr mapserver --config "$work/root.conf" > "$work/root.log" 2>&1 & ddt_pids+=($!)
+taskset -c 0 ./out/fastxtr mapserver --config "$work/ms2.conf" --workers 1 > "$work/ms2.log" 2>&1 & ddt_pids+=($!)
+start_mr() { taskset -c 0 ./out/fastxtr mapserver --config "$work/mr.conf" --workers 1 > "$work/mr.log" 2>&1 & mr_pid=$!; for i in $(seq 50); do [ -S "$work/mr.sock" ] && break; sleep 0.1; done; }
+stop_mr() { kill "$mr_pid"; wait "$mr_pid" 2>/dev/null || true; rm -f "$work/mr.sock"; }
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; kill "${ddt_pids[@]}" ${mr_pid:-} 2>/dev/null || true; rm -rf "$work"; }
+for i in $(seq 50); do [ -S "$work/root.sock" ] && [ -S "$work/ms2.sock" ] && break; sleep 0.1; done
+start_mr
+ddt_reg=$(taskset -c 1 $load register 127.0.3.2:4342 bench-key "$large" 50)
+ddt_request() { taskset -c 1 $load request "$1" "$large" "$2" "$3" 64; }
+ddt_request 127.0.3.2:4342 2 0 >/dev/null
+direct=$(ddt_request 127.0.3.2:4342 "$secs" 0)
+ddt_request 127.0.3.3:4342 2 0 >/dev/null
+warm=$(ddt_request 127.0.3.3:4342 "$secs" 0)
+warm_answered=$(field "$warm" answered)
+# Open-loop overload measures collapse as much as capacity: also the highest of a doubling series of rates that each
+# is answered at 99% or more, for the Map-Server asked directly and through the resolver.
+sustained() {
+  local best=0 r out got
+  for r in 5000 10000 20000 40000 80000 160000 320000; do
+    out=$(ddt_request "$1" "$secs" "$r"); got=$(field "$out" answered)
+    [ "$got" -ge $((r * 99 / 100)) ] || break
+    best=$r
+  done
+  echo "$best"
+}
+direct_sustained=$(sustained 127.0.3.2:4342)
+warm_sustained=$(sustained 127.0.3.3:4342)
+warm_half=$(ddt_request 127.0.3.3:4342 "$secs" $(( (warm_sustained > 0 ? warm_sustained : warm_answered) / 2)))
+# Cold walks: an unregistered EID in a /16 not asked before (root: MS-REFERRAL, Map-Server: MS-NOT-REGISTERED,
+# the resolver answers negatively), after one unreported walk that warms the resolver's code paths.
+cold=()
+for k in $(seq 199 219); do
+  ms=$(./out/fastxtr lig "10.$k.0.1" --iid 1000 --mr 127.0.3.3:4342 --count 1 --timeout 3000 | sed -n 's/.* in \([0-9.]*\) ms:.*/\1/p')
+  [ "$k" != 199 ] && [ -n "$ms" ] && cold+=("$ms")
+done
+stop_mr
+kill "${ddt_pids[@]}" 2>/dev/null || true; wait "${ddt_pids[@]}" 2>/dev/null || true
+cold_stats=$(printf '%s\n' "${cold[@]}" | sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "0 0 0"; exit} p50=a[int((NR+1)/2)]; p99=a[NR]; printf "%d %d %d", p50*1000, p99*1000, NR}')
+read -r cold_p50 cold_p99 cold_n <<< "$cold_stats"
+echo "LISP-DDT, $large EIDs at the DDT Map-Server ($ddt_reg)"
+echo "  direct to the Map-Server:            $direct"
+echo "  through the Map-Resolver, cache warm: $warm"
+echo "  highest rate answered at 99%: direct ${direct_sustained}/s, through the Map-Resolver ${warm_sustained}/s"
+echo "  through the Map-Resolver, half that:  $warm_half"
+echo "  cold walk (root, Map-Server, negative answer) seen by lig: p50 ${cold_p50} us, max ${cold_p99} us over $cold_n walks"
+results+=("{\"ddt\":true,\"eids\":$large,\"answered_per_s\":$warm_answered,\"direct_answered_per_s\":$(field "$direct" answered),\"sustained_per_s\":$warm_sustained,\"direct_sustained_per_s\":$direct_sustained,\"half_load_p50_us\":$(field "$warm_half" p50),\"half_load_p99_us\":$(field "$warm_half" p99),\"cold_p50_us\":$cold_p50,\"cold_p99_us\":$cold_p99}")
 if [ -n "$json" ]; then (IFS=,; echo "[${results[*]}]") > "$json"; echo "wrote $json"; fi

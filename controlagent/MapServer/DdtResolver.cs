@@ -47,6 +47,11 @@ public sealed class DdtResolver
     // A referral (NODE-/MS-REFERRAL) and an answer (MS-ACK, MS-NOT-REGISTERED, DELEGATION-HOLE) for the same prefix are
     // kept apart: a short-lived negative answer must not erase the delegation that will be needed once it expires.
     private readonly Dictionary<(uint, EidFamily, int, UInt128, bool), CachedReferral> _cache = [];
+    // How many cached entries have each prefix length, per family (IPv4 0..32, IPv6 0..128): a lookup probes only those.
+    private readonly int[] _lengthsInUse = new int[2 * 129];
+    // Sends in the order made, for the timeout scan: an entry whose request moved on or finished is skipped.
+    private readonly Queue<(ulong Nonce, long SentMs)> _sentOrder = new();
+    private long _nextSweepMs;
     private readonly MapServerCounters _counters;
     private readonly Func<MapServerConfig> _config;
     private readonly MapReply _negative = new();
@@ -143,15 +148,21 @@ public sealed class DdtResolver
         List<(byte[], IPEndPoint)>? sends = null;
         lock (_lock)
         {
-            if (_pending.Count == 0) return;
             int timeout = _config().Ddt.RequestTimeoutMs;
-            foreach (var (nonce, p) in _pending.ToList())
+            // Oldest sends first; the scan stops at the first that is still within its time.
+            while (_sentOrder.TryPeek(out var head) && nowMs - head.SentMs >= timeout)
             {
-                if (nowMs - p.SentMs < timeout) continue;
+                _sentOrder.Dequeue();
+                if (!_pending.TryGetValue(head.Nonce, out var p) || p.SentMs != head.SentMs) continue; // answered, or sent again since
                 _counters.Add(MsCounter.DdtRequestTimeouts);
-                if (NextSend(p, nonce, nowMs) is { } s) (sends ??= []).Add(s);
+                if (NextSend(p, head.Nonce, nowMs) is { } s) (sends ??= []).Add(s);
             }
-            foreach (var key in _cache.Where(kv => kv.Value.ExpiresMs <= nowMs).Select(kv => kv.Key).ToList()) _cache.Remove(key);
+            if (nowMs >= _nextSweepMs)
+            {
+                // Expired referrals are never used (lookups check the time); they are removed once a second.
+                _nextSweepMs = nowMs + 1000;
+                foreach (var entry in _cache.Values.Where(c => c.ExpiresMs <= nowMs).ToList()) Uncache(entry);
+            }
         }
         if (sends is not null) foreach (var (b, to) in sends) send(b, to);
     }
@@ -194,7 +205,7 @@ public sealed class DdtResolver
                 return null;
             default: // NOT-AUTHORITATIVE (or an unknown action): what led here is stale
                 _counters.Add(MsCounter.DdtNotAuthoritative);
-                if (p.From is not null) _cache.Remove(Key(p.From));
+                if (p.From is not null) Uncache(p.From);
                 if (p.Restarted || config.Ddt.Roots.Count == 0)
                 {
                     _pending.Remove(nonce);
@@ -223,6 +234,7 @@ public sealed class DdtResolver
         var target = p.Targets[p.Next++].Address;
         p.AskedAt = target;
         p.SentMs = nowMs;
+        _sentOrder.Enqueue((nonce, nowMs));
         _counters.Add(MsCounter.DdtMapRequestsSent);
         return (p.Ecm, target);
     }
@@ -252,8 +264,10 @@ public sealed class DdtResolver
 
     private CachedReferral? Lookup(uint iid, EidFamily family, UInt128 eid, long nowMs)
     {
+        int row = family == EidFamily.Ipv4 ? 0 : 129;
         for (int length = EidPrefix.MaxLength(family); length >= 0; length--)
         {
+            if (_lengthsInUse[row + length] == 0) continue;
             var prefix = EidPrefix.Mask(eid, family, length);
             if (_cache.TryGetValue((iid, family, length, prefix, true), out var answer) && answer.ExpiresMs > nowMs) return answer;
             if (_cache.TryGetValue((iid, family, length, prefix, false), out var referral) && referral.ExpiresMs > nowMs) return referral;
@@ -264,8 +278,16 @@ public sealed class DdtResolver
     /// <summary>Keeps a referral for its TTL; one with TTL 0 (NOT-AUTHORITATIVE, or a peer's choice) is followed, not kept.</summary>
     private void Cache(CachedReferral entry, long nowMs)
     {
-        if (entry.ExpiresMs <= nowMs || (_cache.Count >= MaxCached && !_cache.ContainsKey(Key(entry)))) return;
-        _cache[Key(entry)] = entry;
+        var key = Key(entry);
+        bool known = _cache.ContainsKey(key);
+        if (entry.ExpiresMs <= nowMs || (_cache.Count >= MaxCached && !known)) return;
+        _cache[key] = entry;
+        if (!known) _lengthsInUse[(entry.Family == EidFamily.Ipv4 ? 0 : 129) + entry.Length]++;
+    }
+
+    private void Uncache(CachedReferral entry)
+    {
+        if (_cache.Remove(Key(entry))) _lengthsInUse[(entry.Family == EidFamily.Ipv4 ? 0 : 129) + entry.Length]--;
     }
 
     private static (uint, EidFamily, int, UInt128, bool) Key(CachedReferral c) =>
