@@ -58,10 +58,15 @@ public class DdtResolutionTests
         _root?.Dispose();
     }
 
-    private byte[] Ecm(string eid, ulong nonce)
+    private byte[] Ecm(string eid, ulong nonce, string? constraints = null)
     {
         var local = (IPEndPoint)_itr.LocalEndPoint!;
-        var request = new MapRequest { Nonce = nonce, SourceEid = LispAddress.WithInstanceId(1000, LispAddress.Parse("10.9.9.9")) };
+        var source = LispAddress.WithInstanceId(1000, LispAddress.Parse("10.9.9.9"));
+        var request = new MapRequest
+        {
+            Nonce = nonce,
+            SourceEid = constraints is null ? source : FastXtr.Lisp.Context.ContextEncoding.SourceEidWithConstraints(source, FastXtr.Lisp.Context.AgentConstraints.TryParse(constraints, out _)!),
+        };
         request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
         request.Records.Add(new MapRequestRecord(LispAddress.WithInstanceId(1000, LispAddress.Parse(eid)), 32));
         var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)local.Port };
@@ -71,10 +76,10 @@ public class DdtResolutionTests
     }
 
     /// <summary>Asks the Map-Resolver as an ITR does and returns the Map-Reply with our nonce and who sent it.</summary>
-    private (MapReply Reply, IPEndPoint From) Ask(string eid, int timeoutMs = 3000)
+    private (MapReply Reply, IPEndPoint From) Ask(string eid, int timeoutMs = 3000, string? constraints = null)
     {
         ulong nonce = (ulong)Random.Shared.NextInt64();
-        _itr.SendTo(Ecm(eid, nonce), new IPEndPoint(Mr, 4342));
+        _itr.SendTo(Ecm(eid, nonce, constraints), new IPEndPoint(Mr, 4342));
         var buffer = new byte[65536];
         var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
         while (DateTime.UtcNow < deadline)
@@ -123,6 +128,18 @@ public class DdtResolutionTests
         Assert.That((from2.Address, again.Records[0].Locators.Count), Is.EqualTo((Ms, 1)));
         Assert.That(_mr.Counters[MsCounter.DdtMapRequestsSent], Is.EqualTo(3L), "one more request, straight to the Map-Server");
         Assert.That(_root.Counters[MsCounter.DdtMapRequestsReceived], Is.EqualTo(1L));
+    }
+
+    [Test]
+    public void AgentConstraints_PassThroughTheTree_ToTheMapServerThatAnswers()
+    {
+        Register("10.1.0.5", "192.0.2.55");
+        // The resolver sends the ITR's own Map-Request on: the Source-EID with its agent constraints reaches the
+        // Map-Server that answers, which applies them (CONTEXT-EXTENSION.md §3) as for a request it got directly.
+        var (reply, from) = Ask("10.1.0.5", constraints: """{"agent-constraints":{"hardware":["gpu"]}}""");
+        Assert.That((from.Address, reply.Records.Count), Is.EqualTo((Ms, 1)));
+        Assert.That((_ms.Counters[MsCounter.ConstraintsReceived], _ms.Counters[MsCounter.ConstraintsMalformed], _mr.Counters[MsCounter.ConstraintsReceived]), Is.EqualTo((1L, 0L, 1L)),
+            "read intact at the Map-Server (and seen, not changed, by the resolver)");
     }
 
     [Test]
