@@ -101,48 +101,19 @@ public static class MapServerCommand
         return command;
     }
 
-    /// <summary><c>fastxtr show registrations</c>: reads the running Map-Server's table over its control socket.</summary>
-    public static Command ShowReferralCache(TextWriter stdout, TextWriter stderr)
-    {
-        var socketPath = new Option<string>("--control-socket") { Description = "the Map-Server's control socket", DefaultValueFactory = _ => "/run/fastxtr/mapserver.sock" };
-        var json = new Option<bool>("--json") { Description = "print the JSON the Map-Server returned" };
-        var command = new Command("referral-cache", "The DDT Map-Resolver's referral cache of a running Map-Server (ddt-root set): each cached Map-Referral's IID and prefix, action, referral set with priorities and weights, incomplete bit and expiry.");
-        command.Options.Add(socketPath);
-        command.Options.Add(json);
-        command.SetAction(parse =>
-        {
-            var reply = UnixSocketClient.Get(parse.GetValue(socketPath)!, "/v1/referral-cache", stderr, "referral cache", role: "mapserver", option: "--control-socket");
-            if (reply is null) return 1;
-            if (parse.GetValue(json)) { stdout.WriteLine(reply.ToJsonString()); return 0; }
-            using var doc = JsonDocument.Parse(reply.ToJsonString());
-            var rows = doc.RootElement.EnumerateArray().ToList();
-            stdout.WriteLine($"{rows.Count} referral(s)");
-            foreach (var r in rows)
+    /// <summary><c>fastxtr show referral-cache</c>: the DDT Map-Resolver's cached Map-Referrals, over the control socket.</summary>
+    public static Command ShowReferralCache(TextWriter stdout, TextWriter stderr) =>
+        TableView("referral-cache", "The DDT Map-Resolver's referral cache of a running Map-Server (ddt-root set): each cached Map-Referral's IID and prefix, action, referral set with priorities and weights, incomplete bit and expiry.",
+            "/v1/referral-cache", "referral(s)", stdout, stderr, r =>
             {
                 string targets = string.Join(" ", r.GetProperty("targets").EnumerateArray().Select(t => $"{t.GetProperty("address").GetString()} p{t.GetProperty("priority").GetInt32()}/w{t.GetProperty("weight").GetInt32()}"));
                 stdout.WriteLine($"[{r.GetProperty("iid").GetUInt32()}] {r.GetProperty("eid").GetString()}  {r.GetProperty("action").GetString()}{(r.GetProperty("incomplete").GetBoolean() ? " incomplete" : "")}  expires in {r.GetProperty("expires_in_s").GetInt64()}s{(targets.Length > 0 ? "  -> " + targets : "")}");
-            }
-            return 0;
-        });
-        return command;
-    }
+            });
 
-    public static Command ShowRegistrations(TextWriter stdout, TextWriter stderr)
-    {
-        var socketPath = new Option<string>("--control-socket") { Description = "the Map-Server's control socket", DefaultValueFactory = _ => "/run/fastxtr/mapserver.sock" };
-        var json = new Option<bool>("--json") { Description = "print the JSON the Map-Server returned" };
-        var command = new Command("registrations", "Registrations of a running Map-Server: per site, IID and EID prefix, each xTR's RLOCs with attributes, xTR-ID, age and expiry.");
-        command.Options.Add(socketPath);
-        command.Options.Add(json);
-        command.SetAction(parse =>
-        {
-            var reply = UnixSocketClient.Get(parse.GetValue(socketPath)!, "/v1/registrations", stderr, "registrations", role: "mapserver", option: "--control-socket");
-            if (reply is null) return 1;
-            if (parse.GetValue(json)) { stdout.WriteLine(reply.ToJsonString()); return 0; }
-            using var doc = JsonDocument.Parse(reply.ToJsonString());
-            var rows = doc.RootElement.EnumerateArray().ToList();
-            stdout.WriteLine($"{rows.Count} registration(s)");
-            foreach (var r in rows)
+    /// <summary><c>fastxtr show registrations</c>: reads the running Map-Server's table over its control socket.</summary>
+    public static Command ShowRegistrations(TextWriter stdout, TextWriter stderr) =>
+        TableView("registrations", "Registrations of a running Map-Server: per site, IID and EID prefix, each xTR's RLOCs with attributes, xTR-ID, age and expiry.",
+            "/v1/registrations", "registration(s)", stdout, stderr, r =>
             {
                 stdout.WriteLine($"site {r.GetProperty("site").GetString()}  [{r.GetProperty("iid").GetUInt32()}] {r.GetProperty("eid").GetString()}  xtr-id {r.GetProperty("xtr_id").GetString()}  from {r.GetProperty("source").GetString()}  age {r.GetProperty("age_s").GetInt32()}s  expires in {r.GetProperty("expires_in_s").GetInt64()}s");
                 foreach (var l in r.GetProperty("rlocs").EnumerateArray())
@@ -150,7 +121,25 @@ public static class MapServerCommand
                     string attrs = l.GetProperty("attributes").ValueKind == JsonValueKind.Null ? "" : "  " + l.GetProperty("attributes").GetRawText();
                     stdout.WriteLine($"    {l.GetProperty("address").GetString()} p{l.GetProperty("priority").GetInt32()}/w{l.GetProperty("weight").GetInt32()} {(l.GetProperty("reachable").GetBoolean() ? "up" : "down")}{attrs}");
                 }
-            }
+            });
+
+    /// <summary>A <c>show</c> view of a list the Map-Server's control API returns: a count line, then one entry each (or the JSON).</summary>
+    private static Command TableView(string name, string description, string path, string noun, TextWriter stdout, TextWriter stderr, Action<JsonElement> print)
+    {
+        var socketPath = new Option<string>("--control-socket") { Description = "the Map-Server's control socket", DefaultValueFactory = _ => "/run/fastxtr/mapserver.sock" };
+        var json = new Option<bool>("--json") { Description = "print the JSON the Map-Server returned" };
+        var command = new Command(name, description);
+        command.Options.Add(socketPath);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            var reply = UnixSocketClient.Get(parse.GetValue(socketPath)!, path, stderr, name, role: "mapserver", option: "--control-socket");
+            if (reply is null) return 1;
+            if (parse.GetValue(json)) { stdout.WriteLine(reply.ToJsonString()); return 0; }
+            using var doc = JsonDocument.Parse(reply.ToJsonString());
+            var rows = doc.RootElement.EnumerateArray().ToList();
+            stdout.WriteLine($"{rows.Count} {noun}");
+            foreach (var r in rows) print(r);
             return 0;
         });
         return command;

@@ -170,9 +170,10 @@ public sealed class DdtResolver
     private (byte[], IPEndPoint)? Follow(Pending p, ulong nonce, ReferralRecord r, EidFamily family, UInt128 prefix, IPEndPoint from, long nowMs, Action<byte[], IPEndPoint> send)
     {
         var config = _config();
-        var targets = r.Referrals.Select(l => l.Locator.PlainAddress).Zip(r.Referrals, (a, l) => (a, l))
-            .Where(x => x.a.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6)
-            .Select(x => (new IPEndPoint(x.a.ToIPAddress(), Lisp.Messages.LispPorts.Control), x.l.Priority, x.l.Weight)).ToList();
+        var targets = new List<(IPEndPoint, byte, byte)>(r.Referrals.Count);
+        foreach (var l in r.Referrals)
+            if (l.Locator.PlainAddress is { Kind: LispAddressKind.Ipv4 or LispAddressKind.Ipv6 } address)
+                targets.Add((new IPEndPoint(address.ToIPAddress(), LispPorts.Control), l.Priority, l.Weight));
         var entry = new CachedReferral(p.InstanceId, family, prefix, r.EidMaskLength, r.Action, targets, r.Incomplete, nowMs + (long)r.TtlMinutes * 60_000);
         switch (r.Action)
         {

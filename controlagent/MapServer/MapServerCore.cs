@@ -295,15 +295,7 @@ public sealed class MapServerCore
     /// </summary>
     private void HandleDdtRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
     {
-        var r = _request.TryDecode(message);
-        if (!r.Ok)
-        {
-            _counters.Add(MsCounter.MalformedMessage);
-            _log.Warning("malformed", $"{source}: malformed DDT Map-Request: {r.Describe()}");
-            return;
-        }
-        _counters.Add(MsCounter.DdtMapRequestsReceived);
-        if (_request.Records.Count == 0) { _counters.Add(MsCounter.MapRequestNoEidRecord); return; }
+        if (!TryDecodeRequest(message, source, "DDT Map-Request", MsCounter.DdtMapRequestsReceived)) return;
         var ddt = _policy.Config.Ddt;
         var referral = _referral;
         referral.Nonce = _request.Nonce;
@@ -382,20 +374,27 @@ public sealed class MapServerCore
         if (registered) HandleRequest(message, source, replyPort, send, ecm);
     }
 
-    private static LocatorRecord Target(DdtTarget t) => new(LispAddress.FromIp(t.Address), t.Priority, t.Weight);
-
-    /// <param name="ecm">The whole ECM the request came in (empty for a bare Map-Request), for forwarding to an ETR.</param>
-    private void HandleRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
+    /// <summary>Decodes a Map-Request into <c>_request</c>, counting it; false (counted, logged) when malformed or without an EID record.</summary>
+    private bool TryDecodeRequest(ReadOnlySpan<byte> message, IPEndPoint source, string what, MsCounter received)
     {
         var r = _request.TryDecode(message);
         if (!r.Ok)
         {
             _counters.Add(MsCounter.MalformedMessage);
-            _log.Warning("malformed", $"{source}: malformed Map-Request: {r.Describe()}");
-            return;
+            _log.Warning("malformed", $"{source}: malformed {what}: {r.Describe()}");
+            return false;
         }
-        _counters.Add(MsCounter.MapRequestsReceived);
-        if (_request.Records.Count == 0) { _counters.Add(MsCounter.MapRequestNoEidRecord); return; }
+        _counters.Add(received);
+        if (_request.Records.Count == 0) { _counters.Add(MsCounter.MapRequestNoEidRecord); return false; }
+        return true;
+    }
+
+    private static LocatorRecord Target(DdtTarget t) => new(LispAddress.FromIp(t.Address), t.Priority, t.Weight);
+
+    /// <param name="ecm">The whole ECM the request came in (empty for a bare Map-Request), for forwarding to an ETR.</param>
+    private void HandleRequest(ReadOnlySpan<byte> message, IPEndPoint source, int replyPort, Sender send, ReadOnlySpan<byte> ecm)
+    {
+        if (!TryDecodeRequest(message, source, "Map-Request", MsCounter.MapRequestsReceived)) return;
 
         var constraints = ContextEncoding.ReadConstraints(_request.SourceEid, out var cerr);
         if (!cerr.Ok)
