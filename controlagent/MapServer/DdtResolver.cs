@@ -57,11 +57,18 @@ public sealed class DdtResolver
     private readonly MapReply _negative = new();
     private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
 
+    private readonly Action<byte[], IPEndPoint> _sendRequest;
+
     /// <param name="config">The configuration in force (roots, timeout and TTLs follow a reload).</param>
-    public DdtResolver(MapServerCounters counters, Func<MapServerConfig> config)
+    /// <param name="sendRequest">
+    /// Sends a DDT Map-Request from the resolver's own socket, so that the Map-Referrals come back there and never
+    /// queue behind the ITRs' requests on the listening sockets (a flood of those would otherwise drop them).
+    /// </param>
+    public DdtResolver(MapServerCounters counters, Func<MapServerConfig> config, Action<byte[], IPEndPoint> sendRequest)
     {
         _counters = counters;
         _config = config;
+        _sendRequest = sendRequest;
     }
 
     public int PendingCount { get { lock (_lock) return _pending.Count; } }
@@ -107,13 +114,14 @@ public sealed class DdtResolver
             _pending[nonce] = p;
             first = NextSend(p, nonce, nowMs);
         }
-        if (first is var (bytes, to)) send(bytes, to);
+        if (first is var (bytes, to)) _sendRequest(bytes, to);
         return true;
     }
 
     /// <summary>
     /// A Map-Referral for a pending request: cached and followed. Counted and ignored when no request with its nonce
-    /// is pending or it comes from another address than the one asked.
+    /// is pending or it comes from another address than the one asked. <paramref name="send"/> carries negative
+    /// Map-Replies to the ITRs.
     /// </summary>
     public void OnReferral(MapReferral referral, IPEndPoint from, long nowMs, Action<byte[], IPEndPoint> send)
     {
@@ -139,11 +147,11 @@ public sealed class DdtResolver
                 next = Follow(p, referral.Nonce, r, family, EidPrefix.Mask(prefix, family, r.EidMaskLength), from, nowMs, send);
             }
         }
-        if (next is var (bytes, to)) send(bytes, to);
+        if (next is var (bytes, to)) _sendRequest(bytes, to);
     }
 
     /// <summary>Retries requests whose referral did not come in time with the next target; gives up after the last.</summary>
-    public void Tick(long nowMs, Action<byte[], IPEndPoint> send)
+    public void Tick(long nowMs)
     {
         List<(byte[], IPEndPoint)>? sends = null;
         lock (_lock)
@@ -164,7 +172,7 @@ public sealed class DdtResolver
                 foreach (var entry in _cache.Values.Where(c => c.ExpiresMs <= nowMs).ToList()) Uncache(entry);
             }
         }
-        if (sends is not null) foreach (var (b, to) in sends) send(b, to);
+        if (sends is not null) foreach (var (b, to) in sends) _sendRequest(b, to);
     }
 
     private (byte[], IPEndPoint)? Follow(Pending p, ulong nonce, ReferralRecord r, EidFamily family, UInt128 prefix, IPEndPoint from, long nowMs, Action<byte[], IPEndPoint> send)

@@ -18,6 +18,7 @@ namespace FastXtr.MapServer;
 public sealed class MapServerHost : IDisposable
 {
     private readonly List<Socket> _sockets = [];
+    private readonly Socket _resolverSocket;
     private readonly List<Thread> _threads = [];
     private readonly List<MapServerCore> _cores = [];
     private readonly Timer _expiry;
@@ -88,7 +89,13 @@ public sealed class MapServerHost : IDisposable
             foreach (var s in _sockets) s.Dispose();
             throw;
         }
-        Resolver = new DdtResolver(Counters, () => _policy.Current.Config);
+        // The DDT Map-Resolver's own socket, on the first listen address: its requests leave from it, and the
+        // Map-Referrals that answer them are read by a thread of their own.
+        _resolverSocket = new Socket(_sockets[0].AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        _resolverSocket.Bind(new IPEndPoint(((IPEndPoint)_sockets[0].LocalEndPoint!).Address, 0));
+        _resolverSocket.ReceiveBufferSize = 4 << 20;
+        Resolver = new DdtResolver(Counters, () => _policy.Current.Config, (b, to) => SendOne(_resolverSocket, b, to, "DDT Map-Request to"));
+        _threads.Add(new Thread(ReceiveReferrals) { IsBackground = true, Name = "mapserver-ddt-resolver" });
         foreach (var core in _cores)
         {
             core.Publisher = _publisher;
@@ -109,7 +116,7 @@ public sealed class MapServerHost : IDisposable
                 if (!_stopping)
                 {
                     Store.Expire(MapServerCore.NowMs);
-                    Resolver.Tick(MapServerCore.NowMs, (b, to) => SendOne(_sockets[0], b, to, "DDT Map-Request to"));
+                    Resolver.Tick(MapServerCore.NowMs);
                 }
             }
             catch (Exception e) when (e is not OutOfMemoryException) { MapServerLog.ExpiryFailed(log, e.Message); }
@@ -250,6 +257,31 @@ public sealed class MapServerHost : IDisposable
         }
     }
 
+    /// <summary>The Map-Referrals answering the DDT Map-Resolver's requests, on its own socket.</summary>
+    private void ReceiveReferrals()
+    {
+        byte[] buffer = new byte[65536];
+        var from = new SocketAddress(_resolverSocket.AddressFamily);
+        var referral = new MapReferral();
+        var first = _sockets[0];
+        Action<byte[], IPEndPoint> reply = (b, to) => SendOne(first, b, to, "negative Map-Reply to");
+        while (!_stopping)
+        {
+            int n;
+            try { n = _resolverSocket.ReceiveFrom(buffer, SocketFlags.None, from); }
+            catch (SocketException) when (_stopping) { return; }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException) { continue; } // ICMP port unreachable from a dead target: its timeout handles it
+            var source = (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from);
+            if (LispMessage.PeekType(buffer.AsSpan(0, n)) != LispMessageType.MapReferral || !referral.TryDecode(buffer.AsSpan(0, n)).Ok)
+            {
+                Counters.Add(MsCounter.MalformedMessage);
+                continue;
+            }
+            Resolver.OnReferral(referral, source, MapServerCore.NowMs, reply);
+        }
+    }
+
     /// <summary>One received message through the core; nothing a peer sends stops the worker.</summary>
     private void HandleOne(MapServerCore core, ReadOnlySpan<byte> datagram, IPEndPoint source, MapServerCore.Sender sender)
     {
@@ -344,6 +376,7 @@ public sealed class MapServerHost : IDisposable
             if (_expiry.Dispose(done)) done.WaitOne(2000); // wait for a running expiry before the sockets go
         _publisher?.Dispose();
         foreach (var s in _sockets) s.Dispose();
+        _resolverSocket.Dispose();
         _control?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         foreach (var t in _threads) t.Join(2000);
     }
