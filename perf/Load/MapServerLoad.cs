@@ -17,6 +17,9 @@ namespace FastXtr.Perf.Load;
 /// <item><c>request TARGET EIDS SECONDS RATE SOURCES</c>: sends ECM Map-Requests for random registered EIDs from
 /// SOURCES loopback addresses (127.0.1.x) at RATE per second (0: as fast as possible, in batches of 32), and prints
 /// answered/s and the p50/p99 latency, measured from the send time carried in each nonce.</item>
+/// <item><c>register-rate TARGET KEY EIDS SECONDS RATE</c>: re-registers EIDS host EIDs (the refreshes of a site's
+/// xTRs) with single-record, want-map-notify Map-Registers signed before the clock starts, at RATE per second (0: as
+/// fast as possible, in batches of 32), and prints sent/s and Map-Notifies/s.</item>
 /// </list>
 /// Bounded in time and count, loopback only.
 /// </summary>
@@ -29,7 +32,10 @@ public static class MapServerLoad
         if (args.Length >= 6 && args[0] == "request")
             return Request(MapServerEndpoint(args[1]), int.Parse(args[2], CultureInfo.InvariantCulture), double.Parse(args[3], CultureInfo.InvariantCulture),
                 double.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture));
-        Console.Error.WriteLine("usage: mapserver-load register TARGET KEY COUNT [RECORDS-PER-MESSAGE] | request TARGET EIDS SECONDS RATE SOURCES");
+        if (args.Length >= 6 && args[0] == "register-rate")
+            return RegisterRate(MapServerEndpoint(args[1]), System.Text.Encoding.UTF8.GetBytes(args[2]), int.Parse(args[3], CultureInfo.InvariantCulture),
+                double.Parse(args[4], CultureInfo.InvariantCulture), double.Parse(args[5], CultureInfo.InvariantCulture));
+        Console.Error.WriteLine("usage: mapserver-load register TARGET KEY COUNT [RECORDS-PER-MESSAGE] | request TARGET EIDS SECONDS RATE SOURCES | register-rate TARGET KEY EIDS SECONDS RATE");
         return 2;
     }
 
@@ -92,6 +98,72 @@ public static class MapServerLoad
     /// answers (RFC 9301 §5.4: to the first ITR-RLOC) all arrive on one socket while the requests come from many
     /// source addresses (rate limiting and SO_REUSEPORT spreading see SOURCES requesters).
     /// </summary>
+    private static unsafe int RegisterRate(IPEndPoint target, byte[] key, int eids, double seconds, double rate)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        socket.ReceiveBufferSize = 16 << 20;
+        socket.SendBufferSize = 8 << 20;
+        // Signed before the clock starts: the generator measures the server, not its own HMACs.
+        var messages = new byte*[eids];
+        var lengths = new int[eids];
+        byte* memory = (byte*)NativeMemory.AllocZeroed((nuint)eids * DatagramBytes);
+        for (int i = 0; i < eids; i++)
+        {
+            var m = new MapRegister { Nonce = (ulong)i, WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 1, SiteId = 1 };
+            var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(EidOf(i))) };
+            rec.Locators.Add(new LocatorRecord(LispAddress.FromIpv4(0xC0000202), 1, 100));
+            m.Records.Add(rec);
+            byte[] signed = m.ToSignedArray(key);
+            messages[i] = memory + (long)i * DatagramBytes;
+            signed.CopyTo(new Span<byte>(messages[i], signed.Length));
+            lengths[i] = signed.Length;
+        }
+        byte* receiveMemory = (byte*)NativeMemory.AllocZeroed((nuint)(ReceiveBatch * DatagramBytes));
+        byte** receiveBuffers = stackalloc byte*[ReceiveBatch];
+        for (int i = 0; i < ReceiveBatch; i++) receiveBuffers[i] = receiveMemory + i * DatagramBytes;
+        using var outgoing = new MessageBatch(SendBatch);
+        using var incoming = new MessageBatch(ReceiveBatch);
+        incoming.PrepareReceive(receiveBuffers, DatagramBytes);
+        int fd = (int)socket.Handle;
+        uint targetAddress = BinaryPrimitives.ReadUInt32BigEndian(target.Address.GetAddressBytes());
+        long sent = 0, failed = 0, notified = 0;
+        long start = Stopwatch.GetTimestamp();
+        long end = start + (long)(seconds * Stopwatch.Frequency);
+        long drainUntil = end + Stopwatch.Frequency / 2;
+        int next = 0;
+        while (true)
+        {
+            long now = Stopwatch.GetTimestamp();
+            if (now >= drainUntil) break;
+            if (now < end)
+            {
+                long due = rate > 0 ? (long)((now - start) * rate / Stopwatch.Frequency) + 1 - sent - failed : SendBatch;
+                int n = (int)Math.Min(due, SendBatch);
+                for (int k = 0; k < n; k++)
+                {
+                    outgoing.Add(messages[next], lengths[next], targetAddress, (ushort)target.Port);
+                    next = (next + 1) % eids;
+                }
+                if (n > 0)
+                {
+                    sent += outgoing.Send(fd, out int lost);
+                    failed += lost;
+                }
+            }
+            int got;
+            while ((got = incoming.Receive(fd)) > 0)
+                for (int k = 0; k < got; k++)
+                    if (incoming.Length(k) > 0 && receiveBuffers[k][0] >> 4 == (int)LispMessageType.MapNotify) notified++;
+        }
+        NativeMemory.Free(memory);
+        NativeMemory.Free(receiveMemory);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"sent {sent / seconds:F0} Map-Registers/s, notified {notified / seconds:F0}/s ({(sent == 0 ? 0 : 100.0 * notified / sent):F1}%; single record, HMAC-SHA-256, want-map-notify, {eids} EIDs re-registered)"));
+        if (failed > 0) Console.Error.WriteLine($"register-rate: {failed} message(s) could not be sent");
+        return 0;
+    }
+
     private static unsafe int Request(IPEndPoint target, int eids, double seconds, double rate, int sources)
     {
         using var collector = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
