@@ -342,13 +342,9 @@ public sealed class MapServerCore
             }
             else if (ddt.HoleLength(iid, family, eid) is var hole and >= 0)
             {
-                // Our own sites are not a hole: the answer stops short of them, as it does of delegations.
-                int bits = EidPrefix.MaxLength(family);
-                foreach (var site in _policy.Config.Sites)
-                    foreach (var p in site.Prefixes)
-                        if (p.InstanceId == iid && p.Family == family)
-                            hole = Math.Max(hole, RegistrationStore.CommonPrefixLength(eid, p.Prefix, bits) + 1);
-                length = Math.Min(bits, hole);
+                // Our own sites and registrations are not a hole: the answer stops short of them as a negative
+                // Map-Reply's does, and of the delegations.
+                length = Math.Max(hole, NegativePrefixLength(iid, family, eid, out _));
                 record.Action = MapReferralAction.DelegationHole;
                 record.TtlMinutes = _policy.Config.NegativeTtlMinutes;
                 _counters.Add(MsCounter.ReferralsDelegationHole);

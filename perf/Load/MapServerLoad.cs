@@ -98,6 +98,21 @@ public static class MapServerLoad
     /// answers (RFC 9301 §5.4: to the first ITR-RLOC) all arrive on one socket while the requests come from many
     /// source addresses (rate limiting and SO_REUSEPORT spreading see SOURCES requesters).
     /// </summary>
+    /// <summary>
+    /// An open-loop send schedule: SECONDS of sending at RATE per second (0: a full batch every turn), then half a
+    /// second to collect the answers still on their way.
+    /// </summary>
+    private readonly struct OpenLoop(double seconds, double rate)
+    {
+        private readonly long _start = Stopwatch.GetTimestamp();
+        public long End => _start + (long)(seconds * Stopwatch.Frequency);
+        public long DrainUntil => End + Stopwatch.Frequency / 2;
+
+        /// <summary>How many to send now, at most a batch, given <paramref name="done"/> sent (or failed) so far.</summary>
+        public int Due(long now, long done) =>
+            (int)Math.Min(rate > 0 ? (long)((now - _start) * rate / Stopwatch.Frequency) + 1 - done : SendBatch, SendBatch);
+    }
+
     private static unsafe int RegisterRate(IPEndPoint target, byte[] key, int eids, double seconds, double rate)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
@@ -128,18 +143,15 @@ public static class MapServerLoad
         int fd = (int)socket.Handle;
         uint targetAddress = BinaryPrimitives.ReadUInt32BigEndian(target.Address.GetAddressBytes());
         long sent = 0, failed = 0, notified = 0;
-        long start = Stopwatch.GetTimestamp();
-        long end = start + (long)(seconds * Stopwatch.Frequency);
-        long drainUntil = end + Stopwatch.Frequency / 2;
+        var pace = new OpenLoop(seconds, rate);
         int next = 0;
         while (true)
         {
             long now = Stopwatch.GetTimestamp();
-            if (now >= drainUntil) break;
-            if (now < end)
+            if (now >= pace.DrainUntil) break;
+            if (now < pace.End)
             {
-                long due = rate > 0 ? (long)((now - start) * rate / Stopwatch.Frequency) + 1 - sent - failed : SendBatch;
-                int n = (int)Math.Min(due, SendBatch);
+                int n = pace.Due(now, sent + failed);
                 for (int k = 0; k < n; k++)
                 {
                     outgoing.Add(messages[next], lengths[next], targetAddress, (ushort)target.Port);
@@ -207,19 +219,16 @@ public static class MapServerLoad
         long sent = 0, received = 0, failed = 0;
         var latencies = new List<double>(1 << 22);
         double tickToUs = 1e6 / Stopwatch.Frequency;
-        long start = Stopwatch.GetTimestamp();
-        long end = start + (long)(seconds * Stopwatch.Frequency);
-        long drainUntil = end + Stopwatch.Frequency / 2;
+        var pace = new OpenLoop(seconds, rate);
         var rng = new Random(5);
         int next = 0;
         while (true)
         {
             long now = Stopwatch.GetTimestamp();
-            if (now >= drainUntil) break;
-            if (now < end)
+            if (now >= pace.DrainUntil) break;
+            if (now < pace.End)
             {
-                long due = rate > 0 ? (long)((now - start) * rate / Stopwatch.Frequency) + 1 - sent - failed : SendBatch;
-                int n = (int)Math.Min(due, SendBatch);
+                int n = pace.Due(now, sent + failed);
                 if (n > 0)
                 {
                     for (int k = 0; k < n; k++)
