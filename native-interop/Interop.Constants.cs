@@ -24,6 +24,8 @@ public static class Linux
     public const int PROT_READ = 0x1;
     public const int PROT_WRITE = 0x2;
     public const int MAP_SHARED = 0x01;
+    public const int MAP_PRIVATE = 0x02;
+    public const int MAP_ANONYMOUS = 0x20;
     public const int MAP_POPULATE = 0x8000;
 
     // <sys/socket.h>, <netinet/in.h>
@@ -37,6 +39,7 @@ public static class Linux
     public const int SO_SNDBUF = 7;
     public const int SO_RCVBUF = 8;
     public const int SO_REUSEPORT = 15;
+    public const int SO_BINDTODEVICE = 25;
     public const int SO_SNDBUFFORCE = 32;
     public const int SO_RCVBUFFORCE = 33;
     public const int IPPROTO_IP = 0;
@@ -128,8 +131,47 @@ public static class Linux
     public const uint SIOCGIFINDEX = 0x8933;
     public const uint SIOCGIFHWADDR = 0x8927;
     public const uint SIOCGIFMTU = 0x8921;
+    public const uint SIOCGIFADDR = 0x8915;
     public const uint SIOCSIFTXQLEN = 0x8943;
     public const int MAP_LOCKED = 0x2000;
     public const int ENETDOWN = 100;
     public const int ENOBUFS = 105;
+
+    // <linux/if_xdp.h>, <linux/bpf.h>, <linux/if_link.h>: AF_XDP sockets and their XDP program (--mode af-xdp).
+    public const int AF_XDP = 44;
+    public const int SOL_XDP = 283;
+    public const int XDP_MMAP_OFFSETS = 1;
+    public const int XDP_RX_RING = 2;
+    public const int XDP_TX_RING = 3;
+    public const int XDP_UMEM_REG = 4;
+    public const int XDP_UMEM_FILL_RING = 5;
+    public const int XDP_UMEM_COMPLETION_RING = 6;
+    public const int XDP_STATISTICS = 7;
+    public const int XDP_OPTIONS = 8;
+    public const ushort XDP_COPY = 1 << 1;
+    public const ushort XDP_ZEROCOPY = 1 << 2;
+    public const ushort XDP_USE_NEED_WAKEUP = 1 << 3;
+    public const uint XDP_RING_NEED_WAKEUP = 1;
+    public const uint XDP_OPTIONS_ZEROCOPY = 1;
+    public const long XDP_PGOFF_RX_RING = 0;
+    public const long XDP_PGOFF_TX_RING = 0x80000000;
+    public const long XDP_UMEM_PGOFF_FILL_RING = 0x100000000;
+    public const long XDP_UMEM_PGOFF_COMPLETION_RING = 0x180000000;
+    /// <summary>Room the kernel keeps in front of a received frame in its UMEM chunk (XDP_PACKET_HEADROOM).</summary>
+    public const int XDP_PACKET_HEADROOM = 256;
+    public const int XDP_PASS = 2;
+    public const int XDP_REDIRECT = 4;
+    public const uint XDP_FLAGS_SKB_MODE = 1 << 1;
+    public const uint XDP_FLAGS_DRV_MODE = 1 << 2;
+    public const long SYS_bpf = 321; // x86-64 (aarch64: 280)
+    public const int BPF_MAP_CREATE = 0;
+    public const int BPF_MAP_UPDATE_ELEM = 2;
+    public const int BPF_PROG_LOAD = 5;
+    public const int BPF_LINK_CREATE = 28;
+    public const int BPF_MAP_TYPE_XSKMAP = 17;
+    public const int BPF_PROG_TYPE_XDP = 6;
+    public const int BPF_XDP = 37;
+    public const int BPF_FUNC_redirect_map = 51;
+    public const int BPF_PSEUDO_MAP_FD = 1;
+    public const int EOPNOTSUPP = 95;
 }

@@ -41,6 +41,13 @@ internal static unsafe partial class Libc
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int flock(int fd, int operation);
 
+    /// <summary>syscall(SYS_bpf, cmd, attr, size): glibc has no bpf() wrapper.</summary>
+    [LibraryImport(LibcName, EntryPoint = "syscall", SetLastError = true)]
+    public static partial long syscall_bpf(long number, long command, BpfAttr* attr, long size);
+
+    [LibraryImport(LibcName, SetLastError = true)]
+    public static partial int getsockopt(int fd, int level, int name, void* value, uint* length);
+
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int poll(PollFd* fds, nuint nfds, int timeout);
 

@@ -59,6 +59,8 @@ internal unsafe struct IfReq
     [FieldOffset(0)] public fixed byte Name[Linux.IFNAMSIZ];
     [FieldOffset(16)] public short Flags;
     [FieldOffset(16)] public int IntValue;
+    /// <summary>ifr_addr as a struct sockaddr_in: the address after family and port (SIOCGIFADDR).</summary>
+    [FieldOffset(20)] public uint AddressBigEndian;
     /// <summary>ifr_hwaddr.sa_data: the MAC address after the two-byte sa_family (SIOCGIFHWADDR).</summary>
     [FieldOffset(18)] public fixed byte HardwareAddress[6];
 }
@@ -133,4 +135,85 @@ public struct VirtioNetHdr
     public ushort GsoSize;
     public ushort CsumStart;
     public ushort CsumOffset;
+}
+
+/// <summary>struct sockaddr_xdp (&lt;linux/if_xdp.h&gt;): 16 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct SockAddrXdp
+{
+    public ushort Family;
+    public ushort Flags;
+    public int InterfaceIndex;
+    public uint QueueId;
+    public uint SharedUmemFd;
+}
+
+/// <summary>struct xdp_umem_reg (&lt;linux/if_xdp.h&gt;): 32 bytes (tx_metadata_len, Linux 6.8+, left 0).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct XdpUmemReg
+{
+    public ulong Address;
+    public ulong Length;
+    public uint ChunkSize;
+    public uint Headroom;
+    public uint Flags;
+    public uint TxMetadataLength;
+}
+
+/// <summary>struct xdp_ring_offset (&lt;linux/if_xdp.h&gt;): where a ring's indices, descriptors and flags sit in its mapping.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct XdpRingOffset
+{
+    public ulong Producer;
+    public ulong Consumer;
+    public ulong Descriptors;
+    public ulong Flags;
+}
+
+/// <summary>struct xdp_mmap_offsets (&lt;linux/if_xdp.h&gt;): 128 bytes, the four rings' offsets.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct XdpMmapOffsets
+{
+    public XdpRingOffset Rx;
+    public XdpRingOffset Tx;
+    public XdpRingOffset Fill;
+    public XdpRingOffset Completion;
+}
+
+/// <summary>struct xdp_desc (&lt;linux/if_xdp.h&gt;): one RX or TX descriptor, 16 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct XdpDesc
+{
+    public ulong Address;
+    public uint Length;
+    public uint Options;
+}
+
+/// <summary>struct xdp_statistics (&lt;linux/if_xdp.h&gt;): 48 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct XdpStatistics
+{
+    public ulong RxDropped;
+    public ulong RxInvalidDescriptors;
+    public ulong TxInvalidDescriptors;
+    public ulong RxRingFull;
+    public ulong RxFillRingEmpty;
+    public ulong TxRingEmpty;
+}
+
+/// <summary>struct bpf_insn (&lt;linux/bpf.h&gt;): 8 bytes; dst_reg in the low nibble of the second byte.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct BpfInsn
+{
+    public byte Code;
+    public byte Registers;
+    public short Offset;
+    public int Immediate;
+}
+
+/// <summary>union bpf_attr (&lt;linux/bpf.h&gt;) as raw bytes: each command fills the fields at their C offsets.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 144)]
+internal unsafe struct BpfAttr
+{
+    public fixed byte Bytes[144];
 }

@@ -152,6 +152,18 @@ public static unsafe class Sockets
     /// </summary>
     public static int OpenRawIpv6Sender() => OpenRaw(Linux.AF_INET6, "AF_INET6");
 
+    /// <summary>
+    /// Restricts a socket to one interface (SO_BINDTODEVICE): what it sends leaves there, treated as on-link where no
+    /// route says otherwise, whatever the routing table says of the destination elsewhere.
+    /// </summary>
+    public static void BindToDevice(int fd, string name)
+    {
+        byte[] bytes = System.Text.Encoding.ASCII.GetBytes(name + "\0");
+        fixed (byte* p = bytes)
+            if (Libc.setsockopt(fd, Linux.SOL_SOCKET, Linux.SO_BINDTODEVICE, p, (uint)bytes.Length) != 0)
+                throw new NativeException($"SO_BINDTODEVICE {name}", Libc.LastError);
+    }
+
     /// <summary>Sends one whole IPv6 packet through a raw IPv6 socket to the address in its header; 0 or the errno.</summary>
     public static int SendRawIpv6(int fd, byte* packet, int length)
     {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
 #
-#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet"]
+#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet af-xdp"]
 #                              [--rr "1 16"] [--rr-secs N] [--pin] [--json FILE] [--png FILE]
 #   (--png: the bar chart of the figures against VXLAN, default perf/dataplane-vs-vxlan.png)
 #   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
@@ -11,8 +11,9 @@
 # Two namespaces joined by one veth pair (underlay 172.31.77.1/.2). Over it: a kernel VXLAN tunnel (VNI 42, overlay
 # 10.250.0.0/24) and two FastXtr data planes (IID 1000, EIDs 10.1.0.1 and 10.2.0.1 on their TUNs, static map-cache
 # entries). For each: UDP packets/s with 64- and 1400-byte payloads (udpflow from ../shared/perf-reference, sendmmsg
-# batches of 32, measured at the receiver) and single-stream TCP Gbit/s (iperf3). With af-packet in --modes, two
-# host namespaces join the xTRs through veths (hosts 10.3.0.2 and 10.4.0.2): the af-packet data planes serve them
+# batches of 32, measured at the receiver) and single-stream TCP Gbit/s (iperf3). With af-packet or af-xdp in
+# --modes, two host namespaces join the xTRs through two-queue veths (hosts 10.3.0.2 and 10.4.0.2): the af-packet
+# data planes (keys fx<workers>ap<offload>) and the af-xdp ones (fx<workers>xdp; offloads do not apply) serve them
 # on those veths, and the same kernel VXLAN tunnel carries them once more with the two namespaces routing
 # (the "routed" baseline, the kernel's way of serving the same hosts). Request/response (perf/Load/rr.c): UDP and TCP
 # ping-pong with 64-byte and 1 KB messages, 1 and 16 outstanding, over the plain underlay ("underlay"), kernel VXLAN
@@ -22,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; modes="tun af-packet"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
+secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; modes="tun af-packet af-xdp"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
 rr_list="1 16"; rr_secs=3
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --pin) pin=1; shift ;;
     --rr) rr_list="$2"; shift 2 ;;
     --rr-secs) rr_secs="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench-dataplane.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -138,11 +139,15 @@ for w in $workers_list; do for off in $offload_list; do
 done; done
 ;; esac
 
-if [[ " $modes " == *" af-packet "* ]]; then
-  # Hosts behind the gateways: hS -- S (10.3.0.1) and D (10.4.0.1) -- hD.
+ethernet_modes=""
+for m in af-packet af-xdp; do [[ " $modes " == *" $m "* ]] && ethernet_modes="$ethernet_modes $m"; done
+if [ -n "$ethernet_modes" ]; then
+  # Hosts behind the gateways: hS -- S (10.3.0.1) and D (10.4.0.1) -- hD, over veths with two queues each way (one
+  # AF_XDP socket per worker binds a queue).
   ip netns add "$HS"; ip netns add "$HD"
-  ip link add fxhs$$ netns "$HS" type veth peer name fxgs$$ netns "$S" 2>/dev/null || ip link add fxhs netns "$HS" type veth peer name fxgs netns "$S"
-  ip link add fxhd$$ netns "$HD" type veth peer name fxgd$$ netns "$D" 2>/dev/null || ip link add fxhd netns "$HD" type veth peer name fxgd netns "$D"
+  q="numtxqueues 2 numrxqueues 2"
+  ip link add fxhs$$ $q netns "$HS" type veth peer name fxgs$$ $q netns "$S" 2>/dev/null || ip link add fxhs $q netns "$HS" type veth peer name fxgs $q netns "$S"
+  ip link add fxhd$$ $q netns "$HD" type veth peer name fxgd$$ $q netns "$D" 2>/dev/null || ip link add fxhd $q netns "$HD" type veth peer name fxgd $q netns "$D"
   hs=$(ip -n "$HS" -o link | awk -F': ' '/fxhs/{print $2}' | cut -d@ -f1); gs=$(ip -n "$S" -o link | awk -F': ' '/fxgs/{print $2}' | cut -d@ -f1)
   hd=$(ip -n "$HD" -o link | awk -F': ' '/fxhd/{print $2}' | cut -d@ -f1); gd=$(ip -n "$D" -o link | awk -F': ' '/fxgd/{print $2}' | cut -d@ -f1)
   for ns in "$HS" "$HD"; do ip -n "$ns" link set lo up; done
@@ -161,26 +166,28 @@ if [[ " $modes " == *" af-packet "* ]]; then
   ip -n "$S" route del 10.4.0.0/24; ip -n "$D" route del 10.3.0.0/24
   # The af-packet data planes need the kernel not to forward what their rings take.
   for ns in "$S" "$D"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0; done
-  for w in $workers_list; do for off in $offload_list; do
-    k="fx${w}ap${off}"
+  for mode in $ethernet_modes; do
+  offloads="$offload_list"; [ "$mode" = af-xdp ] && offloads="off"
+  for w in $workers_list; do for off in $offloads; do
+    if [ "$mode" = af-xdp ]; then k="fx${w}xdp"; else k="fx${w}ap${off}"; fi
     rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
-    echo "# FastXtr af-packet, $w worker(s), offload $off"
-    ip netns exec "$S" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.1 --instance "1000=$gs" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
-    ip netns exec "$D" "$root/out/fastxtr" dataplane --mode af-packet --rloc-addr 172.31.77.2 --instance "1000=$gd" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
+    echo "# FastXtr $mode, $w worker(s), offload $off"
+    ip netns exec "$S" "$root/out/fastxtr" dataplane --mode "$mode" --rloc-addr 172.31.77.1 --instance "1000=$gs" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
+    ip netns exec "$D" "$root/out/fastxtr" dataplane --mode "$mode" --rloc-addr 172.31.77.2 --instance "1000=$gd" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
     for i in $(seq 50); do [ -f "/dev/shm/$shm_s" ] && [ -f "/dev/shm/$shm_d" ] && ./out/fastxtr show stats --shm "$shm_s" >/dev/null 2>&1 && ./out/fastxtr show stats --shm "$shm_d" >/dev/null 2>&1 && break; sleep 0.1; done
     sleep 0.5
     ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.4.0.0/24 --rloc 172.31.77.2 >/dev/null
     ./out/fastxtr map-cache add --shm "$shm_d" --iid 1000 --eid 10.3.0.0/24 --rloc 172.31.77.1 >/dev/null
-    ip netns exec "$HS" ping -c 2 -W 2 10.4.0.2 >/dev/null || { echo "fastxtr af-packet path does not work:"; cat "$work"/dp-*.log; exit 1; }
-    result[${k}_udp64]=$(udp_rate "$HS" "$HD" 10.4.0.2 64); echo "fastxtr af-packet udp 64 B    ${result[${k}_udp64]} Mpps"
-    result[${k}_udp1400]=$(udp_rate "$HS" "$HD" 10.4.0.2 1400); echo "fastxtr af-packet udp 1400 B  ${result[${k}_udp1400]} Mpps"
-    for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "fastxtr af-packet tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
+    ip netns exec "$HS" ping -c 2 -W 2 10.4.0.2 >/dev/null || { echo "fastxtr $mode path does not work:"; cat "$work"/dp-*.log; exit 1; }
+    result[${k}_udp64]=$(udp_rate "$HS" "$HD" 10.4.0.2 64); echo "fastxtr $mode udp 64 B    ${result[${k}_udp64]} Mpps"
+    result[${k}_udp1400]=$(udp_rate "$HS" "$HD" 10.4.0.2 1400); echo "fastxtr $mode udp 1400 B  ${result[${k}_udp1400]} Mpps"
+    for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$HS" "$HD" 10.4.0.2 "$st"); echo "fastxtr $mode tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
     [ -z "$rr_list" ] || rr_measure "$k" "$HS" "$HD" 10.4.0.2
     ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|checksums-completed|eid-frames-ignored)' | sed 's/^/  itr /' || true
     ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|etr-kernel-routed|udp-gro-receives|segments-coalesced|tun-super-packets-written|busy-poll-hits)' | sed 's/^/  etr /' || true
     pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
     sleep 0.5
-  done; done
+  done; done; done
 fi
 
 ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0); print('%.2f' % (a/b) if b else 'n/a')"; }
@@ -197,15 +204,17 @@ for w in $workers_list; do for off in $offload_list; do
   for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlan_tcp$st]}")x) |"; done
   echo "$row"
 done; done ;; esac
-if [[ " $modes " == *" af-packet "* ]]; then
+if [ -n "$ethernet_modes" ]; then
   row="| kernel VXLAN, routed hosts | ${result[vxlanr_udp64]} | ${result[vxlanr_udp1400]} |"
   for st in $streams_list; do row="$row ${result[vxlanr_tcp$st]} |"; done; echo "$row"
-  for w in $workers_list; do for off in $offload_list; do
-    k="fx${w}ap${off}"
-    row="| FastXtr af-packet, $w worker(s), offload $off, routed hosts | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlanr_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlanr_udp1400]}")x) |"
+  for mode in $ethernet_modes; do
+  offloads="$offload_list"; [ "$mode" = af-xdp ] && offloads="off"
+  for w in $workers_list; do for off in $offloads; do
+    if [ "$mode" = af-xdp ]; then k="fx${w}xdp"; else k="fx${w}ap${off}"; fi
+    row="| FastXtr $mode, $w worker(s), offload $off, routed hosts | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlanr_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlanr_udp1400]}")x) |"
     for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlanr_tcp$st]}")x) |"; done
     echo "$row"
-  done; done
+  done; done; done
 fi
 if [ ${#rr_keys[@]} -gt 0 ]; then
   echo
@@ -213,7 +222,7 @@ if [ ${#rr_keys[@]} -gt 0 ]; then
   echo "|---|---|---:|---:|---:|---:|---|"
   for rrk in "${rr_keys[@]}"; do
     path=${rrk%%_rr*}; what=${rrk#*_rr}; depth=${what%%_*}; exchange=${what#*_}
-    base=vxlan; case "$path" in *ap*|vxlanr) base=vxlanr ;; esac
+    base=vxlan; case "$path" in *ap*|*xdp|vxlanr) base=vxlanr ;; esac
     ref_key="${base}_rr${depth}_${exchange}"
     cmp="—"
     if [ "$path" != "$base" ] && [ -n "${result[${ref_key}_tps]:-}" ]; then

@@ -92,15 +92,9 @@ public sealed unsafe class PacketRing : IDisposable
         nuint mapBytes = 0;
         try
         {
-            IfReq req = default;
-            for (int i = 0; i < name.Length; i++) req.Name[i] = (byte)name[i];
-            if (Libc.ioctl_ifreq(fd, Linux.SIOCGIFINDEX, &req) != 0)
-                throw new NativeException($"interface {name} (the EID-facing interface of --mode af-packet) does not exist here", Libc.LastError);
-            int ifindex = req.IntValue;
-            if (Libc.ioctl_ifreq(fd, Linux.SIOCGIFMTU, &req) != 0) throw new NativeException($"SIOCGIFMTU {name}", Libc.LastError);
-            int mtu = req.IntValue;
-            if (Libc.ioctl_ifreq(fd, Linux.SIOCGIFHWADDR, &req) != 0) throw new NativeException($"SIOCGIFHWADDR {name}", Libc.LastError);
-            var mac = new ReadOnlySpan<byte>(req.HardwareAddress, 6).ToArray();
+            var link = NetInterface.Query(fd, name, "the EID-facing interface of --mode af-packet");
+            int ifindex = link.Index, mtu = link.Mtu;
+            var mac = link.Mac;
 
             int frameBytes = FrameBytesFor(mtu);
             int framesPerBlock = Math.Max(1, BlockBytes / frameBytes);

@@ -12,33 +12,27 @@ namespace FastXtr.Dataplane.Ports;
 /// The EID side through AF_PACKET: this worker's TPACKET_V2 ring pair on each instance's EID-facing Ethernet
 /// interface. Frames are read from mapped blocks and written into mapped slots, one system call per batch; the EID
 /// hosts' MACs are learned from their frames, and a packet for a host not heard from yet is handed to the kernel,
-/// which resolves it (IPv4 through the worker's raw socket, IPv6 through a raw IPv6 one of this port's).
+/// which resolves it (through raw sockets bound to the instance's interface).
 /// </summary>
 public sealed unsafe class AfPacketPort : IEidPort
 {
-    private const int EthernetHeaderBytes = 14;
+    private const int EthernetHeaderBytes = EthernetEidSide.HeaderBytes;
     private readonly PacketRing[] _rings;
     private readonly NeighborTable[] _neighbors;
     private readonly bool[] _pending;
     private readonly WorkerCounters _counters;
-    private readonly MessageBatch _kernelRouted = new(1);
-    private readonly int _rawFd;
-    private readonly int _rawFd6 = -1;
+    private readonly EthernetEidSide _ethernet;
     // A super-frame met after other frames of the batch: cut and sent once they are (it stays valid in the ring).
     private byte* _heldSuper;
     private int _heldSuperLength;
 
-    /// <param name="rawIpv4Fd">The worker's raw IPv4 sending socket (not owned): the kernel routes through it.</param>
-    public AfPacketPort(IReadOnlyList<PacketRing> rings, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters, int rawIpv4Fd)
+    public AfPacketPort(IReadOnlyList<PacketRing> rings, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters)
     {
         _rings = rings.ToArray();
         _neighbors = neighbors.ToArray();
         _pending = new bool[_rings.Length];
         _counters = counters;
-        _rawFd = rawIpv4Fd;
-        // Without it (no IPv6 in this namespace), IPv6 packets for hosts not heard from yet are counted drops.
-        try { _rawFd6 = Sockets.OpenRawIpv6Sender(); }
-        catch (NativeException) { _rawFd6 = -1; }
+        _ethernet = new EthernetEidSide(counters, _rings.Select(r => r.Name).ToArray());
     }
 
     public int InstanceCount => _rings.Length;
@@ -65,22 +59,8 @@ public sealed unsafe class AfPacketPort : IEidPort
         while (n < lengths.Length && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending))
         {
             if (length == 0) { _counters.Add(Counter.DropTruncated); continue; }
-            if (packetType != Linux.PACKET_HOST || length < EthernetHeaderBytes + 20) { _counters.Add(Counter.EidFramesIgnored); continue; }
-            int type = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(frame + 12, 2));
-            byte* ip = frame + EthernetHeaderBytes;
-            int ipLength = length - EthernetHeaderBytes;
-            ulong mac = 0;
-            for (int b = 0; b < 6; b++) mac |= (ulong)frame[6 + b] << (8 * b);
-            if (type == Linux.ETH_P_IP && ip[0] >> 4 == 4)
-                neighbors.Learn(BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 12, 4)), false, mac);
-            else if (type == Linux.ETH_P_IPV6 && ipLength >= 40 && ip[0] >> 4 == 6)
-                neighbors.Learn(BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(ip + 8, 16)), true, mac);
-            else
-            {
-                // A VLAN tag, or another protocol: not ours to carry.
-                _counters.Add(type is Linux.ETH_P_IP or Linux.ETH_P_IPV6 ? Counter.DropNotIp : Counter.EidFramesIgnored);
-                continue;
-            }
+            if (packetType != Linux.PACKET_HOST) { _counters.Add(Counter.EidFramesIgnored); continue; }
+            if (!_ethernet.TryTakeIp(frame, length, neighbors, out byte* ip, out int ipLength)) continue;
             if (ipLength > ring.Mtu)
             {
                 if (n > 0)
@@ -120,22 +100,8 @@ public sealed unsafe class AfPacketPort : IEidPort
     public bool Write(int instance, byte* packet, int length)
     {
         var ring = _rings[instance];
-        bool ipv6 = length >= 40 && packet[0] >> 4 == 6;
-        if (!ipv6 && (length < 20 || packet[0] >> 4 != 4)) { _counters.Add(Counter.DropNotIp); return false; }
-        UInt128 destination = ipv6 ? BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(packet + 24, 16)) : BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(packet + 16, 4));
-        if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac))
-        {
-            if (ipv6)
-            {
-                if (_rawFd6 >= 0 && Sockets.SendRawIpv6(_rawFd6, packet, length) == 0) { _counters.Add(Counter.EtrKernelRouted); return true; }
-                _counters.Add(Counter.DropNoNeighbor);
-                return false;
-            }
-            _kernelRouted.Add(packet, length, (uint)destination, 0);
-            if (_kernelRouted.Send(_rawFd, out _) == 1) { _counters.Add(Counter.EtrKernelRouted); return true; }
-            _counters.Add(Counter.DropSendFailed);
-            return false;
-        }
+        if (!_ethernet.TryDestination(packet, length, out UInt128 destination, out bool ipv6)) return false;
+        if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac)) return _ethernet.RouteThroughKernel(instance, packet, length, ipv6, destination);
         // Longer than the interface carries (or a slot holds): the kernel would refuse the frame.
         if (length > ring.Mtu || length + EthernetHeaderBytes > ring.MaxTxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
         byte* slot = ring.TxSlot(out bool rejected);
@@ -148,9 +114,7 @@ public sealed unsafe class AfPacketPort : IEidPort
             if (slot == null) { _counters.Add(Counter.DropTxRingFull); return false; }
         }
         if (rejected) _counters.Add(Counter.DropSendFailed); // the frame sent from this slot before was refused
-        for (int b = 0; b < 6; b++) slot[b] = (byte)(mac >> (8 * b));
-        ring.Mac.CopyTo(new Span<byte>(slot + 6, 6));
-        BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(slot + 12, 2), (ushort)(ipv6 ? Linux.ETH_P_IPV6 : Linux.ETH_P_IP));
+        EthernetEidSide.WriteHeader(slot, mac, ring.Mac, ipv6);
         Buffer.MemoryCopy(packet, slot + EthernetHeaderBytes, ring.MaxTxFrameBytes - EthernetHeaderBytes, length);
         ring.TxCommit(length + EthernetHeaderBytes);
         _pending[instance] = true;
@@ -172,10 +136,7 @@ public sealed unsafe class AfPacketPort : IEidPort
         bool ipv6 = ip[0] >> 4 == 6;
         UInt128 destination = ipv6 ? BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(ip + 24, 16)) : BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 16, 4));
         if (vnet->HdrLen - EthernetHeaderBytes + vnet->GsoSize > ring.Mtu || !_neighbors[instance].TryGet(destination, ipv6, out ulong mac)) return false;
-        byte* ethernet = lead + VirtioNetHdr.Bytes;
-        for (int b = 0; b < 6; b++) ethernet[b] = (byte)(mac >> (8 * b));
-        ring.Mac.CopyTo(new Span<byte>(ethernet + 6, 6));
-        BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(ethernet + 12, 2), (ushort)(ipv6 ? Linux.ETH_P_IPV6 : Linux.ETH_P_IP));
+        EthernetEidSide.WriteHeader(lead + VirtioNetHdr.Bytes, mac, ring.Mac, ipv6);
         if (_pending[instance])
         {
             _pending[instance] = false;
@@ -214,7 +175,6 @@ public sealed unsafe class AfPacketPort : IEidPort
     public void Dispose()
     {
         foreach (var ring in _rings) ring.Dispose();
-        _kernelRouted.Dispose();
-        if (_rawFd6 >= 0) Sockets.Close(_rawFd6);
+        _ethernet.Dispose();
     }
 }

@@ -13,6 +13,7 @@ namespace FastXtr.Dataplane.Workers;
 public sealed class DataplaneHost : IDisposable
 {
     private readonly List<TunDevice> _tuns = [];
+    private readonly List<XdpProgram> _programs = [];
     private readonly List<Worker> _workers = [];
     private readonly List<Thread> _threads = [];
     private readonly ILogger _log;
@@ -37,8 +38,11 @@ public sealed class DataplaneHost : IDisposable
         try
         {
             var rings = new List<PacketRing>[options.Workers];
+            var xsks = new List<XdpSocket>[options.Workers];
+            var links = new List<NetInterface>();
             var neighbors = new List<NeighborTable>();
-            if (options.Mode == IoMode.Tun)
+            if (options.Mode == IoMode.AfXdp) host.OpenXdpSockets(xsks, links, neighbors);
+            else if (options.Mode == IoMode.Tun)
             {
                 foreach (var instance in options.Instances)
                 {
@@ -78,8 +82,16 @@ public sealed class DataplaneHost : IDisposable
             catch (NativeException e) { throw new DataplaneStartException(e.Message); }
             for (int w = 0; w < options.Workers; w++)
             {
-                try { host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors)); }
+                try
+                {
+                    host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors, xsks[w], links));
+                    xsks[w] = []; // the worker's port owns them now
+                }
                 catch (NativeException e) { throw new DataplaneStartException($"worker {w}: {e.Message}"); }
+                finally
+                {
+                    foreach (var s in xsks[w] ?? []) s.Dispose();
+                }
             }
             region.Header.ActiveWorkers = (uint)options.Workers;
             region.Header.DataplanePid = Environment.ProcessId;
@@ -92,7 +104,12 @@ public sealed class DataplaneHost : IDisposable
             }
             DataplaneLog.Started(log, options.Workers, $"{Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}",
                 string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}")),
-                options.Mode == IoMode.AfPacket ? $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)" : $" (TUN queue {options.TunQueueLength} packets)",
+                options.Mode switch
+                {
+                    IoMode.AfPacket => $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)",
+                    IoMode.AfXdp => $" (af-xdp: {host._xdpSummary})",
+                    _ => $" (TUN queue {options.TunQueueLength} packets)",
+                },
                 region.Path, (int)region.Sizes.EntryCapacity, options.Batch, options.OuterMtu, options.DecapFilter ? ", decap-filter on" : "",
                 options.BusyPollMicroseconds > 0 ? $"{options.BusyPollMicroseconds} us" : "off", host._workers.Count > 0 ? host._workers[0].OffloadSummary : "off");
             return host;
@@ -105,6 +122,61 @@ public sealed class DataplaneHost : IDisposable
             throw;
         }
     }
+
+    private string _xdpSummary = "";
+
+    /// <summary>
+    /// --mode af-xdp: on each instance's interface our XDP program, then one AF_XDP socket per worker on the queue of
+    /// its number, registered in the program's map. Until a queue's socket is registered its frames go to the kernel.
+    /// </summary>
+    private void OpenXdpSockets(List<XdpSocket>[] xsks, List<NetInterface> links, List<NeighborTable> neighbors)
+    {
+        for (int w = 0; w < Options.Workers; w++) xsks[w] = [];
+        var modes = new List<string>();
+        try
+        {
+            for (int k = 0; k < Options.Instances.Count; k++)
+            {
+                var instance = Options.Instances[k];
+                var link = NetInterface.Query(instance.Interface, "the EID-facing interface of --mode af-xdp");
+                if (link.RxQueues < Options.Workers)
+                    throw new DataplaneStartException($"instance {instance.InstanceId}: {link.Name} has {link.RxQueues} receive queue(s), fewer than --workers {Options.Workers}: one AF_XDP socket per worker binds a queue (ethtool -L {link.Name} combined {Options.Workers}, or a veth made with numrxqueues {Options.Workers})");
+                int chunk = XdpChunkBytes(link.Mtu);
+                if (chunk == 0)
+                    throw new DataplaneStartException($"instance {instance.InstanceId}: {link.Name} has MTU {link.Mtu}; --mode af-xdp takes frames of at most one 4 KB UMEM chunk (MTU up to {4096 - Linux.XDP_PACKET_HEADROOM - EthernetHeaderBytes})");
+                links.Add(link);
+                neighbors.Add(new NeighborTable());
+                var program = XdpProgram.Attach(link.Name, link.Index, Math.Max(link.RxQueues, Options.Workers), link.Ipv4Address);
+                _programs.Add(program);
+                for (int w = 0; w < Options.Workers; w++)
+                {
+                    var socket = XdpSocket.Open(link.Name, link.Index, w, chunk, Options.RxRingFrames, Options.TxRingFrames);
+                    xsks[w].Add(socket);
+                    program.Register(w, socket.Fd);
+                }
+                modes.Add($"{link.Name}: XDP {(program.Native ? "native" : "generic (skb)")}, {(xsks[0][k].ZeroCopy ? "zero-copy" : "copy mode")}, {xsks[0][k].RxChunks}+{xsks[0][k].TxChunks} chunks of {chunk} bytes per worker");
+                if (ForwardingOn(link.Name)) DataplaneLog.KernelForwards(_log, link.Name);
+            }
+        }
+        catch (NativeException e)
+        {
+            foreach (var s in xsks.SelectMany(x => x)) s.Dispose();
+            throw new DataplaneStartException($"--mode af-xdp: {e.Message}");
+        }
+        catch
+        {
+            foreach (var s in xsks.SelectMany(x => x)) s.Dispose();
+            throw;
+        }
+        _xdpSummary = string.Join("; ", modes);
+    }
+
+    private const int EthernetHeaderBytes = 14;
+
+    /// <summary>The UMEM chunk for an MTU: 2 KB while a frame fits behind the kernel's headroom, else 4 KB; 0 when not even that.</summary>
+    public static int XdpChunkBytes(int mtu) =>
+        mtu + EthernetHeaderBytes + Linux.XDP_PACKET_HEADROOM <= 2048 ? 2048
+        : mtu + EthernetHeaderBytes + Linux.XDP_PACKET_HEADROOM <= 4096 ? 4096 : 0;
 
     private static SharedRegion OpenRegion(DataplaneOptions options, ILogger log)
     {
@@ -161,6 +233,8 @@ public sealed class DataplaneHost : IDisposable
         Stop();
         foreach (var w in _workers) w.Dispose();
         foreach (var t in _tuns) t.Dispose();
+        // After the sockets (the workers' ports): the program is detached when its link closes.
+        foreach (var p in _programs) p.Dispose();
         if (Region.Header.DataplanePid == Environment.ProcessId)
         {
             Region.Header.DataplanePid = 0;

@@ -6,6 +6,7 @@ public enum IoMode
 {
     Tun,
     AfPacket,
+    AfXdp,
 }
 
 /// <summary>One agent group served by this data plane: its Instance ID and the TUN its agents' packets use.</summary>
@@ -63,7 +64,7 @@ public sealed record DataplaneOptions
         foreach (int c in Cpus)
             if (c < 0 || c >= cores) p.Add($"--cpus {c}: this machine has CPUs 0 .. {cores - 1}");
         if (Batch is < 1 or > 1024) p.Add($"--batch {Batch}: use 1 .. 1024");
-        if (Mode == IoMode.Tun && EidInterface is not null) p.Add("--eid-if names the EID-facing interface of --mode af-packet; with --mode tun each --instance names its TUN");
+        if (Mode == IoMode.Tun && EidInterface is not null) p.Add("--eid-if names the EID-facing interface of --mode af-packet and af-xdp; with --mode tun each --instance names its TUN");
         if (RxRingFrames is < 64 or > 1 << 20) p.Add($"--rx-ring {RxRingFrames}: use 64 .. {1 << 20} frames");
         if (TunQueueLength is < 16 or > 1 << 20) p.Add($"--tun-queue-length {TunQueueLength}: use 16 .. {1 << 20} packets");
         if (BusyPollMicroseconds is < 0 or > 10_000) p.Add($"--busy-poll-us {BusyPollMicroseconds}: use 0 (off) .. 10000 microseconds");

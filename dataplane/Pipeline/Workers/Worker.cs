@@ -14,7 +14,8 @@ namespace FastXtr.Dataplane.Workers;
 
 /// <summary>
 /// One run-to-completion worker: it owns its EID-side port (<see cref="TunPort"/>: queue <c>index</c> of every
-/// instance's TUN, or <see cref="AfPacketPort"/>: a ring pair per instance), one UDP socket on the LISP data port
+/// instance's TUN, <see cref="AfPacketPort"/>: a ring pair per instance, or <see cref="AfXdpPort"/>: an AF_XDP socket
+/// on queue <c>index</c> of each instance's interface), one UDP socket on the LISP data port
 /// (SO_REUSEPORT spreads flows across workers) and one raw sending socket. Each turn it reads a batch from each
 /// instance, runs the ITR over it and sends it with one sendmmsg, then takes a batch from the UDP socket with one
 /// recvmmsg, runs the ETR and hands each packet to its instance's port. It sleeps in poll only when a turn found
@@ -65,8 +66,11 @@ public sealed unsafe class Worker : IDisposable
 
     /// <param name="rings">--mode af-packet: this worker's ring on each instance's EID-facing interface (else empty).</param>
     /// <param name="neighbors">--mode af-packet: each instance's neighbour table, shared by the workers.</param>
+    /// <param name="xsks">--mode af-xdp: this worker's AF_XDP socket on each instance's interface (else empty); the port takes them over.</param>
+    /// <param name="links">--mode af-xdp: each instance's interface.</param>
     public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns,
-        IReadOnlyList<PacketRing>? rings = null, IReadOnlyList<NeighborTable>? neighbors = null)
+        IReadOnlyList<PacketRing>? rings = null, IReadOnlyList<NeighborTable>? neighbors = null,
+        IReadOnlyList<XdpSocket>? xsks = null, IReadOnlyList<NetInterface>? links = null)
     {
         _index = index;
         _options = options;
@@ -82,7 +86,9 @@ public sealed unsafe class Worker : IDisposable
             Sockets.Close(_udpFd);
             throw;
         }
-        _port = rings is { Count: > 0 } ? new AfPacketPort(rings, neighbors ?? [], _counters, _rawFd) : new TunPort(tuns, index, _counters);
+        _port = xsks is { Count: > 0 } ? new AfXdpPort(xsks, links ?? [], neighbors ?? [], _counters)
+            : rings is { Count: > 0 } ? new AfPacketPort(rings, neighbors ?? [], _counters)
+            : new TunPort(tuns, index, _counters);
         _port.SuperFrame = SendRingSuperFrame;
         _itrBuffers = new PacketBuffers(options.Batch);
         _etrBuffers = new PacketBuffers(options.Batch);

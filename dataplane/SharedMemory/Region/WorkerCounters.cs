@@ -25,6 +25,9 @@ public enum Counter
     // How workers wait (--busy-poll-us): the times a worker slept in poll, and the batches it found while it kept
     // checking instead (each a wake-up saved).
     PollSleeps, BusyPollHits,
+    // --mode af-xdp: frames the kernel dropped before an AF_XDP socket got them (its RX ring full, or no free chunk
+    // in the fill ring), from the sockets' XDP_STATISTICS.
+    DropXskRing,
     Count,
 }
 

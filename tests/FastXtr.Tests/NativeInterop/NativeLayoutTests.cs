@@ -33,6 +33,10 @@ public class NativeLayoutTests
         #include <linux/if_packet.h>
         #include <linux/if_ether.h>
         #include <linux/sockios.h>
+        #include <linux/if_xdp.h>
+        #include <linux/if_link.h>
+        #include <linux/bpf.h>
+        #include <sys/syscall.h>
         #ifndef PACKET_IGNORE_OUTGOING
         #define PACKET_IGNORE_OUTGOING 23
         #endif
@@ -93,6 +97,40 @@ public class NativeLayoutTests
           P("offsetof tpacket2_hdr.tp_mac", offsetof(struct tpacket2_hdr, tp_mac)); P("offsetof tpacket2_hdr.tp_net", offsetof(struct tpacket2_hdr, tp_net));
           P("TPACKET2_HDRLEN - sizeof sockaddr_ll", TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)); P("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN", TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN);
           P("offsetof ifreq.ifr_hwaddr.sa_data", offsetof(struct ifreq, ifr_hwaddr.sa_data));
+          P("offsetof ifreq.ifr_addr.sin_addr", offsetof(struct ifreq, ifr_addr) + offsetof(struct sockaddr_in, sin_addr));
+          P("MAP_PRIVATE", MAP_PRIVATE); P("MAP_ANONYMOUS", MAP_ANONYMOUS); P("SO_BINDTODEVICE", SO_BINDTODEVICE); P("SIOCGIFADDR", SIOCGIFADDR); P("EOPNOTSUPP", EOPNOTSUPP);
+          P("AF_XDP", AF_XDP); P("SOL_XDP", SOL_XDP); P("XDP_MMAP_OFFSETS", XDP_MMAP_OFFSETS); P("XDP_RX_RING", XDP_RX_RING); P("XDP_TX_RING", XDP_TX_RING);
+          P("XDP_UMEM_REG", XDP_UMEM_REG); P("XDP_UMEM_FILL_RING", XDP_UMEM_FILL_RING); P("XDP_UMEM_COMPLETION_RING", XDP_UMEM_COMPLETION_RING);
+          P("XDP_STATISTICS", XDP_STATISTICS); P("XDP_OPTIONS", XDP_OPTIONS); P("XDP_COPY", XDP_COPY); P("XDP_ZEROCOPY", XDP_ZEROCOPY);
+          P("XDP_USE_NEED_WAKEUP", XDP_USE_NEED_WAKEUP); P("XDP_RING_NEED_WAKEUP", XDP_RING_NEED_WAKEUP); P("XDP_OPTIONS_ZEROCOPY", XDP_OPTIONS_ZEROCOPY);
+          P("XDP_PGOFF_RX_RING", XDP_PGOFF_RX_RING); P("XDP_PGOFF_TX_RING", XDP_PGOFF_TX_RING); P("XDP_UMEM_PGOFF_FILL_RING", XDP_UMEM_PGOFF_FILL_RING);
+          P("XDP_UMEM_PGOFF_COMPLETION_RING", XDP_UMEM_PGOFF_COMPLETION_RING); P("XDP_PACKET_HEADROOM", XDP_PACKET_HEADROOM); P("XDP_PASS", XDP_PASS);
+          P("XDP_REDIRECT", XDP_REDIRECT); P("XDP_FLAGS_SKB_MODE", XDP_FLAGS_SKB_MODE); P("XDP_FLAGS_DRV_MODE", XDP_FLAGS_DRV_MODE); P("SYS_bpf", SYS_bpf);
+          P("BPF_MAP_CREATE", BPF_MAP_CREATE); P("BPF_MAP_UPDATE_ELEM", BPF_MAP_UPDATE_ELEM); P("BPF_PROG_LOAD", BPF_PROG_LOAD); P("BPF_LINK_CREATE", BPF_LINK_CREATE);
+          P("BPF_MAP_TYPE_XSKMAP", BPF_MAP_TYPE_XSKMAP); P("BPF_PROG_TYPE_XDP", BPF_PROG_TYPE_XDP); P("BPF_XDP", BPF_XDP);
+          P("BPF_FUNC_redirect_map", BPF_FUNC_redirect_map); P("BPF_PSEUDO_MAP_FD", BPF_PSEUDO_MAP_FD);
+          P("sizeof sockaddr_xdp", sizeof(struct sockaddr_xdp)); P("offsetof sockaddr_xdp.sxdp_ifindex", offsetof(struct sockaddr_xdp, sxdp_ifindex));
+          P("offsetof sockaddr_xdp.sxdp_queue_id", offsetof(struct sockaddr_xdp, sxdp_queue_id)); P("offsetof sockaddr_xdp.sxdp_shared_umem_fd", offsetof(struct sockaddr_xdp, sxdp_shared_umem_fd));
+          P("sizeof xdp_umem_reg", sizeof(struct xdp_umem_reg)); P("offsetof xdp_umem_reg.chunk_size", offsetof(struct xdp_umem_reg, chunk_size));
+          P("offsetof xdp_umem_reg.headroom", offsetof(struct xdp_umem_reg, headroom)); P("offsetof xdp_umem_reg.flags", offsetof(struct xdp_umem_reg, flags));
+          P("sizeof xdp_ring_offset", sizeof(struct xdp_ring_offset)); P("offsetof xdp_ring_offset.flags", offsetof(struct xdp_ring_offset, flags));
+          P("sizeof xdp_mmap_offsets", sizeof(struct xdp_mmap_offsets)); P("offsetof xdp_mmap_offsets.fr", offsetof(struct xdp_mmap_offsets, fr));
+          P("offsetof xdp_mmap_offsets.cr", offsetof(struct xdp_mmap_offsets, cr));
+          P("sizeof xdp_desc", sizeof(struct xdp_desc)); P("offsetof xdp_desc.len", offsetof(struct xdp_desc, len)); P("offsetof xdp_desc.options", offsetof(struct xdp_desc, options));
+          P("sizeof xdp_statistics", sizeof(struct xdp_statistics)); P("offsetof xdp_statistics.rx_fill_ring_empty_descs", offsetof(struct xdp_statistics, rx_fill_ring_empty_descs));
+          P("sizeof bpf_insn", sizeof(struct bpf_insn)); P("offsetof bpf_insn.off", offsetof(struct bpf_insn, off)); P("offsetof bpf_insn.imm", offsetof(struct bpf_insn, imm));
+          P("sizeof bpf_attr", sizeof(union bpf_attr));
+          P("offsetof bpf_attr.map_type", offsetof(union bpf_attr, map_type)); P("offsetof bpf_attr.key_size", offsetof(union bpf_attr, key_size));
+          P("offsetof bpf_attr.value_size", offsetof(union bpf_attr, value_size)); P("offsetof bpf_attr.max_entries", offsetof(union bpf_attr, max_entries));
+          P("offsetof bpf_attr.map_name", offsetof(union bpf_attr, map_name)); P("offsetof bpf_attr.map_fd", offsetof(union bpf_attr, map_fd));
+          P("offsetof bpf_attr.key", offsetof(union bpf_attr, key)); P("offsetof bpf_attr.value", offsetof(union bpf_attr, value));
+          P("offsetof bpf_attr.prog_type", offsetof(union bpf_attr, prog_type)); P("offsetof bpf_attr.insn_cnt", offsetof(union bpf_attr, insn_cnt));
+          P("offsetof bpf_attr.insns", offsetof(union bpf_attr, insns)); P("offsetof bpf_attr.license", offsetof(union bpf_attr, license));
+          P("offsetof bpf_attr.log_level", offsetof(union bpf_attr, log_level)); P("offsetof bpf_attr.log_size", offsetof(union bpf_attr, log_size));
+          P("offsetof bpf_attr.log_buf", offsetof(union bpf_attr, log_buf)); P("offsetof bpf_attr.prog_name", offsetof(union bpf_attr, prog_name));
+          P("offsetof bpf_attr.expected_attach_type", offsetof(union bpf_attr, expected_attach_type));
+          P("offsetof bpf_attr.link_create.prog_fd", offsetof(union bpf_attr, link_create.prog_fd)); P("offsetof bpf_attr.link_create.target_ifindex", offsetof(union bpf_attr, link_create.target_ifindex));
+          P("offsetof bpf_attr.link_create.attach_type", offsetof(union bpf_attr, link_create.attach_type)); P("offsetof bpf_attr.link_create.flags", offsetof(union bpf_attr, link_create.flags));
           return 0;
         }
         """;
@@ -160,7 +198,54 @@ public class NativeLayoutTests
         yield return new TestCaseData("TPACKET2_HDRLEN - sizeof sockaddr_ll", (long)PacketRing.TxDataOffset);
         yield return new TestCaseData("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN", (long)PacketRing.FrameBytesFor(1968) - 1968 - 14);
         yield return new TestCaseData("offsetof ifreq.ifr_hwaddr.sa_data", (long)System.Runtime.InteropServices.Marshal.OffsetOf<IfReq>(nameof(IfReq.HardwareAddress)));
+        yield return new TestCaseData("offsetof ifreq.ifr_addr.sin_addr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<IfReq>(nameof(IfReq.AddressBigEndian)));
+        // AF_XDP and bpf() (--mode af-xdp).
+        yield return new TestCaseData("sizeof sockaddr_xdp", (long)Unsafe.SizeOf<SockAddrXdp>());
+        yield return new TestCaseData("offsetof sockaddr_xdp.sxdp_ifindex", Offset<SockAddrXdp>(nameof(SockAddrXdp.InterfaceIndex)));
+        yield return new TestCaseData("offsetof sockaddr_xdp.sxdp_queue_id", Offset<SockAddrXdp>(nameof(SockAddrXdp.QueueId)));
+        yield return new TestCaseData("offsetof sockaddr_xdp.sxdp_shared_umem_fd", Offset<SockAddrXdp>(nameof(SockAddrXdp.SharedUmemFd)));
+        yield return new TestCaseData("sizeof xdp_umem_reg", (long)Unsafe.SizeOf<XdpUmemReg>());
+        yield return new TestCaseData("offsetof xdp_umem_reg.chunk_size", Offset<XdpUmemReg>(nameof(XdpUmemReg.ChunkSize)));
+        yield return new TestCaseData("offsetof xdp_umem_reg.headroom", Offset<XdpUmemReg>(nameof(XdpUmemReg.Headroom)));
+        yield return new TestCaseData("offsetof xdp_umem_reg.flags", Offset<XdpUmemReg>(nameof(XdpUmemReg.Flags)));
+        yield return new TestCaseData("sizeof xdp_ring_offset", (long)Unsafe.SizeOf<XdpRingOffset>());
+        yield return new TestCaseData("offsetof xdp_ring_offset.flags", Offset<XdpRingOffset>(nameof(XdpRingOffset.Flags)));
+        yield return new TestCaseData("sizeof xdp_mmap_offsets", (long)Unsafe.SizeOf<XdpMmapOffsets>());
+        yield return new TestCaseData("offsetof xdp_mmap_offsets.fr", Offset<XdpMmapOffsets>(nameof(XdpMmapOffsets.Fill)));
+        yield return new TestCaseData("offsetof xdp_mmap_offsets.cr", Offset<XdpMmapOffsets>(nameof(XdpMmapOffsets.Completion)));
+        yield return new TestCaseData("sizeof xdp_desc", (long)Unsafe.SizeOf<XdpDesc>());
+        yield return new TestCaseData("offsetof xdp_desc.len", Offset<XdpDesc>(nameof(XdpDesc.Length)));
+        yield return new TestCaseData("offsetof xdp_desc.options", Offset<XdpDesc>(nameof(XdpDesc.Options)));
+        yield return new TestCaseData("sizeof xdp_statistics", (long)Unsafe.SizeOf<XdpStatistics>());
+        yield return new TestCaseData("offsetof xdp_statistics.rx_fill_ring_empty_descs", Offset<XdpStatistics>(nameof(XdpStatistics.RxFillRingEmpty)));
+        yield return new TestCaseData("sizeof bpf_insn", (long)Unsafe.SizeOf<BpfInsn>());
+        yield return new TestCaseData("offsetof bpf_insn.off", Offset<BpfInsn>(nameof(BpfInsn.Offset)));
+        yield return new TestCaseData("offsetof bpf_insn.imm", Offset<BpfInsn>(nameof(BpfInsn.Immediate)));
+        yield return new TestCaseData("sizeof bpf_attr", (long)Unsafe.SizeOf<BpfAttr>());
+        yield return new TestCaseData("offsetof bpf_attr.map_type", (long)BpfAttrOffset.MapType);
+        yield return new TestCaseData("offsetof bpf_attr.key_size", (long)BpfAttrOffset.KeySize);
+        yield return new TestCaseData("offsetof bpf_attr.value_size", (long)BpfAttrOffset.ValueSize);
+        yield return new TestCaseData("offsetof bpf_attr.max_entries", (long)BpfAttrOffset.MaxEntries);
+        yield return new TestCaseData("offsetof bpf_attr.map_name", (long)BpfAttrOffset.MapName);
+        yield return new TestCaseData("offsetof bpf_attr.map_fd", (long)BpfAttrOffset.ElementMapFd);
+        yield return new TestCaseData("offsetof bpf_attr.key", (long)BpfAttrOffset.ElementKey);
+        yield return new TestCaseData("offsetof bpf_attr.value", (long)BpfAttrOffset.ElementValue);
+        yield return new TestCaseData("offsetof bpf_attr.prog_type", (long)BpfAttrOffset.ProgramType);
+        yield return new TestCaseData("offsetof bpf_attr.insn_cnt", (long)BpfAttrOffset.InstructionCount);
+        yield return new TestCaseData("offsetof bpf_attr.insns", (long)BpfAttrOffset.Instructions);
+        yield return new TestCaseData("offsetof bpf_attr.license", (long)BpfAttrOffset.License);
+        yield return new TestCaseData("offsetof bpf_attr.log_level", (long)BpfAttrOffset.LogLevel);
+        yield return new TestCaseData("offsetof bpf_attr.log_size", (long)BpfAttrOffset.LogSize);
+        yield return new TestCaseData("offsetof bpf_attr.log_buf", (long)BpfAttrOffset.LogBuffer);
+        yield return new TestCaseData("offsetof bpf_attr.prog_name", (long)BpfAttrOffset.ProgramName);
+        yield return new TestCaseData("offsetof bpf_attr.expected_attach_type", (long)BpfAttrOffset.ExpectedAttachType);
+        yield return new TestCaseData("offsetof bpf_attr.link_create.prog_fd", (long)BpfAttrOffset.LinkProgramFd);
+        yield return new TestCaseData("offsetof bpf_attr.link_create.target_ifindex", (long)BpfAttrOffset.LinkTargetInterface);
+        yield return new TestCaseData("offsetof bpf_attr.link_create.attach_type", (long)BpfAttrOffset.LinkAttachType);
+        yield return new TestCaseData("offsetof bpf_attr.link_create.flags", (long)BpfAttrOffset.LinkFlags);
     }
+
+    private static long Offset<T>(string field) => (long)System.Runtime.InteropServices.Marshal.OffsetOf<T>(field);
 
     [TestCaseSource(nameof(Layouts))]
     public void StructLayout_MatchesTheCHeaders(string what, long ours) => Assert.That(ours, Is.EqualTo(C()[what]), what);

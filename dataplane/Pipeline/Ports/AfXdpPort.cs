@@ -1,0 +1,135 @@
+using FastXtr.Dataplane.Buffers;
+using FastXtr.Dataplane.Workers;
+using FastXtr.NativeInterop;
+using FastXtr.SharedMemory;
+
+namespace FastXtr.Dataplane.Ports;
+
+/// <summary>
+/// The EID side through AF_XDP (--mode af-xdp): this worker's XDP socket on its queue of each instance's EID-facing
+/// interface. The interface's XDP program sends only unicast IP to the socket (ARP, neighbour discovery, broadcasts
+/// and the interface's own IPv4 traffic stay the kernel's), so every frame read here is a host's packet. Frames are
+/// read from the UMEM and their chunks given back once the batch is copied; frames to send are written into UMEM
+/// chunks and the kernel told once per batch. The hosts' MACs are learned from their frames, and a packet for a host
+/// not heard from yet is handed to the kernel, which resolves it.
+/// </summary>
+public sealed unsafe class AfXdpPort : IEidPort
+{
+    private const int EthernetHeaderBytes = EthernetEidSide.HeaderBytes;
+    /// <summary>Empty reads between two looks at the kernel's drop counts for the sockets.</summary>
+    private const int StatisticsEvery = 4096;
+    private readonly XdpSocket[] _sockets;
+    private readonly int[] _mtus;
+    private readonly byte[][] _macs;
+    private readonly NeighborTable[] _neighbors;
+    private readonly WorkerCounters _counters;
+    private readonly EthernetEidSide _ethernet;
+    private readonly ulong[] _kernelDrops;
+    private int _emptyReads;
+
+    /// <param name="links">Each instance's interface, in the order of <paramref name="sockets"/>.</param>
+    public AfXdpPort(IReadOnlyList<XdpSocket> sockets, IReadOnlyList<NetInterface> links, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters)
+    {
+        _sockets = sockets.ToArray();
+        _mtus = links.Select(l => l.Mtu).ToArray();
+        _macs = links.Select(l => l.Mac).ToArray();
+        _neighbors = neighbors.ToArray();
+        _counters = counters;
+        _ethernet = new EthernetEidSide(counters, links.Select(l => l.Name).ToArray());
+        _kernelDrops = new ulong[_sockets.Length];
+    }
+
+    public int InstanceCount => _sockets.Length;
+    public bool HasVnetHeader => false;
+    // The XDP program sees frames of at most one chunk: a veth drops its peer's GSO features while a program is
+    // attached, and a NIC hands XDP single frames.
+    public bool CarriesSuperFrames => false;
+    public bool TakesSuperPackets => false;
+    public int LinkHeaderBytes => EthernetHeaderBytes;
+    public SuperFrameHandler? SuperFrame { get; set; }
+
+    public int Fd(int instance) => _sockets[instance].Fd;
+
+    public int Read(int instance, PacketBuffers buffers, Span<int> lengths, ref ulong bytes, out int superFrames)
+    {
+        superFrames = 0;
+        var socket = _sockets[instance];
+        var neighbors = _neighbors[instance];
+        int n = 0;
+        while (n < lengths.Length && socket.TryReceive(out byte* frame, out int length))
+        {
+            if (!_ethernet.TryTakeIp(frame, length, neighbors, out byte* ip, out int ipLength)) continue;
+            if (ipLength > buffers.PacketBytes) { _counters.Add(Counter.DropTooBig); continue; }
+            Buffer.MemoryCopy(ip, buffers.Data(n), buffers.PacketBytes, ipLength);
+            _ethernet.CompleteIfPartial(new Span<byte>(buffers.Data(n), ipLength));
+            lengths[n++] = ipLength;
+            bytes += (ulong)ipLength;
+        }
+        socket.ReleaseReceived();
+        if (n == 0 && ++_emptyReads >= StatisticsEvery)
+        {
+            _emptyReads = 0;
+            CountKernelDrops();
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// Frames the kernel could not give the sockets (RX ring full, no chunk in the fill ring), from their
+    /// XDP_STATISTICS, added to drop-xsk-ring as they grow.
+    /// </summary>
+    private void CountKernelDrops()
+    {
+        for (int k = 0; k < _sockets.Length; k++)
+        {
+            var s = _sockets[k].Statistics();
+            ulong total = s.RxDropped + s.RxRingFull + s.RxFillRingEmpty;
+            if (total > _kernelDrops[k]) _counters.Add(Counter.DropXskRing, total - _kernelDrops[k]);
+            _kernelDrops[k] = total;
+        }
+    }
+
+    public void FinishBatch(int instance, long now) { }
+
+    /// <summary>
+    /// One packet framed for the EID host's MAC into a UMEM chunk, sent with the batch (<see cref="Flush"/>); for a
+    /// host not heard from yet, routed by the kernel at once.
+    /// </summary>
+    public bool Write(int instance, byte* packet, int length)
+    {
+        var socket = _sockets[instance];
+        if (!_ethernet.TryDestination(packet, length, out UInt128 destination, out bool ipv6)) return false;
+        if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac)) return _ethernet.RouteThroughKernel(instance, packet, length, ipv6, destination);
+        if (length > _mtus[instance] || length + EthernetHeaderBytes > socket.MaxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
+        byte* chunk = socket.TxChunk();
+        if (chunk == null)
+        {
+            // Every chunk is in flight: have the kernel send what is queued, then try once more.
+            Kick(socket);
+            chunk = socket.TxChunk();
+            if (chunk == null) { _counters.Add(Counter.DropTxRingFull); return false; }
+        }
+        EthernetEidSide.WriteHeader(chunk, mac, _macs[instance], ipv6);
+        Buffer.MemoryCopy(packet, chunk + EthernetHeaderBytes, socket.MaxFrameBytes - EthernetHeaderBytes, length);
+        if (!socket.Send(length + EthernetHeaderBytes)) { _counters.Add(Counter.DropTxRingFull); return false; }
+        return true;
+    }
+
+    public bool WriteSuper(int instance, IoVec* pieces, int count, int totalLength) => false;
+
+    public void Flush()
+    {
+        foreach (var socket in _sockets) Kick(socket);
+    }
+
+    private void Kick(XdpSocket socket)
+    {
+        if (socket.Kick() != 0) _counters.Add(Counter.DropSendFailed);
+    }
+
+    public void Dispose()
+    {
+        foreach (var socket in _sockets) socket.Dispose();
+        _ethernet.Dispose();
+    }
+}

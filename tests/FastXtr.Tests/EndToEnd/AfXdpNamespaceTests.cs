@@ -1,0 +1,242 @@
+using System.Diagnostics;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.SharedMemory;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.EndToEnd;
+
+/// <summary>
+/// --mode af-xdp for real: EID hosts in namespaces of their own behind two xTRs whose EID-facing interfaces are veths
+/// with our XDP program and AF_XDP sockets (copy mode: veth offers no zero-copy). Instance 1000 joins host A
+/// (10.1.0.2, fd01::2) and host B (10.2.0.2, fd02::2); instance 2000 joins two more hosts with the same IPv4 EIDs
+/// on interfaces of their own. A runs two workers on two-queue veths, B one.
+/// <code>  hA  --ia(2 queues)-- xA ==underlay 192.0.2.0/24== xB --ib-- hB      (IID 1000)
+///   hA2 --ja(2 queues)-- xA                           xB --jb-- hB2     (IID 2000, the same EIDs)</code>
+/// </summary>
+[TestFixture]
+[Category("netns")]
+[NonParallelizable]
+public class AfXdpNamespaceTests
+{
+    private string _tag = "", _t = "";
+    private string _hA = "", _xA = "", _xB = "", _hB = "", _hA2 = "", _hB2 = "", _shmA = "", _shmB = "";
+    // [0] A's data plane, [1] B's (restarted by the last test).
+    private readonly Process?[] _dataplanes = new Process?[2];
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        Shell.RequireRoot("end-to-end tests build network namespaces and need root");
+        TwoXtrLab.SweepLeftovers();
+        _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
+        (_hA, _xA, _xB, _hB, _hA2, _hB2) = ($"fxtha-{_tag}", $"fxta-{_tag}", $"fxtb-{_tag}", $"fxthb-{_tag}", $"fxthc-{_tag}", $"fxthd-{_tag}");
+        (_shmA, _shmB) = ($"fxtest-xa-{_tag}", $"fxtest-xb-{_tag}");
+        try
+        {
+            foreach (var ns in new[] { _hA, _xA, _xB, _hB, _hA2, _hB2 }) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
+            string t = _t = _tag[^4..];
+            // XDP on a veth wants the peer's transmit queues no more than its own receive queues.
+            Shell.Must($"ip link add ea{t} numtxqueues 2 numrxqueues 2 netns {_hA} type veth peer name ia{t} numtxqueues 2 numrxqueues 2 netns {_xA}");
+            Shell.Must($"ip link add ec{t} numtxqueues 2 numrxqueues 2 netns {_hA2} type veth peer name ja{t} numtxqueues 2 numrxqueues 2 netns {_xA}");
+            Shell.Must($"ip link add ua{t} netns {_xA} type veth peer name ub{t} netns {_xB}");
+            Shell.Must($"ip link add ib{t} netns {_xB} type veth peer name eb{t} netns {_hB}");
+            Shell.Must($"ip link add jb{t} netns {_xB} type veth peer name ed{t} netns {_hB2}");
+            Shell.Must($"ip -n {_hA} addr add 10.1.0.2/24 dev ea{t} && ip -n {_hA} link set ea{t} up && ip -n {_hA} route add default via 10.1.0.1");
+            Shell.Must($"ip -n {_hA2} addr add 10.1.0.2/24 dev ec{t} && ip -n {_hA2} link set ec{t} up && ip -n {_hA2} route add default via 10.1.0.1");
+            Shell.Must($"ip -n {_xA} addr add 10.1.0.1/24 dev ia{t} && ip -n {_xA} link set ia{t} up && ip -n {_xA} addr add 192.0.2.1/24 dev ua{t} && ip -n {_xA} link set ua{t} up");
+            // The second group's gateway address without a subnet route: the kernel answers ARP for it on ja/jb,
+            // and the data plane hands its first packets to the kernel on that interface (SO_BINDTODEVICE).
+            Shell.Must($"ip -n {_xA} addr add 10.1.0.1/32 dev ja{t} && ip -n {_xA} link set ja{t} up");
+            Shell.Must($"ip -n {_xB} addr add 10.2.0.1/24 dev ib{t} && ip -n {_xB} link set ib{t} up && ip -n {_xB} addr add 192.0.2.2/24 dev ub{t} && ip -n {_xB} link set ub{t} up");
+            Shell.Must($"ip -n {_xB} addr add 10.2.0.1/32 dev jb{t} && ip -n {_xB} link set jb{t} up");
+            Shell.Must($"ip -n {_hB} addr add 10.2.0.2/24 dev eb{t} && ip -n {_hB} link set eb{t} up && ip -n {_hB} route add default via 10.2.0.1");
+            Shell.Must($"ip -n {_hB2} addr add 10.2.0.2/24 dev ed{t} && ip -n {_hB2} link set ed{t} up && ip -n {_hB2} route add default via 10.2.0.1");
+            Shell.Must($"ip -n {_hA} addr add fd01::2/64 dev ea{t} nodad && ip -n {_xA} addr add fd01::1/64 dev ia{t} nodad && ip -n {_hA} -6 route add default via fd01::1");
+            Shell.Must($"ip -n {_hB} addr add fd02::2/64 dev eb{t} nodad && ip -n {_xB} addr add fd02::1/64 dev ib{t} nodad && ip -n {_hB} -6 route add default via fd02::1");
+            _dataplanes[0] = Shell.StartInNamespace(_xA, "dataplane", "--mode", "af-xdp", "--rloc-addr", "192.0.2.1", "--instance", $"1000=ia{t}", "--instance", $"2000=ja{t}", "--workers", "2", "--shm", _shmA, "--map-cache-entries", "1024", "--rx-ring", "512", "--tx-ring", "512");
+            _dataplanes[1] = StartB();
+            foreach (var shm in new[] { _shmA, _shmB })
+                TwoXtrLab.WaitFor(() => File.Exists($"/dev/shm/{shm}") && ActiveWorkers(shm) > 0, $"the data plane on {shm}");
+            foreach (uint iid in new uint[] { 1000, 2000 })
+            {
+                Upsert(_shmA, iid, EidFamily.Ipv4, 0x0A020000, 24, TwoXtrLab.RlocB);
+                Upsert(_shmB, iid, EidFamily.Ipv4, 0x0A010000, 24, TwoXtrLab.RlocA);
+            }
+            Upsert(_shmA, 1000, EidFamily.Ipv6, (UInt128)0xfd02 << 112, 64, TwoXtrLab.RlocB);
+            Upsert(_shmB, 1000, EidFamily.Ipv6, (UInt128)0xfd01 << 112, 64, TwoXtrLab.RlocA);
+        }
+        catch
+        {
+            Stop();
+            throw;
+        }
+    }
+
+    private Process StartB() =>
+        Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-xdp", "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{_t}", "--instance", $"2000=jb{_t}", "--shm", _shmB, "--map-cache-entries", "1024");
+
+    private static uint ActiveWorkers(string shm)
+    {
+        using var r = SharedRegion.Attach(shm);
+        return r.Header.ActiveWorkers;
+    }
+
+    /// <summary>The data plane <paramref name="process"/> has taken the region (a killed one leaves its pid behind).</summary>
+    private static bool Serving(string shm, Process process)
+    {
+        using var r = SharedRegion.Attach(shm);
+        return r.Header.DataplanePid == process.Id && r.Header.ActiveWorkers > 0;
+    }
+
+    private static void Upsert(string shm, uint iid, EidFamily family, UInt128 prefix, int length, uint rloc)
+    {
+        using var r = SharedRegion.Attach(shm);
+        using var w = r.CreateWriter();
+        w.Upsert(new MapCacheEntrySpec(iid, 0, family, prefix, length, [new RlocSpec(EidFamily.Ipv4, rloc, 1, 100)]));
+    }
+
+    private static ulong Read(string shm, Counter c) => TwoXtrLab.ReadCounter(shm, c);
+
+    private static FastXtr.Lab.Shell.Result Exec(string ns, string command, int timeoutMs = 30_000) => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", command], timeoutMs);
+
+    private static long RxPackets(string ns, string device) => long.Parse(Exec(ns, $"cat /sys/class/net/{device}/statistics/rx_packets").Out.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string XdpOn(string ns, string device) => Exec(ns, $"ip link show dev {device}").Out;
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        foreach (var p in _dataplanes)
+        {
+            if (p is null) continue;
+            try
+            {
+                if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(5000); }
+            }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        foreach (var ns in new[] { _hA, _xA, _xB, _hB, _hA2, _hB2 }) if (ns.Length > 0) Shell.Sh($"ip netns del {ns} 2>/dev/null");
+        foreach (var shm in new[] { _shmA, _shmB }) if (shm.Length > 0) FastXtr.NativeInterop.SharedMemoryMapping.Unlink(shm);
+    }
+
+    [Test, Order(1)]
+    public void Ping_HostToHost_ThroughBothSockets_WithArpLeftToTheKernel()
+    {
+        Assert.That(XdpOn(_xA, $"ia{_t}"), Does.Contain("fastxtr_eid"), "our program is attached to A's interface");
+        var r = Exec(_hA, "ping -n -c 20 -i 0.05 -W 1 10.2.0.2");
+        Assert.That(r.Out, Does.Contain("20 received"), r.All);
+        // B had never heard from host B when the first echo request arrived: the kernel resolved that one; host B's
+        // replies taught B its MAC, and the rest went out through B's socket.
+        Assert.That(Read(_shmB, Counter.EtrKernelRouted), Is.InRange(1UL, 3UL), "only the first packets before B learned host B's MAC");
+        Assert.That(Read(_shmB, Counter.TunTxPackets), Is.GreaterThanOrEqualTo(20UL));
+        Assert.That(Read(_shmA, Counter.UdpTxPackets), Is.GreaterThanOrEqualTo(20UL), "A encapsulated what its sockets read");
+        // Host A resolved its gateway with ARP: the program passed ARP to the kernel, and no frame that is not IP
+        // reached a socket.
+        Assert.That(Read(_shmA, Counter.EidFramesIgnored) + Read(_shmA, Counter.DropNotIp), Is.EqualTo(0UL), "only IP reaches the sockets");
+        Assert.That(Exec(_hA, "ip neigh show 10.1.0.1").Out, Does.Contain("lladdr"), "the gateway's kernel answered ARP");
+        Assert.That(Read(_shmA, Counter.DropXskRing) + Read(_shmB, Counter.DropXskRing), Is.EqualTo(0UL));
+    }
+
+    [Test, Order(2)]
+    public void Ipv6Ping_HostToHost_WithNeighbourDiscoveryLeftToTheKernel()
+    {
+        ulong kernelBefore = Read(_shmB, Counter.EtrKernelRouted);
+        var r = Exec(_hA, "ping -6 -n -c 20 -i 0.05 -W 1 fd02::2");
+        Assert.That(r.Out, Does.Contain("20 received"), r.All);
+        Assert.That(Read(_shmB, Counter.EtrKernelRouted) - kernelBefore, Is.GreaterThanOrEqualTo(1UL), "the first request reached host B through the kernel");
+        Assert.That(Read(_shmB, Counter.DropNoNeighbor), Is.EqualTo(0UL));
+        Assert.That(Exec(_hA, "ip -6 neigh show fd01::1").Out, Does.Contain("lladdr"), "the gateway's kernel answered neighbour solicitations");
+    }
+
+    [Test, Order(3)]
+    public void TheGatewaysOwnAddress_IsStillTheKernels()
+    {
+        ulong before = Read(_shmA, Counter.TunRxPackets);
+        var r = Exec(_hA, "ping -n -c 5 -i 0.05 -W 1 10.1.0.1");
+        Assert.That(r.Out, Does.Contain("5 received"), r.All);
+        Assert.That(Read(_shmA, Counter.TunRxPackets), Is.EqualTo(before), "the program passed the gateway's own traffic to its kernel");
+    }
+
+    [Test, Order(4)]
+    public void TcpStream_ArrivesWhole_WithChecksumsLeftToOffloadCompleted()
+    {
+        // Host A's veth leaves TCP checksums to offload and XDP carries no flag saying so: A completes them.
+        var (client, server) = TcpTransfer.Run(_hA, _hB, "10.2.0.2", null, _tag);
+        Assert.That(client.Code, Is.EqualTo(0), client.All);
+        Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), "byte count and SHA-256 at host B equal host A's");
+        Assert.That(server.Out, Does.StartWith("8388608 "));
+        Assert.That(Read(_shmA, Counter.ChecksumsCompleted), Is.GreaterThan(1000UL), "the data segments' checksums were completed at A");
+        Assert.That(Read(_shmB, Counter.ChecksumsCompleted), Is.GreaterThan(100UL), "the ACKs' at B");
+        // Full-size frames (1500 bytes with DF) no longer fit once encapsulated: each is answered with ICMP
+        // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
+        Assert.That(Read(_shmA, Counter.DropTooBig), Is.EqualTo(Read(_shmA, Counter.IcmpTooBigSent)));
+        Assert.That(Read(_shmB, Counter.DropTxRingFull) + Read(_shmB, Counter.DropNoNeighbor) + Read(_shmA, Counter.DropTruncated), Is.EqualTo(0UL));
+    }
+
+    [Test, Order(5)]
+    public void TwoInstances_WithTheSameEids_StayApart()
+    {
+        long hostB = RxPackets(_hB, $"eb{_t}"), hostB2 = RxPackets(_hB2, $"ed{_t}");
+        var r = Exec(_hA2, "ping -n -c 10 -i 0.05 -W 1 10.2.0.2");
+        Assert.That(r.Out, Does.Contain("10 received"), r.All);
+        Assert.That(RxPackets(_hB2, $"ed{_t}") - hostB2, Is.GreaterThanOrEqualTo(10L), "instance 2000's host B answered");
+        // Host B of instance 1000 has the same address and hears none of it, not even the packet the kernel routed
+        // before B knew host B2's MAC (it leaves on instance 2000's interface).
+        Assert.That(RxPackets(_hB, $"eb{_t}") - hostB, Is.LessThan(5L), "none of instance 2000's echo requests reached instance 1000's host (a neighbour probe of its gateway may)");
+        var again = Exec(_hA, "ping -n -c 5 -i 0.05 -W 1 10.2.0.2");
+        Assert.That(again.Out, Does.Contain("5 received"), "instance 1000 unaffected: " + again.All);
+    }
+
+    [Test, Order(6)]
+    public void Refusals_AreClear_AndLeaveNothingBehind()
+    {
+        string t = _t;
+        FastXtr.Lab.Shell.Result Dataplane(string ns, params string[] args) =>
+            Shell.Run("ip", new[] { "netns", "exec", ns, Shell.FastxtrExe(), "dataplane", "--mode", "af-xdp", "--shm", _shmB + "x", "--map-cache-entries", "64", "--port", "4399" }.Concat(args).ToArray());
+        var missing = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", "1000=nosuch0");
+        Assert.That(missing.Code, Is.EqualTo(1));
+        Assert.That(missing.Err, Does.Contain("interface nosuch0 (the EID-facing interface of --mode af-xdp) does not exist here"), missing.All);
+        var queues = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=ub{t}", "--workers", "2");
+        Assert.That(queues.Code, Is.EqualTo(1));
+        Assert.That(queues.Err, Does.Contain($"ub{t} has 1 receive queue(s), fewer than --workers 2"), queues.All);
+        var busy = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{t}");
+        Assert.That(busy.Code, Is.EqualTo(1));
+        Assert.That(busy.Err, Does.Contain($"interface ib{t} already has an XDP program attached"), busy.All);
+        Shell.Must($"ip -n {_xB} link set ub{t} mtu 9000 && ip -n {_xA} link set ua{t} mtu 9000");
+        try
+        {
+            var jumbo = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=ub{t}");
+            Assert.That(jumbo.Code, Is.EqualTo(1));
+            Assert.That(jumbo.Err, Does.Contain($"ub{t} has MTU 9000; --mode af-xdp takes frames of at most one 4 KB UMEM chunk (MTU up to 3826)"), jumbo.All);
+        }
+        finally { Shell.Must($"ip -n {_xB} link set ub{t} mtu 1500 && ip -n {_xA} link set ua{t} mtu 1500"); }
+        Assert.That(XdpOn(_xB, $"ub{t}"), Does.Not.Contain("prog/xdp"), "no program left on an interface a refused start touched");
+        Assert.That(File.Exists($"/dev/shm/{_shmB}x"), Is.False, "a start that failed leaves no region it made behind");
+    }
+
+    [Test, Order(7)]
+    public void TheProgram_IsDetachedOnStop_AndAfterSigkill_SoTheNextStartAttaches()
+    {
+        string ib = $"ib{_t}";
+        // A normal stop (SIGTERM) detaches the program.
+        var b = _dataplanes[1]!;
+        Shell.Must($"kill -TERM {b.Id}");
+        Assert.That(b.WaitForExit(10_000), Is.True, "B stopped on SIGTERM");
+        Assert.That(XdpOn(_xB, ib), Does.Not.Contain("prog/xdp"), "detached after a normal stop");
+        b.Dispose();
+        b = _dataplanes[1] = StartB();
+        TwoXtrLab.WaitFor(() => Serving(_shmB, b), "B again");
+        Assert.That(XdpOn(_xB, ib), Does.Contain("fastxtr_eid"));
+        // SIGKILL: the kernel closes the BPF link with the process, and the program goes with it.
+        b.Kill();
+        Assert.That(b.WaitForExit(10_000), Is.True);
+        TwoXtrLab.WaitFor(() => !XdpOn(_xB, ib).Contains("prog/xdp", StringComparison.Ordinal), "the program detached after SIGKILL");
+        b.Dispose();
+        b = _dataplanes[1] = StartB();
+        TwoXtrLab.WaitFor(() => Serving(_shmB, b), "B after the SIGKILL");
+        var r = Exec(_hA, "ping -n -c 10 -i 0.05 -W 1 10.2.0.2");
+        Assert.That(r.Out, Does.Contain("10 received"), "traffic flows through the restarted data plane (the map-cache kept in its region): " + r.All);
+    }
+}
