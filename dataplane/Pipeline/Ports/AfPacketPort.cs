@@ -42,7 +42,7 @@ public sealed unsafe class AfPacketPort : IEidPort
     public int LinkHeaderBytes => EthernetHeaderBytes;
     public SuperFrameHandler? SuperFrame { get; set; }
 
-    public int Fd(int instance) => _rings[instance].Fd;
+    public IReadOnlyList<int> PollFds => _rings.Select(r => r.Fd).ToArray();
 
     /// <summary>
     /// Up to a batch of frames from the instance's receive ring into the ITR's buffers (the IP packet, behind the usual

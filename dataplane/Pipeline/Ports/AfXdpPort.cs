@@ -6,8 +6,8 @@ using FastXtr.SharedMemory;
 namespace FastXtr.Dataplane.Ports;
 
 /// <summary>
-/// The EID side through AF_XDP (--mode af-xdp): this worker's XDP socket on its queue of each instance's EID-facing
-/// interface. The interface's XDP program sends only unicast IP to the socket (ARP, neighbour discovery, broadcasts
+/// The EID side through AF_XDP (--mode af-xdp): this worker's XDP sockets on each instance's EID-facing interface, one
+/// per receive queue it serves (queue q belongs to worker q mod workers, so every queue has a reader). The interface's XDP program sends only unicast IP to the socket (ARP, neighbour discovery, broadcasts
 /// and the interface's own IPv4 traffic stay the kernel's), so every frame read here is a host's packet. Frames are
 /// read from the UMEM and their chunks given back once the batch is copied; frames to send are written into UMEM
 /// chunks and the kernel told once per batch. The hosts' MACs are learned from their frames, and a packet for a host
@@ -18,7 +18,8 @@ public sealed unsafe class AfXdpPort : IEidPort
     private const int EthernetHeaderBytes = EthernetEidSide.HeaderBytes;
     /// <summary>Empty reads between two looks at the kernel's drop counts for the sockets.</summary>
     private const int StatisticsEvery = 4096;
-    private readonly XdpSocket[] _sockets;
+    private readonly XdpSocket[][] _sockets;
+    private readonly int[] _nextSocket;
     private readonly int[] _mtus;
     private readonly byte[][] _macs;
     private readonly NeighborTable[] _neighbors;
@@ -28,15 +29,16 @@ public sealed unsafe class AfXdpPort : IEidPort
     private int _emptyReads;
 
     /// <param name="links">Each instance's interface, in the order of <paramref name="sockets"/>.</param>
-    public AfXdpPort(IReadOnlyList<XdpSocket> sockets, IReadOnlyList<NetInterface> links, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters)
+    public AfXdpPort(IReadOnlyList<IReadOnlyList<XdpSocket>> sockets, IReadOnlyList<NetInterface> links, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters)
     {
-        _sockets = sockets.ToArray();
+        _sockets = sockets.Select(s => s.ToArray()).ToArray();
+        _nextSocket = new int[_sockets.Length];
         _mtus = links.Select(l => l.Mtu).ToArray();
         _macs = links.Select(l => l.Mac).ToArray();
         _neighbors = neighbors.ToArray();
         _counters = counters;
         _ethernet = new EthernetEidSide(counters, links.Select(l => l.Name).ToArray());
-        _kernelDrops = new ulong[_sockets.Length];
+        _kernelDrops = new ulong[_sockets.Sum(s => s.Length)];
     }
 
     public int InstanceCount => _sockets.Length;
@@ -48,14 +50,32 @@ public sealed unsafe class AfXdpPort : IEidPort
     public int LinkHeaderBytes => EthernetHeaderBytes;
     public SuperFrameHandler? SuperFrame { get; set; }
 
-    public int Fd(int instance) => _sockets[instance].Fd;
+    public IReadOnlyList<int> PollFds => _sockets.SelectMany(s => s).Select(s => s.Fd).ToArray();
 
     public int Read(int instance, PacketBuffers buffers, Span<int> lengths, ref ulong bytes, out int superFrames)
     {
         superFrames = 0;
-        var socket = _sockets[instance];
+        var sockets = _sockets[instance];
         var neighbors = _neighbors[instance];
         int n = 0;
+        // The instance's queues in turn, from a different one each time, so that none waits behind a busy one.
+        int first = _nextSocket[instance];
+        _nextSocket[instance] = first + 1 == sockets.Length ? 0 : first + 1;
+        for (int q = 0; q < sockets.Length && n < lengths.Length; q++)
+        {
+            var socket = sockets[(first + q) % sockets.Length];
+            n = ReadSocket(socket, neighbors, buffers, lengths, n, ref bytes);
+        }
+        if (n == 0 && ++_emptyReads >= StatisticsEvery)
+        {
+            _emptyReads = 0;
+            CountKernelDrops();
+        }
+        return n;
+    }
+
+    private int ReadSocket(XdpSocket socket, NeighborTable neighbors, PacketBuffers buffers, Span<int> lengths, int n, ref ulong bytes)
+    {
         while (n < lengths.Length && socket.TryReceive(out byte* frame, out int length))
         {
             if (!_ethernet.TryTakeIp(frame, length, neighbors, out byte* ip, out int ipLength)) continue;
@@ -66,11 +86,6 @@ public sealed unsafe class AfXdpPort : IEidPort
             bytes += (ulong)ipLength;
         }
         socket.ReleaseReceived();
-        if (n == 0 && ++_emptyReads >= StatisticsEvery)
-        {
-            _emptyReads = 0;
-            CountKernelDrops();
-        }
         return n;
     }
 
@@ -80,12 +95,13 @@ public sealed unsafe class AfXdpPort : IEidPort
     /// </summary>
     private void CountKernelDrops()
     {
-        for (int k = 0; k < _sockets.Length; k++)
+        int k = 0;
+        foreach (var socket in _sockets.SelectMany(s => s))
         {
-            var s = _sockets[k].Statistics();
+            var s = socket.Statistics();
             ulong total = s.RxDropped + s.RxRingFull + s.RxFillRingEmpty;
             if (total > _kernelDrops[k]) _counters.Add(Counter.DropXskRing, total - _kernelDrops[k]);
-            _kernelDrops[k] = total;
+            _kernelDrops[k++] = total;
         }
     }
 
@@ -97,7 +113,8 @@ public sealed unsafe class AfXdpPort : IEidPort
     /// </summary>
     public bool Write(int instance, byte* packet, int length)
     {
-        var socket = _sockets[instance];
+        // Any of the instance's sockets sends on its interface; the first does.
+        var socket = _sockets[instance][0];
         if (!_ethernet.TryDestination(packet, length, out UInt128 destination, out bool ipv6)) return false;
         if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac)) return _ethernet.RouteThroughKernel(instance, packet, length, ipv6, destination);
         if (length > _mtus[instance] || length + EthernetHeaderBytes > socket.MaxFrameBytes) { _counters.Add(Counter.DropTooBig); return false; }
@@ -119,7 +136,7 @@ public sealed unsafe class AfXdpPort : IEidPort
 
     public void Flush()
     {
-        foreach (var socket in _sockets) Kick(socket);
+        foreach (var socket in _sockets) Kick(socket[0]);
     }
 
     private void Kick(XdpSocket socket)
@@ -129,7 +146,7 @@ public sealed unsafe class AfXdpPort : IEidPort
 
     public void Dispose()
     {
-        foreach (var socket in _sockets) socket.Dispose();
+        foreach (var socket in _sockets.SelectMany(s => s)) socket.Dispose();
         _ethernet.Dispose();
     }
 }

@@ -12,8 +12,8 @@ public unsafe interface IEidPort : IDisposable
 {
     int InstanceCount { get; }
 
-    /// <summary>The descriptor the worker polls for the instance's packets.</summary>
-    int Fd(int instance);
+    /// <summary>The descriptors the worker polls for its instances' packets (one per instance, or more: af-xdp).</summary>
+    IReadOnlyList<int> PollFds { get; }
 
     /// <summary>The port may hand over super-frames (longer than its link's MTU) that the worker must cut (af-packet).</summary>
     bool CarriesSuperFrames { get; }

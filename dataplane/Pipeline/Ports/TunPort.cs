@@ -33,7 +33,7 @@ public sealed unsafe class TunPort : IEidPort
     public int LinkHeaderBytes => 0;
     public SuperFrameHandler? SuperFrame { get; set; }
 
-    public int Fd(int instance) => _fds[instance];
+    public IReadOnlyList<int> PollFds => _fds;
 
     public int Read(int instance, PacketBuffers buffers, Span<int> lengths, ref ulong bytes, out int superFrames)
     {

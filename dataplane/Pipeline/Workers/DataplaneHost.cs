@@ -38,7 +38,7 @@ public sealed class DataplaneHost : IDisposable
         try
         {
             var rings = new List<PacketRing>[options.Workers];
-            var xsks = new List<XdpSocket>[options.Workers];
+            var xsks = new List<IReadOnlyList<XdpSocket>>[options.Workers];
             var links = new List<NetInterface>();
             var neighbors = new List<NeighborTable>();
             if (options.Mode == IoMode.AfXdp) host.OpenXdpSockets(xsks, links, neighbors);
@@ -90,7 +90,7 @@ public sealed class DataplaneHost : IDisposable
                 catch (NativeException e) { throw new DataplaneStartException($"worker {w}: {e.Message}"); }
                 finally
                 {
-                    foreach (var s in xsks[w] ?? []) s.Dispose();
+                    foreach (var s in (xsks[w] ?? []).SelectMany(s => s)) s.Dispose();
                 }
             }
             region.Header.ActiveWorkers = (uint)options.Workers;
@@ -126,10 +126,11 @@ public sealed class DataplaneHost : IDisposable
     private string _xdpSummary = "";
 
     /// <summary>
-    /// --mode af-xdp: on each instance's interface our XDP program, then one AF_XDP socket per worker on the queue of
-    /// its number, registered in the program's map. Until a queue's socket is registered its frames go to the kernel.
+    /// --mode af-xdp: on each instance's interface our XDP program, then one AF_XDP socket per receive queue, queue q
+    /// read by worker q mod workers (every queue has a reader: a frame on a queue without a socket would go to the
+    /// kernel), each registered in the program's map. Until a queue's socket is registered its frames go to the kernel.
     /// </summary>
-    private void OpenXdpSockets(List<XdpSocket>[] xsks, List<NetInterface> links, List<NeighborTable> neighbors)
+    private void OpenXdpSockets(List<IReadOnlyList<XdpSocket>>[] xsks, List<NetInterface> links, List<NeighborTable> neighbors)
     {
         for (int w = 0; w < Options.Workers; w++) xsks[w] = [];
         var modes = new List<string>();
@@ -140,32 +141,35 @@ public sealed class DataplaneHost : IDisposable
                 var instance = Options.Instances[k];
                 var link = NetInterface.Query(instance.Interface, "the EID-facing interface of --mode af-xdp");
                 if (link.RxQueues < Options.Workers)
-                    throw new DataplaneStartException($"instance {instance.InstanceId}: {link.Name} has {link.RxQueues} receive queue(s), fewer than --workers {Options.Workers}: one AF_XDP socket per worker binds a queue (ethtool -L {link.Name} combined {Options.Workers}, or a veth made with numrxqueues {Options.Workers})");
+                    throw new DataplaneStartException($"instance {instance.InstanceId}: {link.Name} has {link.RxQueues} receive queue(s), fewer than --workers {Options.Workers}: each worker reads at least one queue (ethtool -L {link.Name} combined {Options.Workers}, or a veth made with numrxqueues {Options.Workers})");
                 int chunk = XdpChunkBytes(link.Mtu);
                 if (chunk == 0)
                     throw new DataplaneStartException($"instance {instance.InstanceId}: {link.Name} has MTU {link.Mtu}; --mode af-xdp takes frames of at most one 4 KB UMEM chunk (MTU up to {4096 - Linux.XDP_PACKET_HEADROOM - EthernetHeaderBytes})");
                 links.Add(link);
                 neighbors.Add(new NeighborTable());
-                var program = XdpProgram.Attach(link.Name, link.Index, Math.Max(link.RxQueues, Options.Workers), link.Ipv4Address);
+                var program = XdpProgram.Attach(link.Name, link.Index, link.RxQueues, link.Ipv4Address);
                 _programs.Add(program);
-                for (int w = 0; w < Options.Workers; w++)
+                var perWorker = Enumerable.Range(0, Options.Workers).Select(_ => new List<XdpSocket>()).ToArray();
+                for (int w = 0; w < Options.Workers; w++) xsks[w].Add(perWorker[w]);
+                for (int q = 0; q < link.RxQueues; q++)
                 {
-                    var socket = XdpSocket.Open(link.Name, link.Index, w, chunk, Options.RxRingFrames, Options.TxRingFrames);
-                    xsks[w].Add(socket);
-                    program.Register(w, socket.Fd);
+                    var socket = XdpSocket.Open(link.Name, link.Index, q, chunk, Options.RxRingFrames, Options.TxRingFrames);
+                    perWorker[q % Options.Workers].Add(socket);
+                    program.Register(q, socket.Fd);
                 }
-                modes.Add($"{link.Name}: XDP {(program.Native ? "native" : "generic (skb)")}, {(xsks[0][k].ZeroCopy ? "zero-copy" : "copy mode")}, {xsks[0][k].RxChunks}+{xsks[0][k].TxChunks} chunks of {chunk} bytes per worker");
-                if (ForwardingOn(link.Name)) DataplaneLog.KernelForwards(_log, link.Name);
+                var s0 = perWorker[0][0];
+                // (IP forwarding does not matter here: the kernel never sees the frames the program redirects.)
+                modes.Add($"{link.Name}: XDP {(program.Native ? "native" : "generic (skb)")}, {(s0.ZeroCopy ? "zero-copy" : "copy mode")}, {link.RxQueues} queue(s), {s0.RxChunks}+{s0.TxChunks} chunks of {chunk} bytes per queue");
             }
         }
         catch (NativeException e)
         {
-            foreach (var s in xsks.SelectMany(x => x)) s.Dispose();
+            foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x)) s.Dispose();
             throw new DataplaneStartException($"--mode af-xdp: {e.Message}");
         }
         catch
         {
-            foreach (var s in xsks.SelectMany(x => x)) s.Dispose();
+            foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x)) s.Dispose();
             throw;
         }
         _xdpSummary = string.Join("; ", modes);

@@ -66,11 +66,11 @@ public sealed unsafe class Worker : IDisposable
 
     /// <param name="rings">--mode af-packet: this worker's ring on each instance's EID-facing interface (else empty).</param>
     /// <param name="neighbors">--mode af-packet: each instance's neighbour table, shared by the workers.</param>
-    /// <param name="xsks">--mode af-xdp: this worker's AF_XDP socket on each instance's interface (else empty); the port takes them over.</param>
+    /// <param name="xsks">--mode af-xdp: this worker's AF_XDP sockets on each instance's interface (else empty); the port takes them over.</param>
     /// <param name="links">--mode af-xdp: each instance's interface.</param>
     public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns,
         IReadOnlyList<PacketRing>? rings = null, IReadOnlyList<NeighborTable>? neighbors = null,
-        IReadOnlyList<XdpSocket>? xsks = null, IReadOnlyList<NetInterface>? links = null)
+        IReadOnlyList<IReadOnlyList<XdpSocket>>? xsks = null, IReadOnlyList<NetInterface>? links = null)
     {
         _index = index;
         _options = options;
@@ -153,9 +153,7 @@ public sealed unsafe class Worker : IDisposable
     public void Run()
     {
         int instances = _port.InstanceCount;
-        Span<int> fds = stackalloc int[instances + 1];
-        for (int k = 0; k < instances; k++) fds[k] = _port.Fd(k);
-        fds[^1] = _udpFd;
+        int[] fds = [.. _port.PollFds, _udpFd];
         // Bounded busy-polling (--busy-poll-us): after the last batch, keep checking for that long, yielding the core
         // between checks, before sleeping in poll; the answer to what just went out usually comes back within it.
         long spin = Stopwatch.Frequency * _options.BusyPollMicroseconds / 1_000_000;

@@ -10,8 +10,9 @@ namespace FastXtr.Tests.EndToEnd;
 /// --mode af-xdp for real: EID hosts in namespaces of their own behind two xTRs whose EID-facing interfaces are veths
 /// with our XDP program and AF_XDP sockets (copy mode: veth offers no zero-copy). Instance 1000 joins host A
 /// (10.1.0.2, fd01::2) and host B (10.2.0.2, fd02::2); instance 2000 joins two more hosts with the same IPv4 EIDs
-/// on interfaces of their own. A runs two workers on two-queue veths, B one.
-/// <code>  hA  --ia(2 queues)-- xA ==underlay 192.0.2.0/24== xB --ib-- hB      (IID 1000)
+/// on interfaces of their own. A runs two workers on two-queue veths (a queue each), B one worker that reads both
+/// queues of its two-queue veth to host B (which sends on either, by the CPU it runs on).
+/// <code>  hA  --ia(2 queues)-- xA ==underlay 192.0.2.0/24== xB --ib(2 queues)-- hB      (IID 1000)
 ///   hA2 --ja(2 queues)-- xA                           xB --jb-- hB2     (IID 2000, the same EIDs)</code>
 /// </summary>
 [TestFixture]
@@ -40,7 +41,7 @@ public class AfXdpNamespaceTests
             Shell.Must($"ip link add ea{t} numtxqueues 2 numrxqueues 2 netns {_hA} type veth peer name ia{t} numtxqueues 2 numrxqueues 2 netns {_xA}");
             Shell.Must($"ip link add ec{t} numtxqueues 2 numrxqueues 2 netns {_hA2} type veth peer name ja{t} numtxqueues 2 numrxqueues 2 netns {_xA}");
             Shell.Must($"ip link add ua{t} netns {_xA} type veth peer name ub{t} netns {_xB}");
-            Shell.Must($"ip link add ib{t} netns {_xB} type veth peer name eb{t} netns {_hB}");
+            Shell.Must($"ip link add ib{t} numtxqueues 2 numrxqueues 2 netns {_xB} type veth peer name eb{t} numtxqueues 2 numrxqueues 2 netns {_hB}");
             Shell.Must($"ip link add jb{t} netns {_xB} type veth peer name ed{t} netns {_hB2}");
             Shell.Must($"ip -n {_hA} addr add 10.1.0.2/24 dev ea{t} && ip -n {_hA} link set ea{t} up && ip -n {_hA} route add default via 10.1.0.1");
             Shell.Must($"ip -n {_hA2} addr add 10.1.0.2/24 dev ec{t} && ip -n {_hA2} link set ec{t} up && ip -n {_hA2} route add default via 10.1.0.1");

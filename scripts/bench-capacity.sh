@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Forwarding capacity of one core: the data plane under test alone on CPU 0, the generator and the sink on CPU 1.
+#
+#   scripts/bench-capacity.sh [--secs N] [--modes "vxlan tun af-packet af-xdp"] [--json FILE]
+#
+# Three namespaces in a line, G (generator) -- T (the device under test) -- K (sink), joined by veths. The generator
+# (perf/Capacity/pktgen.c) sends pre-built frames through an AF_PACKET TX ring with qdisc bypass from CPU 1; the sink
+# drops them at K's ingress with a tc matchall filter (IPv4 only: ARP still answered), counting what arrived, with
+# K's receive processing steered to CPU 1 (RPS). T's receive processing is steered to CPU 0 (RPS on the ingress veth,
+# or the veth's NAPI thread pinned there where an XDP program runs on it), and a FastXtr data plane under test runs
+# one worker pinned to CPU 0, so that everything T does lands on CPU 0.
+#   ITR: 64-byte IPv4/UDP frames (60 bytes plus the FCS) from a host 10.3.0.2 to 10.4.0.2 into T's EID side;
+#        T sends them encapsulated to the RLOC 172.31.77.2 (K).
+#   ETR: the same packets encapsulated (LISP, or VXLAN for the kernel) from 172.31.77.2 to T's RLOC; T sends the
+#        inner packets to the host 10.4.0.2 (K).
+# For each mode and direction: Mpps arriving at the sink, CPU 0's busy share, and CPU-ns per packet on CPU 0. First
+# the generator alone into the sink (T dropping at its ingress), to show the generator outruns what it feeds.
+# --json FILE writes {"generator_mpps": x, "itr": {"vxlan": x, "tun": x, "af-packet": x, "af-xdp": x},
+# "etr": {...}, "itr_ns_per_packet": {...}, "etr_ns_per_packet": {...}, "itr_cpu0_busy": {...}, ...}.
+# Not measured (yet): the C AF_XDP ceiling the issue asks for. Everything stays inside the namespaces, removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+secs=5; modes="vxlan tun af-packet af-xdp"; json=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --secs) secs="$2"; shift 2 ;;
+    --modes) modes="$2"; shift 2 ;;
+    --json) json="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "bench-capacity.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench-capacity.sh: needs root (network namespaces, XDP)" >&2; exit 1; }
+[ "$(nproc)" -ge 2 ] || { echo "bench-capacity.sh: needs 2 CPUs (the device under test on CPU 0, generator and sink on CPU 1)" >&2; exit 1; }
+command -v gcc >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
+work=$(mktemp -d)
+gcc -O2 -o "$work/pktgen" perf/Capacity/pktgen.c
+bash scripts/build.sh >/dev/null
+G="fxcap-g-$$"; T="fxcap-t-$$"; K="fxcap-k-$$"; shm="fxcap-$$"
+MAC_G=02:00:00:00:0a:01; MAC_TIN=02:00:00:00:0a:02; MAC_TOUT=02:00:00:00:0a:03; MAC_K=02:00:00:00:0a:04; MAC_VX=02:00:00:00:0a:05
+teardown() {
+  pkill -f "fastxtr dataplane .*--shm $shm" 2>/dev/null || true
+  sleep 0.3
+  for ns in "$G" "$T" "$K"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -f "/dev/shm/$shm"
+}
+trap 'teardown; rm -rf "$work"' EXIT INT TERM
+
+# build ROLE: G -- gin/tin -- T -- tout/kin -- K. ROLE itr: tin is the EID side (10.3.0.0/24), tout the underlay;
+# etr: tin is the underlay (172.31.77.0/24), tout the EID side (10.4.0.0/24).
+build() {
+  local role=$1
+  teardown
+  for ns in "$G" "$T" "$K"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  ip link add gin address $MAC_G netns "$G" type veth peer name tin address $MAC_TIN netns "$T"
+  ip link add tout address $MAC_TOUT netns "$T" type veth peer name kin address $MAC_K netns "$K"
+  for l in "$G gin" "$T tin" "$T tout" "$K kin"; do set -- $l; ip -n "$1" link set "$2" up; done
+  for ns in "$G" "$T" "$K"; do
+    ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  done
+  if [ "$role" = itr ]; then
+    ip -n "$G" addr add 10.3.0.2/24 dev gin; ip -n "$T" addr add 10.3.0.1/24 dev tin
+    ip -n "$T" addr add 172.31.77.1/24 dev tout; ip -n "$K" addr add 172.31.77.2/24 dev kin
+  else
+    ip -n "$G" addr add 172.31.77.2/24 dev gin; ip -n "$T" addr add 172.31.77.1/24 dev tin
+    ip -n "$T" addr add 10.4.0.1/24 dev tout; ip -n "$K" addr add 10.4.0.2/24 dev kin
+  fi
+  for ns in "$G" "$T" "$K"; do for dev in gin tin tout kin; do ip netns exec "$ns" sysctl -qw "net.ipv4.conf.$dev.rp_filter=0" 2>/dev/null || true; done; done
+  # The sink: IPv4 dropped and counted at K's ingress, processed on CPU 1.
+  ip netns exec "$K" sh -c 'echo 2 > /sys/class/net/kin/queues/rx-0/rps_cpus'
+  tc -n "$K" qdisc add dev kin clsact
+  tc -n "$K" filter add dev kin ingress protocol ip matchall action drop
+  # T's receive processing on CPU 0.
+  ip netns exec "$T" sh -c 'echo 1 > /sys/class/net/tin/queues/rx-0/rps_cpus'
+}
+
+# Packets the sink's filter dropped so far: K's kin, or T's tin while the generator is measured alone.
+sink_ns=""; sink_dev=kin
+sink_count() { tc -n "$sink_ns" -s filter show dev "$sink_dev" ingress | awk '/Sent/ {print $4; exit}'; }
+cpu0_busy() { awk '/^cpu0 / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+
+# measure KEY FRAME_ARGS...: runs the generator for $secs s and records Mpps at the sink, CPU 0 busy share and ns/packet.
+declare -A result
+measure() {
+  local key=$1; shift
+  local c0 b0 t0 c1 b1 t1 gen
+  c0=$(sink_count); read -r b0 t0 < <(cpu0_busy)
+  gen=$(taskset -c 1 ip netns exec "$G" "$work/pktgen" gin "$MAC_TIN" "$MAC_G" "$@")
+  c1=$(sink_count); read -r b1 t1 < <(cpu0_busy)
+  local out
+  out=$(/usr/bin/python3 - "$c0" "$c1" "$b0" "$b1" "$t0" "$t1" "$secs" "$gen" <<'PY'
+import sys
+c0, c1, b0, b1, t0, t1, secs = (float(x) for x in sys.argv[1:8]); gen = sys.argv[8].split()
+n = c1 - c0; hz = 100.0
+busy = (b1 - b0) / max(1.0, t1 - t0)
+mpps = n / secs / 1e6
+ns = (b1 - b0) / hz * 1e9 / n if n > 0 else 0
+print("%.3f %.2f %.0f %s" % (mpps, busy, ns, gen[2]))
+PY
+)
+  read -r mpps busy ns genmpps <<<"$out"
+  result[$key]=$mpps; result[${key}_busy]=$busy; result[${key}_ns]=$ns; result[${key}_offered]=$genmpps
+  printf '%-22s %7s Mpps at the sink  (offered %s Mpps)  CPU 0 busy %s  %s ns/packet on CPU 0\n' "$key" "$mpps" "$genmpps" "$busy" "$ns"
+}
+
+start_fastxtr() {
+  local mode=$1 eid=$2
+  local dev="$eid"
+  if [ "$mode" = tun ]; then dev=fxcap0; fi
+  ip netns exec "$T" "$root/out/fastxtr" dataplane --mode "$mode" --rloc-addr 172.31.77.1 --instance "1000=$dev" --cpus 0 --shm "$shm" --busy-poll-us 0 > "$work/dp.log" 2>&1 &
+  for _ in $(seq 50); do [ -f "/dev/shm/$shm" ] && ./out/fastxtr show stats --shm "$shm" >/dev/null 2>&1 && break; sleep 0.1; done
+  sleep 0.5
+  if [ "$mode" = tun ]; then ip -n "$T" addr add 10.9.0.1/24 dev fxcap0; ip -n "$T" link set fxcap0 up; fi
+  if [ "$mode" = af-xdp ] && [ "$eid" = tin ]; then
+    # The XDP program runs in the veth's NAPI: in a thread of its own, pinned to CPU 0.
+    ip netns exec "$T" sh -c 'echo 1 > /sys/class/net/tin/threaded'
+    sleep 0.2
+    for pid in $(pgrep -f "napi/tin-"); do taskset -pc 0 "$pid" >/dev/null; done
+  fi
+  grep -q "worker" "$work/dp.log" || { echo "the $mode data plane did not start:"; cat "$work/dp.log"; exit 1; }
+}
+
+echo "# the generator alone into a drop sink at T's ingress (on CPU 0)"
+build itr
+tc -n "$T" qdisc add dev tin clsact; tc -n "$T" filter add dev tin ingress protocol ip matchall action drop
+sink_ns=$T; sink_dev=tin
+measure generator 10.3.0.2 10.4.0.2 "$secs" plain
+sink_ns=$K; sink_dev=kin
+
+for dir in itr etr; do
+  for mode in $modes; do
+    build "$dir"
+    case "$mode" in
+      vxlan)
+        ip -n "$T" link add vxlan0 address $MAC_VX type vxlan id 42 local 172.31.77.1 remote 172.31.77.2 dstport 4789 dev "$([ "$dir" = itr ] && echo tout || echo tin)"
+        ip -n "$T" link set vxlan0 up; ip -n "$T" addr add 10.250.0.1/24 dev vxlan0
+        ip netns exec "$T" sysctl -qw net.ipv4.ip_forward=1
+        if [ "$dir" = itr ]; then
+          ip -n "$T" neigh add 10.250.0.2 lladdr 02:00:00:00:0b:01 dev vxlan0; ip -n "$T" route add 10.4.0.0/24 via 10.250.0.2
+        fi
+        ;;
+      tun)
+        ip netns exec "$T" sysctl -qw net.ipv4.ip_forward=1
+        start_fastxtr tun "" ;;
+      af-packet|af-xdp)
+        start_fastxtr "$mode" "$([ "$dir" = itr ] && echo tin || echo tout)" ;;
+    esac
+    if [ "$mode" != vxlan ]; then
+      if [ "$dir" = itr ]; then
+        ./out/fastxtr map-cache add --shm "$shm" --iid 1000 --eid 10.4.0.0/24 --rloc 172.31.77.2 >/dev/null
+        [ "$mode" = tun ] && ip -n "$T" route add 10.4.0.0/24 dev fxcap0
+      else
+        ./out/fastxtr map-cache add --shm "$shm" --iid 1000 --eid 10.3.0.0/24 --rloc 172.31.77.2 >/dev/null
+        # The EID host speaks once, so that an af-packet or af-xdp ETR knows its MAC.
+        ip netns exec "$K" ping -c 1 -W 0.3 10.3.0.2 >/dev/null 2>&1 || true
+      fi
+    fi
+    ip netns exec "$K" ping -c 1 -W 0.3 172.31.77.1 >/dev/null 2>&1 || true # K's ARP entry for T
+    ip netns exec "$T" ping -c 1 -W 0.3 "$([ "$dir" = itr ] && echo 172.31.77.2 || echo 10.4.0.2)" >/dev/null 2>&1 || true
+    if [ "$dir" = itr ]; then
+      measure "itr_$mode" 10.3.0.2 10.4.0.2 "$secs" plain
+    elif [ "$mode" = vxlan ]; then
+      measure "etr_$mode" 10.3.0.2 10.4.0.2 "$secs" vxlan 172.31.77.2 172.31.77.1 42 $MAC_VX
+    else
+      measure "etr_$mode" 10.3.0.2 10.4.0.2 "$secs" lisp 172.31.77.2 172.31.77.1 1000
+    fi
+    if [ "$mode" != vxlan ]; then
+      ./out/fastxtr show stats --shm "$shm" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|udp-rx-packets|tun-tx-packets|etr-kernel-routed)' | awk '$2 != 0' | sed 's/^/    /' || true
+    fi
+  done
+done
+teardown
+
+ratio() { /usr/bin/python3 -c "a,b=float('$1' or 0),float('$2' or 0); print('%.2f' % (a/b) if b else 'n/a')"; }
+echo
+echo "generator alone: ${result[generator]} Mpps into a drop sink"
+echo
+echo "| data plane on CPU 0 | ITR Mpps | ITR ns/packet | vs VXLAN | ETR Mpps | ETR ns/packet | vs VXLAN |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for mode in $modes; do
+  echo "| $mode | ${result[itr_$mode]} | ${result[itr_${mode}_ns]} | $(ratio "${result[itr_$mode]}" "${result[itr_vxlan]:-}")x | ${result[etr_$mode]} | ${result[etr_${mode}_ns]} | $(ratio "${result[etr_$mode]}" "${result[etr_vxlan]:-}")x |"
+done
+if [ -n "$json" ]; then
+  { echo "{"; echo "  \"seconds\": $secs,"; echo "  \"generator_mpps\": ${result[generator]},"
+    for what in "" _ns _busy; do for dir in itr etr; do
+      name="$dir"; [ "$what" = _ns ] && name="${dir}_ns_per_packet"; [ "$what" = _busy ] && name="${dir}_cpu0_busy"
+      printf '  "%s": {' "$name"; first=1
+      for mode in $modes; do [ $first -eq 1 ] || printf ', '; first=0; printf '"%s": %s' "$mode" "${result[${dir}_${mode}${what}]:-0}"; done
+      echo "},"
+    done; done
+    echo "  \"modes\": \"$modes\""; echo "}"; } > "$json"
+  echo "wrote $json"
+fi
