@@ -5,6 +5,8 @@
  *
  *   pktgen IFNAME DST_MAC SRC_MAC SRC_IP DST_IP SECS plain|lisp|vxlan [OUTER_SRC OUTER_DST IID_OR_VNI INNER_DST_MAC]
  *
+ * RATE (environment, packets/s): send at that rate, in bursts of up to 64 frames, instead of as fast as possible.
+ *
  * plain: IPv4/UDP to port 9 with an 18-byte payload (a 60-byte frame, 64 on the wire with the FCS).
  * lisp:  that packet (without Ethernet) behind outer IPv4/UDP 4341 and an 8-byte LISP header with the instance ID.
  * vxlan: that frame (with Ethernet, to INNER_DST_MAC) behind outer IPv4/UDP 4789 and a VXLAN header with the VNI.
@@ -113,14 +115,24 @@ int main(int argc, char **argv) {
         hdr->tp_len = (unsigned)(14 + len);
         hdr->tp_status = TP_STATUS_AVAILABLE;
     }
+    double rate = getenv("RATE") ? atof(getenv("RATE")) : 0;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     unsigned long sent = 0;
     int next = 0;
     for (;;) {
-        /* Hand every free slot back with its frame, then have the kernel send them all. */
+        /* Hand free slots back with their frames (as many as are due at RATE), then have the kernel send them. */
+        int want = FRAMES;
+        if (rate > 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            double el = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+            if (el >= secs) { printf("sent %lu %.3f\n", sent, (double)sent / el / 1e6); return 0; }
+            double due = el * rate - (double)sent;
+            if (due < 1) continue;
+            want = due > 64 ? 64 : (int)due;
+        }
         int queued = 0;
-        for (int k = 0; k < FRAMES; k++) {
+        for (int k = 0; k < want; k++) {
             struct tpacket2_hdr *hdr = (struct tpacket2_hdr *)(ring + (size_t)next * FRAME);
             if (hdr->tp_status != TP_STATUS_AVAILABLE) break;
             hdr->tp_status = TP_STATUS_SEND_REQUEST;
