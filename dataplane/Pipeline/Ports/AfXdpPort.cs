@@ -19,6 +19,7 @@ public sealed unsafe class AfXdpPort : IEidPort
     /// <summary>Empty reads between two looks at the kernel's drop counts for the sockets.</summary>
     private const int StatisticsEvery = 4096;
     private readonly XdpSocket[][] _sockets;
+    private readonly XdpSocket[] _allSockets;
     private readonly int[] _nextSocket;
     private readonly int[] _mtus;
     private readonly byte[][] _macs;
@@ -32,13 +33,14 @@ public sealed unsafe class AfXdpPort : IEidPort
     public AfXdpPort(IReadOnlyList<IReadOnlyList<XdpSocket>> sockets, IReadOnlyList<NetInterface> links, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters)
     {
         _sockets = sockets.Select(s => s.ToArray()).ToArray();
+        _allSockets = _sockets.SelectMany(s => s).ToArray();
         _nextSocket = new int[_sockets.Length];
         _mtus = links.Select(l => l.Mtu).ToArray();
         _macs = links.Select(l => l.Mac).ToArray();
         _neighbors = neighbors.ToArray();
         _counters = counters;
         _ethernet = new EthernetEidSide(counters, links.Select(l => l.Name).ToArray());
-        _kernelDrops = new ulong[_sockets.Sum(s => s.Length)];
+        _kernelDrops = new ulong[_allSockets.Length];
     }
 
     public int InstanceCount => _sockets.Length;
@@ -50,7 +52,7 @@ public sealed unsafe class AfXdpPort : IEidPort
     public int LinkHeaderBytes => EthernetHeaderBytes;
     public SuperFrameHandler? SuperFrame { get; set; }
 
-    public IReadOnlyList<int> PollFds => _sockets.SelectMany(s => s).Select(s => s.Fd).ToArray();
+    public IReadOnlyList<int> PollFds => _allSockets.Select(s => s.Fd).ToArray();
 
     public int Read(int instance, PacketBuffers buffers, Span<int> lengths, ref ulong bytes, out int superFrames)
     {
@@ -95,13 +97,12 @@ public sealed unsafe class AfXdpPort : IEidPort
     /// </summary>
     private void CountKernelDrops()
     {
-        int k = 0;
-        foreach (var socket in _sockets.SelectMany(s => s))
+        for (int k = 0; k < _allSockets.Length; k++)
         {
-            var s = socket.Statistics();
+            var s = _allSockets[k].Statistics();
             ulong total = s.RxDropped + s.RxRingFull + s.RxFillRingEmpty;
             if (total > _kernelDrops[k]) _counters.Add(Counter.DropXskRing, total - _kernelDrops[k]);
-            _kernelDrops[k++] = total;
+            _kernelDrops[k] = total;
         }
     }
 
@@ -146,7 +147,7 @@ public sealed unsafe class AfXdpPort : IEidPort
 
     public void Dispose()
     {
-        foreach (var socket in _sockets.SelectMany(s => s)) socket.Dispose();
+        foreach (var socket in _allSockets) socket.Dispose();
         _ethernet.Dispose();
     }
 }
