@@ -20,6 +20,7 @@ public static class DataplaneCommand
         mode.AcceptOnlyFromAmong("tun", "af-packet", "af-xdp");
         var instance = new Option<string[]>("--instance") { Description = "an agent group: IID=IFNAME, e.g. 1000=fx1000 (repeat for more groups). --mode tun: the TUN, created if missing, then configure it with ip(8); --mode af-packet or af-xdp: the group's existing EID-facing Ethernet interface (or a bare IID with --eid-if)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var eidIf = new Option<string?>("--eid-if") { Description = "--mode af-packet or af-xdp: the EID-facing interface of every --instance given as a bare IID (e.g. --instance 1000 --eid-if eth1)" };
+        var xdpUnderlay = new Option<string?>("--xdp-underlay") { Description = "--mode af-xdp: also receive LISP data through AF_XDP on this underlay interface (the one --rloc-addr is on): a second XDP program of ours sends it unfragmented IPv4/UDP to --rloc-addr and --port, and the kernel keeps everything else (control messages, fragments, ARP); the outer IPv4 header and a non-zero UDP checksum are checked here as the kernel would. Sending stays the kernel's. Without it the kernel's UDP socket receives all LISP data" };
         var rloc = new Option<string>("--rloc-addr") { Description = "this xTR's IPv4 RLOC: the source of encapsulated packets and the address LISP data is received on (required)" };
         var port = new Option<int>("--port") { Description = "the LISP data port (RFC 9300: 4341)", DefaultValueFactory = _ => 4341 };
         var mtu = new Option<int>("--mtu") { Description = "underlay path MTU; larger outer packets are fragmented, or refused with ICMP when DF is set or the inner packet is IPv6 (RFC 9300 §7)", DefaultValueFactory = _ => 1500 };
@@ -40,7 +41,7 @@ public static class DataplaneCommand
 
         var command = new Command("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation (RFC 9300) between the EID side (TUN devices, or Ethernet interfaces through AF_PACKET rings or AF_XDP sockets) and UDP 4341, multi-core, with the map-cache in shared memory. Stops on SIGINT/SIGTERM.");
         var metrics = new Option<string?>("--metrics") { Description = RoleMetrics.Help + " (per-worker counters and drop reasons, read from shared memory at scrape time)" };
-        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, busyPoll, offload, metrics }) command.Options.Add(o);
+        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, xdpUnderlay, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, busyPoll, offload, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             DataplaneOptions options;
@@ -54,6 +55,7 @@ public static class DataplaneCommand
                     Mode = parse.GetValue(mode) switch { "af-packet" => IoMode.AfPacket, "af-xdp" => IoMode.AfXdp, _ => IoMode.Tun },
                     Instances = (parse.GetValue(instance) ?? []).Select(i => CliParsing.ParseInstance(!i.Contains('=', StringComparison.Ordinal) && parse.GetValue(eidIf) is string e ? $"{i}={e}" : i)).ToList(),
                     EidInterface = parse.GetValue(eidIf),
+                    XdpUnderlay = parse.GetValue(xdpUnderlay),
                     RlocAddress = parse.GetValue(rloc) is string r ? CliParsing.ParseIpv4(r, "--rloc-addr") : 0,
                     Port = (ushort)Math.Clamp(parse.GetValue(port), 1, 65535),
                     OuterMtu = parse.GetValue(mtu),

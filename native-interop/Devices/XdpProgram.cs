@@ -41,13 +41,24 @@ public sealed unsafe class XdpProgram : IDisposable
     /// <paramref name="localIpv4"/> (host order; 0 for none) is the interface's own address, whose traffic stays the
     /// kernel's. Errors say what is wrong in the operator's terms.
     /// </summary>
-    public static XdpProgram Attach(string name, int ifindex, int queues, uint localIpv4)
+    public static XdpProgram Attach(string name, int ifindex, int queues, uint localIpv4) =>
+        Attach(name, ifindex, queues, "fastxtr_eid", map => Assemble(map, localIpv4));
+
+    /// <summary>
+    /// The underlay's program (--xdp-underlay): only unfragmented IPv4/UDP without options to
+    /// <paramref name="rloc"/>:<paramref name="port"/> (host order) goes to the sockets; fragments, control messages and
+    /// everything else stay the kernel's (its UDP socket on the data port still takes what the program passes).
+    /// </summary>
+    public static XdpProgram AttachUnderlay(string name, int ifindex, int queues, uint rloc, ushort port) =>
+        Attach(name, ifindex, queues, "fastxtr_rloc", map => AssembleUnderlay(map, rloc, port));
+
+    private static XdpProgram Attach(string name, int ifindex, int queues, string programName, Func<int, BpfInsn[]> assemble)
     {
         int mapFd = CreateXskMap(name, queues);
         int progFd = -1;
         try
         {
-            progFd = Load(name, mapFd, localIpv4);
+            progFd = Load(name, assemble(mapFd), programName);
             int linkFd = Link(progFd, ifindex, Linux.XDP_FLAGS_DRV_MODE, out int errno);
             bool native = linkFd >= 0;
             if (!native && errno is Linux.EOPNOTSUPP or Linux.EINVAL)
@@ -100,9 +111,8 @@ public sealed unsafe class XdpProgram : IDisposable
             : new NativeException($"creating the XSKMAP for {name} (kernel without CONFIG_XDP_SOCKETS?)", e);
     }
 
-    private static int Load(string name, int mapFd, uint localIpv4)
+    private static int Load(string name, BpfInsn[] program, string programName)
     {
-        BpfInsn[] program = Assemble(mapFd, localIpv4);
         byte[] license = "Dual BSD/GPL\0"u8.ToArray();
         const int LogBytes = 1 << 16;
         byte* log = (byte*)NativeMemory.AllocZeroed(LogBytes);
@@ -119,7 +129,7 @@ public sealed unsafe class XdpProgram : IDisposable
                 Put32(&attr, BpfAttrOffset.LogLevel, 1); // log_level: the verifier explains a refusal
                 Put32(&attr, BpfAttrOffset.LogSize, LogBytes);
                 Put64(&attr, BpfAttrOffset.LogBuffer, (ulong)log);
-                PutName(&attr, BpfAttrOffset.ProgramName, "fastxtr_eid");
+                PutName(&attr, BpfAttrOffset.ProgramName, programName);
                 Put32(&attr, BpfAttrOffset.ExpectedAttachType, Linux.BPF_XDP);
                 int fd = (int)Bpf(Linux.BPF_PROG_LOAD, &attr);
                 if (fd >= 0) return fd;
@@ -184,6 +194,42 @@ public sealed unsafe class XdpProgram : IDisposable
         a.LoadContext32(2, 16);            // r2 = ctx->rx_queue_index
         a.LoadMapFd(1, mapFd);
         a.MoveImmediate(3, Linux.XDP_PASS); // no socket on the queue: the kernel's
+        a.Call(Linux.BPF_FUNC_redirect_map);
+        a.Exit();
+        a.Label("pass");
+        a.MoveImmediate(0, Linux.XDP_PASS);
+        a.Exit();
+        return a.Finish();
+    }
+
+    /// <summary>
+    /// The underlay's program: Ethernet, IPv4 with a 20-byte header (0x45), UDP, no fragment bits (MF, offset), the
+    /// destination address and port ours; else the kernel's.
+    /// </summary>
+    internal static BpfInsn[] AssembleUnderlay(int mapFd, uint rloc, ushort port)
+    {
+        var a = new BpfAssembler();
+        a.LoadContext32(2, 0);
+        a.LoadContext32(3, 4);
+        a.Move(4, 2);
+        a.AddImmediate(4, 42);             // Ethernet + IPv4 + UDP
+        a.JumpIfGreater(4, 3, "pass");
+        a.LoadHalf(5, 2, 12);
+        a.JumpIfNotEqualImmediate(5, 0x0008, "pass");
+        a.LoadByte(5, 2, 14);
+        a.JumpIfNotEqualImmediate(5, 0x45, "pass");
+        a.LoadByte(5, 2, 23);              // protocol
+        a.JumpIfNotEqualImmediate(5, 17, "pass");
+        a.LoadHalf(5, 2, 20);              // flags and fragment offset, loaded little-endian
+        a.AndImmediate(5, 0xFF3F);         // MF and the offset (DF may be set)
+        a.JumpIfNotEqualImmediate(5, 0, "pass");
+        a.LoadWord(5, 2, 30);
+        a.JumpIfNotEqualImmediate32(5, (int)BinaryPrimitives.ReverseEndianness(rloc), "pass");
+        a.LoadHalf(5, 2, 36);              // destination port
+        a.JumpIfNotEqualImmediate(5, BinaryPrimitives.ReverseEndianness(port), "pass");
+        a.LoadContext32(2, 16);
+        a.LoadMapFd(1, mapFd);
+        a.MoveImmediate(3, Linux.XDP_PASS);
         a.Call(Linux.BPF_FUNC_redirect_map);
         a.Exit();
         a.Label("pass");
@@ -261,6 +307,7 @@ internal sealed class BpfAssembler
     public void JumpIfGreater(int dst, int src, string label) => EmitJump(Jmp | Jgt | X, dst, src, 0, label);
     public void JumpIfEqualImmediate(int dst, int immediate, string label) => EmitJump(Jmp | Jeq | K, dst, 0, immediate, label);
     public void JumpIfEqualImmediate32(int dst, int immediate, string label) => EmitJump(Jmp32 | Jeq | K, dst, 0, immediate, label);
+    public void JumpIfNotEqualImmediate32(int dst, int immediate, string label) => EmitJump(Jmp32 | Jne | K, dst, 0, immediate, label);
     public void JumpIfNotEqualImmediate(int dst, int immediate, string label) => EmitJump(Jmp | Jne | K, dst, 0, immediate, label);
     public void JumpIfLessImmediate(int dst, int immediate, string label) => EmitJump(Jmp | Jlt | K, dst, 0, immediate, label);
     public void JumpIfGreaterImmediate(int dst, int immediate, string label) => EmitJump(Jmp | Jgt | K, dst, 0, immediate, label);

@@ -84,13 +84,15 @@ public sealed class DataplaneHost : IDisposable
             {
                 try
                 {
-                    host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors, xsks[w], links));
+                    host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors, xsks[w], links, host._underlay.Length > 0 ? host._underlay[w] : null));
                     xsks[w] = []; // the worker's port owns them now
+                    if (host._underlay.Length > 0) host._underlay[w] = [];
                 }
                 catch (NativeException e) { throw new DataplaneStartException($"worker {w}: {e.Message}"); }
                 finally
                 {
                     foreach (var s in (xsks[w] ?? []).SelectMany(s => s)) s.Dispose();
+                    if (host._underlay.Length > 0) foreach (var s in host._underlay[w]) s.Dispose();
                 }
             }
             region.Header.ActiveWorkers = (uint)options.Workers;
@@ -149,16 +151,10 @@ public sealed class DataplaneHost : IDisposable
                 neighbors.Add(new NeighborTable());
                 var program = XdpProgram.Attach(link.Name, link.Index, link.RxQueues, link.Ipv4Address);
                 _programs.Add(program);
-                var perWorker = Enumerable.Range(0, Options.Workers).Select(_ => new List<XdpSocket>()).ToArray();
+                var perWorker = OpenQueueSockets(program, link, chunk);
                 for (int w = 0; w < Options.Workers; w++) xsks[w].Add(perWorker[w]);
-                for (int q = 0; q < link.RxQueues; q++)
-                {
-                    var socket = XdpSocket.Open(link.Name, link.Index, q, chunk, Options.RxRingFrames, Options.TxRingFrames);
-                    perWorker[q % Options.Workers].Add(socket);
-                    program.Register(q, socket.Fd);
-                }
-                var s0 = perWorker[0][0];
                 // (IP forwarding does not matter here: the kernel never sees the frames the program redirects.)
+                var s0 = perWorker[0][0];
                 modes.Add($"{link.Name}: XDP {(program.Native ? "native" : "generic (skb)")}, {(s0.ZeroCopy ? "zero-copy" : "copy mode")}, {link.RxQueues} queue(s), {s0.RxChunks}+{s0.TxChunks} chunks of {chunk} bytes per queue");
             }
         }
@@ -172,7 +168,54 @@ public sealed class DataplaneHost : IDisposable
             foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x)) s.Dispose();
             throw;
         }
+        if (Options.XdpUnderlay is string name)
+        {
+            try
+            {
+                var link = NetInterface.Query(name, "the underlay interface of --xdp-underlay");
+                if (link.RxQueues < Options.Workers)
+                    throw new DataplaneStartException($"--xdp-underlay {name} has {link.RxQueues} receive queue(s), fewer than --workers {Options.Workers}");
+                int chunk = XdpChunkBytes(link.Mtu);
+                if (chunk == 0) throw new DataplaneStartException($"--xdp-underlay {name} has MTU {link.Mtu}; AF_XDP takes frames of at most one 4 KB UMEM chunk");
+                var program = XdpProgram.AttachUnderlay(link.Name, link.Index, link.RxQueues, Options.RlocAddress, Options.Port);
+                _programs.Add(program);
+                _underlay = OpenQueueSockets(program, link, chunk);
+                modes.Add($"underlay {link.Name}: LISP data to {Sockets.FormatIpv4(Options.RlocAddress)}:{Options.Port} through AF_XDP, XDP {(program.Native ? "native" : "generic (skb)")}, {(_underlay[0][0].ZeroCopy ? "zero-copy" : "copy mode")}, {link.RxQueues} queue(s)");
+            }
+            catch (NativeException e)
+            {
+                foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x)) s.Dispose();
+                throw new DataplaneStartException($"--xdp-underlay: {e.Message}");
+            }
+        }
         _xdpSummary = string.Join("; ", modes);
+    }
+
+    /// <summary>--xdp-underlay: each worker's AF_XDP sockets on the underlay interface (empty lists without).</summary>
+    private List<XdpSocket>[] _underlay = [];
+
+    /// <summary>
+    /// One AF_XDP socket on every receive queue of <paramref name="link"/>, registered in <paramref name="program"/>'s
+    /// map; queue q goes to worker q mod workers. Sockets opened before a failure are closed.
+    /// </summary>
+    private List<XdpSocket>[] OpenQueueSockets(XdpProgram program, NetInterface link, int chunk)
+    {
+        var perWorker = Enumerable.Range(0, Options.Workers).Select(_ => new List<XdpSocket>()).ToArray();
+        try
+        {
+            for (int q = 0; q < link.RxQueues; q++)
+            {
+                var socket = XdpSocket.Open(link.Name, link.Index, q, chunk, Options.RxRingFrames, Options.TxRingFrames);
+                perWorker[q % Options.Workers].Add(socket);
+                program.Register(q, socket.Fd);
+            }
+        }
+        catch
+        {
+            foreach (var s in perWorker.SelectMany(s => s)) s.Dispose();
+            throw;
+        }
+        return perWorker;
     }
 
     private const int EthernetHeaderBytes = 14;

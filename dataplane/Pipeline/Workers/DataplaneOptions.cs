@@ -43,6 +43,12 @@ public sealed record DataplaneOptions
     public const int DefaultTunQueueLength = 5000;
     public string? EidInterface { get; init; }
     /// <summary>
+    /// --mode af-xdp: the underlay interface whose LISP data (to --rloc-addr, the data port) is received through AF_XDP
+    /// sockets as well, instead of the kernel's UDP stack; null: the UDP socket receives it all. Sending stays the
+    /// kernel's (it resolves the next hop).
+    /// </summary>
+    public string? XdpUnderlay { get; init; }
+    /// <summary>
     /// How long a worker that ran out of packets keeps checking for more (yielding its core between checks) before it
     /// sleeps in poll; 0 sleeps at once. A round trip through two gateways crosses four workers, and each wake-up from
     /// poll costs tens of microseconds on a busy machine. Measured with perf/Load/rr.c through TUN data planes on 2
@@ -65,6 +71,7 @@ public sealed record DataplaneOptions
             if (c < 0 || c >= cores) p.Add($"--cpus {c}: this machine has CPUs 0 .. {cores - 1}");
         if (Batch is < 1 or > 1024) p.Add($"--batch {Batch}: use 1 .. 1024");
         if (Mode == IoMode.Tun && EidInterface is not null) p.Add("--eid-if names the EID-facing interface of --mode af-packet and af-xdp; with --mode tun each --instance names its TUN");
+        if (XdpUnderlay is not null && Mode != IoMode.AfXdp) p.Add("--xdp-underlay is for --mode af-xdp");
         if (RxRingFrames is < 64 or > 1 << 20) p.Add($"--rx-ring {RxRingFrames}: use 64 .. {1 << 20} frames");
         if (TunQueueLength is < 16 or > 1 << 20) p.Add($"--tun-queue-length {TunQueueLength}: use 16 .. {1 << 20} packets");
         if (BusyPollMicroseconds is < 0 or > 10_000) p.Add($"--busy-poll-us {BusyPollMicroseconds}: use 0 (off) .. 10000 microseconds");

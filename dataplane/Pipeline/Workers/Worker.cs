@@ -43,6 +43,8 @@ public sealed unsafe class Worker : IDisposable
     private readonly int[] _fragmentLengths = new int[MaxFragments];
     private readonly uint[] _instanceIds;
     private volatile bool _stop;
+    // --xdp-underlay: LISP data read from AF_XDP sockets on the underlay interface (the UDP socket takes the rest).
+    private readonly XdpSocket[] _underlay = [];
 
 
     // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
@@ -68,12 +70,15 @@ public sealed unsafe class Worker : IDisposable
     /// <param name="neighbors">--mode af-packet: each instance's neighbour table, shared by the workers.</param>
     /// <param name="xsks">--mode af-xdp: this worker's AF_XDP sockets on each instance's interface (else empty); the port takes them over.</param>
     /// <param name="links">--mode af-xdp: each instance's interface.</param>
+    /// <param name="underlay">--xdp-underlay: this worker's AF_XDP sockets on the underlay interface (owned from here on).</param>
     public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns,
         IReadOnlyList<PacketRing>? rings = null, IReadOnlyList<NeighborTable>? neighbors = null,
-        IReadOnlyList<IReadOnlyList<XdpSocket>>? xsks = null, IReadOnlyList<NetInterface>? links = null)
+        IReadOnlyList<IReadOnlyList<XdpSocket>>? xsks = null, IReadOnlyList<NetInterface>? links = null,
+        IReadOnlyList<XdpSocket>? underlay = null)
     {
         _index = index;
         _options = options;
+        _underlay = underlay?.ToArray() ?? [];
         _instanceIds = options.Instances.Select(i => i.InstanceId).ToArray();
         _counters = region.Counters(index);
         _udpFd = Sockets.OpenUdp4(options.RlocAddress, options.Port, reusePort: true, options.SocketBufferBytes);
@@ -153,7 +158,7 @@ public sealed unsafe class Worker : IDisposable
     public void Run()
     {
         int instances = _port.InstanceCount;
-        int[] fds = [.. _port.PollFds, _udpFd];
+        int[] fds = [.. _port.PollFds, _udpFd, .. _underlay.Select(u => u.Fd)];
         // Bounded busy-polling (--busy-poll-us): after the last batch, keep checking for that long, yielding the core
         // between checks, before sleeping in poll; the answer to what just went out usually comes back within it.
         long spin = Stopwatch.Frequency * _options.BusyPollMicroseconds / 1_000_000;
@@ -164,6 +169,7 @@ public sealed unsafe class Worker : IDisposable
             int work = 0;
             for (int k = 0; k < instances; k++) work += Encapsulate(k);
             work += Decapsulate();
+            if (_underlay.Length > 0) work += DecapsulateFromUnderlaySockets();
             if (work != 0)
             {
                 if (spinning) _counters.Add(Counter.BusyPollHits);
@@ -430,6 +436,67 @@ public sealed unsafe class Worker : IDisposable
     }
 
     /// <summary>
+    /// --xdp-underlay: up to a batch of LISP frames from the underlay's AF_XDP sockets through the ETR. What the kernel's
+    /// IP and UDP layers check on the socket path is checked here: the outer IPv4 header (its checksum and lengths,
+    /// LispDataPacket) and a non-zero UDP checksum (a bad one is a counted drop, as the kernel's UDP would drop it).
+    /// </summary>
+    private int DecapsulateFromUnderlaySockets()
+    {
+        int frames = 0;
+        ulong rxBytes = 0, txPackets = 0, txBytes = 0;
+        foreach (var socket in _underlay)
+        {
+            while (frames < _options.Batch && socket.TryReceive(out byte* frame, out int length))
+            {
+                frames++;
+                if (!TryOuterUdp(frame, length, out int payload, out int payloadLength, out uint source, out int ttl, out int tos)) continue;
+                rxBytes += (ulong)payloadLength;
+                var d = _decap.Process(new Span<byte>(frame + payload, payloadLength), source, ttl, tos);
+                if (d.Deliver && _port.Write(d.Instance, frame + payload + d.InnerOffset, d.InnerLength)) { txPackets++; txBytes += (ulong)d.InnerLength; }
+            }
+            socket.ReleaseReceived();
+        }
+        if (frames == 0) return 0;
+        _port.Flush();
+        _counters.Add(Counter.UdpRxPackets, (ulong)frames);
+        _counters.Add(Counter.UdpRxBytes, rxBytes);
+        _counters.Add(Counter.TunTxPackets, txPackets);
+        _counters.Add(Counter.TunTxBytes, txBytes);
+        return frames;
+    }
+
+    /// <summary>The UDP payload of an Ethernet frame carrying LISP data; false, counted, for what does not check out.</summary>
+    private bool TryOuterUdp(byte* frame, int length, out int payload, out int payloadLength, out uint source, out int ttl, out int tos)
+    {
+        payload = payloadLength = ttl = tos = 0;
+        source = 0;
+        const int Ethernet = 14;
+        if (length < Ethernet) { _counters.Add(Counter.DropTruncated); return false; }
+        var packet = new Span<byte>(frame + Ethernet, length - Ethernet);
+        if (!LispDataPacket.TryParse(packet, out var outer, out var error) || outer.IsIpv6)
+        {
+            _counters.Add(error == DataPacketError.Truncated ? Counter.DropTruncated : Counter.DropBadOuterHeader);
+            return false;
+        }
+        int udp = outer.Ipv4.HeaderLength;
+        if (outer.Udp.Checksum != 0)
+        {
+            var datagram = packet.Slice(udp, outer.Udp.TotalLength);
+            if (InternetChecksum.Finish(InternetChecksumSimd.Sum(datagram, outer.Ipv4.PseudoHeaderSum(Ipv4Header.ProtocolUdp, datagram.Length))) != 0)
+            {
+                _counters.Add(Counter.DropBadOuterHeader);
+                return false;
+            }
+        }
+        payload = Ethernet + udp + UdpHeader.Length;
+        payloadLength = outer.Udp.TotalLength - UdpHeader.Length;
+        source = outer.Ipv4.SourceAddress;
+        ttl = outer.Ipv4.TimeToLive;
+        tos = outer.Ipv4.TypeOfService;
+        return true;
+    }
+
+    /// <summary>
     /// Writes the coalescer's pending run to its EID side: one super-packet, or the one packet it holds; where the
     /// port cannot take the super-packet (an af-packet host not heard from yet), its packets one by one.
     /// </summary>
@@ -468,6 +535,7 @@ public sealed unsafe class Worker : IDisposable
         _scratch.Dispose();
         foreach (int fd in _gsoFds) Sockets.Close(fd);
         _port.Dispose();
+        foreach (var socket in _underlay) socket.Dispose();
         _superBuffers?.Dispose();
         _groBuffers?.Dispose();
         if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);

@@ -11,7 +11,8 @@ namespace FastXtr.Tests.EndToEnd;
 /// with our XDP program and AF_XDP sockets (copy mode: veth offers no zero-copy). Instance 1000 joins host A
 /// (10.1.0.2, fd01::2) and host B (10.2.0.2, fd02::2); instance 2000 joins two more hosts with the same IPv4 EIDs
 /// on interfaces of their own. A runs two workers on two-queue veths (a queue each), B one worker that reads both
-/// queues of its two-queue veth to host B (which sends on either, by the CPU it runs on).
+/// queues of its two-queue veth to host B (which sends on either, by the CPU it runs on). B also receives its LISP
+/// data through AF_XDP on its underlay interface (--xdp-underlay); A through the kernel's UDP socket.
 /// <code>  hA  --ia(2 queues)-- xA ==underlay 192.0.2.0/24== xB --ib(2 queues)-- hB      (IID 1000)
 ///   hA2 --ja(2 queues)-- xA                           xB --jb-- hB2     (IID 2000, the same EIDs)</code>
 /// </summary>
@@ -75,7 +76,16 @@ public class AfXdpNamespaceTests
     }
 
     private Process StartB() =>
-        Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-xdp", "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{_t}", "--instance", $"2000=jb{_t}", "--shm", _shmB, "--map-cache-entries", "1024");
+        Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-xdp", "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{_t}", "--instance", $"2000=jb{_t}", "--xdp-underlay", $"ub{_t}", "--shm", _shmB, "--map-cache-entries", "1024");
+
+    /// <summary>The UDP datagrams the kernel of <paramref name="ns"/> has received (/proc/net/snmp, Udp InDatagrams).</summary>
+    private static long UdpInDatagrams(string ns)
+    {
+        var lines = Exec(ns, "grep '^Udp:' /proc/net/snmp").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var names = lines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var values = lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return long.Parse(values[Array.IndexOf(names, "InDatagrams")], System.Globalization.CultureInfo.InvariantCulture);
+    }
 
     private static uint ActiveWorkers(string shm)
     {
@@ -126,8 +136,13 @@ public class AfXdpNamespaceTests
     public void Ping_HostToHost_ThroughBothSockets_WithArpLeftToTheKernel()
     {
         Assert.That(XdpOn(_xA, $"ia{_t}"), Does.Contain("fastxtr_eid"), "our program is attached to A's interface");
+        Assert.That(XdpOn(_xB, $"ub{_t}"), Does.Contain("fastxtr_rloc"), "and the underlay's to B's underlay interface");
+        long udpB = UdpInDatagrams(_xB), udpA = UdpInDatagrams(_xA);
         var r = Exec(_hA, "ping -n -c 20 -i 0.05 -W 1 10.2.0.2");
         Assert.That(r.Out, Does.Contain("20 received"), r.All);
+        // B took the echo requests' LISP packets from its underlay sockets, A the replies from the kernel's UDP.
+        Assert.That(UdpInDatagrams(_xB) - udpB, Is.LessThan(5L), "B's kernel did not receive the LISP data");
+        Assert.That(UdpInDatagrams(_xA) - udpA, Is.GreaterThanOrEqualTo(20L), "A's kernel did");
         // B had never heard from host B when the first echo request arrived: the kernel resolved that one; host B's
         // replies taught B its MAC, and the rest went out through B's socket.
         Assert.That(Read(_shmB, Counter.EtrKernelRouted), Is.InRange(1UL, 3UL), "only the first packets before B learned host B's MAC");
@@ -202,18 +217,18 @@ public class AfXdpNamespaceTests
         var queues = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=ub{t}", "--workers", "2");
         Assert.That(queues.Code, Is.EqualTo(1));
         Assert.That(queues.Err, Does.Contain($"ub{t} has 1 receive queue(s), fewer than --workers 2"), queues.All);
+        var notXdp = Shell.Run(Shell.FastxtrExe(), ["dataplane", "--mode", "af-packet", "--rloc-addr", "192.0.2.2", "--instance", "1000=x0", "--xdp-underlay", "u0"]);
+        Assert.That((notXdp.Code, notXdp.Err.Contains("--xdp-underlay is for --mode af-xdp", StringComparison.Ordinal)), Is.EqualTo((1, true)), notXdp.All);
         var busy = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{t}");
         Assert.That(busy.Code, Is.EqualTo(1));
         Assert.That(busy.Err, Does.Contain($"interface ib{t} already has an XDP program attached"), busy.All);
-        Shell.Must($"ip -n {_xB} link set ub{t} mtu 9000 && ip -n {_xA} link set ua{t} mtu 9000");
-        try
-        {
-            var jumbo = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=ub{t}");
-            Assert.That(jumbo.Code, Is.EqualTo(1));
-            Assert.That(jumbo.Err, Does.Contain($"ub{t} has MTU 9000; --mode af-xdp takes frames of at most one 4 KB UMEM chunk (MTU up to 3826)"), jumbo.All);
-        }
-        finally { Shell.Must($"ip -n {_xB} link set ub{t} mtu 1500 && ip -n {_xA} link set ua{t} mtu 1500"); }
-        Assert.That(XdpOn(_xB, $"ub{t}"), Does.Not.Contain("prog/xdp"), "no program left on an interface a refused start touched");
+        // A veth pair of its own with jumbo frames (one that carries traffic keeps its MTU).
+        Shell.Must($"ip -n {_xB} link add jz{t} mtu 9000 type veth peer name jy{t} mtu 9000 && ip -n {_xB} link set jz{t} up && ip -n {_xB} link set jy{t} up");
+        var jumbo = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=jz{t}");
+        Assert.That(jumbo.Code, Is.EqualTo(1));
+        Assert.That(jumbo.Err, Does.Contain($"jz{t} has MTU 9000; --mode af-xdp takes frames of at most one 4 KB UMEM chunk (MTU up to 3826)"), jumbo.All);
+        Assert.That(XdpOn(_xB, $"jz{t}"), Does.Not.Contain("prog/xdp"), "no program left on an interface a refused start touched");
+        Assert.That(XdpOn(_xB, $"ub{t}"), Does.Contain("fastxtr_rloc"), "B's own underlay program untouched by the refused starts");
         Assert.That(File.Exists($"/dev/shm/{_shmB}x"), Is.False, "a start that failed leaves no region it made behind");
     }
 
