@@ -167,7 +167,7 @@ capacity() {
 }
 
 start_fastxtr() {
-  local mode=$1 eid=$2 underlay=$3
+  local mode=$1 eid=$2 underlay=${3:-}
   local dev="$eid" extra=()
   if [ "$mode" = tun ]; then dev=fxcap0; fi
   if [ "$mode" = af-xdp-u ]; then mode=af-xdp; extra=(--xdp-underlay "$underlay"); fi

@@ -1,3 +1,4 @@
+using FastXtr.Dataplane.Encap;
 using FastXtr.SharedMemory;
 using FastXtr.NativeInterop;
 using Microsoft.Extensions.Logging;
@@ -84,7 +85,7 @@ public sealed class DataplaneHost : IDisposable
             {
                 try
                 {
-                    host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors, xsks[w], links, host._underlay.Length > 0 ? host._underlay[w] : null));
+                    host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors, xsks[w], links, host._underlay.Length > 0 ? host._underlay[w] : null, host._nextHops));
                     xsks[w] = []; // the worker's port owns them now
                     if (host._underlay.Length > 0) host._underlay[w] = [];
                 }
@@ -95,6 +96,7 @@ public sealed class DataplaneHost : IDisposable
                     if (host._underlay.Length > 0) foreach (var s in host._underlay[w]) s.Dispose();
                 }
             }
+            if (host._nextHops is { } hops) host._nextHopTimer = new Timer(_ => hops.Refresh(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
             region.Header.ActiveWorkers = (uint)options.Workers;
             region.Header.DataplanePid = Environment.ProcessId;
             for (int w = 0; w < options.Workers; w++)
@@ -180,6 +182,8 @@ public sealed class DataplaneHost : IDisposable
                 var program = XdpProgram.AttachUnderlay(link.Name, link.Index, link.RxQueues, Options.RlocAddress, Options.Port);
                 _programs.Add(program);
                 _underlay = OpenQueueSockets(program, link, chunk);
+                _nextHops = new UnderlayNextHops(link.Name, link.Mac);
+                _nextHops.Refresh();
                 modes.Add($"underlay {link.Name}: LISP data to {Sockets.FormatIpv4(Options.RlocAddress)}:{Options.Port} through AF_XDP, XDP {(program.Native ? "native" : "generic (skb)")}, {(_underlay[0][0].ZeroCopy ? "zero-copy" : "copy mode")}, {link.RxQueues} queue(s)");
             }
             catch (NativeException e)
@@ -193,6 +197,9 @@ public sealed class DataplaneHost : IDisposable
 
     /// <summary>--xdp-underlay: each worker's AF_XDP sockets on the underlay interface (empty lists without).</summary>
     private List<XdpSocket>[] _underlay = [];
+    /// <summary>--xdp-underlay: the kernel's next hops through the underlay, read again every second by <see cref="_nextHopTimer"/>.</summary>
+    private UnderlayNextHops? _nextHops;
+    private Timer? _nextHopTimer;
 
     /// <summary>
     /// One AF_XDP socket on every receive queue of <paramref name="link"/>, registered in <paramref name="program"/>'s
@@ -277,6 +284,7 @@ public sealed class DataplaneHost : IDisposable
 
     public void Dispose()
     {
+        _nextHopTimer?.Dispose();
         Stop();
         foreach (var w in _workers) w.Dispose();
         foreach (var t in _tuns) t.Dispose();

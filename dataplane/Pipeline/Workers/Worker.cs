@@ -45,6 +45,7 @@ public sealed unsafe class Worker : IDisposable
     private volatile bool _stop;
     // --xdp-underlay: LISP data read from AF_XDP sockets on the underlay interface (the UDP socket takes the rest).
     private readonly XdpSocket[] _underlay = [];
+    private readonly XdpUnderlaySender? _underlayTx;
 
 
     // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
@@ -71,10 +72,11 @@ public sealed unsafe class Worker : IDisposable
     /// <param name="xsks">--mode af-xdp: this worker's AF_XDP sockets on each instance's interface (else empty); the port takes them over.</param>
     /// <param name="links">--mode af-xdp: each instance's interface.</param>
     /// <param name="underlay">--xdp-underlay: this worker's AF_XDP sockets on the underlay interface (owned from here on).</param>
+    /// <param name="nextHops">--xdp-underlay: the kernel's next hops on the underlay interface; the ITR sends through the first socket.</param>
     public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns,
         IReadOnlyList<PacketRing>? rings = null, IReadOnlyList<NeighborTable>? neighbors = null,
         IReadOnlyList<IReadOnlyList<XdpSocket>>? xsks = null, IReadOnlyList<NetInterface>? links = null,
-        IReadOnlyList<XdpSocket>? underlay = null)
+        IReadOnlyList<XdpSocket>? underlay = null, UnderlayNextHops? nextHops = null)
     {
         _index = index;
         _options = options;
@@ -108,6 +110,7 @@ public sealed unsafe class Worker : IDisposable
         _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.OuterMtu, _counters, region.MissRing(index),
             new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56));
         _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index));
+        if (_underlay.Length > 0 && nextHops is not null) _underlayTx = new XdpUnderlaySender(_underlay[0], nextHops, _counters);
 
         _vnet = _port.HasVnetHeader;
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)((MaxSegments + 2) * sizeof(IoVec)));
@@ -248,7 +251,8 @@ public sealed unsafe class Worker : IDisposable
         switch (d.Verdict)
         {
             case ItrVerdict.Send:
-                _send.Add(buffer + d.OuterStart, d.OuterLength, d.Destination, 0);
+                if (_underlayTx is null || !_underlayTx.TrySend(buffer + d.OuterStart, d.OuterLength, d.Destination))
+                    _send.Add(buffer + d.OuterStart, d.OuterLength, d.Destination, 0);
                 return (ulong)d.OuterLength;
             case ItrVerdict.SendFragmented:
                 // Flush what is queued so the fragment scratch can be reused by this packet.
@@ -383,6 +387,7 @@ public sealed unsafe class Worker : IDisposable
 
     private void Flush()
     {
+        _underlayTx?.Flush();
         if (_send.Count == 0) return;
         int sent = _send.Send(_rawFd, out int failed);
         _counters.Add(Counter.UdpTxPackets, (ulong)sent);

@@ -28,6 +28,9 @@ public enum Counter
     // --mode af-xdp: frames the kernel dropped before an AF_XDP socket got them (its RX ring full, or no free chunk
     // in the fill ring), from the sockets' XDP_STATISTICS.
     DropXskRing,
+    // --xdp-underlay: encapsulated packets the ITR left to the kernel because their RLOC's next hop was not (yet) in
+    // the kernel's neighbour table, or the route to it not through the underlay interface.
+    ItrKernelSent,
     Count,
 }
 

@@ -189,6 +189,11 @@ public class AfXdpNamespaceTests
         // "fragmentation needed" (RFC 9300 §7) and the host lowers its path MTU; nothing else is dropped.
         Assert.That(Read(_shmA, Counter.DropTooBig), Is.EqualTo(Read(_shmA, Counter.IcmpTooBigSent)));
         Assert.That(Read(_shmB, Counter.DropTxRingFull) + Read(_shmB, Counter.DropNoNeighbor) + Read(_shmA, Counter.DropTruncated), Is.EqualTo(0UL));
+        // B's ITR sent the ACKs through its underlay socket, to A's MAC from B's kernel tables; only packets sent
+        // before the first reading of those tables that knew A went through the kernel.
+        Assert.That(Read(_shmB, Counter.UdpTxPackets), Is.GreaterThan(500UL));
+        Assert.That(Read(_shmB, Counter.ItrKernelSent), Is.LessThan(Read(_shmB, Counter.UdpTxPackets) / 10), "B's ACKs left through AF_XDP");
+        Assert.That(Read(_shmA, Counter.ItrKernelSent), Is.EqualTo(0UL), "A has no underlay sockets: nothing is counted there");
     }
 
     [Test, Order(5)]
