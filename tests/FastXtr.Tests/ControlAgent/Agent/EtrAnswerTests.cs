@@ -30,7 +30,8 @@ public class EtrAnswerTests
         using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
         using var agent = new XtrAgent(agentConfig, region, NullLogger.Instance);
         var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (server.Store.Count == 0 && DateTime.UtcNow < deadline) Thread.Sleep(50);
+        // The Map-Server stores the registration before it sends the Map-Notify the agent counts: wait for both.
+        while ((server.Store.Count == 0 || agent.Counters[AgentCounter.RegistrationsAcknowledged] == 0) && DateTime.UtcNow < deadline) Thread.Sleep(50);
         Assert.That(server.Store.Count, Is.EqualTo(1), "the agent registered");
         Assert.That(agent.Counters[AgentCounter.RegistrationsAcknowledged], Is.GreaterThanOrEqualTo(1));
 
