@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
 #
-#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet af-xdp"]
+#   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet af-xdp af-xdp-u"]
 #                              [--rr "1 16"] [--rr-secs N] [--pin] [--json FILE] [--png FILE]
 #   (--png: the bar chart of the figures against VXLAN, default perf/dataplane-vs-vxlan.png)
 #   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
@@ -13,8 +13,8 @@
 # entries). For each: UDP packets/s with 64- and 1400-byte payloads (udpflow from ../shared/perf-reference, sendmmsg
 # batches of 32, measured at the receiver) and single-stream TCP Gbit/s (iperf3). With af-packet or af-xdp in
 # --modes, two host namespaces join the xTRs through two-queue veths (hosts 10.3.0.2 and 10.4.0.2): the af-packet
-# data planes (keys fx<workers>ap<offload>) and the af-xdp ones (fx<workers>xdp; offloads do not apply) serve them
-# on those veths, and the same kernel VXLAN tunnel carries them once more with the two namespaces routing
+# data planes (keys fx<workers>ap<offload>) and the af-xdp ones (fx<workers>xdp, and fx<workers>xdpu with
+# --xdp-underlay on the underlay veth; offloads do not apply) serve them on those veths, and the same kernel VXLAN tunnel carries them once more with the two namespaces routing
 # (the "routed" baseline, the kernel's way of serving the same hosts). Request/response (perf/Load/rr.c): UDP and TCP
 # ping-pong with 64-byte and 1 KB messages, 1 and 16 outstanding, over the plain underlay ("underlay"), kernel VXLAN
 # and every FastXtr path, reporting transactions/s and p50/p99/p99.9 round trips; JSON keys
@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; modes="tun af-packet af-xdp"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
+secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; modes="tun af-packet af-xdp af-xdp-u"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
 rr_list="1 16"; rr_secs=3
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,7 +60,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 ip netns add "$S"; ip netns add "$D"
-ip link add fxbs$$ netns "$S" type veth peer name fxbd$$ netns "$D" 2>/dev/null || ip link add fxbs netns "$S" type veth peer name fxbd netns "$D"
+# (Two queues each way: --xdp-underlay binds an AF_XDP socket per queue, at least one per worker.)
+uq="numtxqueues 2 numrxqueues 2"
+ip link add fxbs$$ $uq netns "$S" type veth peer name fxbd$$ $uq netns "$D" 2>/dev/null || ip link add fxbs $uq netns "$S" type veth peer name fxbd $uq netns "$D"
 vs=$(ip -n "$S" -o link | awk -F': ' '/fxbs/{print $2}' | cut -d@ -f1); vd=$(ip -n "$D" -o link | awk -F': ' '/fxbd/{print $2}' | cut -d@ -f1)
 for ns in "$S" "$D"; do ip -n "$ns" link set lo up; done
 ip -n "$S" addr add 172.31.77.1/24 dev "$vs"; ip -n "$S" link set "$vs" up
@@ -140,7 +142,7 @@ done; done
 ;; esac
 
 ethernet_modes=""
-for m in af-packet af-xdp; do [[ " $modes " == *" $m "* ]] && ethernet_modes="$ethernet_modes $m"; done
+for m in af-packet af-xdp af-xdp-u; do [[ " $modes " == *" $m "* ]] && ethernet_modes="$ethernet_modes $m"; done
 if [ -n "$ethernet_modes" ]; then
   # Hosts behind the gateways: hS -- S (10.3.0.1) and D (10.4.0.1) -- hD, over veths with two queues each way (one
   # AF_XDP socket per worker binds a queue).
@@ -167,13 +169,15 @@ if [ -n "$ethernet_modes" ]; then
   # The af-packet data planes need the kernel not to forward what their rings take.
   for ns in "$S" "$D"; do ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0; done
   for mode in $ethernet_modes; do
-  offloads="$offload_list"; [ "$mode" = af-xdp ] && offloads="off"
+  offloads="$offload_list"; [[ "$mode" == af-xdp* ]] && offloads="off"
   for w in $workers_list; do for off in $offloads; do
-    if [ "$mode" = af-xdp ]; then k="fx${w}xdp"; else k="fx${w}ap${off}"; fi
+    case "$mode" in af-xdp) k="fx${w}xdp" ;; af-xdp-u) k="fx${w}xdpu" ;; *) k="fx${w}ap${off}" ;; esac
+    dpmode=${mode%-u}; us=(); ud=()
+    [ "$mode" = af-xdp-u ] && { us=(--xdp-underlay "$vs"); ud=(--xdp-underlay "$vd"); }
     rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
     echo "# FastXtr $mode, $w worker(s), offload $off"
-    ip netns exec "$S" "$root/out/fastxtr" dataplane --mode "$mode" --rloc-addr 172.31.77.1 --instance "1000=$gs" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
-    ip netns exec "$D" "$root/out/fastxtr" dataplane --mode "$mode" --rloc-addr 172.31.77.2 --instance "1000=$gd" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
+    ip netns exec "$S" "$root/out/fastxtr" dataplane --mode "$dpmode" "${us[@]}" --rloc-addr 172.31.77.1 --instance "1000=$gs" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
+    ip netns exec "$D" "$root/out/fastxtr" dataplane --mode "$dpmode" "${ud[@]}" --rloc-addr 172.31.77.2 --instance "1000=$gd" --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
     for i in $(seq 50); do [ -f "/dev/shm/$shm_s" ] && [ -f "/dev/shm/$shm_d" ] && ./out/fastxtr show stats --shm "$shm_s" >/dev/null 2>&1 && ./out/fastxtr show stats --shm "$shm_d" >/dev/null 2>&1 && break; sleep 0.1; done
     sleep 0.5
     ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.4.0.0/24 --rloc 172.31.77.2 >/dev/null
@@ -208,9 +212,9 @@ if [ -n "$ethernet_modes" ]; then
   row="| kernel VXLAN, routed hosts | ${result[vxlanr_udp64]} | ${result[vxlanr_udp1400]} |"
   for st in $streams_list; do row="$row ${result[vxlanr_tcp$st]} |"; done; echo "$row"
   for mode in $ethernet_modes; do
-  offloads="$offload_list"; [ "$mode" = af-xdp ] && offloads="off"
+  offloads="$offload_list"; [[ "$mode" == af-xdp* ]] && offloads="off"
   for w in $workers_list; do for off in $offloads; do
-    if [ "$mode" = af-xdp ]; then k="fx${w}xdp"; else k="fx${w}ap${off}"; fi
+    case "$mode" in af-xdp) k="fx${w}xdp" ;; af-xdp-u) k="fx${w}xdpu" ;; *) k="fx${w}ap${off}" ;; esac
     row="| FastXtr $mode, $w worker(s), offload $off, routed hosts | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlanr_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlanr_udp1400]}")x) |"
     for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlanr_tcp$st]}")x) |"; done
     echo "$row"
@@ -222,7 +226,7 @@ if [ ${#rr_keys[@]} -gt 0 ]; then
   echo "|---|---|---:|---:|---:|---:|---|"
   for rrk in "${rr_keys[@]}"; do
     path=${rrk%%_rr*}; what=${rrk#*_rr}; depth=${what%%_*}; exchange=${what#*_}
-    base=vxlan; case "$path" in *ap*|*xdp|vxlanr) base=vxlanr ;; esac
+    base=vxlan; case "$path" in *ap*|*xdp|*xdpu|vxlanr) base=vxlanr ;; esac
     ref_key="${base}_rr${depth}_${exchange}"
     cmp="—"
     if [ "$path" != "$base" ] && [ -n "${result[${ref_key}_tps]:-}" ]; then

@@ -56,12 +56,13 @@ public static class DataplaneChart
         "vxlan" => "kernel VXLAN",
         "vxlanr" => "VXLAN, routed hosts",
         _ when path.EndsWith("xdp", StringComparison.Ordinal) => $"FastXtr {path[2..^3]}w af-xdp",
+        _ when path.EndsWith("xdpu", StringComparison.Ordinal) => $"FastXtr {path[2..^4]}w af-xdp, underlay too",
         _ when path.Contains("ap", StringComparison.Ordinal) => $"FastXtr {path[2..path.IndexOf("ap", StringComparison.Ordinal)]}w af-packet {path[(path.IndexOf("ap", StringComparison.Ordinal) + 2)..]}",
         _ => $"FastXtr {path[2]}w TUN offload {path[3..]}",
     };
 
     /// <summary>What a path's ratio is taken against: af-packet and af-xdp serve routed hosts, so the routed VXLAN run.</summary>
-    private static string Baseline(string path) => path.Contains("ap", StringComparison.Ordinal) || path.EndsWith("xdp", StringComparison.Ordinal) ? "vxlanr" : "vxlan";
+    private static string Baseline(string path) => path.Contains("ap", StringComparison.Ordinal) || path.Contains("xdp", StringComparison.Ordinal) ? "vxlanr" : "vxlan";
 
     private static void Panel(Plot plot, string title, (string Metric, string Label)[] metrics, List<string> paths, Func<string, string, double> value, bool legend)
     {

@@ -14,8 +14,8 @@ namespace FastXtr.Dataplane.Workers;
 
 /// <summary>
 /// One run-to-completion worker: it owns its EID-side port (<see cref="TunPort"/>: queue <c>index</c> of every
-/// instance's TUN, <see cref="AfPacketPort"/>: a ring pair per instance, or <see cref="AfXdpPort"/>: an AF_XDP socket
-/// on queue <c>index</c> of each instance's interface), one UDP socket on the LISP data port
+/// instance's TUN, <see cref="AfPacketPort"/>: a ring pair per instance, or <see cref="AfXdpPort"/>: the AF_XDP sockets
+/// on the queues q = <c>index</c> mod workers of each instance's interface), one UDP socket on the LISP data port
 /// (SO_REUSEPORT spreads flows across workers) and one raw sending socket. Each turn it reads a batch from each
 /// instance, runs the ITR over it and sends it with one sendmmsg, then takes a batch from the UDP socket with one
 /// recvmmsg, runs the ETR and hands each packet to its instance's port. It sleeps in poll only when a turn found
