@@ -191,15 +191,7 @@ public sealed unsafe class XdpProgram : IDisposable
             a.JumpIfEqualImmediate32(5, (int)BinaryPrimitives.ReverseEndianness(localIpv4), "pass");
         }
         a.Label("redirect");
-        a.LoadContext32(2, 16);            // r2 = ctx->rx_queue_index
-        a.LoadMapFd(1, mapFd);
-        a.MoveImmediate(3, Linux.XDP_PASS); // no socket on the queue: the kernel's
-        a.Call(Linux.BPF_FUNC_redirect_map);
-        a.Exit();
-        a.Label("pass");
-        a.MoveImmediate(0, Linux.XDP_PASS);
-        a.Exit();
-        return a.Finish();
+        return RedirectOrPass(a, mapFd);
     }
 
     /// <summary>
@@ -227,7 +219,16 @@ public sealed unsafe class XdpProgram : IDisposable
         a.JumpIfNotEqualImmediate32(5, (int)BinaryPrimitives.ReverseEndianness(rloc), "pass");
         a.LoadHalf(5, 2, 36);              // destination port
         a.JumpIfNotEqualImmediate(5, BinaryPrimitives.ReverseEndianness(port), "pass");
-        a.LoadContext32(2, 16);
+        return RedirectOrPass(a, mapFd);
+    }
+
+    /// <summary>
+    /// The end both programs share: here, the frame goes to the socket of its receive queue (or to the kernel when
+    /// the queue has none: the redirect's default action); at "pass", to the kernel.
+    /// </summary>
+    private static BpfInsn[] RedirectOrPass(BpfAssembler a, int mapFd)
+    {
+        a.LoadContext32(2, 16);            // r2 = ctx->rx_queue_index
         a.LoadMapFd(1, mapFd);
         a.MoveImmediate(3, Linux.XDP_PASS);
         a.Call(Linux.BPF_FUNC_redirect_map);
