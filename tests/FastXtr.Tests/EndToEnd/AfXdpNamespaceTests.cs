@@ -227,6 +227,11 @@ public class AfXdpNamespaceTests
         var busy = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{t}");
         Assert.That(busy.Code, Is.EqualTo(1));
         Assert.That(busy.Err, Does.Contain($"interface ib{t} already has an XDP program attached"), busy.All);
+        // Without privileges (nobody, no capabilities): the first thing that needs them names them.
+        var unprivileged = Shell.Run("ip", ["netns", "exec", _xB, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+            "env", "HOME=/tmp", "DOTNET_BUNDLE_EXTRACT_BASE_DIR=/tmp", Shell.FastxtrExe(), "dataplane", "--mode", "af-xdp", "--rloc-addr", "192.0.2.2", "--instance", $"1000=jb{t}", "--shm", _shmB + "x", "--map-cache-entries", "64", "--port", "4399"]);
+        Assert.That(unprivileged.Code, Is.EqualTo(1), unprivileged.All);
+        Assert.That(unprivileged.Err, Does.Contain($"creating the XSKMAP for jb{t}: needs CAP_BPF and CAP_NET_ADMIN (run as root)"), unprivileged.All);
         // A veth pair of its own with jumbo frames (one that carries traffic keeps its MTU).
         Shell.Must($"ip -n {_xB} link add jz{t} mtu 9000 type veth peer name jy{t} mtu 9000 && ip -n {_xB} link set jz{t} up && ip -n {_xB} link set jy{t} up");
         var jumbo = Dataplane(_xB, "--rloc-addr", "192.0.2.2", "--instance", $"1000=jz{t}");
