@@ -27,6 +27,11 @@ public sealed class MapServerCore
     private readonly MapRequest _request = new();
     private readonly EncapsulatedControlMessage _ecm = new();
     private readonly MapNotify _ack = new();
+    // HandleRegister's working lists and its Map-Notify, kept across messages (a refresh allocates less).
+    private readonly List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record, int Index)> _registered = [];
+    private readonly List<(EidKey Key, ushort MapVersion)> _withdrawals = [];
+    private readonly List<int> _accepted = [];
+    private readonly MapNotify _notify = new();
     // Encode-only: its records and locators are refilled for every answer, never decoded into (they point at the
     // registrations' own locator addresses), so answering a Map-Request allocates no message objects.
     private readonly MapReply _reply = new();
@@ -138,17 +143,20 @@ public sealed class MapServerCore
         var now = DateTime.UtcNow;
         long nowMs = NowMs;
         UInt128 xtrId = _register.XtrIdPresent ? _register.XtrId : Key(source.Address);
-        var records = new List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record, int Index)>();
-        var withdrawals = new List<(EidKey Key, ushort MapVersion)>();
+        var records = _registered;
+        var withdrawals = _withdrawals;
         // Which records were taken: the Map-Notify confirms those and no other (RFC 9301 §5.7).
-        var accepted = new List<int>(_register.Records.Count);
+        var accepted = _accepted;
+        records.Clear();
+        withdrawals.Clear();
+        accepted.Clear();
         MappingRecord? previous = null;
         ImmutableArray<RegisteredRloc> previousRlocs = default;
         for (int i = 0; i < _register.Records.Count; i++)
         {
             var rec = _register.Records[i];
             if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var eid)
-                || !site.Prefixes.Any(p => p.Covers(iid, family, EidPrefix.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength)))
+                || !Covers(site, iid, family, EidPrefix.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength))
             {
                 _counters.Add(MsCounter.RegisterForeignPrefix);
                 _log.Warning("foreign", $"{source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
@@ -173,6 +181,16 @@ public sealed class MapServerCore
             {
                 // An ETR registers its agents' EIDs together, all behind the same locators: the records share one
                 // immutable locator set (at a million registrations that is about 150 MB not spent).
+                records.Add((eidKey, previousRlocs, rec, i));
+                accepted.Add(i);
+                continue;
+            }
+            if (_store.TryGet(eidKey, out var current) && current.ByXtr.TryGetValue(xtrId, out var mine) && SamePlainLocators(rec, mine.Rlocs))
+            {
+                // A refresh of what this xTR registered, plain locators unchanged: nothing to parse, and the stored
+                // immutable set is shared again.
+                previous = rec;
+                previousRlocs = mine.Rlocs;
                 records.Add((eidKey, previousRlocs, rec, i));
                 accepted.Add(i);
                 continue;
@@ -225,7 +243,10 @@ public sealed class MapServerCore
         {
             // The Map-Notify carries the records that were registered (RFC 9301 §5.7), never one that was refused, and
             // is authenticated with the key ID and algorithm the ETR used (the key it names matched the site's).
-            var notify = new MapNotify { Nonce = _register.Nonce, KeyId = _register.KeyId, AlgorithmId = key.Algorithm, XtrIdPresent = _register.XtrIdPresent, XtrId = _register.XtrId, SiteId = _register.SiteId };
+            var notify = _notify;
+            (notify.Nonce, notify.KeyId, notify.AlgorithmId) = (_register.Nonce, _register.KeyId, key.Algorithm);
+            (notify.XtrIdPresent, notify.XtrId, notify.SiteId) = (_register.XtrIdPresent, _register.XtrId, _register.SiteId);
+            notify.Records.Clear();
             foreach (int i in accepted) notify.Records.Add(_register.Records[i]);
             int n = notify.TryEncodeSigned(_out, key);
             if (n > 0)
@@ -241,9 +262,24 @@ public sealed class MapServerCore
     private SiteKey? Authenticate(ReadOnlySpan<byte> message, SiteConfig site)
     {
         // The Key ID names the key; try it first, then the others (some implementations send 0 for every key).
-        foreach (var key in site.Keys.OrderBy(k => k.KeyId == _register.KeyId ? 0 : 1))
-            if (MessageAuthentication.Verify(message, key, out var alg) == AuthenticationFailure.None && alg == key.Algorithm) return key;
+        var keys = site.Keys;
+        for (int k = 0; k < keys.Count; k++)
+            if (keys[k].KeyId == _register.KeyId && Verifies(message, keys[k])) return keys[k];
+        for (int k = 0; k < keys.Count; k++)
+            if (keys[k].KeyId != _register.KeyId && Verifies(message, keys[k])) return keys[k];
         return null;
+    }
+
+    private static bool Verifies(ReadOnlySpan<byte> message, SiteKey key) =>
+        MessageAuthentication.Verify(message, key, out var alg) == AuthenticationFailure.None && alg == key.Algorithm;
+
+    /// <summary>Whether one of the site's prefixes covers the registered one.</summary>
+    private static bool Covers(SiteConfig site, uint iid, EidFamily family, UInt128 prefix, int length)
+    {
+        var prefixes = site.Prefixes;
+        for (int p = 0; p < prefixes.Count; p++)
+            if (prefixes[p].Covers(iid, family, prefix, length)) return true;
+        return false;
     }
 
     /// <summary>Whether two records of one Map-Register carry the same locators, field by field and in order.</summary>
@@ -252,6 +288,23 @@ public sealed class MapServerCore
         if (a.Locators.Count != b.Locators.Count) return false;
         for (int i = 0; i < a.Locators.Count; i++)
             if (!a.Locators[i].ContentEquals(b.Locators[i])) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// Whether a record's locators are the stored ones, field by field and in order, where every stored one is a plain
+    /// address without attributes (those with attributes take the full path, which parses and checks them).
+    /// </summary>
+    private static bool SamePlainLocators(MappingRecord record, ImmutableArray<RegisteredRloc> stored)
+    {
+        if (record.Locators.Count != stored.Length) return false;
+        for (int i = 0; i < stored.Length; i++)
+        {
+            var wire = record.Locators[i];
+            var r = stored[i];
+            if (r.Context is not null || wire.Priority != r.Priority || wire.Weight != r.Weight || wire.MulticastPriority != r.MulticastPriority
+                || wire.MulticastWeight != r.MulticastWeight || wire.Reachable != r.Reachable || !wire.Locator.ContentEquals(r.Address)) return false;
+        }
         return true;
     }
 

@@ -153,6 +153,33 @@ public partial class MapServerTests
     }
 
     [Test]
+    public void ARefresh_WithTheSameLocators_SharesTheStoredSet_AndAChangedOneReplacesIt()
+    {
+        var key = new EidKey(1000, EidFamily.Ipv4, 0x0A010033, 32);
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.2", 1, null)), PlannersKey);
+        Assert.That(_server.Store.TryGet(key, out var first), Is.True);
+        var stored = first.ByXtr[31].Rlocs;
+        // The same locators again: nothing is parsed, and the registration keeps the very same set.
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.2", 1, null)), PlannersKey);
+        _server.Store.TryGet(key, out var refreshed);
+        Assert.That(refreshed.ByXtr[31].Rlocs == stored, Is.True, "the stored locator set is shared");
+        Assert.That(refreshed.ByXtr[31].LastRegistered, Is.GreaterThanOrEqualTo(first.ByXtr[31].LastRegistered));
+        // A changed priority, a changed address, attributes: each is a new set, answered at once.
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.2", 2, null)), PlannersKey);
+        _server.Store.TryGet(key, out var reprioritised);
+        Assert.That((reprioritised.ByXtr[31].Rlocs == stored, reprioritised.ByXtr[31].Rlocs[0].Priority), Is.EqualTo((false, (byte)2)));
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, null)), PlannersKey);
+        Assert.That(Ask(1000, "10.1.0.51").Records[0].Locators[0].Locator.ToString(), Is.EqualTo("192.0.2.3"));
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, "\"hardware\":[\"gpu\"]")), PlannersKey);
+        _server.Store.TryGet(key, out var withContext);
+        Assert.That(withContext.ByXtr[31].Rlocs[0].Context?.HasHardware("gpu"), Is.True);
+        // With attributes the full path runs again, and an unchanged refresh keeps them.
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, "\"hardware\":[\"gpu\"]")), PlannersKey);
+        _server.Store.TryGet(key, out var again);
+        Assert.That(again.ByXtr[31].Rlocs[0].Context?.HasHardware("gpu"), Is.True);
+    }
+
+    [Test]
     public void RotatedKey_WithItsKeyIdAndSha1_IsAccepted()
     {
         var m = Register(1000, "10.1.0.6", 32, 12, ("192.0.2.2", 1, null));
