@@ -242,7 +242,9 @@ public sealed unsafe class XdpSocket : IDisposable
 
     /// <summary>
     /// Publishes the queued frames and has the kernel send them: a sendto only where it asks (copy mode always
-    /// does); returns 0, or the errno of a failed wake-up other than "busy, try later".
+    /// does), repeated while frames remain (copy mode sends at most 32 per wake-up, and a frame left in the ring would
+    /// wait for the next batch, however late); returns 0, or the errno of a failed wake-up other than "busy, try
+    /// later".
     /// </summary>
     public int Kick()
     {
@@ -250,15 +252,22 @@ public sealed unsafe class XdpSocket : IDisposable
         TxPending = false;
         Volatile.Write(ref *_tx.Producer, _txProduced);
         int error = 0;
-        if ((Volatile.Read(ref *_tx.Flags) & Linux.XDP_RING_NEED_WAKEUP) != 0
-            && Libc.sendto(_fd, null, 0, Linux.MSG_DONTWAIT, null, 0) < 0)
+        for (int wakeups = 0; wakeups < MaxWakeupsPerKick && Volatile.Read(ref *_tx.Consumer) != _txProduced; wakeups++)
         {
+            if ((Volatile.Read(ref *_tx.Flags) & Linux.XDP_RING_NEED_WAKEUP) == 0) break; // the driver sends on its own
+            if (Libc.sendto(_fd, null, 0, Linux.MSG_DONTWAIT, null, 0) >= 0) continue;
             int e = Libc.LastError;
-            if (e is not (Linux.EAGAIN or Linux.EBUSY or Linux.ENOBUFS or Linux.ENETDOWN)) error = e;
+            if (e is not (Linux.EAGAIN or Linux.EBUSY or Linux.ENOBUFS)) { error = e == Linux.ENETDOWN ? 0 : e; break; }
+            Reclaim(); // the completion ring was full: make room and wake it again
         }
         Reclaim();
+        // Frames the kernel has not taken yet go with the next kick.
+        TxPending = Volatile.Read(ref *_tx.Consumer) != _txProduced && (Volatile.Read(ref *_tx.Flags) & Linux.XDP_RING_NEED_WAKEUP) != 0;
         return error;
     }
+
+    /// <summary>Enough wake-ups for a TX ring of 4,096 frames at 32 per wake-up, and a bound if the kernel stops taking them.</summary>
+    private const int MaxWakeupsPerKick = 128;
 
     /// <summary>Chunks the kernel has sent come back to the free list.</summary>
     private void Reclaim()

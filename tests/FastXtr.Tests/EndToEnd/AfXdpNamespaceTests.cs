@@ -12,7 +12,8 @@ namespace FastXtr.Tests.EndToEnd;
 /// (10.1.0.2, fd01::2) and host B (10.2.0.2, fd02::2); instance 2000 joins two more hosts with the same IPv4 EIDs
 /// on interfaces of their own. A runs two workers on two-queue veths (a queue each), B one worker that reads both
 /// queues of its two-queue veth to host B (which sends on either, by the CPU it runs on). B also receives its LISP
-/// data through AF_XDP on its underlay interface (--xdp-underlay); A through the kernel's UDP socket.
+/// data through AF_XDP on its underlay interface (--xdp-underlay), in batches of up to 128; A through the kernel's UDP
+/// socket.
 /// <code>  hA  --ia(2 queues)-- xA ==underlay 192.0.2.0/24== xB --ib(2 queues)-- hB      (IID 1000)
 ///   hA2 --ja(2 queues)-- xA                           xB --jb-- hB2     (IID 2000, the same EIDs)</code>
 /// </summary>
@@ -76,7 +77,7 @@ public class AfXdpNamespaceTests
     }
 
     private Process StartB() =>
-        Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-xdp", "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{_t}", "--instance", $"2000=jb{_t}", "--xdp-underlay", $"ub{_t}", "--shm", _shmB, "--map-cache-entries", "1024");
+        Shell.StartInNamespace(_xB, "dataplane", "--mode", "af-xdp", "--rloc-addr", "192.0.2.2", "--instance", $"1000=ib{_t}", "--instance", $"2000=jb{_t}", "--xdp-underlay", $"ub{_t}", "--shm", _shmB, "--map-cache-entries", "1024", "--batch", "128");
 
     /// <summary>The UDP datagrams the kernel of <paramref name="ns"/> has received (/proc/net/snmp, Udp InDatagrams).</summary>
     private static long UdpInDatagrams(string ns)
@@ -194,6 +195,48 @@ public class AfXdpNamespaceTests
         Assert.That(Read(_shmB, Counter.UdpTxPackets), Is.GreaterThan(500UL));
         Assert.That(Read(_shmB, Counter.ItrKernelSent), Is.LessThan(Read(_shmB, Counter.UdpTxPackets) / 10), "B's ACKs left through AF_XDP");
         Assert.That(Read(_shmA, Counter.ItrKernelSent), Is.EqualTo(0UL), "A has no underlay sockets: nothing is counted there");
+    }
+
+    [Test, Order(4)]
+    public void AUdpBurst_LongerThanOneWakeUpSends_ArrivesWhole_WithNothingAfterIt()
+    {
+        // B reads up to 128 frames per batch and writes them all to host B's socket, whose copy mode sends at most
+        // 32 frames per wake-up: the rest must not wait for traffic that never comes.
+        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-burst-{_tag}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "rx.py"), """
+                import socket
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+                s.bind(("10.2.0.2", 5300)); s.settimeout(3)
+                n = 0
+                try:
+                    while True: s.recv(2048); n += 1
+                except socket.timeout: pass
+                print(n)
+                """.Replace("                ", "", StringComparison.Ordinal));
+            File.WriteAllText(Path.Combine(dir, "tx.py"), """
+                import socket
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                for i in range(300): s.sendto(b"x" * 200, ("10.2.0.2", 5300))
+                """.Replace("                ", "", StringComparison.Ordinal));
+            var receiver = Task.Run(() => Exec(_hB, $"/usr/bin/python3 {dir}/rx.py", 20_000));
+            Thread.Sleep(500);
+            // B stopped while the burst arrives: its frames wait in B's RX ring (the XDP program keeps redirecting),
+            // and once B runs again it reads them 128 at a time and writes each batch to host B with one kick.
+            var b = _dataplanes[1]!;
+            Shell.Must($"kill -STOP {b.Id}");
+            try
+            {
+                Assert.That(Exec(_hA, $"/usr/bin/python3 {dir}/tx.py").Code, Is.EqualTo(0));
+                Thread.Sleep(300);
+            }
+            finally { Shell.Must($"kill -CONT {b.Id}"); }
+            var got = receiver.Result;
+            Assert.That(int.Parse(got.Out.Trim(), System.Globalization.CultureInfo.InvariantCulture), Is.EqualTo(300), "every datagram of the burst reached host B: " + got.All);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
     }
 
     [Test, Order(5)]
