@@ -8,7 +8,7 @@ namespace FastXtr.Dataplane.Encap;
 /// One worker's way out through AF_XDP on the underlay interface (--xdp-underlay): an encapsulated packet gets the
 /// Ethernet header of its RLOC's next hop and goes into a UMEM chunk of the worker's underlay socket, sent with the
 /// batch. The next hop's MAC comes from <see cref="UnderlayNextHops"/>, kept per RLOC in a worker-local cache that is
-/// emptied when a new snapshot appears. A packet whose next hop is not known is left to the kernel (the caller's
+/// emptied at the end of the first batch after a new snapshot appears. A packet whose next hop is not known is left to the kernel (the caller's
 /// raw socket), counted in itr-kernel-sent.
 /// </summary>
 public sealed unsafe class XdpUnderlaySender
@@ -35,15 +35,9 @@ public sealed unsafe class XdpUnderlaySender
     /// </summary>
     public bool TrySend(byte* outer, int length, uint rloc)
     {
-        var snapshot = _nextHops.Current;
-        if (snapshot.Version != _version)
-        {
-            _cache.Clear();
-            _version = snapshot.Version;
-        }
         if (!_cache.TryGetValue(rloc, out ulong mac))
         {
-            mac = snapshot.TryResolve(rloc, out ulong found) ? found : 0;
+            mac = _nextHops.Current.TryResolve(rloc, out ulong found) ? found : 0;
             _cache[rloc] = mac;
         }
         if (mac == 0 || length + EthernetHeaderBytes > _socket.MaxFrameBytes)
@@ -65,9 +59,18 @@ public sealed unsafe class XdpUnderlaySender
         return true;
     }
 
-    /// <summary>Hands the queued frames to the kernel and counts them as sent.</summary>
+    /// <summary>
+    /// Hands the queued frames to the kernel and counts them as sent; after a new reading of the kernel's tables the
+    /// cache starts again (checked once per batch, not per packet).
+    /// </summary>
     public void Flush()
     {
+        int version = _nextHops.Current.Version;
+        if (version != _version)
+        {
+            _cache.Clear();
+            _version = version;
+        }
         if (_sent > 0)
         {
             _counters.Add(Counter.UdpTxPackets, _sent);

@@ -1,3 +1,4 @@
+using FastXtr.Dataplane.Ports;
 using FastXtr.Dataplane.Encap;
 using FastXtr.SharedMemory;
 using FastXtr.NativeInterop;
@@ -138,17 +139,13 @@ public sealed class DataplaneHost : IDisposable
     {
         for (int w = 0; w < Options.Workers; w++) xsks[w] = [];
         var modes = new List<string>();
+        string stage = "--mode af-xdp";
         try
         {
             for (int k = 0; k < Options.Instances.Count; k++)
             {
                 var instance = Options.Instances[k];
-                var link = NetInterface.Query(instance.Interface, "the EID-facing interface of --mode af-xdp");
-                if (link.RxQueues < Options.Workers)
-                    throw new DataplaneStartException($"instance {instance.InstanceId}: {link.Name} has {link.RxQueues} receive queue(s), fewer than --workers {Options.Workers}: each worker reads at least one queue (ethtool -L {link.Name} combined {Options.Workers}, or a veth made with numrxqueues {Options.Workers})");
-                int chunk = XdpChunkBytes(link.Mtu);
-                if (chunk == 0)
-                    throw new DataplaneStartException($"instance {instance.InstanceId}: {link.Name} has MTU {link.Mtu}; --mode af-xdp takes frames of at most one 4 KB UMEM chunk (MTU up to {4096 - Linux.XDP_PACKET_HEADROOM - EthernetHeaderBytes})");
+                var (link, chunk) = XdpInterface(instance.Interface, "the EID-facing interface of --mode af-xdp", $"instance {instance.InstanceId}: {instance.Interface}");
                 links.Add(link);
                 neighbors.Add(new NeighborTable());
                 var program = XdpProgram.Attach(link.Name, link.Index, link.RxQueues, link.Ipv4Address);
@@ -156,44 +153,44 @@ public sealed class DataplaneHost : IDisposable
                 var perWorker = OpenQueueSockets(program, link, chunk);
                 for (int w = 0; w < Options.Workers; w++) xsks[w].Add(perWorker[w]);
                 // (IP forwarding does not matter here: the kernel never sees the frames the program redirects.)
-                var s0 = perWorker[0][0];
-                modes.Add($"{link.Name}: XDP {(program.Native ? "native" : "generic (skb)")}, {(s0.ZeroCopy ? "zero-copy" : "copy mode")}, {link.RxQueues} queue(s), {s0.RxChunks}+{s0.TxChunks} chunks of {chunk} bytes per queue");
+                modes.Add($"{link.Name}: {XdpMode(program, perWorker[0][0], link)}, {perWorker[0][0].RxChunks}+{perWorker[0][0].TxChunks} chunks of {chunk} bytes per queue");
             }
-        }
-        catch (NativeException e)
-        {
-            foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x)) s.Dispose();
-            throw new DataplaneStartException($"--mode af-xdp: {e.Message}");
-        }
-        catch
-        {
-            foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x)) s.Dispose();
-            throw;
-        }
-        if (Options.XdpUnderlay is string name)
-        {
-            try
+            if (Options.XdpUnderlay is string name)
             {
-                var link = NetInterface.Query(name, "the underlay interface of --xdp-underlay");
-                if (link.RxQueues < Options.Workers)
-                    throw new DataplaneStartException($"--xdp-underlay {name} has {link.RxQueues} receive queue(s), fewer than --workers {Options.Workers}");
-                int chunk = XdpChunkBytes(link.Mtu);
-                if (chunk == 0) throw new DataplaneStartException($"--xdp-underlay {name} has MTU {link.Mtu}; AF_XDP takes frames of at most one 4 KB UMEM chunk");
+                stage = "--xdp-underlay";
+                var (link, chunk) = XdpInterface(name, "the underlay interface of --xdp-underlay", $"--xdp-underlay {name}");
                 var program = XdpProgram.AttachUnderlay(link.Name, link.Index, link.RxQueues, Options.RlocAddress, Options.Port);
                 _programs.Add(program);
                 _underlay = OpenQueueSockets(program, link, chunk);
                 _nextHops = new UnderlayNextHops(link.Name, link.Mac);
                 _nextHops.Refresh();
-                modes.Add($"underlay {link.Name}: LISP data to {Sockets.FormatIpv4(Options.RlocAddress)}:{Options.Port} through AF_XDP, XDP {(program.Native ? "native" : "generic (skb)")}, {(_underlay[0][0].ZeroCopy ? "zero-copy" : "copy mode")}, {link.RxQueues} queue(s)");
+                modes.Add($"underlay {link.Name}: LISP data to {Sockets.FormatIpv4(Options.RlocAddress)}:{Options.Port} through AF_XDP, {XdpMode(program, _underlay[0][0], link)}");
             }
-            catch (NativeException e)
-            {
-                foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x)) s.Dispose();
-                throw new DataplaneStartException($"--xdp-underlay: {e.Message}");
-            }
+        }
+        catch (Exception e)
+        {
+            foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x).Concat(_underlay.SelectMany(x => x))) s.Dispose();
+            _underlay = [];
+            if (e is NativeException) throw new DataplaneStartException($"{stage}: {e.Message}");
+            throw;
         }
         _xdpSummary = string.Join("; ", modes);
     }
+
+    /// <summary>An interface AF_XDP can serve with --workers workers: queues enough, and frames that fit a UMEM chunk.</summary>
+    private (NetInterface Link, int Chunk) XdpInterface(string name, string role, string label)
+    {
+        var link = NetInterface.Query(name, role);
+        if (link.RxQueues < Options.Workers)
+            throw new DataplaneStartException($"{label} has {link.RxQueues} receive queue(s), fewer than --workers {Options.Workers}: each worker reads at least one queue (ethtool -L {link.Name} combined {Options.Workers}, or a veth made with numrxqueues {Options.Workers})");
+        int chunk = XdpChunkBytes(link.Mtu);
+        if (chunk == 0)
+            throw new DataplaneStartException($"{label} has MTU {link.Mtu}; --mode af-xdp takes frames of at most one 4 KB UMEM chunk (MTU up to {4096 - Linux.XDP_PACKET_HEADROOM - EthernetEidSide.HeaderBytes})");
+        return (link, chunk);
+    }
+
+    private static string XdpMode(XdpProgram program, XdpSocket socket, NetInterface link) =>
+        $"XDP {(program.Native ? "native" : "generic (skb)")}, {(socket.ZeroCopy ? "zero-copy" : "copy mode")}, {link.RxQueues} queue(s)";
 
     /// <summary>--xdp-underlay: each worker's AF_XDP sockets on the underlay interface (empty lists without).</summary>
     private List<XdpSocket>[] _underlay = [];
@@ -225,12 +222,10 @@ public sealed class DataplaneHost : IDisposable
         return perWorker;
     }
 
-    private const int EthernetHeaderBytes = 14;
-
     /// <summary>The UMEM chunk for an MTU: 2 KB while a frame fits behind the kernel's headroom, else 4 KB; 0 when not even that.</summary>
     public static int XdpChunkBytes(int mtu) =>
-        mtu + EthernetHeaderBytes + Linux.XDP_PACKET_HEADROOM <= 2048 ? 2048
-        : mtu + EthernetHeaderBytes + Linux.XDP_PACKET_HEADROOM <= 4096 ? 4096 : 0;
+        mtu + EthernetEidSide.HeaderBytes + Linux.XDP_PACKET_HEADROOM <= 2048 ? 2048
+        : mtu + EthernetEidSide.HeaderBytes + Linux.XDP_PACKET_HEADROOM <= 4096 ? 4096 : 0;
 
     private static SharedRegion OpenRegion(DataplaneOptions options, ILogger log)
     {

@@ -44,7 +44,7 @@ public sealed unsafe class Worker : IDisposable
     private readonly uint[] _instanceIds;
     private volatile bool _stop;
     // --xdp-underlay: LISP data read from AF_XDP sockets on the underlay interface (the UDP socket takes the rest).
-    private readonly XdpSocket[] _underlay = [];
+    private readonly XdpSocket[] _underlay;
     private readonly XdpUnderlaySender? _underlayTx;
 
 
@@ -475,7 +475,7 @@ public sealed unsafe class Worker : IDisposable
     {
         payload = payloadLength = ttl = tos = 0;
         source = 0;
-        const int Ethernet = 14;
+        const int Ethernet = EthernetEidSide.HeaderBytes;
         if (length < Ethernet) { _counters.Add(Counter.DropTruncated); return false; }
         var packet = new Span<byte>(frame + Ethernet, length - Ethernet);
         if (!LispDataPacket.TryParse(packet, out var outer, out var error) || outer.IsIpv6)
