@@ -52,6 +52,15 @@ public static class Linux
     public const int IP_RECVTOS = 13;
     public const int IP_PMTUDISC_DONT = 0;
     public const int IPV6_V6ONLY = 26;
+    public const int IPV6_MTU_DISCOVER = 23;
+    public const int IPV6_PMTUDISC_DONT = 0;
+    public const int IPV6_RECVHOPLIMIT = 51;
+    public const int IPV6_HOPLIMIT = 52;
+    public const int IPV6_RECVTCLASS = 66;
+    public const int IPV6_TCLASS = 67;
+    /// <summary>UDP over IPv6: send a zero checksum (RFC 6935/6936 tunnels); <see cref="UDP_NO_CHECK6_RX"/> accepts one.</summary>
+    public const int UDP_NO_CHECK6_TX = 101;
+    public const int UDP_NO_CHECK6_RX = 102;
     public const int SOL_UDP = 17;
     public const int UDP_SEGMENT = 103;
     public const int UDP_GRO = 104;

@@ -19,24 +19,12 @@ public static unsafe class Sockets
         if (fd < 0) throw new NativeException("socket(AF_INET, SOCK_DGRAM)", Libc.LastError);
         try
         {
-            int one = 1;
             if (reusePort) SetInt(fd, Linux.SOL_SOCKET, Linux.SO_REUSEPORT, 1, "SO_REUSEPORT");
-            SetInt(fd, Linux.IPPROTO_IP, Linux.IP_RECVTTL, one, "IP_RECVTTL");
-            SetInt(fd, Linux.IPPROTO_IP, Linux.IP_RECVTOS, one, "IP_RECVTOS");
-            if (bufferBytes > 0)
-            {
-                // FORCE variants pass rmem_max/wmem_max when we are root; fall back to the plain ones otherwise.
-                if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUF, bufferBytes);
-                if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUF, bufferBytes);
-            }
+            SetInt(fd, Linux.IPPROTO_IP, Linux.IP_RECVTTL, 1, "IP_RECVTTL");
+            SetInt(fd, Linux.IPPROTO_IP, Linux.IP_RECVTOS, 1, "IP_RECVTOS");
+            SetBuffers(fd, bufferBytes);
             SockAddrIn sa = Ipv4Endpoint(bindAddressHostOrder, port);
-            if (Libc.bind(fd, &sa, (uint)sizeof(SockAddrIn)) != 0)
-            {
-                int e = Libc.LastError;
-                throw e == Linux.EADDRINUSE
-                    ? new NativeException($"bind UDP {FormatIpv4(bindAddressHostOrder)}:{port}: the port is in use (another data plane, or a LISP daemon, holds it)", e)
-                    : new NativeException($"bind UDP {FormatIpv4(bindAddressHostOrder)}:{port} (is the address configured on an interface?)", e);
-            }
+            Bind(fd, &sa, (uint)sizeof(SockAddrIn), $"{FormatIpv4(bindAddressHostOrder)}:{port}");
             return fd;
         }
         catch
@@ -44,6 +32,51 @@ public static unsafe class Sockets
             Libc.close(fd);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The IPv6 counterpart of <see cref="OpenUdp4"/>: IPv6 only (IPV6_V6ONLY), the hop limit and traffic class of
+    /// each datagram reported (IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS). With <paramref name="acceptZeroChecksum"/> it takes
+    /// datagrams whose UDP checksum is 0 (UDP_NO_CHECK6_RX: RFC 6935/6936 tunnel traffic), which the kernel drops otherwise.
+    /// </summary>
+    public static int OpenUdp6(UInt128 bindAddressHostOrder, ushort port, bool reusePort, int bufferBytes, bool acceptZeroChecksum)
+    {
+        int fd = Libc.socket(Linux.AF_INET6, Linux.SOCK_DGRAM | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, Linux.IPPROTO_UDP);
+        if (fd < 0) throw new NativeException("socket(AF_INET6, SOCK_DGRAM)", Libc.LastError);
+        try
+        {
+            SetInt(fd, Linux.IPPROTO_IPV6, Linux.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+            if (reusePort) SetInt(fd, Linux.SOL_SOCKET, Linux.SO_REUSEPORT, 1, "SO_REUSEPORT");
+            SetInt(fd, Linux.IPPROTO_IPV6, Linux.IPV6_RECVHOPLIMIT, 1, "IPV6_RECVHOPLIMIT");
+            SetInt(fd, Linux.IPPROTO_IPV6, Linux.IPV6_RECVTCLASS, 1, "IPV6_RECVTCLASS");
+            if (acceptZeroChecksum) SetInt(fd, Linux.SOL_UDP, Linux.UDP_NO_CHECK6_RX, 1, "UDP_NO_CHECK6_RX");
+            SetBuffers(fd, bufferBytes);
+            SockAddrIn6 sa = Ipv6Endpoint(bindAddressHostOrder, port);
+            Bind(fd, &sa, (uint)sizeof(SockAddrIn6), $"[{FormatIpv6(bindAddressHostOrder)}]:{port}");
+            return fd;
+        }
+        catch
+        {
+            Libc.close(fd);
+            throw;
+        }
+    }
+
+    private static void SetBuffers(int fd, int bufferBytes)
+    {
+        if (bufferBytes <= 0) return;
+        // FORCE variants pass rmem_max/wmem_max when we are root; fall back to the plain ones otherwise.
+        if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_RCVBUF, bufferBytes);
+        if (!TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUF, bufferBytes);
+    }
+
+    private static void Bind(int fd, void* address, uint length, string what)
+    {
+        if (Libc.bind(fd, address, length) == 0) return;
+        int e = Libc.LastError;
+        throw e == Linux.EADDRINUSE
+            ? new NativeException($"bind UDP {what}: the port is in use (another data plane, or a LISP daemon, holds it)", e)
+            : new NativeException($"bind UDP {what} (is the address configured on an interface?)", e);
     }
 
     /// <summary>
@@ -68,6 +101,24 @@ public static unsafe class Sockets
         }
     }
 
+    /// <summary>The IPv6 counterpart of <see cref="EnsureUdp4PortFree"/>.</summary>
+    public static void EnsureUdp6PortFree(UInt128 bindAddressHostOrder, ushort port, string holderHint)
+    {
+        int fd = Libc.socket(Linux.AF_INET6, Linux.SOCK_DGRAM | Linux.SOCK_CLOEXEC, Linux.IPPROTO_UDP);
+        if (fd < 0) throw new NativeException("socket(AF_INET6, SOCK_DGRAM)", Libc.LastError);
+        try
+        {
+            TrySetInt(fd, Linux.IPPROTO_IPV6, Linux.IPV6_V6ONLY, 1);
+            SockAddrIn6 sa = Ipv6Endpoint(bindAddressHostOrder, port);
+            if (Libc.bind(fd, &sa, (uint)sizeof(SockAddrIn6)) != 0 && Libc.LastError == Linux.EADDRINUSE)
+                throw new NativeException($"bind UDP [{FormatIpv6(bindAddressHostOrder)}]:{port}: the port is in use ({holderHint})", Linux.EADDRINUSE);
+        }
+        finally
+        {
+            Libc.close(fd);
+        }
+    }
+
     /// <summary>
     /// A UDP socket bound to <paramref name="port"/> for segmentation-offload sends: datagrams leave with that source
     /// port and DF clear, and one <see cref="SendSegmented"/> hands the kernel many equal datagrams at once (UDP GSO).
@@ -77,6 +128,23 @@ public static unsafe class Sockets
     {
         int fd = OpenUdp4(bindAddressHostOrder, port, reusePort: true, bufferBytes);
         if (!TrySetInt(fd, Linux.IPPROTO_IP, Linux.IP_MTU_DISCOVER, Linux.IP_PMTUDISC_DONT) || !TrySetInt(fd, Linux.SOL_UDP, Linux.UDP_SEGMENT, 0))
+        {
+            Libc.close(fd);
+            return -1;
+        }
+        return fd;
+    }
+
+    /// <summary>
+    /// The IPv6 counterpart of <see cref="OpenUdp4Segmenting"/>: the kernel fragments nothing it is given (the
+    /// segments are cut to fit), and with <paramref name="zeroChecksum"/> the datagrams leave with UDP checksum 0
+    /// (UDP_NO_CHECK6_TX, RFC 6935). Returns -1 when this kernel lacks UDP_SEGMENT.
+    /// </summary>
+    public static int OpenUdp6Segmenting(UInt128 bindAddressHostOrder, ushort port, int bufferBytes, bool zeroChecksum)
+    {
+        int fd = OpenUdp6(bindAddressHostOrder, port, reusePort: true, bufferBytes, acceptZeroChecksum: false);
+        if (!TrySetInt(fd, Linux.IPPROTO_IPV6, Linux.IPV6_MTU_DISCOVER, Linux.IPV6_PMTUDISC_DONT) || !TrySetInt(fd, Linux.SOL_UDP, Linux.UDP_SEGMENT, 0)
+            || (zeroChecksum && !TrySetInt(fd, Linux.SOL_UDP, Linux.UDP_NO_CHECK6_TX, 1)))
         {
             Libc.close(fd);
             return -1;
@@ -95,14 +163,26 @@ public static unsafe class Sockets
     public static int SendSegmented(int fd, byte* data, int length, uint destinationHostOrder, ushort port, int segmentBytes, int ttl, int tos)
     {
         SockAddrIn to = Ipv4Endpoint(destinationHostOrder, port);
+        return SendSegmented(fd, &to, (uint)sizeof(SockAddrIn), Linux.IPPROTO_IP, Linux.IP_TTL, Linux.IP_TOS, data, length, segmentBytes, ttl, tos);
+    }
+
+    /// <summary>The IPv6 counterpart of the IPv4 <see cref="SendSegmented(int, byte*, int, uint, ushort, int, int, int)"/>: hop limit and traffic class.</summary>
+    public static int SendSegmented(int fd, byte* data, int length, UInt128 destinationHostOrder, ushort port, int segmentBytes, int hopLimit, int trafficClass)
+    {
+        SockAddrIn6 to = Ipv6Endpoint(destinationHostOrder, port);
+        return SendSegmented(fd, &to, (uint)sizeof(SockAddrIn6), Linux.IPPROTO_IPV6, Linux.IPV6_HOPLIMIT, Linux.IPV6_TCLASS, data, length, segmentBytes, hopLimit, trafficClass);
+    }
+
+    private static int SendSegmented(int fd, void* to, uint toLength, int level, int ttlType, int tosType, byte* data, int length, int segmentBytes, int ttl, int tos)
+    {
         IoVec iov = new() { Base = data, Length = (nuint)length };
-        // Three control messages of CMSG_SPACE 24 each: UDP_SEGMENT (u16), IP_TTL (int), IP_TOS (int).
+        // Three control messages of CMSG_SPACE 24 each: UDP_SEGMENT (u16), the TTL or hop limit (int), TOS or traffic class (int).
         byte* control = stackalloc byte[72];
         new Span<byte>(control, 72).Clear();
         WriteControl(control, Linux.SOL_UDP, Linux.UDP_SEGMENT, 2, (ushort)segmentBytes);
-        WriteControl(control + 24, Linux.IPPROTO_IP, Linux.IP_TTL, 4, ttl);
-        WriteControl(control + 48, Linux.IPPROTO_IP, Linux.IP_TOS, 4, tos);
-        var msg = new MsgHdr { Name = &to, NameLength = (uint)sizeof(SockAddrIn), Iov = &iov, IovLength = 1, Control = control, ControlLength = 72 };
+        WriteControl(control + 24, level, ttlType, 4, ttl);
+        WriteControl(control + 48, level, tosType, 4, tos);
+        var msg = new MsgHdr { Name = to, NameLength = toLength, Iov = &iov, IovLength = 1, Control = control, ControlLength = 72 };
         for (int spins = 0; ; spins++)
         {
             if (Libc.sendmsg(fd, &msg, 0) == length) return 0;
@@ -150,7 +230,12 @@ public static unsafe class Sockets
     /// A raw IPv6 socket whose packets carry their own IPv6 header (IPPROTO_RAW implies IPV6_HDRINCL): how the
     /// af-packet ETR hands an inner IPv6 packet to the kernel, which routes it and resolves the neighbour.
     /// </summary>
-    public static int OpenRawIpv6Sender() => OpenRaw(Linux.AF_INET6, "AF_INET6");
+    public static int OpenRawIpv6Sender(int bufferBytes = 0)
+    {
+        int fd = OpenRaw(Linux.AF_INET6, "AF_INET6");
+        if (bufferBytes > 0 && !TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUFFORCE, bufferBytes)) TrySetInt(fd, Linux.SOL_SOCKET, Linux.SO_SNDBUF, bufferBytes);
+        return fd;
+    }
 
     /// <summary>
     /// Restricts a socket to one interface (SO_BINDTODEVICE): what it sends leaves there, treated as on-link where no
@@ -184,6 +269,24 @@ public static unsafe class Sockets
         return sa;
     }
 
+    /// <summary>A struct sockaddr_in6 for an IPv6 address given as a host-order number.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static SockAddrIn6 Ipv6Endpoint(UInt128 addressHostOrder, ushort port)
+    {
+        SockAddrIn6 sa = default;
+        sa.Family = Linux.AF_INET6;
+        sa.PortBigEndian = BinaryPrimitives.ReverseEndianness(port);
+        BinaryPrimitives.WriteUInt128BigEndian(new Span<byte>(sa.Address, 16), addressHostOrder);
+        return sa;
+    }
+
+    public static string FormatIpv6(UInt128 hostOrder)
+    {
+        Span<byte> b = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(b, hostOrder);
+        return new System.Net.IPAddress(b).ToString();
+    }
+
     public static bool TrySetInt(int fd, int level, int name, int value) => Libc.setsockopt(fd, level, name, &value, sizeof(int)) == 0;
 
     public static string FormatIpv4(uint hostOrder) => $"{hostOrder >> 24}.{(hostOrder >> 16) & 0xFF}.{(hostOrder >> 8) & 0xFF}.{hostOrder & 0xFF}";
@@ -200,10 +303,11 @@ public static unsafe class Sockets
 /// </summary>
 public sealed unsafe class MessageBatch : IDisposable
 {
-    public const int ControlBytes = 96; // IP_TTL, IP_TOS and UDP_GRO: three CMSG_SPACEs of 24
+    public const int ControlBytes = 96; // IP_TTL, IP_TOS and UDP_GRO (or their IPv6 kin): three CMSG_SPACEs of 24
     private readonly MMsgHdr* _msgs;
     private readonly IoVec* _iov;
-    private readonly SockAddrIn* _addrs;
+    // Room for either family's address in each slot: a sockaddr_in6 (28 bytes) holds a sockaddr_in's 16.
+    private readonly SockAddrIn6* _addrs;
     private readonly byte* _control;
 
     public MessageBatch(int capacity)
@@ -212,7 +316,7 @@ public sealed unsafe class MessageBatch : IDisposable
         Capacity = capacity;
         _msgs = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(capacity * sizeof(MMsgHdr)));
         _iov = (IoVec*)NativeMemory.AllocZeroed((nuint)(capacity * sizeof(IoVec)));
-        _addrs = (SockAddrIn*)NativeMemory.AllocZeroed((nuint)(capacity * sizeof(SockAddrIn)));
+        _addrs = (SockAddrIn6*)NativeMemory.AllocZeroed((nuint)(capacity * sizeof(SockAddrIn6)));
         _control = (byte*)NativeMemory.AllocZeroed((nuint)(capacity * ControlBytes));
     }
 
@@ -225,12 +329,25 @@ public sealed unsafe class MessageBatch : IDisposable
     public void Add(byte* data, int length, uint destinationHostOrder, ushort port)
     {
         int i = Count++;
+        *(SockAddrIn*)&_addrs[i] = Sockets.Ipv4Endpoint(destinationHostOrder, port);
+        Queue(i, data, length, (uint)sizeof(SockAddrIn));
+    }
+
+    /// <summary>Queues one datagram to an IPv6 destination (host-order number). The buffer must stay valid until Send.</summary>
+    public void Add(byte* data, int length, UInt128 destinationHostOrder, ushort port)
+    {
+        int i = Count++;
+        _addrs[i] = Sockets.Ipv6Endpoint(destinationHostOrder, port);
+        Queue(i, data, length, (uint)sizeof(SockAddrIn6));
+    }
+
+    private void Queue(int i, byte* data, int length, uint nameLength)
+    {
         _iov[i].Base = data;
         _iov[i].Length = (nuint)length;
-        _addrs[i] = Sockets.Ipv4Endpoint(destinationHostOrder, port);
         ref MsgHdr h = ref _msgs[i].Header;
         h.Name = &_addrs[i];
-        h.NameLength = (uint)sizeof(SockAddrIn);
+        h.NameLength = nameLength;
         h.Iov = &_iov[i];
         h.IovLength = 1;
         h.Control = null;
@@ -287,7 +404,7 @@ public sealed unsafe class MessageBatch : IDisposable
         {
             ref MsgHdr h = ref _msgs[i].Header;
             h.Name = &_addrs[i];
-            h.NameLength = (uint)sizeof(SockAddrIn);
+            h.NameLength = (uint)sizeof(SockAddrIn6);
             h.Iov = &_iov[i];
             h.IovLength = 1;
             h.Control = _control + i * ControlBytes;
@@ -300,10 +417,16 @@ public sealed unsafe class MessageBatch : IDisposable
     }
 
     public int Length(int i) => (int)_msgs[i].Length;
-    public uint SourceAddress(int i) => BinaryPrimitives.ReverseEndianness(_addrs[i].AddressBigEndian);
+    /// <summary>The IPv4 source of a datagram received on an IPv4 socket (host order).</summary>
+    public uint SourceAddress(int i) => BinaryPrimitives.ReverseEndianness(((SockAddrIn*)&_addrs[i])->AddressBigEndian);
+    /// <summary>The IPv6 source of a datagram received on an IPv6 socket (host-order number).</summary>
+    public UInt128 SourceAddress6(int i) => BinaryPrimitives.ReadUInt128BigEndian(new ReadOnlySpan<byte>(_addrs[i].Address, 16));
     public ushort SourcePort(int i) => BinaryPrimitives.ReverseEndianness(_addrs[i].PortBigEndian);
 
-    /// <summary>The outer TTL and TOS the kernel reported in the control messages (IP_RECVTTL, IP_RECVTOS); -1 if absent.</summary>
+    /// <summary>
+    /// The outer TTL and TOS the kernel reported in the control messages (IP_RECVTTL, IP_RECVTOS; on an IPv6 socket
+    /// the hop limit and traffic class, IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS); -1 if absent.
+    /// </summary>
     public (int Ttl, int Tos) OuterTtlTos(int i)
     {
         ReadControl(i, out int ttl, out int tos, out _);
@@ -335,6 +458,8 @@ public sealed unsafe class MessageBatch : IDisposable
             if (len < 16 || offset + len > length) break;
             if (level == Linux.IPPROTO_IP && type == Linux.IP_TTL) ttl = *(int*)(c + offset + 16);
             else if (level == Linux.IPPROTO_IP && type == Linux.IP_TOS) tos = *(c + offset + 16);
+            else if (level == Linux.IPPROTO_IPV6 && type == Linux.IPV6_HOPLIMIT) ttl = *(int*)(c + offset + 16);
+            else if (level == Linux.IPPROTO_IPV6 && type == Linux.IPV6_TCLASS) tos = *(int*)(c + offset + 16) & 0xFF;
             else if (level == Linux.SOL_UDP && type == Linux.UDP_GRO) gro = len >= 20 ? *(int*)(c + offset + 16) : *(ushort*)(c + offset + 16);
             offset += (len + 7) & ~(nuint)7;
         }

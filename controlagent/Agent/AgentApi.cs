@@ -79,7 +79,7 @@ public sealed class AgentApi : IAsyncDisposable
                 constraints = AgentConstraints.TryParse(new JsonObject { [AgentConstraints.MemberName] = cons.DeepClone() }.ToJsonString(), out var err);
                 if (constraints is null) return Error(400, $"\"constraints\": {err.Reason}");
             }
-            var mapping = new DatabaseMapping(iid, family, prefix, length, [(agent.Config.RlocAddress!, priority, weight)], context);
+            var mapping = new DatabaseMapping(iid, family, prefix, length, agent.Config.RlocAddresses.Select(r => (r, priority, weight)).ToList(), context);
             var (attached, conflict, registered) = agent.Attach(name, mapping, constraints);
             if (attached is null) return Error(409, conflict!);
             var view = AgentView(attached);
@@ -205,6 +205,7 @@ public sealed class AgentApi : IAsyncDisposable
     {
         ["pid"] = Environment.ProcessId,
         ["rloc"] = agent.Config.RlocAddress!.ToString(),
+        ["rlocs"] = new JsonArray(agent.Config.RlocAddresses.Select(r => (JsonNode)r.ToString()).ToArray()),
         ["xtr_id"] = agent.Config.XtrId.ToString("x32"),
         ["site_id"] = agent.Config.SiteId,
         ["map_servers"] = agent.Config.MapServers.Select(m => m.Endpoint.ToString()).ToList(),

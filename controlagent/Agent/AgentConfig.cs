@@ -25,7 +25,7 @@ public sealed record SourceProfile(uint InstanceId, EidFamily Family, UInt128 Pr
 /// <summary>
 /// The control agent's configuration, line-oriented like the Map-Server's (see agent.example.conf):
 /// <c>map-server ADDRESS[:PORT] KEY-ID sha1|sha256 SECRET</c>, <c>map-resolver ADDRESS[:PORT]</c>,
-/// <c>database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]</c>, <c>rloc-addr</c>, <c>shm</c>,
+/// <c>database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]</c>, <c>rloc-addr</c> (one per family), <c>shm</c>,
 /// <c>register-interval SECONDS</c>, <c>xtr-id HEX</c>, <c>site-id N</c>, <c>profile NAME JSON</c>,
 /// <c>source-profile IID PREFIX NAME</c>, <c>api-socket PATH</c>, <c>rloc-probe-interval SECONDS</c>,
 /// <c>rloc-probe-misses N</c>, <c>map-request-rate PER-SECOND [BURST]</c>, <c>subscribe on|off</c>. Refused at start with line and reason.
@@ -35,7 +35,16 @@ public sealed class AgentConfig
     public List<MapServerPeer> MapServers { get; } = [];
     public List<IPEndPoint> MapResolvers { get; } = [];
     public List<DatabaseMapping> Database { get; } = [];
-    public IPAddress? RlocAddress { get; set; }
+    /// <summary>
+    /// This xTR's RLOCs, at most one per family (<c>rloc-addr</c> given once or twice): the control socket binds each,
+    /// Map-Requests list them all as ITR-RLOCs, and each peer is reached from the one of its own family.
+    /// </summary>
+    public List<IPAddress> RlocAddresses { get; set; } = [];
+    /// <summary>The first <c>rloc-addr</c> given: what names this xTR in logs and derives its default xTR-ID.</summary>
+    public IPAddress? RlocAddress => RlocAddresses.Count > 0 ? RlocAddresses[0] : null;
+
+    /// <summary>This xTR's RLOC of a family, or null when it has none of it.</summary>
+    public IPAddress? RlocOf(System.Net.Sockets.AddressFamily family) => RlocAddresses.Find(a => a.AddressFamily == family);
     public string SharedMemoryName { get; set; } = "fastxtr";
     public TimeSpan RegisterInterval { get; set; } = TimeSpan.FromSeconds(60);
     public UInt128 XtrId { get; set; }
@@ -63,7 +72,12 @@ public sealed class AgentConfig
         if (c.RlocAddress is null) throw new ConfigException($"{source}: 'rloc-addr' is required (the address Map-Replies and Map-Notifies come back to)");
         // Stable across restarts unless configured: derived from the RLOC, so a restarted agent replaces its own
         // registrations instead of adding a second xTR.
-        if (c.XtrId == 0) c.XtrId = ((UInt128)0x4658545200000000UL << 64) | (UInt128)BitConverter.ToUInt32(c.RlocAddress.MapToIPv4().GetAddressBytes());
+        // An IPv4 RLOC is its low 32 bits (as before); an IPv6 one is 96 bits of its SHA-256, so xTRs whose IPv6 RLOCs
+        // differ only in their prefix do not share an ID.
+        if (c.XtrId == 0)
+            c.XtrId = c.RlocAddress.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
+                ? ((UInt128)0x4658545200000000UL << 64) | (UInt128)BitConverter.ToUInt32(c.RlocAddress.GetAddressBytes())
+                : ((UInt128)0x46585452U << 96) | (System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(System.Security.Cryptography.SHA256.HashData(c.RlocAddress.GetAddressBytes())) >> 32);
         return c;
     }
 
@@ -96,7 +110,13 @@ public sealed class AgentConfig
                 if (t.Json is not null && (ctx = AgentContext.TryParse(t.Json, out var err)) is null) throw t.Error($"context: {err.Reason}");
                 Database.Add(new DatabaseMapping(iid, family, prefix, length, rlocs, ctx));
                 break;
-            case "rloc-addr": RlocAddress = IPAddress.Parse(t[1]); break;
+            case "rloc-addr":
+                if (t.Count != 2 || !IPAddress.TryParse(t[1], out var rloc) || rloc.IsIPv4MappedToIPv6 || rloc.IsIPv6LinkLocal || rloc.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && rloc.ScopeId != 0
+                    || rloc.Equals(IPAddress.Any) || rloc.Equals(IPAddress.IPv6Any))
+                    throw t.Error("expected 'rloc-addr ADDRESS': a unicast IPv4 address or an IPv6 one that is not link-local (give the line twice, one per family, for a dual-stack xTR)");
+                if (RlocOf(rloc.AddressFamily) is { } earlier) throw t.Error($"a second {(rloc.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? "IPv4" : "IPv6")} rloc-addr ({earlier} is given already): one per family");
+                RlocAddresses.Add(rloc);
+                break;
             case "shm": SharedMemoryName = t[1]; break;
             case "register-interval":
                 t.Expect(2, "register-interval SECONDS");

@@ -6,10 +6,11 @@ using Microsoft.Extensions.Logging;
 namespace FastXtr.Agent;
 
 /// <summary>
-/// What every component of the agent shares: its configuration, database, counters and log, and the control socket
-/// (UDP 4342 on the RLOC) that all of them send from.
+/// What every component of the agent shares: its configuration, database, counters and log, and the control sockets
+/// (UDP 4342 on each RLOC, one per family) that all of them send from: each datagram leaves from the socket of its
+/// destination's family.
 /// </summary>
-internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentCounters counters, ILogger log, Socket socket)
+internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentCounters counters, ILogger log, IReadOnlyList<Socket> sockets)
 {
     private AgentConfig _config = config;
 
@@ -33,10 +34,39 @@ internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentC
     /// <summary>Sends one datagram; a failure is logged (the caller's retransmission, if any, tries again).</summary>
     public void Send(ReadOnlySpan<byte> datagram, IPEndPoint to)
     {
-        try { socket.SendTo(datagram, SocketFlags.None, to); }
+        try { SocketFor(to).SendTo(datagram, SocketFlags.None, to); }
         catch (SocketException e) { AgentLog.SendFailed(Log, to, e.Message); }
+        catch (ObjectDisposedException) { } // the agent is stopping: a handler still running on the receive thread answers no more
     }
 
-    /// <summary>Sends one datagram and lets a <see cref="SocketException"/> reach the caller.</summary>
-    public void SendOrThrow(byte[] datagram, IPEndPoint to) => socket.SendTo(datagram, to);
+    /// <summary>Sends one datagram and lets a <see cref="SocketException"/> reach the caller (one that says so when the agent is stopping).</summary>
+    public void SendOrThrow(byte[] datagram, IPEndPoint to)
+    {
+        try { SocketFor(to).SendTo(datagram, to); }
+        catch (ObjectDisposedException) { throw new SocketException((int)SocketError.Shutdown); }
+    }
+
+    /// <summary>Whether this xTR can reach an address: it has an RLOC of that family.</summary>
+    public bool CanReach(IPAddress address) => sockets.Any(s => s.AddressFamily == Unmapped(address).AddressFamily);
+
+    /// <summary>The socket of the destination's family; none is a <see cref="SocketException"/> (address family not supported).</summary>
+    private Socket SocketFor(IPEndPoint to)
+    {
+        foreach (var s in sockets)
+            if (s.AddressFamily == to.AddressFamily) return s;
+        throw new SocketException((int)SocketError.AddressFamilyNotSupported);
+    }
+
+    private static IPAddress Unmapped(IPAddress a) => a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a;
+
+    /// <summary>
+    /// The ITR-RLOCs of this xTR's Map-Requests (RFC 9301 §5.3): each of its RLOCs, the family of the peer's first
+    /// (the one the request goes to) in front, so a responder that takes the first one it can reach answers over it.
+    /// </summary>
+    public void AddItrRlocs(Lisp.Messages.RecycledList<Lisp.Messages.LispAddress> itrRlocs, AddressFamily preferred)
+    {
+        var own = Config.RlocAddresses;
+        foreach (var a in own) if (a.AddressFamily == preferred) itrRlocs.Add(Lisp.Messages.LispAddress.FromIp(a));
+        foreach (var a in own) if (a.AddressFamily != preferred) itrRlocs.Add(Lisp.Messages.LispAddress.FromIp(a));
+    }
 }

@@ -14,7 +14,7 @@ internal sealed class EtrResponder(AgentIo io)
     /// proxy-replies or forwards"), to the requester's ITR-RLOC.
     /// </summary>
     private readonly AnswerBuilder _etrAnswers = new();
-    private readonly LispAddress _ownRloc = LispAddress.FromIp(io.Config.RlocAddress!);
+    private readonly LispAddress[] _ownRlocs = io.Config.RlocAddresses.Select(LispAddress.FromIp).ToArray();
     /// <summary>The TTL of an ETR's own answers: a day, as RFC 9301 §5.4 suggests.</summary>
     private const uint EtrAnswerTtlMinutes = 1440;
 
@@ -32,15 +32,16 @@ internal sealed class EtrResponder(AgentIo io)
             var rlocs = d.Rlocs.Select(r => new RegisteredRloc(LispAddress.FromIp(r.Rloc), r.Priority, r.Weight, LocatorRecord.PriorityDoNotUse, 0, true, d.Context)).ToArray();
             lock (_etrAnswers)
                 _etrAnswers.Fill(record, new AnswerFor(d.InstanceId, d.Family, d.Prefix, d.Length, EtrAnswerTtlMinutes, MapVersioning.Null, WithInstanceId: true),
-                                 rlocs, constraints, local: _ownRloc.ContentEquals, probe: request.Probe);
+                                 rlocs, constraints, local: a => Array.Exists(_ownRlocs, own => own.ContentEquals(a)), probe: request.Probe);
             reply.Records.Add(record);
         }
         // A probe for a prefix this xTR no longer has is still answered (empty), so the locator counts as up.
         if (reply.Records.Count == 0 && !request.Probe) return;
         byte[] datagram = reply.ToArray();
+        // The first ITR-RLOC of a family this xTR has an RLOC of (RFC 9301 §5.4: the replier picks the one it can reach).
         IPAddress to = from.Address;
         foreach (var itr in request.ItrRlocs)
-            if (itr.PlainAddress.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6) { to = itr.PlainAddress.ToIPAddress(); break; }
+            if (itr.PlainAddress.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6 && io.CanReach(itr.PlainAddress.ToIPAddress())) { to = itr.PlainAddress.ToIPAddress(); break; }
         // Counted before sending: whoever sees the datagram sees the count.
         io.Counters.Add(AgentCounter.EtrRequestsAnswered);
         io.Send(datagram, new IPEndPoint(to, replyPort));

@@ -60,8 +60,8 @@ internal sealed class MapCacheOwner : IDisposable
         lock (_writeLock) _view.Writer.RemoveExpired(now, forget);
     }
 
-    /// <summary>Marks an IPv4 locator up or down in every entry that lists it.</summary>
-    public void SetRlocState(uint rloc, bool up)
+    /// <summary>Marks a locator up or down in every entry that lists it.</summary>
+    public void SetRlocState(EidFamily family, UInt128 rloc, bool up)
     {
         var chunk = new MapCacheEntry[256]; // its own: a probing round and a probe answer may run at once
         lock (_writeLock)
@@ -70,7 +70,7 @@ internal sealed class MapCacheOwner : IDisposable
             for (int next = 0, n; (n = cache.ReadUsed(ref next, chunk)) > 0;)
                 foreach (var e in chunk.AsSpan(0, n))
                     for (int i = 0; i < e.RlocCount; i++)
-                        if (e.Rlocs[i].Family == EidFamily.Ipv4 && (uint)e.Rlocs[i].Address == rloc)
+                        if (e.Rlocs[i].Family == family && e.Rlocs[i].Address == rloc)
                             _view.Writer.SetRlocState(e.InstanceId, e.Profile, e.Family, e.Prefix, e.PrefixLength, rloc, up);
         }
     }

@@ -167,7 +167,7 @@ internal sealed class Registrar(AgentIo io)
         foreach (var (rloc, priority, weight) in d.Rlocs)
         {
             var address = LispAddress.FromIp(rloc);
-            rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = rloc.Equals(io.Config.RlocAddress) });
+            rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = io.Config.RlocAddresses.Contains(rloc) });
         }
         return rec;
     }

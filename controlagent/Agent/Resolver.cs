@@ -62,15 +62,15 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         var sourceEid = EidAddress.WithInstanceId(iid, family, source);
         if (profile != 0 && profiles.Constraints(profile) is AgentConstraints constraints) sourceEid = ContextEncoding.SourceEidWithConstraints(sourceEid, constraints);
         var request = new MapRequest { Nonce = AgentIo.NewNonce(), SourceEid = sourceEid, SmrInvoked = smrInvoked, XtrIdPresent = io.Config.Subscribe, XtrId = io.Config.XtrId, SiteId = io.Config.SiteId };
-        request.ItrRlocs.Add(LispAddress.FromIp(io.Config.RlocAddress!));
+        var resolvers = _resolvers;
+        long nowMs = AgentIo.NowMs;
+        int resolver = resolvers.Pick(nowMs);
+        io.AddItrRlocs(request.ItrRlocs, resolver >= 0 && resolver < resolvers.Count ? resolvers[resolver].AddressFamily : io.Config.RlocAddress!.AddressFamily);
         request.Records.Add(new MapRequestRecord(EidAddress.WithInstanceId(iid, family, destination), (byte)EidPrefix.MaxLength(family), io.Config.Subscribe));
         var ecm = new EncapsulatedControlMessage { InnerSourcePort = LispPorts.Control };
         if (family == EidFamily.Ipv4) ecm.SetInnerAddresses(Ipv4Header.ToAddress((uint)source), Ipv4Header.ToAddress((uint)destination));
         else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
         ecm.SetInnerMessage(request.ToArray());
-        long nowMs = AgentIo.NowMs;
-        var resolvers = _resolvers;
-        int resolver = resolvers.Pick(nowMs);
         var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs, CreatedTicks = Stopwatch.GetTimestamp() };
         _pendingRequests[request.Nonce] = pending;
         io.Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
@@ -163,8 +163,8 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         foreach (var l in rec.Locators)
         {
             var a = ContextEncoding.ReadLocator(l.Locator, out _, out _);
-            if (a.Kind == LispAddressKind.Ipv4) rlocs.Add(new RlocSpec(EidFamily.Ipv4, a.Ipv4Value, l.Priority, l.Weight, l.Reachable && !prober.IsDown(a.Ipv4Value)));
-            else if (a.Kind == LispAddressKind.Ipv6) rlocs.Add(new RlocSpec(EidFamily.Ipv6, a.Ipv6Value, l.Priority, l.Weight, l.Reachable));
+            if (a.Kind == LispAddressKind.Ipv4) rlocs.Add(new RlocSpec(EidFamily.Ipv4, a.Ipv4Value, l.Priority, l.Weight, l.Reachable && !prober.IsDown(EidFamily.Ipv4, a.Ipv4Value)));
+            else if (a.Kind == LispAddressKind.Ipv6) rlocs.Add(new RlocSpec(EidFamily.Ipv6, a.Ipv6Value, l.Priority, l.Weight, l.Reachable && !prober.IsDown(EidFamily.Ipv6, a.Ipv6Value)));
             if (rlocs.Count == MapCacheEntry.MaxRlocs) break;
         }
         var action = rec.IsNegative ? rec.Action : MapReplyAction.NoAction;

@@ -23,7 +23,8 @@ public sealed class XtrAgent : IDisposable
     public static readonly TimeSpan MovedAwayLifetime = TimeSpan.FromMinutes(5);
 
     private readonly AgentIo _io;
-    private readonly Socket _socket;
+    // The control sockets: UDP 4342 on each RLOC (one per family).
+    private readonly List<Socket> _sockets = [];
     private readonly ILogger _log;
     private readonly MapCacheOwner _cache;
     private readonly ProfileTable _profiles;
@@ -64,14 +65,22 @@ public sealed class XtrAgent : IDisposable
     {
         _log = log;
         Database = new AgentDatabase(config.Database);
-        _socket = new Socket(config.RlocAddress!.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        try { _socket.Bind(new IPEndPoint(config.RlocAddress, LispPorts.Control)); }
-        catch (SocketException e)
+        foreach (var rloc in config.RlocAddresses)
         {
-            _socket.Dispose();
-            throw new ConfigException($"cannot bind {config.RlocAddress}:{LispPorts.Control}: {e.Message}");
+            var socket = new Socket(rloc.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            _sockets.Add(socket);
+            try
+            {
+                if (rloc.AddressFamily == AddressFamily.InterNetworkV6) socket.DualMode = false;
+                socket.Bind(new IPEndPoint(rloc, LispPorts.Control));
+            }
+            catch (SocketException e)
+            {
+                foreach (var s in _sockets) s.Dispose();
+                throw new ConfigException($"cannot bind {new IPEndPoint(rloc, LispPorts.Control)}: {e.Message}");
+            }
         }
-        _io = new AgentIo(config, Database, Counters, log, _socket);
+        _io = new AgentIo(config, Database, Counters, log, _sockets);
         _cache = new MapCacheOwner(_io, region);
         _profiles = new ProfileTable(config.Profiles);
         _prober = new RlocProber(_io, _cache);
@@ -119,7 +128,7 @@ public sealed class XtrAgent : IDisposable
                 needRestart.Add($"{what} {wanted} (still {now})");
                 restore();
             }
-            Keep("rloc-addr", running.RlocAddress, fresh.RlocAddress, () => fresh.RlocAddress = running.RlocAddress);
+            Keep("rloc-addr", string.Join(' ', running.RlocAddresses), string.Join(' ', fresh.RlocAddresses), () => fresh.RlocAddresses = running.RlocAddresses);
             Keep("shm", running.SharedMemoryName, fresh.SharedMemoryName, () => fresh.SharedMemoryName = running.SharedMemoryName);
             Keep("api-socket", running.EffectiveApiSocket, fresh.EffectiveApiSocket, () => fresh.ApiSocket = running.ApiSocket);
             Keep("xtr-id", running.XtrId, fresh.XtrId, () => fresh.XtrId = running.XtrId);
@@ -301,11 +310,27 @@ public sealed class XtrAgent : IDisposable
         var notify = new MapNotify();
         var ecm = new EncapsulatedControlMessage();
         var request = new MapRequest();
-        EndPoint from = new IPEndPoint(IPAddress.Any, 0);
+        EndPoint from4 = new IPEndPoint(IPAddress.Any, 0), from6 = new IPEndPoint(IPAddress.IPv6Any, 0);
+        var readable = new List<Socket>(_sockets.Count);
+        int turn = 0;
         while (!_stopping)
         {
+            // One thread for every socket, so the handlers below never run concurrently.
+            Socket socket;
+            if (_sockets.Count == 1) socket = _sockets[0];
+            else
+            {
+                readable.Clear();
+                readable.AddRange(_sockets);
+                try { Socket.Select(readable, null, null, 200_000); }
+                catch (SocketException) when (_stopping) { return; }
+                catch (ObjectDisposedException) { return; }
+                if (readable.Count == 0) continue;
+                socket = readable[turn++ % readable.Count]; // both readable: they take turns
+            }
             int n;
-            try { n = _socket.ReceiveFrom(buffer, ref from); }
+            EndPoint from = socket.AddressFamily == AddressFamily.InterNetworkV6 ? from6 : from4;
+            try { n = socket.ReceiveFrom(buffer, ref from); }
             catch (SocketException) when (_stopping) { return; }
             catch (ObjectDisposedException) { return; }
             catch (SocketException) { continue; }
@@ -357,8 +382,8 @@ public sealed class XtrAgent : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        _loop.Join(3000); // a tick in progress finishes before the socket goes
-        _socket.Dispose();
+        _loop.Join(3000); // a tick in progress finishes before the sockets go
+        foreach (var socket in _sockets) socket.Dispose();
         _receiver.Join(2000);
         _registrar.Abandon();
         _cache.Dispose();

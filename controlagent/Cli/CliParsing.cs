@@ -15,6 +15,33 @@ public static class CliParsing
         return Ipv4Header.ToUInt32(a);
     }
 
+    /// <summary>
+    /// The RLOCs of a repeatable option: at most one IPv4 and one IPv6 address (host-order numbers, 0 for a family
+    /// not given). IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are refused: give the IPv4 address itself.
+    /// </summary>
+    public static (uint Ipv4, UInt128 Ipv6) ParseRlocs(IReadOnlyList<string> texts, string option)
+    {
+        uint v4 = 0;
+        UInt128 v6 = 0;
+        foreach (string text in texts)
+        {
+            if (!IPAddress.TryParse(text, out var a) || a.IsIPv4MappedToIPv6 || a.IsIPv6LinkLocal
+                || a.Equals(IPAddress.Any) || a.Equals(IPAddress.IPv6Any) || a.AddressFamily == AddressFamily.InterNetworkV6 && a.ScopeId != 0)
+                throw new FormatException($"{option} '{text}': expected a unicast IPv4 address or an IPv6 one that is not link-local, such as 192.0.2.1 or 2001:db8::1");
+            if (a.AddressFamily == AddressFamily.InterNetwork)
+            {
+                if (v4 != 0) throw new FormatException($"{option} '{text}': a second IPv4 address (give one per family)");
+                v4 = Ipv4Header.ToUInt32(a);
+            }
+            else
+            {
+                if (v6 != 0) throw new FormatException($"{option} '{text}': a second IPv6 address (give one per family)");
+                v6 = Ipv6Header.ToUInt128(a);
+            }
+        }
+        return (v4, v6);
+    }
+
     /// <summary>"IID=IFNAME", e.g. "1000=fx1000".</summary>
     public static Dataplane.Workers.InstanceBinding ParseInstance(string text)
     {

@@ -21,7 +21,8 @@ public static class DataplaneCommand
         var instance = new Option<string[]>("--instance") { Description = "an agent group: IID=IFNAME, e.g. 1000=fx1000 (repeat for more groups). --mode tun: the TUN, created if missing, then configure it with ip(8); --mode af-packet or af-xdp: the group's existing EID-facing Ethernet interface (or a bare IID with --eid-if)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var eidIf = new Option<string?>("--eid-if") { Description = "--mode af-packet or af-xdp: the EID-facing interface of every --instance given as a bare IID (e.g. --instance 1000 --eid-if eth1)" };
         var xdpUnderlay = new Option<string?>("--xdp-underlay") { Description = "--mode af-xdp: also receive LISP data through AF_XDP on this underlay interface (the one --rloc-addr is on): a second XDP program of ours sends it unfragmented IPv4/UDP to --rloc-addr and --port, and the kernel keeps everything else (control messages, fragments, ARP); the outer IPv4 header and a non-zero UDP checksum are checked here as the kernel would. The ITR sends through the same sockets, to the MAC of each RLOC's next hop as the kernel's main routing table and neighbour table give it (read every second); an RLOC whose next hop is not resolved yet, or not through this interface, is sent through the kernel (counter itr-kernel-sent), which resolves it. Without this option the kernel's UDP stack receives and sends all LISP data" };
-        var rloc = new Option<string>("--rloc-addr") { Description = "this xTR's IPv4 RLOC: the source of encapsulated packets and the address LISP data is received on (required)" };
+        var rloc = new Option<string[]>("--rloc-addr") { Description = "this xTR's RLOC: the source of encapsulated packets and the address LISP data is received on (required). Give it twice, an IPv4 and an IPv6 address, for a dual-stack underlay: the ITR then chooses among the locators of both families (by priority and weight), an IPv4-only or IPv6-only xTR among those of its family. An IPv6 outer header carries the flow hash in its flow label and a UDP checksum (RFC 9300 §5.3; see --ipv6-zero-checksum); an inner IPv4 packet that does not fit it and may be fragmented is sent as inner fragments", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
+        var zeroChecksum6 = new Option<bool>("--ipv6-zero-checksum") { Description = "IPv6 underlay: send LISP data with UDP checksum 0 and accept it (RFC 6935, RFC 6936: both ends of each tunnel must be configured for it); saves summing every packet. Default: full checksums, and zero-checksum packets dropped by the kernel (UDP6 InCsumErrors)" };
         var port = new Option<int>("--port") { Description = "the LISP data port (RFC 9300: 4341)", DefaultValueFactory = _ => 4341 };
         var mtu = new Option<int>("--mtu") { Description = "underlay path MTU; larger outer packets are fragmented, or refused with ICMP when DF is set or the inner packet is IPv6 (RFC 9300 §7)", DefaultValueFactory = _ => 1500 };
         var shm = new Option<string>("--shm") { Description = "name of the shared-memory region in /dev/shm shared with `fastxtr agent`", DefaultValueFactory = _ => "fastxtr" };
@@ -41,12 +42,13 @@ public static class DataplaneCommand
 
         var command = new Command("dataplane", "Run the userspace xTR data plane: ITR encapsulation and ETR decapsulation (RFC 9300) between the EID side (TUN devices, or Ethernet interfaces through AF_PACKET rings or AF_XDP sockets) and UDP 4341, multi-core, with the map-cache in shared memory. Stops on SIGINT/SIGTERM.");
         var metrics = new Option<string?>("--metrics") { Description = RoleMetrics.Help + " (per-worker counters and drop reasons, read from shared memory at scrape time)" };
-        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, xdpUnderlay, rloc, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, busyPoll, offload, metrics }) command.Options.Add(o);
+        foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, xdpUnderlay, rloc, zeroChecksum6, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, busyPoll, offload, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
             DataplaneOptions options;
             try
             {
+                var (rloc4, rloc6) = CliParsing.ParseRlocs(parse.GetValue(rloc) ?? [], "--rloc-addr");
                 options = new DataplaneOptions
                 {
                     Workers = parse.GetValue(workers),
@@ -56,7 +58,9 @@ public static class DataplaneCommand
                     Instances = (parse.GetValue(instance) ?? []).Select(i => CliParsing.ParseInstance(!i.Contains('=', StringComparison.Ordinal) && parse.GetValue(eidIf) is string e ? $"{i}={e}" : i)).ToList(),
                     EidInterface = parse.GetValue(eidIf),
                     XdpUnderlay = parse.GetValue(xdpUnderlay),
-                    RlocAddress = parse.GetValue(rloc) is string r ? CliParsing.ParseIpv4(r, "--rloc-addr") : 0,
+                    RlocAddress = rloc4,
+                    RlocAddress6 = rloc6,
+                    ZeroChecksum6 = parse.GetValue(zeroChecksum6),
                     Port = (ushort)Math.Clamp(parse.GetValue(port), 1, 65535),
                     OuterMtu = parse.GetValue(mtu),
                     SharedMemoryName = parse.GetValue(shm)!,

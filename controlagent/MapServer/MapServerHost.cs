@@ -61,6 +61,8 @@ public sealed class MapServerHost : IDisposable
                 for (int w = 0; w < workers; w++)
                 {
                     var socket = new Socket(bound.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+                    // An IPv6 listen address takes IPv6 only, so [::]:4342 and 0.0.0.0:4342 can both be listened on.
+                    if (bound.AddressFamily == AddressFamily.InterNetworkV6) socket.DualMode = false;
                     socket.SetRawSocketOption(NativeInterop.Linux.SOL_SOCKET, NativeInterop.Linux.SO_REUSEPORT, BitConverter.GetBytes(1));
                     socket.ReceiveBufferSize = 4 << 20;
                     try { socket.Bind(bound); }
@@ -298,8 +300,23 @@ public sealed class MapServerHost : IDisposable
     }
 
     /// <summary>One datagram with a plain send; a refusal is logged, a socket closed by stopping is not an error.</summary>
+    /// <summary>
+    /// Sends from <paramref name="socket"/>, or, for a destination of the other family (a Map-Request forwarded to an
+    /// ETR's IPv6 RLOC that came in over IPv4, a publication to an IPv6 subscriber), from the first listen socket of
+    /// that family; with none, the failure is logged.
+    /// </summary>
     private void SendOne(Socket socket, ReadOnlySpan<byte> datagram, IPEndPoint to, string what)
     {
+        if (socket.AddressFamily != to.AddressFamily)
+        {
+            var other = _sockets.Find(s => s.AddressFamily == to.AddressFamily);
+            if (other is null)
+            {
+                MapServerLog.SendFailed(_log, what, to, "no listen address of that family");
+                return;
+            }
+            socket = other;
+        }
         try { socket.SendTo(datagram, SocketFlags.None, to); }
         catch (SocketException e) { MapServerLog.SendFailed(_log, what, to, e.Message); }
         catch (ObjectDisposedException) { } // stopping

@@ -37,7 +37,11 @@ public static class LispDataPacket
         return n + LispDataHeader.Length;
     }
 
-    /// <summary>Writes the 56 bytes of IPv6 + UDP + LISP; UDP checksum 0 as RFC 9300 §5.3 permits (RFC 6935).</summary>
+    /// <summary>
+    /// Writes the 56 bytes of IPv6 + UDP + LISP with UDP checksum 0, which RFC 9300 §5.3 permits only where both ends
+    /// are configured for it (RFC 6935, RFC 6936); otherwise follow with <see cref="WriteUdpChecksum6"/> once the
+    /// inner packet is in place.
+    /// </summary>
     public static int WriteIpv6(Span<byte> destination, UInt128 sourceRloc, UInt128 destinationRloc, ushort sourcePort,
         byte hopLimit, byte trafficClass, uint flowLabel, in LispDataHeader lisp, int innerLength)
     {
@@ -56,6 +60,24 @@ public static class LispDataPacket
         n += new UdpHeader { SourcePort = sourcePort, DestinationPort = LispDataHeader.DataPort, TotalLength = (ushort)udpLength }.Write(destination[n..]);
         lisp.Write(destination[n..]);
         return n + LispDataHeader.Length;
+    }
+
+    /// <summary>
+    /// Computes the UDP checksum of a whole outer IPv6 packet written by <see cref="WriteIpv6"/> (inner packet
+    /// included) and stores it: over the IPv6 pseudo-header, the UDP header and the payload (RFC 8200 §8.1), a result
+    /// of 0 sent as 0xFFFF (RFC 768).
+    /// </summary>
+    public static void WriteUdpChecksum6(Span<byte> packet)
+    {
+        Span<byte> udp = packet[Ipv6Header.Length..];
+        int udpLength = BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
+        udp = udp[..udpLength];
+        udp[6] = 0;
+        udp[7] = 0;
+        // The pseudo-header: both addresses, the upper-layer length and the next header.
+        uint sum = InternetChecksumSimd.Sum(packet.Slice(8, 32), (uint)udpLength + NextHeaderUdp);
+        ushort checksum = InternetChecksum.Finish(InternetChecksumSimd.Sum(udp, sum));
+        BinaryPrimitives.WriteUInt16BigEndian(udp[6..], checksum == 0 ? (ushort)0xFFFF : checksum);
     }
 
     /// <summary>

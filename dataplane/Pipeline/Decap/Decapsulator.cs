@@ -47,7 +47,14 @@ public sealed class Decapsulator
         _checkMovedAway = _solicits is not null;
     }
 
-    public EtrDecision Process(Span<byte> payload, uint outerSource, int outerTtl, int outerTos)
+    /// <summary>A packet that came over an IPv4 underlay from <paramref name="outerSource"/> (host order).</summary>
+    public EtrDecision Process(Span<byte> payload, uint outerSource, int outerTtl, int outerTos) =>
+        Process(payload, MappedIpv4.From(outerSource), outerTtl, outerTos);
+
+    /// <param name="outerSource">The outer source: an IPv6 address, or an IPv4 one in its mapped form (<see cref="MappedIpv4"/>).</param>
+    /// <param name="outerTtl">The outer TTL or hop limit, -1 when unknown.</param>
+    /// <param name="outerTos">The outer TOS or traffic class, -1 when unknown.</param>
+    public EtrDecision Process(Span<byte> payload, UInt128 outerSource, int outerTtl, int outerTos)
     {
         var d = new EtrDecision();
         if (!LispDataHeader.TryRead(payload, out var lisp, out var error))
@@ -98,7 +105,7 @@ public sealed class Decapsulator
     /// A packet for an EID that moved away: still delivered (the host may forward it on), and reported so the agent
     /// sends the ITR an SMR.
     /// </summary>
-    private void Solicit(uint iid, EidFamily family, UInt128 source, UInt128 destination, uint outerSource)
+    private void Solicit(uint iid, EidFamily family, UInt128 source, UInt128 destination, UInt128 outerSource)
     {
         _counters.Add(Counter.MovedEidPackets);
         var record = new MissRecord
@@ -111,11 +118,16 @@ public sealed class Decapsulator
         else _counters.Add(Counter.MissRingFull);
     }
 
-    private bool SourceAllowed(uint iid, EidFamily family, UInt128 sourceEid, uint outerSource)
+    private bool SourceAllowed(uint iid, EidFamily family, UInt128 sourceEid, UInt128 outerSource)
     {
         if (!_cache!.TryLookup(new MapCacheKey(iid, 0, family, sourceEid), out var entry)) return false;
+        bool mapped = MappedIpv4.IsMapped(outerSource);
         for (int i = 0; i < entry.RlocCount; i++)
-            if (entry.Rlocs[i].Family == EidFamily.Ipv4 && (uint)entry.Rlocs[i].Address == outerSource) return true;
+        {
+            ref readonly var r = ref entry.Rlocs[i];
+            if (mapped ? r.Family == EidFamily.Ipv4 && (uint)r.Address == MappedIpv4.Ipv4Of(outerSource)
+                       : r.Family == EidFamily.Ipv6 && r.Address == outerSource) return true;
+        }
         return false;
     }
 

@@ -13,6 +13,11 @@ public enum ItrVerdict : byte
     Send,
     /// <summary>The outer packet exceeds the MTU and may be fragmented: send it in fragments.</summary>
     SendFragmented,
+    /// <summary>
+    /// The inner IPv4 packet (DF clear) does not fit an IPv6 outer header within the MTU: fragment the inner packet
+    /// (<see cref="Encapsulator.FragmentInner"/>) and send each fragment through the ITR.
+    /// </summary>
+    FragmentInner,
     /// <summary>Answer the source with the ICMP message written into the reply buffer (RFC 9300 §7).</summary>
     ReplyTooBig,
     /// <summary>Dropped; the reason has been counted.</summary>
@@ -24,22 +29,44 @@ public enum ItrVerdict : byte
 public struct ItrDecision
 {
     public ItrVerdict Verdict;
+    /// <summary>The outer header is IPv6 (<see cref="Destination6"/>), not IPv4 (<see cref="Destination"/>).</summary>
+    public bool Ipv6;
     public int OuterStart;
     public int OuterLength;
     public uint Destination;
+    public UInt128 Destination6;
+    /// <summary>The outer TTL (hop limit), TOS (traffic class) and UDP source port written.</summary>
+    public byte Ttl, Tos;
+    public ushort SourcePort;
+}
+
+/// <summary>The underlay address families an xTR has an RLOC of: the locators it can send to.</summary>
+[Flags]
+public enum RlocFamilies : byte
+{
+    None = 0,
+    Ipv4 = 1,
+    Ipv6 = 2,
 }
 
 /// <summary>
 /// The ITR's per-packet work (RFC 9300 §5, §7): parse the inner IPv4/IPv6 header, look the destination up in the
-/// map-cache for the packet's Instance ID, choose an RLOC, and prepend IPv4 + UDP + LISP in the buffer's headroom.
+/// map-cache for the packet's Instance ID, choose an RLOC among those of a family this xTR has an RLOC of, and
+/// prepend IPv4 + UDP + LISP (36 bytes) or IPv6 + UDP + LISP (56 bytes) in the buffer's headroom. The IPv6 outer
+/// header carries the flow hash in its flow label (RFC 6438) and a UDP checksum (RFC 9300 §5.3: required for IPv6
+/// unless both ends are configured for zero checksums, RFC 6935/6936: <c>zeroChecksum6</c>).
 /// Misses are posted to the miss ring (suppressed to about one per destination per second). Every drop is counted
 /// under its reason. No allocation, lock or exception per packet.
 /// </summary>
 public sealed unsafe class Encapsulator
 {
     public const int OuterBytes = LispDataPacket.Ipv4OverheadBytes;
+    public const int OuterBytes6 = LispDataPacket.Ipv6OverheadBytes;
     private readonly MapCacheTables _cache;
     private readonly uint _sourceRloc;
+    private readonly UInt128 _sourceRloc6;
+    private readonly RlocFamilies _families;
+    private readonly bool _zeroChecksum6;
     private readonly int _outerMtu;
     private readonly WorkerCounters _counters;
     private readonly MissRing _misses;
@@ -47,11 +74,24 @@ public sealed unsafe class Encapsulator
     private ulong _random;
     private ushort _ipId;
 
+    /// <summary>An ITR with an IPv4 RLOC only.</summary>
     public Encapsulator(MapCacheTables cache, uint sourceRloc, int outerMtu, WorkerCounters counters, MissRing misses, MissSuppressor suppressor, ulong seed)
+        : this(cache, sourceRloc, 0, false, outerMtu, counters, misses, suppressor, seed)
+    {
+    }
+
+    /// <param name="sourceRloc">This xTR's IPv4 RLOC, 0 when it has none (no IPv4 locator is chosen then).</param>
+    /// <param name="sourceRloc6">This xTR's IPv6 RLOC (host-order number), 0 when it has none.</param>
+    /// <param name="zeroChecksum6">Send IPv6 outer packets with UDP checksum 0 (RFC 6935; the ETRs must accept it).</param>
+    public Encapsulator(MapCacheTables cache, uint sourceRloc, UInt128 sourceRloc6, bool zeroChecksum6, int outerMtu, WorkerCounters counters, MissRing misses, MissSuppressor suppressor, ulong seed)
     {
         if (outerMtu < 576 || outerMtu > PacketBuffers.MaxPacketBytes) throw new ArgumentOutOfRangeException(nameof(outerMtu), outerMtu, $"outer MTU must be 576 .. {PacketBuffers.MaxPacketBytes}");
+        if (sourceRloc6 != 0 && outerMtu < 1280) throw new ArgumentOutOfRangeException(nameof(outerMtu), outerMtu, "an IPv6 underlay's MTU is at least 1280 (RFC 8200 §5)");
         _cache = cache;
         _sourceRloc = sourceRloc;
+        _sourceRloc6 = sourceRloc6;
+        _zeroChecksum6 = zeroChecksum6;
+        _families = (sourceRloc != 0 ? RlocFamilies.Ipv4 : 0) | (sourceRloc6 != 0 ? RlocFamilies.Ipv6 : 0);
         _outerMtu = outerMtu;
         _counters = counters;
         _misses = misses;
@@ -59,8 +99,11 @@ public sealed unsafe class Encapsulator
         _random = seed | 1;
     }
 
-    /// <summary>The largest inner packet that fits the outer MTU once encapsulated.</summary>
+    /// <summary>The largest inner packet that fits the outer MTU once encapsulated in IPv4.</summary>
     public int InnerMtu => _outerMtu - OuterBytes;
+
+    /// <summary>The largest outer header this ITR may write: 56 bytes with an IPv6 RLOC, else 36.</summary>
+    public int MaxOuterBytes => (_families & RlocFamilies.Ipv6) != 0 ? OuterBytes6 : OuterBytes;
 
     private uint NextNonce()
     {
@@ -144,16 +187,19 @@ public sealed unsafe class Encapsulator
             return decision;
         }
         uint hash = FlowHash.Compute(inner);
-        int chosen = RlocSelector.Choose(entry, hash);
+        int chosen = RlocSelector.Choose(entry, hash, _families);
         if (chosen < 0) { _counters.Add(Counter.DropNoUsableRloc); return decision; }
+        bool outer6 = entry.Rlocs[chosen].Family == EidFamily.Ipv6;
+        int outerBytes = outer6 ? OuterBytes6 : OuterBytes;
+        int innerMtu = _outerMtu - outerBytes;
 
-        if (length + OuterBytes > _outerMtu)
+        if (length + outerBytes > _outerMtu)
         {
             if (dontFragment)
             {
                 replyLength = family == EidFamily.Ipv4
-                    ? IcmpTooBig.WriteIpv4(inner, (uint)destination, InnerMtu, new Span<byte>(reply, PacketBuffers.MaxPacketBytes))
-                    : IcmpTooBig.WriteIpv6(inner, Math.Max(1280, InnerMtu), new Span<byte>(reply, PacketBuffers.MaxPacketBytes));
+                    ? IcmpTooBig.WriteIpv4(inner, (uint)destination, innerMtu, new Span<byte>(reply, PacketBuffers.MaxPacketBytes))
+                    : IcmpTooBig.WriteIpv6(inner, Math.Max(1280, innerMtu), new Span<byte>(reply, PacketBuffers.MaxPacketBytes));
                 _counters.Add(Counter.DropTooBig);
                 if (replyLength > 0)
                 {
@@ -162,20 +208,39 @@ public sealed unsafe class Encapsulator
                 }
                 return decision;
             }
-            decision.Verdict = ItrVerdict.SendFragmented;
+            // An IPv4 outer packet is fragmented (RFC 9300 §7.1, stateless); an IPv6 one cannot be, by a router, so
+            // the ITR fragments the inner IPv4 packet, as any router on its path may (RFC 791), and encapsulates the pieces.
+            decision.Verdict = outer6 ? ItrVerdict.FragmentInner : ItrVerdict.SendFragmented;
+            if (outer6) return decision;
         }
         else
         {
             decision.Verdict = ItrVerdict.Send;
         }
 
-        uint rloc = (uint)entry.Rlocs[chosen].Address;
-        int start = PacketBuffers.HeadroomBytes - OuterBytes;
-        LispDataPacket.WriteIpv4(new Span<byte>(buffer + start, OuterBytes), _sourceRloc, rloc, FlowHash.SourcePort(hash),
-            ttl, tos, ++_ipId, dontFragment: false, LispDataHeader.WithNonce(NextNonce(), instanceId & LispDataHeader.MaxInstanceId), length);
+        ushort sourcePort = FlowHash.SourcePort(hash);
+        var lisp = LispDataHeader.WithNonce(NextNonce(), instanceId & LispDataHeader.MaxInstanceId);
+        int start = PacketBuffers.HeadroomBytes - outerBytes;
+        if (outer6)
+        {
+            UInt128 rloc6 = entry.Rlocs[chosen].Address;
+            LispDataPacket.WriteIpv6(new Span<byte>(buffer + start, outerBytes), _sourceRloc6, rloc6, sourcePort, ttl, tos, hash & 0xFFFFF, lisp, length);
+            if (!_zeroChecksum6) LispDataPacket.WriteUdpChecksum6(new Span<byte>(buffer + start, length + outerBytes));
+            decision.Ipv6 = true;
+            decision.Destination6 = rloc6;
+        }
+        else
+        {
+            uint rloc = (uint)entry.Rlocs[chosen].Address;
+            LispDataPacket.WriteIpv4(new Span<byte>(buffer + start, outerBytes), _sourceRloc, rloc, sourcePort,
+                ttl, tos, ++_ipId, dontFragment: false, lisp, length);
+            decision.Destination = rloc;
+        }
         decision.OuterStart = start;
-        decision.OuterLength = length + OuterBytes;
-        decision.Destination = rloc;
+        decision.OuterLength = length + outerBytes;
+        decision.Ttl = ttl;
+        decision.Tos = tos;
+        decision.SourcePort = sourcePort;
         return decision;
     }
 
@@ -201,6 +266,46 @@ public sealed unsafe class Encapsulator
         if (_misses.TryPost(miss)) _counters.Add(Counter.MissesPosted);
         else _counters.Add(Counter.MissRingFull);
     }
+
+    /// <summary>
+    /// Splits an inner IPv4 packet (DF clear) that does not fit an IPv6 outer header into fragments of at most
+    /// <see cref="InnerMtu6"/> bytes (RFC 791: the header, options included, in each; the packet may itself be a
+    /// fragment, whose offset and MF the pieces keep). Fragment k is written at <c>output + k * stride + headroom</c>
+    /// so that each has a headroom for its outer header; returns the count, 0 when they do not fit (counted by the caller).
+    /// </summary>
+    public int FragmentInner(ReadOnlySpan<byte> inner, byte* output, int stride, int headroom, Span<int> lengths)
+    {
+        int header = (inner[0] & 0xF) * 4;
+        int total = BinaryPrimitives.ReadUInt16BigEndian(inner[2..]);
+        if (header < Ipv4Header.MinLength || total > inner.Length || total <= header) return 0;
+        ushort flags = BinaryPrimitives.ReadUInt16BigEndian(inner[6..]);
+        int baseOffset = (flags & 0x1FFF) << 3;
+        bool lastMore = (flags & Ipv4Header.FlagMoreFragments) != 0;
+        int chunk = (InnerMtu6 - header) & ~7;
+        if (chunk < 8 || stride < headroom + header + chunk) return 0;
+        ReadOnlySpan<byte> payload = inner[header..total];
+        int count = 0;
+        for (int offset = 0; offset < payload.Length; offset += chunk)
+        {
+            if (count == lengths.Length) return 0;
+            int size = Math.Min(chunk, payload.Length - offset);
+            bool more = offset + size < payload.Length || lastMore;
+            var f = new Span<byte>(output + (long)count * stride + headroom, header + size);
+            inner[..header].CopyTo(f);
+            BinaryPrimitives.WriteUInt16BigEndian(f[2..], (ushort)(header + size));
+            BinaryPrimitives.WriteUInt16BigEndian(f[6..], (ushort)((more ? Ipv4Header.FlagMoreFragments : 0) | ((baseOffset + offset) >> 3)));
+            f[10] = 0;
+            f[11] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(f[10..], InternetChecksum.Compute(f[..header]));
+            payload.Slice(offset, size).CopyTo(f[header..]);
+            lengths[count++] = header + size;
+        }
+        _counters.Add(Counter.InnerFragmentsSent, (ulong)count);
+        return count;
+    }
+
+    /// <summary>The largest inner packet that fits the outer MTU once encapsulated in IPv6.</summary>
+    public int InnerMtu6 => _outerMtu - OuterBytes6;
 
     /// <summary>
     /// Splits an outer IPv4 packet into fragments of at most the outer MTU (RFC 791; RFC 9300 §7.1's stateless

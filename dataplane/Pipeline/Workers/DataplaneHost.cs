@@ -80,7 +80,11 @@ public sealed class DataplaneHost : IDisposable
                         DataplaneLog.KernelForwards(log, instance.Interface);
                 }
             }
-            try { Sockets.EnsureUdp4PortFree(options.RlocAddress, options.Port, "another data plane or a LISP daemon holds it"); }
+            try
+            {
+                if (options.RlocAddress != 0) Sockets.EnsureUdp4PortFree(options.RlocAddress, options.Port, "another data plane or a LISP daemon holds it");
+                if (options.RlocAddress6 != 0) Sockets.EnsureUdp6PortFree(options.RlocAddress6, options.Port, "another data plane or a LISP daemon holds it");
+            }
             catch (NativeException e) { throw new DataplaneStartException(e.Message); }
             for (int w = 0; w < options.Workers; w++)
             {
@@ -107,7 +111,11 @@ public sealed class DataplaneHost : IDisposable
                 host._threads.Add(thread);
                 thread.Start();
             }
-            DataplaneLog.Started(log, options.Workers, $"{Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}",
+            DataplaneLog.Started(log, options.Workers, string.Join(" and ", new[]
+                {
+                    options.RlocAddress != 0 ? $"{Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}" : null,
+                    options.RlocAddress6 != 0 ? $"[{Sockets.FormatIpv6(options.RlocAddress6)}]:{options.Port}{(options.ZeroChecksum6 ? " (UDP checksum 0)" : "")}" : null,
+                }.Where(a => a is not null)),
                 string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}")),
                 options.Mode switch
                 {

@@ -24,7 +24,15 @@ public sealed record DataplaneOptions
     public int Batch { get; init; } = DefaultBatch;
     public IoMode Mode { get; init; } = IoMode.Tun;
     public IReadOnlyList<InstanceBinding> Instances { get; init; } = [];
+    /// <summary>This xTR's IPv4 RLOC (host order); 0 when it has none.</summary>
     public uint RlocAddress { get; init; }
+    /// <summary>This xTR's IPv6 RLOC (host-order number); 0 when it has none.</summary>
+    public UInt128 RlocAddress6 { get; init; }
+    /// <summary>
+    /// IPv6 underlay: send UDP checksum 0 and accept it (RFC 6935, RFC 6936 §5: both tunnel ends configured for it);
+    /// otherwise every IPv6 outer packet carries its UDP checksum, as RFC 9300 §5.3 requires.
+    /// </summary>
+    public bool ZeroChecksum6 { get; init; }
     public ushort Port { get; init; } = LispDataHeader.DataPort;
     /// <summary>The underlay path MTU: outer packets larger than this are fragmented, or refused with ICMP (RFC 9300 §7).</summary>
     public int OuterMtu { get; init; } = 1500;
@@ -83,7 +91,10 @@ public sealed record DataplaneOptions
         if (Instances.Select(i => i.Interface).Distinct().Count() != Instances.Count) p.Add("an interface is given twice in --instance");
         foreach (var i in Instances)
             if (i.InstanceId > LispDataHeader.MaxInstanceId) p.Add($"--instance {i.InstanceId}: the data-plane Instance ID has 24 bits (max {LispDataHeader.MaxInstanceId})");
-        if (RlocAddress == 0) p.Add("--rloc-addr is required: the IPv4 address this xTR sends from and receives LISP on");
+        if (RlocAddress == 0 && RlocAddress6 == 0) p.Add("--rloc-addr is required: the IPv4 and/or IPv6 address this xTR sends from and receives LISP on");
+        if (XdpUnderlay is not null && RlocAddress == 0) p.Add("--xdp-underlay needs an IPv4 --rloc-addr: the underlay XDP program takes IPv4 LISP data (an IPv6 underlay uses the kernel's sockets)");
+        if (RlocAddress6 != 0 && OuterMtu < 1280) p.Add($"--mtu {OuterMtu}: an IPv6 underlay's MTU is at least 1280 (RFC 8200 §5)");
+        if (ZeroChecksum6 && RlocAddress6 == 0) p.Add("--ipv6-zero-checksum needs an IPv6 --rloc-addr");
         if (OuterMtu is < 576 or > Buffers.PacketBuffers.MaxPacketBytes) p.Add($"--mtu {OuterMtu}: use 576 .. {Buffers.PacketBuffers.MaxPacketBytes}");
         if (MapCacheEntries is < 16 or > 16 << 20) p.Add($"--map-cache-entries {MapCacheEntries}: use 16 .. {16 << 20}");
         if (string.IsNullOrWhiteSpace(SharedMemoryName) || SharedMemoryName.Contains(' ', StringComparison.Ordinal)) p.Add($"--shm '{SharedMemoryName}': a name without spaces");

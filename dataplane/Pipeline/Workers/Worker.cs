@@ -29,12 +29,16 @@ public sealed unsafe class Worker : IDisposable
     private readonly DataplaneOptions _options;
     private readonly IEidPort _port;
     // The TUN port when the EID side is TUN: the coalesced runs are written through it.
-    private readonly int _udpFd;
-    private readonly int _rawFd;
+    // The underlay sockets of each family this xTR has an RLOC of (-1 for a family it has not).
+    private readonly int _udpFd = -1;
+    private readonly int _rawFd = -1;
+    private readonly int _udp6Fd = -1;
+    private readonly int _raw6Fd = -1;
     private readonly PacketBuffers _itrBuffers;
     private readonly PacketBuffers _etrBuffers;
     private readonly PacketBuffers _scratch;
     private readonly MessageBatch _send;
+    private readonly MessageBatch _send6;
     private readonly MessageBatch _receive;
     private readonly Encapsulator _encap;
     private readonly Decapsulator _decap;
@@ -52,6 +56,7 @@ public sealed unsafe class Worker : IDisposable
     private readonly bool _tso, _gro, _coalesce;
     private readonly bool _vnet;
     private readonly int[] _gsoFds = [];
+    private readonly int[] _gso6Fds = [];
     private readonly PacketBuffers? _superBuffers;
     private readonly PacketBuffers? _groBuffers;
     private readonly byte* _gsoOut;
@@ -83,14 +88,22 @@ public sealed unsafe class Worker : IDisposable
         _underlay = underlay?.ToArray() ?? [];
         _instanceIds = options.Instances.Select(i => i.InstanceId).ToArray();
         _counters = region.Counters(index);
-        _udpFd = Sockets.OpenUdp4(options.RlocAddress, options.Port, reusePort: true, options.SocketBufferBytes);
         try
         {
-            _rawFd = Sockets.OpenRawIpv4Sender(options.SocketBufferBytes);
+            if (options.RlocAddress != 0)
+            {
+                _udpFd = Sockets.OpenUdp4(options.RlocAddress, options.Port, reusePort: true, options.SocketBufferBytes);
+                _rawFd = Sockets.OpenRawIpv4Sender(options.SocketBufferBytes);
+            }
+            if (options.RlocAddress6 != 0)
+            {
+                _udp6Fd = Sockets.OpenUdp6(options.RlocAddress6, options.Port, reusePort: true, options.SocketBufferBytes, options.ZeroChecksum6);
+                _raw6Fd = Sockets.OpenRawIpv6Sender(options.SocketBufferBytes);
+            }
         }
         catch
         {
-            Sockets.Close(_udpFd);
+            foreach (int fd in new[] { _udpFd, _rawFd, _udp6Fd, _raw6Fd }) Sockets.Close(fd);
             throw;
         }
         _port = xsks is { Count: > 0 } ? new AfXdpPort(xsks, links ?? [], neighbors ?? [], _counters)
@@ -102,12 +115,13 @@ public sealed unsafe class Worker : IDisposable
         // Scratch: one ICMP reply and up to MaxFragments fragments of one packet.
         _scratch = new PacketBuffers(1 + MaxFragments);
         _send = new MessageBatch(options.Batch + Math.Max(MaxFragments, MaxSegments));
+        _send6 = new MessageBatch(options.Batch + Math.Max(MaxFragments, MaxSegments));
         _receive = new MessageBatch(options.Batch);
         byte** rx = stackalloc byte*[options.Batch];
         for (int i = 0; i < options.Batch; i++) rx[i] = _etrBuffers.Data(i);
         _receive.PrepareReceive(rx, PacketBuffers.MaxPacketBytes);
         _lengths = new int[options.Batch];
-        _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.OuterMtu, _counters, region.MissRing(index),
+        _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.RlocAddress6, options.ZeroChecksum6, options.OuterMtu, _counters, region.MissRing(index),
             new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56));
         _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index));
         if (_underlay.Length > 0 && nextHops is not null) _underlayTx = new XdpUnderlaySender(_underlay[0], nextHops, _counters);
@@ -126,19 +140,19 @@ public sealed unsafe class Worker : IDisposable
         {
             if (tunTso) _superBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
             if (_gsoOut == null) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
-            var fds = new List<int>();
-            for (int k = 0; k < GsoSourcePorts; k++)
-            {
-                int fd = Sockets.OpenUdp4Segmenting(options.RlocAddress, (ushort)(GsoSourcePortBase + k), options.SocketBufferBytes);
-                if (fd < 0) break;
-                fds.Add(fd);
-            }
+            int[]? v4 = options.RlocAddress == 0 ? [] : OpenGsoSockets(k => Sockets.OpenUdp4Segmenting(options.RlocAddress, (ushort)(GsoSourcePortBase + k), options.SocketBufferBytes));
+            int[]? v6 = options.RlocAddress6 == 0 || v4 is null ? [] : OpenGsoSockets(k => Sockets.OpenUdp6Segmenting(options.RlocAddress6, (ushort)(GsoSourcePortBase + k), options.SocketBufferBytes, options.ZeroChecksum6));
             // Without UDP_SEGMENT the super-packets are still cut here, and sent one by one.
-            _tso = fds.Count == GsoSourcePorts;
-            if (_tso) _gsoFds = fds.ToArray();
-            else foreach (int fd in fds) Sockets.Close(fd);
+            _tso = v4 is not null && v6 is not null;
+            if (_tso)
+            {
+                _gsoFds = v4!;
+                _gso6Fds = v6!;
+            }
+            else foreach (int fd in (v4 ?? []).Concat(v6 ?? [])) Sockets.Close(fd);
         }
-        _gro = (tunTso || _port.CarriesSuperFrames) && Sockets.EnableGro(_udpFd);
+        _gro = (tunTso || _port.CarriesSuperFrames)
+            && (_udpFd < 0 || Sockets.EnableGro(_udpFd)) && (_udp6Fd < 0 || Sockets.EnableGro(_udp6Fd));
         if (_gro)
         {
             _groBuffers = new PacketBuffers(options.Batch, PacketBuffers.MaxSuperPacketBytes);
@@ -146,6 +160,20 @@ public sealed unsafe class Worker : IDisposable
             for (int i = 0; i < options.Batch; i++) gro[i] = _groBuffers.Data(i);
             _receive.PrepareReceive(gro, PacketBuffers.MaxSuperPacketBytes);
         }
+    }
+
+    /// <summary>One UDP GSO socket per source port, or null (none kept open) when the kernel refuses one.</summary>
+    private static int[]? OpenGsoSockets(Func<int, int> open)
+    {
+        var fds = new int[GsoSourcePorts];
+        for (int k = 0; k < GsoSourcePorts; k++)
+        {
+            fds[k] = open(k);
+            if (fds[k] >= 0) continue;
+            for (int j = 0; j < k; j++) Sockets.Close(fds[j]);
+            return null;
+        }
+        return fds;
     }
 
     /// <summary>What this worker's offloads came to (for the start-up log line).</summary>
@@ -161,7 +189,7 @@ public sealed unsafe class Worker : IDisposable
     public void Run()
     {
         int instances = _port.InstanceCount;
-        int[] fds = [.. _port.PollFds, _udpFd, .. _underlay.Select(u => u.Fd)];
+        int[] fds = [.. _port.PollFds, .. new[] { _udpFd, _udp6Fd }.Where(fd => fd >= 0), .. _underlay.Select(u => u.Fd)];
         // Bounded busy-polling (--busy-poll-us): after the last batch, keep checking for that long, yielding the core
         // between checks, before sleeping in poll; the answer to what just went out usually comes back within it.
         long spin = Stopwatch.Frequency * _options.BusyPollMicroseconds / 1_000_000;
@@ -171,7 +199,8 @@ public sealed unsafe class Worker : IDisposable
         {
             int work = 0;
             for (int k = 0; k < instances; k++) work += Encapsulate(k);
-            work += Decapsulate();
+            if (_udpFd >= 0) work += Decapsulate(_udpFd, ipv6: false);
+            if (_udp6Fd >= 0) work += Decapsulate(_udp6Fd, ipv6: true);
             if (_underlay.Length > 0) work += DecapsulateFromUnderlaySockets();
             if (work != 0)
             {
@@ -251,9 +280,12 @@ public sealed unsafe class Worker : IDisposable
         switch (d.Verdict)
         {
             case ItrVerdict.Send:
-                if (_underlayTx is null || !_underlayTx.TrySend(buffer + d.OuterStart, d.OuterLength, d.Destination))
+                if (d.Ipv6) _send6.Add(buffer + d.OuterStart, d.OuterLength, d.Destination6, 0);
+                else if (_underlayTx is null || !_underlayTx.TrySend(buffer + d.OuterStart, d.OuterLength, d.Destination))
                     _send.Add(buffer + d.OuterStart, d.OuterLength, d.Destination, 0);
                 return (ulong)d.OuterLength;
+            case ItrVerdict.FragmentInner:
+                return EncapsulateInnerFragments(buffer, length, iid, now, instance);
             case ItrVerdict.SendFragmented:
                 // Flush what is queued so the fragment scratch can be reused by this packet.
                 Flush();
@@ -271,6 +303,24 @@ public sealed unsafe class Worker : IDisposable
     }
 
     /// <summary>
+    /// An inner IPv4 packet too long for its IPv6 outer header: cut into inner fragments in the scratch buffers (each
+    /// with a headroom), and each sent through the ITR as a packet of its own.
+    /// </summary>
+    private ulong EncapsulateInnerFragments(byte* buffer, int length, uint iid, long now, int instance)
+    {
+        Flush(); // the scratch buffers are reused for this packet's pieces
+        var inner = new ReadOnlySpan<byte>(buffer + PacketBuffers.HeadroomBytes, length);
+        // Each piece is sized for an IPv6 outer header, so it never needs the fragment scratch again (an IPv4 one is shorter).
+        int stride = (int)(_scratch.Buffer(2) - _scratch.Buffer(1));
+        int count = _encap.FragmentInner(inner, _scratch.Buffer(1), stride, PacketBuffers.HeadroomBytes, _fragmentLengths.AsSpan(0, MaxFragments));
+        if (count == 0) return Drop(Counter.DropTooBig);
+        ulong sent = 0;
+        for (int f = 0; f < count; f++) sent += EncapsulateOne(_scratch.Buffer(1 + f), _fragmentLengths[f], iid, now, instance);
+        Flush();
+        return sent;
+    }
+
+    /// <summary>
     /// A TCP super-packet (TSO): cut into segments that fit the outer MTU once encapsulated, the first routed
     /// through the ITR as any packet (lookup, RLOC choice, outer header), the rest given its LISP header, and all
     /// sent to the chosen RLOC with as few UDP GSO sends as the kernel's limits allow, from the socket whose port is
@@ -280,7 +330,9 @@ public sealed unsafe class Worker : IDisposable
     {
         _counters.Add(Counter.TunSuperPackets);
         int headers = TcpSegmentation.HeaderLength(packet, out _);
-        int fit = _options.OuterMtu - Encapsulator.OuterBytes - headers;
+        // Cut for the longest outer header this xTR writes (an IPv6 one where it has an IPv6 RLOC): the RLOC is
+        // chosen after the cut, and every segment must fit whichever family it is.
+        int fit = _options.OuterMtu - _encap.MaxOuterBytes - headers;
         int mss = gsoSize > 0 ? Math.Min(gsoSize, fit) : fit;
         if (headers == 0 || mss < 1) return Drop(Counter.DropBadVnetHeader);
         if (!_tso)
@@ -300,10 +352,7 @@ public sealed unsafe class Worker : IDisposable
         // segments were cut to fit the outer MTU, so it is Send or a drop the ITR has counted (no mapping, policy...).
         var d = _encap.Process(first + LispDataHeader.Length - PacketBuffers.HeadroomBytes, _segmentLengths[0] - LispDataHeader.Length, iid, 0, now, _scratch.Data(0), out _);
         if (d.Verdict != ItrVerdict.Send) return 0;
-        byte* outer = first + LispDataHeader.Length - Encapsulator.OuterBytes;
-        int tos = outer[1], ttl = outer[8];
-        ushort sourcePort = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(outer + 20, 2));
-        int socket = _gsoFds[sourcePort % GsoSourcePorts];
+        int socket = (d.Ipv6 ? _gso6Fds : _gsoFds)[d.SourcePort % GsoSourcePorts];
         int stride = _segmentLengths[0];
         for (int k = 1; k < count; k++) Buffer.MemoryCopy(first, first + (long)k * stride, LispDataHeader.Length, LispDataHeader.Length);
         ulong bytes = 0;
@@ -311,12 +360,15 @@ public sealed unsafe class Worker : IDisposable
         {
             int take = Math.Min(count - start, Math.Min(GsoMaxSegments, GsoMaxBytes / stride));
             int length = (take - 1) * stride + _segmentLengths[start + take - 1];
-            int e = Sockets.SendSegmented(socket, first + (long)start * stride, length, d.Destination, _options.Port, stride, ttl, tos);
+            byte* data = first + (long)start * stride;
+            int e = d.Ipv6
+                ? Sockets.SendSegmented(socket, data, length, d.Destination6, _options.Port, stride, d.Ttl, d.Tos)
+                : Sockets.SendSegmented(socket, data, length, d.Destination, _options.Port, stride, d.Ttl, d.Tos);
             if (e == 0)
             {
                 _counters.Add(Counter.UdpGsoSends);
                 _counters.Add(Counter.UdpTxPackets, (ulong)take);
-                bytes += (ulong)(length + take * (Encapsulator.OuterBytes - LispDataHeader.Length));
+                bytes += (ulong)(length + take * (d.OuterLength - _segmentLengths[0]));
             }
             else _counters.Add(Counter.DropSendFailed, (ulong)take);
             start += take;
@@ -372,7 +424,7 @@ public sealed unsafe class Worker : IDisposable
         _counters.Add(Counter.TunRxBytes, (ulong)length);
         var packet = new Span<byte>(ip, length);
         int headers = TcpSegmentation.HeaderLength(packet, out _);
-        int mss = Math.Min(linkMtu, _options.OuterMtu - Encapsulator.OuterBytes) - headers;
+        int mss = Math.Min(linkMtu, _options.OuterMtu - _encap.MaxOuterBytes) - headers;
         if (headers == 0 || mss < 1) { _counters.Add(Counter.DropTooBig); return; }
         if (_tso)
         {
@@ -388,15 +440,21 @@ public sealed unsafe class Worker : IDisposable
     private void Flush()
     {
         _underlayTx?.Flush();
-        if (_send.Count == 0) return;
-        int sent = _send.Send(_rawFd, out int failed);
+        if (_send.Count > 0) Send(_send, _rawFd);
+        if (_send6.Count > 0) Send(_send6, _raw6Fd);
+    }
+
+    private void Send(MessageBatch batch, int fd)
+    {
+        int sent = batch.Send(fd, out int failed);
         _counters.Add(Counter.UdpTxPackets, (ulong)sent);
         if (failed > 0) _counters.Add(Counter.DropSendFailed, (ulong)failed);
     }
 
-    private int Decapsulate()
+    /// <summary>A batch of LISP data from the UDP socket of one family through the ETR to the EID side.</summary>
+    private int Decapsulate(int fd, bool ipv6)
     {
-        int m = _receive.Receive(_udpFd);
+        int m = _receive.Receive(fd);
         if (m == 0) return 0;
         var buffers = _groBuffers ?? _etrBuffers;
         ulong rxPackets = 0, rxBytes = 0, txBytes = 0, txPackets = 0;
@@ -408,7 +466,7 @@ public sealed unsafe class Worker : IDisposable
             if (segment <= 0 || segment > length) segment = length;
             if (segment < length) _counters.Add(Counter.UdpGroReceives);
             var (ttl, tos) = _receive.OuterTtlTos(i);
-            uint source = _receive.SourceAddress(i);
+            UInt128 source = ipv6 ? _receive.SourceAddress6(i) : MappedIpv4.From(_receive.SourceAddress(i));
             byte* data = buffers.Data(i);
             for (int offset = 0; offset < length; offset += segment)
             {
@@ -434,6 +492,7 @@ public sealed unsafe class Worker : IDisposable
         if (_coalesce) WriteRun(ref txPackets, ref txBytes);
         _port.Flush();
         _counters.Add(Counter.UdpRxPackets, rxPackets);
+        if (ipv6) _counters.Add(Counter.Ipv6UnderlayRxPackets, rxPackets);
         _counters.Add(Counter.UdpRxBytes, rxBytes);
         _counters.Add(Counter.TunTxPackets, txPackets);
         _counters.Add(Counter.TunTxBytes, txBytes);
@@ -533,12 +592,15 @@ public sealed unsafe class Worker : IDisposable
     {
         Sockets.Close(_udpFd);
         Sockets.Close(_rawFd);
+        Sockets.Close(_udp6Fd);
+        Sockets.Close(_raw6Fd);
         _send.Dispose();
+        _send6.Dispose();
         _receive.Dispose();
         _itrBuffers.Dispose();
         _etrBuffers.Dispose();
         _scratch.Dispose();
-        foreach (int fd in _gsoFds) Sockets.Close(fd);
+        foreach (int fd in _gsoFds.Concat(_gso6Fds)) Sockets.Close(fd);
         _port.Dispose();
         foreach (var socket in _underlay) socket.Dispose();
         _superBuffers?.Dispose();

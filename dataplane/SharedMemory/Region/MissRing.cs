@@ -19,7 +19,7 @@ public enum MissKind : byte
 /// miss (which IID, profile and EIDs), or a packet that arrived from ITR <see cref="OuterSource"/> for an EID that
 /// moved away (the agent answers with an SMR; <see cref="Profile"/> is 0).
 /// <code>
-///  0 InstanceId  4 Profile  6 Family  8 Timestamp  16 SourceEid  32 DestinationEid  48 OuterSource  52 Kind
+///  0 InstanceId  4 Profile  6 Family  7 Kind  8 Timestamp  16 SourceEid  32 DestinationEid  48 OuterSource
 /// </code>
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = MissRing.RecordBytes)]
@@ -28,12 +28,15 @@ public struct MissRecord
     [FieldOffset(0)] public uint InstanceId;
     [FieldOffset(4)] public ushort Profile;
     [FieldOffset(6)] public EidFamily Family;
+    [FieldOffset(7)] public MissKind Kind;
     [FieldOffset(8)] public long Timestamp;
     [FieldOffset(16)] public UInt128 SourceEid;
     [FieldOffset(32)] public UInt128 DestinationEid;
-    /// <summary>Solicit records: the outer source RLOC (IPv4, host order) of the packet.</summary>
-    [FieldOffset(48)] public uint OuterSource;
-    [FieldOffset(52)] public MissKind Kind;
+    /// <summary>
+    /// Solicit records: the outer source RLOC of the packet, an IPv6 address or an IPv4 one in its mapped form
+    /// ::ffff:a.b.c.d (<c>MappedIpv4</c>), as a host-order number.
+    /// </summary>
+    [FieldOffset(48)] public UInt128 OuterSource;
 }
 
 /// <summary>

@@ -40,8 +40,9 @@ public struct SharedHeader
 {
     public const ulong MagicValue = 0x004D485352545846; // "FXTRSHM\0" little-endian
     // 2: source-profile entries (AssignedProfile, SourceProfileEntries); 3: no index tombstones (backward-shift
-    // deletion under IndexSeq), the writer lease (WriterPid); 4: miss records carry their kind (MissRecord.Kind)
-    public const uint CurrentLayoutVersion = 4;
+    // deletion under IndexSeq), the writer lease (WriterPid); 4: miss records carry their kind (MissRecord.Kind);
+    // 5: a miss record's outer source holds an IPv6 address (or a mapped IPv4 one), its kind moved to offset 7
+    public const uint CurrentLayoutVersion = 5;
     public const int Bytes = 4096;
 
     public ulong Magic;

@@ -31,6 +31,9 @@ public enum Counter
     // --xdp-underlay: encapsulated packets the ITR left to the kernel because their RLOC's next hop was not (yet) in
     // the kernel's neighbour table, or the route to it not through the underlay interface.
     ItrKernelSent,
+    // IPv6 underlay: inner IPv4 packets (DF clear) too long for an IPv6 outer header, sent as inner fragments (the
+    // pieces counted), and received LISP data whose outer header was IPv6.
+    InnerFragmentsSent, Ipv6UnderlayRxPackets,
     Count,
 }
 

@@ -18,7 +18,7 @@ public static class TcpTransfer
         {
             File.WriteAllText(Path.Combine(dir, "rx.py"), $$"""
                 import socket, hashlib
-                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s = socket.socket(socket.AF_INET6 if ":" in "{{serverAddress}}" else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("{{serverAddress}}", 5299)); s.listen(1); s.settimeout(30)
                 c, _ = s.accept(); h = hashlib.sha256(); n = 0
                 while True:
@@ -51,7 +51,8 @@ public static class TcpTransfer
     private static void WaitForListener(string ns, string address)
     {
         var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (Exec(ns, $"ss -ltn | grep -q {address}:5299", 5000).Code != 0)
+        string listening = address.Contains(':', StringComparison.Ordinal) ? $"[{address}]:5299" : $"{address}:5299";
+        while (Exec(ns, $"ss -ltn | grep -qF '{listening}'", 5000).Code != 0)
         {
             if (DateTime.UtcNow > deadline) throw new AssertionException("timed out waiting for the receiver to listen");
             Thread.Sleep(50);

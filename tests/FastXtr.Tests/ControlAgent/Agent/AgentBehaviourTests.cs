@@ -254,7 +254,7 @@ public class AgentBehaviourTests
         {
             Kind = MissKind.MovedAwayHit, InstanceId = 1000, Family = EidFamily.Ipv4, Timestamp = MapCacheTables.Now,
             SourceEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.1.1")), DestinationEid = Ipv4Header.ToUInt32(IPAddress.Parse("10.1.0.2")),
-            OuterSource = Ipv4Header.ToUInt32(IPAddress.Parse("127.0.0.45")),
+            OuterSource = MappedIpv4.From(Ipv4Header.ToUInt32(IPAddress.Parse("127.0.0.45"))), // an IPv4 ITR in its mapped form
         }), Is.True);
         Poll.Until(() => RlocOf(itrRegion, "10.1.0.2") == "127.0.0.47", "after the SMR the ITR re-resolved to gateway 3", 3000);
         Assert.That((etr2.Counters[AgentCounter.SmrsSent], itr.Counters[AgentCounter.SmrsReceived], itr.Counters[AgentCounter.SmrInvokedRequestsSent]),

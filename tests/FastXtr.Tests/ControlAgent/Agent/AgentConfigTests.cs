@@ -45,10 +45,27 @@ public class AgentConfigTests
     [TestCase("rloc-addr 192.0.2.1\nrloc-probe-interval -5", "line 2: rloc-probe-interval '-5' must be a number from 0 to 86400")]
     [TestCase("map-resolver 192.0.2.10", "'rloc-addr' is required")]
     [TestCase("rloc-addr 192.0.2.1\nmap-server 192.0.2.10 0 md5 x", "line 2: algorithm 'md5'")]
+    [TestCase("rloc-addr 192.0.2.1\nrloc-addr 192.0.2.2", "line 2: a second IPv4 rloc-addr (192.0.2.1 is given already): one per family")]
+    [TestCase("rloc-addr 2001:db8::1\nrloc-addr 2001:db8::2", "line 2: a second IPv6 rloc-addr")]
+    [TestCase("rloc-addr ::ffff:192.0.2.1", "line 1: expected 'rloc-addr ADDRESS'")]
+    [TestCase("rloc-addr fe80::1", "line 1: expected 'rloc-addr ADDRESS'")]
+    [TestCase("rloc-addr 0.0.0.0", "line 1: expected 'rloc-addr ADDRESS'")]
     [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 context {\"agent-context\":{\"state\":\"asleep\"}}", "line 2: context: \"state\" must be one of")]
     public void InvalidConfiguration_IsRefusedWithTheLine(string text, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => AgentConfig.Parse(text.Split('\n'), "agent.conf"));
         Assert.That(e!.Message, Does.Contain(expected));
+    }
+
+    [Test]
+    public void RlocAddr_OncePerFamily_MakesADualStackXtr()
+    {
+        var c = AgentConfig.Parse(["rloc-addr fd00:2::1", "rloc-addr 192.0.2.1"]);
+        Assert.That(c.RlocAddresses.Select(a => a.ToString()), Is.EqualTo(new[] { "fd00:2::1", "192.0.2.1" }));
+        Assert.That(c.RlocAddress!.ToString(), Is.EqualTo("fd00:2::1"), "the first one names the xTR");
+        Assert.That(AgentConfig.Parse(["rloc-addr fd00:3::1"]).XtrId, Is.Not.EqualTo(c.XtrId), "IPv6 RLOCs that differ only in their prefix give different xTR-IDs");
+        Assert.That(c.XtrId >> 96, Is.EqualTo((UInt128)0x46585452), "\"FXTR\" in front");
+        Assert.That((c.RlocOf(System.Net.Sockets.AddressFamily.InterNetwork)!.ToString(), c.RlocOf(System.Net.Sockets.AddressFamily.InterNetworkV6)!.ToString()),
+            Is.EqualTo(("192.0.2.1", "fd00:2::1")));
     }
 }

@@ -116,7 +116,7 @@ public class CliTests
         var badIid = Run("dataplane", "--rloc-addr", "192.0.2.1", "--instance", "99999999=fxq0");
         Assert.That(badIid.Err, Does.Contain("24 bits"));
         var badAddr = Run("dataplane", "--rloc-addr", "300.1.1.1", "--instance", "1=fxq0");
-        Assert.That((badAddr.Code, badAddr.Err.Contains("expected an IPv4 address", StringComparison.Ordinal)), Is.EqualTo((2, true)));
+        Assert.That((badAddr.Code, badAddr.Err.Contains("--rloc-addr '300.1.1.1': expected a unicast IPv4 address", StringComparison.Ordinal)), Is.EqualTo((2, true)));
         var cpus = Run("dataplane", "--rloc-addr", "192.0.2.1", "--instance", "1=fxq0", "--workers", "2", "--cpus", "0");
         Assert.That(cpus.Err, Does.Contain("give one per worker"));
     }

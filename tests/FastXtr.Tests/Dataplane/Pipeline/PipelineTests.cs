@@ -302,7 +302,7 @@ public unsafe class PipelineTests
         int n = _region.MissRing(0).Drain(posted);
         Assert.That(n, Is.EqualTo(1), "one report for three packets within a second; none for an EID that did not move");
         Assert.That((posted[0].Kind, posted[0].Profile, posted[0].DestinationEid, posted[0].SourceEid, posted[0].OuterSource),
-            Is.EqualTo((MissKind.MovedAwayHit, (ushort)0, (UInt128)0x0A010002, (UInt128)0x0A020005, RemoteRloc)));
+            Is.EqualTo((MissKind.MovedAwayHit, (ushort)0, (UInt128)0x0A010002, (UInt128)0x0A020005, MappedIpv4.From(RemoteRloc))), "an IPv4 ITR in its mapped form");
         Assert.That((Counters[Counter.MovedEidPackets], Counters[Counter.SolicitsPosted]), Is.EqualTo((3UL, 1UL)));
     }
 

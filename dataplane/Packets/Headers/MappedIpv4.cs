@@ -1,0 +1,17 @@
+namespace FastXtr.Packets;
+
+/// <summary>
+/// An IPv4 address inside the 128-bit numbers that carry an address of either family (an outer source, a solicit
+/// record's ITR): the IPv4-mapped form ::ffff:a.b.c.d of RFC 4291 §2.5.5.2, which no IPv6 RLOC can be (RFC 4291
+/// reserves it for this, and an IPv6 packet never carries it on the wire, RFC 4038 §4.2).
+/// </summary>
+public static class MappedIpv4
+{
+    private const uint Marker = 0xFFFF;
+
+    public static UInt128 From(uint ipv4HostOrder) => ((UInt128)Marker << 32) | ipv4HostOrder;
+
+    public static bool IsMapped(UInt128 address) => (address >> 32) == Marker;
+
+    public static uint Ipv4Of(UInt128 address) => (uint)address;
+}

@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using FastXtr.SharedMemory;
+using FastXtr.SharedMemory.MapCache;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.EndToEnd;
+
+/// <summary>
+/// The mapping system over a dual-stack underlay, with real processes in namespaces: a Map-Server listening on
+/// 192.0.2.10 and fd00:2::10, xTR A with only an IPv6 RLOC (fd00:2::1, registering and resolving over IPv6), B with
+/// both (192.0.2.2 and fd00:2::2, registering both locators), C with only IPv4 (192.0.2.3). No static map-cache
+/// entries: A and C resolve B and each reaches it over the family it has; A probes B's IPv6 locator over IPv6;
+/// A and C share no family, so A's packets to C are a counted drop (no usable locator), never a send that fails.
+/// </summary>
+[TestFixture]
+[Category("netns")]
+[NonParallelizable]
+public class Ipv6ControlPlaneNamespaceTests
+{
+    private readonly List<Process> _processes = [];
+    private string _tag = "";
+    private string[] _namespaces = [];
+    private string _dir = "";
+
+    private string Ns(string role) => $"fxt{role}-{_tag}";
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        Shell.RequireRoot("needs root for network namespaces and TUN");
+        TwoXtrLab.SweepLeftovers();
+        _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
+        _namespaces = [Ns("a"), Ns("b"), Ns("c"), Ns("a2"), Ns("b2")]; // a2 hosts the bridge, b2 the Map-Server (names the sweep knows)
+        _dir = Path.Combine(Path.GetTempPath(), $"fxtest-agent6-{_tag}");
+        Directory.CreateDirectory(_dir);
+        string bridgeNs = Ns("a2"), msNs = Ns("b2");
+        foreach (var ns in _namespaces) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
+        Shell.Must($"ip -n {bridgeNs} link add br0 type bridge && ip -n {bridgeNs} link set br0 up");
+        string t = _tag[^4..];
+        foreach (var (ns, addresses, i) in new[]
+                 {
+                     (Ns("a"), new[] { "fd00:2::1/64" }, 1), (Ns("b"), new[] { "192.0.2.2/24", "fd00:2::2/64" }, 2),
+                     (msNs, new[] { "192.0.2.10/24", "fd00:2::10/64" }, 3), (Ns("c"), new[] { "192.0.2.3/24" }, 4),
+                 })
+        {
+            Shell.Must($"ip link add fxu{i}{t} netns {ns} type veth peer name fxp{i}{t} netns {bridgeNs}");
+            Shell.Must($"ip -n {bridgeNs} link set fxp{i}{t} master br0 && ip -n {bridgeNs} link set fxp{i}{t} up");
+            foreach (var address in addresses) Shell.Must($"ip -n {ns} addr add {address} dev fxu{i}{t}{(address.Contains(':', StringComparison.Ordinal) ? " nodad" : "")}");
+            Shell.Must($"ip -n {ns} link set fxu{i}{t} up");
+        }
+        File.WriteAllText(Path.Combine(_dir, "ms.conf"),
+            $"listen 192.0.2.10:4342\nlisten [fd00:2::10]:4342\ncontrol-socket {_dir}/ms.sock\nsite agents\n  key 0 sha256 \"agents-secret\"\n  eid-prefix 1000 10.0.0.0/8 accept-more-specifics\n  proxy-reply\n");
+        Launch(msNs, "mapserver", "--config", Path.Combine(_dir, "ms.conf"));
+        foreach (var (x, rlocs, ms, eid, prefix) in new[]
+                 {
+                     ("a", new[] { "fd00:2::1" }, "[fd00:2::10]", "10.1.0.1", "10.1.0.0/24"),
+                     ("b", new[] { "192.0.2.2", "fd00:2::2" }, "192.0.2.10", "10.2.0.1", "10.2.0.0/24"),
+                     ("c", new[] { "192.0.2.3" }, "192.0.2.10", "10.3.0.1", "10.3.0.0/24"),
+                 })
+        {
+            string shm = $"fxtest-ag{x}-{_tag}";
+            Launch(Ns(x), ["dataplane", .. rlocs.SelectMany(r => new[] { "--rloc-addr", r }), "--instance", "1000=fx1000", "--shm", shm, "--map-cache-entries", "1024"]);
+            TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns(x)} link show fx1000").Code == 0, $"the TUN of {x}");
+            Shell.Must($"ip -n {Ns(x)} addr add {eid}/32 dev fx1000 && ip -n {Ns(x)} link set fx1000 up && ip -n {Ns(x)} route add 10.0.0.0/8 dev fx1000");
+            string itr = x == "a" ? "rloc-probe-interval 0.4\nrloc-probe-misses 2\n" : "";
+            File.WriteAllText(Path.Combine(_dir, $"{x}.conf"),
+                string.Concat(rlocs.Select(r => $"rloc-addr {r}\n"))
+                + $"shm {shm}\nmap-server {ms} 0 sha256 \"agents-secret\"\nmap-resolver {ms}\ndatabase-mapping 1000 {prefix} {string.Join(' ', rlocs.Select(r => r + ",1,100"))}\n{itr}");
+            Launch(Ns(x), "agent", "--config", Path.Combine(_dir, $"{x}.conf"));
+        }
+        TwoXtrLab.WaitFor(() => File.Exists($"{_dir}/ms.sock") && Shell.Sh($"{Shell.FastxtrExe()} show registrations --control-socket {_dir}/ms.sock").Out.Contains("3 registration(s)", StringComparison.Ordinal),
+            "the three agents to register (A over IPv6)", 20_000);
+    }
+
+    private void Launch(string ns, params string[] args) => _processes.Add(Shell.StartInNamespace(ns, args));
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        foreach (var p in _processes)
+        {
+            try { if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(5000); } }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        foreach (var ns in _namespaces) Shell.Run("ip", ["netns", "del", ns]);
+        foreach (var x in new[] { "a", "b", "c" })
+        {
+            FastXtr.NativeInterop.SharedMemoryMapping.Unlink($"fxtest-ag{x}-{_tag}");
+            File.Delete($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock");
+        }
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Test]
+    public void DualStackRegistration_CarriesBothLocators()
+    {
+        string shown = Shell.Must($"{Shell.FastxtrExe()} show registrations --control-socket {_dir}/ms.sock");
+        // Each registration: a "site" line, then one line per locator.
+        var blocks = shown.Split("site ", StringSplitOptions.RemoveEmptyEntries);
+        string[] Locators(string prefix) => blocks.Single(b => b.Contains(prefix, StringComparison.Ordinal)).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Skip(1).Select(l => l.Trim().Split(' ')[0]).Where(l => l.Length > 0).ToArray();
+        Assert.That(Locators("10.2.0.0/24"), Is.EqualTo(new[] { "192.0.2.2", "fd00:2::2" }), shown);
+        Assert.That(Locators("10.1.0.0/24"), Is.EqualTo(new[] { "fd00:2::1" }), shown);
+        Assert.That(blocks.Single(b => b.Contains("10.1.0.0/24", StringComparison.Ordinal)), Does.Contain("from [fd00:2::1]:4342"), "A registered over IPv6");
+    }
+
+    [Test]
+    public void Ipv6OnlyXtr_ResolvesOverIpv6_AndReachesTheDualStackOne()
+    {
+        var r = Ping("a", "10.1.0.1", "10.2.0.1", 15, 0.2);
+        Assert.That(Received(r), Is.GreaterThanOrEqualTo(12), "after resolution on the first packets, the rest arrive: " + r.Out);
+        var entry = Entry("a", 0x0A020000);
+        Assert.That(Enumerable.Range(0, entry.RlocCount).Select(i => entry.Rlocs[i].Family), Is.EquivalentTo(new[] { EidFamily.Ipv4, EidFamily.Ipv6 }), "both of B's locators");
+        Assert.That(TwoXtrLab.ReadCounter($"fxtest-agb-{_tag}", Counter.Ipv6UnderlayRxPackets), Is.GreaterThan(0UL), "B received A's packets over IPv6");
+    }
+
+    [Test]
+    public void Ipv4OnlyXtr_ReachesTheDualStackOne_OverIpv4()
+    {
+        ulong before = TwoXtrLab.ReadCounter($"fxtest-agc-{_tag}", Counter.Ipv6UnderlayRxPackets);
+        var r = Ping("c", "10.3.0.1", "10.2.0.1", 15, 0.2);
+        Assert.That(Received(r), Is.GreaterThanOrEqualTo(12), r.Out);
+        Assert.That(TwoXtrLab.ReadCounter($"fxtest-agc-{_tag}", Counter.Ipv6UnderlayRxPackets), Is.EqualTo(before), "C has no IPv6 socket: B answered over IPv4");
+    }
+
+    [Test]
+    public void XtrsWithNoFamilyInCommon_DropAndCountInsteadOfSending()
+    {
+        Ping("a", "10.1.0.1", "10.3.0.1", 3, 0.3); // resolves C's IPv4-only mapping
+        ulong before = TwoXtrLab.ReadCounter($"fxtest-aga-{_tag}", Counter.DropNoUsableRloc);
+        var r = Ping("a", "10.1.0.1", "10.3.0.1", 5, 0.1);
+        Assert.That(Received(r), Is.Zero);
+        Assert.That(TwoXtrLab.ReadCounter($"fxtest-aga-{_tag}", Counter.DropNoUsableRloc) - before, Is.GreaterThanOrEqualTo(5UL));
+        Assert.That(TwoXtrLab.ReadCounter($"fxtest-aga-{_tag}", Counter.DropSendFailed), Is.Zero);
+    }
+
+    [Test]
+    public void RlocProbes_GoOverIpv6_AndAreAnswered()
+    {
+        Ping("a", "10.1.0.1", "10.2.0.1", 3, 0.2);
+        long replies = AgentCounter("a", "rloc-probe-replies-received");
+        TwoXtrLab.WaitFor(() => AgentCounter("a", "rloc-probe-replies-received") >= replies + 2, "B to answer two of A's probes over IPv6", 10_000);
+        Assert.That(AgentCounter("a", "locators-marked-down"), Is.Zero, "B's IPv6 locator stays up (its IPv4 one is not probed: A cannot use it)");
+    }
+
+    private MapCacheEntry Entry(string x, uint prefix)
+    {
+        using var region = SharedRegion.Attach($"fxtest-ag{x}-{_tag}");
+        return region.MapCache.Snapshot().First(e => e.Kind == MapCacheKind.Destination && e.InstanceId == 1000 && e.Family == EidFamily.Ipv4 && (uint)e.Prefix == prefix);
+    }
+
+    private FastXtr.Lab.Shell.Result Ping(string x, string from, string to, int count, double interval) =>
+        Shell.Run("ip", ["netns", "exec", Ns(x), "ping", "-n", "-c", $"{count}", "-i", interval.ToString(System.Globalization.CultureInfo.InvariantCulture), "-W", "1", "-I", from, to], 60_000);
+
+    private static int Received(FastXtr.Lab.Shell.Result ping) =>
+        int.Parse(System.Text.RegularExpressions.Regex.Match(ping.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+
+    private long AgentCounter(string x, string name) =>
+        FastXtr.Common.Api.UnixSocketClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", HttpMethod.Get, "/v1/status").Body?["counters"]?[name]?.GetValue<long>() ?? -1;
+}

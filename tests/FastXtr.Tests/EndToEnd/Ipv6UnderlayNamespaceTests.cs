@@ -1,0 +1,126 @@
+using FastXtr.SharedMemory;
+using FastXtr.Tests.Support;
+using NUnit.Framework;
+
+namespace FastXtr.Tests.EndToEnd;
+
+/// <summary>
+/// Two real data planes over an IPv6-only underlay (fd00:2::1, fd00:2::2; no IPv4 address on it), with offloads off
+/// and on, and over a mixed one where A has only IPv4 and B both (A's map-cache lists B's IPv6 locator first, which
+/// A cannot use). IPv4 and IPv6 EIDs both ways: ping, hash-compared TCP, the MTU rules of an IPv6 outer header, and
+/// tshark reading what crosses the underlay.
+/// </summary>
+[TestFixture(LabUnderlay.Ipv6, "off")]
+[TestFixture(LabUnderlay.Ipv6, "on")]
+[TestFixture(LabUnderlay.Mixed, "off")]
+[Category("netns")]
+[NonParallelizable]
+public class Ipv6UnderlayNamespaceTests(LabUnderlay underlay, string offload)
+{
+    private TwoXtrLab _lab = null!;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        Shell.RequireRoot("end-to-end tests build network namespaces and need root");
+        _lab = new TwoXtrLab(underlay, "--offload", offload);
+    }
+
+    [OneTimeTearDown]
+    public void Stop() => _lab?.Dispose();
+
+    private ulong Ipv6Received(string shm) => _lab.Counter(shm, Counter.Ipv6UnderlayRxPackets);
+
+    [Test, Order(1)]
+    public void Ping_BetweenIpv4Eids_CrossesTheUnderlayOfTheFamilyBothHave()
+    {
+        ulong atA = Ipv6Received(_lab.ShmA), atB = Ipv6Received(_lab.ShmB);
+        var r = _lab.Exec(_lab.A, "ping -n -c 5 -i 0.05 -W 1 -I 10.1.0.1 10.2.0.1");
+        Assert.That(r.Out, Does.Contain("5 received"), r.All);
+        if (underlay == LabUnderlay.Ipv6)
+        {
+            Assert.That(Ipv6Received(_lab.ShmB) - atB, Is.GreaterThanOrEqualTo(5UL), "the requests reached B over IPv6");
+            Assert.That(Ipv6Received(_lab.ShmA) - atA, Is.GreaterThanOrEqualTo(5UL), "the replies reached A over IPv6");
+        }
+        else
+        {
+            // A has no IPv6 RLOC: it skipped B's IPv6 locator (priority 1) for its IPv4 one, and B answers A's IPv4 RLOC.
+            Assert.That(Ipv6Received(_lab.ShmB), Is.EqualTo(0UL), "nothing came to B over IPv6");
+            Assert.That(_lab.Counter(_lab.ShmA, Counter.DropNoUsableRloc), Is.EqualTo(0UL));
+        }
+    }
+
+    [Test, Order(2)]
+    public void Ping_BetweenIpv6Eids()
+    {
+        var r = _lab.Exec(_lab.A, "ping -6 -n -c 5 -i 0.05 -W 1 -I fd10:1::1 fd10:2::1");
+        Assert.That(r.Out, Does.Contain("5 received"), r.All);
+    }
+
+    [TestCase("10.2.0.1", "10.1.0.1")]
+    [TestCase("fd10:2::1", "fd10:1::1")]
+    [Order(3)]
+    public void TcpStream_ArrivesWhole_HashCompared(string server, string client)
+    {
+        ulong gso = _lab.Counter(_lab.ShmA, Counter.UdpGsoSends);
+        var (tx, rx) = TcpTransfer.Run(_lab.A, _lab.B, server, client, _lab.Tag);
+        Assert.That(tx.Code, Is.EqualTo(0), tx.All);
+        Assert.That(rx.Code, Is.EqualTo(0), rx.All);
+        Assert.That(rx.Out.Trim(), Is.EqualTo(tx.Out.Trim()), "byte count and SHA-256 at the receiver equal the sender's");
+        Assert.That(rx.Out, Does.StartWith("8388608 "));
+        if (offload == "on") Assert.That(_lab.Counter(_lab.ShmA, Counter.UdpGsoSends), Is.GreaterThan(gso), "A's super-packets left with UDP GSO");
+    }
+
+    [Test, Order(4)]
+    public void TooBig_WithDf_GetsTheMtuLeftUnderIpv6_WithoutDf_TheInnerPacketIsFragmented()
+    {
+        if (underlay != LabUnderlay.Ipv6) Assert.Ignore("the IPv6 outer header's MTU rules need an IPv6 underlay");
+        Shell.Must($"ip -n {_lab.A} route flush cache");
+        var df = _lab.Exec(_lab.A, "ping -n -c 1 -W 1 -M do -s 1472 -I 10.1.0.1 10.2.0.1");
+        Assert.That(df.All, Does.Contain("1444"), "1500 less the 56 bytes of IPv6 + UDP + LISP");
+
+        Shell.Must($"ip -n {_lab.A} route flush cache");
+        ulong pieces = _lab.Counter(_lab.ShmA, Counter.InnerFragmentsSent);
+        var frag = _lab.Exec(_lab.A, "ping -n -c 3 -i 0.1 -W 1 -M dont -s 1450 -I 10.1.0.1 10.2.0.1");
+        Assert.That(frag.Out, Does.Contain("3 received"), frag.All);
+        Assert.That(_lab.Counter(_lab.ShmA, Counter.InnerFragmentsSent) - pieces, Is.GreaterThanOrEqualTo(6UL), "each request went out as two inner fragments");
+        Assert.That(_lab.Counter(_lab.ShmA, Counter.OuterFragmentsSent), Is.EqualTo(0UL), "an IPv6 outer packet is never fragmented");
+
+        // The IPv6 TCP test taught A's kernel the path MTU to fd10:2::1 already: forget it, or A fragments the echo itself.
+        Shell.Must($"ip -n {_lab.A} -6 route flush cache");
+        ulong icmp = _lab.Counter(_lab.ShmA, Counter.IcmpTooBigSent);
+        var six = _lab.Exec(_lab.A, "ping -6 -n -c 1 -W 1 -s 1452 -I fd10:1::1 fd10:2::1");
+        Assert.That(six.All, Does.Contain("1444"), $"an inner IPv6 packet gets a Packet Too Big with the MTU left (icmp-too-big-sent {icmp} -> {_lab.Counter(_lab.ShmA, Counter.IcmpTooBigSent)})");
+    }
+
+    [Test, Order(5)]
+    public void Tshark_DecodesOurIpv6Underlay_WithChecksumsAndFlowLabels()
+    {
+        if (underlay != LabUnderlay.Ipv6) Assert.Ignore("an IPv6 underlay capture");
+        string pcap = $"/tmp/fxtest-{_lab.Tag}-6.pcap";
+        try
+        {
+            var capture = Task.Run(() => _lab.Exec(_lab.B, $"timeout 8 tshark -i {_lab.VethB} -f 'udp dst port 4341 and src host fd00:2::1' -c 30 -w {pcap} 2>&1", 20_000));
+            Thread.Sleep(1500);
+            _lab.Exec(_lab.A, "ping -n -c 10 -i 0.05 -W 1 -I 10.1.0.1 10.2.0.1");
+            _lab.Exec(_lab.A, "for p in $(seq 40000 40019); do echo x > /dev/udp/10.2.0.1/$p; done 2>/dev/null; true");
+            capture.Wait();
+            var rows = Tshark.Fields(pcap, ["ipv6.src", "ipv6.flow", "udp.srcport", "udp.checksum", "lisp-data.iid", "lisp-data.flags.nonce", "_ws.malformed"]);
+            var fromA = rows.Where(r => r["ipv6.src"].StartsWith("fd00:2::1", StringComparison.Ordinal)).ToList();
+            Assert.That(fromA, Has.Count.GreaterThanOrEqualTo(20));
+            Assert.That(fromA.Select(r => r["lisp-data.iid"]), Is.All.EqualTo("1000"));
+            Assert.That(fromA.Select(r => r["lisp-data.flags.nonce"]), Is.All.EqualTo("1"));
+            Assert.That(fromA.Select(r => r["_ws.malformed"]), Is.All.Empty);
+            Assert.That(fromA.Select(r => r["udp.checksum"]), Has.None.EqualTo("0x0000"), "RFC 9300 §5.3: IPv6 carries the UDP checksum");
+            Assert.That(fromA.Select(r => r["ipv6.flow"]).Distinct().Count(), Is.GreaterThan(5), "the flow label follows the inner flow");
+            Assert.That(fromA.Select(r => r["udp.srcport"]).Distinct().Count(), Is.GreaterThan(5), "source-port entropy across flows");
+            // The kernel's UDP layer at B checked every checksum: a bad one would have been dropped before the data plane.
+            var bad = Shell.Must($"ip netns exec {_lab.B} cat /proc/net/snmp6").Split('\n').Single(l => l.StartsWith("Udp6InCsumErrors", StringComparison.Ordinal));
+            Assert.That(bad.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], Is.EqualTo("0"), "no checksum errors at B");
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+}
