@@ -2,11 +2,13 @@
 # Packet-rate benchmark: FastXtr ITR -> ETR against a kernel VXLAN tunnel, in the same run over the same veth.
 #
 #   scripts/bench-dataplane.sh [--secs N] [--workers "1 2"] [--offload "off on"] [--streams "1 4"] [--modes "tun af-packet af-xdp af-xdp-u"]
-#                              [--rr "1 16"] [--rr-secs N] [--pin] [--json FILE] [--png FILE]
+#                              [--rr "1 16"] [--rr-secs N] [--underlays "4 6"] [--pin] [--json FILE] [--png FILE]
 #   (--png: the bar chart of the figures against VXLAN, default perf/dataplane-vs-vxlan.png)
 #   (--pin: with one worker, pin the sending xTR's worker to CPU 0 beside the sender and the receiving one to CPU 1
 #    beside the receiver)
 #   (--rr: request/response with that many requests outstanding, "" for none; --rr-secs: seconds per measurement, 3)
+#   (--underlays: "6" adds the IPv6-underlay rows: kernel VXLAN over IPv6 (VNI 43, overlay 10.251.0.0/24) and the
+#    TUN data planes with IPv6 RLOCs fd00:77::1/2, keys with a 6 after the path: vxlan6_udp64, fx1on6_tcp1)
 #
 # Two namespaces joined by one veth pair (underlay 172.31.77.1/.2). Over it: a kernel VXLAN tunnel (VNI 42, overlay
 # 10.250.0.0/24) and two FastXtr data planes (IID 1000, EIDs 10.1.0.1 and 10.2.0.1 on their TUNs, static map-cache
@@ -24,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 secs=4; workers_list="1 2"; offload_list="off on"; streams_list="1 4"; modes="tun af-packet af-xdp af-xdp-u"; json=""; pin=""; png="perf/dataplane-vs-vxlan.png"
-rr_list="1 16"; rr_secs=3
+rr_list="1 16"; rr_secs=3; underlays="4 6"
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
@@ -37,7 +39,8 @@ while [ $# -gt 0 ]; do
     --pin) pin=1; shift ;;
     --rr) rr_list="$2"; shift 2 ;;
     --rr-secs) rr_secs="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --underlays) underlays="$2"; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench-dataplane.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -71,6 +74,15 @@ ip -n "$S" link add fxvx type vxlan id 42 local 172.31.77.1 remote 172.31.77.2 d
 ip -n "$D" link add fxvx type vxlan id 42 local 172.31.77.2 remote 172.31.77.1 dstport 4789 dev "$vd"
 ip -n "$S" addr add 10.250.0.1/24 dev fxvx; ip -n "$S" link set fxvx up
 ip -n "$D" addr add 10.250.0.2/24 dev fxvx; ip -n "$D" link set fxvx up
+v6=""; [[ " $underlays " == *" 6 "* ]] && v6=1
+if [ -n "$v6" ]; then
+  # The same veth with IPv6 addresses, and a second VXLAN tunnel over them.
+  ip -n "$S" addr add fd00:77::1/64 dev "$vs" nodad; ip -n "$D" addr add fd00:77::2/64 dev "$vd" nodad
+  ip -n "$S" link add fxvx6 type vxlan id 43 local fd00:77::1 remote fd00:77::2 dstport 4789 dev "$vs"
+  ip -n "$D" link add fxvx6 type vxlan id 43 local fd00:77::2 remote fd00:77::1 dstport 4789 dev "$vd"
+  ip -n "$S" addr add 10.251.0.1/24 dev fxvx6; ip -n "$S" link set fxvx6 up
+  ip -n "$D" addr add 10.251.0.2/24 dev fxvx6; ip -n "$D" link set fxvx6 up
+fi
 
 udp_rate() { # ns_tx ns_rx dst payload -> received Mpps
   local txns=$1 rxns=$2 dst=$3 payload=$4
@@ -115,30 +127,38 @@ result[vxlan_udp64]=$(udp_rate "$S" "$D" 10.250.0.2 64); echo "vxlan  udp 64 B  
 result[vxlan_udp1400]=$(udp_rate "$S" "$D" 10.250.0.2 1400); echo "vxlan  udp 1400 B  ${result[vxlan_udp1400]} Mpps"
 for st in $streams_list; do result[vxlan_tcp$st]=$(tcp_rate "$S" "$D" 10.250.0.2 "$st"); echo "vxlan  tcp $st stream(s) ${result[vxlan_tcp$st]} Gbit/s"; done
 [ -z "$rr_list" ] || rr_measure vxlan "$S" "$D" 10.250.0.2 10.250.0.1
+if [ -n "$v6" ]; then
+  echo "# kernel VXLAN (VNI 43) over IPv6 on the same veth"
+  ip netns exec "$S" ping -c 1 -W 3 10.251.0.2 >/dev/null || { echo "the IPv6 VXLAN path does not work"; exit 1; }
+  result[vxlan6_udp64]=$(udp_rate "$S" "$D" 10.251.0.2 64); echo "vxlan6 udp 64 B    ${result[vxlan6_udp64]} Mpps"
+  result[vxlan6_udp1400]=$(udp_rate "$S" "$D" 10.251.0.2 1400); echo "vxlan6 udp 1400 B  ${result[vxlan6_udp1400]} Mpps"
+  for st in $streams_list; do result[vxlan6_tcp$st]=$(tcp_rate "$S" "$D" 10.251.0.2 "$st"); echo "vxlan6 tcp $st stream(s) ${result[vxlan6_tcp$st]} Gbit/s"; done
+fi
 
 case " $modes " in *" tun "*)
+for fam in $underlays; do [ "$fam" = 4 ] || [ -n "$v6" ] || continue
 for w in $workers_list; do for off in $offload_list; do
-  k="fx${w}${off}"
+  if [ "$fam" = 6 ]; then k="fx${w}${off}6"; rs=fd00:77::1; rd=fd00:77::2; else k="fx${w}${off}"; rs=172.31.77.1; rd=172.31.77.2; fi
   rm -f "/dev/shm/$shm_s" "/dev/shm/$shm_d"
-  ip netns exec "$S" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.1 --instance 1000=fx1000 --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
-  ip netns exec "$D" "$root/out/fastxtr" dataplane --rloc-addr 172.31.77.2 --instance 1000=fx1000 --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
+  ip netns exec "$S" "$root/out/fastxtr" dataplane --rloc-addr "$rs" --instance 1000=fx1000 --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 0)} --shm "$shm_s" > "$work/dp-s.log" 2>&1 &
+  ip netns exec "$D" "$root/out/fastxtr" dataplane --rloc-addr "$rd" --instance 1000=fx1000 --workers "$w" --offload "$off" ${pin:+$([ "$w" = 1 ] && echo --cpus 1)} --shm "$shm_d" > "$work/dp-d.log" 2>&1 &
   for i in $(seq 50); do ip -n "$S" link show fx1000 >/dev/null 2>&1 && ip -n "$D" link show fx1000 >/dev/null 2>&1 && break; sleep 0.1; done
   ip -n "$S" addr add 10.1.0.1/32 dev fx1000; ip -n "$S" link set fx1000 up; ip -n "$S" route add 10.2.0.0/24 dev fx1000
   ip -n "$D" addr add 10.2.0.1/32 dev fx1000; ip -n "$D" link set fx1000 up; ip -n "$D" route add 10.1.0.0/24 dev fx1000
-  ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.2.0.0/24 --rloc 172.31.77.2 >/dev/null
-  ./out/fastxtr map-cache add --shm "$shm_d" --iid 1000 --eid 10.1.0.0/24 --rloc 172.31.77.1 >/dev/null
+  ./out/fastxtr map-cache add --shm "$shm_s" --iid 1000 --eid 10.2.0.0/24 --rloc "$rd" >/dev/null
+  ./out/fastxtr map-cache add --shm "$shm_d" --iid 1000 --eid 10.1.0.0/24 --rloc "$rs" >/dev/null
   ip netns exec "$S" ping -c 1 -W 2 -I 10.1.0.1 10.2.0.1 >/dev/null || { echo "fastxtr path does not work:"; cat "$work"/dp-*.log; exit 1; }
-  echo "# FastXtr, $w worker(s) per xTR, offload $off"
+  echo "# FastXtr, $w worker(s) per xTR, offload $off, IPv$fam underlay"
   grep -o 'offload .*' "$work/dp-s.log" | head -1 | sed 's/^/  /' || true
   result[${k}_udp64]=$(udp_rate "$S" "$D" 10.2.0.1 64); echo "fastxtr udp 64 B    ${result[${k}_udp64]} Mpps"
   result[${k}_udp1400]=$(udp_rate "$S" "$D" 10.2.0.1 1400); echo "fastxtr udp 1400 B  ${result[${k}_udp1400]} Mpps"
   for st in $streams_list; do result[${k}_tcp$st]=$(tcp_rate "$S" "$D" 10.2.0.1 "$st" 10.1.0.1); echo "fastxtr tcp $st stream(s) ${result[${k}_tcp$st]} Gbit/s"; done
-  [ -z "$rr_list" ] || rr_measure "$k" "$S" "$D" 10.2.0.1 10.1.0.1
-  ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|segments-cut|udp-gso-sends|checksums-completed)' | sed 's/^/  itr /' || true
-  ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|udp-gro-receives|segments-coalesced|tun-super-packets-written)' | sed 's/^/  etr /' || true
+  [ -z "$rr_list" ] || [ "$fam" = 6 ] || rr_measure "$k" "$S" "$D" 10.2.0.1 10.1.0.1
+  ./out/fastxtr show stats --shm "$shm_s" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|tun-super-packets|segments-cut|udp-gso-sends|checksums-completed|inner-fragments-sent)' | sed 's/^/  itr /' || true
+  ./out/fastxtr show stats --shm "$shm_d" | grep -E '^(drop|udp-rx-packets|tun-tx-packets|udp-gro-receives|segments-coalesced|tun-super-packets-written|ipv6-underlay-rx-packets)' | sed 's/^/  etr /' || true
   pkill -f "fastxtr dataplane .*--shm fxbench-[sd]-$$" || true
   sleep 0.5
-done; done
+done; done; done
 ;; esac
 
 ethernet_modes=""
@@ -208,6 +228,17 @@ for w in $workers_list; do for off in $offload_list; do
   for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlan_tcp$st]}")x) |"; done
   echo "$row"
 done; done ;; esac
+if [ -n "$v6" ]; then
+  row="| kernel VXLAN, IPv6 underlay | ${result[vxlan6_udp64]} | ${result[vxlan6_udp1400]} |"
+  for st in $streams_list; do row="$row ${result[vxlan6_tcp$st]} |"; done; echo "$row"
+  case " $modes " in *" tun "*)
+  for w in $workers_list; do for off in $offload_list; do
+    k="fx${w}${off}6"
+    row="| FastXtr, $w worker(s), offload $off, IPv6 underlay | ${result[${k}_udp64]} ($(ratio "${result[${k}_udp64]}" "${result[vxlan6_udp64]}")x) | ${result[${k}_udp1400]} ($(ratio "${result[${k}_udp1400]}" "${result[vxlan6_udp1400]}")x) |"
+    for st in $streams_list; do row="$row ${result[${k}_tcp$st]} ($(ratio "${result[${k}_tcp$st]}" "${result[vxlan6_tcp$st]}")x) |"; done
+    echo "$row"
+  done; done ;; esac
+fi
 if [ -n "$ethernet_modes" ]; then
   row="| kernel VXLAN, routed hosts | ${result[vxlanr_udp64]} | ${result[vxlanr_udp1400]} |"
   for st in $streams_list; do row="$row ${result[vxlanr_tcp$st]} |"; done; echo "$row"
