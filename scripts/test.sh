@@ -14,7 +14,7 @@ fail_early() {
 command -v dotnet >/dev/null 2>&1 || fail_early "the .NET 10 SDK (dotnet) is not on PATH"
 
 # Debian packages: tshark (the independent LISP dissector), openssl (independent HMACs), iproute2 (namespaces),
-# iputils-ping and python3 (traffic inside the end-to-end namespaces), tcpdump (the lab's underlay capture).
+# iputils-ping and python3 (traffic inside the end-to-end namespaces), tcpdump (the lab's underlay capture), nftables.
 missing=()
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 # A face for the lab's timeline chart (ScottPlot draws its text with a system font).
@@ -27,6 +27,8 @@ command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || missing+=(python3-prometheus-client)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+# The NAT in the NAT-discovery namespaces (masquerading).
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 # The package's checks: systemd-analyze reads its units, dpkg installs it into a scratch root.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)

@@ -213,6 +213,11 @@ public sealed class AgentApi : IAsyncDisposable
         {
             ["address"] = r.Endpoint.ToString(), ["state"] = r.Up ? "up" : "down", ["unanswered_in_a_row"] = r.UnansweredInARow,
         }).ToList(),
+        ["nat"] = agent.NatStates.Select(n => new Dictionary<string, object?>
+        {
+            ["map_server"] = n.MapServer.ToString(), ["behind_nat"] = n.BehindNat, ["translated"] = new IPEndPoint(n.TranslatedAddress, n.TranslatedPort).ToString(),
+            ["rtrs"] = n.Rtrs.Select(r => r.ToString()).ToList(), ["at"] = n.At.ToString("O"),
+        }).ToList(),
         ["database_mappings"] = agent.Database.Configured.Count,
         ["agents"] = agent.Database.Agents.Count,
         ["profiles"] = agent.Profiles.Select(p => new Dictionary<string, object?>

@@ -59,6 +59,12 @@ public sealed class AgentConfig
     public int RlocProbeMisses { get; set; } = 3;
     /// <summary>Subscribe (RFC 9437) to every EID resolved, so moves and state changes arrive as publications.</summary>
     public bool Subscribe { get; set; } = true;
+    /// <summary>
+    /// NAT discovery (<c>nat-traversal on</c>): Info-Requests to every Map-Server at start and every 20 s, which tell
+    /// whether a NAT translates this xTR's address and keep its binding alive. Off by default: a gateway with a public
+    /// address gains nothing from it.
+    /// </summary>
+    public bool NatTraversal { get; set; }
     /// <summary>Data-driven Map-Requests per second in all, and the burst allowed above it.</summary>
     public double MapRequestRate { get; set; } = 1000;
     public double MapRequestBurst { get; set; } = 1000;
@@ -152,7 +158,8 @@ public sealed class AgentConfig
                 if (MapRequestRate <= 0 || MapRequestBurst < 1) throw t.Error("map-request-rate needs a positive rate and a burst of at least 1");
                 break;
             case "subscribe": Subscribe = ConfigReader.OnOff(t, 1, "subscribe"); break;
-            default: throw t.Error($"unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, map-request-rate, subscribe)");
+            case "nat-traversal": NatTraversal = ConfigReader.OnOff(t, 1, "nat-traversal"); break;
+            default: throw t.Error($"unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, map-request-rate, subscribe, nat-traversal)");
         }
     }
 }

@@ -48,6 +48,11 @@ public enum AgentCounter
     /// <summary>Re-read configurations refused (did not parse, or conflicted with an attached agent); the running one stayed.</summary>
     ConfigReloadsRefused,
     EntriesRestored,
+    /// <summary>NAT discovery (draft-ietf-lisp-nat-traversal §5): Info-Requests sent, Info-Replies taken, and those
+    /// refused (not for a nonce of ours, or not authenticated with that Map-Server's key).</summary>
+    InfoRequestsSent,
+    InfoRepliesReceived,
+    InfoRepliesRefused,
     Count,
 }
 

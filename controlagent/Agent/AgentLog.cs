@@ -51,6 +51,12 @@ internal static partial class AgentLog
     [LoggerMessage(LogLevel.Warning, "locator {Locator} marked down ({Missed} RLOC probes unanswered)")]
     public static partial void LocatorDown(ILogger log, IPAddress locator, int missed);
 
+    [LoggerMessage(LogLevel.Warning, "behind NAT: {MapServer} sees this xTR's control port as {Translated} (RTRs offered: {Rtrs}); registering through an RTR is not supported yet, so ETRs elsewhere cannot reach this one")]
+    public static partial void BehindNat(ILogger log, IPEndPoint mapServer, IPEndPoint translated, string rtrs);
+
+    [LoggerMessage(LogLevel.Information, "not behind NAT: {MapServer} sees this xTR at its own RLOC and control port")]
+    public static partial void NotBehindNat(ILogger log, IPEndPoint mapServer);
+
     [LoggerMessage(LogLevel.Information, "locator {Locator} answered a probe: marked up")]
     public static partial void LocatorUp(ILogger log, IPAddress locator);
 

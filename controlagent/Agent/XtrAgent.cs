@@ -33,6 +33,7 @@ public sealed class XtrAgent : IDisposable
     private readonly Resolver _resolver;
     private readonly Notifications _notifications;
     private readonly EtrResponder _etr;
+    private readonly NatDiscovery _nat;
     private readonly Thread _receiver, _loop;
     private readonly List<Periodic> _periodic;
     private readonly object _reloadLock = new();
@@ -49,6 +50,8 @@ public sealed class XtrAgent : IDisposable
     }
 
     public AgentCounters Counters { get; } = new();
+    /// <summary>What each Map-Server's latest Info-Reply said of this xTR's address (NAT discovery).</summary>
+    public IReadOnlyCollection<NatState> NatStates => _nat.States;
     public AgentDatabase Database { get; }
     /// <summary>The configuration in force (replaced by <see cref="Reload"/>).</summary>
     public AgentConfig Config => _io.Config;
@@ -88,6 +91,7 @@ public sealed class XtrAgent : IDisposable
         _resolver = new Resolver(_io, _cache, _profiles, _prober);
         _notifications = new Notifications(_io, _registrar, _resolver);
         _etr = new EtrResponder(_io);
+        _nat = new NatDiscovery(_io);
         foreach (var sp in config.SourceProfiles) InstallSourceProfile(sp.InstanceId, sp.Family, sp.Prefix, sp.Length, _profiles.Number(sp.ProfileName));
         long now = AgentIo.NowMs;
         var periodic = _periodic = new List<Periodic>
@@ -96,6 +100,11 @@ public sealed class XtrAgent : IDisposable
             new("retransmit", 100, now + 100, () => { _registrar.RetransmitRegisters(); _resolver.RetransmitRequests(); }),
             new("expiry", 1000, now + 1000, Housekeeping),
         };
+        if (config.NatTraversal)
+        {
+            periodic.Add(new("nat-discovery", (long)NatDiscovery.Interval.TotalMilliseconds, now, _nat.Round));
+            periodic.Add(new("nat-discovery-retransmit", 100, now + 100, _nat.RetransmitUnanswered));
+        }
         if (config.RlocProbeInterval > TimeSpan.Zero)
             periodic.Add(new("rloc-probe", (long)config.RlocProbeInterval.TotalMilliseconds, now + (long)config.RlocProbeInterval.TotalMilliseconds, _prober.Round));
         _receiver = new Thread(Receive) { IsBackground = true, Name = "agent-receive" };
@@ -133,6 +142,7 @@ public sealed class XtrAgent : IDisposable
             Keep("api-socket", running.EffectiveApiSocket, fresh.EffectiveApiSocket, () => fresh.ApiSocket = running.ApiSocket);
             Keep("xtr-id", running.XtrId, fresh.XtrId, () => fresh.XtrId = running.XtrId);
             Keep("site-id", running.SiteId, fresh.SiteId, () => fresh.SiteId = running.SiteId);
+            Keep("nat-traversal", running.NatTraversal ? "on" : "off", fresh.NatTraversal ? "on" : "off", () => fresh.NatTraversal = running.NatTraversal);
             Keep("rloc-probing", running.RlocProbeInterval > TimeSpan.Zero ? "on" : "off", fresh.RlocProbeInterval > TimeSpan.Zero ? "on" : "off",
                 () => fresh.RlocProbeInterval = running.RlocProbeInterval);
 
@@ -353,6 +363,9 @@ public sealed class XtrAgent : IDisposable
                         if (ecm.TryDecode(message).Ok && LispMessage.PeekType(ecm.InnerMessage) == LispMessageType.MapRequest && request.TryDecode(ecm.InnerMessage).Ok)
                             _etr.Answer(request, ecm.InnerSourcePort, source);
                         else Counters.Add(AgentCounter.MalformedMessages);
+                        break;
+                    case LispMessageType.InfoRequest:
+                        _nat.OnInfoReply(message, source);
                         break;
                     case LispMessageType.MapRequest:
                         if (!request.TryDecode(message).Ok) { Counters.Add(AgentCounter.MalformedMessages); break; }

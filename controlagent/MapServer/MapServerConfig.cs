@@ -39,6 +39,13 @@ public sealed class MapServerConfig
     public uint NegativeTtlMinutes { get; set; } = 15;
     public uint UnregisteredTtlMinutes { get; set; } = 1;
     public string ControlSocket { get; set; } = "/run/fastxtr/mapserver.sock";
+    /// <summary>
+    /// The RTRs an Info-Reply tells xTRs behind NAT to use (<c>rtr ADDRESS</c>, repeatable; draft-ietf-lisp-nat-traversal
+    /// §5): re-encapsulating tunnel routers that registrations and data of those xTRs go through.
+    /// </summary>
+    public List<System.Net.IPAddress> Rtrs { get; } = [];
+    /// <summary>How long (minutes) an xTR may keep the RTR list of an Info-Reply (<c>info-reply-ttl</c>).</summary>
+    public uint InfoReplyTtlMinutes { get; set; } = 1440;
     public List<SiteConfig> Sites { get; } = [];
     /// <summary>This server's part of a LISP-DDT tree (the <c>ddt-*</c> settings); empty when it is in none.</summary>
     public DdtConfig Ddt { get; } = new();
@@ -126,8 +133,18 @@ public sealed class MapServerConfig
                 t.Expect(2, "control-socket PATH");
                 ControlSocket = t[1];
                 break;
+            case "rtr":
+                t.Expect(2, "rtr ADDRESS");
+                if (!System.Net.IPAddress.TryParse(t[1], out var rtr) || rtr.IsIPv4MappedToIPv6) throw t.Error($"rtr '{t[1]}': expected an IPv4 or IPv6 address");
+                if (Rtrs.Contains(rtr)) throw t.Error($"rtr {rtr} is listed twice");
+                Rtrs.Add(rtr);
+                break;
+            case "info-reply-ttl":
+                t.Expect(2, "info-reply-ttl MINUTES");
+                InfoReplyTtlMinutes = (uint)ConfigReader.Number(t[1], 1, 10080, "info-reply-ttl");
+                break;
             default:
-                throw t.Error($"unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket, ddt-authority, ddt-delegate, ddt-map-server-peer, ddt-root, ddt-request-timeout or site)");
+                throw t.Error($"unknown setting '{t[0]}' (expected listen, registration-timeout, map-request-rate, map-register-rate, rate-limit-sources, negative-ttl, control-socket, rtr, info-reply-ttl, ddt-authority, ddt-delegate, ddt-map-server-peer, ddt-root, ddt-request-timeout or site)");
         }
     }
 

@@ -72,6 +72,11 @@ public sealed class MapServerCore
                 if (!_policy.Requests.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedMapRequest); return; }
                 HandleRequest(message, source, source.Port, send, default);
                 break;
+            case LispMessageType.InfoRequest:
+                // An Info-Request flood is held to the Map-Request rate of its source.
+                if (!_policy.Requests.TryAcquire(Key(source.Address), Stopwatch.GetTimestamp())) { _counters.Add(MsCounter.RateLimitedInfoRequest); return; }
+                HandleInfoRequest(message, source, send);
+                break;
             case LispMessageType.MapReferral:
                 if (Resolver is null) { _counters.Add(MsCounter.UnsupportedMessageType); break; }
                 if (!_referralIn.TryDecode(message).Ok) { _counters.Add(MsCounter.MalformedMessage); break; }
@@ -259,15 +264,66 @@ public sealed class MapServerCore
         else if (_register.WantMapNotify) _counters.Add(MsCounter.MapNotifiesWithheld);
     }
 
-    private SiteKey? Authenticate(ReadOnlySpan<byte> message, SiteConfig site)
+    private SiteKey? Authenticate(ReadOnlySpan<byte> message, SiteConfig site) => Authenticate(message, site, _register.KeyId);
+
+    private static SiteKey? Authenticate(ReadOnlySpan<byte> message, SiteConfig site, byte keyId)
     {
         // The Key ID names the key; try it first, then the others (some implementations send 0 for every key).
         var keys = site.Keys;
         for (int k = 0; k < keys.Count; k++)
-            if (keys[k].KeyId == _register.KeyId && Verifies(message, keys[k])) return keys[k];
+            if (keys[k].KeyId == keyId && Verifies(message, keys[k])) return keys[k];
         for (int k = 0; k < keys.Count; k++)
-            if (keys[k].KeyId != _register.KeyId && Verifies(message, keys[k])) return keys[k];
+            if (keys[k].KeyId != keyId && Verifies(message, keys[k])) return keys[k];
         return null;
+    }
+
+    // ---- Info-Request (draft-ietf-lisp-nat-traversal §5) ----
+
+    /// <summary>The address and port this core's socket is bound to: the MS RLOC and port of its Info-Replies.</summary>
+    public IPEndPoint? LocalEndpoint { get; set; }
+
+    private readonly InfoMessage _info = new();
+
+    /// <summary>
+    /// An Info-Request from an xTR finding out whether it is behind NAT: authenticated with the key of the site that
+    /// owns its EID prefix (as its Map-Register would be), and answered with the source address and port the request
+    /// came from (the xTR's translated ones, if a NAT is on the way), this Map-Server's own address and port, and the
+    /// configured RTRs, signed with the same key. Unauthenticated requests get nothing: they would make the
+    /// Map-Server an address-reflection service for anyone.
+    /// </summary>
+    private void HandleInfoRequest(ReadOnlySpan<byte> message, IPEndPoint source, Sender send)
+    {
+        var decoded = _info.TryDecode(message);
+        if (!decoded.Ok || _info.IsReply)
+        {
+            _counters.Add(decoded.Ok ? MsCounter.UnsupportedMessageType : MsCounter.MalformedMessage);
+            _log.Warning("malformed", $"{source}: {(decoded.Ok ? "an Info-Reply is not for a Map-Server" : "malformed Info-Request: " + decoded.Describe())}; dropped");
+            return;
+        }
+        _counters.Add(MsCounter.InfoRequestsReceived);
+        if (!EidAddress.TryRead(_info.EidPrefix, out uint iid, out var family, out var eid) || SiteFor(iid, family, eid) is not SiteConfig site)
+        {
+            _counters.Add(MsCounter.InfoRequestNoSiteForEid);
+            _log.Warning("no-site", $"{source}: Info-Request for {_info.EidPrefix}: no site owns that EID; not answered");
+            return;
+        }
+        if (Authenticate(message, site, _info.KeyId) is not SiteKey key)
+        {
+            _counters.Add(MsCounter.InfoRequestAuthenticationFailed);
+            _log.Warning("auth", $"{source}: Info-Request for site '{site.Name}' failed authentication (key-id {_info.KeyId}, algorithm {_info.AlgorithmId}); not answered");
+            return;
+        }
+        var from = source.Address.IsIPv4MappedToIPv6 ? source.Address.MapToIPv4() : source.Address;
+        var local = LocalEndpoint;
+        var reply = new InfoMessage
+        {
+            IsReply = true, Nonce = _info.Nonce, TtlMinutes = _policy.Config.InfoReplyTtlMinutes, EidMaskLength = _info.EidMaskLength, EidPrefix = _info.EidPrefix,
+            MsPort = (ushort)(local?.Port ?? LispPorts.Control), EtrPort = (ushort)source.Port, GlobalEtrRloc = LispAddress.FromIp(from),
+            MsRloc = local is null || local.Address.Equals(IPAddress.Any) || local.Address.Equals(IPAddress.IPv6Any) ? LispAddress.None() : LispAddress.FromIp(local.Address),
+        };
+        foreach (var rtr in _policy.Config.Rtrs) reply.Rtrs.Add(LispAddress.FromIp(rtr));
+        _counters.Add(MsCounter.InfoRepliesSent);
+        send(reply.ToSignedArray(key), source);
     }
 
     private static bool Verifies(ReadOnlySpan<byte> message, SiteKey key) =>

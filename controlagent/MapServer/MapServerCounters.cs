@@ -71,6 +71,12 @@ public enum MsCounter
     MapNotifiesWithheld,
     MapRequestNoEidRecord,
     RepliesNotSent,
+    /// <summary>NAT discovery (draft-ietf-lisp-nat-traversal §5): Info-Requests answered, and those refused.</summary>
+    InfoRequestsReceived,
+    InfoRepliesSent,
+    RateLimitedInfoRequest,
+    InfoRequestAuthenticationFailed,
+    InfoRequestNoSiteForEid,
     Count,
 }
 

@@ -70,7 +70,7 @@ public sealed class MapServerHost : IDisposable
                     // With port 0 the first socket picks the port; the others join it.
                     bound = (IPEndPoint)socket.LocalEndPoint!;
                     _sockets.Add(socket);
-                    var core = new MapServerCore(_policy, Store, Counters, _peerLog);
+                    var core = new MapServerCore(_policy, Store, Counters, _peerLog) { LocalEndpoint = bound };
                     _cores.Add(core);
                     int? cpu = cpus is { Count: > 0 } ? cpus[w % cpus.Count] : null;
                     var thread = new Thread(() =>

@@ -23,6 +23,7 @@ public static class FuzzTargets
         ["data-header"] = DataHeaderTarget,
         ["data-packet"] = DataPacketTarget,
         ["agent-context"] = AgentContextTarget,
+        ["info"] = InfoTarget,
     };
 
     private static readonly byte[] Key = "fuzz-key"u8.ToArray();
@@ -42,12 +43,19 @@ public static class FuzzTargets
         public static readonly MapNotify Notify = new(), Notify2 = new();
         public static readonly EncapsulatedControlMessage Ecm = new(), Ecm2 = new();
         public static readonly MapReferral Referral = new(), Referral2 = new();
+        public static readonly InfoMessage Info = new(), Info2 = new();
     }
 
     public static void MapRequestTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Request, Reused.Request2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
     public static void MapReplyTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Reply, Reused.Reply2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
 
     public static void MapReferralTarget(ReadOnlySpan<byte> data) => RoundTrip(data, Reused.Referral, Reused.Referral2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+
+    public static void InfoTarget(ReadOnlySpan<byte> data)
+    {
+        MessageAuthentication.Verify(data, Key);
+        RoundTrip(data, Reused.Info, Reused.Info2, (m, d) => m.TryDecode(d), (m, s) => m.TryEncode(s));
+    }
 
     public static void MapRegisterTarget(ReadOnlySpan<byte> data)
     {

@@ -10,6 +10,8 @@ public enum LispMessageType : byte
     MapNotify = 4,
     MapNotifyAck = 5,
     MapReferral = 6,
+    /// <summary>Info-Request, and Info-Reply with the R bit (draft-ietf-lisp-nat-traversal §5: NAT discovery).</summary>
+    InfoRequest = 7,
     EncapsulatedControlMessage = 8,
 }
 

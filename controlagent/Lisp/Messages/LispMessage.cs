@@ -36,6 +36,7 @@ public static class LispMessage
             case LispMessageType.MapReply: { var m = new MapReply(); var r = m.TryDecode(message); return r.Ok ? m.ToString() : "malformed Map-Reply: " + r.Describe(); }
             case LispMessageType.MapRegister: { var m = new MapRegister(); var r = m.TryDecode(message); return r.Ok ? m.ToString() : "malformed Map-Register: " + r.Describe(); }
             case LispMessageType.MapReferral: { var m = new MapReferral(); var r = m.TryDecode(message); return r.Ok ? m.ToString() : "malformed Map-Referral: " + r.Describe(); }
+            case LispMessageType.InfoRequest: { var m = new InfoMessage(); var r = m.TryDecode(message); return r.Ok ? m.ToString() : "malformed Info-Request/Info-Reply: " + r.Describe(); }
             case LispMessageType.MapNotify:
             case LispMessageType.MapNotifyAck: { var m = new MapNotify(); var r = m.TryDecode(message); return r.Ok ? m.ToString() : "malformed Map-Notify: " + r.Describe(); }
             case LispMessageType.EncapsulatedControlMessage:

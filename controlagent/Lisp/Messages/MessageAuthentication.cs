@@ -32,7 +32,8 @@ public sealed record SiteKey(byte KeyId, AuthenticationAlgorithm Algorithm, byte
 }
 
 /// <summary>
-/// Authentication of Map-Register, Map-Notify and Map-Notify-Ack (RFC 9301 §5.6, §8.2): an HMAC over the whole
+/// Authentication of Map-Register, Map-Notify, Map-Notify-Ack (RFC 9301 §5.6, §8.2) and Info-Request/Info-Reply
+/// (draft-ietf-lisp-nat-traversal §5, the same field at the same offsets): an HMAC over the whole
 /// message with the Authentication Data field set to zeros, keyed with the site's shared secret.
 /// <para>
 /// Interoperability (what deployed implementations do, not only what the RFC names):
@@ -147,7 +148,8 @@ public static class MessageAuthentication
         algorithm = AuthenticationAlgorithm.None;
         if (message.Length < MappingMessage.AuthenticationDataOffset) return AuthenticationFailure.Truncated;
         int type = message[0] >> 4;
-        if (type is not ((int)LispMessageType.MapRegister or (int)LispMessageType.MapNotify or (int)LispMessageType.MapNotifyAck))
+        // Info-Request/Info-Reply carry the field at the same offsets (draft-ietf-lisp-nat-traversal §5).
+        if (type is not ((int)LispMessageType.MapRegister or (int)LispMessageType.MapNotify or (int)LispMessageType.MapNotifyAck or (int)LispMessageType.InfoRequest))
             return AuthenticationFailure.NotAnAuthenticatedMessage;
         byte keyId = message[MappingMessage.KeyIdOffset];
         byte algId = message[MappingMessage.KeyIdOffset + 1];

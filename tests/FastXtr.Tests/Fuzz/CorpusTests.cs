@@ -58,6 +58,8 @@ public class CorpusTests
         Write("map-notify", "ack", GoldenVectors.MapNotifyAck);
         Write("ecm", "map-request", GoldenVectors.EcmMapRequest);
         Write("map-referral", "golden-with-sig", GoldenVectors.MapReferral);
+        Write("info", "request", GoldenVectors.InfoRequest);
+        Write("info", "reply", GoldenVectors.InfoReply);
         byte[] header = new byte[8];
         LispDataHeader.WithNonce(0x123456, 1000).Write(header);
         Write("data-header", "nonce-iid", header);

@@ -150,4 +150,29 @@ public static class GoldenVectors
         00 01 c0 00 02 01
         00 20 40 03 00 00 02 00 00 0a 00 00 03 e8 00 01 0a 01 00 05   // the Map-Request above
         """);
+
+    /// <summary>An Info-Request (draft-ietf-lisp-nat-traversal §5) for 10.1.0.0/24, unauthenticated, written by hand.</summary>
+    public static readonly byte[] InfoRequest = Hex.Parse("""
+        70 00 00 00                         // type 7, R clear
+        01 02 03 04 05 06 07 08             // nonce
+        00 00 00 00                         // key ID 0, algorithm 0, no authentication data
+        00 00 00 00                         // TTL
+        00 18 00 01 0a 01 00 00             // reserved, mask-len 24, AFI 1, 10.1.0.0
+        00 00                               // AFI 0: nothing follows
+        """);
+
+    /// <summary>Its Info-Reply: seen from 198.51.100.7:61001 by the Map-Server 192.0.2.10:4342, one RTR 192.0.2.100.</summary>
+    public static readonly byte[] InfoReply = Hex.Parse("""
+        78 00 00 00                         // type 7, R set
+        01 02 03 04 05 06 07 08
+        00 00 00 00
+        00 00 05 a0                         // TTL 1440 minutes
+        00 18 00 01 0a 01 00 00
+        40 03 00 00 07 00 00 18             // LCAF, type 7 (NAT-Traversal), 24 bytes follow
+        10 f6 ee 49                         // MS port 4342, ETR port 61001
+        00 01 c6 33 64 07                   // Global ETR RLOC 198.51.100.7
+        00 01 c0 00 02 0a                   // MS RLOC 192.0.2.10
+        00 00                               // Private ETR RLOC: not known (AFI 0)
+        00 01 c0 00 02 64                   // RTR 192.0.2.100
+        """);
 }

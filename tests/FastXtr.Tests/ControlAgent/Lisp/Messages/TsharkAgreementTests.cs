@@ -30,6 +30,7 @@ public class TsharkAgreementTests
         "lisp.mreq.record.prefix.ipv4", "lisp.mreq.record.prefix.mac", "lisp.mreq.record.prefix.dn",
         "lisp.mreq.flags.smr", "lisp.mreq.flags.probe", "lisp.mreq.flags.smri",
         "lisp-data.flags.nonce", "lisp-data.flags.iid", "lisp-data.nonce", "lisp-data.iid",
+        "lisp.info.r", "lisp.info.ttl", "lisp.info.prefix.masklen", "lisp.info.afi", "lisp.lcaf.natt.msport", "lisp.lcaf.natt.etrport", "lisp.lcaf.natt.rloc.ipv4", "lisp.lcaf.natt.rloc.ipv6",
         "_ws.malformed", "_ws.expert.severity", "_ws.expert.message",
     ];
 
@@ -160,6 +161,26 @@ public class TsharkAgreementTests
         {
             ["lisp.type"] = "6", ["lisp.records"] = "2", ["lisp.mapping.act"] = "1,4", ["lisp.referral.incomplete"] = "0,1", ["lisp.referral.sigcnt"] = "0,1",
             ["lisp.loc.locator"] = "192.0.2.10,192.0.2.11",
+        });
+
+        var infoRequest = new InfoMessage { Nonce = 0x1122334455667788, EidMaskLength = 24, EidPrefix = Eid(1000, "10.1.0.0") };
+        yield return new Case("info-request", infoRequest.ToSignedArray(new SiteKey(0, AuthenticationAlgorithm.HmacSha256, "k"u8.ToArray())), new()
+        {
+            // (tshark 4.0 shows the Instance-ID prefix as "[1000] 10.1.0.0/24" but exports no field for it here.)
+            ["lisp.type"] = "7", ["lisp.info.r"] = "0", ["lisp.nonce"] = "0x1122334455667788", ["lisp.info.prefix.masklen"] = "24", ["lisp.info.afi"] = "0",
+            ["lisp.authlen"] = "32",
+        });
+        var infoReply = new InfoMessage
+        {
+            IsReply = true, Nonce = 0x1122334455667788, TtlMinutes = 1440, EidMaskLength = 24, EidPrefix = Eid(1000, "10.1.0.0"),
+            MsPort = 4342, EtrPort = 61001, GlobalEtrRloc = LispAddress.Parse("198.51.100.7"), MsRloc = LispAddress.Parse("192.0.2.10"),
+        };
+        infoReply.Rtrs.Add(LispAddress.Parse("192.0.2.100"));
+        infoReply.Rtrs.Add(LispAddress.Parse("2001:db8::100"));
+        yield return new Case("info-reply-nat-lcaf", infoReply.ToSignedArray(new SiteKey(0, AuthenticationAlgorithm.HmacSha1, "k"u8.ToArray())), new()
+        {
+            ["lisp.type"] = "7", ["lisp.info.r"] = "1", ["lisp.info.ttl"] = "1440", ["lisp.lcaf.natt.msport"] = "4342", ["lisp.lcaf.natt.etrport"] = "61001",
+            ["lisp.lcaf.natt.rloc.ipv4"] = "198.51.100.7,192.0.2.10,192.0.2.100", ["lisp.lcaf.natt.rloc.ipv6"] = "2001:db8::100", ["lisp.authlen"] = "20",
         });
 
         byte[] data = new byte[LispDataPacket.Ipv4OverheadBytes + 28];
