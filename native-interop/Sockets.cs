@@ -13,11 +13,8 @@ public static unsafe class Sockets
 {
     private const int IPPROTO_RAW = 255;
 
-    public static int OpenUdp4(uint bindAddressHostOrder, ushort port, bool reusePort, int bufferBytes)
-    {
-        int fd = Libc.socket(Linux.AF_INET, Linux.SOCK_DGRAM | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, Linux.IPPROTO_UDP);
-        if (fd < 0) throw new NativeException("socket(AF_INET, SOCK_DGRAM)", Libc.LastError);
-        try
+    public static int OpenUdp4(uint bindAddressHostOrder, ushort port, bool reusePort, int bufferBytes) =>
+        OpenUdp(Linux.AF_INET, "AF_INET", fd =>
         {
             if (reusePort) SetInt(fd, Linux.SOL_SOCKET, Linux.SO_REUSEPORT, 1, "SO_REUSEPORT");
             SetInt(fd, Linux.IPPROTO_IP, Linux.IP_RECVTTL, 1, "IP_RECVTTL");
@@ -25,25 +22,15 @@ public static unsafe class Sockets
             SetBuffers(fd, bufferBytes);
             SockAddrIn sa = Ipv4Endpoint(bindAddressHostOrder, port);
             Bind(fd, &sa, (uint)sizeof(SockAddrIn), $"{FormatIpv4(bindAddressHostOrder)}:{port}");
-            return fd;
-        }
-        catch
-        {
-            Libc.close(fd);
-            throw;
-        }
-    }
+        });
 
     /// <summary>
     /// The IPv6 counterpart of <see cref="OpenUdp4"/>: IPv6 only (IPV6_V6ONLY), the hop limit and traffic class of
     /// each datagram reported (IPV6_RECVHOPLIMIT, IPV6_RECVTCLASS). With <paramref name="acceptZeroChecksum"/> it takes
     /// datagrams whose UDP checksum is 0 (UDP_NO_CHECK6_RX: RFC 6935/6936 tunnel traffic), which the kernel drops otherwise.
     /// </summary>
-    public static int OpenUdp6(UInt128 bindAddressHostOrder, ushort port, bool reusePort, int bufferBytes, bool acceptZeroChecksum)
-    {
-        int fd = Libc.socket(Linux.AF_INET6, Linux.SOCK_DGRAM | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, Linux.IPPROTO_UDP);
-        if (fd < 0) throw new NativeException("socket(AF_INET6, SOCK_DGRAM)", Libc.LastError);
-        try
+    public static int OpenUdp6(UInt128 bindAddressHostOrder, ushort port, bool reusePort, int bufferBytes, bool acceptZeroChecksum) =>
+        OpenUdp(Linux.AF_INET6, "AF_INET6", fd =>
         {
             SetInt(fd, Linux.IPPROTO_IPV6, Linux.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
             if (reusePort) SetInt(fd, Linux.SOL_SOCKET, Linux.SO_REUSEPORT, 1, "SO_REUSEPORT");
@@ -53,6 +40,16 @@ public static unsafe class Sockets
             SetBuffers(fd, bufferBytes);
             SockAddrIn6 sa = Ipv6Endpoint(bindAddressHostOrder, port);
             Bind(fd, &sa, (uint)sizeof(SockAddrIn6), $"[{FormatIpv6(bindAddressHostOrder)}]:{port}");
+        });
+
+    /// <summary>A non-blocking UDP socket of the family, set up by <paramref name="configure"/> (closed again if that throws).</summary>
+    private static int OpenUdp(int family, string familyName, Action<int> configure)
+    {
+        int fd = Libc.socket(family, Linux.SOCK_DGRAM | Linux.SOCK_NONBLOCK | Linux.SOCK_CLOEXEC, Linux.IPPROTO_UDP);
+        if (fd < 0) throw new NativeException($"socket({familyName}, SOCK_DGRAM)", Libc.LastError);
+        try
+        {
+            configure(fd);
             return fd;
         }
         catch

@@ -278,20 +278,33 @@ public sealed unsafe class Encapsulator
         int header = (inner[0] & 0xF) * 4;
         int total = BinaryPrimitives.ReadUInt16BigEndian(inner[2..]);
         if (header < Ipv4Header.MinLength || total > inner.Length || total <= header) return 0;
-        ushort flags = BinaryPrimitives.ReadUInt16BigEndian(inner[6..]);
-        int baseOffset = (flags & 0x1FFF) << 3;
-        bool lastMore = (flags & Ipv4Header.FlagMoreFragments) != 0;
         int chunk = (InnerMtu6 - header) & ~7;
         if (chunk < 8 || stride < headroom + header + chunk) return 0;
-        ReadOnlySpan<byte> payload = inner[header..total];
+        int count = Cut(inner[..total], header, chunk, output + headroom, stride, lengths);
+        _counters.Add(Counter.InnerFragmentsSent, (ulong)count);
+        return count;
+    }
+
+    /// <summary>
+    /// Cuts an IPv4 packet into fragments (RFC 791) of <paramref name="header"/> bytes of its header each (options
+    /// included) and at most <paramref name="chunk"/> bytes of its payload, fragment k at <c>output + k * stride</c>.
+    /// A packet that is a fragment already passes its offset and, to the last piece, its MF bit on. Returns the count,
+    /// 0 when there are more pieces than <paramref name="lengths"/> holds.
+    /// </summary>
+    private static int Cut(ReadOnlySpan<byte> packet, int header, int chunk, byte* output, long stride, Span<int> lengths)
+    {
+        ushort flags = BinaryPrimitives.ReadUInt16BigEndian(packet[6..]);
+        int baseOffset = (flags & 0x1FFF) << 3;
+        bool lastMore = (flags & Ipv4Header.FlagMoreFragments) != 0;
+        ReadOnlySpan<byte> payload = packet[header..];
         int count = 0;
         for (int offset = 0; offset < payload.Length; offset += chunk)
         {
             if (count == lengths.Length) return 0;
             int size = Math.Min(chunk, payload.Length - offset);
             bool more = offset + size < payload.Length || lastMore;
-            var f = new Span<byte>(output + (long)count * stride + headroom, header + size);
-            inner[..header].CopyTo(f);
+            var f = new Span<byte>(output + count * stride, header + size);
+            packet[..header].CopyTo(f);
             BinaryPrimitives.WriteUInt16BigEndian(f[2..], (ushort)(header + size));
             BinaryPrimitives.WriteUInt16BigEndian(f[6..], (ushort)((more ? Ipv4Header.FlagMoreFragments : 0) | ((baseOffset + offset) >> 3)));
             f[10] = 0;
@@ -300,7 +313,6 @@ public sealed unsafe class Encapsulator
             payload.Slice(offset, size).CopyTo(f[header..]);
             lengths[count++] = header + size;
         }
-        _counters.Add(Counter.InnerFragmentsSent, (ulong)count);
         return count;
     }
 
@@ -314,25 +326,7 @@ public sealed unsafe class Encapsulator
     /// </summary>
     public int Fragment(ReadOnlySpan<byte> outer, byte* fragments, Span<int> lengths)
     {
-        const int header = Ipv4Header.MinLength;
-        int chunk = (_outerMtu - header) & ~7;
-        ReadOnlySpan<byte> payload = outer[header..];
-        int count = 0;
-        for (int offset = 0; offset < payload.Length; offset += chunk)
-        {
-            if (count == lengths.Length) return 0;
-            int size = Math.Min(chunk, payload.Length - offset);
-            bool more = offset + size < payload.Length;
-            var f = new Span<byte>(fragments + (long)count * PacketBuffers.MaxPacketBytes, header + size);
-            outer[..header].CopyTo(f);
-            BinaryPrimitives.WriteUInt16BigEndian(f[2..], (ushort)(header + size));
-            BinaryPrimitives.WriteUInt16BigEndian(f[6..], (ushort)((more ? Ipv4Header.FlagMoreFragments : 0) | (offset >> 3)));
-            f[10] = 0;
-            f[11] = 0;
-            BinaryPrimitives.WriteUInt16BigEndian(f[10..], InternetChecksum.Compute(f[..header]));
-            payload.Slice(offset, size).CopyTo(f[header..]);
-            lengths[count++] = header + size;
-        }
+        int count = Cut(outer, Ipv4Header.MinLength, (_outerMtu - Ipv4Header.MinLength) & ~7, fragments, PacketBuffers.MaxPacketBytes, lengths);
         _counters.Add(Counter.OuterFragmentsSent, (ulong)count);
         return count;
     }

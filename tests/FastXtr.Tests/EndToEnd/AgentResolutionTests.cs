@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using FastXtr.SharedMemory.MapCache;
 using FastXtr.SharedMemory;
 using FastXtr.Tests.Support;
@@ -18,32 +17,20 @@ namespace FastXtr.Tests.EndToEnd;
 [NonParallelizable]
 public class AgentResolutionTests
 {
-    private readonly List<Process> _processes = [];
+    private ProcessLab _lab = null!;
     private string _tag = "";
-    private string[] _namespaces = [];
     private string _dir = "";
 
-    private string Ns(string role) => $"fxt{role}-{_tag}";
+    private string Ns(string role) => _lab.Ns(role);
 
     [OneTimeSetUp]
     public void Start()
     {
-        Shell.RequireRoot("needs root for network namespaces and TUN");
-        TwoXtrLab.SweepLeftovers();
-        _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
-        _namespaces = [Ns("a"), Ns("b"), Ns("c"), Ns("a2"), Ns("b2")]; // a2 hosts the bridge, b2 the Map-Server (names the sweep knows)
-        _dir = Path.Combine(Path.GetTempPath(), $"fxtest-agent-{_tag}");
-        Directory.CreateDirectory(_dir);
+        _lab = new ProcessLab("agent", "a", "b", "c", "a2", "b2"); // a2 hosts the bridge, b2 the Map-Server (names the sweep knows)
+        (_tag, _dir) = (_lab.Tag, _lab.Dir);
         string bridgeNs = Ns("a2"), msNs = Ns("b2");
-        foreach (var ns in _namespaces) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
-        Shell.Must($"ip -n {bridgeNs} link add br0 type bridge && ip -n {bridgeNs} link set br0 up");
-        string t = _tag[^4..];
-        foreach (var (ns, address, i) in new[] { (Ns("a"), "192.0.2.1", 1), (Ns("b"), "192.0.2.2", 2), (msNs, "192.0.2.10", 3), (Ns("c"), "192.0.2.3", 4) })
-        {
-            Shell.Must($"ip link add fxu{i}{t} netns {ns} type veth peer name fxp{i}{t} netns {bridgeNs}");
-            Shell.Must($"ip -n {bridgeNs} link set fxp{i}{t} master br0 && ip -n {bridgeNs} link set fxp{i}{t} up");
-            Shell.Must($"ip -n {ns} addr add {address}/24 dev fxu{i}{t} && ip -n {ns} link set fxu{i}{t} up");
-        }
+        // Member 2 (B) is fxu2/fxp2: a test below takes B's bridge port down.
+        _lab.Bridge(bridgeNs, (Ns("a"), ["192.0.2.1/24"]), (Ns("b"), ["192.0.2.2/24"]), (msNs, ["192.0.2.10/24"]), (Ns("c"), ["192.0.2.3/24"]));
         File.WriteAllText(Path.Combine(_dir, "ms.conf"), $"listen 192.0.2.10:4342\ncontrol-socket {_dir}/ms.sock\nsite agents\n  key 0 sha256 \"agents-secret\"\n  eid-prefix 1000 10.0.0.0/8 accept-more-specifics\n  proxy-reply\n");
         Launch(msNs, "mapserver", "--config", Path.Combine(_dir, "ms.conf"));
         foreach (var (x, rloc, eid, prefix, peer) in new[]
@@ -64,25 +51,10 @@ public class AgentResolutionTests
             "the three agents to register", 20_000);
     }
 
-    private void Launch(string ns, params string[] args) => _processes.Add(Shell.StartInNamespace(ns, args));
+    private void Launch(string ns, params string[] args) => _lab.Launch(ns, args);
 
     [OneTimeTearDown]
-    public void Stop()
-    {
-        foreach (var p in _processes)
-        {
-            try { if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(5000); } }
-            catch (InvalidOperationException) { }
-            p.Dispose();
-        }
-        foreach (var ns in _namespaces) Shell.Run("ip", ["netns", "del", ns]);
-        foreach (var x in new[] { "a", "b", "c" })
-        {
-            FastXtr.NativeInterop.SharedMemoryMapping.Unlink($"fxtest-ag{x}-{_tag}");
-            File.Delete($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock"); // the agents were killed: nobody else removes it
-        }
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
+    public void Stop() => _lab?.Dispose();
 
     [Test]
     public void FirstPacketsResolve_ThenTrafficFlows_WithoutStaticEntries()
@@ -102,7 +74,7 @@ public class AgentResolutionTests
     {
         // Resolved first (the test above may or may not have run).
         PingA("10.2.0.1", 5, 0.2);
-        var agentA = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("agent") && p.StartInfo.ArgumentList.Contains(Ns("a")));
+        var agentA = _lab.Running("agent", Ns("a"));
         // 60 pings 50 ms apart; the agent is killed (SIGKILL: no clean shutdown) 1 s in and restarted 1 s later.
         var ping = Task.Run(() => PingA("10.2.0.1", 60, 0.05));
         Thread.Sleep(1000);
@@ -283,7 +255,7 @@ public class AgentResolutionTests
     {
         PingA("10.2.0.1", 3, 0.2);
         string shm = $"fxtest-aga-{_tag}";
-        var dataplane = _processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains("dataplane") && p.StartInfo.ArgumentList.Contains(Ns("a")));
+        var dataplane = _lab.Running("dataplane", Ns("a"));
         dataplane.Kill();
         dataplane.WaitForExit(5000);
         if (freshRegion) FastXtr.NativeInterop.SharedMemoryMapping.Unlink(shm);
@@ -293,17 +265,14 @@ public class AgentResolutionTests
         return shm;
     }
 
-    private FastXtr.Lab.Shell.Result PingA(string destination, int count, double interval) =>
-        Shell.Run("ip", ["netns", "exec", Ns("a"), "ping", "-n", "-c", $"{count}", "-i", interval.ToString(System.Globalization.CultureInfo.InvariantCulture), "-W", "1", "-I", "10.1.0.1", destination], 60_000);
+    private FastXtr.Lab.Shell.Result PingA(string destination, int count, double interval) => ProcessLab.Ping(Ns("a"), "10.1.0.1", destination, count, interval);
 
-    private static int Received(FastXtr.Lab.Shell.Result ping) =>
-        int.Parse(System.Text.RegularExpressions.Regex.Match(ping.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+    private static int Received(FastXtr.Lab.Shell.Result ping) => ProcessLab.Received(ping);
 
     private (int Status, System.Text.Json.Nodes.JsonNode? Body) Api(string x, HttpMethod method, string path, string? json = null) =>
         FastXtr.Common.Api.UnixSocketClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", method, path, json);
 
-    private long AgentCounter(string x, string name) =>
-        Api(x, HttpMethod.Get, "/v1/status").Body?["counters"]?[name]?.GetValue<long>() ?? -1;
+    private long AgentCounter(string x, string name) => _lab.AgentCounter(x, name);
 
     /// <summary>Packets the xTR's data plane wrote to its TUN (the kernel's rx count on that device).</summary>
     private ulong TunTx(string x) => ulong.Parse(Shell.Must($"ip netns exec {Ns(x)} cat /sys/class/net/fx1000/statistics/rx_packets").Trim(), System.Globalization.CultureInfo.InvariantCulture);

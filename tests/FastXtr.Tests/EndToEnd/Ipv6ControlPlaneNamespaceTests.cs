@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using FastXtr.SharedMemory;
 using FastXtr.SharedMemory.MapCache;
 using FastXtr.Tests.Support;
@@ -18,37 +17,18 @@ namespace FastXtr.Tests.EndToEnd;
 [NonParallelizable]
 public class Ipv6ControlPlaneNamespaceTests
 {
-    private readonly List<Process> _processes = [];
-    private string _tag = "";
-    private string[] _namespaces = [];
+    private ProcessLab _lab = null!;
     private string _dir = "";
 
-    private string Ns(string role) => $"fxt{role}-{_tag}";
+    private string Ns(string role) => _lab.Ns(role);
 
     [OneTimeSetUp]
     public void Start()
     {
-        Shell.RequireRoot("needs root for network namespaces and TUN");
-        TwoXtrLab.SweepLeftovers();
-        _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
-        _namespaces = [Ns("a"), Ns("b"), Ns("c"), Ns("a2"), Ns("b2")]; // a2 hosts the bridge, b2 the Map-Server (names the sweep knows)
-        _dir = Path.Combine(Path.GetTempPath(), $"fxtest-agent6-{_tag}");
-        Directory.CreateDirectory(_dir);
+        _lab = new ProcessLab("agent6", "a", "b", "c", "a2", "b2"); // a2 hosts the bridge, b2 the Map-Server
+        _dir = _lab.Dir;
         string bridgeNs = Ns("a2"), msNs = Ns("b2");
-        foreach (var ns in _namespaces) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
-        Shell.Must($"ip -n {bridgeNs} link add br0 type bridge && ip -n {bridgeNs} link set br0 up");
-        string t = _tag[^4..];
-        foreach (var (ns, addresses, i) in new[]
-                 {
-                     (Ns("a"), new[] { "fd00:2::1/64" }, 1), (Ns("b"), new[] { "192.0.2.2/24", "fd00:2::2/64" }, 2),
-                     (msNs, new[] { "192.0.2.10/24", "fd00:2::10/64" }, 3), (Ns("c"), new[] { "192.0.2.3/24" }, 4),
-                 })
-        {
-            Shell.Must($"ip link add fxu{i}{t} netns {ns} type veth peer name fxp{i}{t} netns {bridgeNs}");
-            Shell.Must($"ip -n {bridgeNs} link set fxp{i}{t} master br0 && ip -n {bridgeNs} link set fxp{i}{t} up");
-            foreach (var address in addresses) Shell.Must($"ip -n {ns} addr add {address} dev fxu{i}{t}{(address.Contains(':', StringComparison.Ordinal) ? " nodad" : "")}");
-            Shell.Must($"ip -n {ns} link set fxu{i}{t} up");
-        }
+        _lab.Bridge(bridgeNs, (Ns("a"), ["fd00:2::1/64"]), (Ns("b"), ["192.0.2.2/24", "fd00:2::2/64"]), (msNs, ["192.0.2.10/24", "fd00:2::10/64"]), (Ns("c"), ["192.0.2.3/24"]));
         File.WriteAllText(Path.Combine(_dir, "ms.conf"),
             $"listen 192.0.2.10:4342\nlisten [fd00:2::10]:4342\ncontrol-socket {_dir}/ms.sock\nsite agents\n  key 0 sha256 \"agents-secret\"\n  eid-prefix 1000 10.0.0.0/8 accept-more-specifics\n  proxy-reply\n");
         Launch(msNs, "mapserver", "--config", Path.Combine(_dir, "ms.conf"));
@@ -59,7 +39,7 @@ public class Ipv6ControlPlaneNamespaceTests
                      ("c", new[] { "192.0.2.3" }, "192.0.2.10", "10.3.0.1", "10.3.0.0/24"),
                  })
         {
-            string shm = $"fxtest-ag{x}-{_tag}";
+            string shm = _lab.Shm(x);
             Launch(Ns(x), ["dataplane", .. rlocs.SelectMany(r => new[] { "--rloc-addr", r }), "--instance", "1000=fx1000", "--shm", shm, "--map-cache-entries", "1024"]);
             TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns(x)} link show fx1000").Code == 0, $"the TUN of {x}");
             Shell.Must($"ip -n {Ns(x)} addr add {eid}/32 dev fx1000 && ip -n {Ns(x)} link set fx1000 up && ip -n {Ns(x)} route add 10.0.0.0/8 dev fx1000");
@@ -73,25 +53,10 @@ public class Ipv6ControlPlaneNamespaceTests
             "the three agents to register (A over IPv6)", 20_000);
     }
 
-    private void Launch(string ns, params string[] args) => _processes.Add(Shell.StartInNamespace(ns, args));
+    private void Launch(string ns, params string[] args) => _lab.Launch(ns, args);
 
     [OneTimeTearDown]
-    public void Stop()
-    {
-        foreach (var p in _processes)
-        {
-            try { if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(5000); } }
-            catch (InvalidOperationException) { }
-            p.Dispose();
-        }
-        foreach (var ns in _namespaces) Shell.Run("ip", ["netns", "del", ns]);
-        foreach (var x in new[] { "a", "b", "c" })
-        {
-            FastXtr.NativeInterop.SharedMemoryMapping.Unlink($"fxtest-ag{x}-{_tag}");
-            File.Delete($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock");
-        }
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
+    public void Stop() => _lab?.Dispose();
 
     [Test]
     public void DualStackRegistration_CarriesBothLocators()
@@ -113,27 +78,27 @@ public class Ipv6ControlPlaneNamespaceTests
         Assert.That(Received(r), Is.GreaterThanOrEqualTo(12), "after resolution on the first packets, the rest arrive: " + r.Out);
         var entry = Entry("a", 0x0A020000);
         Assert.That(Enumerable.Range(0, entry.RlocCount).Select(i => entry.Rlocs[i].Family), Is.EquivalentTo(new[] { EidFamily.Ipv4, EidFamily.Ipv6 }), "both of B's locators");
-        Assert.That(TwoXtrLab.ReadCounter($"fxtest-agb-{_tag}", Counter.Ipv6UnderlayRxPackets), Is.GreaterThan(0UL), "B received A's packets over IPv6");
+        Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("b"), Counter.Ipv6UnderlayRxPackets), Is.GreaterThan(0UL), "B received A's packets over IPv6");
     }
 
     [Test]
     public void Ipv4OnlyXtr_ReachesTheDualStackOne_OverIpv4()
     {
-        ulong before = TwoXtrLab.ReadCounter($"fxtest-agc-{_tag}", Counter.Ipv6UnderlayRxPackets);
+        ulong before = TwoXtrLab.ReadCounter(_lab.Shm("c"), Counter.Ipv6UnderlayRxPackets);
         var r = Ping("c", "10.3.0.1", "10.2.0.1", 15, 0.2);
         Assert.That(Received(r), Is.GreaterThanOrEqualTo(12), r.Out);
-        Assert.That(TwoXtrLab.ReadCounter($"fxtest-agc-{_tag}", Counter.Ipv6UnderlayRxPackets), Is.EqualTo(before), "C has no IPv6 socket: B answered over IPv4");
+        Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("c"), Counter.Ipv6UnderlayRxPackets), Is.EqualTo(before), "C has no IPv6 socket: B answered over IPv4");
     }
 
     [Test]
     public void XtrsWithNoFamilyInCommon_DropAndCountInsteadOfSending()
     {
         Ping("a", "10.1.0.1", "10.3.0.1", 3, 0.3); // resolves C's IPv4-only mapping
-        ulong before = TwoXtrLab.ReadCounter($"fxtest-aga-{_tag}", Counter.DropNoUsableRloc);
+        ulong before = TwoXtrLab.ReadCounter(_lab.Shm("a"), Counter.DropNoUsableRloc);
         var r = Ping("a", "10.1.0.1", "10.3.0.1", 5, 0.1);
         Assert.That(Received(r), Is.Zero);
-        Assert.That(TwoXtrLab.ReadCounter($"fxtest-aga-{_tag}", Counter.DropNoUsableRloc) - before, Is.GreaterThanOrEqualTo(5UL));
-        Assert.That(TwoXtrLab.ReadCounter($"fxtest-aga-{_tag}", Counter.DropSendFailed), Is.Zero);
+        Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("a"), Counter.DropNoUsableRloc) - before, Is.GreaterThanOrEqualTo(5UL));
+        Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("a"), Counter.DropSendFailed), Is.Zero);
     }
 
     [Test]
@@ -147,16 +112,13 @@ public class Ipv6ControlPlaneNamespaceTests
 
     private MapCacheEntry Entry(string x, uint prefix)
     {
-        using var region = SharedRegion.Attach($"fxtest-ag{x}-{_tag}");
+        using var region = SharedRegion.Attach(_lab.Shm(x));
         return region.MapCache.Snapshot().First(e => e.Kind == MapCacheKind.Destination && e.InstanceId == 1000 && e.Family == EidFamily.Ipv4 && (uint)e.Prefix == prefix);
     }
 
-    private FastXtr.Lab.Shell.Result Ping(string x, string from, string to, int count, double interval) =>
-        Shell.Run("ip", ["netns", "exec", Ns(x), "ping", "-n", "-c", $"{count}", "-i", interval.ToString(System.Globalization.CultureInfo.InvariantCulture), "-W", "1", "-I", from, to], 60_000);
+    private FastXtr.Lab.Shell.Result Ping(string x, string from, string to, int count, double interval) => ProcessLab.Ping(Ns(x), from, to, count, interval);
 
-    private static int Received(FastXtr.Lab.Shell.Result ping) =>
-        int.Parse(System.Text.RegularExpressions.Regex.Match(ping.Out, @"(\d+) received").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+    private static int Received(FastXtr.Lab.Shell.Result ping) => ProcessLab.Received(ping);
 
-    private long AgentCounter(string x, string name) =>
-        FastXtr.Common.Api.UnixSocketClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", HttpMethod.Get, "/v1/status").Body?["counters"]?[name]?.GetValue<long>() ?? -1;
+    private long AgentCounter(string x, string name) => _lab.AgentCounter(x, name);
 }

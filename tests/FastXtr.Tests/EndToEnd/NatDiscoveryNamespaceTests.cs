@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -15,26 +14,20 @@ namespace FastXtr.Tests.EndToEnd;
 [NonParallelizable]
 public class NatDiscoveryNamespaceTests
 {
-    private readonly List<Process> _processes = [];
-    private string _tag = "";
-    private string[] _namespaces = [];
+    private ProcessLab _lab = null!;
     private string _dir = "";
 
-    private string Ns(string role) => $"fxt{role}-{_tag}";
+    private string Ns(string role) => _lab.Ns(role);
 
     [OneTimeSetUp]
     public void Start()
     {
         Shell.RequireRoot("needs root for network namespaces");
         if (Shell.Sh("command -v nft").Code != 0) Assert.Fail("nft is not installed: scripts/test.sh installs it (apt-get install nftables)");
-        TwoXtrLab.SweepLeftovers();
-        _tag = $"{Environment.ProcessId}-{Random.Shared.Next(0x10000):x4}";
+        _lab = new ProcessLab("nat", "a", "b", "c");
+        _dir = _lab.Dir;
         string inside = Ns("a"), nat = Ns("b"), outside = Ns("c");
-        _namespaces = [inside, nat, outside];
-        _dir = Path.Combine(Path.GetTempPath(), $"fxtest-nat-{_tag}");
-        Directory.CreateDirectory(_dir);
-        foreach (var ns in _namespaces) Shell.Must($"ip netns add {ns} && ip -n {ns} link set lo up");
-        string t = _tag[^4..];
+        string t = _lab.Tag[^4..];
         Shell.Must($"ip link add fxn1{t} netns {inside} type veth peer name fxn2{t} netns {nat}");
         Shell.Must($"ip link add fxn3{t} netns {nat} type veth peer name fxn4{t} netns {outside}");
         Shell.Must($"ip -n {inside} addr add 10.99.0.2/24 dev fxn1{t} && ip -n {inside} link set fxn1{t} up && ip -n {inside} route add default via 10.99.0.1");
@@ -51,33 +44,17 @@ public class NatDiscoveryNamespaceTests
         foreach (var (x, ns, rloc, prefix) in new[] { ("a", inside, "10.99.0.2", "10.1.0.0/24"), ("c", outside, "198.51.100.11", "10.2.0.0/24") })
         {
             File.WriteAllText(Path.Combine(_dir, $"{x}.conf"),
-                $"rloc-addr {rloc}\nshm fxtest-ag{x}-{_tag}\nmap-server 198.51.100.10 0 sha256 \"agents-secret\"\nmap-resolver 198.51.100.10\ndatabase-mapping 1000 {prefix} {rloc}\nnat-traversal on\nrloc-probe-interval 0\n");
+                $"rloc-addr {rloc}\nshm {_lab.Shm(x)}\nmap-server 198.51.100.10 0 sha256 \"agents-secret\"\nmap-resolver 198.51.100.10\ndatabase-mapping 1000 {prefix} {rloc}\nnat-traversal on\nrloc-probe-interval 0\n");
             Launch(ns, "agent", "--config", Path.Combine(_dir, $"{x}.conf"));
         }
     }
 
-    private void Launch(string ns, params string[] args) => _processes.Add(Shell.StartInNamespace(ns, args));
+    private void Launch(string ns, params string[] args) => _lab.Launch(ns, args);
 
     [OneTimeTearDown]
-    public void Stop()
-    {
-        foreach (var p in _processes)
-        {
-            try { if (!p.HasExited) { p.Kill(entireProcessTree: true); p.WaitForExit(5000); } }
-            catch (InvalidOperationException) { }
-            p.Dispose();
-        }
-        foreach (var ns in _namespaces) Shell.Run("ip", ["netns", "del", ns]);
-        foreach (var x in new[] { "a", "c" })
-        {
-            FastXtr.NativeInterop.SharedMemoryMapping.Unlink($"fxtest-ag{x}-{_tag}");
-            File.Delete($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock");
-        }
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
+    public void Stop() => _lab?.Dispose();
 
-    private System.Text.Json.Nodes.JsonNode? Status(string x) =>
-        FastXtr.Common.Api.UnixSocketClient.Send($"/run/fastxtr/agent-fxtest-ag{x}-{_tag}.sock", HttpMethod.Get, "/v1/status").Body;
+    private System.Text.Json.Nodes.JsonNode? Status(string x) => _lab.AgentStatus(x);
 
     private System.Text.Json.Nodes.JsonNode? Nat(string x)
     {
