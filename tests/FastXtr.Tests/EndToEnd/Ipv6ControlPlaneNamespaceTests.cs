@@ -43,7 +43,7 @@ public class Ipv6ControlPlaneNamespaceTests
             Launch(Ns(x), ["dataplane", .. rlocs.SelectMany(r => new[] { "--rloc-addr", r }), "--instance", "1000=fx1000", "--shm", shm, "--map-cache-entries", "1024"]);
             TwoXtrLab.WaitFor(() => Shell.Sh($"ip -n {Ns(x)} link show fx1000").Code == 0, $"the TUN of {x}");
             Shell.Must($"ip -n {Ns(x)} addr add {eid}/32 dev fx1000 && ip -n {Ns(x)} link set fx1000 up && ip -n {Ns(x)} route add 10.0.0.0/8 dev fx1000");
-            string itr = x == "a" ? "rloc-probe-interval 0.4\nrloc-probe-misses 2\n" : "";
+            string itr = x == "a" ? "rloc-probe-interval 0.4\nrloc-probe-misses 2\nregister-interval 1\n" : "";
             File.WriteAllText(Path.Combine(_dir, $"{x}.conf"),
                 string.Concat(rlocs.Select(r => $"rloc-addr {r}\n"))
                 + $"shm {shm}\nmap-server {ms} 0 sha256 \"agents-secret\"\nmap-resolver {ms}\ndatabase-mapping 1000 {prefix} {string.Join(' ', rlocs.Select(r => r + ",1,100"))}\n{itr}");
@@ -108,6 +108,23 @@ public class Ipv6ControlPlaneNamespaceTests
         long replies = AgentCounter("a", "rloc-probe-replies-received");
         TwoXtrLab.WaitFor(() => AgentCounter("a", "rloc-probe-replies-received") >= replies + 2, "B to answer two of A's probes over IPv6", 10_000);
         Assert.That(AgentCounter("a", "locators-marked-down"), Is.Zero, "B's IPv6 locator stays up (its IPv4 one is not probed: A cannot use it)");
+    }
+
+    [Test]
+    public void Tshark_DecodesTheControlMessagesOverIpv6()
+    {
+        Ping("a", "10.1.0.1", "10.2.0.1", 3, 0.2); // B is resolved: A probes it
+        string pcap = Path.Combine(_dir, "control6.pcap");
+        // On the bridge: A's Map-Registers (every second) and their Map-Notifies, A's probes of B and B's answers.
+        var capture = Task.Run(() => Shell.Run("ip", ["netns", "exec", Ns("a2"), "timeout", "4", "tshark", "-i", "br0", "-f", "ip6 and udp port 4342", "-w", pcap], 20_000));
+        capture.Wait();
+        var rows = Tshark.Fields(pcap, ["ipv6.src", "ipv6.dst", "lisp.type", "lisp.mreq.flags.probe", "lisp.mreq.itr_rloc_ipv6", "lisp.loc.locator", "_ws.malformed"]);
+        Assert.That(rows.Select(r => r["_ws.malformed"]), Is.All.Empty);
+        var fromA = rows.Where(r => r["ipv6.src"] == "fd00:2::1").ToList();
+        Assert.That(fromA.Any(r => r["lisp.type"] == "3" && r["ipv6.dst"] == "fd00:2::10" && r["lisp.loc.locator"] == "fd00:2::1"), Is.True, "a Map-Register over IPv6 with A's IPv6 locator");
+        Assert.That(rows.Any(r => r["lisp.type"] == "4" && r["ipv6.src"] == "fd00:2::10" && r["ipv6.dst"] == "fd00:2::1"), Is.True, "its Map-Notify");
+        Assert.That(fromA.Any(r => r["lisp.type"] == "1" && r["lisp.mreq.flags.probe"] == "1" && r["ipv6.dst"] == "fd00:2::2" && r["lisp.mreq.itr_rloc_ipv6"] == "fd00:2::1"), Is.True, "an RLOC probe of B's IPv6 locator");
+        Assert.That(rows.Any(r => r["lisp.type"] == "2" && r["ipv6.src"] == "fd00:2::2" && r["ipv6.dst"] == "fd00:2::1"), Is.True, "B's probe reply over IPv6");
     }
 
     private MapCacheEntry Entry(string x, uint prefix)
