@@ -48,7 +48,7 @@ public static class ShowCommand
     {
         var socket = ApiSocketOption();
         var json = new Option<bool>("--json") { Description = "print the agent's JSON answer" };
-        var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), then the control agent's counters.");
+        var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), whether a NAT translates this xTR (nat-traversal on: each Map-Server's view), then the control agent's counters.");
         command.Options.Add(socket);
         command.Options.Add(json);
         command.SetAction(parse =>
@@ -57,7 +57,10 @@ public static class ShowCommand
             var status = agents is null ? null : UnixSocketClient.Get(parse.GetValue(socket)!, "/v1/status", stderr, "agents");
             if (agents is null || status is null) return 1;
             if (parse.GetValue(json)) { stdout.WriteLine(new System.Text.Json.Nodes.JsonObject { ["agents"] = agents.DeepClone(), ["status"] = status.DeepClone() }.ToJsonString()); return 0; }
-            stdout.WriteLine($"agent pid {status["pid"]}  rloc {status["rloc"]}  xtr-id {status["xtr_id"]}  {agents.AsArray().Count} attached agent(s)");
+            string rlocs = status["rlocs"] is System.Text.Json.Nodes.JsonArray all ? string.Join(" ", all.Select(r => r!.GetValue<string>())) : $"{status["rloc"]}";
+            stdout.WriteLine($"agent pid {status["pid"]}  rloc {rlocs}  xtr-id {status["xtr_id"]}  {agents.AsArray().Count} attached agent(s)");
+            foreach (var n in status["nat"]?.AsArray() ?? [])
+                stdout.WriteLine($"  nat: {n!["map_server"]} sees this xTR as {n["translated"]}: {(n["behind_nat"]!.GetValue<bool>() ? "behind NAT" : "not behind NAT")}; RTRs offered: {(n["rtrs"]!.AsArray().Count == 0 ? "none" : string.Join(", ", n["rtrs"]!.AsArray().Select(r => r!.GetValue<string>())))}");
             foreach (var a in agents.AsArray())
                 stdout.WriteLine($"  {a!["name"],-16} [{a["iid"]}]{a["eid"],-20} {(a["attributes"] is { } at ? at.ToJsonString() : "-")}  {(a["constraints"] is { } c ? $"constraints {c.ToJsonString()} (profile {a["profile"]})" : "")}  since {a["attached_at"]}");
             stdout.WriteLine("counters:");

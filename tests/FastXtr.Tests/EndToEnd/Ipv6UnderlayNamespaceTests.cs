@@ -5,19 +5,12 @@ using NUnit.Framework;
 namespace FastXtr.Tests.EndToEnd;
 
 /// <summary>
-/// Two real data planes over an IPv6-only underlay (fd00:2::1, fd00:2::2; no IPv4 address on it), with offloads off
-/// and on, and over a mixed one where A has only IPv4 and B both (A's map-cache lists B's IPv6 locator first, which
-/// A cannot use). IPv4 and IPv6 EIDs both ways: ping, hash-compared TCP, the MTU rules of an IPv6 outer header, and
-/// tshark reading what crosses the underlay.
+/// Two real data planes over an underlay with IPv6 in it (<see cref="Ipv6OnlyUnderlayNamespaceTests"/>,
+/// <see cref="MixedUnderlayNamespaceTests"/>): IPv4 and IPv6 EIDs both ways, ping and hash-compared TCP.
 /// </summary>
-[TestFixture(LabUnderlay.Ipv6, "off")]
-[TestFixture(LabUnderlay.Ipv6, "on")]
-[TestFixture(LabUnderlay.Mixed, "off")]
-[Category("netns")]
-[NonParallelizable]
-public class Ipv6UnderlayNamespaceTests(LabUnderlay underlay, string offload)
+public abstract class Ipv6UnderlayNamespaceTests(LabUnderlay underlay, string offload)
 {
-    private TwoXtrLab _lab = null!;
+    private protected TwoXtrLab _lab = null!;
 
     [OneTimeSetUp]
     public void Start()
@@ -70,11 +63,21 @@ public class Ipv6UnderlayNamespaceTests(LabUnderlay underlay, string offload)
         Assert.That(rx.Out, Does.StartWith("8388608 "));
         if (offload == "on") Assert.That(_lab.Counter(_lab.ShmA, Counter.UdpGsoSends), Is.GreaterThan(gso), "A's super-packets left with UDP GSO");
     }
+}
 
+/// <summary>
+/// The same over an IPv6-only underlay, offloads off and on, plus what needs one: the MTU rules of an IPv6 outer
+/// header, and tshark reading the underlay.
+/// </summary>
+[TestFixture("off")]
+[TestFixture("on")]
+[Category("netns")]
+[NonParallelizable]
+public sealed class Ipv6OnlyUnderlayNamespaceTests(string offload) : Ipv6UnderlayNamespaceTests(LabUnderlay.Ipv6, offload)
+{
     [Test, Order(4)]
     public void TooBig_WithDf_GetsTheMtuLeftUnderIpv6_WithoutDf_TheInnerPacketIsFragmented()
     {
-        if (underlay != LabUnderlay.Ipv6) Assert.Ignore("the IPv6 outer header's MTU rules need an IPv6 underlay");
         Shell.Must($"ip -n {_lab.A} route flush cache");
         var df = _lab.Exec(_lab.A, "ping -n -c 1 -W 1 -M do -s 1472 -I 10.1.0.1 10.2.0.1");
         Assert.That(df.All, Does.Contain("1444"), "1500 less the 56 bytes of IPv6 + UDP + LISP");
@@ -96,7 +99,6 @@ public class Ipv6UnderlayNamespaceTests(LabUnderlay underlay, string offload)
     [Test, Order(5)]
     public void Tshark_DecodesOurIpv6Underlay_WithChecksumsAndFlowLabels()
     {
-        if (underlay != LabUnderlay.Ipv6) Assert.Ignore("an IPv6 underlay capture");
         string pcap = $"/tmp/fxtest-{_lab.Tag}-6.pcap";
         try
         {
@@ -124,3 +126,12 @@ public class Ipv6UnderlayNamespaceTests(LabUnderlay underlay, string offload)
         }
     }
 }
+
+/// <summary>
+/// The same over a mixed underlay: A has only IPv4, B both, and A's map-cache lists B's IPv6 locator first, which A
+/// cannot use.
+/// </summary>
+[TestFixture]
+[Category("netns")]
+[NonParallelizable]
+public sealed class MixedUnderlayNamespaceTests() : Ipv6UnderlayNamespaceTests(LabUnderlay.Mixed, "off");

@@ -71,6 +71,8 @@ public class NatDiscoveryNamespaceTests
         Assert.That(nat["translated"]!.GetValue<string>(), Does.StartWith("198.51.100.1:"), "the NAT's public address, as the Map-Server saw it");
         Assert.That(nat["rtrs"]!.AsArray().Select(r => r!.GetValue<string>()), Is.EqualTo(new[] { "198.51.100.20" }));
         Assert.That(Status("a")!["counters"]!["info-replies-received"]!.GetValue<long>(), Is.GreaterThanOrEqualTo(1));
+        string shown = Shell.Must($"{Shell.FastxtrExe()} show agents --api-socket {_lab.AgentApiSocket("a")}");
+        Assert.That(shown, Does.Contain("nat: 198.51.100.10:4342 sees this xTR as 198.51.100.1:").And.Contain("behind NAT; RTRs offered: 198.51.100.20"), shown);
     }
 
     [Test]
