@@ -110,7 +110,9 @@ public sealed class AgentConfig
                 var rlocs = words.Skip(3).Select(r =>
                 {
                     var spec = RlocSpec.Parse(r);
-                    return (IPAddress.Parse(r.Split(',')[0]), spec.Priority, spec.Weight);
+                    // A Map-Register's locator carries no port (RFC 9301 §5.6): ETRs take LISP data on 4341.
+                    if (spec.Port != 0) throw t.Error($"database-mapping locator '{r}': a registered locator has no port (ETRs take LISP data on {LispDataHeader.DataPort})");
+                    return (spec.ToIPAddress(), spec.Priority, spec.Weight);
                 }).ToList();
                 AgentContext? ctx = null;
                 if (t.Json is not null && (ctx = AgentContext.TryParse(t.Json, out var err)) is null) throw t.Error($"context: {err.Reason}");

@@ -43,7 +43,7 @@ public static class MapCacheCommand
     private static Command Add(TextWriter stdout, TextWriter stderr)
     {
         var (shm, iid, eid) = Common();
-        var rloc = new Option<string[]>("--rloc") { Description = "a locator ADDRESS[,PRIORITY[,WEIGHT]] (repeat, up to 8); none makes a negative entry", Arity = ArgumentArity.ZeroOrMore };
+        var rloc = new Option<string[]>("--rloc") { Description = "a locator ADDRESS[:PORT][,PRIORITY[,WEIGHT]] (repeat, up to 8), e.g. 192.0.2.2,1,100 or [2001:db8::2]:5000; PORT is where it takes LISP data when not 4341 (an ETR run with --port); none makes a negative entry", Arity = ArgumentArity.ZeroOrMore };
         var action = new Option<string>("--action") { Description = "for a negative entry: drop, policy-denied, auth-failure, send-map-request, native-forward", DefaultValueFactory = _ => "drop" };
         action.AcceptOnlyFromAmong("drop", "policy-denied", "auth-failure", "send-map-request", "native-forward");
         var ttl = new Option<uint>("--ttl") { Description = "minutes until the entry expires (4294967295: never)", DefaultValueFactory = _ => uint.MaxValue };

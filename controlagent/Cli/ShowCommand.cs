@@ -149,7 +149,8 @@ public static class ShowCommand
                     ["map_version"] = e.MapVersion,
                     ["rlocs"] = Enumerable.Range(0, e.Kind == MapCacheKind.Destination ? e.RlocCount : 0).Select(i => new Dictionary<string, object>
                     {
-                        ["address"] = EidPrefix.Format(e.Rlocs[i].Family, e.Rlocs[i].Address), ["priority"] = e.Rlocs[i].Priority, ["weight"] = e.Rlocs[i].Weight, ["up"] = e.Rlocs[i].Up,
+                        ["address"] = EidPrefix.Format(e.Rlocs[i].Family, e.Rlocs[i].Address), ["port"] = e.Rlocs[i].Port == 0 ? LispDataHeader.DataPort : e.Rlocs[i].Port,
+                        ["priority"] = e.Rlocs[i].Priority, ["weight"] = e.Rlocs[i].Weight, ["up"] = e.Rlocs[i].Up,
                     }).ToList(),
                 })));
                 return 0;
@@ -171,7 +172,9 @@ public static class ShowCommand
                 string rlocs = e.IsNegative ? $"negative, action {e.Action}" : string.Join(", ", Enumerable.Range(0, e.RlocCount).Select(i =>
                 {
                     var r = e.Rlocs[i];
-                    return $"{EidPrefix.Format(r.Family, r.Address)} p{r.Priority}/w{r.Weight} {(r.Up ? "up" : "down")}";
+                    string address = EidPrefix.Format(r.Family, r.Address);
+                    if (r.Port != 0) address = r.Family == EidFamily.Ipv6 ? $"[{address}]:{r.Port}" : $"{address}:{r.Port}";
+                    return $"{address} p{r.Priority}/w{r.Weight} {(r.Up ? "up" : "down")}";
                 }));
                 stdout.WriteLine($"[{e.InstanceId}]{(e.Profile != 0 ? $"(profile {e.Profile})" : "")} {EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}  ttl {e.TtlMinutes}m  expires {expiry}  ver {e.MapVersion}  {rlocs}");
             }

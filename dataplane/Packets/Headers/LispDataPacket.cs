@@ -17,7 +17,8 @@ public static class LispDataPacket
     /// The UDP checksum is 0 (RFC 9300 §5.3).
     /// </summary>
     public static int WriteIpv4(Span<byte> destination, uint sourceRloc, uint destinationRloc, ushort sourcePort,
-        byte timeToLive, byte typeOfService, ushort identification, bool dontFragment, in LispDataHeader lisp, int innerLength)
+        byte timeToLive, byte typeOfService, ushort identification, bool dontFragment, in LispDataHeader lisp, int innerLength,
+        ushort destinationPort = LispDataHeader.DataPort)
     {
         int udpLength = UdpHeader.Length + LispDataHeader.Length + innerLength;
         var ip = new Ipv4Header
@@ -32,7 +33,7 @@ public static class LispDataPacket
             DestinationAddress = destinationRloc,
         };
         int n = ip.Write(destination);
-        n += new UdpHeader { SourcePort = sourcePort, DestinationPort = LispDataHeader.DataPort, TotalLength = (ushort)udpLength }.Write(destination[n..]);
+        n += new UdpHeader { SourcePort = sourcePort, DestinationPort = destinationPort, TotalLength = (ushort)udpLength }.Write(destination[n..]);
         lisp.Write(destination[n..]);
         return n + LispDataHeader.Length;
     }
@@ -43,7 +44,7 @@ public static class LispDataPacket
     /// inner packet is in place.
     /// </summary>
     public static int WriteIpv6(Span<byte> destination, UInt128 sourceRloc, UInt128 destinationRloc, ushort sourcePort,
-        byte hopLimit, byte trafficClass, uint flowLabel, in LispDataHeader lisp, int innerLength)
+        byte hopLimit, byte trafficClass, uint flowLabel, in LispDataHeader lisp, int innerLength, ushort destinationPort = LispDataHeader.DataPort)
     {
         int udpLength = UdpHeader.Length + LispDataHeader.Length + innerLength;
         var ip = new Ipv6Header
@@ -57,7 +58,7 @@ public static class LispDataPacket
             DestinationAddress = destinationRloc,
         };
         int n = ip.Write(destination);
-        n += new UdpHeader { SourcePort = sourcePort, DestinationPort = LispDataHeader.DataPort, TotalLength = (ushort)udpLength }.Write(destination[n..]);
+        n += new UdpHeader { SourcePort = sourcePort, DestinationPort = destinationPort, TotalLength = (ushort)udpLength }.Write(destination[n..]);
         lisp.Write(destination[n..]);
         return n + LispDataHeader.Length;
     }
@@ -84,7 +85,11 @@ public static class LispDataPacket
     /// Parses an outer IPv4/IPv6 + UDP + LISP header. Succeeds only for a UDP datagram to port 4341 whose
     /// lengths are consistent with the buffer; <paramref name="innerOffset"/> is where the inner packet starts.
     /// </summary>
-    public static bool TryParse(ReadOnlySpan<byte> packet, out OuterHeaders outer, out DataPacketError error)
+    public static bool TryParse(ReadOnlySpan<byte> packet, out OuterHeaders outer, out DataPacketError error) =>
+        TryParse(packet, LispDataHeader.DataPort, out outer, out error);
+
+    /// <summary>As <see cref="TryParse(ReadOnlySpan{byte}, out OuterHeaders, out DataPacketError)"/>, for a data plane listening on <paramref name="dataPort"/>.</summary>
+    public static bool TryParse(ReadOnlySpan<byte> packet, ushort dataPort, out OuterHeaders outer, out DataPacketError error)
     {
         outer = default;
         if (packet.IsEmpty) { error = DataPacketError.Truncated; return false; }
@@ -113,7 +118,7 @@ public static class LispDataPacket
         }
         ReadOnlySpan<byte> udp = packet[ipLength..end];
         if (!UdpHeader.TryRead(udp, out outer.Udp, out _)) { error = DataPacketError.BadUdp; return false; }
-        if (outer.Udp.DestinationPort != LispDataHeader.DataPort) { error = DataPacketError.NotLispPort; return false; }
+        if (outer.Udp.DestinationPort != dataPort) { error = DataPacketError.NotLispPort; return false; }
         if (!LispDataHeader.TryRead(udp[UdpHeader.Length..outer.Udp.TotalLength], out outer.Lisp, out var el))
         {
             error = el == DataHeaderError.Truncated ? DataPacketError.Truncated : DataPacketError.BadLispHeader;

@@ -35,9 +35,9 @@ public struct ItrDecision
     public int OuterLength;
     public uint Destination;
     public UInt128 Destination6;
-    /// <summary>The outer TTL (hop limit), TOS (traffic class) and UDP source port written.</summary>
+    /// <summary>The outer TTL (hop limit), TOS (traffic class) and UDP source and destination ports written.</summary>
     public byte Ttl, Tos;
-    public ushort SourcePort;
+    public ushort SourcePort, DestinationPort;
 }
 
 /// <summary>The underlay address families an xTR has an RLOC of: the locators it can send to.</summary>
@@ -219,12 +219,13 @@ public sealed unsafe class Encapsulator
         }
 
         ushort sourcePort = FlowHash.SourcePort(hash);
+        ushort destinationPort = entry.Rlocs[chosen].Port == 0 ? LispDataHeader.DataPort : entry.Rlocs[chosen].Port;
         var lisp = LispDataHeader.WithNonce(NextNonce(), instanceId & LispDataHeader.MaxInstanceId);
         int start = PacketBuffers.HeadroomBytes - outerBytes;
         if (outer6)
         {
             UInt128 rloc6 = entry.Rlocs[chosen].Address;
-            LispDataPacket.WriteIpv6(new Span<byte>(buffer + start, outerBytes), _sourceRloc6, rloc6, sourcePort, ttl, tos, hash & 0xFFFFF, lisp, length);
+            LispDataPacket.WriteIpv6(new Span<byte>(buffer + start, outerBytes), _sourceRloc6, rloc6, sourcePort, ttl, tos, hash & 0xFFFFF, lisp, length, destinationPort);
             if (!_zeroChecksum6) LispDataPacket.WriteUdpChecksum6(new Span<byte>(buffer + start, length + outerBytes));
             decision.Ipv6 = true;
             decision.Destination6 = rloc6;
@@ -233,7 +234,7 @@ public sealed unsafe class Encapsulator
         {
             uint rloc = (uint)entry.Rlocs[chosen].Address;
             LispDataPacket.WriteIpv4(new Span<byte>(buffer + start, outerBytes), _sourceRloc, rloc, sourcePort,
-                ttl, tos, ++_ipId, dontFragment: false, lisp, length);
+                ttl, tos, ++_ipId, dontFragment: false, lisp, length, destinationPort);
             decision.Destination = rloc;
         }
         decision.OuterStart = start;
@@ -241,6 +242,7 @@ public sealed unsafe class Encapsulator
         decision.Ttl = ttl;
         decision.Tos = tos;
         decision.SourcePort = sourcePort;
+        decision.DestinationPort = destinationPort;
         return decision;
     }
 

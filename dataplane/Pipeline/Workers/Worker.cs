@@ -361,9 +361,10 @@ public sealed unsafe class Worker : IDisposable
             int take = Math.Min(count - start, Math.Min(GsoMaxSegments, GsoMaxBytes / stride));
             int length = (take - 1) * stride + _segmentLengths[start + take - 1];
             byte* data = first + (long)start * stride;
+            // To the locator's data port (4341, or its own): --port is where this xTR listens, not where its peers do.
             int e = d.Ipv6
-                ? Sockets.SendSegmented(socket, data, length, d.Destination6, _options.Port, stride, d.Ttl, d.Tos)
-                : Sockets.SendSegmented(socket, data, length, d.Destination, _options.Port, stride, d.Ttl, d.Tos);
+                ? Sockets.SendSegmented(socket, data, length, d.Destination6, d.DestinationPort, stride, d.Ttl, d.Tos)
+                : Sockets.SendSegmented(socket, data, length, d.Destination, d.DestinationPort, stride, d.Ttl, d.Tos);
             if (e == 0)
             {
                 _counters.Add(Counter.UdpGsoSends);
@@ -537,7 +538,7 @@ public sealed unsafe class Worker : IDisposable
         const int Ethernet = EthernetEidSide.HeaderBytes;
         if (length < Ethernet) { _counters.Add(Counter.DropTruncated); return false; }
         var packet = new Span<byte>(frame + Ethernet, length - Ethernet);
-        if (!LispDataPacket.TryParse(packet, out var outer, out var error) || outer.IsIpv6)
+        if (!LispDataPacket.TryParse(packet, _options.Port, out var outer, out var error) || outer.IsIpv6)
         {
             _counters.Add(error == DataPacketError.Truncated ? Counter.DropTruncated : Counter.DropBadOuterHeader);
             return false;

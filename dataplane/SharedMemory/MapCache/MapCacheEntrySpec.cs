@@ -4,22 +4,36 @@ using FastXtr.Packets;
 
 namespace FastXtr.SharedMemory.MapCache;
 
-/// <summary>A locator to install: address (host-order, IPv4 in the low 32 bits), priority, weight, reachability.</summary>
-public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte Priority, byte Weight, bool Up = true)
+/// <summary>
+/// A locator to install: address (host-order, IPv4 in the low 32 bits), priority, weight, reachability, and the UDP
+/// port it takes LISP data on (0: 4341, <see cref="RlocSlot.Port"/>).
+/// </summary>
+public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte Priority, byte Weight, bool Up = true, ushort Port = 0)
 {
-    /// <summary>"ADDRESS[,PRIORITY[,WEIGHT]]", e.g. "192.0.2.2,1,50".</summary>
+    /// <summary>
+    /// "ADDRESS[,PRIORITY[,WEIGHT]]", e.g. "192.0.2.2,1,50", where ADDRESS may name a data port other than 4341:
+    /// "192.0.2.2:5000" or "[2001:db8::2]:5000".
+    /// </summary>
     public static RlocSpec Parse(string text)
     {
         string[] parts = text.Split(',');
-        if (parts.Length > 3 || !IPAddress.TryParse(parts[0], out var a))
-            throw new FormatException($"--rloc '{text}': expected ADDRESS[,PRIORITY[,WEIGHT]], e.g. 192.0.2.2,1,100");
+        ushort port = 0;
+        IPAddress? a = null;
+        // IPEndPoint reads "192.0.2.2", "192.0.2.2:5000", "2001:db8::2" and "[2001:db8::2]:5000" (IPAddress would
+        // take the last and drop its port).
+        if (parts.Length <= 3 && IPEndPoint.TryParse(parts[0], out var ep))
+            (a, port) = (ep.Address, (ushort)(ep.Port == LispDataHeader.DataPort ? 0 : ep.Port));
+        if (parts.Length > 3 || a is null)
+            throw new FormatException($"--rloc '{text}': expected ADDRESS[:PORT][,PRIORITY[,WEIGHT]], e.g. 192.0.2.2,1,100 or [2001:db8::2]:5000,1,100");
         byte priority = 1, weight = 100;
         if (parts.Length > 1 && !byte.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out priority)) throw new FormatException($"--rloc '{text}': priority must be 0 .. 255");
         if (parts.Length > 2 && !byte.TryParse(parts[2], System.Globalization.CultureInfo.InvariantCulture, out weight)) throw new FormatException($"--rloc '{text}': weight must be 0 .. 255");
         return a.AddressFamily == AddressFamily.InterNetwork
-            ? new RlocSpec(EidFamily.Ipv4, Ipv4Header.ToUInt32(a), priority, weight)
-            : new RlocSpec(EidFamily.Ipv6, Ipv6Header.ToUInt128(a), priority, weight);
+            ? new RlocSpec(EidFamily.Ipv4, Ipv4Header.ToUInt32(a), priority, weight, Port: port)
+            : new RlocSpec(EidFamily.Ipv6, Ipv6Header.ToUInt128(a), priority, weight, Port: port);
     }
+
+    public IPAddress ToIPAddress() => Family == EidFamily.Ipv4 ? Ipv4Header.ToAddress((uint)Address) : Ipv6Header.ToAddress(Address);
 }
 
 /// <summary>What to install for one (IID, profile, EID prefix).</summary>

@@ -6,7 +6,8 @@ namespace FastXtr.SharedMemory.MapCache;
 /// <summary>
 /// One locator of an entry, 24 bytes in shared memory. The address is a host-order number (IPv4 in the low 32
 /// bits) kept as two 64-bit halves, so the slot needs only 8-byte alignment. Priority 255 means "never use"
-/// (RFC 9301 §5.4); <see cref="Up"/> is the reachability the agent learnt by probing.
+/// (RFC 9301 §5.4); <see cref="Up"/> is the reachability the agent learnt by probing; <see cref="Port"/> is where
+/// the locator takes LISP data, 0 for the data port of RFC 9300 (4341).
 /// </summary>
 [StructLayout(LayoutKind.Explicit, Size = 24)]
 public struct RlocSlot
@@ -17,6 +18,11 @@ public struct RlocSlot
     [FieldOffset(17)] public byte Priority;
     [FieldOffset(18)] public byte Weight;
     [FieldOffset(19)] public byte State;
+    /// <summary>
+    /// The UDP port this locator receives LISP data on; 0 means 4341 (RFC 9300 §5.3). Another port: an ETR configured
+    /// with one (a static entry), or, for NAT traversal, the port a NAT translated an xTR's 4341 to.
+    /// </summary>
+    [FieldOffset(20)] public ushort Port;
 
     public UInt128 Address
     {

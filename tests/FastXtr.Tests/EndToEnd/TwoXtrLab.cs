@@ -87,14 +87,17 @@ public sealed class TwoXtrLab : IDisposable
                 Shell.Must($"ip -n {ns} addr add {eid6}/128 dev fx1000 nodad && ip -n {ns} route add {peer6} dev fx1000");
             }
         }
-        // Where A sends B's EIDs, where B sends A's: the locators each lists (IPv6 first where the peer has one).
+        // Where A sends B's EIDs, where B sends A's: the locators each lists (IPv6 first where the peer has one), at the
+        // data port both data planes were given (--port), when not 4341.
+        int at = Array.IndexOf(_dataplaneArgs, "--port");
+        ushort port = at >= 0 ? ushort.Parse(_dataplaneArgs[at + 1], System.Globalization.CultureInfo.InvariantCulture) : (ushort)0;
         RlocSpec[] toB = Underlay switch
         {
-            LabUnderlay.Ipv6 => [new RlocSpec(EidFamily.Ipv6, Rloc6B, 1, 100)],
-            LabUnderlay.Mixed => [new RlocSpec(EidFamily.Ipv6, Rloc6B, 1, 100), new RlocSpec(EidFamily.Ipv4, RlocB, 2, 100)],
-            _ => [new RlocSpec(EidFamily.Ipv4, RlocB, 1, 100)],
+            LabUnderlay.Ipv6 => [new RlocSpec(EidFamily.Ipv6, Rloc6B, 1, 100, Port: port)],
+            LabUnderlay.Mixed => [new RlocSpec(EidFamily.Ipv6, Rloc6B, 1, 100, Port: port), new RlocSpec(EidFamily.Ipv4, RlocB, 2, 100, Port: port)],
+            _ => [new RlocSpec(EidFamily.Ipv4, RlocB, 1, 100, Port: port)],
         };
-        RlocSpec[] toA = Underlay == LabUnderlay.Ipv6 ? [new RlocSpec(EidFamily.Ipv6, Rloc6A, 1, 100)] : [new RlocSpec(EidFamily.Ipv4, RlocA, 1, 100)];
+        RlocSpec[] toA = Underlay == LabUnderlay.Ipv6 ? [new RlocSpec(EidFamily.Ipv6, Rloc6A, 1, 100, Port: port)] : [new RlocSpec(EidFamily.Ipv4, RlocA, 1, 100, Port: port)];
         using (var a = SharedRegion.Attach(ShmA))
         {
             using var w = a.CreateWriter();

@@ -50,6 +50,7 @@ public class AgentConfigTests
     [TestCase("rloc-addr ::ffff:192.0.2.1", "line 1: expected 'rloc-addr ADDRESS'")]
     [TestCase("rloc-addr fe80::1", "line 1: expected 'rloc-addr ADDRESS'")]
     [TestCase("rloc-addr 0.0.0.0", "line 1: expected 'rloc-addr ADDRESS'")]
+    [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1:5000", "line 2: database-mapping locator '192.0.2.1:5000': a registered locator has no port")]
     [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 context {\"agent-context\":{\"state\":\"asleep\"}}", "line 2: context: \"state\" must be one of")]
     public void InvalidConfiguration_IsRefusedWithTheLine(string text, string expected)
     {

@@ -260,4 +260,42 @@ public unsafe class Ipv6UnderlayPipelineTests
         Assert.That(Ipv6Header.ToAddress(MappedIpv4.From(0xC0000201)), Is.EqualTo(IPAddress.Parse("::ffff:192.0.2.1")));
         Assert.That((MappedIpv4.IsMapped(MappedIpv4.From(1)), MappedIpv4.IsMapped(RemoteRloc6), MappedIpv4.Ipv4Of(MappedIpv4.From(0xC0000201))), Is.EqualTo((true, false, 0xC0000201u)));
     }
+
+    [Test]
+    public void ALocatorWithItsOwnPort_GetsLispDataThere_InEitherFamily()
+    {
+        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A060000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100, Port: 5000)]));
+        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A070000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100, Port: 6000)]));
+        var itr = Itr(LocalRloc, LocalRloc6);
+        foreach (var (destination, port) in new[] { (0x0A060005u, (ushort)5000), (0x0A070005u, (ushort)6000), (0x0A020005u, (ushort)4341) })
+        {
+            var d = Encap(itr, Ipv4Udp(0, 0x0A010001, destination, 10), out _);
+            var outer = new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength);
+            Assert.That(LispDataPacket.TryParse(outer, port, out var o, out var error), Is.True, error.ToString());
+            Assert.That((o.Udp.DestinationPort, d.DestinationPort), Is.EqualTo((port, port)));
+            if (d.Ipv6) Assert.That(UdpSumIncludingChecksum(outer), Is.EqualTo(0xFFFF), "the checksum covers the port");
+        }
+    }
+
+    [TestCase("192.0.2.2:5000,2,50", EidFamily.Ipv4, (ushort)5000, (byte)2)]
+    [TestCase("[2001:db8::2]:6000", EidFamily.Ipv6, (ushort)6000, (byte)1)]
+    [TestCase("2001:db8::2,3", EidFamily.Ipv6, (ushort)0, (byte)3)]
+    [TestCase("192.0.2.2:4341", EidFamily.Ipv4, (ushort)0, (byte)1)]
+    public void RlocSpec_ParsesAnOptionalPort(string text, EidFamily family, ushort port, byte priority)
+    {
+        var spec = RlocSpec.Parse(text);
+        Assert.That((spec.Family, spec.Port, spec.Priority), Is.EqualTo((family, port, priority)));
+    }
+
+    [Test]
+    public void RestoredEntries_KeepTheirLocatorsPorts()
+    {
+        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A060000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100, Port: 6000)]));
+        var entry = _region.MapCache.Snapshot().Single(e => e.Prefix == 0x0A060000);
+        Assert.That(entry.Rlocs[0].Port, Is.EqualTo(6000));
+        using var other = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 16));
+        using var w = other.CreateWriter();
+        w.Restore(entry);
+        Assert.That(other.MapCache.Snapshot().Single().Rlocs[0].Port, Is.EqualTo(6000));
+    }
 }
