@@ -119,8 +119,7 @@ public sealed class AgentConfig
                 Database.Add(new DatabaseMapping(iid, family, prefix, length, rlocs, ctx));
                 break;
             case "rloc-addr":
-                if (t.Count != 2 || !IPAddress.TryParse(t[1], out var rloc) || rloc.IsIPv4MappedToIPv6 || rloc.IsIPv6LinkLocal || rloc.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && rloc.ScopeId != 0
-                    || rloc.Equals(IPAddress.Any) || rloc.Equals(IPAddress.IPv6Any))
+                if (t.Count != 2 || !IPAddress.TryParse(t[1], out var rloc) || !EidPrefix.IsUsableRloc(rloc))
                     throw t.Error("expected 'rloc-addr ADDRESS': a unicast IPv4 address or an IPv6 one that is not link-local (give the line twice, one per family, for a dual-stack xTR)");
                 if (RlocOf(rloc.AddressFamily) is { } earlier) throw t.Error($"a second {(rloc.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? "IPv4" : "IPv6")} rloc-addr ({earlier} is given already): one per family");
                 RlocAddresses.Add(rloc);

@@ -18,7 +18,7 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
     public void SendSmr(in MissRecord solicit)
     {
         // The ITR's outer source: an IPv6 address, or an IPv4 one in its mapped form (MissRecord.OuterSource).
-        var itr = MappedIpv4.IsMapped(solicit.OuterSource) ? Ipv4Header.ToAddress(MappedIpv4.Ipv4Of(solicit.OuterSource)) : Ipv6Header.ToAddress(solicit.OuterSource);
+        var itr = MappedIpv4.ToAddress(solicit.OuterSource);
         var own = io.Config.RlocOf(itr.AddressFamily);
         if (own is null) return; // data came in over a family this agent has no socket of: the data plane's RLOCs differ from ours
         var smr = BuildSmr(solicit.InstanceId, solicit.Family, solicit.DestinationEid, solicit.SourceEid, LispAddress.FromIp(own), AgentIo.NewNonce());

@@ -99,5 +99,5 @@ internal readonly record struct Locator(EidFamily Family, UInt128 Address)
         ? new(EidFamily.Ipv4, Ipv4Header.ToUInt32(a))
         : new(EidFamily.Ipv6, Ipv6Header.ToUInt128(a));
 
-    public IPAddress ToIPAddress() => Family == EidFamily.Ipv4 ? Ipv4Header.ToAddress((uint)Address) : Ipv6Header.ToAddress(Address);
+    public IPAddress ToIPAddress() => EidPrefix.ToAddress(Family, Address);
 }

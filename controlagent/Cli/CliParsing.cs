@@ -25,8 +25,7 @@ public static class CliParsing
         UInt128 v6 = 0;
         foreach (string text in texts)
         {
-            if (!IPAddress.TryParse(text, out var a) || a.IsIPv4MappedToIPv6 || a.IsIPv6LinkLocal
-                || a.Equals(IPAddress.Any) || a.Equals(IPAddress.IPv6Any) || a.AddressFamily == AddressFamily.InterNetworkV6 && a.ScopeId != 0)
+            if (!IPAddress.TryParse(text, out var a) || !EidPrefix.IsUsableRloc(a))
                 throw new FormatException($"{option} '{text}': expected a unicast IPv4 address or an IPv6 one that is not link-local, such as 192.0.2.1 or 2001:db8::1");
             if (a.AddressFamily == AddressFamily.InterNetwork)
             {

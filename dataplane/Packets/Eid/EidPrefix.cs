@@ -51,7 +51,19 @@ public static class EidPrefix
         return (family, Mask(value, family, length), length);
     }
 
+    /// <summary>The address of a family given as a host-order number (IPv4 in the low 32 bits).</summary>
+    public static System.Net.IPAddress ToAddress(EidFamily family, UInt128 value) =>
+        family == EidFamily.Ipv4 ? Ipv4Header.ToAddress((uint)value) : Ipv6Header.ToAddress(value);
+
     /// <summary>The address as text ("10.1.0.1", "2001:db8::1").</summary>
-    public static string Format(EidFamily family, UInt128 value) =>
-        family == EidFamily.Ipv4 ? Ipv4Header.ToAddress((uint)value).ToString() : Ipv6Header.ToAddress(value).ToString();
+    public static string Format(EidFamily family, UInt128 value) => ToAddress(family, value).ToString();
+
+    /// <summary>
+    /// Whether an address can be an RLOC of this xTR (<c>--rloc-addr</c>, the agent's <c>rloc-addr</c>): unicast, not
+    /// unspecified, not IPv4-mapped (give the IPv4 address itself), not IPv6 link-local or scoped (a raw send would
+    /// need the interface).
+    /// </summary>
+    public static bool IsUsableRloc(System.Net.IPAddress a) =>
+        !a.IsIPv4MappedToIPv6 && !a.IsIPv6LinkLocal && !a.Equals(System.Net.IPAddress.Any) && !a.Equals(System.Net.IPAddress.IPv6Any)
+        && !(a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && a.ScopeId != 0);
 }

@@ -14,4 +14,8 @@ public static class MappedIpv4
     public static bool IsMapped(UInt128 address) => (address >> 32) == Marker;
 
     public static uint Ipv4Of(UInt128 address) => (uint)address;
+
+    /// <summary>The address a 128-bit number of either family stands for: IPv4 when mapped, else IPv6.</summary>
+    public static System.Net.IPAddress ToAddress(UInt128 address) =>
+        IsMapped(address) ? Ipv4Header.ToAddress(Ipv4Of(address)) : Ipv6Header.ToAddress(address);
 }

@@ -33,7 +33,7 @@ public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte P
             : new RlocSpec(EidFamily.Ipv6, Ipv6Header.ToUInt128(a), priority, weight, Port: port);
     }
 
-    public IPAddress ToIPAddress() => Family == EidFamily.Ipv4 ? Ipv4Header.ToAddress((uint)Address) : Ipv6Header.ToAddress(Address);
+    public IPAddress ToIPAddress() => EidPrefix.ToAddress(Family, Address);
 }
 
 /// <summary>What to install for one (IID, profile, EID prefix).</summary>
