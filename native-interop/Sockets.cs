@@ -246,6 +246,14 @@ public static unsafe class Sockets
                 throw new NativeException($"SO_BINDTODEVICE {name}", Libc.LastError);
     }
 
+    /// <summary>Sends one whole IPv4 packet (its header included) through a raw IPv4 socket to the address in its header; 0 or the errno.</summary>
+    public static int SendRawIpv4(int fd, ReadOnlySpan<byte> packet)
+    {
+        SockAddrIn to = Ipv4Endpoint(BinaryPrimitives.ReadUInt32BigEndian(packet[16..]), 0);
+        fixed (byte* p = packet)
+            return Libc.sendto(fd, p, (nuint)packet.Length, Linux.MSG_DONTWAIT, &to, (uint)sizeof(SockAddrIn)) == packet.Length ? 0 : Libc.LastError;
+    }
+
     /// <summary>Sends one whole IPv6 packet through a raw IPv6 socket to the address in its header; 0 or the errno.</summary>
     public static int SendRawIpv6(int fd, byte* packet, int length)
     {

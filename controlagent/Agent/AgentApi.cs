@@ -218,6 +218,11 @@ public sealed class AgentApi : IAsyncDisposable
             ["map_server"] = n.MapServer.ToString(), ["behind_nat"] = n.BehindNat, ["translated"] = new IPEndPoint(n.TranslatedAddress, n.TranslatedPort).ToString(),
             ["rtrs"] = n.Rtrs.Select(r => r.ToString()).ToList(), ["at"] = n.At.ToString("O"),
         }).ToList(),
+        ["through_rtrs"] = agent.ThroughRtrs.Select(r => r.ToString()).ToList(),
+        ["rtr_bindings"] = agent.Config.Rtr ? agent.RtrBindings.Select(b => new Dictionary<string, object?>
+        {
+            ["eid_prefix"] = b.PrefixText, ["translated"] = new IPEndPoint(b.Translated, b.Port).ToString(), ["since"] = b.Since.ToString("O"), ["refreshed"] = b.Refreshed.ToString("O"),
+        }).ToList() : null,
         ["database_mappings"] = agent.Database.Configured.Count,
         ["agents"] = agent.Database.Agents.Count,
         ["profiles"] = agent.Profiles.Select(p => new Dictionary<string, object?>

@@ -28,7 +28,9 @@ public sealed record SourceProfile(uint InstanceId, EidFamily Family, UInt128 Pr
 /// <c>database-mapping IID PREFIX RLOC[,PRIORITY[,WEIGHT]]... [context JSON]</c>, <c>rloc-addr</c> (one per family), <c>shm</c>,
 /// <c>register-interval SECONDS</c>, <c>xtr-id HEX</c>, <c>site-id N</c>, <c>profile NAME JSON</c>,
 /// <c>source-profile IID PREFIX NAME</c>, <c>api-socket PATH</c>, <c>rloc-probe-interval SECONDS</c>,
-/// <c>rloc-probe-misses N</c>, <c>map-request-rate PER-SECOND [BURST]</c>, <c>subscribe on|off</c>. Refused at start with line and reason.
+/// <c>rloc-probe-misses N</c>, <c>map-request-rate PER-SECOND [BURST]</c>, <c>subscribe on|off</c>, <c>nat-traversal on|off</c>,
+/// <c>nat-keepalive SECONDS</c>, <c>data-port PORT</c>; for <c>fastxtr rtr</c> also <c>nat-site</c> and
+/// <c>nat-binding-timeout</c>. Refused at start with line and reason.
 /// </summary>
 public sealed class AgentConfig
 {
@@ -65,6 +67,26 @@ public sealed class AgentConfig
     /// address gains nothing from it.
     /// </summary>
     public bool NatTraversal { get; set; }
+    /// <summary>
+    /// Behind NAT (<c>nat-traversal on</c>, and a Map-Server named RTRs): how often an authenticated Info-Request per
+    /// EID prefix goes to each RTR's data port from this xTR's data port (<c>nat-keepalive SECONDS</c>). It tells the RTR
+    /// the translated address and port to send this xTR's traffic to, and keeps that NAT binding alive: shorter than
+    /// the NAT's idle timeout for UDP (30 s on many, RFC 4787 REQ-5 asks for at least 2 minutes).
+    /// </summary>
+    public TimeSpan NatKeepalive { get; set; } = TimeSpan.FromSeconds(15);
+    /// <summary>The UDP port the data plane takes LISP data on (its <c>--port</c>): where keep-alives to RTRs leave from.</summary>
+    public ushort DataPort { get; set; } = LispDataHeader.DataPort;
+
+    /// <summary>
+    /// fastxtr rtr: the EID prefixes whose xTRs may use this RTR from behind NAT, each with the key their Info-Requests
+    /// are signed with (<c>nat-site IID PREFIX KEY-ID sha1|sha256 SECRET</c>: their site's key at the Map-Server).
+    /// </summary>
+    public List<(SitePrefix Prefix, SiteKey Key)> NatSites { get; } = [];
+    /// <summary>fastxtr rtr: how long a NAT binding is kept after its last authenticated Info-Request (<c>nat-binding-timeout SECONDS</c>).</summary>
+    public TimeSpan NatBindingTimeout { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>True when <c>fastxtr rtr</c> runs this configuration (set by the command, not by a line).</summary>
+    public bool Rtr { get; set; }
+
     /// <summary>Data-driven Map-Requests per second in all, and the burst allowed above it.</summary>
     public double MapRequestRate { get; set; } = 1000;
     public double MapRequestBurst { get; set; } = 1000;
@@ -160,7 +182,30 @@ public sealed class AgentConfig
                 break;
             case "subscribe": Subscribe = ConfigReader.OnOff(t, 1, "subscribe"); break;
             case "nat-traversal": NatTraversal = ConfigReader.OnOff(t, 1, "nat-traversal"); break;
-            default: throw t.Error($"unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, map-request-rate, subscribe, nat-traversal)");
+            case "nat-keepalive":
+                t.Expect(2, "nat-keepalive SECONDS");
+                NatKeepalive = TimeSpan.FromSeconds(ConfigReader.Number(t[1], 1, 3600, "nat-keepalive"));
+                break;
+            case "data-port":
+                t.Expect(2, "data-port PORT");
+                DataPort = (ushort)ConfigReader.Number(t[1], 1, 65535, "data-port");
+                break;
+            case "nat-site":
+                if (t.Count != 6) throw t.Error("expected 'nat-site IID PREFIX KEY-ID sha1|sha256 SECRET'");
+                uint natIid = (uint)ConfigReader.Number(t[1], 0, 0xFFFFFF, "Instance ID");
+                var (natFamily, natPrefix, natLength) = EidPrefix.Parse(t[2], "nat-site");
+                var natAlg = SiteKey.AlgorithmNamed(t[4]) ?? throw t.Error($"algorithm '{t[4]}' is not sha1 or sha256");
+                if (t[5].Length == 0) throw t.Error("the secret is empty");
+                var natSite = new SitePrefix(natIid, natFamily, natPrefix, natLength, AcceptMoreSpecifics: true);
+                if (NatSites.Any(n => n.Prefix.Covers(natIid, natFamily, natPrefix, natLength) || natSite.Covers(n.Prefix.InstanceId, n.Prefix.Family, n.Prefix.Prefix, n.Prefix.Length)))
+                    throw t.Error($"nat-site {natSite} overlaps one given before: one key for each EID");
+                NatSites.Add((natSite, new SiteKey((byte)ConfigReader.Number(t[3], 0, 255, "key-id"), natAlg, Encoding.UTF8.GetBytes(t[5]))));
+                break;
+            case "nat-binding-timeout":
+                t.Expect(2, "nat-binding-timeout SECONDS");
+                NatBindingTimeout = TimeSpan.FromSeconds(ConfigReader.Number(t[1], 2, 86400, "nat-binding-timeout"));
+                break;
+            default: throw t.Error($"unknown setting '{t[0]}' (expected map-server, map-resolver, database-mapping, rloc-addr, shm, register-interval, xtr-id, site-id, profile, source-profile, api-socket, rloc-probe-interval, rloc-probe-misses, map-request-rate, subscribe, nat-traversal, nat-keepalive, data-port, nat-site, nat-binding-timeout)");
         }
     }
 }

@@ -53,6 +53,23 @@ public enum AgentCounter
     InfoRequestsSent,
     InfoRepliesReceived,
     InfoRepliesRefused,
+    /// <summary>Behind NAT: Info-Requests sent to RTRs' data ports (keep-alives, and withdrawals of detached prefixes).</summary>
+    NatKeepalivesSent,
+    NatWithdrawalsSent,
+    /// <summary>fastxtr rtr: Info-Requests from xTRs behind NAT taken (a binding learnt or refreshed), and those
+    /// refused: no nat-site for the EID, failed authentication, a nonce not above the last taken for that prefix
+    /// (a replay), over the per-source rate, or malformed; bindings learnt, withdrawn and expired; Map-Reply locators
+    /// that were this RTR itself (an xTR behind NAT registered it), left out.</summary>
+    RtrInfoRequestsTaken,
+    RtrInfoRequestsNoSite,
+    RtrInfoRequestsAuthenticationFailed,
+    RtrInfoRequestsReplayed,
+    RtrInfoRequestsRateLimited,
+    RtrInfoRequestsMalformed,
+    RtrBindingsLearned,
+    RtrBindingsWithdrawn,
+    RtrBindingsExpired,
+    RtrOwnLocatorsSkipped,
     Count,
 }
 

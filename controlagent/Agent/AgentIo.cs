@@ -24,6 +24,21 @@ internal sealed class AgentIo(AgentConfig config, AgentDatabase database, AgentC
     public AgentCounters Counters { get; } = counters;
     public ILogger Log { get; } = log;
 
+    private volatile IReadOnlyList<IPAddress> _rtrs = [];
+
+    /// <summary>
+    /// Behind NAT: the RTRs this xTR registers as its locators and sends everything through (the Map-Servers' Info-Replies
+    /// named them); empty when it is not behind NAT. Replaced whole.
+    /// </summary>
+    public IReadOnlyList<IPAddress> Rtrs
+    {
+        get => _rtrs;
+        set => _rtrs = value;
+    }
+
+    /// <summary>fastxtr rtr: the NAT bindings this RTR learnt; null for an xTR.</summary>
+    public RtrBindings? Rtr { get; set; }
+
     /// <summary>Told, in seconds, how long each answered Map-Request took from its first send (the metrics' histogram).</summary>
     public Action<double>? MapRequestAnswered { get; set; }
 

@@ -51,8 +51,23 @@ internal static partial class AgentLog
     [LoggerMessage(LogLevel.Warning, "locator {Locator} marked down ({Missed} RLOC probes unanswered)")]
     public static partial void LocatorDown(ILogger log, IPAddress locator, int missed);
 
-    [LoggerMessage(LogLevel.Warning, "behind NAT: {MapServer} sees this xTR's control port as {Translated} (RTRs offered: {Rtrs}); registering through an RTR is not supported yet, so ETRs elsewhere cannot reach this one")]
+    [LoggerMessage(LogLevel.Warning, "behind NAT: {MapServer} sees this xTR's control port as {Translated} (RTRs offered: {Rtrs})")]
     public static partial void BehindNat(ILogger log, IPEndPoint mapServer, IPEndPoint translated, string rtrs);
+
+    [LoggerMessage(LogLevel.Information, "behind NAT: registering {Rtrs} as this xTR's locators and sending all traffic through them; keep-alives every {Seconds} s from data port {DataPort}")]
+    public static partial void ThroughRtrs(ILogger log, string rtrs, double seconds, int dataPort);
+
+    [LoggerMessage(LogLevel.Warning, "behind NAT but no Map-Server offered an RTR: ETRs elsewhere cannot reach this xTR (configure 'rtr ADDRESS' at the Map-Server)")]
+    public static partial void NoRtr(ILogger log);
+
+    [LoggerMessage(LogLevel.Information, "RTR: {Prefix} is behind NAT at {Translated}: its traffic goes there")]
+    public static partial void RtrBindingLearned(ILogger log, string prefix, IPEndPoint translated);
+
+    [LoggerMessage(LogLevel.Information, "RTR: binding of {Prefix} removed: {Reason}")]
+    public static partial void RtrBindingGone(ILogger log, string prefix, string reason);
+
+    [LoggerMessage(LogLevel.Warning, "RTR: Info-Request from {Source} for {Prefix} refused: {Reason}")]
+    public static partial void RtrRefused(ILogger log, IPEndPoint source, string prefix, string reason);
 
     [LoggerMessage(LogLevel.Information, "not behind NAT: {MapServer} sees this xTR at its own RLOC and control port")]
     public static partial void NotBehindNat(ILogger log, IPEndPoint mapServer);

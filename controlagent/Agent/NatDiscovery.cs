@@ -14,7 +14,9 @@ public sealed record NatState(IPEndPoint MapServer, IPAddress TranslatedAddress,
 /// port the request came from. If they are not this xTR's own RLOC and control port, a NAT translated them: the xTR
 /// is behind NAT (logged when that changes, shown in <c>GET /v1/status</c>). The periodic request also keeps the NAT's
 /// binding for the control port alive. A Map-Server that has not answered yet (it may be starting, or the request
-/// lost) is asked again every second until it does. Registering through the RTRs it names is not done yet.
+/// lost) is asked again every second until it does. Behind NAT, the IPv4 RTRs the Map-Servers name become
+/// <see cref="AgentIo.Rtrs"/>, and <see cref="RtrsChanged"/> tells the agent when that set changes (it then registers
+/// them and routes through them: <see cref="NatKeepalive"/>).
 /// </summary>
 internal sealed class NatDiscovery(AgentIo io)
 {
@@ -26,6 +28,9 @@ internal sealed class NatDiscovery(AgentIo io)
     private readonly Dictionary<IPEndPoint, long> _lastAsked = [];
     private readonly ConcurrentDictionary<IPEndPoint, NatState> _states = new();
     private readonly InfoMessage _reply = new();
+
+    /// <summary>Called (on the receive thread) when the RTRs to go through changed, to <see cref="AgentIo.Rtrs"/>.</summary>
+    public Action? RtrsChanged { get; set; }
 
     /// <summary>The latest answer of each Map-Server that answered.</summary>
     public IReadOnlyCollection<NatState> States => _states.Values.ToList();
@@ -85,6 +90,16 @@ internal sealed class NatDiscovery(AgentIo io)
         {
             if (behind) AgentLog.BehindNat(io.Log, ms.Endpoint, new IPEndPoint(seen, state.TranslatedPort), rtrs.Count == 0 ? "none" : string.Join(", ", rtrs));
             else AgentLog.NotBehindNat(io.Log, ms.Endpoint);
+        }
+        // NAT traversal is IPv4's (the draft's scope): the RTRs reached from this xTR's IPv4 RLOC.
+        var through = _states.Values.Where(s => s.BehindNat).SelectMany(s => s.Rtrs)
+            .Where(r => r.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && io.Config.RlocOf(r.AddressFamily) is not null)
+            .Distinct().OrderBy(r => r.ToString(), StringComparer.Ordinal).ToList();
+        if (behind && through.Count == 0 && (before is null || !before.BehindNat)) AgentLog.NoRtr(io.Log);
+        if (!through.SequenceEqual(io.Rtrs))
+        {
+            io.Rtrs = through;
+            RtrsChanged?.Invoke();
         }
     }
 }

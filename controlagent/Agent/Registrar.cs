@@ -141,6 +141,9 @@ internal sealed class Registrar(AgentIo io)
         var m = new MapRegister
         {
             Nonce = pending.Nonce, WantMapNotify = true, MergeRequest = true,
+            // Behind NAT no Map-Request reaches this ETR: the Map-Server answers for it (draft-ietf-lisp-nat-traversal
+            // §6: the P bit, RFC 9301 §5.6), and its answer names the RTRs registered here.
+            ProxyMapReply = io.Rtrs.Count > 0,
             XtrIdPresent = true, XtrId = io.Config.XtrId, SiteId = io.Config.SiteId, KeyId = ms.Key.KeyId, AlgorithmId = ms.Key.Algorithm,
         };
         foreach (var (key, version, withdraw) in pending.Records)
@@ -164,10 +167,19 @@ internal sealed class Registrar(AgentIo io)
             EidPrefix = EidAddress.WithInstanceId(key.InstanceId, key.Family, key.Prefix),
         };
         if (d is null) return rec;
+        // Behind NAT this xTR's own locators are not reachable from outside: the RTRs stand in for them, with their
+        // priority, weight and context (draft-ietf-lisp-nat-traversal §6; lispers.net registers its RTRs the same way).
+        var rtrs = io.Rtrs;
+        var listed = new HashSet<System.Net.IPAddress>();
         foreach (var (rloc, priority, weight) in d.Rlocs)
         {
-            var address = LispAddress.FromIp(rloc);
-            rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = io.Config.RlocAddresses.Contains(rloc) });
+            bool own = io.Config.RlocAddresses.Contains(rloc);
+            foreach (var locator in own && rtrs.Count > 0 ? rtrs : [rloc])
+            {
+                if (!listed.Add(locator)) continue;
+                var address = LispAddress.FromIp(locator);
+                rec.Locators.Add(new LocatorRecord(d.Context is null ? address : ContextEncoding.RlocWithContext(address, d.Context), priority, weight) { Local = own && rtrs.Count == 0 });
+            }
         }
         return rec;
     }

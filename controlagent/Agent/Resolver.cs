@@ -159,16 +159,31 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         prefix = EidPrefix.Mask(prefix, family, rec.EidMaskLength);
         // Our own EIDs are never cached: this xTR delivers them itself.
         if (io.Database.Covering(iid, family, prefix) is DatabaseMapping own && own.Length <= rec.EidMaskLength) return;
+        // Behind NAT everything goes through the RTRs (the default entries): a locator reached directly would see our
+        // traffic come from the NAT's address, which no mapping lists.
+        if (io.Rtrs.Count > 0) return;
+        // An RTR keeps the bindings xTRs behind NAT told it: the Map-Server's answer for their prefixes is this RTR.
+        var rtr = io.Rtr;
+        if (rtr is not null && rtr.Owns(iid, family, prefix, rec.EidMaskLength)) return;
         var rlocs = new List<RlocSpec>();
         foreach (var l in rec.Locators)
         {
             var a = ContextEncoding.ReadLocator(l.Locator, out _, out _);
+            if (rtr is not null && (a.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6) && io.Config.RlocAddresses.Contains(a.ToIPAddress()))
+            {
+                io.Counters.Add(AgentCounter.RtrOwnLocatorsSkipped);
+                continue;
+            }
             if (a.Kind == LispAddressKind.Ipv4) rlocs.Add(new RlocSpec(EidFamily.Ipv4, a.Ipv4Value, l.Priority, l.Weight, l.Reachable && !prober.IsDown(EidFamily.Ipv4, a.Ipv4Value)));
             else if (a.Kind == LispAddressKind.Ipv6) rlocs.Add(new RlocSpec(EidFamily.Ipv6, a.Ipv6Value, l.Priority, l.Weight, l.Reachable && !prober.IsDown(EidFamily.Ipv6, a.Ipv6Value)));
             if (rlocs.Count == MapCacheEntry.MaxRlocs) break;
         }
         var action = rec.IsNegative ? rec.Action : MapReplyAction.NoAction;
-        var spec = new MapCacheEntrySpec(iid, profile, family, prefix, rec.EidMaskLength, rlocs, action, rec.TtlMinutes == 0 ? 1 : rec.TtlMinutes, rec.MapVersion);
+        uint ttl = rec.TtlMinutes == 0 ? 1 : rec.TtlMinutes;
+        // An RTR left with none (the prefix is behind NAT at this RTR, and its binding not told yet, or expired): a
+        // negative entry for a minute, so that its packets are counted drops and not a Map-Request a second.
+        if (rtr is not null && rlocs.Count == 0 && !rec.IsNegative) ttl = 1;
+        var spec = new MapCacheEntrySpec(iid, profile, family, prefix, rec.EidMaskLength, rlocs, action, ttl, rec.MapVersion);
         cache.Upsert(spec);
         if (!publication || profile != 0 || _resolved.ContainsKey((iid, family, prefix, rec.EidMaskLength)))
             _resolved.GetOrAdd((iid, family, prefix, rec.EidMaskLength), _ => new()).AddOrUpdate(profile, sourceEid, (_, _) => sourceEid);
@@ -195,6 +210,18 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
             if (key.Iid != iid || key.Family != family || EidPrefix.Mask(eid, family, key.Length) != key.Prefix) continue;
             foreach (var (profile, source) in byProfile) yield return (profile, source);
         }
+    }
+
+    /// <summary>Every resolution leaves the map-cache (an xTR that found itself behind NAT sends through its RTRs from now on).</summary>
+    public void DropResolved()
+    {
+        var all = _resolved.ToArray();
+        _resolved.Clear();
+        cache.Write(w =>
+        {
+            foreach (var (k, byProfile) in all)
+                foreach (var profile in byProfile.Keys) w.Remove(k.Iid, profile, k.Family, k.Prefix, k.Length);
+        });
     }
 
     /// <summary>A prefix that became this xTR's own (an agent attached here) is not followed as a resolution any more.</summary>

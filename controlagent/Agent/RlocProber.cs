@@ -8,7 +8,7 @@ namespace FastXtr.Agent;
 
 /// <summary>
 /// RLOC probing (RFC 9301 §6.3.2): every interval, one Map-Request with the P bit to each locator the map-cache
-/// uses (not our own); a locator that leaves <see cref="AgentConfig.RlocProbeMisses"/> probes in a row unanswered is
+/// uses (not our own, nor one across a NAT: <see cref="RlocSlot.FlagNatTraversed"/>); a locator that leaves <see cref="AgentConfig.RlocProbeMisses"/> probes in a row unanswered is
 /// marked down in every entry, and up again on its next answer. Locators of both families are probed, each from this
 /// xTR's RLOC of its family; one of a family this xTR has no RLOC of is not (it could not be used either).
 /// </summary>
@@ -56,6 +56,8 @@ internal sealed class RlocProber(AgentIo io, MapCacheOwner cache)
                 if (e.Kind != MapCacheKind.Destination) continue;
                 for (int i = 0; i < e.RlocCount; i++)
                 {
+                    // A locator across a NAT is not probed: its control port is not reachable through the binding.
+                    if (e.Rlocs[i].NatTraversed) continue;
                     var l = new Locator(e.Rlocs[i].Family, e.Rlocs[i].Address);
                     if ((l.Family == EidFamily.Ipv4 ? v4 : v6) && !own.Contains(l)) targets.TryAdd(l, e);
                 }

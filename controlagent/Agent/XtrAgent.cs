@@ -34,6 +34,10 @@ public sealed class XtrAgent : IDisposable
     private readonly Notifications _notifications;
     private readonly EtrResponder _etr;
     private readonly NatDiscovery _nat;
+    private readonly NatKeepalive _keepalive;
+    // fastxtr rtr: the bindings of xTRs behind NAT, and the data plane workers' inboxes of Info-Requests.
+    private readonly RtrBindings? _rtr;
+    private readonly IReadOnlyList<FastXtr.SharedMemory.ControlInbox> _inboxes;
     private readonly Thread _receiver, _loop;
     private readonly List<Periodic> _periodic;
     private readonly object _reloadLock = new();
@@ -52,6 +56,10 @@ public sealed class XtrAgent : IDisposable
     public AgentCounters Counters { get; } = new();
     /// <summary>What each Map-Server's latest Info-Reply said of this xTR's address (NAT discovery).</summary>
     public IReadOnlyCollection<NatState> NatStates => _nat.States;
+    /// <summary>Behind NAT: the RTRs this xTR registers and sends through (empty otherwise).</summary>
+    public IReadOnlyList<IPAddress> ThroughRtrs => _io.Rtrs;
+    /// <summary>fastxtr rtr: the NAT bindings in force (empty for an xTR).</summary>
+    public IReadOnlyList<NatBinding> RtrBindings => _rtr?.All ?? [];
     public AgentDatabase Database { get; }
     /// <summary>The configuration in force (replaced by <see cref="Reload"/>).</summary>
     public AgentConfig Config => _io.Config;
@@ -64,8 +72,10 @@ public sealed class XtrAgent : IDisposable
         set => _registrar.BeforeRegisterSendForTests = value;
     }
 
-    public XtrAgent(AgentConfig config, SharedRegion region, ILogger log)
+    /// <param name="inboxes">fastxtr rtr (<see cref="AgentConfig.Rtr"/>): the data plane workers' Info-Requests from the data port.</param>
+    public XtrAgent(AgentConfig config, SharedRegion region, ILogger log, IReadOnlyList<FastXtr.SharedMemory.ControlInbox>? inboxes = null)
     {
+        _inboxes = inboxes ?? [];
         _log = log;
         Database = new AgentDatabase(config.Database);
         foreach (var rloc in config.RlocAddresses)
@@ -91,7 +101,9 @@ public sealed class XtrAgent : IDisposable
         _resolver = new Resolver(_io, _cache, _profiles, _prober);
         _notifications = new Notifications(_io, _registrar, _resolver);
         _etr = new EtrResponder(_io);
-        _nat = new NatDiscovery(_io);
+        _nat = new NatDiscovery(_io) { RtrsChanged = OnRtrsChanged };
+        _keepalive = new NatKeepalive(_io);
+        if (config.Rtr) _io.Rtr = _rtr = new RtrBindings(_io, _cache);
         foreach (var sp in config.SourceProfiles) InstallSourceProfile(sp.InstanceId, sp.Family, sp.Prefix, sp.Length, _profiles.Number(sp.ProfileName));
         long now = AgentIo.NowMs;
         var periodic = _periodic = new List<Periodic>
@@ -104,7 +116,9 @@ public sealed class XtrAgent : IDisposable
         {
             periodic.Add(new("nat-discovery", (long)NatDiscovery.Interval.TotalMilliseconds, now, _nat.Round));
             periodic.Add(new("nat-discovery-retransmit", 100, now + 100, _nat.RetransmitUnanswered));
+            periodic.Add(new("nat-keepalive", (long)config.NatKeepalive.TotalMilliseconds, now, _keepalive.Round));
         }
+        if (_rtr is not null) periodic.Add(new("rtr-expiry", 1000, now + 1000, _rtr.Expire));
         if (config.RlocProbeInterval > TimeSpan.Zero)
             periodic.Add(new("rloc-probe", (long)config.RlocProbeInterval.TotalMilliseconds, now + (long)config.RlocProbeInterval.TotalMilliseconds, _prober.Round));
         _receiver = new Thread(Receive) { IsBackground = true, Name = "agent-receive" };
@@ -232,6 +246,11 @@ public sealed class XtrAgent : IDisposable
         });
         _resolver.StopFollowing(mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length);
         if (profile != 0) InstallSourceProfile(mapping.InstanceId, mapping.Family, mapping.Prefix, mapping.Length, profile);
+        if (_io.Rtrs.Count > 0)
+        {
+            InstallRtrDefaults(_io.Rtrs);
+            _keepalive.Announce(mapping);
+        }
         AgentLog.Attached(_log, name, mapping.PrefixText, profile != 0 ? $" (profile {profile})" : "");
         return (agent, null, _registrar.Register([mapping], []));
     }
@@ -255,9 +274,47 @@ public sealed class XtrAgent : IDisposable
         if (gone is null) return (null, Task.FromResult(false));
         if (gone.Profile != 0) _cache.Write(w => w.Remove(iid, MapCacheEntry.SourceProfileKey, family, prefix, length));
         _cache.Upsert(MapCacheEntrySpec.MovedAway(iid, family, prefix, length, (uint)MovedAwayLifetime.TotalMinutes));
+        _keepalive.Withdraw(gone.Mapping);
         AgentLog.Detached(_log, gone.Name, gone.Mapping.PrefixText);
         return (gone, _registrar.Register([], [gone.Mapping]));
     }
+
+    /// <summary>
+    /// NAT discovery changed the RTRs to go through (on the receive thread): behind NAT, every resolution is dropped and
+    /// default entries send each Instance ID's traffic to the RTRs, the database is registered again with the RTRs as
+    /// its locators, and the RTRs are told this xTR's binding at once; out from behind NAT, the reverse.
+    /// </summary>
+    private void OnRtrsChanged()
+    {
+        var rtrs = _io.Rtrs;
+        if (rtrs.Count > 0)
+        {
+            AgentLog.ThroughRtrs(_log, string.Join(", ", rtrs), _io.Config.NatKeepalive.TotalSeconds, _io.Config.DataPort);
+            _resolver.DropResolved();
+            InstallRtrDefaults(rtrs);
+        }
+        else RemoveRtrDefaults();
+        _ = _registrar.RegisterAll();
+        _keepalive.Round();
+    }
+
+    /// <summary>
+    /// Behind NAT: for each Instance ID of the database, 0.0.0.0/0 and ::/0 to the RTRs (equal priority, weights
+    /// shared), marked NAT-traversed: sent from the data port, through the binding the keep-alives hold, and not probed.
+    /// </summary>
+    private void InstallRtrDefaults(IReadOnlyList<IPAddress> rtrs)
+    {
+        var locators = rtrs.Select(r => new RlocSpec(EidFamily.Ipv4, FastXtr.Packets.Ipv4Header.ToUInt32(r), 1, (byte)Math.Max(1, 100 / rtrs.Count), NatTraversed: true)).ToList();
+        foreach (uint iid in Database.All.Select(m => m.InstanceId).Distinct())
+            foreach (var family in new[] { EidFamily.Ipv4, EidFamily.Ipv6 })
+                _cache.Upsert(new MapCacheEntrySpec(iid, 0, family, 0, 0, locators, TtlMinutes: uint.MaxValue));
+    }
+
+    private void RemoveRtrDefaults() => _cache.Write(w =>
+    {
+        foreach (uint iid in Database.All.Select(m => m.InstanceId).Distinct())
+            foreach (var family in new[] { EidFamily.Ipv4, EidFamily.Ipv6 }) w.Remove(iid, 0, family, 0, 0);
+    });
 
     private void InstallSourceProfile(uint iid, EidFamily family, UInt128 prefix, int length, ushort profile) =>
         _cache.Upsert(MapCacheEntrySpec.SourceProfile(iid, family, prefix, length, profile));
@@ -274,7 +331,7 @@ public sealed class XtrAgent : IDisposable
         while (!_stopping)
         {
             bool any;
-            try { any = DrainRings(batch); }
+            try { any = DrainRings(batch) | DrainInboxes(); }
             catch (ObjectDisposedException) { return; }
             long now = AgentIo.NowMs;
             foreach (var p in periodic)
@@ -310,6 +367,24 @@ public sealed class XtrAgent : IDisposable
                 catch (SocketException e) { AgentLog.MapRequestFailed(_log, e.Message); }
             }
         }
+        return any;
+    }
+
+    private readonly byte[] _inboxBuffer = new byte[FastXtr.SharedMemory.ControlInbox.SlotBytes];
+
+    /// <summary>fastxtr rtr: the Info-Requests the workers took from the data port; true when there were any.</summary>
+    private bool DrainInboxes()
+    {
+        if (_rtr is null) return false;
+        bool any = false;
+        foreach (var inbox in _inboxes)
+            while (inbox.TryTake(_inboxBuffer, out int length, out var source, out ushort port))
+            {
+                any = true;
+                var from = FastXtr.Packets.MappedIpv4.IsMapped(source) ? FastXtr.Packets.MappedIpv4.ToAddress(source) : FastXtr.Packets.Ipv6Header.ToAddress(source);
+                try { _rtr.OnInfoRequest(_inboxBuffer.AsSpan(0, length), from, port); }
+                catch (LispFormatException) { Counters.Add(AgentCounter.RtrInfoRequestsMalformed); }
+            }
         return any;
     }
 
@@ -398,6 +473,7 @@ public sealed class XtrAgent : IDisposable
         _loop.Join(3000); // a tick in progress finishes before the sockets go
         foreach (var socket in _sockets) socket.Dispose();
         _receiver.Join(2000);
+        _keepalive.Dispose();
         _registrar.Abandon();
         _cache.Dispose();
     }

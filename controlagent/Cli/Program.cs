@@ -54,6 +54,7 @@ public static class Program
         root.Subcommands.Add(DataplaneCommand.Build(stdout, stderr));
         root.Subcommands.Add(AgentCommand.Build(stdout, stderr));
         root.Subcommands.Add(MapServerCommand.Build(stdout, stderr));
+        root.Subcommands.Add(RtrCommand.Build(stdout, stderr));
         root.Subcommands.Add(ShowCommand.Build(stdout, stderr));
         root.Subcommands.Add(MapCacheCommand.Build(stdout, stderr));
         root.Subcommands.Add(LigCommand.Build(stdout, stderr));

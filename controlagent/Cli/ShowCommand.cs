@@ -48,7 +48,7 @@ public static class ShowCommand
     {
         var socket = ApiSocketOption();
         var json = new Option<bool>("--json") { Description = "print the agent's JSON answer" };
-        var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), whether a NAT translates this xTR (nat-traversal on: each Map-Server's view), then the control agent's counters.");
+        var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), whether a NAT translates this xTR (nat-traversal on: each Map-Server's view, and the RTRs it goes through), an RTR's bindings of xTRs behind NAT, then the control agent's counters.");
         command.Options.Add(socket);
         command.Options.Add(json);
         command.SetAction(parse =>
@@ -61,6 +61,14 @@ public static class ShowCommand
             stdout.WriteLine($"agent pid {status["pid"]}  rloc {rlocs}  xtr-id {status["xtr_id"]}  {agents.AsArray().Count} attached agent(s)");
             foreach (var n in status["nat"]?.AsArray() ?? [])
                 stdout.WriteLine($"  nat: {n!["map_server"]} sees this xTR as {n["translated"]}: {(n["behind_nat"]!.GetValue<bool>() ? "behind NAT" : "not behind NAT")}; RTRs offered: {(n["rtrs"]!.AsArray().Count == 0 ? "none" : string.Join(", ", n["rtrs"]!.AsArray().Select(r => r!.GetValue<string>())))}");
+            if (status["through_rtrs"]?.AsArray() is { Count: > 0 } through)
+                stdout.WriteLine($"  registered and sending through RTR(s) {string.Join(", ", through.Select(r => r!.GetValue<string>()))}");
+            if (status["rtr_bindings"]?.AsArray() is { } bindings)
+            {
+                stdout.WriteLine($"  RTR: {bindings.Count} xTR binding(s) behind NAT");
+                foreach (var b in bindings)
+                    stdout.WriteLine($"    {b!["eid_prefix"]} -> {b["translated"]} (since {b["since"]}, refreshed {b["refreshed"]})");
+            }
             foreach (var a in agents.AsArray())
                 stdout.WriteLine($"  {a!["name"],-16} [{a["iid"]}]{a["eid"],-20} {(a["attributes"] is { } at ? at.ToJsonString() : "-")}  {(a["constraints"] is { } c ? $"constraints {c.ToJsonString()} (profile {a["profile"]})" : "")}  since {a["attached_at"]}");
             stdout.WriteLine("counters:");
@@ -174,7 +182,7 @@ public static class ShowCommand
                     var r = e.Rlocs[i];
                     string address = EidPrefix.Format(r.Family, r.Address);
                     if (r.Port != 0) address = r.Family == EidFamily.Ipv6 ? $"[{address}]:{r.Port}" : $"{address}:{r.Port}";
-                    return $"{address} p{r.Priority}/w{r.Weight} {(r.Up ? "up" : "down")}";
+                    return $"{address} p{r.Priority}/w{r.Weight} {(r.Up ? "up" : "down")}{(r.NatTraversed ? " nat" : "")}";
                 }));
                 stdout.WriteLine($"[{e.InstanceId}]{(e.Profile != 0 ? $"(profile {e.Profile})" : "")} {EidPrefix.Format(e.Family, e.Prefix)}/{e.PrefixLength}  ttl {e.TtlMinutes}m  expires {expiry}  ver {e.MapVersion}  {rlocs}");
             }

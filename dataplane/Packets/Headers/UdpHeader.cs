@@ -48,6 +48,27 @@ public struct UdpHeader
     }
 
     /// <summary>
+    /// Writes a whole IPv4 packet carrying one UDP datagram (IPv4 header without options, the UDP header with its
+    /// checksum, the payload) into <paramref name="destination"/>; returns its length. For a datagram that must leave
+    /// from a port no socket of ours is bound to (a raw socket sends it).
+    /// </summary>
+    public static int WriteIpv4Datagram(Span<byte> destination, uint source, uint target, ushort sourcePort, ushort destinationPort, ReadOnlySpan<byte> payload, byte timeToLive = 64)
+    {
+        int udpLength = Length + payload.Length;
+        var ip = new Ipv4Header
+        {
+            TotalLength = checked((ushort)(Ipv4Header.MinLength + udpLength)), TimeToLive = timeToLive, Protocol = Ipv4Header.ProtocolUdp,
+            SourceAddress = source, DestinationAddress = target,
+        };
+        int n = ip.Write(destination);
+        var datagram = destination.Slice(n, udpLength);
+        new UdpHeader { SourcePort = sourcePort, DestinationPort = destinationPort, TotalLength = (ushort)udpLength }.Write(datagram);
+        payload.CopyTo(datagram[Length..]);
+        FillChecksum(datagram, ip.PseudoHeaderSum(Ipv4Header.ProtocolUdp, udpLength));
+        return n + udpLength;
+    }
+
+    /// <summary>
     /// Computes and stores the checksum of a UDP datagram (header and payload in <paramref name="datagram"/>)
     /// given the pseudo-header partial sum. A computed 0 is sent as 0xFFFF (RFC 768).
     /// </summary>

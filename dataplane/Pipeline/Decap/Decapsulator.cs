@@ -14,6 +14,8 @@ public struct EtrDecision
     public int Instance;
     public int InnerOffset;
     public int InnerLength;
+    /// <summary>The packet's Instance ID (0 without the I bit).</summary>
+    public uint InstanceId;
 }
 
 /// <summary>
@@ -31,13 +33,20 @@ public sealed class Decapsulator
     private readonly MissRing? _solicits;
     private readonly bool _checkMovedAway;
     private readonly MissSuppressor _suppressor = new(1024);
+    private readonly bool _relay;
 
     /// <param name="instanceIds">The Instance IDs this data plane serves, in TUN order.</param>
     /// <param name="cache">The map-cache: outer sources are checked against it (<paramref name="decapFilter"/>), and
     /// its moved-away entries make packets for a departed EID reported to <paramref name="solicits"/>.</param>
     /// <param name="solicits">Where solicit reports go (the worker's miss ring), about one per moved EID per second; null: none.</param>
-    public Decapsulator(IReadOnlyList<uint> instanceIds, WorkerCounters counters, MapCacheTables? cache = null, bool decapFilter = false, MissRing? solicits = null)
+    /// <param name="relay">fastxtr rtr: every Instance ID is taken (the packet is sent on in its own), the
+    /// decapsulation filter is on, and an inner source it finds no mapping for is posted as a miss (so the RTR
+    /// resolves it; the packet is dropped meanwhile): an RTR forwards only for sources whose registered locator sent them.</param>
+    public Decapsulator(IReadOnlyList<uint> instanceIds, WorkerCounters counters, MapCacheTables? cache = null, bool decapFilter = false, MissRing? solicits = null, bool relay = false)
     {
+        if (relay && (cache is null || solicits is null)) throw new ArgumentException("an RTR needs the map-cache and a miss ring", nameof(cache));
+        decapFilter |= relay;
+        _relay = relay;
         if (decapFilter && cache is null) throw new ArgumentException("the decapsulation filter needs the map-cache", nameof(cache));
         _instanceIds = instanceIds.ToArray();
         _counters = counters;
@@ -68,7 +77,7 @@ public sealed class Decapsulator
         }
         // Without the I bit the packet belongs to Instance ID 0 (RFC 9300 §5.3).
         uint iid = lisp.InstanceIdPresent ? lisp.InstanceId : 0;
-        int instance = Array.IndexOf(_instanceIds, iid);
+        int instance = _relay ? 0 : Array.IndexOf(_instanceIds, iid);
         if (instance < 0) { _counters.Add(Counter.DropUnknownInstanceId); return d; }
 
         Span<byte> inner = payload[LispDataHeader.Length..];
@@ -78,7 +87,7 @@ public sealed class Decapsulator
         {
             if (inner.Length < Ipv4Header.MinLength || BinaryPrimitives.ReadUInt16BigEndian(inner[2..]) > inner.Length)
             { _counters.Add(Counter.DropTruncated); return d; }
-            if (_decapFilter && !SourceAllowed(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[12..]), outerSource))
+            if (_decapFilter && !SourceAllowed(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[12..]), BinaryPrimitives.ReadUInt32BigEndian(inner[16..]), outerSource))
             { _counters.Add(Counter.DropDecapFilter); return d; }
             if (!AdjustIpv4(inner, outerTtl, outerTos)) { _counters.Add(Counter.DropTtlExpired); return d; }
             if (_checkMovedAway && _cache!.AnyMovedAway && _cache.HasMovedAway(iid, EidFamily.Ipv4, BinaryPrimitives.ReadUInt32BigEndian(inner[16..])))
@@ -87,7 +96,7 @@ public sealed class Decapsulator
         else if (version == 6)
         {
             if (inner.Length < Ipv6Header.Length) { _counters.Add(Counter.DropTruncated); return d; }
-            if (_decapFilter && !SourceAllowed(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[8..]), outerSource))
+            if (_decapFilter && !SourceAllowed(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[8..]), BinaryPrimitives.ReadUInt128BigEndian(inner[24..]), outerSource))
             { _counters.Add(Counter.DropDecapFilter); return d; }
             if (!AdjustIpv6(inner, outerTtl, outerTos)) { _counters.Add(Counter.DropTtlExpired); return d; }
             if (_checkMovedAway && _cache!.AnyMovedAway && _cache.HasMovedAway(iid, EidFamily.Ipv6, BinaryPrimitives.ReadUInt128BigEndian(inner[24..])))
@@ -100,6 +109,7 @@ public sealed class Decapsulator
         }
         d.Deliver = true;
         d.Instance = instance;
+        d.InstanceId = iid;
         d.InnerOffset = LispDataHeader.Length;
         d.InnerLength = version == 4 ? BinaryPrimitives.ReadUInt16BigEndian(inner[2..]) : Math.Min(inner.Length, Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(inner[4..]));
         return d;
@@ -122,9 +132,13 @@ public sealed class Decapsulator
         else _counters.Add(Counter.MissRingFull);
     }
 
-    private bool SourceAllowed(uint iid, EidFamily family, UInt128 sourceEid, in UInt128 outerSource)
+    private bool SourceAllowed(uint iid, EidFamily family, UInt128 sourceEid, UInt128 destinationEid, in UInt128 outerSource)
     {
-        if (!_cache!.TryLookup(new MapCacheKey(iid, 0, family, sourceEid), out var entry)) return false;
+        if (!_cache!.TryLookup(new MapCacheKey(iid, 0, family, sourceEid), out var entry))
+        {
+            if (_relay) ResolveSource(iid, family, sourceEid, destinationEid);
+            return false;
+        }
         bool mapped = MappedIpv4.IsMapped(outerSource);
         for (int i = 0; i < entry.RlocCount; i++)
         {
@@ -133,6 +147,19 @@ public sealed class Decapsulator
                        : r.Family == EidFamily.Ipv6 && r.Address == outerSource) return true;
         }
         return false;
+    }
+
+    /// <summary>An RTR that does not know an inner source yet asks for its mapping (about once a second per source).</summary>
+    private void ResolveSource(uint iid, EidFamily family, UInt128 sourceEid, UInt128 destinationEid)
+    {
+        var record = new MissRecord
+        {
+            Kind = MissKind.Miss, InstanceId = iid, Family = family, SourceEid = destinationEid, DestinationEid = sourceEid, Timestamp = MapCacheTables.Now,
+        };
+        if (!_suppressor.ShouldPost(record)) return;
+        _counters.Add(Counter.RtrSourcesResolved);
+        if (_solicits!.Value.TryPost(record)) _counters.Add(Counter.MissesPosted);
+        else _counters.Add(Counter.MissRingFull);
     }
 
     /// <summary>

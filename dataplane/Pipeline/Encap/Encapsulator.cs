@@ -74,6 +74,9 @@ public sealed unsafe class Encapsulator
     private ulong _random;
     private ushort _ipId;
 
+    /// <summary>The port this xTR takes LISP data on: the source port of what it sends to a NAT-traversed locator.</summary>
+    public ushort DataPort { get; init; } = LispDataHeader.DataPort;
+
     /// <summary>An ITR with an IPv4 RLOC only.</summary>
     public Encapsulator(MapCacheTables cache, uint sourceRloc, int outerMtu, WorkerCounters counters, MissRing misses, MissSuppressor suppressor, ulong seed)
         : this(cache, sourceRloc, 0, false, outerMtu, counters, misses, suppressor, seed)
@@ -218,7 +221,9 @@ public sealed unsafe class Encapsulator
             decision.Verdict = ItrVerdict.Send;
         }
 
-        ushort sourcePort = FlowHash.SourcePort(hash);
+        // A locator across a NAT is sent from the data port: the NAT passes only what comes from the port its binding
+        // was made toward (draft-ietf-lisp-nat-traversal: the RTR sends to the xTR's translated 4341 from 4341).
+        ushort sourcePort = entry.Rlocs[chosen].NatTraversed ? DataPort : FlowHash.SourcePort(hash);
         ushort destinationPort = entry.Rlocs[chosen].Port == 0 ? LispDataHeader.DataPort : entry.Rlocs[chosen].Port;
         var lisp = LispDataHeader.WithNonce(NextNonce(), instanceId & LispDataHeader.MaxInstanceId);
         int start = PacketBuffers.HeadroomBytes - outerBytes;

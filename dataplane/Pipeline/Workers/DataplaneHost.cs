@@ -29,6 +29,8 @@ public sealed class DataplaneHost : IDisposable
 
     public DataplaneOptions Options { get; }
     public SharedRegion Region { get; }
+    /// <summary>fastxtr rtr: each worker's control messages from the data port (empty for an xTR).</summary>
+    public IReadOnlyList<ControlInbox> ControlInboxes { get; private set; } = [];
 
     public static DataplaneHost Start(DataplaneOptions options, ILogger log)
     {
@@ -86,11 +88,13 @@ public sealed class DataplaneHost : IDisposable
                 if (options.RlocAddress6 != 0) Sockets.EnsureUdp6PortFree(options.RlocAddress6, options.Port, "another data plane or a LISP daemon holds it");
             }
             catch (NativeException e) { throw new DataplaneStartException(e.Message); }
+            if (options.Rtr) host.ControlInboxes = Enumerable.Range(0, options.Workers).Select(_ => new ControlInbox()).ToList();
             for (int w = 0; w < options.Workers; w++)
             {
                 try
                 {
-                    host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors, xsks[w], links, host._underlay.Length > 0 ? host._underlay[w] : null, host._nextHops));
+                    host._workers.Add(new Worker(w, options, region, host._tuns, rings[w], neighbors, xsks[w], links, host._underlay.Length > 0 ? host._underlay[w] : null, host._nextHops,
+                        options.Rtr ? host.ControlInboxes[w] : null));
                     xsks[w] = []; // the worker's port owns them now
                     if (host._underlay.Length > 0) host._underlay[w] = [];
                 }
@@ -116,7 +120,7 @@ public sealed class DataplaneHost : IDisposable
                     options.RlocAddress != 0 ? $"{Sockets.FormatIpv4(options.RlocAddress)}:{options.Port}" : null,
                     options.RlocAddress6 != 0 ? $"[{Sockets.FormatIpv6(options.RlocAddress6)}]:{options.Port}{(options.ZeroChecksum6 ? " (UDP checksum 0)" : "")}" : null,
                 }.Where(a => a is not null)),
-                string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}")),
+                options.Rtr ? "none (RTR: every Instance ID re-encapsulated)" : string.Join(", ", options.Instances.Select(i => $"{i.InstanceId}={i.Interface}")),
                 options.Mode switch
                 {
                     IoMode.AfPacket => $" (af-packet rings, {options.RxRingFrames} rx frames and {options.TxRingFrames} tx slots per worker)",

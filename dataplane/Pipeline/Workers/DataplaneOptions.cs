@@ -65,6 +65,13 @@ public sealed record DataplaneOptions
     /// </summary>
     public int BusyPollMicroseconds { get; init; } = DefaultBusyPollMicroseconds;
     public const int DefaultBusyPollMicroseconds = 50;
+    /// <summary>
+    /// fastxtr rtr: a re-encapsulating tunnel router (draft-ietf-lisp-nat-traversal). No EID side: every LISP data
+    /// packet received is decapsulated, checked by the decapsulation filter (always on), and encapsulated again to the
+    /// inner destination's locator in its own Instance ID; Info-Requests arriving on the data port go to
+    /// <see cref="DataplaneHost.ControlInboxes"/>.
+    /// </summary>
+    public bool Rtr { get; init; }
     /// <summary>TSO/USO from the TUN cut in userspace and sent with UDP GSO; UDP GRO coalesced into TUN super-packets.</summary>
     public bool Offload { get; init; }
 
@@ -84,7 +91,13 @@ public sealed record DataplaneOptions
         if (TunQueueLength is < 16 or > 1 << 20) p.Add($"--tun-queue-length {TunQueueLength}: use 16 .. {1 << 20} packets");
         if (BusyPollMicroseconds is < 0 or > 10_000) p.Add($"--busy-poll-us {BusyPollMicroseconds}: use 0 (off) .. 10000 microseconds");
         if (TxRingFrames is < 64 or > 1 << 20) p.Add($"--tx-ring {TxRingFrames}: use 64 .. {1 << 20} frames");
-        if (Instances.Count == 0) p.Add(Mode == IoMode.Tun
+        if (Rtr)
+        {
+            if (Instances.Count > 0) p.Add("an RTR has no EID side: no --instance (it carries every Instance ID, each in its own)");
+            if (Mode != IoMode.Tun || EidInterface is not null || XdpUnderlay is not null) p.Add("an RTR receives and sends LISP data through the kernel's UDP sockets: no --mode, --eid-if or --xdp-underlay");
+            if (Offload) p.Add("an RTR has no TUN to take segmentation offloads from: --offload off");
+        }
+        else if (Instances.Count == 0) p.Add(Mode == IoMode.Tun
             ? "no --instance IID=IFNAME given: the data plane needs at least one agent group's TUN"
             : "no --instance IID=IFNAME (or --instance IID with --eid-if IFNAME) given: the data plane needs at least one agent group's EID-facing interface");
         if (Instances.Select(i => i.InstanceId).Distinct().Count() != Instances.Count) p.Add("an Instance ID is given twice in --instance");

@@ -50,6 +50,15 @@ public sealed unsafe class Worker : IDisposable
     // --xdp-underlay: LISP data read from AF_XDP sockets on the underlay interface (the UDP socket takes the rest).
     private readonly XdpSocket[] _underlay;
     private readonly XdpUnderlaySender? _underlayTx;
+    // fastxtr rtr: received LISP data is sent on (no EID side), and Info-Requests on the data port go to the control.
+    private readonly bool _relay;
+    private readonly ControlInbox? _inbox;
+    /// <summary>
+    /// The first byte of an Info-Request (type 7, R bit clear), which an xTR behind NAT sends to an RTR's data port. As
+    /// a LISP data header it would set E without N, which RFC 9300 §5.3 does not give a meaning; lispers.net's RTR
+    /// tells Info-Requests from data on its data port by the same byte.
+    /// </summary>
+    private const byte InfoRequestFirstByte = 0x70;
 
 
     // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
@@ -78,12 +87,15 @@ public sealed unsafe class Worker : IDisposable
     /// <param name="links">--mode af-xdp: each instance's interface.</param>
     /// <param name="underlay">--xdp-underlay: this worker's AF_XDP sockets on the underlay interface (owned from here on).</param>
     /// <param name="nextHops">--xdp-underlay: the kernel's next hops on the underlay interface; the ITR sends through the first socket.</param>
+    /// <param name="inbox">fastxtr rtr (<see cref="DataplaneOptions.Rtr"/>): where this worker puts the Info-Requests it receives.</param>
     public Worker(int index, DataplaneOptions options, SharedRegion region, IReadOnlyList<TunDevice> tuns,
         IReadOnlyList<PacketRing>? rings = null, IReadOnlyList<NeighborTable>? neighbors = null,
         IReadOnlyList<IReadOnlyList<XdpSocket>>? xsks = null, IReadOnlyList<NetInterface>? links = null,
-        IReadOnlyList<XdpSocket>? underlay = null, UnderlayNextHops? nextHops = null)
+        IReadOnlyList<XdpSocket>? underlay = null, UnderlayNextHops? nextHops = null, ControlInbox? inbox = null)
     {
         _index = index;
+        _relay = options.Rtr;
+        _inbox = options.Rtr ? inbox ?? throw new ArgumentNullException(nameof(inbox), "an RTR worker needs its control inbox") : null;
         _options = options;
         _underlay = underlay?.ToArray() ?? [];
         _instanceIds = options.Instances.Select(i => i.InstanceId).ToArray();
@@ -122,8 +134,8 @@ public sealed unsafe class Worker : IDisposable
         _receive.PrepareReceive(rx, PacketBuffers.MaxPacketBytes);
         _lengths = new int[options.Batch];
         _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.RlocAddress6, options.ZeroChecksum6, options.OuterMtu, _counters, region.MissRing(index),
-            new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56));
-        _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index));
+            new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56)) { DataPort = options.Port };
+        _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index), relay: options.Rtr);
         if (_underlay.Length > 0 && nextHops is not null) _underlayTx = new XdpUnderlaySender(_underlay[0], nextHops, _counters);
 
         _vnet = _port.HasVnetHeader;
@@ -295,7 +307,8 @@ public sealed unsafe class Worker : IDisposable
                 Flush();
                 return (ulong)d.OuterLength;
             case ItrVerdict.ReplyTooBig:
-                _port.Write(instance, reply, replyLength);
+                // (An RTR has no EID side to return it on: the packet is a counted drop-too-big.)
+                if (instance >= 0) _port.Write(instance, reply, replyLength);
                 return 0;
             default:
                 return 0;
@@ -459,6 +472,7 @@ public sealed unsafe class Worker : IDisposable
         if (m == 0) return 0;
         var buffers = _groBuffers ?? _etrBuffers;
         ulong rxPackets = 0, rxBytes = 0, txBytes = 0, txPackets = 0;
+        long now = _relay ? Stopwatch.GetTimestamp() : 0;
         for (int i = 0; i < m; i++)
         {
             int length = _receive.Length(i);
@@ -474,9 +488,21 @@ public sealed unsafe class Worker : IDisposable
                 int datagram = Math.Min(segment, length - offset);
                 rxPackets++;
                 rxBytes += (ulong)datagram;
+                if (_inbox is not null && data[offset] == InfoRequestFirstByte)
+                {
+                    _counters.Add(_inbox.TryPost(new ReadOnlySpan<byte>(data + offset, datagram), source, _receive.SourcePort(i)) ? Counter.RtrControlMessages : Counter.DropRtrInboxFull);
+                    continue;
+                }
                 var d = _decap.Process(new Span<byte>(data + offset, datagram), source, ttl, tos);
                 if (!d.Deliver) continue;
                 byte* inner = data + offset + d.InnerOffset;
+                if (_relay)
+                {
+                    // No GRO on an RTR (it has no EID side to coalesce for): each datagram has its own buffer, so the
+                    // new outer header goes over the old one, in front of the inner packet.
+                    txBytes += Reencapsulate(inner, d.InnerLength, d.InstanceId, now);
+                    continue;
+                }
                 if (!_coalesce)
                 {
                     if (_port.Write(d.Instance, inner, d.InnerLength)) { txPackets++; txBytes += (ulong)d.InnerLength; }
@@ -491,6 +517,12 @@ public sealed unsafe class Worker : IDisposable
         }
         // The run may span messages: their buffers stay untouched until the next receive.
         if (_coalesce) WriteRun(ref txPackets, ref txBytes);
+        if (_relay)
+        {
+            Flush();
+            _counters.Add(Counter.UdpTxBytes, txBytes);
+            txBytes = 0;
+        }
         _port.Flush();
         _counters.Add(Counter.UdpRxPackets, rxPackets);
         if (ipv6) _counters.Add(Counter.Ipv6UnderlayRxPackets, rxPackets);
@@ -498,6 +530,40 @@ public sealed unsafe class Worker : IDisposable
         _counters.Add(Counter.TunTxPackets, txPackets);
         _counters.Add(Counter.TunTxBytes, txBytes);
         return m;
+    }
+
+    /// <summary>
+    /// fastxtr rtr: a decapsulated packet (its inner header checked by the ETR stage, the decapsulation filter passed)
+    /// sent on through the ITR stage to its destination's locator, in its own Instance ID. The RTR is a hop: the inner
+    /// TTL or hop limit goes down by one (a packet at 1 is a counted drop), so that two RTRs whose mappings point at
+    /// each other cannot pass a packet back and forth for ever. Returns the bytes queued.
+    /// </summary>
+    private ulong Reencapsulate(byte* inner, int length, uint iid, long now)
+    {
+        if (!DecrementHopLimit(new Span<byte>(inner, length))) return Drop(Counter.DropTtlExpired);
+        // The packet buffer's headroom is in front of the inner packet, as the ITR expects (see Decapsulate).
+        ulong sent = EncapsulateOne(inner - PacketBuffers.HeadroomBytes, length, iid, now, instance: -1);
+        if (sent > 0) _counters.Add(Counter.RtrReencapsulated);
+        if (_send.Count >= _send.Capacity - MaxFragments || _send6.Count >= _send6.Capacity - MaxFragments) Flush();
+        return sent;
+    }
+
+    /// <summary>TTL (IPv4, with the header checksum updated incrementally, RFC 1624) or hop limit minus one; false when it would reach 0.</summary>
+    internal static bool DecrementHopLimit(Span<byte> ip)
+    {
+        if ((ip[0] >> 4) == 6)
+        {
+            if (ip[7] <= 1) return false;
+            ip[7]--;
+            return true;
+        }
+        if (ip[8] <= 1) return false;
+        ip[8]--;
+        // The TTL is the high byte of the word at offset 8: the checksum goes up by 0x0100 (one's complement).
+        uint sum = (uint)BinaryPrimitives.ReadUInt16BigEndian(ip[10..]) + 0x0100;
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], (ushort)sum);
+        return true;
     }
 
     /// <summary>

@@ -6,9 +6,10 @@ namespace FastXtr.SharedMemory.MapCache;
 
 /// <summary>
 /// A locator to install: address (host-order, IPv4 in the low 32 bits), priority, weight, reachability, and the UDP
-/// port it takes LISP data on (0: 4341, <see cref="RlocSlot.Port"/>).
+/// port it takes LISP data on (0: 4341, <see cref="RlocSlot.Port"/>), and whether it is reached across a NAT
+/// (<see cref="RlocSlot.FlagNatTraversed"/>).
 /// </summary>
-public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte Priority, byte Weight, bool Up = true, ushort Port = 0)
+public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte Priority, byte Weight, bool Up = true, ushort Port = 0, bool NatTraversed = false)
 {
     /// <summary>
     /// "ADDRESS[,PRIORITY[,WEIGHT]]", e.g. "192.0.2.2,1,50", where ADDRESS may name a data port other than 4341:

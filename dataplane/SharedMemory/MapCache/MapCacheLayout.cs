@@ -23,6 +23,18 @@ public struct RlocSlot
     /// with one (a static entry), or, for NAT traversal, the port a NAT translated an xTR's 4341 to.
     /// </summary>
     [FieldOffset(20)] public ushort Port;
+    /// <summary><see cref="FlagNatTraversed"/>; the other bits are 0 (a region written before the field had 0 here).</summary>
+    [FieldOffset(22)] public byte Flags;
+
+    /// <summary>
+    /// The locator is an xTR's NAT binding (an RTR learned it from the xTR's authenticated Info-Request, or it is the
+    /// RTR an xTR behind NAT sends through): packets to it leave from the data port, so that they travel the binding
+    /// the NAT keeps between the two data ports (a NAT filters by the remote port too: RFC 4787 §5), and it is not
+    /// RLOC-probed (a probe to its control port would not cross the NAT).
+    /// </summary>
+    public const byte FlagNatTraversed = 1;
+
+    public readonly bool NatTraversed => (Flags & FlagNatTraversed) != 0;
 
     public UInt128 Address
     {

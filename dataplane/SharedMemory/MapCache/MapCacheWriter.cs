@@ -87,7 +87,7 @@ public sealed unsafe class MapCacheWriter : IDisposable
         for (int i = 0; i < rlocs.Length; i++)
         {
             RlocSlot r = entry.Rlocs[i];
-            rlocs[i] = new RlocSpec(r.Family, r.Address, r.Priority, r.Weight, r.State == RlocSlot.StateUp, r.Port);
+            rlocs[i] = new RlocSpec(r.Family, r.Address, r.Priority, r.Weight, r.State == RlocSlot.StateUp, r.Port, r.NatTraversed);
         }
         var spec = new MapCacheEntrySpec(entry.InstanceId, entry.Profile, entry.Family, entry.Prefix, entry.PrefixLength, rlocs,
             entry.Action, entry.TtlMinutes, entry.MapVersion, (ushort)entry.AssignedProfile);
@@ -236,7 +236,7 @@ public sealed unsafe class MapCacheWriter : IDisposable
         for (int i = 0; i < MapCacheEntry.MaxRlocs; i++)
         {
             e->Rlocs[i] = i < spec.Rlocs.Count
-                ? new RlocSlot { Address = spec.Rlocs[i].Address, Family = spec.Rlocs[i].Family, Priority = spec.Rlocs[i].Priority, Weight = spec.Rlocs[i].Weight, State = spec.Rlocs[i].Up ? RlocSlot.StateUp : RlocSlot.StateDown, Port = spec.Rlocs[i].Port }
+                ? new RlocSlot { Address = spec.Rlocs[i].Address, Family = spec.Rlocs[i].Family, Priority = spec.Rlocs[i].Priority, Weight = spec.Rlocs[i].Weight, State = spec.Rlocs[i].Up ? RlocSlot.StateUp : RlocSlot.StateDown, Port = spec.Rlocs[i].Port, Flags = spec.Rlocs[i].NatTraversed ? RlocSlot.FlagNatTraversed : (byte)0 }
                 : default;
         }
         EndWrite(e);

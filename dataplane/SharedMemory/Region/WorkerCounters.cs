@@ -34,6 +34,10 @@ public enum Counter
     // IPv6 underlay: inner IPv4 packets (DF clear) too long for an IPv6 outer header, sent as inner fragments (the
     // pieces counted), and received LISP data whose outer header was IPv6.
     InnerFragmentsSent, Ipv6UnderlayRxPackets,
+    // fastxtr rtr: LISP data decapsulated and sent on to the inner destination's locator; Info-Requests that came to
+    // the data port (an xTR behind NAT keeping its binding) handed to the RTR's control, and those dropped because
+    // its inbox was full; inner sources the decapsulation filter did not know yet (each resolved, the packet dropped).
+    RtrReencapsulated, RtrControlMessages, DropRtrInboxFull, RtrSourcesResolved,
     Count,
 }
 

@@ -6,7 +6,7 @@ namespace FastXtr.Tests.EndToEnd;
 
 /// <summary>
 /// Network namespaces and real <c>fastxtr</c> processes for an end-to-end test: a tag unique to this run, namespaces
-/// named <c>fxt&lt;role&gt;-PID-TAG</c> (roles the leftover sweep knows: a, b, c, a2, b2, ha, hb), a scratch directory,
+/// named <c>fxt&lt;role&gt;-PID-TAG</c> (roles the leftover sweep knows: a, b, c, d, a2, b2, ha, hb), a scratch directory,
 /// processes started in the namespaces, and <see cref="Dispose"/> removing all of it — the processes, the namespaces,
 /// the agents' regions (<see cref="Shm"/>) and API sockets, the directory — even when the test failed.
 /// </summary>

@@ -21,7 +21,7 @@ public sealed class TwoXtrLab : IDisposable
     public const uint RlocA = 0xC0000201, RlocB = 0xC0000202;
     public static readonly UInt128 Rloc6A = Ipv6("fd00:2::1"), Rloc6B = Ipv6("fd00:2::2");
     private static UInt128 Ipv6(string a) => FastXtr.Packets.Ipv6Header.ToUInt128(System.Net.IPAddress.Parse(a));
-    private static readonly Regex Ours = new(@"^fxt(a|b|c|a2|b2|ha|hb)-(\d+)-[0-9a-f]{4}$");
+    private static readonly Regex Ours = new(@"^fxt(a|b|c|d|a2|b2|ha|hb)-(\d+)-[0-9a-f]{4}$");
     private readonly List<Process> _dataplanes = [];
     public string Tag { get; }
     public string A { get; }

@@ -1,4 +1,5 @@
 using FastXtr.Agent;
+using FastXtr.Lisp.Messages;
 using FastXtr.MapServer;
 using NUnit.Framework;
 
@@ -52,6 +53,12 @@ public class AgentConfigTests
     [TestCase("rloc-addr 0.0.0.0", "line 1: expected 'rloc-addr ADDRESS'")]
     [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1:5000", "line 2: database-mapping locator '192.0.2.1:5000': a registered locator has no port")]
     [TestCase("rloc-addr 192.0.2.1\ndatabase-mapping 1000 10.1.0.0/24 192.0.2.1 context {\"agent-context\":{\"state\":\"asleep\"}}", "line 2: context: \"state\" must be one of")]
+    [TestCase("rloc-addr 192.0.2.1\nnat-keepalive 0", "line 2: nat-keepalive '0' must be a number from 1 to 3600")]
+    [TestCase("rloc-addr 192.0.2.1\nnat-site 1000 10.0.0.0/8 0 sha256", "line 2: expected 'nat-site IID PREFIX KEY-ID sha1|sha256 SECRET'")]
+    [TestCase("rloc-addr 192.0.2.1\nnat-site 1000 10.0.0.0/8 0 md5 x", "line 2: algorithm 'md5'")]
+    [TestCase("rloc-addr 192.0.2.1\nnat-site 1000 10.0.0.0/8 0 sha256 a\nnat-site 1000 10.1.0.0/16 1 sha256 b", "line 3: nat-site [1000]10.1.0.0/16 accept-more-specifics overlaps one given before")]
+    [TestCase("rloc-addr 192.0.2.1\nnat-binding-timeout 1", "line 2: nat-binding-timeout '1' must be a number from 2 to 86400")]
+    [TestCase("rloc-addr 192.0.2.1\ndata-port 0", "line 2: data-port '0' must be a number from 1 to 65535")]
     public void InvalidConfiguration_IsRefusedWithTheLine(string text, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => AgentConfig.Parse(text.Split('\n'), "agent.conf"));
@@ -68,5 +75,33 @@ public class AgentConfigTests
         Assert.That(c.XtrId >> 96, Is.EqualTo((UInt128)0x46585452), "\"FXTR\" in front");
         Assert.That((c.RlocOf(System.Net.Sockets.AddressFamily.InterNetwork)!.ToString(), c.RlocOf(System.Net.Sockets.AddressFamily.InterNetworkV6)!.ToString()),
             Is.EqualTo(("192.0.2.1", "fd00:2::1")));
+    }
+
+    [Test]
+    public void NatTraversalSettings_Parse()
+    {
+        var c = AgentConfig.Parse(["rloc-addr 192.0.2.1", "nat-traversal on", "nat-keepalive 5", "data-port 5000",
+            "nat-site 1000 10.0.0.0/8 3 sha256 \"s1\"", "nat-site 2000 10.0.0.0/8 0 sha1 s2", "nat-binding-timeout 30"]);
+        Assert.That((c.NatTraversal, c.NatKeepalive, c.DataPort, c.NatBindingTimeout), Is.EqualTo((true, TimeSpan.FromSeconds(5), (ushort)5000, TimeSpan.FromSeconds(30))));
+        Assert.That(c.NatSites.Select(n => (n.Prefix.ToString(), n.Key.KeyId, n.Key.Algorithm)), Is.EqualTo(new[]
+        {
+            ("[1000]10.0.0.0/8 accept-more-specifics", (byte)3, AuthenticationAlgorithm.HmacSha256),
+            ("[2000]10.0.0.0/8 accept-more-specifics", (byte)0, AuthenticationAlgorithm.HmacSha1),
+        }), "the same prefix in another Instance ID is another site");
+        Assert.That(c.NatSites[0].Prefix.Covers(1000, FastXtr.Packets.EidFamily.Ipv4, 0x0A010000, 24), Is.True, "an xTR's /24 inside the site's /8");
+        var d = AgentConfig.Parse(["rloc-addr 192.0.2.1"]);
+        Assert.That((d.NatKeepalive, d.DataPort, d.NatBindingTimeout, d.Rtr), Is.EqualTo((TimeSpan.FromSeconds(15), (ushort)4341, TimeSpan.FromSeconds(60), false)), "defaults");
+    }
+
+    [Test]
+    public void AnRtrConfiguration_MustNameSitesAndAResolver_AndHaveNoEidsOfItsOwn()
+    {
+        var c = AgentConfig.Parse(["rloc-addr 198.51.100.20", "database-mapping 1000 10.1.0.0/24 198.51.100.20", "map-server 198.51.100.10 0 sha256 k", "nat-traversal on"]);
+        var problems = FastXtr.Cli.RtrCommand.RtrProblems(c, "rtr.conf");
+        Assert.That(problems, Has.Count.EqualTo(5));
+        Assert.That(string.Join("\n", problems), Does.Contain("no 'nat-site").And.Contain("no 'map-resolver").And.Contain("remove the database-mapping lines")
+            .And.Contain("remove the map-server lines").And.Contain("nat-traversal is for xTRs behind NAT"));
+        var ok = AgentConfig.Parse(["rloc-addr 198.51.100.20", "map-resolver 198.51.100.10", "nat-site 1000 10.0.0.0/8 0 sha256 k"]);
+        Assert.That(FastXtr.Cli.RtrCommand.RtrProblems(ok, "rtr.conf"), Is.Empty);
     }
 }
