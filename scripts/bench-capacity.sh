@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Forwarding capacity of one core: the data plane under test alone on CPU 0, the generator and the sink on CPU 1.
 #
-#   scripts/bench-capacity.sh [--secs N] [--modes "vxlan tun af-packet af-xdp af-xdp-u c-ceiling"] [--dirs "itr etr"] [--json FILE]
+#   scripts/bench-capacity.sh [--secs N] [--modes "vxlan tun af-packet af-xdp af-xdp-u c-ceiling rtr"] [--dirs "itr etr"] [--json FILE]
 #                             [--profile DIR] [--busy-poll-us N]
 #   (--busy-poll-us: the data plane's, 0 by default here: a worker that keeps checking takes its core from the
 #    kernel's receive work on the same core)
@@ -25,13 +25,18 @@
 # --json FILE writes {"generator_mpps": x, "itr": {"vxlan": x, "tun": x, "af-packet": x, "af-xdp": x},
 # "etr": {...}, "itr_ns_per_packet": {...}, "etr_ns_per_packet": {...}, "itr_cpu0_busy": {...}, ...}.
 # af-xdp-u: af-xdp with --xdp-underlay (LISP data received through AF_XDP on the underlay too; the ITR is unchanged).
+# rtr: fastxtr rtr on CPU 0 (its worker pinned there), the ETR direction only: the generator's LISP packets (from the
+# RLOC 172.31.77.2) decapsulated, checked by the decapsulation filter and encapsulated again to the RLOC 172.31.78.2 (K)
+# from the data port; the two bindings given with signed Info-Requests (perf/Capacity/info_request.py), one from each
+# end, as xTRs behind NAT give theirs. Its row's ETR column is the RTR's forwarding rate, to be read against the
+# direct path: the ITR and ETR of the same run (a packet that goes through an RTR crosses the ITR, the RTR and the ETR).
 # c-ceiling: perf/Capacity/xskfwd.c on CPU 0, the least an AF_XDP xTR can do (AF_XDP in, a fixed header added or
 # removed, AF_XDP out on the other interface, one copy between UMEMs, no lookup). Everything stays inside the
 # namespaces, which are removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-secs=5; modes="vxlan tun af-packet af-xdp af-xdp-u c-ceiling"; json=""; profile=""; dirs="itr etr"; busy_poll=0
+secs=5; modes="vxlan tun af-packet af-xdp af-xdp-u c-ceiling rtr"; json=""; profile=""; dirs="itr etr"; busy_poll=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
@@ -40,7 +45,7 @@ while [ $# -gt 0 ]; do
     --profile) profile="$2"; mkdir -p "$profile"; shift 2 ;;
     --dirs) dirs="$2"; shift 2 ;;
     --busy-poll-us) busy_poll="$2"; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "bench-capacity.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +61,7 @@ G="fxcap-g-$$"; T="fxcap-t-$$"; K="fxcap-k-$$"; shm="fxcap-$$"
 MAC_G=02:00:00:00:0a:01; MAC_TIN=02:00:00:00:0a:02; MAC_TOUT=02:00:00:00:0a:03; MAC_K=02:00:00:00:0a:04; MAC_VX=02:00:00:00:0a:05
 teardown() {
   pkill -f "fastxtr dataplane .*--shm $shm" 2>/dev/null || true
+  pkill -f "fastxtr rtr --config $work/rtr.conf" 2>/dev/null || true
   pkill -f "$work/xdpdrop" 2>/dev/null || true
   pkill -f "$work/xskfwd" 2>/dev/null || true
   sleep 0.3
@@ -189,6 +195,7 @@ sink_ns=$K; sink_dev=kin
 
 for dir in $dirs; do
   for mode in $modes; do
+    [ "$mode" = rtr ] && [ "$dir" = itr ] && continue # an RTR has one direction: LISP in, LISP out
     build "$dir"
     case "$mode" in
       vxlan)
@@ -202,6 +209,19 @@ for dir in $dirs; do
       tun)
         ip netns exec "$T" sysctl -qw net.ipv4.ip_forward=1
         start_fastxtr tun "" ;;
+      rtr)
+        ip -n "$T" addr add 172.31.78.1/24 dev tout; ip -n "$T" neigh replace 172.31.78.2 lladdr $MAC_K dev tout
+        ip -n "$K" addr add 172.31.78.2/24 dev kin; ip -n "$K" neigh replace 172.31.78.1 lladdr $MAC_TOUT dev kin
+        ip -n "$K" route add 172.31.77.0/24 via 172.31.78.1
+        printf 'rloc-addr 172.31.77.1\nshm %s\napi-socket %s\nmap-resolver 127.0.0.1\nrloc-probe-interval 0\nnat-binding-timeout 86400\nnat-site 1000 10.0.0.0/8 0 sha256 "bench"\n' \
+          "$shm" "$work/rtr.sock" > "$work/rtr.conf"
+        ip netns exec "$T" env ${profile:+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0} "$root/out/fastxtr" rtr --config "$work/rtr.conf" --cpus 0 --busy-poll-us "$busy_poll" > "$work/dp.log" 2>&1 &
+        for _ in $(seq 50); do [ -S "$work/rtr.sock" ] && break; sleep 0.1; done
+        grep -q "worker" "$work/dp.log" || { echo "the RTR did not start:"; cat "$work/dp.log"; exit 1; }
+        ip netns exec "$G" /usr/bin/python3 perf/Capacity/info_request.py 172.31.77.1 4341 4341 1000 10.3.0.0/24 0 bench
+        ip netns exec "$K" /usr/bin/python3 perf/Capacity/info_request.py 172.31.77.1 4341 4341 1000 10.4.0.0/24 0 bench
+        for _ in $(seq 50); do ./out/fastxtr show agents --api-socket "$work/rtr.sock" | grep -q "RTR: 2 xTR binding" && break; sleep 0.1; done
+        ./out/fastxtr show agents --api-socket "$work/rtr.sock" | grep -q "RTR: 2 xTR binding" || { echo "the RTR did not take the two bindings:"; ./out/fastxtr show agents --api-socket "$work/rtr.sock"; cat "$work/dp.log"; exit 1; } ;;
       c-ceiling)
         if [ "$dir" = itr ]; then set -- encap 172.31.77.1 172.31.77.2 1000; else set -- decap; fi
         taskset -c 0 ip netns exec "$T" "$work/xskfwd" tin tout $MAC_K $MAC_TOUT "$@" > "$work/xskfwd.log" 2>&1 &
@@ -211,7 +231,7 @@ for dir in $dirs; do
       af-packet|af-xdp|af-xdp-u)
         if [ "$dir" = itr ]; then start_fastxtr "$mode" tin tout; else start_fastxtr "$mode" tout tin; fi ;;
     esac
-    if [ "$mode" != vxlan ] && [ "$mode" != c-ceiling ]; then
+    if [ "$mode" != vxlan ] && [ "$mode" != c-ceiling ] && [ "$mode" != rtr ]; then
       if [ "$dir" = itr ]; then
         ./out/fastxtr map-cache add --shm "$shm" --iid 1000 --eid 10.4.0.0/24 --rloc 172.31.77.2 >/dev/null
         [ "$mode" = tun ] && ip -n "$T" route add 10.4.0.0/24 dev fxcap0
@@ -233,7 +253,7 @@ for dir in $dirs; do
       capacity "etr_$mode" 10.3.0.2 10.4.0.2 "$secs" lisp 172.31.77.2 172.31.77.1 1000
     fi
     if [ "$mode" != vxlan ] && [ "$mode" != c-ceiling ]; then
-      ./out/fastxtr show stats --shm "$shm" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|udp-rx-packets|tun-tx-packets|etr-kernel-routed)' | awk '$2 != 0' | sed 's/^/    /' || true
+      ./out/fastxtr show stats --shm "$shm" | grep -E '^(drop|tun-rx-packets|udp-tx-packets|udp-rx-packets|tun-tx-packets|etr-kernel-routed|rtr-)' | awk '$2 != 0' | sed 's/^/    /' || true
     fi
   done
 done

@@ -4,7 +4,7 @@
 #                                       needs no .NET, and Debian 12 has no .NET 10 package to depend on)
 #   /usr/lib/fastxtr/lib*Sharp.so       the lab chart's native libraries (loaded only by `fastxtr lab`)
 #   /usr/bin/fastxtr                    -> ../lib/fastxtr/fastxtr
-#   /lib/systemd/system/fastxtr-{dataplane,agent,mapserver}@.service
+#   /lib/systemd/system/fastxtr-{dataplane,agent,mapserver,rtr}@.service
 #   /etc/fastxtr/{mapserver.conf,xtr.conf,xtr.dataplane}   commented defaults (conffiles, 0640 root:fastxtr)
 #   /usr/share/doc/fastxtr/             README, design notes, full example configurations, dashboard, dissector
 #   /usr/share/fastxtr/                 the Grafana dashboard and the Wireshark dissector

@@ -35,7 +35,7 @@ public class PackageTests
             .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToDictionary(f => f[5].TrimStart('.'), f => (Mode: f[0], Owner: f[1], Target: f.Length > 7 ? f[7] : null));
         Assert.That(listing["/usr/lib/fastxtr/fastxtr"].Mode, Is.EqualTo("-rwxr-xr-x"));
         Assert.That(listing["/usr/bin/fastxtr"], Is.EqualTo(("lrwxrwxrwx", "root/root", (string?)"../lib/fastxtr/fastxtr")));
-        foreach (var role in new[] { "dataplane", "agent", "mapserver" })
+        foreach (var role in new[] { "dataplane", "agent", "mapserver", "rtr" })
             Assert.That(listing[$"/lib/systemd/system/fastxtr-{role}@.service"].Mode, Is.EqualTo("-rw-r--r--"));
         foreach (var conf in new[] { "mapserver.conf", "xtr.conf", "xtr.dataplane" })
             Assert.That(listing[$"/etc/fastxtr/{conf}"].Mode, Is.EqualTo("-rw-r-----"), "configurations hold secrets");
@@ -61,17 +61,18 @@ public class PackageTests
             // verify checks that ExecStart's executable exists, so the copies point into the unpacked tree.
             foreach (var unit in Directory.GetFiles(Path.Combine(dir, "root/lib/systemd/system")))
                 File.WriteAllText(Path.Combine(dir, Path.GetFileName(unit)), File.ReadAllText(unit).Replace("/usr/bin/fastxtr", $"{dir}/root/usr/bin/fastxtr", StringComparison.Ordinal));
-            var verify = Shell.Sh($"cd '{dir}' && systemd-analyze verify {string.Join(' ', new[] { "dataplane", "agent", "mapserver" }.Select(r => $"'{dir}/fastxtr-{r}@test.service'"))}");
+            var verify = Shell.Sh($"cd '{dir}' && systemd-analyze verify {string.Join(' ', new[] { "dataplane", "agent", "mapserver", "rtr" }.Select(r => $"'{dir}/fastxtr-{r}@test.service'"))}");
             Assert.That((verify.Code, verify.Err.Trim(), verify.Out.Trim()), Is.EqualTo((0, "", "")), "systemd-analyze verify is silent when nothing is wrong");
 
             string Unit(string role) => File.ReadAllText(Path.Combine(dir, $"fastxtr-{role}@.service"));
-            foreach (var role in new[] { "dataplane", "agent", "mapserver" })
+            foreach (var role in new[] { "dataplane", "agent", "mapserver", "rtr" })
                 Assert.That(Unit(role), Does.Contain("\nType=notify\n").And.Contain("\nUser=fastxtr\n").And.Contain("\nProtectSystem=strict\n").And.Contain("\nNoNewPrivileges=yes\n").And.Contain("\nRestart=on-failure\n"));
             Assert.That(Unit("dataplane"), Does.Contain("\nAmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW\n").And.Contain("\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n"));
-            foreach (var role in new[] { "agent", "mapserver" })
-                Assert.That(Unit(role), Does.Contain("\nCapabilityBoundingSet=\n").And.Contain("\nExecReload=/bin/kill -HUP $MAINPID\n"), $"{role}: no capability; reload by SIGHUP");
+            Assert.That(Unit("mapserver"), Does.Contain("\nCapabilityBoundingSet=\n").And.Contain("\nExecReload=/bin/kill -HUP $MAINPID\n"), "mapserver: no capability; reload by SIGHUP");
+            Assert.That(Unit("agent"), Does.Contain("\nCapabilityBoundingSet=CAP_NET_RAW\n").And.Contain("\nExecReload=/bin/kill -HUP $MAINPID\n"), "agent: a raw socket for NAT keep-alives only; reload by SIGHUP");
+            Assert.That(Unit("rtr"), Does.Contain("\nAmbientCapabilities=CAP_NET_RAW\n").And.Contain("\nCapabilityBoundingSet=CAP_NET_RAW\n"), "rtr: raw sending sockets, no TUN");
             Assert.That(Unit("agent"), Does.Contain("\nAfter=network-online.target fastxtr-dataplane@%i.service\n"), "the agent starts after its data plane");
-            var security = Shell.Sh($"systemd-analyze security --offline=yes --threshold=50 '{dir}/fastxtr-mapserver@test.service' '{dir}/fastxtr-agent@test.service' '{dir}/fastxtr-dataplane@test.service'");
+            var security = Shell.Sh($"systemd-analyze security --offline=yes --threshold=50 '{dir}/fastxtr-mapserver@test.service' '{dir}/fastxtr-agent@test.service' '{dir}/fastxtr-dataplane@test.service' '{dir}/fastxtr-rtr@test.service'");
             Assert.That(security.Code, Is.EqualTo(0), "each unit's exposure is at most 5.0 of 10: " + security.All);
         }
         finally
