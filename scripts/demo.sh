@@ -3,7 +3,8 @@
 # a Map-Server, three gateways, seven agents in two groups — and shows persistent identity across a move,
 # context-aware routing, a state change and isolation, with measured figures. Outputs in demo-out/:
 # summary.json, underlay.pcap, timeline.png, logs/. Cleans up on exit, error or Ctrl-C.
-# Usage (as root): scripts/demo.sh [extra 'fastxtr lab run' options, e.g. --prefix lab2]
+# Usage (as root): scripts/demo.sh [extra 'fastxtr lab run' options, e.g. --prefix lab2, or --nat: gateway 3 behind
+# NAT, reached through fastxtr rtr, so that B's move is onto a gateway behind NAT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +17,11 @@ if ! command -v dotnet >/dev/null 2>&1; then
   exit 1
 fi
 
-# iproute2 (namespaces), tcpdump (the underlay capture), tshark (to read it afterwards), a font (the chart).
+# iproute2 (namespaces), tcpdump (the underlay capture), tshark (to read it afterwards), a font (the chart),
+# nftables (the NAT of --nat).
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 # A face for the lab's timeline chart (ScottPlot draws its text with a system font).

@@ -42,12 +42,15 @@ internal sealed class NatDiscovery(AgentIo io)
         foreach (var ms in io.Config.MapServers) Ask(ms);
     }
 
-    /// <summary>Asks again, once a second, each Map-Server that has never answered (called every 100 ms).</summary>
+    /// <summary>
+    /// Asks again, once a second, each Map-Server that has never answered, and at once one never asked (an xTR whose
+    /// database was empty at start asks as soon as its first agent attaches). Called every 100 ms.
+    /// </summary>
     public void RetransmitUnanswered()
     {
         long now = AgentIo.NowMs;
         foreach (var ms in io.Config.MapServers)
-            if (!_states.ContainsKey(ms.Endpoint) && _lastAsked.TryGetValue(ms.Endpoint, out long last) && now - last >= 1000) Ask(ms);
+            if (!_states.ContainsKey(ms.Endpoint) && (!_lastAsked.TryGetValue(ms.Endpoint, out long last) || now - last >= 1000)) Ask(ms);
     }
 
     private void Ask(MapServerPeer ms)

@@ -33,6 +33,7 @@ public static class LabCommand
     {
         var prefix = PrefixOption();
         var output = OutOption();
+        var nat = new Option<bool>("--nat") { Description = "put gateway 3 behind NAT (a namespace masquerading it with nftables) and run fastxtr rtr at 192.0.2.20 for it: B's move in step 2 is then a move onto a gateway behind NAT, with its session kept (needs nft)" };
         var quick = new Option<bool>("--quick") { Description = "shorter waits and fewer messages per step (the test suite's run)" };
         var moves = new Option<int>("--extra-moves") { Description = "after step 2, move B back and forth this many more times (even) and report the outage's median and p99 (the mobility benchmark)" };
         var style = new Option<string>("--move-style")
@@ -46,11 +47,12 @@ public static class LabCommand
             : new Command("run", "Build the lab, run the four-step scenario with live narration, write demo-out/, and remove the lab (also on error or Ctrl-C). Exit 0 when every step passed, 1 otherwise.");
         command.Options.Add(prefix);
         command.Options.Add(output);
+        command.Options.Add(nat);
         if (!up) { command.Options.Add(quick); command.Options.Add(moves); command.Options.Add(style); }
         command.SetAction(parse =>
         {
             if (!ValidPrefix(parse.GetValue(prefix)!, stderr)) return Program.ExitUsage;
-            var topology = new LabTopology(parse.GetValue(prefix)!, parse.GetValue(output)!);
+            var topology = new LabTopology(parse.GetValue(prefix)!, parse.GetValue(output)!, parse.GetValue(nat));
             LabRunner runner;
             var moveStyle = parse.GetValue(style) == "break-before-make" ? MoveStyle.BreakBeforeMake : MoveStyle.MakeBeforeBreak;
             try { runner = new LabRunner(topology, stdout, parse.GetValue(quick), up ? 0 : parse.GetValue(moves), moveStyle); }

@@ -34,7 +34,7 @@ public sealed partial class LabRunner
         var a1 = ReportOf("A")["tasks"]!;
         string view1 = CacheView(1, 1000, "10.1.0.1", "10.1.0.2");
         ulong misses = Counter(1, FastXtr.SharedMemory.Counter.MissesPosted);
-        bool pass1 = a1["answered"]!.GetValue<long>() >= 20 && a1["lost"]!.GetValue<long>() == 0 && view1 == LabTopology.GatewayRloc(2) && misses >= 1;
+        bool pass1 = a1["answered"]!.GetValue<long>() >= 20 && a1["lost"]!.GetValue<long>() == 0 && view1 == _t.Locator(2) && misses >= 1;
         Step(1, "task exchange with resolution on first packet", pass1, new JsonObject
         {
             ["tasks_sent"] = a1["sent"]!.GetValue<long>(), ["tasks_answered"] = a1["answered"]!.GetValue<long>(), ["tasks_lost"] = a1["lost"]!.GetValue<long>(),
@@ -56,7 +56,7 @@ public sealed partial class LabRunner
         string view2 = CacheView(1, 1000, "10.1.0.1", "10.1.0.2");
         long answeredAfter = a2["answered"]!.GetValue<long>();
         bool pass2 = move.Detached == 200 && move.Attached == 201 && a2["session_breaks"]!.GetValue<long>() == 0 && a2["lost"]!.GetValue<long>() == 0
-            && answeredAfter > answeredBefore + 10 && view2 == LabTopology.GatewayRloc(3) && gaps.OutageMs < 2000 && !double.IsNaN(converged);
+            && answeredAfter > answeredBefore + 10 && view2 == _t.Locator(3) && gaps.OutageMs < 2000 && !double.IsNaN(converged);
         _figures["move_style"] = StyleName(_style);
         _figures["move_outage_ms"] = Math.Round(gaps.OutageMs, 1);
         _figures["probe_jitter_ms"] = Math.Round(gaps.JitterMs, 1);
@@ -127,7 +127,7 @@ public sealed partial class LabRunner
         bool all = _steps.All(s => s!["pass"]!.GetValue<bool>());
         var summary = new JsonObject
         {
-            ["lab"] = "draft-wang-lisp-ai-agent-00 demonstration", ["prefix"] = _t.Prefix, ["pass"] = all,
+            ["lab"] = "draft-wang-lisp-ai-agent-00 demonstration", ["prefix"] = _t.Prefix, ["gateway3_behind_nat"] = _t.Nat, ["pass"] = all,
             ["figures"] = _figures.DeepClone(), ["steps"] = _steps.DeepClone(),
             ["outputs"] = new JsonObject { ["underlay_pcap"] = File.Exists(_t.Pcap) ? _t.Pcap : null, ["timeline_png"] = Path.Combine(_t.OutDir, "timeline.png"), ["logs"] = _t.LogDir },
         };

@@ -94,7 +94,8 @@ public sealed partial class LabRunner : IDisposable
             Shell.Must($"ip -n {ns} addr add {address}/24 dev ul0 && ip -n {ns} link set ul0 up");
         }
         Underlay(_t.MapServer, "ms", LabTopology.MapServerRloc);
-        for (int g = 1; g <= 3; g++) Underlay(_t.Gateway(g), $"gw{g}", LabTopology.GatewayRloc(g));
+        for (int g = 1; g <= 3; g++) Underlay(_t.Nat && g == 3 ? _t.NatRouter : _t.Gateway(g), $"gw{g}", LabTopology.GatewayRloc(g));
+        if (_t.Nat) NatUp(Underlay);
 
         if (Shell.Sh("command -v tcpdump").Code == 0)
         {
@@ -109,6 +110,7 @@ public sealed partial class LabRunner : IDisposable
             listen {LabTopology.MapServerRloc}:4342
             registration-timeout 180
             control-socket /run/fastxtr/{_t.Prefix}-ms.sock
+            {(_t.Nat ? $"rtr {LabTopology.RtrRloc}" : "# (with --nat: rtr 192.0.2.20)")}
             site lab
               key 0 sha256 "{LabTopology.Secret}"
               eid-prefix 1000 10.1.0.0/16 accept-more-specifics
@@ -121,7 +123,7 @@ public sealed partial class LabRunner : IDisposable
         {
             string gw = _t.Gateway(g);
             Shell.Must($"ip netns exec {gw} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0");
-            Start(gw, $"gw{g}-dataplane", $"dataplane --rloc-addr {LabTopology.GatewayRloc(g)} --instance 1000=lisp1000 --instance 2000=lisp2000 --shm {_t.Shm(g)} --workers 1");
+            Start(gw, $"gw{g}-dataplane", $"dataplane --rloc-addr {_t.OwnRloc(g)} --instance 1000=lisp1000 --instance 2000=lisp2000 --shm {_t.Shm(g)} --workers 1");
         }
         for (int g = 1; g <= 3; g++)
         {
@@ -134,13 +136,14 @@ public sealed partial class LabRunner : IDisposable
             }
             File.WriteAllText(Path.Combine(_t.OutDir, $"gw{g}-agent.conf"), $"""
                 # Gateway {g}'s control agent. Its agents attach through the API; nothing is configured statically.
-                rloc-addr {LabTopology.GatewayRloc(g)}
+                rloc-addr {_t.OwnRloc(g)}
                 shm {_t.Shm(g)}
                 map-server {LabTopology.MapServerRloc} 0 sha256 "{LabTopology.Secret}"
                 map-resolver {LabTopology.MapServerRloc}
                 site-id {g}
                 api-socket {_t.ApiSocket(g)}
                 rloc-probe-interval 5
+                {(_t.Nat && g == 3 ? "nat-traversal on\nnat-keepalive 5" : "")}
                 """);
             Start(gw, $"gw{g}-agent", $"agent --config {Path.Combine(_t.OutDir, $"gw{g}-agent.conf")}");
         }
@@ -156,7 +159,51 @@ public sealed partial class LabRunner : IDisposable
             var (status, body) = Attach(a, a.Gateway);
             if (status != 201) throw new LabException($"attaching {a.Name} to gateway {a.Gateway} failed ({status}): {body?.ToJsonString()}");
         }
-        Say($"up: Map-Server, 3 gateways (data plane + agent each), {_t.Agents.Count} agents attached through the local API");
+        if (_t.Nat)
+        {
+            // Gateway 3 finds it is behind NAT, registers the RTR for its agents and tells the RTR their binding.
+            int behind = _t.Agents.Count(a => a.Gateway == 3);
+            WaitFor(() => Api(3, HttpMethod.Get, "/v1/status", null).Body?["through_rtrs"]?.AsArray().Count > 0, $"gateway 3 to find it is behind NAT (see {_t.LogDir}/gw3-agent.log)");
+            WaitFor(() => RtrBindings() >= behind, $"the RTR to learn gateway 3's {behind} agents (see {_t.LogDir}/rtr.log)");
+        }
+        Say($"up: Map-Server, 3 gateways (data plane + agent each){(_t.Nat ? ", gateway 3 behind NAT through the RTR" : "")}, {_t.Agents.Count} agents attached through the local API");
+    }
+
+    /// <summary>
+    /// --nat: gateway 3 on a private link to PREFIX-nat (10.200.0.0/24), which masquerades it as 192.0.2.3 on the
+    /// underlay (nftables), and <c>fastxtr rtr</c> in PREFIX-rtr at 192.0.2.20 for the agent groups' EIDs.
+    /// </summary>
+    private void NatUp(Action<string, string, string> underlay)
+    {
+        if (Shell.Sh("command -v nft").Code != 0) throw new LabException("--nat masquerades gateway 3 with nftables: apt-get install nftables");
+        string nat = _t.NatRouter, gw3 = _t.Gateway(3);
+        Shell.Must($"ip -n {nat} link add in0 type veth peer name ul0 netns {gw3}");
+        Shell.Must($"ip -n {nat} addr add {LabTopology.NatInsideRouter}/24 dev in0 && ip -n {nat} link set in0 up");
+        Shell.Must($"ip -n {gw3} addr add {LabTopology.NatInsideRloc}/24 dev ul0 && ip -n {gw3} link set ul0 up && ip -n {gw3} route add default via {LabTopology.NatInsideRouter}");
+        Shell.Must($"ip netns exec {nat} sysctl -qw net.ipv4.ip_forward=1");
+        Shell.Must($"ip netns exec {nat} nft add table ip nat");
+        Shell.Must($"ip netns exec {nat} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
+        Shell.Must($"ip netns exec {nat} nft add rule ip nat post oifname ul0 masquerade");
+        underlay(_t.RtrNamespace, "rtr", LabTopology.RtrRloc);
+        File.WriteAllText(Path.Combine(_t.OutDir, "rtr.conf"), $"""
+            # The lab's RTR: the agent groups' xTRs behind NAT authenticate with the site's key.
+            rloc-addr {LabTopology.RtrRloc}
+            shm {_t.RtrShm}
+            api-socket {_t.RtrApiSocket}
+            map-resolver {LabTopology.MapServerRloc}
+            rloc-probe-interval 5
+            nat-site 1000 10.1.0.0/16 0 sha256 "{LabTopology.Secret}"
+            nat-site 2000 10.1.0.0/16 0 sha256 "{LabTopology.Secret}"
+            """);
+        Start(_t.RtrNamespace, "rtr", $"rtr --config {Path.Combine(_t.OutDir, "rtr.conf")}");
+        WaitFor(() => File.Exists(_t.RtrApiSocket), $"the RTR's API (see {_t.LogDir}/rtr.log)");
+    }
+
+    /// <summary>--nat: how many bindings of xTRs behind NAT the RTR holds.</summary>
+    private int RtrBindings()
+    {
+        try { return FastXtr.Common.Api.UnixSocketClient.Send(_t.RtrApiSocket, HttpMethod.Get, "/v1/status", null).Body?["rtr_bindings"]?.AsArray().Count ?? 0; }
+        catch (Exception e) when (e is IOException or HttpRequestException or System.Net.Sockets.SocketException) { return 0; }
     }
 
     /// <summary>
@@ -289,6 +336,8 @@ public sealed partial class LabRunner : IDisposable
             NativeInterop.SharedMemoryMapping.Unlink(t.Shm(g));
             if (File.Exists(t.ApiSocket(g))) File.Delete(t.ApiSocket(g));
         }
+        NativeInterop.SharedMemoryMapping.Unlink(t.RtrShm);
+        if (File.Exists(t.RtrApiSocket)) File.Delete(t.RtrApiSocket);
         if (!quiet) output.WriteLine($"fastxtr lab down: removed {removed} namespace(s) of lab '{t.Prefix}' and its shared memory");
         return removed;
     }

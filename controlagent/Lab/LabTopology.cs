@@ -16,6 +16,9 @@ public sealed record LabAgent(string Name, string Eid, uint InstanceId, int Gate
 ///               one routing table per Instance ID (policy rules by incoming interface)
 ///   PREFIX-NAME one namespace per demo agent, its EID on lo, linked to its gateway by a veth
 /// </code>
+/// With <see cref="Nat"/> (<c>fastxtr lab run --nat</c>) gateway 3 sits behind NAT: its RLOC is 10.200.0.2 on a link
+/// to PREFIX-nat, which masquerades it as 192.0.2.3, and <c>fastxtr rtr</c> in PREFIX-rtr (192.0.2.20) carries its
+/// traffic; the Map-Server offers that RTR, so the others reach gateway 3's agents at 192.0.2.20.
 /// </summary>
 public sealed class LabTopology
 {
@@ -26,11 +29,20 @@ public sealed class LabTopology
     public string Prefix { get; }
     public string OutDir { get; }
 
-    public LabTopology(string prefix, string outDir)
+    public const string RtrRloc = "192.0.2.20";
+    /// <summary>--nat: gateway 3's own (private) address, on its link to the NAT.</summary>
+    public const string NatInsideRloc = "10.200.0.2";
+    public const string NatInsideRouter = "10.200.0.1";
+
+    public LabTopology(string prefix, string outDir, bool nat = false)
     {
         Prefix = prefix;
         OutDir = Path.GetFullPath(outDir);
+        Nat = nat;
     }
+
+    /// <summary>Gateway 3 behind NAT, reached through an RTR (<c>--nat</c>).</summary>
+    public bool Nat { get; }
 
     /// <summary>
     /// Group "planners" (IID 1000): A on gateway 1 (requires a GPU), C on gateway 1 (no constraints), B on gateway 2
@@ -57,6 +69,14 @@ public sealed class LabTopology
     public string Gateway(int n) => $"{Prefix}-gw{n}";
     public string Namespace(LabAgent a) => $"{Prefix}-{a.Name.ToLowerInvariant()}";
     public static string GatewayRloc(int n) => $"192.0.2.{n}";
+    /// <summary>The address gateway <paramref name="n"/> has itself: its RLOC, or behind NAT its private address.</summary>
+    public string OwnRloc(int n) => Nat && n == 3 ? NatInsideRloc : GatewayRloc(n);
+    /// <summary>The locator the others send gateway <paramref name="n"/>'s agents' traffic to: its RLOC, or the RTR.</summary>
+    public string Locator(int n) => Nat && n == 3 ? RtrRloc : GatewayRloc(n);
+    public string NatRouter => $"{Prefix}-nat";
+    public string RtrNamespace => $"{Prefix}-rtr";
+    public string RtrShm => $"{Prefix}-rtr";
+    public string RtrApiSocket => $"/run/fastxtr/{Prefix}-rtr.sock";
     public string Shm(int n) => $"{Prefix}-gw{n}";
     public string ApiSocket(int n) => $"/run/fastxtr/{Prefix}-gw{n}.sock";
     public string LogDir => Path.Combine(OutDir, "logs");
@@ -65,5 +85,5 @@ public sealed class LabTopology
     public string Pcap => Path.Combine(OutDir, "underlay.pcap");
 
     public IEnumerable<string> AllNamespaces =>
-        new[] { Underlay, MapServer, Gateway(1), Gateway(2), Gateway(3) }.Concat(Agents.Select(Namespace));
+        new[] { Underlay, MapServer, Gateway(1), Gateway(2), Gateway(3), NatRouter, RtrNamespace }.Concat(Agents.Select(Namespace));
 }

@@ -14,7 +14,7 @@ namespace FastXtr.Tests.EndToEnd;
 [NonParallelizable]
 public class LabTests
 {
-    private static readonly Regex OurNamespace = new(@"^t(\d+)-(ul|ms|gw\d|a|b|c|inf\d|t\d)$");
+    private static readonly Regex OurNamespace = new(@"^t(\d+)-(ul|ms|gw\d|nat|rtr|a|b|c|inf\d|t\d)$");
     private string _prefix = null!;
     private string _out = null!;
     private FastXtr.Lab.Shell.Result _run = null!;
