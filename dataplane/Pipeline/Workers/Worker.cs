@@ -20,7 +20,8 @@ namespace FastXtr.Dataplane.Workers;
 /// instance, runs the ITR over it and sends it with one sendmmsg, then takes a batch from the UDP socket with one
 /// recvmmsg, runs the ETR and hands each packet to its instance's port. It sleeps in poll only when a turn found
 /// nothing. Nothing on this path allocates, locks, logs or throws. It also drives the segmentation offloads: TCP and
-/// UDP super-packets cut and sent with UDP GSO, received LISP coalesced into TUN super-packets.
+/// UDP super-packets cut and sent with UDP GSO, received LISP coalesced into TUN super-packets. In an RTR (no EID
+/// side) what it receives is sent on re-encapsulated (<see cref="Reencapsulate"/>).
 /// </summary>
 public sealed unsafe class Worker : IDisposable
 {
@@ -59,6 +60,15 @@ public sealed unsafe class Worker : IDisposable
     /// tells Info-Requests from data on its data port by the same byte.
     /// </summary>
     private const byte InfoRequestFirstByte = 0x70;
+    // fastxtr rtr: a run of re-encapsulated packets to one NAT-traversed locator (they leave from the data port in any
+    // case), of one size, TTL and TOS, gathered into one buffer and sent with one UDP_SEGMENT sendmsg from the data
+    // port's socket: the kernel then builds one socket buffer for the run, not one per packet.
+    private readonly byte* _run;
+    private int _runCount, _runBytes, _runSegment;
+    private bool _runLastShort;
+    private uint _runDestination;
+    private ushort _runPort;
+    private byte _runTtl, _runTos;
 
 
     // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
@@ -136,6 +146,7 @@ public sealed unsafe class Worker : IDisposable
         _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.RlocAddress6, options.ZeroChecksum6, options.OuterMtu, _counters, region.MissRing(index),
             new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56)) { DataPort = options.Port };
         _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index), relay: options.Rtr);
+        if (options.Rtr && _udpFd >= 0) _run = (byte*)NativeMemory.AlignedAlloc(GsoMaxBytes, 64);
         if (_underlay.Length > 0 && nextHops is not null) _underlayTx = new XdpUnderlaySender(_underlay[0], nextHops, _counters);
 
         _vnet = _port.HasVnetHeader;
@@ -289,6 +300,12 @@ public sealed unsafe class Worker : IDisposable
     {
         byte* reply = _scratch.Data(0);
         var d = _encap.Process(buffer, length, iid, 0, now, reply, out int replyLength);
+        return Dispatch(d, buffer, length, iid, now, instance, reply, replyLength);
+    }
+
+    /// <summary>Acts on the ITR's decision for one packet: queued for the batch send, fragmented, or answered with ICMP.</summary>
+    private ulong Dispatch(in ItrDecision d, byte* buffer, int length, uint iid, long now, int instance, byte* reply, int replyLength)
+    {
         switch (d.Verdict)
         {
             case ItrVerdict.Send:
@@ -519,6 +536,7 @@ public sealed unsafe class Worker : IDisposable
         if (_coalesce) WriteRun(ref txPackets, ref txBytes);
         if (_relay)
         {
+            FlushRun();
             Flush();
             _counters.Add(Counter.UdpTxBytes, txBytes);
             txBytes = 0;
@@ -542,10 +560,42 @@ public sealed unsafe class Worker : IDisposable
     {
         if (!DecrementHopLimit(new Span<byte>(inner, length))) return Drop(Counter.DropTtlExpired);
         // The packet buffer's headroom is in front of the inner packet, as the ITR expects (see Decapsulate).
-        ulong sent = EncapsulateOne(inner - PacketBuffers.HeadroomBytes, length, iid, now, instance: -1);
+        byte* buffer = inner - PacketBuffers.HeadroomBytes;
+        byte* reply = _scratch.Data(0);
+        var d = _encap.Process(buffer, length, iid, 0, now, reply, out int replyLength);
+        ulong sent;
+        if (_run != null && d.Verdict == ItrVerdict.Send && !d.Ipv6 && d.SourcePort == _options.Port)
+        {
+            // To a locator across a NAT: its LISP payload (after the outer IPv4 and UDP headers) joins the run.
+            int headers = Ipv4Header.MinLength + UdpHeader.Length;
+            int payload = d.OuterLength - headers;
+            if (_runCount > 0 && (d.Destination != _runDestination || d.DestinationPort != _runPort || d.Ttl != _runTtl || d.Tos != _runTos
+                || payload > _runSegment || _runLastShort || _runCount == GsoMaxSegments || _runBytes + payload > GsoMaxBytes)) FlushRun();
+            if (_runCount == 0) (_runDestination, _runPort, _runTtl, _runTos, _runSegment) = (d.Destination, d.DestinationPort, d.Ttl, d.Tos, payload);
+            Buffer.MemoryCopy(buffer + d.OuterStart + headers, _run + _runBytes, payload, payload);
+            _runBytes += payload;
+            _runCount++;
+            _runLastShort = payload < _runSegment;
+            sent = (ulong)d.OuterLength;
+        }
+        else sent = Dispatch(d, buffer, length, iid, now, instance: -1, reply, replyLength);
         if (sent > 0) _counters.Add(Counter.RtrReencapsulated);
         if (_send.Count >= _send.Capacity - MaxFragments || _send6.Count >= _send6.Capacity - MaxFragments) Flush();
         return sent;
+    }
+
+    /// <summary>The run gathered for one NAT-traversed locator, sent with one UDP_SEGMENT sendmsg from the data port.</summary>
+    private void FlushRun()
+    {
+        if (_runCount == 0) return;
+        if (Sockets.SendSegmented(_udpFd, _run, _runBytes, _runDestination, _runPort, _runSegment, _runTtl, _runTos) == 0)
+        {
+            _counters.Add(Counter.UdpGsoSends);
+            _counters.Add(Counter.UdpTxPackets, (ulong)_runCount);
+        }
+        else _counters.Add(Counter.DropSendFailed, (ulong)_runCount);
+        _runCount = _runBytes = 0;
+        _runLastShort = false;
     }
 
     /// <summary>TTL (IPv4, with the header checksum updated incrementally, RFC 1624) or hop limit minus one; false when it would reach 0.</summary>
@@ -673,6 +723,7 @@ public sealed unsafe class Worker : IDisposable
         _superBuffers?.Dispose();
         _groBuffers?.Dispose();
         if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);
+        if (_run != null) NativeMemory.AlignedFree(_run);
         NativeMemory.Free(_pieces);
         NativeMemory.Free(_vnetScratch);
     }

@@ -12,7 +12,8 @@ namespace FastXtr.Tests.EndToEnd;
 /// expire after 3 s; on the public side, a bridge with the Map-Server (198.51.100.10), the public xTR C (10.2.0.0/24 at
 /// 198.51.100.11) and <c>fastxtr rtr</c> (198.51.100.20), which the Map-Server offers. A finds it is behind NAT,
 /// registers the RTR as its locator, sends everything through it and keeps its binding there with an Info-Request a
-/// second from its data port.
+/// second from its data port. A second xTR, E (10.3.0.0/24 at 10.98.0.2, its region and API named "b"), sits behind
+/// another NAT (198.51.100.2).
 /// </summary>
 [TestFixture]
 [Category("netns")]
@@ -30,20 +31,27 @@ public class NatTraversalNamespaceTests
     {
         Shell.RequireRoot("needs root for network namespaces");
         if (Shell.Sh("command -v nft").Code != 0) Assert.Fail("nft is not installed: scripts/test.sh installs it (apt-get install nftables)");
-        _lab = new ProcessLab("natx", "a", "b", "c", "d", "hb");
+        _lab = new ProcessLab("natx", "a", "b", "c", "d", "hb", "a2", "b2");
         _dir = _lab.Dir;
         string inside = Ns("a"), nat = Ns("b"), pub = Ns("c"), rtr = Ns("d");
         string t = _lab.Tag[^4..];
         Shell.Must($"ip link add fxn1{t} netns {inside} type veth peer name fxn2{t} netns {nat}");
         Shell.Must($"ip -n {inside} addr add 10.99.0.2/24 dev fxn1{t} && ip -n {inside} link set fxn1{t} up && ip -n {inside} route add default via 10.99.0.1");
         Shell.Must($"ip -n {nat} addr add 10.99.0.1/24 dev fxn2{t} && ip -n {nat} link set fxn2{t} up");
-        _lab.Bridge(Ns("hb"), (nat, ["198.51.100.1/24"]), (pub, ["198.51.100.10/24", "198.51.100.11/24"]), (rtr, ["198.51.100.20/24"]));
-        Shell.Must($"ip netns exec {nat} sysctl -qw net.ipv4.ip_forward=1");
-        // Idle UDP bindings live 3 s (the kernel's default is 30 s, 120 s once a flow is seen both ways).
-        Shell.Must($"ip netns exec {nat} sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3 net.netfilter.nf_conntrack_udp_timeout_stream=3");
-        Shell.Must($"ip netns exec {nat} nft add table ip nat");
-        Shell.Must($"ip netns exec {nat} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
-        Shell.Must($"ip netns exec {nat} nft add rule ip nat post oifname fxu1{t} masquerade");
+        string inside2 = Ns("a2"), nat2 = Ns("b2");
+        Shell.Must($"ip link add fxn3{t} netns {inside2} type veth peer name fxn4{t} netns {nat2}");
+        Shell.Must($"ip -n {inside2} addr add 10.98.0.2/24 dev fxn3{t} && ip -n {inside2} link set fxn3{t} up && ip -n {inside2} route add default via 10.98.0.1");
+        Shell.Must($"ip -n {nat2} addr add 10.98.0.1/24 dev fxn4{t} && ip -n {nat2} link set fxn4{t} up");
+        _lab.Bridge(Ns("hb"), (nat, ["198.51.100.1/24"]), (pub, ["198.51.100.10/24", "198.51.100.11/24"]), (rtr, ["198.51.100.20/24"]), (nat2, ["198.51.100.2/24"]));
+        foreach (var (router, port) in new[] { (nat, $"fxu1{t}"), (nat2, $"fxu4{t}") })
+        {
+            Shell.Must($"ip netns exec {router} sysctl -qw net.ipv4.ip_forward=1");
+            // Idle UDP bindings live 3 s (the kernel's default is 30 s, 120 s once a flow is seen both ways).
+            Shell.Must($"ip netns exec {router} sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3 net.netfilter.nf_conntrack_udp_timeout_stream=3");
+            Shell.Must($"ip netns exec {router} nft add table ip nat");
+            Shell.Must($"ip netns exec {router} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
+            Shell.Must($"ip netns exec {router} nft add rule ip nat post oifname {port} masquerade");
+        }
 
         File.WriteAllText(Path.Combine(_dir, "ms.conf"),
             $"listen 198.51.100.10:4342\ncontrol-socket {_dir}/ms.sock\nrtr 198.51.100.20\nsite agents\n  key 0 sha256 \"{Secret}\"\n  eid-prefix 1000 10.0.0.0/8 accept-more-specifics\n");
@@ -55,6 +63,7 @@ public class NatTraversalNamespaceTests
         {
             ("c", pub, "198.51.100.11", "10.2.0.1", ""),
             ("a", inside, "10.99.0.2", "10.1.0.1", "nat-traversal on\nnat-keepalive 1\n"),
+            ("b", inside2, "10.98.0.2", "10.3.0.1", "nat-traversal on\nnat-keepalive 1\n"),
         })
         {
             string[] dataplane = ["dataplane", "--rloc-addr", rloc, "--instance", "1000=fx1000", "--shm", _lab.Shm(x), "--map-cache-entries", "1024"];
@@ -67,7 +76,7 @@ public class NatTraversalNamespaceTests
                 $"rloc-addr {rloc}\nshm {_lab.Shm(x)}\nmap-server 198.51.100.10 0 sha256 \"{Secret}\"\nmap-resolver 198.51.100.10\ndatabase-mapping 1000 {prefix} {rloc}\nrloc-probe-interval 0\n{extra}");
             _lab.Launch(ns, "agent", "--config", Path.Combine(_dir, $"{x}.conf"));
         }
-        TwoXtrLab.WaitFor(() => Binding() is not null, "the RTR's binding of A's EIDs", 20_000);
+        TwoXtrLab.WaitFor(() => Binding() is not null && Binding("[1000]10.3.0.0/24") is not null, "the RTR's bindings of A's and E's EIDs", 20_000);
     }
 
     [OneTimeTearDown]
@@ -80,8 +89,8 @@ public class NatTraversalNamespaceTests
     }
 
     /// <summary>What the RTR holds for A's prefix: "198.51.100.1:PORT", or null.</summary>
-    private string? Binding() =>
-        Status("d")?["rtr_bindings"]?.AsArray().FirstOrDefault(b => b!["eid_prefix"]!.GetValue<string>() == "[1000]10.1.0.0/24")?["translated"]?.GetValue<string>();
+    private string? Binding(string prefix = "[1000]10.1.0.0/24") =>
+        Status("d")?["rtr_bindings"]?.AsArray().FirstOrDefault(b => b!["eid_prefix"]!.GetValue<string>() == prefix)?["translated"]?.GetValue<string>();
 
     private long RtrCounter(string name) => _lab.AgentCounter("d", name);
 
@@ -119,15 +128,28 @@ public class NatTraversalNamespaceTests
         Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("d"), Counter.RtrReencapsulated) - before, Is.GreaterThanOrEqualTo(80UL));
     }
 
+    [Test]
+    public void TwoXtrsBehindDifferentNats_ReachEachOther_ThroughTheRtr()
+    {
+        Assert.That(Binding("[1000]10.3.0.0/24"), Does.StartWith("198.51.100.2:"), "E's binding: the second NAT's address");
+        ulong before = TwoXtrLab.ReadCounter(_lab.Shm("d"), Counter.RtrReencapsulated);
+        Assert.That(PingAfterWarmUp(Ns("a"), "10.1.0.1", "10.3.0.1", 20), Is.EqualTo(20), "A to E, both behind NAT");
+        Assert.That(PingAfterWarmUp(Ns("a2"), "10.3.0.1", "10.1.0.1", 20), Is.EqualTo(20), "E to A");
+        Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("d"), Counter.RtrReencapsulated) - before, Is.GreaterThanOrEqualTo(80UL), "every packet through the RTR");
+    }
+
     [TestCase("a", "c", "10.2.0.1", "10.1.0.1")]
     [TestCase("c", "a", "10.1.0.1", "10.2.0.1")]
     public void TcpStream_BothWays_ArrivesWhole_HashCompared(string client, string server, string serverEid, string clientEid)
     {
         PingAfterWarmUp(Ns(client), clientEid, serverEid, 1);
+        ulong runs = TwoXtrLab.ReadCounter(_lab.Shm("d"), Counter.UdpGsoSends);
         var (tx, rx) = TcpTransfer.Run(Ns(client), Ns(server), serverEid, clientEid, _lab.Tag);
         Assert.That(tx.Code, Is.EqualTo(0), tx.Err);
         Assert.That(rx.Code, Is.EqualTo(0), rx.Err);
         Assert.That(rx.Out.Trim(), Is.EqualTo(tx.Out.Trim()).And.StartWith("8388608 "), "byte count and SHA-256 of what was sent and what arrived");
+        // Toward A (behind NAT) the RTR sends runs of segments with UDP_SEGMENT: the hash above is their correctness.
+        Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("d"), Counter.UdpGsoSends), Is.GreaterThan(runs), "runs to A's NAT binding sent with UDP_SEGMENT");
     }
 
     [Test]
