@@ -53,7 +53,7 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
     /// <summary>An Info-Request that arrived on the data port from <paramref name="source"/>:<paramref name="sourcePort"/>.</summary>
     public void OnInfoRequest(ReadOnlySpan<byte> message, IPAddress source, ushort sourcePort)
     {
-        if (!_rate.TryAcquire(ToKey(source), Stopwatch.GetTimestamp())) { io.Counters.Add(AgentCounter.RtrInfoRequestsRateLimited); return; }
+        if (!_rate.TryAcquire(FastXtr.Packets.MappedIpv4.FromAddress(source), Stopwatch.GetTimestamp())) { io.Counters.Add(AgentCounter.RtrInfoRequestsRateLimited); return; }
         if (!_request.TryDecode(message).Ok || _request.IsReply
             || !EidAddress.TryRead(_request.EidPrefix, out uint iid, out var family, out var eid) || _request.EidMaskLength > EidPrefix.MaxLength(family))
         {
@@ -104,9 +104,7 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
             _states[key] = new State { Binding = binding, LastNonce = _request.Nonce, ExpiresMs = now + (long)io.Config.NatBindingTimeout.TotalMilliseconds };
             if (!moved) return;
             // The translated address is the locator, reached at the translated port from our data port.
-            var locator = source.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
-                ? new RlocSpec(EidFamily.Ipv4, FastXtr.Packets.Ipv4Header.ToUInt32(source), 1, 100, Port: sourcePort == FastXtr.Packets.LispDataHeader.DataPort ? (ushort)0 : sourcePort, NatTraversed: true)
-                : new RlocSpec(EidFamily.Ipv6, FastXtr.Packets.Ipv6Header.ToUInt128(source), 1, 100, Port: sourcePort == FastXtr.Packets.LispDataHeader.DataPort ? (ushort)0 : sourcePort, NatTraversed: true);
+            var locator = RlocSpec.Of(source, 1, 100, sourcePort, natTraversed: true);
             cache.Upsert(new MapCacheEntrySpec(iid, 0, family, prefix, length, [locator], TtlMinutes: uint.MaxValue));
             io.Counters.Add(AgentCounter.RtrBindingsLearned);
             AgentLog.RtrBindingLearned(io.Log, binding.PrefixText, new IPEndPoint(source, sourcePort));
@@ -135,7 +133,4 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
 
     private void Publish() => _snapshot = _states.Values.Select(s => s.Binding).OrderBy(b => b.PrefixText, StringComparer.Ordinal).ToList();
 
-    private static UInt128 ToKey(IPAddress a) => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
-        ? FastXtr.Packets.MappedIpv4.From(FastXtr.Packets.Ipv4Header.ToUInt32(a))
-        : FastXtr.Packets.Ipv6Header.ToUInt128(a);
 }

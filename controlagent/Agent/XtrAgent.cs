@@ -304,7 +304,7 @@ public sealed class XtrAgent : IDisposable
     /// </summary>
     private void InstallRtrDefaults(IReadOnlyList<IPAddress> rtrs)
     {
-        var locators = rtrs.Select(r => new RlocSpec(EidFamily.Ipv4, FastXtr.Packets.Ipv4Header.ToUInt32(r), 1, (byte)Math.Max(1, 100 / rtrs.Count), NatTraversed: true)).ToList();
+        var locators = rtrs.Select(r => RlocSpec.Of(r, 1, (byte)Math.Max(1, 100 / rtrs.Count), natTraversed: true)).ToList();
         foreach (uint iid in Database.All.Select(m => m.InstanceId).Distinct())
             foreach (var family in new[] { EidFamily.Ipv4, EidFamily.Ipv6 })
                 _cache.Upsert(new MapCacheEntrySpec(iid, 0, family, 0, 0, locators, TtlMinutes: uint.MaxValue));

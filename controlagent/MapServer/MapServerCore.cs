@@ -100,9 +100,7 @@ public sealed class MapServerCore
         }
     }
 
-    private static UInt128 Key(IPAddress a) =>
-        a.AddressFamily == AddressFamily.InterNetwork ? Ipv4Header.ToUInt32(a)
-        : a.IsIPv4MappedToIPv6 ? Ipv4Header.ToUInt32(a.MapToIPv4()) : Ipv6Header.ToUInt128(a);
+    private static UInt128 Key(IPAddress a) => MappedIpv4.FromAddress(a);
 
     private SiteConfig? SiteFor(uint iid, EidFamily family, UInt128 eid)
     {

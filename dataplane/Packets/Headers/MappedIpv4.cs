@@ -15,6 +15,11 @@ public static class MappedIpv4
 
     public static uint Ipv4Of(UInt128 address) => (uint)address;
 
+    /// <summary>An address of either family as one 128-bit number: IPv4 (also written IPv4-mapped) in its mapped form.</summary>
+    public static UInt128 FromAddress(System.Net.IPAddress address) =>
+        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? From(Ipv4Header.ToUInt32(address))
+        : address.IsIPv4MappedToIPv6 ? From(Ipv4Header.ToUInt32(address.MapToIPv4())) : Ipv6Header.ToUInt128(address);
+
     /// <summary>The address a 128-bit number of either family stands for: IPv4 when mapped, else IPv6.</summary>
     public static System.Net.IPAddress ToAddress(UInt128 address) =>
         IsMapped(address) ? Ipv4Header.ToAddress(Ipv4Of(address)) : Ipv6Header.ToAddress(address);

@@ -23,15 +23,22 @@ public readonly record struct RlocSpec(EidFamily Family, UInt128 Address, byte P
         // IPEndPoint reads "192.0.2.2", "192.0.2.2:5000", "2001:db8::2" and "[2001:db8::2]:5000" (IPAddress would
         // take the last and drop its port).
         if (parts.Length <= 3 && IPEndPoint.TryParse(parts[0], out var ep))
-            (a, port) = (ep.Address, (ushort)(ep.Port == LispDataHeader.DataPort ? 0 : ep.Port));
+            (a, port) = (ep.Address, (ushort)ep.Port);
         if (parts.Length > 3 || a is null)
             throw new FormatException($"--rloc '{text}': expected ADDRESS[:PORT][,PRIORITY[,WEIGHT]], e.g. 192.0.2.2,1,100 or [2001:db8::2]:5000,1,100");
         byte priority = 1, weight = 100;
         if (parts.Length > 1 && !byte.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out priority)) throw new FormatException($"--rloc '{text}': priority must be 0 .. 255");
         if (parts.Length > 2 && !byte.TryParse(parts[2], System.Globalization.CultureInfo.InvariantCulture, out weight)) throw new FormatException($"--rloc '{text}': weight must be 0 .. 255");
+        return Of(a, priority, weight, port);
+    }
+
+    /// <summary>A locator at an address of either family; a <paramref name="port"/> of 4341 is kept as 0 (the data port).</summary>
+    public static RlocSpec Of(IPAddress a, byte priority, byte weight, ushort port = 0, bool natTraversed = false)
+    {
+        ushort p = port == LispDataHeader.DataPort ? (ushort)0 : port;
         return a.AddressFamily == AddressFamily.InterNetwork
-            ? new RlocSpec(EidFamily.Ipv4, Ipv4Header.ToUInt32(a), priority, weight, Port: port)
-            : new RlocSpec(EidFamily.Ipv6, Ipv6Header.ToUInt128(a), priority, weight, Port: port);
+            ? new RlocSpec(EidFamily.Ipv4, Ipv4Header.ToUInt32(a), priority, weight, Port: p, NatTraversed: natTraversed)
+            : new RlocSpec(EidFamily.Ipv6, Ipv6Header.ToUInt128(a), priority, weight, Port: p, NatTraversed: natTraversed);
     }
 
     public IPAddress ToIPAddress() => EidPrefix.ToAddress(Family, Address);

@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -13,62 +12,31 @@ namespace FastXtr.Tests.EndToEnd;
 /// </summary>
 [TestFixture]
 [NonParallelizable]
-public class LabNatTests
+public class LabNatTests() : LabFixture('n', "--nat", "--extra-moves", "2")
 {
-    private static readonly Regex OurNamespace = new(@"^n(\d+)-(ul|ms|gw\d|nat|rtr|a|b|c|inf\d|t\d)$");
-    private string _prefix = null!;
-    private string _out = null!;
-    private FastXtr.Lab.Shell.Result _run = null!;
-
-    [OneTimeSetUp]
-    public void RunTheLab()
+    protected override void CheckPrerequisites()
     {
-        Shell.RequireRoot("the lab needs root (namespaces, TUN)");
         if (Shell.Sh("command -v nft").Code != 0) Assert.Fail("nft is not installed: scripts/test.sh installs it (apt-get install nftables)");
-        foreach (var line in Shell.Sh("ip netns list").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var m = OurNamespace.Match(line.Split(' ')[0]);
-            if (m.Success && !Directory.Exists($"/proc/{m.Groups[1].Value}")) Shell.Run(Shell.FastxtrExe(), ["lab", "down", "--prefix", "n" + m.Groups[1].Value]);
-        }
-        _prefix = "n" + Environment.ProcessId;
-        _out = Path.Combine(Path.GetTempPath(), $"fastxtr-labnat-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        try
-        {
-            _run = Shell.Run(Shell.FastxtrExe(), ["lab", "run", "--quick", "--nat", "--extra-moves", "2", "--prefix", _prefix, "--out", _out], 170_000);
-        }
-        finally
-        {
-            Shell.Run(Shell.FastxtrExe(), ["lab", "down", "--prefix", _prefix]);
-        }
-        TestContext.Progress.WriteLine(_run.All);
     }
-
-    [OneTimeTearDown]
-    public void RemoveOutputs()
-    {
-        if (_out is not null && Directory.Exists(_out)) Directory.Delete(_out, recursive: true);
-    }
-
-    private JsonNode Report(string agent) => JsonNode.Parse(File.ReadAllText(Path.Combine(_out, "agents", agent + ".json")))!;
 
     [Test]
     public void EveryStepPasses_WithGateway3BehindNat_AndNothingIsLeftBehind()
     {
-        Assert.That(_run.Code, Is.EqualTo(0), _run.All);
-        Assert.That(_run.Out, Does.Contain("gateway 3 behind NAT through the RTR").And.Contain("step 4 PASS"));
-        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(_out, "summary.json")))!;
+        Assert.That(Run.Code, Is.EqualTo(0), Run.All);
+        Assert.That(Run.Out, Does.Contain("gateway 3 behind NAT through the RTR").And.Contain("step 4 PASS"));
+        var summary = Lab.Summary();
         Assert.That((summary["gateway3_behind_nat"]!.GetValue<bool>(), summary["pass"]!.GetValue<bool>()), Is.EqualTo((true, true)));
         // After the move gateway 1 sends B's traffic to the RTR, not to gateway 3's private address or its NAT.
         Assert.That(summary["steps"]![1]!["facts"]!["gw1_map_cache_10.1.0.2"]!.GetValue<string>(), Is.EqualTo("192.0.2.20"));
-        Assert.That(Shell.Sh("ip netns list").Out, Does.Not.Contain(_prefix + "-"), "no namespace left");
-        Assert.That(Directory.GetFiles("/dev/shm", _prefix + "-*"), Is.Empty, "no shared memory left, the RTR's included");
+        Assert.That(Shell.Sh("ip netns list").Out, Does.Not.Contain(Prefix + "-"), "no namespace left");
+        Assert.That(Directory.GetFiles("/dev/shm", Prefix + "-*"), Is.Empty, "no shared memory left, the RTR's included");
     }
 
     [Test]
     public void TheTaskSession_SurvivesMovesOntoAndOffTheGatewayBehindNat_WithNothingLost()
     {
         // Step 2 (public gateway 2 -> gateway 3 behind NAT), then back to gateway 2 and behind NAT again.
-        Assert.That(_run.Out, Does.Contain("3 moves (make-before-break)"), _run.Out);
+        Assert.That(Run.Out, Does.Contain("3 moves (make-before-break)"), Run.Out);
         var tasks = Report("A")["tasks"]!;
         Assert.That(tasks["answered"]!.GetValue<long>(), Is.GreaterThan(100));
         Assert.That((tasks["lost"]!.GetValue<long>(), tasks["duplicated"]!.GetValue<long>(), tasks["reordered"]!.GetValue<long>(), tasks["session_breaks"]!.GetValue<long>()),
@@ -86,7 +54,7 @@ public class LabNatTests
     public void TheUnderlay_CarriesGateway3sTrafficThroughTheRtr_AndNeverItsPrivateAddress()
     {
         if (Shell.Sh("command -v tshark").Code != 0) Assert.Ignore("tshark is not installed (scripts/test.sh installs it)");
-        string pcap = Path.Combine(_out, "underlay.pcap");
+        string pcap = Path.Combine(Out, "underlay.pcap");
         Assert.That(File.Exists(pcap), Is.True, "the lab captured the underlay");
         string toRtr = Shell.Must($"tshark -r {pcap} -Y 'udp.dstport == 4341 && ip.dst == 192.0.2.20 && ip.src == 192.0.2.3' -T fields -e frame.number");
         string fromRtr = Shell.Must($"tshark -r {pcap} -Y 'udp.srcport == 4341 && ip.src == 192.0.2.20 && ip.dst == 192.0.2.3' -T fields -e frame.number");

@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -12,56 +11,21 @@ namespace FastXtr.Tests.EndToEnd;
 /// </summary>
 [TestFixture]
 [NonParallelizable]
-public class LabTests
+public class LabTests() : LabFixture('t')
 {
-    private static readonly Regex OurNamespace = new(@"^t(\d+)-(ul|ms|gw\d|nat|rtr|a|b|c|inf\d|t\d)$");
-    private string _prefix = null!;
-    private string _out = null!;
-    private FastXtr.Lab.Shell.Result _run = null!;
-
-    [OneTimeSetUp]
-    public void RunTheLab()
-    {
-        Shell.RequireRoot("the lab needs root (namespaces, TUN)");
-        // Leftovers of a killed run (its process gone) are removed first.
-        foreach (var line in Shell.Sh("ip netns list").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var m = OurNamespace.Match(line.Split(' ')[0]);
-            if (m.Success && !Directory.Exists($"/proc/{m.Groups[1].Value}")) Shell.Run(Shell.FastxtrExe(), ["lab", "down", "--prefix", "t" + m.Groups[1].Value]);
-        }
-        _prefix = "t" + Environment.ProcessId;
-        _out = Path.Combine(Path.GetTempPath(), $"fastxtr-lab-{Environment.ProcessId}-{Guid.NewGuid():N}");
-        try
-        {
-            _run = Shell.Run(Shell.FastxtrExe(), ["lab", "run", "--quick", "--prefix", _prefix, "--out", _out], 170_000);
-        }
-        finally
-        {
-            Shell.Run(Shell.FastxtrExe(), ["lab", "down", "--prefix", _prefix]);
-        }
-        TestContext.Progress.WriteLine(_run.All);
-    }
-
-    [OneTimeTearDown]
-    public void RemoveOutputs()
-    {
-        if (_out is not null && Directory.Exists(_out)) Directory.Delete(_out, recursive: true);
-    }
-
-    private JsonNode Report(string agent) => JsonNode.Parse(File.ReadAllText(Path.Combine(_out, "agents", agent + ".json")))!;
 
     private long From(string agent, string sender) => Report(agent)["datagrams_by_sender"]![sender]?.GetValue<long>() ?? 0;
 
     [Test]
     public void TheRunSucceeds_AndLeavesNothingBehind()
     {
-        Assert.That(_run.Code, Is.EqualTo(0), _run.All);
-        Assert.That(_run.Out, Does.Contain("step 1 PASS").And.Contain("step 2 PASS").And.Contain("step 3 PASS").And.Contain("step 4 PASS"));
-        Assert.That(Shell.Sh("ip netns list").Out, Does.Not.Contain(_prefix + "-"), "no namespace left");
-        Assert.That(Directory.GetFiles("/dev/shm", _prefix + "-*"), Is.Empty, "no shared memory left");
-        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(_out, "summary.json")))!;
+        Assert.That(Run.Code, Is.EqualTo(0), Run.All);
+        Assert.That(Run.Out, Does.Contain("step 1 PASS").And.Contain("step 2 PASS").And.Contain("step 3 PASS").And.Contain("step 4 PASS"));
+        Assert.That(Shell.Sh("ip netns list").Out, Does.Not.Contain(Prefix + "-"), "no namespace left");
+        Assert.That(Directory.GetFiles("/dev/shm", Prefix + "-*"), Is.Empty, "no shared memory left");
+        var summary = Lab.Summary();
         Assert.That(summary["steps"]!.AsArray().Count, Is.EqualTo(4));
-        byte[] png = File.ReadAllBytes(Path.Combine(_out, "timeline.png"));
+        byte[] png = File.ReadAllBytes(Path.Combine(Out, "timeline.png"));
         Assert.That(png.Take(8), Is.EqualTo(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }));
         Assert.That(png.Length, Is.GreaterThan(2000));
     }
@@ -106,7 +70,7 @@ public class LabTests
         Assert.That(From("B", "A"), Is.GreaterThanOrEqualTo(16));
 
         if (Tshark.Path() is null) Assert.Fail("tshark is not installed: scripts/test.sh installs it (apt-get install tshark)");
-        string pcap = Path.Combine(_out, "underlay.pcap");
+        string pcap = Path.Combine(Out, "underlay.pcap");
         Assert.That(File.Exists(pcap), Is.True, "tcpdump captured the underlay");
         var lines = Shell.Must($"tshark -r {pcap} -Y 'lisp-data.iid == 2000' -T fields -e ip.src -e ip.dst").Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.That(lines.Length, Is.GreaterThanOrEqualTo(16));
@@ -124,7 +88,7 @@ public class LabTests
     public void DemoCapture_WithTheDissector_ShowsTheAgentContextAsFields()
     {
         if (Tshark.Path() is null) Assert.Fail("tshark is not installed: scripts/test.sh installs it (apt-get install tshark)");
-        string pcap = Path.Combine(_out, "underlay.pcap");
+        string pcap = Path.Combine(Out, "underlay.pcap");
         string lua = FastXtr.Tests.Packaging.WiresharkDissectorTests.Script();
         var gpu = Shell.Must($"tshark -X lua_script:{lua} -r {pcap} -Y 'agent-context.hardware == \"gpu\"' -T fields -e lisp.type -e agent-context.rloc -e agent-context.state")
             .Split('\n', StringSplitOptions.RemoveEmptyEntries).Distinct().ToList();

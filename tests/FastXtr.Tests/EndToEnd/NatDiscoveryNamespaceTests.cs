@@ -34,10 +34,7 @@ public class NatDiscoveryNamespaceTests
         Shell.Must($"ip -n {nat} addr add 10.99.0.1/24 dev fxn2{t} && ip -n {nat} link set fxn2{t} up");
         Shell.Must($"ip -n {nat} addr add 198.51.100.1/24 dev fxn3{t} && ip -n {nat} link set fxn3{t} up");
         Shell.Must($"ip -n {outside} addr add 198.51.100.10/24 dev fxn4{t} && ip -n {outside} addr add 198.51.100.11/24 dev fxn4{t} && ip -n {outside} link set fxn4{t} up");
-        Shell.Must($"ip netns exec {nat} sysctl -qw net.ipv4.ip_forward=1");
-        Shell.Must($"ip netns exec {nat} nft add table ip nat");
-        Shell.Must($"ip netns exec {nat} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
-        Shell.Must($"ip netns exec {nat} nft add rule ip nat post oifname fxn3{t} masquerade");
+        ProcessLab.Masquerade(nat, $"fxn3{t}");
         File.WriteAllText(Path.Combine(_dir, "ms.conf"),
             $"listen 198.51.100.10:4342\ncontrol-socket {_dir}/ms.sock\nrtr 198.51.100.20\nsite agents\n  key 0 sha256 \"agents-secret\"\n  eid-prefix 1000 10.0.0.0/8 accept-more-specifics\n");
         Launch(outside, "mapserver", "--config", Path.Combine(_dir, "ms.conf"));

@@ -45,12 +45,9 @@ public class NatTraversalNamespaceTests
         _lab.Bridge(Ns("hb"), (nat, ["198.51.100.1/24"]), (pub, ["198.51.100.10/24", "198.51.100.11/24"]), (rtr, ["198.51.100.20/24"]), (nat2, ["198.51.100.2/24"]));
         foreach (var (router, port) in new[] { (nat, $"fxu1{t}"), (nat2, $"fxu4{t}") })
         {
-            Shell.Must($"ip netns exec {router} sysctl -qw net.ipv4.ip_forward=1");
+            ProcessLab.Masquerade(router, port);
             // Idle UDP bindings live 3 s (the kernel's default is 30 s, 120 s once a flow is seen both ways).
             Shell.Must($"ip netns exec {router} sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3 net.netfilter.nf_conntrack_udp_timeout_stream=3");
-            Shell.Must($"ip netns exec {router} nft add table ip nat");
-            Shell.Must($"ip netns exec {router} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
-            Shell.Must($"ip netns exec {router} nft add rule ip nat post oifname {port} masquerade");
         }
 
         File.WriteAllText(Path.Combine(_dir, "ms.conf"),

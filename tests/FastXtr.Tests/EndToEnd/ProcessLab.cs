@@ -59,6 +59,15 @@ public sealed class ProcessLab : IDisposable
 
     public void Launch(string ns, params string[] args) => Processes.Add(Shell.StartInNamespace(ns, args));
 
+    /// <summary>Makes <paramref name="ns"/> a NAT router: it forwards, and masquerades (nftables) what leaves through <paramref name="outside"/>.</summary>
+    public static void Masquerade(string ns, string outside)
+    {
+        Shell.Must($"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1");
+        Shell.Must($"ip netns exec {ns} nft add table ip nat");
+        Shell.Must($"ip netns exec {ns} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
+        Shell.Must($"ip netns exec {ns} nft add rule ip nat post oifname {outside} masquerade");
+    }
+
     /// <summary>The running process of <paramref name="command"/> (agent, dataplane...) in <paramref name="ns"/>.</summary>
     public Process Running(string command, string ns) =>
         Processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains(command) && p.StartInfo.ArgumentList.Contains(ns));
