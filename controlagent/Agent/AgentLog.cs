@@ -66,8 +66,6 @@ internal static partial class AgentLog
     [LoggerMessage(LogLevel.Information, "RTR: binding of {Prefix} removed: {Reason}")]
     public static partial void RtrBindingGone(ILogger log, string prefix, string reason);
 
-    [LoggerMessage(LogLevel.Warning, "RTR: Info-Request from {Source} for {Prefix} refused: {Reason}")]
-    public static partial void RtrRefused(ILogger log, IPEndPoint source, string prefix, string reason);
 
     [LoggerMessage(LogLevel.Information, "not behind NAT: {MapServer} sees this xTR at its own RLOC and control port")]
     public static partial void NotBehindNat(ILogger log, IPEndPoint mapServer);

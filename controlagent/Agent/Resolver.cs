@@ -184,7 +184,8 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         // negative entry for a minute, so that its packets are counted drops and not a Map-Request a second.
         if (rtr is not null && rlocs.Count == 0 && !rec.IsNegative) ttl = 1;
         var spec = new MapCacheEntrySpec(iid, profile, family, prefix, rec.EidMaskLength, rlocs, action, ttl, rec.MapVersion);
-        cache.Upsert(spec);
+        if (rtr is null) cache.Upsert(spec);
+        else if (!rtr.InstallResolved(spec)) return;
         if (!publication || profile != 0 || _resolved.ContainsKey((iid, family, prefix, rec.EidMaskLength)))
             _resolved.GetOrAdd((iid, family, prefix, rec.EidMaskLength), _ => new()).AddOrUpdate(profile, sourceEid, (_, _) => sourceEid);
         io.Counters.Add(rec.IsNegative ? AgentCounter.NegativeRepliesInstalled : AgentCounter.MapRepliesInstalled);

@@ -39,6 +39,8 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
     private readonly InfoMessage _request = new();
     // A flood of Info-Requests from one source is held to the rate a Map-Server allows Map-Requests.
     private readonly RateLimiter _rate = new(100, 200, 4096);
+    // Refusals are what a hostile sender causes at packet rate: one line per reason a second.
+    private readonly FastXtr.Common.Logging.RateLimitedLogger _peerLog = new(io.Log);
     private volatile IReadOnlyList<NatBinding> _snapshot = [];
 
     /// <summary>The bindings in force, for the status API.</summary>
@@ -48,6 +50,20 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
     public bool Owns(uint iid, EidFamily family, UInt128 prefix, int length)
     {
         lock (_states) return _states.ContainsKey((iid, family, prefix, length));
+    }
+
+    /// <summary>
+    /// Installs what the RTR resolved, unless a binding holds that prefix: checked and written under the bindings'
+    /// lock, so that a binding learnt while the Map-Reply was on its way is never overwritten by it. False when skipped.
+    /// </summary>
+    public bool InstallResolved(MapCacheEntrySpec spec)
+    {
+        lock (_states)
+        {
+            if (_states.ContainsKey((spec.InstanceId, spec.Family, spec.Prefix, spec.PrefixLength))) return false;
+            cache.Upsert(spec);
+            return true;
+        }
     }
 
     /// <summary>An Info-Request that arrived on the data port from <paramref name="source"/>:<paramref name="sourcePort"/>.</summary>
@@ -66,13 +82,13 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
         if (site.Key is null)
         {
             io.Counters.Add(AgentCounter.RtrInfoRequestsNoSite);
-            AgentLog.RtrRefused(io.Log, new IPEndPoint(source, sourcePort), $"[{iid}]{EidPrefix.Format(family, prefix)}/{length}", "no nat-site covers it");
+            _peerLog.Warning("rtr-no-site", $"RTR: Info-Request from {new IPEndPoint(source, sourcePort)} for [{iid}]{EidPrefix.Format(family, prefix)}/{length} refused: no nat-site covers it");
             return;
         }
         if (MessageAuthentication.Verify(message, site.Key, out var algorithm) != AuthenticationFailure.None || algorithm != site.Key.Algorithm)
         {
             io.Counters.Add(AgentCounter.RtrInfoRequestsAuthenticationFailed);
-            AgentLog.RtrRefused(io.Log, new IPEndPoint(source, sourcePort), $"[{iid}]{EidPrefix.Format(family, prefix)}/{length}", "authentication failed");
+            _peerLog.Warning("rtr-auth", $"RTR: Info-Request from {new IPEndPoint(source, sourcePort)} for [{iid}]{EidPrefix.Format(family, prefix)}/{length} refused: authentication failed");
             return;
         }
         var key = (iid, family, prefix, length);
@@ -102,10 +118,12 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
                 ? new NatBinding(iid, family, prefix, length, source, sourcePort, at, at)
                 : state!.Binding with { Refreshed = at };
             _states[key] = new State { Binding = binding, LastNonce = _request.Nonce, ExpiresMs = now + (long)io.Config.NatBindingTimeout.TotalMilliseconds };
-            if (!moved) return;
-            // The translated address is the locator, reached at the translated port from our data port.
+            // The translated address is the locator, reached at the translated port from our data port. Written on
+            // every request, not only on a change: the entry is then back within a keep-alive whatever removed it
+            // (a data plane restarted on a fresh region).
             var locator = RlocSpec.Of(source, 1, 100, sourcePort, natTraversed: true);
             cache.Upsert(new MapCacheEntrySpec(iid, 0, family, prefix, length, [locator], TtlMinutes: uint.MaxValue));
+            if (!moved) return;
             io.Counters.Add(AgentCounter.RtrBindingsLearned);
             AgentLog.RtrBindingLearned(io.Log, binding.PrefixText, new IPEndPoint(source, sourcePort));
             Publish();
