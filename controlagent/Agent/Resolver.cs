@@ -162,9 +162,9 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         // Behind NAT everything goes through the RTRs (the default entries): a locator reached directly would see our
         // traffic come from the NAT's address, which no mapping lists.
         if (io.Rtrs.Count > 0) return;
-        // An RTR keeps the bindings xTRs behind NAT told it: the Map-Server's answer for their prefixes is this RTR.
+        // An RTR keeps the bindings xTRs behind NAT told it (the Map-Server's answer for their prefixes is this RTR):
+        // RtrBindings.InstallResolved below skips a bound prefix.
         var rtr = io.Rtr;
-        if (rtr is not null && rtr.Owns(iid, family, prefix, rec.EidMaskLength)) return;
         var rlocs = new List<RlocSpec>();
         foreach (var l in rec.Locators)
         {

@@ -23,7 +23,7 @@ public sealed record NatBinding(uint InstanceId, EidFamily Family, UInt128 Prefi
 /// binding goes into the map-cache as the prefix's one locator, marked NAT-traversed (sent from our data port, not
 /// probed); it is refreshed by each request, removed by one with TTL 0 (the prefix left that xTR) and expires
 /// <see cref="AgentConfig.NatBindingTimeout"/> after the last. Replies the RTR's own Map-Requests get for such a
-/// prefix (the Map-Server hands out the RTR, which the xTR registered) never replace it: see <see cref="Owns"/>.
+/// prefix (the Map-Server hands out the RTR, which the xTR registered) never replace it: see <see cref="InstallResolved"/>.
 /// Runs on the agent's loop thread; the status API reads <see cref="All"/>.
 /// </summary>
 internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
@@ -45,12 +45,6 @@ internal sealed class RtrBindings(AgentIo io, MapCacheOwner cache)
 
     /// <summary>The bindings in force, for the status API.</summary>
     public IReadOnlyList<NatBinding> All => _snapshot;
-
-    /// <summary>Whether this prefix is a NAT binding's (a Map-Reply for it must not replace the binding).</summary>
-    public bool Owns(uint iid, EidFamily family, UInt128 prefix, int length)
-    {
-        lock (_states) return _states.ContainsKey((iid, family, prefix, length));
-    }
 
     /// <summary>
     /// Installs what the RTR resolved, unless a binding holds that prefix: checked and written under the bindings'

@@ -180,10 +180,7 @@ public sealed partial class LabRunner : IDisposable
         Shell.Must($"ip -n {nat} link add in0 type veth peer name ul0 netns {gw3}");
         Shell.Must($"ip -n {nat} addr add {LabTopology.NatInsideRouter}/24 dev in0 && ip -n {nat} link set in0 up");
         Shell.Must($"ip -n {gw3} addr add {LabTopology.NatInsideRloc}/24 dev ul0 && ip -n {gw3} link set ul0 up && ip -n {gw3} route add default via {LabTopology.NatInsideRouter}");
-        Shell.Must($"ip netns exec {nat} sysctl -qw net.ipv4.ip_forward=1");
-        Shell.Must($"ip netns exec {nat} nft add table ip nat");
-        Shell.Must($"ip netns exec {nat} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
-        Shell.Must($"ip netns exec {nat} nft add rule ip nat post oifname ul0 masquerade");
+        Masquerade(nat, "ul0");
         underlay(_t.RtrNamespace, "rtr", LabTopology.RtrRloc);
         File.WriteAllText(Path.Combine(_t.OutDir, "rtr.conf"), $"""
             # The lab's RTR: the agent groups' xTRs behind NAT authenticate with the site's key.
@@ -197,6 +194,15 @@ public sealed partial class LabRunner : IDisposable
             """);
         Start(_t.RtrNamespace, "rtr", $"rtr --config {Path.Combine(_t.OutDir, "rtr.conf")}");
         WaitFor(() => File.Exists(_t.RtrApiSocket), $"the RTR's API (see {_t.LogDir}/rtr.log)");
+    }
+
+    /// <summary>Makes <paramref name="ns"/> a NAT router: it forwards, and masquerades (nftables) what leaves through <paramref name="outside"/>.</summary>
+    public static void Masquerade(string ns, string outside)
+    {
+        Shell.Must($"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1");
+        Shell.Must($"ip netns exec {ns} nft add table ip nat");
+        Shell.Must($"ip netns exec {ns} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
+        Shell.Must($"ip netns exec {ns} nft add rule ip nat post oifname {outside} masquerade");
     }
 
     /// <summary>--nat: how many bindings of xTRs behind NAT the RTR holds.</summary>

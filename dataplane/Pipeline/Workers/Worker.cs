@@ -580,7 +580,8 @@ public sealed unsafe class Worker : IDisposable
         }
         else sent = Dispatch(d, buffer, length, iid, now, instance: -1, reply, replyLength);
         if (sent > 0) _counters.Add(Counter.RtrReencapsulated);
-        if (_send.Count >= _send.Capacity - MaxFragments || _send6.Count >= _send6.Capacity - MaxFragments) Flush();
+        // No room check: a receive takes at most a batch of datagrams, each queues at most one packet (fragments
+        // are flushed on the spot), and the send batches hold a batch and more.
         return sent;
     }
 

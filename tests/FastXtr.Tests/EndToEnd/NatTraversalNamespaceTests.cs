@@ -79,11 +79,7 @@ public class NatTraversalNamespaceTests
     [OneTimeTearDown]
     public void Stop() => _lab?.Dispose();
 
-    private JsonNode? Status(string x)
-    {
-        try { return _lab.AgentStatus(x); }
-        catch (Exception e) when (e is IOException or HttpRequestException or System.Net.Sockets.SocketException) { return null; } // not listening yet
-    }
+    private JsonNode? Status(string x) => _lab.TryAgentStatus(x);
 
     /// <summary>What the RTR holds for A's prefix: "198.51.100.1:PORT", or null.</summary>
     private string? Binding(string prefix = "[1000]10.1.0.0/24") =>

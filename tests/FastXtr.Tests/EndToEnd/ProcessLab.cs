@@ -59,14 +59,8 @@ public sealed class ProcessLab : IDisposable
 
     public void Launch(string ns, params string[] args) => Processes.Add(Shell.StartInNamespace(ns, args));
 
-    /// <summary>Makes <paramref name="ns"/> a NAT router: it forwards, and masquerades (nftables) what leaves through <paramref name="outside"/>.</summary>
-    public static void Masquerade(string ns, string outside)
-    {
-        Shell.Must($"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1");
-        Shell.Must($"ip netns exec {ns} nft add table ip nat");
-        Shell.Must($"ip netns exec {ns} nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}'");
-        Shell.Must($"ip netns exec {ns} nft add rule ip nat post oifname {outside} masquerade");
-    }
+    /// <summary>Makes <paramref name="ns"/> a NAT router, as the lab's --nat does (<see cref="FastXtr.Lab.LabRunner.Masquerade"/>).</summary>
+    public static void Masquerade(string ns, string outside) => FastXtr.Lab.LabRunner.Masquerade(ns, outside);
 
     /// <summary>The running process of <paramref name="command"/> (agent, dataplane...) in <paramref name="ns"/>.</summary>
     public Process Running(string command, string ns) =>
@@ -75,6 +69,13 @@ public sealed class ProcessLab : IDisposable
     /// <summary>GET /v1/status of xTR <paramref name="x"/>'s agent.</summary>
     public System.Text.Json.Nodes.JsonNode? AgentStatus(string x) =>
         FastXtr.Common.Api.UnixSocketClient.Send(AgentApiSocket(x), HttpMethod.Get, "/v1/status").Body;
+
+    /// <summary>GET /v1/status of xTR <paramref name="x"/>'s agent, or null while its API is not listening yet.</summary>
+    public System.Text.Json.Nodes.JsonNode? TryAgentStatus(string x)
+    {
+        try { return AgentStatus(x); }
+        catch (Exception e) when (e is IOException or HttpRequestException or System.Net.Sockets.SocketException) { return null; }
+    }
 
     /// <summary>One of xTR <paramref name="x"/>'s agent counters, -1 when it does not answer.</summary>
     public long AgentCounter(string x, string name) => AgentStatus(x)?["counters"]?[name]?.GetValue<long>() ?? -1;

@@ -16,42 +16,27 @@ namespace FastXtr.Tests.Dataplane.Pipeline;
 /// (inner fragmentation, Packet Too Big) and the decapsulation filter with IPv6 outer sources.
 /// </summary>
 [TestFixture]
-public unsafe class Ipv6UnderlayPipelineTests
+public unsafe class Ipv6UnderlayPipelineTests() : PipelineFixture(20)
 {
     private const uint Iid = 1000;
     private const uint LocalRloc = 0xC0000201, RemoteRloc = 0xC0000202;
     private static readonly UInt128 LocalRloc6 = Ipv6Header.ToUInt128(IPAddress.Parse("2001:db8::1"));
     private static readonly UInt128 RemoteRloc6 = Ipv6Header.ToUInt128(IPAddress.Parse("2001:db8::2"));
-    private SharedRegion _region = null!;
-    private MapCacheWriter _writer = null!;
-    private PacketBuffers _buffers = null!;
-    private WorkerCounters Counters => _region.Counters(0);
 
     [SetUp]
     public void SetUp()
     {
-        _region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 16));
-        _writer = _region.CreateWriter();
-        _buffers = new PacketBuffers(20);
         // 10.2/16 behind an IPv6 locator (priority 1) and an IPv4 one (priority 2).
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A020000, 16,
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A020000, 16,
             [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100), new RlocSpec(EidFamily.Ipv4, RemoteRloc, 2, 100)]));
     }
 
-    [TearDown]
-    public void TearDown()
-    {
-        _writer.Dispose();
-        _buffers.Dispose();
-        _region.Dispose();
-    }
-
     private Encapsulator Itr(uint rloc4, UInt128 rloc6, bool zeroChecksum = false, int mtu = 1500) =>
-        new(_region.MapCache, rloc4, rloc6, zeroChecksum, mtu, Counters, _region.MissRing(0), new MissSuppressor(), 42);
+        new(Region.MapCache, rloc4, rloc6, zeroChecksum, mtu, Counters, Region.MissRing(0), new MissSuppressor(), 42);
 
     private int Ipv4Udp(int buffer, uint source, uint destination, int payload, bool dontFragment = false, byte ttl = 64, byte tos = 0, ushort sourcePort = 1000)
     {
-        var p = new Span<byte>(_buffers.Data(buffer), 28 + payload);
+        var p = new Span<byte>(Buffers.Data(buffer), 28 + payload);
         for (int i = 0; i < p.Length; i++) p[i] = (byte)(i * 7);
         var ip = new Ipv4Header
         {
@@ -67,7 +52,7 @@ public unsafe class Ipv6UnderlayPipelineTests
     }
 
     private ItrDecision Encap(Encapsulator itr, int length, out int replyLength) =>
-        itr.Process(_buffers.Buffer(0), length, Iid, 0, MapCacheTables.Now, _buffers.Data(1), out replyLength);
+        itr.Process(Buffers.Buffer(0), length, Iid, 0, MapCacheTables.Now, Buffers.Data(1), out replyLength);
 
     /// <summary>The ones' complement sum over the IPv6 pseudo-header and the UDP datagram: 0xFFFF when the checksum is right.</summary>
     private static ushort UdpSumIncludingChecksum(ReadOnlySpan<byte> outer)
@@ -86,7 +71,7 @@ public unsafe class Ipv6UnderlayPipelineTests
         int length = Ipv4Udp(0, 0x0A010001, 0x0A020005, 333, ttl: 33, tos: 0xb9);
         var d = Encap(itr, length, out _);
         Assert.That((d.Verdict, d.Ipv6, d.Destination6, d.OuterStart, d.OuterLength), Is.EqualTo((ItrVerdict.Send, true, RemoteRloc6, PacketBuffers.HeadroomBytes - 56, length + 56)));
-        var outer = new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength);
+        var outer = new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart, d.OuterLength);
         Assert.That(LispDataPacket.TryParse(outer, out var o, out var err), Is.True, err.ToString());
         Assert.That(o.IsIpv6, Is.True);
         Assert.That((o.Ipv6.SourceAddress, o.Ipv6.DestinationAddress, o.Ipv6.HopLimit, o.Ipv6.TrafficClass), Is.EqualTo((LocalRloc6, RemoteRloc6, (byte)33, (byte)0xb9)),
@@ -96,7 +81,7 @@ public unsafe class Ipv6UnderlayPipelineTests
         Assert.That(UdpSumIncludingChecksum(outer), Is.EqualTo(0xFFFF), "the UDP checksum verifies over the pseudo-header and the whole datagram");
         Assert.That((o.Udp.SourcePort, d.SourcePort, d.Ttl, d.Tos), Is.EqualTo((d.SourcePort, FlowHash.SourcePort(FlowHash.Compute(outer[56..])), (byte)33, (byte)0xb9)));
         Assert.That(o.Ipv6.FlowLabel, Is.EqualTo(FlowHash.Compute(outer[56..]) & 0xFFFFF), "the flow label is the inner flow's hash (RFC 6438)");
-        Assert.That(outer[o.InnerOffset..].SequenceEqual(new ReadOnlySpan<byte>(_buffers.Data(0), length)), Is.True, "the inner packet is untouched");
+        Assert.That(outer[o.InnerOffset..].SequenceEqual(new ReadOnlySpan<byte>(Buffers.Data(0), length)), Is.True, "the inner packet is untouched");
     }
 
     [Test]
@@ -107,10 +92,10 @@ public unsafe class Ipv6UnderlayPipelineTests
         for (ushort port = 1000; port < 1032; port++)
         {
             var d = Encap(itr, Ipv4Udp(0, 0x0A010001, 0x0A020005, 10, sourcePort: port), out _);
-            Assert.That(LispDataPacket.TryParse(new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength), out var o, out _), Is.True);
+            Assert.That(LispDataPacket.TryParse(new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart, d.OuterLength), out var o, out _), Is.True);
             labels.Add(o.Ipv6.FlowLabel);
             var again = Encap(itr, Ipv4Udp(0, 0x0A010001, 0x0A020005, 10, sourcePort: port), out _);
-            Assert.That(LispDataPacket.TryParse(new ReadOnlySpan<byte>(_buffers.Buffer(0) + again.OuterStart, again.OuterLength), out var o2, out _), Is.True);
+            Assert.That(LispDataPacket.TryParse(new ReadOnlySpan<byte>(Buffers.Buffer(0) + again.OuterStart, again.OuterLength), out var o2, out _), Is.True);
             Assert.That(o2.Ipv6.FlowLabel, Is.EqualTo(o.Ipv6.FlowLabel));
         }
         Assert.That(labels, Has.Count.GreaterThan(28));
@@ -120,7 +105,7 @@ public unsafe class Ipv6UnderlayPipelineTests
     public void ZeroChecksum_WhenConfigured_LeavesTheUdpChecksumZero()
     {
         var d = Encap(Itr(0, LocalRloc6, zeroChecksum: true), Ipv4Udp(0, 0x0A010001, 0x0A020005, 100), out _);
-        Assert.That(LispDataPacket.TryParse(new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength), out var o, out _), Is.True);
+        Assert.That(LispDataPacket.TryParse(new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart, d.OuterLength), out var o, out _), Is.True);
         Assert.That(o.Udp.Checksum, Is.Zero);
     }
 
@@ -133,9 +118,9 @@ public unsafe class Ipv6UnderlayPipelineTests
         for (int b = 0; b < 256 * 256; b++)
         {
             int length = Ipv4Udp(0, 0x0A010001, 0x0A020005, 8);
-            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(_buffers.Data(0) + 28, 2), (ushort)b);
+            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(Buffers.Data(0) + 28, 2), (ushort)b);
             var d = Encap(itr, length, out _);
-            var outer = new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength);
+            var outer = new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart, d.OuterLength);
             if (BinaryPrimitives.ReadUInt16BigEndian(outer[46..]) != 0xFFFF) continue;
             Assert.That(UdpSumIncludingChecksum(outer), Is.EqualTo(0xFFFF));
             return;
@@ -148,10 +133,10 @@ public unsafe class Ipv6UnderlayPipelineTests
     {
         var v4 = Encap(Itr(LocalRloc, 0), Ipv4Udp(0, 0x0A010001, 0x0A020005, 10), out _);
         Assert.That((v4.Verdict, v4.Ipv6, v4.Destination), Is.EqualTo((ItrVerdict.Send, false, RemoteRloc)));
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A030000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100), new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 2, 100)]));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A030000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100), new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 2, 100)]));
         var v6 = Encap(Itr(0, LocalRloc6), Ipv4Udp(0, 0x0A010001, 0x0A030005, 10), out _);
         Assert.That((v6.Verdict, v6.Ipv6, v6.Destination6), Is.EqualTo((ItrVerdict.Send, true, RemoteRloc6)), "priority 2, but the only one of its family");
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100)]));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100)]));
         var none = Encap(Itr(0, LocalRloc6), Ipv4Udp(0, 0x0A010001, 0x0A040005, 10), out _);
         Assert.That((none.Verdict, Counters[Counter.DropNoUsableRloc]), Is.EqualTo((ItrVerdict.Drop, 1UL)), "no locator of our family: a counted drop");
     }
@@ -159,7 +144,7 @@ public unsafe class Ipv6UnderlayPipelineTests
     [Test]
     public void EqualPriorities_SpreadFlowsOverBothFamilies_ByWeight()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A050000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 50), new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 50)]));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A050000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 50), new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 50)]));
         var itr = Itr(LocalRloc, LocalRloc6);
         int six = 0;
         for (ushort port = 1000; port < 1400; port++) six += Encap(itr, Ipv4Udp(0, 0x0A010001, 0x0A050005, 10, sourcePort: port), out _).Ipv6 ? 1 : 0;
@@ -172,21 +157,21 @@ public unsafe class Ipv6UnderlayPipelineTests
         var itr = Itr(0, LocalRloc6);
         var df = Encap(itr, Ipv4Udp(0, 0x0A010001, 0x0A020005, 1500 - 28 - 40, dontFragment: true), out int replyLength);
         Assert.That(df.Verdict, Is.EqualTo(ItrVerdict.ReplyTooBig));
-        var icmp = new ReadOnlySpan<byte>(_buffers.Data(1), replyLength);
+        var icmp = new ReadOnlySpan<byte>(Buffers.Data(1), replyLength);
         Assert.That((icmp[20], icmp[21], BinaryPrimitives.ReadUInt16BigEndian(icmp[26..])), Is.EqualTo(((byte)3, (byte)4, (ushort)1444)), "fragmentation needed, next-hop MTU 1500 - 56");
 
         int length = Ipv4Udp(0, 0x0A010001, 0x0A020005, 3000);
         var d = Encap(itr, length, out _);
         Assert.That(d.Verdict, Is.EqualTo(ItrVerdict.FragmentInner));
-        int stride = (int)(_buffers.Buffer(3) - _buffers.Buffer(2));
+        int stride = (int)(Buffers.Buffer(3) - Buffers.Buffer(2));
         Span<int> lengths = stackalloc int[16];
-        int count = itr.FragmentInner(new ReadOnlySpan<byte>(_buffers.Data(0), length), _buffers.Buffer(2), stride, PacketBuffers.HeadroomBytes, lengths);
+        int count = itr.FragmentInner(new ReadOnlySpan<byte>(Buffers.Data(0), length), Buffers.Buffer(2), stride, PacketBuffers.HeadroomBytes, lengths);
         Assert.That(count, Is.EqualTo(3));
-        var original = new ReadOnlySpan<byte>(_buffers.Data(0), length);
+        var original = new ReadOnlySpan<byte>(Buffers.Data(0), length);
         var reassembled = new byte[length - 20];
         for (int k = 0; k < count; k++)
         {
-            var f = new ReadOnlySpan<byte>(_buffers.Data(2 + k), lengths[k]);
+            var f = new ReadOnlySpan<byte>(Buffers.Data(2 + k), lengths[k]);
             Assert.That(lengths[k], Is.LessThanOrEqualTo(1444));
             Assert.That(InternetChecksum.Compute(f[..20]), Is.Zero, "each fragment's header checksum");
             ushort flags = BinaryPrimitives.ReadUInt16BigEndian(f[6..]);
@@ -194,7 +179,7 @@ public unsafe class Ipv6UnderlayPipelineTests
             Assert.That(BinaryPrimitives.ReadUInt16BigEndian(f[4..]), Is.EqualTo(0x1234), "the identification is kept");
             f[20..].CopyTo(reassembled.AsSpan((flags & 0x1FFF) * 8));
             // Each piece goes through the ITR to the IPv6 locator as a packet that fits.
-            var piece = itr.Process(_buffers.Buffer(2 + k), lengths[k], Iid, 0, MapCacheTables.Now, _buffers.Data(1), out _);
+            var piece = itr.Process(Buffers.Buffer(2 + k), lengths[k], Iid, 0, MapCacheTables.Now, Buffers.Data(1), out _);
             Assert.That((piece.Verdict, piece.Ipv6), Is.EqualTo((ItrVerdict.Send, true)));
         }
         Assert.That(reassembled.AsSpan().SequenceEqual(original[20..]), Is.True, "the pieces reassemble into the original payload");
@@ -206,14 +191,14 @@ public unsafe class Ipv6UnderlayPipelineTests
     {
         var itr = Itr(0, LocalRloc6);
         int length = Ipv4Udp(0, 0x0A010001, 0x0A020005, 2000 - 28);
-        var p = new Span<byte>(_buffers.Data(0), length);
+        var p = new Span<byte>(Buffers.Data(0), length);
         BinaryPrimitives.WriteUInt16BigEndian(p[6..], (ushort)(Ipv4Header.FlagMoreFragments | 100)); // offset 800, more to come
         Span<int> lengths = stackalloc int[16];
-        int stride = (int)(_buffers.Buffer(3) - _buffers.Buffer(2));
-        int count = itr.FragmentInner(p, _buffers.Buffer(2), stride, PacketBuffers.HeadroomBytes, lengths);
+        int stride = (int)(Buffers.Buffer(3) - Buffers.Buffer(2));
+        int count = itr.FragmentInner(p, Buffers.Buffer(2), stride, PacketBuffers.HeadroomBytes, lengths);
         Assert.That(count, Is.EqualTo(2));
-        var first = new ReadOnlySpan<byte>(_buffers.Data(2), lengths[0]);
-        var last = new ReadOnlySpan<byte>(_buffers.Data(3), lengths[1]);
+        var first = new ReadOnlySpan<byte>(Buffers.Data(2), lengths[0]);
+        var last = new ReadOnlySpan<byte>(Buffers.Data(3), lengths[1]);
         Assert.That(BinaryPrimitives.ReadUInt16BigEndian(first[6..]), Is.EqualTo(Ipv4Header.FlagMoreFragments | 100));
         Assert.That(BinaryPrimitives.ReadUInt16BigEndian(last[6..]), Is.EqualTo(Ipv4Header.FlagMoreFragments | (100 + (lengths[0] - 20) / 8)), "the last piece keeps the original MF");
     }
@@ -222,8 +207,8 @@ public unsafe class Ipv6UnderlayPipelineTests
     public void InnerIpv6_TooBigForIpv6_GetsPacketTooBigWith1444()
     {
         var itr = Itr(0, LocalRloc6);
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv6, Ipv6Header.ToUInt128(IPAddress.Parse("fd10:2::")), 64, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100)]));
-        var p = new Span<byte>(_buffers.Data(0), 1500);
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv6, Ipv6Header.ToUInt128(IPAddress.Parse("fd10:2::")), 64, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100)]));
+        var p = new Span<byte>(Buffers.Data(0), 1500);
         p.Clear();
         new Ipv6Header
         {
@@ -232,15 +217,15 @@ public unsafe class Ipv6UnderlayPipelineTests
         }.Write(p);
         var d = Encap(itr, 1500, out int replyLength);
         Assert.That(d.Verdict, Is.EqualTo(ItrVerdict.ReplyTooBig));
-        var icmp = new ReadOnlySpan<byte>(_buffers.Data(1), replyLength);
+        var icmp = new ReadOnlySpan<byte>(Buffers.Data(1), replyLength);
         Assert.That((icmp[40], BinaryPrimitives.ReadUInt32BigEndian(icmp[44..])), Is.EqualTo(((byte)2, 1444u)));
     }
 
     [Test]
     public void DecapFilter_ComparesIpv6OuterSourcesWithIpv6Locators()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A010000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100)]));
-        var decap = new Decapsulator([Iid], Counters, _region.MapCache, decapFilter: true);
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A010000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100)]));
+        var decap = new Decapsulator([Iid], Counters, Region.MapCache, decapFilter: true);
         byte[] Payload()
         {
             var b = new byte[8 + 20];
@@ -264,13 +249,13 @@ public unsafe class Ipv6UnderlayPipelineTests
     [Test]
     public void ALocatorWithItsOwnPort_GetsLispDataThere_InEitherFamily()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A060000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100, Port: 5000)]));
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A070000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100, Port: 6000)]));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A060000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100, Port: 5000)]));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A070000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100, Port: 6000)]));
         var itr = Itr(LocalRloc, LocalRloc6);
         foreach (var (destination, port) in new[] { (0x0A060005u, (ushort)5000), (0x0A070005u, (ushort)6000), (0x0A020005u, (ushort)4341) })
         {
             var d = Encap(itr, Ipv4Udp(0, 0x0A010001, destination, 10), out _);
-            var outer = new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength);
+            var outer = new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart, d.OuterLength);
             Assert.That(LispDataPacket.TryParse(outer, port, out var o, out var error), Is.True, error.ToString());
             Assert.That((o.Udp.DestinationPort, d.DestinationPort), Is.EqualTo((port, port)));
             if (d.Ipv6) Assert.That(UdpSumIncludingChecksum(outer), Is.EqualTo(0xFFFF), "the checksum covers the port");
@@ -290,8 +275,8 @@ public unsafe class Ipv6UnderlayPipelineTests
     [Test]
     public void RestoredEntries_KeepTheirLocatorsPorts()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A060000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100, Port: 6000)]));
-        var entry = _region.MapCache.Snapshot().Single(e => e.Prefix == 0x0A060000);
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A060000, 16, [new RlocSpec(EidFamily.Ipv6, RemoteRloc6, 1, 100, Port: 6000)]));
+        var entry = Region.MapCache.Snapshot().Single(e => e.Prefix == 0x0A060000);
         Assert.That(entry.Rlocs[0].Port, Is.EqualTo(6000));
         using var other = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 16));
         using var w = other.CreateWriter();

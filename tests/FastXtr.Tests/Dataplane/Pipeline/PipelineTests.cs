@@ -12,39 +12,24 @@ namespace FastXtr.Tests.Dataplane.Pipeline;
 
 /// <summary>The ITR and ETR stages on in-memory packets: every verdict and every drop reason, with its counter.</summary>
 [TestFixture]
-public unsafe class PipelineTests
+public unsafe class PipelineTests() : PipelineFixture(2)
 {
     private const uint Iid = 1000;
     private const uint LocalRloc = 0xC0000201;  // 192.0.2.1
     private const uint RemoteRloc = 0xC0000202; // 192.0.2.2
-    private SharedRegion _region = null!;
-    private MapCacheWriter _writer = null!;
-    private PacketBuffers _buffers = null!;
     private Encapsulator _encap = null!;
-    private WorkerCounters Counters => _region.Counters(0);
 
     [SetUp]
     public void SetUp()
     {
-        _region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 16));
-        _writer = _region.CreateWriter();
-        _buffers = new PacketBuffers(2);
-        _encap = new Encapsulator(_region.MapCache, LocalRloc, 1500, Counters, _region.MissRing(0), new MissSuppressor(), 42);
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A020000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100)]));
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        _writer.Dispose();
-        _buffers.Dispose();
-        _region.Dispose();
+        _encap = new Encapsulator(Region.MapCache, LocalRloc, 1500, Counters, Region.MissRing(0), new MissSuppressor(), 42);
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A020000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 100)]));
     }
 
     /// <summary>Writes an IPv4/UDP packet into buffer 0 after the headroom and returns its length.</summary>
     private int Ipv4Udp(uint source, uint destination, int payload, bool dontFragment = false, byte ttl = 64, byte tos = 0, ushort sourcePort = 1000)
     {
-        var p = new Span<byte>(_buffers.Data(0), 28 + payload);
+        var p = new Span<byte>(Buffers.Data(0), 28 + payload);
         p.Clear();
         var ip = new Ipv4Header { TotalLength = (ushort)(28 + payload), TimeToLive = ttl, TypeOfService = tos, Protocol = 17, SourceAddress = source, DestinationAddress = destination,
             FlagsAndFragmentOffset = dontFragment ? Ipv4Header.FlagDontFragment : (ushort)0 };
@@ -56,7 +41,7 @@ public unsafe class PipelineTests
     }
 
     private ItrDecision Encap(int length, out int replyLength, uint iid = Iid) =>
-        _encap.Process(_buffers.Buffer(0), length, iid, 0, MapCacheTables.Now, _buffers.Data(1), out replyLength);
+        _encap.Process(Buffers.Buffer(0), length, iid, 0, MapCacheTables.Now, Buffers.Data(1), out replyLength);
 
     [Test]
     public void Hit_PrependsIpv4UdpLispInTheHeadroom()
@@ -65,11 +50,11 @@ public unsafe class PipelineTests
         var d = Encap(length, out _);
         Assert.That(d.Verdict, Is.EqualTo(ItrVerdict.Send));
         Assert.That((d.OuterStart, d.OuterLength, d.Destination), Is.EqualTo((PacketBuffers.HeadroomBytes - 36, length + 36, RemoteRloc)));
-        var outer = new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength);
+        var outer = new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart, d.OuterLength);
         Assert.That(LispDataPacket.TryParse(outer, out var o, out var err), Is.True, err.ToString());
         Assert.That((o.Ipv4.SourceAddress, o.Ipv4.DestinationAddress, o.Ipv4.TimeToLive, o.Ipv4.TypeOfService), Is.EqualTo((LocalRloc, RemoteRloc, (byte)33, (byte)0xb9)), "TTL and DSCP/ECN copied from the inner header");
         Assert.That((o.Udp.Checksum, o.Udp.SourcePort >= 0xC000, o.Lisp.NoncePresent, o.Lisp.InstanceIdPresent, o.Lisp.InstanceId), Is.EqualTo(((ushort)0, true, true, true, Iid)));
-        Assert.That(outer[o.InnerOffset..].SequenceEqual(new ReadOnlySpan<byte>(_buffers.Data(0), length)), Is.True, "the inner packet is untouched");
+        Assert.That(outer[o.InnerOffset..].SequenceEqual(new ReadOnlySpan<byte>(Buffers.Data(0), length)), Is.True, "the inner packet is untouched");
         Assert.That(Counters[Counter.MapCacheHits], Is.EqualTo(1UL));
     }
 
@@ -81,9 +66,9 @@ public unsafe class PipelineTests
         {
             int length = Ipv4Udp(0x0A010001, 0x0A020005, 10, sourcePort: sp);
             var d = Encap(length, out _);
-            ports.Add(BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart + 20, 2)));
+            ports.Add(BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart + 20, 2)));
             Encap(length, out _);
-            Assert.That(ports, Does.Contain(BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart + 20, 2))), "the same flow keeps its port");
+            Assert.That(ports, Does.Contain(BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart + 20, 2))), "the same flow keeps its port");
         }
         Assert.That(ports, Has.Count.GreaterThan(48), "64 flows spread over many source ports");
     }
@@ -97,7 +82,7 @@ public unsafe class PipelineTests
     {
         int v4 = Ipv4Udp(0x0A010001, 0xE00000FB, 10);
         Assert.That(Encap(v4, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
-        var p = new Span<byte>(_buffers.Data(0), 48);
+        var p = new Span<byte>(Buffers.Data(0), 48);
         p.Clear();
         p[0] = 0x60;
         BinaryPrimitives.WriteUInt16BigEndian(p[4..], 8);
@@ -107,7 +92,7 @@ public unsafe class PipelineTests
         BinaryPrimitives.WriteUInt128BigEndian(p[24..], ((UInt128)0xff02_0000_0000_0000UL << 64) | 2);
         Assert.That(Encap(48, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
         Span<MissRecord> misses = stackalloc MissRecord[8];
-        Assert.That(_region.MissRing(0).Drain(misses), Is.EqualTo(0), "no Map-Request for either");
+        Assert.That(Region.MissRing(0).Drain(misses), Is.EqualTo(0), "no Map-Request for either");
         Assert.That((Counters[Counter.DropLinkScopeOrMulticast], Counters[Counter.DropNoMapping]), Is.EqualTo((2UL, 0UL)));
         Assert.That(Encapsulator.NeverResolved(EidFamily.Ipv4, 0xA9FE0101), Is.True, "169.254.1.1");
         Assert.That(Encapsulator.NeverResolved(EidFamily.Ipv6, ((UInt128)0xfebf_0000_0000_0000UL << 64) | 1), Is.True, "fe80::/10 ends at febf::");
@@ -124,7 +109,7 @@ public unsafe class PipelineTests
             Assert.That(Encap(length, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
         }
         Span<MissRecord> misses = stackalloc MissRecord[8];
-        Assert.That(_region.MissRing(0).Drain(misses), Is.EqualTo(1));
+        Assert.That(Region.MissRing(0).Drain(misses), Is.EqualTo(1));
         Assert.That((misses[0].Kind, misses[0].InstanceId, (uint)misses[0].DestinationEid, (uint)misses[0].SourceEid), Is.EqualTo((MissKind.Miss, Iid, 0x0A090001u, 0x0A010001u)));
         Assert.That((Counters[Counter.DropNoMapping], Counters[Counter.MissesPosted], Counters[Counter.MissesSuppressed]), Is.EqualTo((20UL, 1UL, 19UL)));
     }
@@ -144,7 +129,7 @@ public unsafe class PipelineTests
     [TestCase(MapReplyAction.NativelyForward, Counter.DropNativeForwardUnsupported)]
     public void NegativeEntry_DropsWithItsReason(MapReplyAction action, Counter counter)
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A030000, 16, [], action));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A030000, 16, [], action));
         int length = Ipv4Udp(0x0A010001, 0x0A030001, 10);
         Assert.That(Encap(length, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
         Assert.That(Counters[counter], Is.EqualTo(1UL));
@@ -153,21 +138,21 @@ public unsafe class PipelineTests
     [Test]
     public void AllLocatorsDownOrPriority255_IsNoUsableRloc_AndAnUpOneIsChosenByPriority()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16,
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16,
             [new RlocSpec(EidFamily.Ipv4, 1, 1, 50, Up: false), new RlocSpec(EidFamily.Ipv4, 2, 255, 50), new RlocSpec(EidFamily.Ipv4, 3, 9, 50)]));
         int length = Ipv4Udp(0x0A010001, 0x0A040001, 10);
         Assert.That(Encap(length, out _).Destination, Is.EqualTo(3u), "the down RLOC and the priority-255 one are skipped");
-        _writer.SetRlocState(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16, 3, up: false);
+        Writer.SetRlocState(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16, 3, up: false);
         Assert.That(Encap(length, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
         Assert.That(Counters[Counter.DropNoUsableRloc], Is.EqualTo(1UL));
-        _writer.SetRlocState(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16, 1, up: true);
+        Writer.SetRlocState(Iid, 0, EidFamily.Ipv4, 0x0A040000, 16, 1, up: true);
         Assert.That(Encap(length, out _).Destination, Is.EqualTo(1u), "priority 1 wins once it is up");
     }
 
     [Test]
     public void Weights_SpreadFlowsInProportion()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A050000, 16, [new RlocSpec(EidFamily.Ipv4, 1, 1, 25), new RlocSpec(EidFamily.Ipv4, 2, 1, 75)]));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A050000, 16, [new RlocSpec(EidFamily.Ipv4, 1, 1, 25), new RlocSpec(EidFamily.Ipv4, 2, 1, 75)]));
         int toTwo = 0;
         for (ushort sp = 0; sp < 2000; sp++)
             if (Encap(Ipv4Udp(0x0A010001, 0x0A050001, 10, sourcePort: sp), out _).Destination == 2) toTwo++;
@@ -180,7 +165,7 @@ public unsafe class PipelineTests
         int length = Ipv4Udp(0x0A010001, 0x0A020005, 1472 - 8, dontFragment: true); // a 1492-byte packet: 1528 once encapsulated
         var d = Encap(length, out int replyLength);
         Assert.That(d.Verdict, Is.EqualTo(ItrVerdict.ReplyTooBig));
-        var reply = new ReadOnlySpan<byte>(_buffers.Data(1), replyLength);
+        var reply = new ReadOnlySpan<byte>(Buffers.Data(1), replyLength);
         Assert.That(Ipv4Header.TryRead(reply, out var ip, out _), Is.True);
         Assert.That((ip.Protocol, ip.DestinationAddress, reply[20], reply[21]), Is.EqualTo(((byte)1, 0x0A010001u, (byte)3, (byte)4)));
         Assert.That(BinaryPrimitives.ReadUInt16BigEndian(reply[26..]), Is.EqualTo(1464), "next-hop MTU = 1500 - 36");
@@ -191,13 +176,13 @@ public unsafe class PipelineTests
     [Test]
     public void TooBigIpv6_RepliesWithPacketTooBig()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv6, (UInt128)0x20010db8u << 96, 32, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 1)]));
-        var p = new Span<byte>(_buffers.Data(0), 1480);
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv6, (UInt128)0x20010db8u << 96, 32, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 1)]));
+        var p = new Span<byte>(Buffers.Data(0), 1480);
         p.Clear();
         new Ipv6Header { PayloadLength = 1440, NextHeader = 17, HopLimit = 9, SourceAddress = ((UInt128)0x20010db9u << 96) | 1, DestinationAddress = ((UInt128)0x20010db8u << 96) | 5 }.Write(p);
-        var d = _encap.Process(_buffers.Buffer(0), 1480, Iid, 0, MapCacheTables.Now, _buffers.Data(1), out int replyLength);
+        var d = _encap.Process(Buffers.Buffer(0), 1480, Iid, 0, MapCacheTables.Now, Buffers.Data(1), out int replyLength);
         Assert.That(d.Verdict, Is.EqualTo(ItrVerdict.ReplyTooBig));
-        var reply = new ReadOnlySpan<byte>(_buffers.Data(1), replyLength);
+        var reply = new ReadOnlySpan<byte>(Buffers.Data(1), replyLength);
         Assert.That((reply[6], reply[40]), Is.EqualTo(((byte)58, (byte)2)));
         Assert.That(BinaryPrimitives.ReadUInt32BigEndian(reply[44..]), Is.EqualTo(1464u));
     }
@@ -210,7 +195,7 @@ public unsafe class PipelineTests
         Assert.That(d.Verdict, Is.EqualTo(ItrVerdict.SendFragmented));
         using var scratch = new PacketBuffers(4);
         var lengths = new int[4];
-        int n = _encap.Fragment(new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart, d.OuterLength), scratch.Data(0), lengths);
+        int n = _encap.Fragment(new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart, d.OuterLength), scratch.Data(0), lengths);
         Assert.That(n, Is.EqualTo(2));
         var reassembled = new List<byte>();
         for (int i = 0; i < n; i++)
@@ -222,7 +207,7 @@ public unsafe class PipelineTests
             Assert.That((h.FlagsAndFragmentOffset & Ipv4Header.FlagMoreFragments) != 0, Is.EqualTo(i < n - 1));
             reassembled.AddRange(f[20..].ToArray());
         }
-        Assert.That(reassembled.ToArray(), Is.EqualTo(new ReadOnlySpan<byte>(_buffers.Buffer(0) + d.OuterStart + 20, d.OuterLength - 20).ToArray()));
+        Assert.That(reassembled.ToArray(), Is.EqualTo(new ReadOnlySpan<byte>(Buffers.Buffer(0) + d.OuterStart + 20, d.OuterLength - 20).ToArray()));
     }
 
     [TestCase(new byte[0], Counter.DropTruncated)]
@@ -231,7 +216,7 @@ public unsafe class PipelineTests
     [TestCase(new byte[] { 0x60, 0, 0, 0, 0, 0, 17, 64 }, Counter.DropTruncated)]
     public void MalformedInner_IsCounted(byte[] packet, Counter counter)
     {
-        packet.CopyTo(new Span<byte>(_buffers.Data(0), packet.Length));
+        packet.CopyTo(new Span<byte>(Buffers.Data(0), packet.Length));
         Assert.That(Encap(packet.Length, out _).Verdict, Is.EqualTo(ItrVerdict.Drop));
         Assert.That(Counters[counter], Is.EqualTo(1UL));
     }
@@ -282,8 +267,8 @@ public unsafe class PipelineTests
     [Test]
     public void Decap_Filter_AcceptsOnlyTheSourceEidsRegisteredRloc()
     {
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A010000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 1)]));
-        var decap = new Decapsulator([Iid], Counters, _region.MapCache, decapFilter: true);
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A010000, 16, [new RlocSpec(EidFamily.Ipv4, RemoteRloc, 1, 1)]));
+        var decap = new Decapsulator([Iid], Counters, Region.MapCache, decapFilter: true);
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A010009, 2), RemoteRloc, 64, 0).Deliver, Is.True);
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A010009, 2), 0xC0000299, 64, 0).Deliver, Is.False, "spoofed outer source");
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0B000001, 2), RemoteRloc, 64, 0).Deliver, Is.False, "source EID with no mapping");
@@ -293,13 +278,13 @@ public unsafe class PipelineTests
     [Test]
     public void Decap_PacketForAMovedAwayEid_IsDeliveredAndReportedOncePerSecond()
     {
-        _writer.Upsert(MapCacheEntrySpec.MovedAway(Iid, EidFamily.Ipv4, 0x0A010002, 32, ttlMinutes: 1440));
-        var decap = new Decapsulator([Iid], Counters, _region.MapCache, solicits: _region.MissRing(0));
+        Writer.Upsert(MapCacheEntrySpec.MovedAway(Iid, EidFamily.Ipv4, 0x0A010002, 32, ttlMinutes: 1440));
+        var decap = new Decapsulator([Iid], Counters, Region.MapCache, solicits: Region.MissRing(0));
         for (int i = 0; i < 3; i++)
             Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A020005, 0x0A010002), RemoteRloc, 64, 0).Deliver, Is.True, "still delivered");
         Assert.That(decap.Process(LispPayload(LispDataHeader.WithNonce(1, Iid), 0x0A020005, 0x0A010003), RemoteRloc, 64, 0).Deliver, Is.True);
         Span<MissRecord> posted = stackalloc MissRecord[8];
-        int n = _region.MissRing(0).Drain(posted);
+        int n = Region.MissRing(0).Drain(posted);
         Assert.That(n, Is.EqualTo(1), "one report for three packets within a second; none for an EID that did not move");
         Assert.That((posted[0].Kind, posted[0].Profile, posted[0].DestinationEid, posted[0].SourceEid, posted[0].OuterSource),
             Is.EqualTo((MissKind.MovedAwayHit, (ushort)0, (UInt128)0x0A010002, (UInt128)0x0A020005, MappedIpv4.From(RemoteRloc))), "an IPv4 ITR in its mapped form");
@@ -310,11 +295,11 @@ public unsafe class PipelineTests
     public void Encap_SourcesInAProfile_AreLookedUpUnderThatProfile()
     {
         // Profile 1's own entry for 10.2.0.0/16 points elsewhere; only 10.1.0.7 is in profile 1.
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 1, EidFamily.Ipv4, 0x0A020000, 16, [new RlocSpec(EidFamily.Ipv4, 0xC0000203, 1, 100)]));
-        _writer.Upsert(MapCacheEntrySpec.SourceProfile(Iid, EidFamily.Ipv4, 0x0A010007, 32, profile: 1));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 1, EidFamily.Ipv4, 0x0A020000, 16, [new RlocSpec(EidFamily.Ipv4, 0xC0000203, 1, 100)]));
+        Writer.Upsert(MapCacheEntrySpec.SourceProfile(Iid, EidFamily.Ipv4, 0x0A010007, 32, profile: 1));
         Assert.That(Encap(Ipv4Udp(0x0A010007, 0x0A020001, 10), out _).Destination, Is.EqualTo(0xC0000203u), "profiled source");
         Assert.That(Encap(Ipv4Udp(0x0A010008, 0x0A020001, 10), out _).Destination, Is.EqualTo(RemoteRloc), "other sources: profile 0");
-        _writer.Remove(Iid, MapCacheEntry.SourceProfileKey, EidFamily.Ipv4, 0x0A010007, 32);
+        Writer.Remove(Iid, MapCacheEntry.SourceProfileKey, EidFamily.Ipv4, 0x0A010007, 32);
         Assert.That(Encap(Ipv4Udp(0x0A010007, 0x0A020001, 10), out _).Destination, Is.EqualTo(RemoteRloc), "profile entry removed");
     }
 

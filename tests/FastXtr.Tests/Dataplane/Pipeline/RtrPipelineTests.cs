@@ -16,31 +16,11 @@ namespace FastXtr.Tests.Dataplane.Pipeline;
 /// mapping of a source it does not know; the RTR hop lowers the inner TTL; the inbox of Info-Requests.
 /// </summary>
 [TestFixture]
-public unsafe class RtrPipelineTests
+public unsafe class RtrPipelineTests() : PipelineFixture(2)
 {
     private const uint Iid = 1000;
     private const uint LocalRloc = 0xC6336414;   // 198.51.100.20, the RTR
     private const uint NatAddress = 0xC6336401;  // 198.51.100.1, a NAT's public address
-    private SharedRegion _region = null!;
-    private MapCacheWriter _writer = null!;
-    private PacketBuffers _buffers = null!;
-    private WorkerCounters Counters => _region.Counters(0);
-
-    [SetUp]
-    public void SetUp()
-    {
-        _region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 16));
-        _writer = _region.CreateWriter();
-        _buffers = new PacketBuffers(2);
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        _writer.Dispose();
-        _buffers.Dispose();
-        _region.Dispose();
-    }
 
     private static Span<byte> Ipv4(byte* at, uint source, uint destination, byte ttl = 64)
     {
@@ -56,42 +36,42 @@ public unsafe class RtrPipelineTests
     [Test]
     public void ALocatorAcrossANat_IsSentToFromTheDataPort_AtItsTranslatedPort()
     {
-        var encap = new Encapsulator(_region.MapCache, LocalRloc, 1500, Counters, _region.MissRing(0), new MissSuppressor(), 42) { DataPort = 4341 };
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, NatAddress, 1, 100, Port: 61001, NatTraversed: true)]));
-        _writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A020000, 24, [new RlocSpec(EidFamily.Ipv4, 0xC633640B, 1, 100)]));
+        var encap = new Encapsulator(Region.MapCache, LocalRloc, 1500, Counters, Region.MissRing(0), new MissSuppressor(), 42) { DataPort = 4341 };
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, NatAddress, 1, 100, Port: 61001, NatTraversed: true)]));
+        Writer.Upsert(new MapCacheEntrySpec(Iid, 0, EidFamily.Ipv4, 0x0A020000, 24, [new RlocSpec(EidFamily.Ipv4, 0xC633640B, 1, 100)]));
         for (ushort flow = 1; flow <= 16; flow++)
         {
-            Ipv4(_buffers.Data(0), 0x0A020001, 0x0A010001);
-            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(_buffers.Data(0) + 20, 2), flow);
-            var d = encap.Process(_buffers.Buffer(0), 28, Iid, 0, MapCacheTables.Now, _buffers.Data(1), out _);
+            Ipv4(Buffers.Data(0), 0x0A020001, 0x0A010001);
+            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(Buffers.Data(0) + 20, 2), flow);
+            var d = encap.Process(Buffers.Buffer(0), 28, Iid, 0, MapCacheTables.Now, Buffers.Data(1), out _);
             Assert.That((d.Verdict, d.Destination, d.SourcePort, d.DestinationPort), Is.EqualTo((ItrVerdict.Send, NatAddress, (ushort)4341, (ushort)61001)),
                 "every flow from the data port: the NAT passes only what comes from the port its binding was made toward");
         }
         var ports = new HashSet<ushort>();
         for (ushort flow = 1; flow <= 16; flow++)
         {
-            Ipv4(_buffers.Data(0), 0x0A010001, 0x0A020001);
-            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(_buffers.Data(0) + 20, 2), flow);
-            ports.Add(encap.Process(_buffers.Buffer(0), 28, Iid, 0, MapCacheTables.Now, _buffers.Data(1), out _).SourcePort);
+            Ipv4(Buffers.Data(0), 0x0A010001, 0x0A020001);
+            BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(Buffers.Data(0) + 20, 2), flow);
+            ports.Add(encap.Process(Buffers.Buffer(0), 28, Iid, 0, MapCacheTables.Now, Buffers.Data(1), out _).SourcePort);
         }
         Assert.That(ports, Has.Count.GreaterThan(8), "a public locator still gets the flow hash as source port");
-        Assert.That(_region.MapCache.TryLookup(new MapCacheKey(Iid, 0, EidFamily.Ipv4, 0x0A010001), out var entry) && entry.Rlocs[0].NatTraversed, Is.True, "the flag is kept in the entry");
+        Assert.That(Region.MapCache.TryLookup(new MapCacheKey(Iid, 0, EidFamily.Ipv4, 0x0A010001), out var entry) && entry.Rlocs[0].NatTraversed, Is.True, "the flag is kept in the entry");
     }
 
     /// <summary>The LISP header and inner packet of a datagram an RTR receives, in buffer 0.</summary>
     private Span<byte> Received(uint iid, uint source, uint destination, byte ttl = 64)
     {
-        var payload = new Span<byte>(_buffers.Data(0), 8 + 28);
+        var payload = new Span<byte>(Buffers.Data(0), 8 + 28);
         LispDataHeader.WithNonce(7, iid).Write(payload);
-        Ipv4(_buffers.Data(0) + 8, source, destination, ttl);
+        Ipv4(Buffers.Data(0) + 8, source, destination, ttl);
         return payload;
     }
 
     [Test]
     public void AnRtr_TakesEveryInstanceId_ButOnlyFromTheSourcesRegisteredLocator()
     {
-        var decap = new Decapsulator([], Counters, _region.MapCache, decapFilter: false, _region.MissRing(0), relay: true);
-        _writer.Upsert(new MapCacheEntrySpec(77, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, NatAddress, 1, 100, Port: 61001, NatTraversed: true)]));
+        var decap = new Decapsulator([], Counters, Region.MapCache, decapFilter: false, Region.MissRing(0), relay: true);
+        Writer.Upsert(new MapCacheEntrySpec(77, 0, EidFamily.Ipv4, 0x0A010000, 24, [new RlocSpec(EidFamily.Ipv4, NatAddress, 1, 100, Port: 61001, NatTraversed: true)]));
         var d = decap.Process(Received(77, 0x0A010001, 0x0A020001), NatAddress, 60, 0);
         Assert.That((d.Deliver, d.InstanceId, d.InnerOffset, d.InnerLength), Is.EqualTo((true, 77u, 8, 28)), "an Instance ID no --instance named, from the locator its source's mapping lists");
         d = decap.Process(Received(77, 0x0A010001, 0x0A020001), 0xC633640A, 60, 0);
@@ -102,11 +82,11 @@ public unsafe class RtrPipelineTests
     [Test]
     public void AnRtr_AsksForTheMappingOfASourceItDoesNotKnow_OncePerSecond()
     {
-        var decap = new Decapsulator([], Counters, _region.MapCache, decapFilter: true, _region.MissRing(0), relay: true);
+        var decap = new Decapsulator([], Counters, Region.MapCache, decapFilter: true, Region.MissRing(0), relay: true);
         for (int i = 0; i < 10; i++)
             Assert.That(decap.Process(Received(Iid, 0x0A020001, 0x0A010001), 0xC633640B, 60, 0).Deliver, Is.False);
         Span<MissRecord> misses = stackalloc MissRecord[4];
-        Assert.That(_region.MissRing(0).Drain(misses), Is.EqualTo(1));
+        Assert.That(Region.MissRing(0).Drain(misses), Is.EqualTo(1));
         Assert.That((misses[0].Kind, misses[0].InstanceId, (uint)misses[0].DestinationEid, (uint)misses[0].SourceEid), Is.EqualTo((MissKind.Miss, Iid, 0x0A020001u, 0x0A010001u)),
             "the unknown inner source is what gets resolved");
         Assert.That((Counters[Counter.DropDecapFilter], Counters[Counter.RtrSourcesResolved]), Is.EqualTo((10UL, 1UL)));
@@ -115,7 +95,7 @@ public unsafe class RtrPipelineTests
     [Test]
     public void AnXtrsDecapsulator_StillRefusesInstanceIdsItDoesNotServe()
     {
-        var decap = new Decapsulator([Iid], Counters, _region.MapCache);
+        var decap = new Decapsulator([Iid], Counters, Region.MapCache);
         Assert.That(decap.Process(Received(77, 0x0A010001, 0x0A020001), NatAddress, 60, 0).Deliver, Is.False);
         Assert.That(Counters[Counter.DropUnknownInstanceId], Is.EqualTo(1UL));
     }
@@ -123,7 +103,7 @@ public unsafe class RtrPipelineTests
     [Test]
     public void TheRtrHop_LowersTheTtl_KeepsTheChecksumRight_AndStopsAtOne()
     {
-        var ip = Ipv4(_buffers.Data(0), 0x0A010001, 0x0A020001, ttl: 9);
+        var ip = Ipv4(Buffers.Data(0), 0x0A010001, 0x0A020001, ttl: 9);
         for (byte ttl = 9; ttl > 1; ttl--)
         {
             Assert.That(Worker.DecrementHopLimit(ip), Is.True);
