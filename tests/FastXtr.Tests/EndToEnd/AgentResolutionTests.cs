@@ -134,7 +134,10 @@ public class AgentResolutionTests
             Assert.That(CacheRloc("10.8.0.1"), Is.EqualTo(0xC0000202u));
             long smrsBefore = AgentCounter("a", "smrs-received");
             ulong cBefore = TunTx("c");
-            var ping = Task.Run(() => PingA("10.8.0.1", 60, 0.05));
+            // A stream long enough that the move's own steps (shell and API calls, slow on a loaded machine) never
+            // leave too little of it for C: what is asserted is where it goes and how much the move loses.
+            const int Count = 200;
+            var ping = Task.Run(() => PingA("10.8.0.1", Count, 0.05));
             Thread.Sleep(500);
             // The move, make-before-break as an orchestrator migrates: attached at C, then detached from B (withdrawn;
             // B keeps a moved-away entry). Detaching first would let A's SMR-invoked request meet the gap and cache
@@ -143,6 +146,7 @@ public class AgentResolutionTests
             Assert.That(Api("c", HttpMethod.Post, "/v1/agents", """{"name":"mover","iid":1000,"eid":"10.8.0.1"}""").Status, Is.EqualTo(201));
             Assert.That(Api("b", HttpMethod.Delete, "/v1/agents/1000/10.8.0.1").Status, Is.EqualTo(200));
             Shell.Must($"ip -n {Ns("b")} addr del 10.8.0.1/32 dev fx1000");
+            TwoXtrLab.WaitFor(() => TunTx("c") - cBefore >= 30, "C delivering A's packets to the moved agent", 8_000);
             int received = Received(ping.Result);
             Assert.That(CacheRloc("10.8.0.1"), Is.EqualTo(0xC0000203u), "A re-resolved to C");
             Assert.That(AgentCounter("b", "smrs-sent"), Is.GreaterThanOrEqualTo(1), "B answered A's packets for the departed EID with an SMR");
@@ -150,7 +154,7 @@ public class AgentResolutionTests
             Assert.That(AgentCounter("a", "smr-invoked-requests-sent"), Is.GreaterThanOrEqualTo(1));
             Assert.That(AgentCounter("a", "publications-applied"), Is.Zero, "A does not subscribe: the SMR alone moved it");
             Assert.That(TunTx("c") - cBefore, Is.GreaterThanOrEqualTo(30UL), "C delivered A's packets to the moved agent");
-            Assert.That(received, Is.GreaterThanOrEqualTo(50), "the stream resumed through C: " + ping.Result.Out);
+            Assert.That(received, Is.GreaterThanOrEqualTo(Count - 10), "the stream resumed through C, at most 10 lost in the move: " + ping.Result.Out);
         }
         finally
         {
