@@ -146,8 +146,7 @@ public class DataplaneNamespaceTests(string offload)
         string pcap = $"/tmp/fxtest-{_lab.Tag}.pcap";
         try
         {
-            var capture = Task.Run(() => _lab.Exec(_lab.B, $"timeout 8 tshark -i {_lab.VethB} -f 'udp dst port 4341' -c 40 -w {pcap} 2>&1", 20_000));
-            Thread.Sleep(1500);
+            var capture = Tshark.StartCapture(_lab.B, _lab.VethB, "udp dst port 4341", 40, pcap);
             // Two flows: an ICMP echo stream and a UDP stream with changing source ports.
             Ping(_lab.A, 10);
             _lab.Exec(_lab.A, "for p in $(seq 40000 40029); do echo x > /dev/udp/10.2.0.1/$p; done 2>/dev/null; true");

@@ -102,8 +102,7 @@ public sealed class Ipv6OnlyUnderlayNamespaceTests(string offload) : Ipv6Underla
         string pcap = $"/tmp/fxtest-{_lab.Tag}-6.pcap";
         try
         {
-            var capture = Task.Run(() => _lab.Exec(_lab.B, $"timeout 8 tshark -i {_lab.VethB} -f 'udp dst port 4341 and src host fd00:2::1' -c 30 -w {pcap} 2>&1", 20_000));
-            Thread.Sleep(1500);
+            var capture = Tshark.StartCapture(_lab.B, _lab.VethB, "udp dst port 4341 and src host fd00:2::1", 30, pcap);
             _lab.Exec(_lab.A, "ping -n -c 10 -i 0.05 -W 1 -I 10.1.0.1 10.2.0.1");
             _lab.Exec(_lab.A, "for p in $(seq 40000 40019); do echo x > /dev/udp/10.2.0.1/$p; done 2>/dev/null; true");
             capture.Wait();

@@ -17,6 +17,22 @@ public static class Tshark
     }
 
     /// <summary>
+    /// Starts tshark in namespace <paramref name="ns"/> writing what matches <paramref name="filter"/> on
+    /// <paramref name="iface"/> to <paramref name="pcap"/> (at most <paramref name="count"/> packets or
+    /// <paramref name="seconds"/> s), and returns once it is capturing: dumpcap creates the file after it has opened the
+    /// interface. (A fixed sleep before the traffic was not enough when tshark started slowly on a busy machine: the
+    /// capture then began after the traffic and held nothing.)
+    /// </summary>
+    public static Task<FastXtr.Lab.Shell.Result> StartCapture(string ns, string iface, string filter, int count, string pcap, int seconds = 10)
+    {
+        File.Delete(pcap);
+        var capture = Task.Run(() => Shell.Run("ip", ["netns", "exec", ns, "bash", "-c", $"timeout {seconds} tshark -i {iface} -f '{filter}' -c {count} -w {pcap} 2>&1"], (seconds + 10) * 1000));
+        Poll.Until(() => File.Exists(pcap) || capture.IsCompleted, $"tshark to start capturing on {iface}", 15_000);
+        if (!File.Exists(pcap)) throw new AssertionException($"tshark did not start: {capture.Result.All}");
+        return capture;
+    }
+
+    /// <summary>
     /// One dictionary per frame: field name to its values (all occurrences, comma-joined).
     /// <paramref name="decodeAs"/> adds "-d" rules, e.g. "udp.port==4342,lisp".
     /// </summary>
