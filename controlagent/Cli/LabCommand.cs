@@ -13,6 +13,7 @@ public static class LabCommand
         command.Subcommands.Add(Run(stdout, stderr, up: false));
         command.Subcommands.Add(Run(stdout, stderr, up: true));
         command.Subcommands.Add(Down(stdout, stderr));
+        command.Subcommands.Add(Ddt(stdout, stderr));
         command.Subcommands.Add(Agent(stderr));
         command.Subcommands.Add(Send(stdout, stderr));
         return command;
@@ -100,8 +101,69 @@ public static class LabCommand
         {
             if (!ValidPrefix(parse.GetValue(prefix)!, stderr)) return Program.ExitUsage;
             LabRunner.Down(new LabTopology(parse.GetValue(prefix)!, "demo-out"), stdout, quiet: false);
+            DdtLab.Down(parse.GetValue(prefix)!, stdout, quiet: true);
             return 0;
         });
+        return command;
+    }
+
+    private static Command Ddt(TextWriter stdout, TextWriter stderr)
+    {
+        var command = new Command("ddt", "A LISP-DDT mapping system (RFC 8111) in network namespaces, for trying referrals and failover: a DDT root delegating [1000]10.1.0.0/16 to Map-Server msa, [1000]10.2.0.0/16 to the peers msb1 and msb2, and [2000]10.1.0.0/16 to msc; two DDT Map-Resolvers (mr1, mr2) seeded with the root; four xTRs (x1..x4, data plane + agent) registering their agents with their site's Map-Servers and resolving through mr1, then mr2. 'up' prints what to try; 'stop ROLE' kills a role's processes as a crash would and 'start ROLE' brings them back; 'move AGENT XTR' moves an agent; 'down' removes it all.");
+        Command Sub(string name, string description, Argument<string>[] arguments, Func<DdtLab, System.CommandLine.ParseResult, string> act)
+        {
+            var prefix = new Option<string>("--prefix") { Description = "prefix of every namespace, region and socket of the DDT lab (letters and digits, at most 8)", DefaultValueFactory = _ => "fxd" };
+            var output = new Option<string>("--out") { Description = "directory for the configurations and logs", DefaultValueFactory = _ => "ddt-out" };
+            var sub = new Command(name, description);
+            sub.Options.Add(prefix);
+            sub.Options.Add(output);
+            foreach (var a in arguments) sub.Arguments.Add(a);
+            sub.SetAction(parse =>
+            {
+                if (!ValidPrefix(parse.GetValue(prefix)!, stderr)) return Program.ExitUsage;
+                using var lab = new DdtLab(parse.GetValue(prefix)!, parse.GetValue(output)!, stdout);
+                try
+                {
+                    stdout.Write(act(lab, parse));
+                    return 0;
+                }
+                catch (LabException e)
+                {
+                    stderr.WriteLine($"fastxtr lab ddt {name}: {e.Message}");
+                    if (name == "up") DdtLab.Down(lab.Prefix, stdout, quiet: true);
+                    return 1;
+                }
+            });
+            return sub;
+        }
+        var role = new Argument<string>("ROLE") { Description = "root, msa, msb1, msb2, msc, mr1, mr2, x1, x2, x3 or x4" };
+        var agent = new Argument<string>("AGENT") { Description = "a, b, inf2, inf3 or t1" };
+        var xtr = new Argument<string>("XTR") { Description = "the xTR to move it to (x1..x4, one serving its Instance ID)" };
+        command.Subcommands.Add(Sub("up", "Build the DDT lab, attach the agents, wait until every one is registered, and print what to try. It keeps running until 'fastxtr lab ddt down'.", [], (lab, _) =>
+        {
+            lab.Up();
+            return lab.Guide();
+        }));
+        command.Subcommands.Add(Sub("down", "Remove the DDT lab with this prefix: processes, namespaces, shared memory and sockets.", [], (lab, _) =>
+        {
+            int n = DdtLab.Down(lab.Prefix, TextWriter.Null, quiet: true);
+            return $"fastxtr lab ddt down: removed {n} namespace(s) of DDT lab '{lab.Prefix}'\n";
+        }));
+        command.Subcommands.Add(Sub("stop", "Kill a role's processes (SIGKILL: nothing is withdrawn, as in a crash).", [role], (lab, parse) =>
+        {
+            lab.Stop(parse.GetValue(role)!);
+            return $"fastxtr lab ddt: {parse.GetValue(role)} stopped\n";
+        }));
+        command.Subcommands.Add(Sub("start", "Start a stopped role again with its configuration (an xTR's agents must then be attached again).", [role], (lab, parse) =>
+        {
+            lab.Start(parse.GetValue(role)!);
+            return $"fastxtr lab ddt: {parse.GetValue(role)} started\n";
+        }));
+        command.Subcommands.Add(Sub("move", "Move an agent to another xTR, make-before-break (attached there, then detached where it was).", [agent, xtr], (lab, parse) =>
+        {
+            string from = lab.Move(parse.GetValue(agent)!, parse.GetValue(xtr)!);
+            return $"fastxtr lab ddt: {parse.GetValue(agent)} moved from {from} to {parse.GetValue(xtr)}\n";
+        }));
         return command;
     }
 

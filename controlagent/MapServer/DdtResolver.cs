@@ -23,6 +23,12 @@ public sealed class DdtResolver
     public const int MaxHops = 16;
     public const int MaxPending = 65536;
     public const int MaxCached = 1 << 20;
+    /// <summary>
+    /// How long a referral target that let a request time out is asked last (after every target of its set that is
+    /// not down). RFC 8111 §7.1.2 only says to try the next; without this memory every walk through a dead Map-Server
+    /// or node would wait for the timeout again, so each new flow of its space would pay it until the referral expired.
+    /// </summary>
+    public const int TargetDownMs = 30_000;
 
     private sealed class Pending
     {
@@ -51,6 +57,8 @@ public sealed class DdtResolver
     private readonly int[] _lengthsInUse = new int[2 * 129];
     // Sends in the order made, for the timeout scan: an entry whose request moved on or finished is skipped.
     private readonly Queue<(ulong Nonce, long SentMs)> _sentOrder = new();
+    // Targets that let a request time out, by address, and until when they are asked last; removed by any referral from them.
+    private readonly Dictionary<IPAddress, long> _downUntilMs = [];
     private long _nextSweepMs;
     private readonly MapServerCounters _counters;
     private readonly Func<MapServerConfig> _config;
@@ -108,9 +116,9 @@ public sealed class DdtResolver
             {
                 p.From = cached;
                 p.LastLength = cached.Length;
-                p.Targets = Order(cached.Targets);
+                p.Targets = Order(cached.Targets, nowMs);
             }
-            else p.Targets = RootTargets(config);
+            else p.Targets = RootTargets(config, nowMs);
             _pending[nonce] = p;
             first = NextSend(p, nonce, nowMs);
         }
@@ -134,6 +142,7 @@ public sealed class DdtResolver
                 return;
             }
             _counters.Add(MsCounter.DdtReferralsReceived);
+            if (_downUntilMs.Count > 0 && _downUntilMs.Remove(Plain(from.Address))) _counters.Add(MsCounter.DdtTargetsUp);
             var r = referral.Records.Count > 0 ? referral.Records[0] : null;
             if (r is null || !EidAddress.TryRead(r.EidPrefix, out uint iid, out var family, out var prefix) || iid != p.InstanceId || family != p.Family
                 || EidPrefix.Mask(p.Eid, family, r.EidMaskLength) != EidPrefix.Mask(prefix, family, r.EidMaskLength))
@@ -163,6 +172,7 @@ public sealed class DdtResolver
                 _sentOrder.Dequeue();
                 if (!_pending.TryGetValue(head.Nonce, out var p) || p.SentMs != head.SentMs) continue; // answered, or sent again since
                 _counters.Add(MsCounter.DdtRequestTimeouts);
+                if (p.AskedAt is not null && _downUntilMs.TryAdd(Plain(p.AskedAt.Address), nowMs + TargetDownMs)) _counters.Add(MsCounter.DdtTargetsMarkedDown);
                 if (NextSend(p, head.Nonce, nowMs) is { } s) (sends ??= []).Add(s);
             }
             if (nowMs >= _nextSweepMs)
@@ -170,6 +180,7 @@ public sealed class DdtResolver
                 // Expired referrals are never used (lookups check the time); they are removed once a second.
                 _nextSweepMs = nowMs + 1000;
                 foreach (var entry in _cache.Values.Where(c => c.ExpiresMs <= nowMs).ToList()) Uncache(entry);
+                foreach (var (address, until) in _downUntilMs.Where(d => d.Value <= nowMs).ToList()) _downUntilMs.Remove(address);
             }
         }
         if (sends is not null) foreach (var (b, to) in sends) _sendRequest(b, to);
@@ -196,7 +207,7 @@ public sealed class DdtResolver
                 Cache(entry, nowMs);
                 p.LastLength = r.EidMaskLength;
                 p.From = entry;
-                p.Targets = Order(targets);
+                p.Targets = Order(targets, nowMs);
                 p.Next = 0;
                 return NextSend(p, nonce, nowMs);
             case MapReferralAction.MsAck:
@@ -225,7 +236,7 @@ public sealed class DdtResolver
                 p.Restarted = true;
                 p.From = null;
                 p.LastLength = -1;
-                p.Targets = RootTargets(config);
+                p.Targets = RootTargets(config, nowMs);
                 p.Next = 0;
                 return NextSend(p, nonce, nowMs);
         }
@@ -265,11 +276,25 @@ public sealed class DdtResolver
         if (n > 0) send(_out.AsSpan(0, n).ToArray(), p.Itr);
     }
 
-    private static List<(IPEndPoint, byte, byte)> RootTargets(MapServerConfig config) => config.Ddt.Roots.Select(r => (r, (byte)0, (byte)100)).ToList();
+    private List<(IPEndPoint, byte, byte)> RootTargets(MapServerConfig config, long nowMs) => Order(config.Ddt.Roots.Select(r => (r, (byte)0, (byte)100)).ToList(), nowMs);
 
-    /// <summary>By priority (255: not to be used); the order within a priority is the order given.</summary>
-    private static List<(IPEndPoint Address, byte Priority, byte Weight)> Order(IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> targets) =>
-        targets.Where(t => t.Priority != 255).OrderBy(t => t.Priority).ToList();
+    /// <summary>
+    /// By priority (255: not to be used), the order within a priority the order given; targets marked down (a timeout
+    /// in the last <see cref="TargetDownMs"/>) after all the others, so they are still tried when nothing else is left.
+    /// </summary>
+    private List<(IPEndPoint Address, byte Priority, byte Weight)> Order(IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> targets, long nowMs) =>
+        targets.Where(t => t.Priority != 255).OrderBy(t => IsDown(t.Address, nowMs)).ThenBy(t => t.Priority).ToList();
+
+    private bool IsDown(IPEndPoint target, long nowMs) =>
+        _downUntilMs.Count > 0 && _downUntilMs.TryGetValue(Plain(target.Address), out long until) && until > nowMs;
+
+    /// <summary>Targets that timed out recently and are asked last, for the status.</summary>
+    public IReadOnlyList<(IPAddress Address, long DownForMs)> DownTargets(long nowMs)
+    {
+        lock (_lock) return _downUntilMs.Where(d => d.Value > nowMs).Select(d => (d.Key, d.Value - nowMs)).OrderBy(d => d.Key.ToString()).ToList();
+    }
+
+    private static IPAddress Plain(IPAddress a) => a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a;
 
     private CachedReferral? Lookup(uint iid, EidFamily family, UInt128 eid, long nowMs)
     {
@@ -302,6 +327,5 @@ public sealed class DdtResolver
     private static (uint, EidFamily, int, UInt128, bool) Key(CachedReferral c) =>
         (c.InstanceId, c.Family, c.Length, c.Prefix, c.Action is not (MapReferralAction.NodeReferral or MapReferralAction.MsReferral));
 
-    private static bool SameAddress(IPEndPoint a, IPEndPoint b) =>
-        (a.Address.IsIPv4MappedToIPv6 ? a.Address.MapToIPv4() : a.Address).Equals(b.Address.IsIPv4MappedToIPv6 ? b.Address.MapToIPv4() : b.Address);
+    private static bool SameAddress(IPEndPoint a, IPEndPoint b) => Plain(a.Address).Equals(Plain(b.Address));
 }

@@ -49,6 +49,8 @@ public enum MsCounter
     DdtAnsweredFromCache,
     DdtNotAuthoritative,
     DdtRequestTimeouts,
+    DdtTargetsMarkedDown,
+    DdtTargetsUp,
     DdtRequestsAbandoned,
     DdtReferralLoops,
     DdtReferralsUnexpected,

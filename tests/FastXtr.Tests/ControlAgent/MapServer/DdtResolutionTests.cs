@@ -164,14 +164,37 @@ public class DdtResolutionTests
     {
         // 10.2.0.0/16 is delegated to 127.0.1.9 (nobody there) first, then to the Map-Server: after a second the
         // resolver asks the Map-Server, which holds no site there and answers NOT-AUTHORITATIVE. The resolver drops
-        // the referral that led there and walks once more from the root (the dead target, the Map-Server again),
-        // then answers the ITR negatively for the EID alone, with the short TTL.
+        // the referral that led there and walks once more from the root: the dead target, marked down by its
+        // timeout, is now asked after the Map-Server, which answers NOT-AUTHORITATIVE again; the resolver then
+        // answers the ITR negatively for the EID alone, with the short TTL. One timeout in all, not two.
         var (reply, from) = Ask("10.2.0.1", timeoutMs: 10_000);
         Assert.That(from.Address, Is.EqualTo(Mr));
         var r = reply.Records[0];
         Assert.That((r.IsNegative, r.EidMaskLength, r.TtlMinutes), Is.EqualTo((true, (byte)32, 1u)));
-        Assert.That((_mr.Counters[MsCounter.DdtRequestTimeouts], _mr.Counters[MsCounter.DdtNotAuthoritative], _ms.Counters[MsCounter.ReferralsNotAuthoritative]), Is.EqualTo((2L, 2L, 2L)));
+        Assert.That((_mr.Counters[MsCounter.DdtRequestTimeouts], _mr.Counters[MsCounter.DdtTargetsMarkedDown], _mr.Counters[MsCounter.DdtNotAuthoritative], _ms.Counters[MsCounter.ReferralsNotAuthoritative]),
+            Is.EqualTo((1L, 1L, 2L, 2L)));
+        Assert.That(_mr.Resolver.DownTargets(MapServerCore.NowMs).Select(d => d.Address.ToString()), Is.EqualTo(new[] { "127.0.1.9" }));
         Assert.That(_mr.Resolver.CacheSnapshot(MapServerCore.NowMs).Where(c => c.Length == 16), Is.Empty, "the referral to the dead target was dropped");
+    }
+
+    [Test]
+    public void ATargetThatTimedOut_IsAskedLast_ByTheNextWalks_UntilItAnswersAgain()
+    {
+        // The root is dead for the first walk: one timeout, then no target is left (abandoned).
+        _root.Dispose();
+        _itr.SendTo(Ecm("10.1.0.5", 11), new IPEndPoint(Mr, 4342));
+        Poll.Until(() => _mr.Counters[MsCounter.DdtRequestsAbandoned] == 1, "the walk abandoned after the root's timeout", 5000);
+        Assert.That(_mr.Counters[MsCounter.DdtTargetsMarkedDown], Is.EqualTo(1L));
+        // The only root is still asked (a down target is asked last, not never), and once it answers it is up again.
+        _root = Host($"""
+            listen {Root}:4342
+            ddt-authority 1000 10.0.0.0/8
+            ddt-delegate 1000 10.1.0.0/16 map-server {Ms}
+            """);
+        Register("10.1.0.5", "192.0.2.55");
+        var (reply, from) = Ask("10.1.0.5");
+        Assert.That((from.Address, reply.Records[0].IsNegative), Is.EqualTo((Ms, false)));
+        Assert.That((_mr.Counters[MsCounter.DdtTargetsUp], _mr.Resolver.DownTargets(MapServerCore.NowMs).Count), Is.EqualTo((1L, 0)));
     }
 
     [Test]
