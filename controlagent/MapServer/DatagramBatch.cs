@@ -26,14 +26,15 @@ internal sealed unsafe class DatagramBatch : IDisposable
     private readonly MessageBatch _outgoing = new(SendSlots);
     private int _arenaUsed;
 
-    public DatagramBatch(Socket socket)
+    /// <param name="receive">False for a sender only (the Map-Server's publisher): no receive slots are allocated.</param>
+    public DatagramBatch(Socket socket, bool receive = true)
     {
         _fd = (int)socket.Handle;
-        _receiveMemory = (byte*)NativeMemory.Alloc((nuint)ReceiveSlots * SlotBytes);
+        _receiveMemory = receive ? (byte*)NativeMemory.Alloc((nuint)ReceiveSlots * SlotBytes) : null;
         _slots = (byte**)NativeMemory.Alloc((nuint)(ReceiveSlots * sizeof(byte*)));
-        for (int i = 0; i < ReceiveSlots; i++) _slots[i] = _receiveMemory + (nint)i * SlotBytes;
+        for (int i = 0; i < ReceiveSlots; i++) _slots[i] = receive ? _receiveMemory + (nint)i * SlotBytes : null;
         _arena = (byte*)NativeMemory.Alloc(ArenaBytes);
-        _incoming.PrepareReceive(_slots, SlotBytes);
+        if (receive) _incoming.PrepareReceive(_slots, SlotBytes);
     }
 
     /// <summary>Replies that could not be sent (EAGAIN after a wait, or refused by the kernel), since the start.</summary>

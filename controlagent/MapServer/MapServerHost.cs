@@ -24,6 +24,7 @@ public sealed class MapServerHost : IDisposable
     private readonly Timer _expiry;
     private readonly FastXtr.Common.Api.UnixSocketApi? _control;
     private readonly Publisher? _publisher;
+    private readonly DatagramBatch? _publisherBatch; // the publisher thread's own send batch
     private readonly ILogger _log;
     private readonly RateLimitedLogger _peerLog;
     private volatile bool _stopping;
@@ -84,7 +85,13 @@ public sealed class MapServerHost : IDisposable
             }
             if (controlSocket) _control = MapServerApi.StartAsync(this, config.ControlSocket, log).GetAwaiter().GetResult();
             var first = _sockets[0];
-            _publisher = new Publisher(Counters, (datagram, to) => SendOne(first, datagram, to, "notify"), log);
+            // The publisher's datagrams to IPv4 subscribers leave in sendmmsg batches (a change to a prefix with many
+            // subscribers is many datagrams at once); others one by one.
+            var ipv4 = _sockets.Find(x => x.AddressFamily == AddressFamily.InterNetwork);
+            _publisherBatch = ipv4 is null ? null : new DatagramBatch(ipv4, receive: false);
+            var batch = _publisherBatch;
+            _publisher = new Publisher(Counters, (datagram, to) => { if (batch is null || !batch.Queue(datagram, to)) SendOne(first, datagram, to, "notify"); }, log,
+                batch is null ? null : batch.Flush);
         }
         catch
         {
@@ -392,6 +399,8 @@ public sealed class MapServerHost : IDisposable
         using (var done = new ManualResetEvent(false))
             if (_expiry.Dispose(done)) done.WaitOne(2000); // wait for a running expiry before the sockets go
         _publisher?.Dispose();
+        // Its native buffers only once the sender thread that uses them has stopped (else they are left to the process).
+        if (_publisher?.SenderStopped != false) _publisherBatch?.Dispose();
         foreach (var s in _sockets) s.Dispose();
         _resolverSocket.Dispose();
         _control?.DisposeAsync().AsTask().GetAwaiter().GetResult();

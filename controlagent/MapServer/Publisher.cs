@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Net;
@@ -53,6 +54,13 @@ public sealed class Publisher : IDisposable
     private readonly AnswerBuilder _answers = new(); // the sender thread's
     private readonly MapServerCounters _counters;
     private readonly Action<byte[], IPEndPoint> _send;
+    private readonly Action _flush;
+    // Map-Notify nonces only match acknowledgements, which are authenticated: unpredictable enough from a generator
+    // the runtime seeds from the system's (a call to the system generator per publication cost more than the rest).
+    private readonly Random _nonces = new();
+    // One change's publications, unsigned, per (constraints, record form, signing key): every subscriber alike gets
+    // the same bytes but for its nonce, its xTR-ID and the signature, so the record is filled and encoded once.
+    private readonly Dictionary<(AgentConstraints?, bool, SiteKey), byte[]> _templates = [];
     private readonly ILogger _log;
     // A change with the subscribers it had when it happened: one who subscribes later is not told of it (the
     // Map-Reply that set the subscription up already carried the newer state).
@@ -69,10 +77,13 @@ public sealed class Publisher : IDisposable
     [ThreadStatic] private static List<Change>? t_held;
     [ThreadStatic] private static bool t_deferring;
 
-    public Publisher(MapServerCounters counters, Action<byte[], IPEndPoint> send, ILogger log)
+    /// <param name="send">Sends (or queues) one datagram; called on the sender thread only.</param>
+    /// <param name="flush">Sends what <paramref name="send"/> queued: after each change's publications and each retransmission round.</param>
+    public Publisher(MapServerCounters counters, Action<byte[], IPEndPoint> send, ILogger log, Action? flush = null)
     {
         _counters = counters;
         _send = send;
+        _flush = flush ?? (() => { });
         _log = log;
         _sender = new Thread(Run) { IsBackground = true, Name = "mapserver-publisher" };
         _sender.Start();
@@ -109,17 +120,25 @@ public sealed class Publisher : IDisposable
             try
             {
                 _queued.Wait((int)Math.Max(0, nextRetransmitMs - MapServerCore.NowMs));
-                while (_changes.TryDequeue(out var change)) Publish(change);
+                while (_changes.TryDequeue(out var change))
+                {
+                    Publish(change);
+                    _flush();
+                }
                 long now = MapServerCore.NowMs;
                 if (now >= nextRetransmitMs)
                 {
                     Retransmit(now);
+                    _flush();
                     nextRetransmitMs = now + 250;
                 }
             }
             catch (Exception e) when (e is not OutOfMemoryException) { MapServerLog.PublisherFailed(_log, e.Message); }
         }
     }
+
+    /// <summary>Whether the sender thread had stopped when <see cref="Dispose"/> returned.</summary>
+    public bool SenderStopped { get; private set; }
 
     public int SubscriptionCount => _subscriptions.Values.Sum(s => s.Count);
 
@@ -175,7 +194,10 @@ public sealed class Publisher : IDisposable
         var key = (updated ?? old)!.Key;
         var site = (updated ?? old)!.Site;
         if (subs is not null)
+        {
+            _templates.Clear();
             foreach (var s in subs.Values) PublishTo(s, updated);
+        }
 
         // A move: ETRs that lost the prefix hear about its new home (RFC 9301 §8.2; RFC 9437 §5).
         if (old is not null)
@@ -191,17 +213,34 @@ public sealed class Publisher : IDisposable
         }
     }
 
+    /// <summary>
+    /// One subscriber's publication: the change's template for its constraints and key (built on first use), with its
+    /// nonce and xTR-ID written in and signed (RFC 9301 §5.7: nonce at offset 4, xTR-ID and Site-ID the last 24 bytes).
+    /// </summary>
     private void PublishTo(Subscription s, EidRegistration? updated)
     {
         var key = s.SiteKey; // once: a reload may change it meanwhile, and the ack must carry the key the notify did
-        var notify = Build(s.Key, key, s.Constraints, s.Lcaf, updated, s.XtrId, out ulong nonce);
+        if (!_templates.TryGetValue((s.Constraints, s.Lcaf, key), out var template))
+            _templates[(s.Constraints, s.Lcaf, key)] = template = Encode(s.Key, key, s.Constraints, s.Lcaf, updated, xtrId: 0, nonce: 0, sign: false);
+        var notify = template.AsSpan().ToArray();
+        ulong nonce = NextNonce();
+        BinaryPrimitives.WriteUInt64BigEndian(notify.AsSpan(4), nonce);
+        BinaryPrimitives.WriteUInt128BigEndian(notify.AsSpan(notify.Length - 24), s.XtrId);
+        MessageAuthentication.Sign(notify, key.Algorithm, key);
         _counters.Add(MsCounter.PublicationsSent);
         Track(nonce, notify, s.Subscriber, s, key);
     }
 
+    private ulong NextNonce() => (ulong)_nonces.NextInt64() ^ ((ulong)_nonces.Next() << 63);
+
     private byte[] Build(EidKey key, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, out ulong nonce)
     {
-        nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+        nonce = NextNonce();
+        return Encode(key, siteKey, constraints, lcaf, updated, xtrId, nonce, sign: true);
+    }
+
+    private byte[] Encode(EidKey key, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, ulong nonce, bool sign)
+    {
         var notify = new MapNotify { Nonce = nonce, KeyId = siteKey.KeyId, AlgorithmId = siteKey.Algorithm, XtrIdPresent = true, XtrId = xtrId };
         MappingRecord record;
         if (updated is null)
@@ -215,7 +254,10 @@ public sealed class Publisher : IDisposable
             _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
         }
         notify.Records.Add(record);
-        return notify.ToSignedArray(siteKey);
+        if (sign) return notify.ToSignedArray(siteKey);
+        // Unsigned, the authentication field sized for the key's algorithm and zero: signed per subscriber.
+        notify.SetAuthenticationData(new byte[MessageAuthentication.DigestLength(siteKey.Algorithm)]);
+        return notify.ToArray();
     }
 
     private void Track(ulong nonce, byte[] datagram, IPEndPoint to, Subscription? s, SiteKey key)
@@ -267,7 +309,7 @@ public sealed class Publisher : IDisposable
     {
         _stopping = true;
         _queued.Release();
-        _sender.Join(2000);
+        SenderStopped = _sender.Join(2000);
         // _queued is not disposed: a worker still finishing a Map-Register may release it, and a SemaphoreSlim whose
         // wait handle was never asked for holds nothing to free.
     }

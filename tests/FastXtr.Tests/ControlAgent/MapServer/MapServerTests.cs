@@ -850,6 +850,34 @@ public partial class MapServerTests
     }
 
     [Test]
+    public void SubscribersOfOneChange_EachGetTheirOwnSignedPublication()
+    {
+        // Three xTRs of the site subscribe from one address: 0x55 and 0x57 without constraints, 0x56 with a GPU
+        // constraint. The publisher fills and encodes the record once per kind of subscriber; each datagram must
+        // still carry its own xTR-ID and nonce and verify on its own, and the constrained one its filtered view.
+        RegisterInference();
+        ulong nonce = 4000;
+        foreach (var (xtr, constraints) in new (ulong, string?)[] { (0x55, null), (0x56, """{"agent-constraints":{"hardware":["gpu"]}}"""), (0x57, null) })
+        {
+            RegisterAndWaitForNotify(Register(1000, $"10.1.0.{xtr - 0x55 + 97}", 32, xtr, ("192.0.2.9", 1, null)), PlannersKey);
+            Send(Ecm(1000, "10.1.0.50", constraints, ++nonce, subscribe: true, xtrId: xtr));
+            var reply = new MapReply();
+            reply.Decode(Receive()!);
+            Assert.That(reply.Nonce, Is.EqualTo(nonce));
+        }
+        Assert.That(_server.Publisher!.SubscriptionCount, Is.EqualTo(3));
+        RegisterInference("draining");
+        var got = new List<MapNotify>();
+        for (int i = 0; i < 3; i++) got.Add(ReceiveNotify(PlannersKey) ?? throw new AssertionException($"only {i} of 3 publications"));
+        Assert.That(got.Select(n => (ulong)n.XtrId), Is.EquivalentTo(new ulong[] { 0x55, 0x56, 0x57 }));
+        Assert.That(got.Select(n => n.Nonce).Distinct().Count(), Is.EqualTo(3), "a nonce of its own each");
+        var gpu = got.Single(n => n.XtrId == 0x56).Records[0];
+        Assert.That((gpu.IsNegative, gpu.Action), Is.EqualTo((true, MapReplyAction.DropPolicyDenied)), "the GPU subscriber's filtered view");
+        foreach (var plain in got.Where(n => n.XtrId != 0x56))
+            Assert.That(plain.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "192.0.2.2" }), "the others: the replica that is not draining");
+    }
+
+    [Test]
     public void ConstrainedSubscriber_GetsItsFilteredView()
     {
         RegisterInference();
