@@ -149,6 +149,7 @@ public sealed class DdtLab : IDisposable
                 listen {Ms(mr)}:4342
                 control-socket {ControlSocket(mr)}
                 ddt-root {Ms("root")}
+                # The lab's underlay answers in microseconds: a dead Map-Server is passed over after 300 ms (default 500).
                 ddt-request-timeout 300
                 """);
         foreach (var (x, site, secret, servers) in new[]

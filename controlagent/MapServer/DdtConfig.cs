@@ -45,7 +45,7 @@ public sealed class DdtConfig
     /// <summary>DDT Map-Resolver: the roots of the tree; with none, the server does not resolve through DDT.</summary>
     public List<IPEndPoint> Roots { get; } = [];
     /// <summary>DDT Map-Resolver: how long to wait for a Map-Referral before asking the next target.</summary>
-    public int RequestTimeoutMs { get; set; } = 1000;
+    public int RequestTimeoutMs { get; set; } = 500;
 
     public bool IsEmpty => Authorities.Count == 0 && Delegations.Count == 0 && MapServerPeers.Count == 0 && Roots.Count == 0;
 

@@ -27,15 +27,35 @@ public static class MapServerLoad
 {
     public static int Run(string[] args)
     {
-        if (args.Length >= 4 && args[0] == "register")
-            return Register(MapServerEndpoint(args[1]), System.Text.Encoding.UTF8.GetBytes(args[2]), int.Parse(args[3], CultureInfo.InvariantCulture), args.Length > 4 ? int.Parse(args[4], CultureInfo.InvariantCulture) : 1);
-        if (args.Length >= 6 && args[0] == "request")
-            return Request(MapServerEndpoint(args[1]), int.Parse(args[2], CultureInfo.InvariantCulture), double.Parse(args[3], CultureInfo.InvariantCulture),
-                double.Parse(args[4], CultureInfo.InvariantCulture), int.Parse(args[5], CultureInfo.InvariantCulture));
-        if (args.Length >= 6 && args[0] == "register-rate")
-            return RegisterRate(MapServerEndpoint(args[1]), System.Text.Encoding.UTF8.GetBytes(args[2]), int.Parse(args[3], CultureInfo.InvariantCulture),
-                double.Parse(args[4], CultureInfo.InvariantCulture), double.Parse(args[5], CultureInfo.InvariantCulture));
-        Console.Error.WriteLine("usage: mapserver-load register TARGET KEY COUNT [RECORDS-PER-MESSAGE] | request TARGET EIDS SECONDS RATE SOURCES | register-rate TARGET KEY EIDS SECONDS RATE");
+        // Options after the positional arguments: --first N (the first EID index, so that several Map-Servers hold
+        // different ranges), --kill PID --kill-at SECONDS (request: SIGKILL a process during the run, for failover).
+        var positional = new List<string>();
+        int first = 0, killPid = 0;
+        double killAt = -1;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--first": first = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--kill": killPid = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--kill-at": killAt = double.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                default: positional.Add(args[i]); break;
+            }
+        }
+        var a = positional.ToArray();
+        if (a.Length >= 4 && a[0] == "register")
+            return Register(MapServerEndpoint(a[1]), System.Text.Encoding.UTF8.GetBytes(a[2]), int.Parse(a[3], CultureInfo.InvariantCulture), a.Length > 4 ? int.Parse(a[4], CultureInfo.InvariantCulture) : 1, first);
+        if (a.Length >= 6 && a[0] == "request")
+            return Request(MapServerEndpoint(a[1]), int.Parse(a[2], CultureInfo.InvariantCulture), double.Parse(a[3], CultureInfo.InvariantCulture),
+                double.Parse(a[4], CultureInfo.InvariantCulture), int.Parse(a[5], CultureInfo.InvariantCulture), first, killPid, killAt);
+        if (a.Length >= 6 && a[0] == "register-rate")
+            return RegisterRate(MapServerEndpoint(a[1]), System.Text.Encoding.UTF8.GetBytes(a[2]), int.Parse(a[3], CultureInfo.InvariantCulture),
+                double.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture));
+        if (a.Length >= 7 && a[0] == "update-publish")
+            return UpdatePublish.Run(MapServerEndpoint(a[1]), System.Text.Encoding.UTF8.GetBytes(a[2]), int.Parse(a[3], CultureInfo.InvariantCulture),
+                int.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture), a[6].Split(',').Select(r => double.Parse(r, CultureInfo.InvariantCulture)).ToList());
+        Console.Error.WriteLine("usage: mapserver-load register TARGET KEY COUNT [RECORDS-PER-MESSAGE] [--first N] | request TARGET EIDS SECONDS RATE SOURCES [--first N] [--kill PID --kill-at SECONDS]"
+            + " | register-rate TARGET KEY EIDS SECONDS RATE | update-publish TARGET KEY EIDS SUBSCRIBERS SECONDS RATE[,RATE...]");
         return 2;
     }
 
@@ -43,7 +63,7 @@ public static class MapServerLoad
 
     public static uint EidOf(int i) => 0x0A000000u + (uint)i + 1;
 
-    private static int Register(IPEndPoint target, byte[] key, int count, int perMessage)
+    private static int Register(IPEndPoint target, byte[] key, int count, int perMessage, int first)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -60,7 +80,7 @@ public static class MapServerLoad
                 var m = new MapRegister { Nonce = (ulong)sent, WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 1, SiteId = 1 };
                 for (int r = 0; r < perMessage && sent * perMessage + r < count; r++)
                 {
-                    var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(EidOf(sent * perMessage + r))) };
+                    var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(EidOf(first + sent * perMessage + r))) };
                     rec.Locators.Add(new LocatorRecord(LispAddress.FromIpv4(0xC0000202), 1, 100));
                     m.Records.Add(rec);
                 }
@@ -176,7 +196,7 @@ public static class MapServerLoad
         return 0;
     }
 
-    private static unsafe int Request(IPEndPoint target, int eids, double seconds, double rate, int sources)
+    private static unsafe int Request(IPEndPoint target, int eids, double seconds, double rate, int sources, int first, int killPid, double killAt)
     {
         using var collector = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         collector.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -222,10 +242,20 @@ public static class MapServerLoad
         var pace = new OpenLoop(seconds, rate);
         var rng = new Random(5);
         int next = 0;
+        // Failover: SIGKILL a process at killAt seconds; the requests sent after it are followed to their answers.
+        long killAtTicks = killPid > 0 ? Stopwatch.GetTimestamp() + (long)(killAt * Stopwatch.Frequency) : long.MaxValue, killedAt = long.MaxValue;
+        long sentAfterKill = 0, answeredAfterKill = 0, failoverTicks = 0;
         while (true)
         {
             long now = Stopwatch.GetTimestamp();
             if (now >= pace.DrainUntil) break;
+            if (now >= killAtTicks)
+            {
+                killAtTicks = long.MaxValue;
+                try { Process.GetProcessById(killPid).Kill(); } // SIGKILL on Linux
+                catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception) { Console.Error.WriteLine($"request: kill {killPid} failed: {e.Message}"); }
+                killedAt = Stopwatch.GetTimestamp();
+            }
             if (now < pace.End)
             {
                 int n = pace.Due(now, sent + failed);
@@ -234,11 +264,15 @@ public static class MapServerLoad
                     for (int k = 0; k < n; k++)
                     {
                         var d = new Span<byte>(sendBuffers + k * DatagramBytes, template.Length);
-                        BinaryPrimitives.WriteUInt64BigEndian(d[NonceOffset..], (ulong)now);
-                        BinaryPrimitives.WriteUInt32BigEndian(d[eidOffset..], EidOf(rng.Next(eids)));
+                        // The send time, made unique within the batch (+k ns): a DDT Map-Resolver takes a nonce it has
+                        // pending for an ITR's retransmission and drops it, as it should.
+                        BinaryPrimitives.WriteUInt64BigEndian(d[NonceOffset..], (ulong)(now + k));
+                        BinaryPrimitives.WriteUInt32BigEndian(d[eidOffset..], EidOf(first + rng.Next(eids)));
                         outgoing.Add(sendBuffers + k * DatagramBytes, template.Length, targetAddress, (ushort)target.Port);
                     }
-                    sent += outgoing.Send((int)sockets[next].Handle, out int lost);
+                    int went = outgoing.Send((int)sockets[next].Handle, out int lost);
+                    sent += went;
+                    if (now >= killedAt) sentAfterKill += went;
                     failed += lost;
                     next = (next + 1) % sources;
                 }
@@ -253,6 +287,12 @@ public static class MapServerLoad
                     long sentAt = (long)BinaryPrimitives.ReadUInt64BigEndian(new ReadOnlySpan<byte>(receiveBuffers[k] + 4, 8));
                     latencies.Add((at - sentAt) * tickToUs);
                     received++;
+                    // The failover time: how long after the death the requests sent in its first 100 ms were answered.
+                    if (sentAt >= killedAt)
+                    {
+                        answeredAfterKill++;
+                        if (sentAt - killedAt < Stopwatch.Frequency / 10) failoverTicks = Math.Max(failoverTicks, at - killedAt);
+                    }
                 }
             }
         }
@@ -262,6 +302,9 @@ public static class MapServerLoad
         double p(double q) => latencies.Count == 0 ? double.NaN : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"sent {sent / seconds:F0}/s, answered {received / seconds:F0}/s ({(sent == 0 ? 0 : 100.0 * received / sent):F1}%), latency p50 {p(0.5):F0} us, p90 {p(0.9):F0} us, p99 {p(0.99):F0} us, p99.9 {p(0.999):F0} us, from {sources} sources"));
+        if (killedAt != long.MaxValue)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"after the kill: {answeredAfterKill} of {sentAfterKill} answered; failover {failoverTicks * 1000.0 / Stopwatch.Frequency:F0} ms (the last answer to a request sent in the first 100 ms after the kill)"));
         if (failed > 0) Console.Error.WriteLine($"request: {failed} request(s) could not be sent");
         foreach (var s in sockets) s.Dispose();
         return 0;

@@ -1,0 +1,258 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using FastXtr.Lisp.Context;
+using FastXtr.Lisp.Messages;
+using FastXtr.NativeInterop;
+
+namespace FastXtr.Perf.Load;
+
+/// <summary>
+/// <c>mapserver-load update-publish TARGET KEY EIDS SUBSCRIBERS SECONDS RATES</c>: the draft's dynamic metadata updates
+/// against a running Map-Server's publish/subscribe (RFC 9437). SUBSCRIBERS ITRs (xTR-IDs 1001.., each registered with
+/// the site so that its publications can be signed) subscribe to each of EIDS agent EIDs, all from one socket. Then
+/// attribute-only Map-Registers (the agent's state flips between ready and busy, locators unchanged; signed before the
+/// clock starts, no Map-Notify asked) go out at RATE per second (0: as fast as possible) for SECONDS, for each of the
+/// comma-separated RATES in turn, waiting between them until the Map-Server has published all it queued. Every publication
+/// received is acknowledged with a signed Map-Notify-Ack (else the Map-Server would retransmit it and drop the
+/// subscription). An update is complete when all SUBSCRIBERS publications for it have arrived; its latency runs from
+/// its send to the last of them. Prints updates sent/s, publications/s, complete updates/s and the latency p50/p99.
+/// </summary>
+public static class UpdatePublish
+{
+    private const int Batch = 64;
+    private const int DatagramBytes = 2048;
+    private const ulong SubscriberXtrIdBase = 1000;
+    private const int ItrPort = 24343;
+
+    public static unsafe int Run(IPEndPoint target, byte[] key, int eids, int subscribers, double seconds, IReadOnlyList<double> rates)
+    {
+        using var control = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        control.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        control.ReceiveBufferSize = 16 << 20;
+        control.SendBufferSize = 8 << 20;
+        using var itr = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        // A fixed port: a subscription is keyed by the subscriber's address and xTR-ID, so a later run replaces the
+        // earlier run's subscriptions instead of adding to them (the Map-Server would publish to both).
+        try { itr.Bind(new IPEndPoint(IPAddress.Loopback, ItrPort)); }
+        catch (SocketException e)
+        {
+            Console.Error.WriteLine($"update-publish: cannot bind the subscribers' socket to 127.0.0.1:{ItrPort}: {e.Message}");
+            return 1;
+        }
+        itr.ReceiveBufferSize = 64 << 20;
+        itr.SendBufferSize = 8 << 20;
+
+        // 1. The subscribers' xTR-IDs register one EID each (10.250.x.y), and the agents their EIDs (xTR-ID 1, ready).
+        for (int s = 0; s < subscribers; s++)
+            RegisterAndWait(control, target, Register(key, 1 + (ulong)s + SubscriberXtrIdBase, 0x0AFA0000u + (uint)s + 1, null, wantNotify: true));
+        var ready = AgentContext.TryParse("""{"agent-context":{"state":"ready","load":10}}""", out _)!;
+        var busy = AgentContext.TryParse("""{"agent-context":{"state":"busy","load":90}}""", out _)!;
+        for (int e = 0; e < eids; e++) RegisterAndWait(control, target, Register(key, 1, MapServerLoad.EidOf(e), ready, wantNotify: true));
+
+        // 3. The updates, signed before the clock starts: per EID one that makes it busy and one that makes it ready.
+        var updates = new byte[2 * eids][];
+        for (int e = 0; e < eids; e++)
+        {
+            updates[2 * e] = Register(key, 1, MapServerLoad.EidOf(e), busy, wantNotify: false);
+            updates[2 * e + 1] = Register(key, 1, MapServerLoad.EidOf(e), ready, wantNotify: false);
+        }
+        var buffer = new byte[65536];
+        byte* sendMemory = (byte*)NativeMemory.AllocZeroed((nuint)(2 * Batch * DatagramBytes));
+        byte* receiveMemory = (byte*)NativeMemory.AllocZeroed((nuint)(Batch * DatagramBytes));
+        try
+        {
+            foreach (double r in rates)
+            {
+                // Subscribed again before each rate: a run that overloaded the Map-Server may have cost subscriptions
+                // (a publication unacknowledged after its retransmissions ends one), and the next rate must start whole.
+                Drain(itr, target, key, buffer);
+                if (!Subscribe(itr, target, eids, subscribers)) return 1;
+                Measure(target, key, eids, subscribers, seconds, r, updates, control, itr, sendMemory, receiveMemory);
+                Drain(itr, target, key, buffer);
+            }
+        }
+        finally
+        {
+            NativeMemory.Free(sendMemory);
+            NativeMemory.Free(receiveMemory);
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// Until nothing has arrived for a second, acknowledges what the Map-Server still publishes (what it queued in an
+    /// overloaded run, or retransmits from an earlier one), so that the next run starts from a quiet server.
+    /// </summary>
+    private static void Drain(Socket itr, IPEndPoint target, byte[] key, byte[] buffer)
+    {
+        itr.ReceiveTimeout = 1000;
+        try { while (true) if (itr.Receive(buffer) > 0 && buffer[0] >> 4 == (int)LispMessageType.MapNotify) Ack(buffer, itr, target, key); }
+        catch (SocketException) { }
+    }
+
+    /// <summary>Acknowledges one publication outside the measured runs (while draining), so it is not sent again.</summary>
+    private static void Ack(byte[] datagram, Socket itr, IPEndPoint target, byte[] key)
+    {
+        var notify = new MapNotify();
+        if (!notify.TryDecode(datagram).Ok) return;
+        notify.IsAck = true;
+        itr.SendTo(notify.ToSignedArray(key), target);
+    }
+
+    private static unsafe void Measure(IPEndPoint target, byte[] key, int eids, int subscribers, double seconds, double rate, byte[][] updates,
+        Socket control, Socket itr, byte* sendMemory, byte* receiveMemory)
+    {
+        byte** receiveBuffers = stackalloc byte*[Batch];
+        for (int i = 0; i < Batch; i++) receiveBuffers[i] = receiveMemory + i * DatagramBytes;
+        using var outgoing = new MessageBatch(Batch);
+        using var acks = new MessageBatch(Batch);
+        using var incoming = new MessageBatch(Batch);
+        incoming.PrepareReceive(receiveBuffers, DatagramBytes);
+        uint targetAddress = BinaryPrimitives.ReadUInt32BigEndian(target.Address.GetAddressBytes());
+        int controlFd = (int)control.Handle, itrFd = (int)itr.Handle;
+        var sentAt = new long[eids];
+        var published = new int[eids];
+        var flips = new int[eids];
+        var latencies = new List<double>(1 << 20);
+        long sent = 0, publications = 0, complete = 0, superseded = 0, foreign = 0, failed = 0;
+        var notify = new MapNotify();
+        var siteKey = new SiteKey(0, AuthenticationAlgorithm.HmacSha256, key); // keeps its keyed HMAC state
+        long start = Stopwatch.GetTimestamp(), end = start + (long)(seconds * Stopwatch.Frequency), drainUntil = end + Stopwatch.Frequency / 2;
+        int next = 0;
+        while (true)
+        {
+            long now = Stopwatch.GetTimestamp();
+            if (now >= drainUntil) break;
+            if (now < end)
+            {
+                int due = (int)Math.Min(rate > 0 ? (long)((now - start) * rate / Stopwatch.Frequency) + 1 - (sent + failed) : Batch, Batch);
+                for (int k = 0; k < due; k++)
+                {
+                    int e = next;
+                    next = (next + 1) % eids;
+                    if (published[e] != 0 && published[e] < subscribers) superseded++; // its last update was not yet published to all
+                    published[e] = 0;
+                    sentAt[e] = now;
+                    byte[] m = updates[2 * e + (flips[e]++ & 1)];
+                    byte* slot = sendMemory + k * DatagramBytes;
+                    m.CopyTo(new Span<byte>(slot, m.Length));
+                    outgoing.Add(slot, m.Length, targetAddress, (ushort)target.Port);
+                }
+                if (due > 0)
+                {
+                    sent += outgoing.Send(controlFd, out int lost);
+                    failed += lost;
+                }
+            }
+            int got;
+            while ((got = incoming.Receive(itrFd)) > 0)
+            {
+                long at = Stopwatch.GetTimestamp();
+                for (int k = 0; k < got; k++)
+                {
+                    int length = incoming.Length(k);
+                    var datagram = new Span<byte>(receiveBuffers[k], length);
+                    if (length < 4 || datagram[0] >> 4 != (int)LispMessageType.MapNotify || !notify.TryDecode(datagram).Ok || notify.Records.Count != 1
+                        || !EidAddress.TryRead(notify.Records[0].EidPrefix, out _, out _, out UInt128 eid))
+                    {
+                        foreign++;
+                        continue;
+                    }
+                    // The acknowledgement: the same message as type 5, signed again (RFC 9301 §5.7).
+                    byte* ack = sendMemory + (Batch + acks.Count) * DatagramBytes;
+                    datagram.CopyTo(new Span<byte>(ack, length));
+                    ack[0] = (byte)((int)LispMessageType.MapNotifyAck << 4 | (ack[0] & 0x0F));
+                    MessageAuthentication.Sign(new Span<byte>(ack, length), AuthenticationAlgorithm.HmacSha256, siteKey);
+                    acks.Add(ack, length, targetAddress, (ushort)target.Port);
+                    publications++;
+                    int index = (int)((uint)eid - MapServerLoad.EidOf(0));
+                    if ((uint)index < (uint)eids && ++published[index] == subscribers)
+                    {
+                        complete++;
+                        latencies.Add((at - sentAt[index]) * 1e6 / Stopwatch.Frequency);
+                    }
+                }
+                if (acks.Count > 0) acks.Send(itrFd, out _);
+            }
+        }
+        latencies.Sort();
+        double P(double q) => latencies.Count == 0 ? double.NaN : latencies[Math.Min(latencies.Count - 1, (int)(q * latencies.Count))];
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"offered {(rate > 0 ? rate.ToString("F0", CultureInfo.InvariantCulture) : "full speed")}: sent {sent / seconds:F0} updates/s, publications {publications / seconds:F0}/s, complete {complete / seconds:F0} updates/s ({(sent == 0 ? 0 : 100.0 * complete / sent):F1}%, each to {subscribers} subscribers of {eids} EIDs), update to last publication p50 {P(0.5):F0} us, p99 {P(0.99):F0} us"));
+        if (superseded + foreign + failed > 0)
+            Console.Error.WriteLine($"update-publish: {superseded} update(s) superseded before all their publications arrived, {foreign} other datagram(s), {failed} not sent");
+    }
+
+    /// <summary>
+    /// Every subscriber subscribes to every EID (a Map-Request with the subscribe bit and its xTR-ID), answered to the
+    /// ITR socket; at most 256 outstanding. A subscription that exists is replaced (same subscriber and xTR-ID).
+    /// </summary>
+    private static bool Subscribe(Socket itr, IPEndPoint target, int eids, int subscribers)
+    {
+        var itrEndpoint = (IPEndPoint)itr.LocalEndPoint!;
+        var buffer = new byte[65536];
+        itr.ReceiveTimeout = 2000;
+        int subscriptions = eids * subscribers, answered = 0, asked = 0;
+        while (answered < subscriptions)
+        {
+            while (asked < subscriptions && asked - answered < 256)
+            {
+                int e = asked / subscribers, s = asked % subscribers;
+                itr.SendTo(SubscribeRequest(itrEndpoint, (ulong)s + 1 + SubscriberXtrIdBase, MapServerLoad.EidOf(e), (ulong)asked), target);
+                asked++;
+            }
+            try
+            {
+                int n = itr.Receive(buffer);
+                if (n > 0 && buffer[0] >> 4 == (int)LispMessageType.MapReply) answered++;
+            }
+            catch (SocketException)
+            {
+                Console.Error.WriteLine($"update-publish: {answered} of {subscriptions} subscriptions answered, then nothing for 2 s");
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static byte[] Register(byte[] key, ulong xtrId, uint eid, AgentContext? context, bool wantNotify)
+    {
+        var m = new MapRegister { Nonce = xtrId ^ eid, WantMapNotify = wantNotify, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = xtrId, SiteId = 1 };
+        var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(eid)) };
+        var rloc = LispAddress.FromIpv4(0xC0000202);
+        rec.Locators.Add(new LocatorRecord(context is null ? rloc : ContextEncoding.RlocWithContext(rloc, context), 1, 100));
+        m.Records.Add(rec);
+        return m.ToSignedArray(key);
+    }
+
+    private static void RegisterAndWait(Socket socket, IPEndPoint target, byte[] message)
+    {
+        var buffer = new byte[4096];
+        socket.ReceiveTimeout = 2000;
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            socket.SendTo(message, target);
+            try
+            {
+                if (socket.Receive(buffer) > 0 && buffer[0] >> 4 == (int)LispMessageType.MapNotify) return;
+            }
+            catch (SocketException) { }
+        }
+        throw new InvalidOperationException("update-publish: the Map-Server did not confirm a registration (is the key right, and 10.0.0.0/8 in its site?)");
+    }
+
+    private static byte[] SubscribeRequest(IPEndPoint itr, ulong xtrId, uint eid, ulong nonce)
+    {
+        var request = new MapRequest { Nonce = nonce, XtrIdPresent = true, XtrId = xtrId, SiteId = 1 };
+        request.ItrRlocs.Add(LispAddress.FromIp(itr.Address));
+        request.Records.Add(new MapRequestRecord(LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(eid)), 32, true));
+        var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)itr.Port };
+        ecm.SetInnerAddresses(itr.Address, IPAddress.Parse("10.0.0.1"));
+        ecm.SetInnerMessage(request.ToArray());
+        return ecm.ToArray();
+    }
+}
