@@ -60,6 +60,8 @@ public sealed class DdtResolver
     // Targets that let a request time out, by address, and until when they are asked last; removed by any referral from them.
     private readonly Dictionary<IPAddress, long> _downUntilMs = [];
     private long _nextSweepMs;
+    // Every cached entry's key by its expiry (an entry replaced later is checked against the cache when popped).
+    private readonly PriorityQueue<(uint, EidFamily, int, UInt128, bool), long> _expiries = new();
     private readonly MapServerCounters _counters;
     private readonly Func<MapServerConfig> _config;
     private readonly MapReply _negative = new();
@@ -80,6 +82,9 @@ public sealed class DdtResolver
     }
 
     public int PendingCount { get { lock (_lock) return _pending.Count; } }
+
+    /// <summary>Entries held in the referral cache, expired ones not yet swept included.</summary>
+    public int CachedCount { get { lock (_lock) return _cache.Count; } }
 
     /// <summary>The referral cache, most specific last, without expired entries.</summary>
     public IReadOnlyList<CachedReferral> CacheSnapshot(long nowMs)
@@ -177,9 +182,15 @@ public sealed class DdtResolver
             }
             if (nowMs >= _nextSweepMs)
             {
-                // Expired referrals are never used (lookups check the time); they are removed once a second.
+                // Expired referrals are never used (lookups check the time); they are removed once a second, the
+                // soonest to expire first, so that a sweep costs what expired and not the size of the cache (it
+                // holds the lock the ITRs' requests wait for).
                 _nextSweepMs = nowMs + 1000;
-                foreach (var entry in _cache.Values.Where(c => c.ExpiresMs <= nowMs).ToList()) Uncache(entry);
+                while (_expiries.TryPeek(out var key, out long expires) && expires <= nowMs)
+                {
+                    _expiries.Dequeue();
+                    if (_cache.TryGetValue(key, out var entry) && entry.ExpiresMs <= nowMs) Uncache(entry);
+                }
                 foreach (var (address, until) in _downUntilMs.Where(d => d.Value <= nowMs).ToList()) _downUntilMs.Remove(address);
             }
         }
@@ -211,8 +222,12 @@ public sealed class DdtResolver
                 p.Next = 0;
                 return NextSend(p, nonce, nowMs);
             case MapReferralAction.MsAck:
-                // The Map-Server answers the ITR (or its ETR does); next time we ask that Map-Server directly.
-                Cache(entry with { Targets = [(new IPEndPoint(from.Address, from.Port), (byte)0, (byte)100), .. targets] }, nowMs);
+                // The Map-Server answers the ITR (or its ETR does); next time we ask that Map-Server directly. When
+                // the referral that led here already names it, that referral is what the next walk will use: an
+                // entry per acknowledged EID would add nothing but a cache of one entry per EID ever asked (a million
+                // for a million agents) to hold and expire.
+                if (p.From is not { Action: MapReferralAction.MsReferral } via || !via.Targets.Any(t => SameAddress(t.Address, from)))
+                    Cache(entry with { Targets = [(new IPEndPoint(from.Address, from.Port), (byte)0, (byte)100), .. targets] }, nowMs);
                 _counters.Add(MsCounter.DdtResolvedByMapServer);
                 _pending.Remove(nonce);
                 return null;
@@ -316,6 +331,7 @@ public sealed class DdtResolver
         bool known = _cache.ContainsKey(key);
         if (entry.ExpiresMs <= nowMs || (_cache.Count >= MaxCached && !known)) return;
         _cache[key] = entry;
+        _expiries.Enqueue(key, entry.ExpiresMs);
         if (!known) _lengthsInUse[(entry.Family == EidFamily.Ipv4 ? 0 : 129) + entry.Length]++;
     }
 

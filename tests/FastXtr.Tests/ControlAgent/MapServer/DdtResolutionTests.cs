@@ -121,7 +121,9 @@ public class DdtResolutionTests
         Assert.That((_mr.Counters[MsCounter.DdtRequestsStarted], _mr.Counters[MsCounter.DdtMapRequestsSent], _mr.Counters[MsCounter.DdtResolvedByMapServer]), Is.EqualTo((1L, 2L, 1L)),
             "root, then the Map-Server");
         var cache = _mr.Resolver.CacheSnapshot(MapServerCore.NowMs);
-        Assert.That(cache.Select(c => (c.Action, c.Length)), Is.EquivalentTo(new[] { (MapReferralAction.MsReferral, 16), (MapReferralAction.MsAck, 32) }));
+        // The MS-ACK is not cached beside the MS-REFERRAL that already names the Map-Server that sent it: one entry
+        // per EID asked would grow the cache to the number of agents ever resolved, for nothing.
+        Assert.That(cache.Select(c => (c.Action, c.Length)), Is.EquivalentTo(new[] { (MapReferralAction.MsReferral, 16) }));
 
         // Cached: the second walk asks the Map-Server at once.
         var (again, from2) = Ask("10.1.0.5");
@@ -157,6 +159,15 @@ public class DdtResolutionTests
         var (cached, _) = Ask("10.130.1.1");
         Assert.That((cached.Records[0].IsNegative, cached.Records[0].EidMaskLength), Is.EqualTo((true, (byte)9)));
         Assert.That((_mr.Counters[MsCounter.DdtMapRequestsSent], _mr.Counters[MsCounter.DdtAnsweredFromCache]), Is.EqualTo((sent, 1L)), "answered from the referral cache");
+
+        // Expired entries leave the cache, each at its own TTL: MS-NOT-REGISTERED after a minute, the hole after 15,
+        // the MS-REFERRAL (a day) stays.
+        long now = MapServerCore.NowMs;
+        Assert.That(_mr.Resolver.CachedCount, Is.EqualTo(3));
+        _mr.Resolver.Tick(now + 2 * 60_000);
+        Assert.That(_mr.Resolver.CachedCount, Is.EqualTo(2));
+        _mr.Resolver.Tick(now + 16 * 60_000);
+        Assert.That(_mr.Resolver.CachedCount, Is.EqualTo(1));
     }
 
     [Test]
