@@ -14,7 +14,23 @@ public readonly record struct EidKey(uint InstanceId, EidFamily Family, UInt128 
 /// <param name="ProxyReply">The Map-Register's P bit: this ETR asks the Map-Server to answer for it (RFC 9301 §5.6).</param>
 public sealed record XtrRegistration(
     UInt128 XtrId, ulong SiteId, IPEndPoint Source, ImmutableArray<RegisteredRloc> Rlocs, bool Merge,
-    uint TtlMinutes, ushort MapVersion, DateTime FirstRegistered, DateTime LastRegistered, long ExpiresAtMs, bool ProxyReply = false);
+    uint TtlMinutes, ushort MapVersion, DateTime FirstRegistered, DateTime LastRegistered, long ExpiresAtMs, bool ProxyReply = false)
+{
+    /// <summary>When this xTR last registered it: moved forward in place by a refresh that changes nothing else.</summary>
+    public DateTime LastRegistered { get; internal set; } = LastRegistered;
+
+    /// <summary>When it expires unless refreshed: moved forward in place by a refresh (under the store's write lock).</summary>
+    public long ExpiresAtMs { get; internal set; } = ExpiresAtMs;
+
+    /// <summary>
+    /// Whether <paramref name="next"/>, from the same xTR, registers exactly this again (the same locator set object,
+    /// which the Map-Server shares when the plain locators are unchanged, and the same flags, TTL and map-version):
+    /// then only the times move.
+    /// </summary>
+    internal bool IsRefreshedBy(XtrRegistration next) =>
+        next.XtrId == XtrId && next.SiteId == SiteId && next.Source.Equals(Source) && next.Rlocs == Rlocs && next.Merge == Merge
+        && next.TtlMinutes == TtlMinutes && next.MapVersion == MapVersion && next.ProxyReply == ProxyReply;
+}
 
 /// <summary>
 /// One site's configuration as it is now. Every registration of the site holds the same binding, so a reload that
@@ -57,6 +73,9 @@ public sealed record EidRegistration(EidKey Key, SiteBinding Binding, ImmutableD
     }
 
     private long _earliestExpiryMs = long.MinValue;
+
+    /// <summary>An xTR registration's expiry moved in place (a refresh): the earliest is computed again when next asked.</summary>
+    internal void ExpiryChanged() => _earliestExpiryMs = long.MinValue;
     private int _proxyReply = -1;
 
     /// <summary>Whether an ETR of this prefix asked for proxy Map-Replies (the P bit); computed once.</summary>
@@ -195,6 +214,17 @@ public sealed class RegistrationStore
             // Checked against a site that a reload has just replaced: the site as it is now decides.
             else if (!ReferenceEquals(binding.Current, site) && !SiteComparison.Covers(binding.Current, key)) return (old, null);
             var byXtr = (old?.ByXtr ?? ImmutableDictionary<UInt128, XtrRegistration>.Empty);
+            if (old is not null && byXtr.Count == 1 && byXtr.TryGetValue(xtr.XtrId, out var same) && same.IsRefreshedBy(xtr))
+            {
+                // The refresh every xTR sends each minute for each of its agents (and the draft's frequent ones): the
+                // same registration again, so its times move in place and nothing is allocated or published. With
+                // one xTR only: where several registered without merging, the most recent one's locators answer,
+                // and which one that is must go through the comparison below.
+                same.LastRegistered = xtr.LastRegistered;
+                same.ExpiresAtMs = xtr.ExpiresAtMs;
+                old.ExpiryChanged();
+                return (old, old);
+            }
             if (old is not null && byXtr.TryGetValue(xtr.XtrId, out var previous)) xtr = xtr with { FirstRegistered = previous.FirstRegistered };
             else _xtrSites[xtr.XtrId] = (binding, _xtrSites.GetValueOrDefault(xtr.XtrId).Prefixes + 1);
             updated = new EidRegistration(key, binding, byXtr.SetItem(xtr.XtrId, xtr));
@@ -341,7 +371,12 @@ public sealed class RegistrationStore
         {
             if (!_byKey.TryGetValue(key, out var reg)) return false;
             var stale = reg.ByXtr.Values.Where(remove).Select(x => x.XtrId).ToList();
-            if (stale.Count == 0) return false;
+            if (stale.Count == 0)
+            {
+                // Refreshed meanwhile (in place): the earliest expiry the walk saw was an older one.
+                reg.ExpiryChanged();
+                return false;
+            }
             var left = reg.ByXtr.RemoveRange(stale);
             foreach (var id in stale)
             {

@@ -53,6 +53,34 @@ public class RegistrationStoreTests
     }
 
     [Test]
+    public void ARefreshThatChangesNothing_MovesTheTimesInPlace_AndStillExpiresOnTime()
+    {
+        var store = new RegistrationStore();
+        var changes = 0;
+        store.Changed += (_, _) => changes++;
+        var first = Xtr(7, expiresAtMs: 1_000);
+        var (_, stored) = store.Register(Key(1), Site, first);
+        Assert.That(changes, Is.EqualTo(1));
+        // The same locator set object and the same flags: a refresh. No new registration, no publication; the
+        // expiry moved, and an expiry pass that had seen the old time does not remove it.
+        Assert.That(store.Expire(nowMs: 500, budget: 10), Is.Zero);
+        var again = first with { LastRegistered = DateTime.UtcNow.AddSeconds(1), ExpiresAtMs = 5_000 };
+        var (old, now) = store.Register(Key(1), Site, again);
+        Assert.That((ReferenceEquals(old, stored), ReferenceEquals(now, stored), changes), Is.EqualTo((true, true, 1)));
+        Assert.That(stored!.ByXtr[7].ExpiresAtMs, Is.EqualTo(5_000));
+        Assert.That(store.Expire(nowMs: 2_000, budget: 10), Is.Zero, "refreshed: not expired at its old time");
+        Assert.That(store.Expire(nowMs: 6_000, budget: 10), Is.EqualTo(1), "expired at its new time");
+
+        // Another map-version, or a second xTR for the prefix, is a new registration as before.
+        var x = Xtr(7, 1_000);
+        store.Register(Key(2), Site, x);
+        var (before, after) = store.Register(Key(2), Site, x with { MapVersion = 5 });
+        Assert.That(ReferenceEquals(before, after), Is.False);
+        var (b2, a2) = store.Register(Key(2), Site, Xtr(8, 1_000));
+        Assert.That((ReferenceEquals(b2, a2), a2!.ByXtr.Count), Is.EqualTo((false, 2)));
+    }
+
+    [Test]
     public void SiteOfAnXtr_IsKnownWhileItHasRegistrations()
     {
         var store = new RegistrationStore();
