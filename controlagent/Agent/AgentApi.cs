@@ -26,7 +26,9 @@ namespace FastXtr.Agent;
 /// DELETE /v1/agents/{iid}/{eid}[/{len}]   detach: withdraw the registration
 /// </code>
 /// Changes are registered at once; the answer says whether every Map-Server confirmed within
-/// <see cref="ConfirmWait"/> ("registered": true) or the agent is still retransmitting (false).
+/// <see cref="ConfirmWait"/> ("registered": true) or the agent is still retransmitting (false). A Map-Server that has
+/// left a Map-Register unanswered for three sends (status "map_servers_unresponsive") is still registered with but not
+/// waited for, so that one dead Map-Server does not hold every attach and detach for the whole wait.
 /// </summary>
 public sealed class AgentApi : IAsyncDisposable
 {
@@ -209,6 +211,7 @@ public sealed class AgentApi : IAsyncDisposable
         ["xtr_id"] = agent.Config.XtrId.ToString("x32"),
         ["site_id"] = agent.Config.SiteId,
         ["map_servers"] = agent.Config.MapServers.Select(m => m.Endpoint.ToString()).ToList(),
+        ["map_servers_unresponsive"] = agent.UnresponsiveMapServers().Select(e => e.ToString()).ToList(),
         ["map_resolvers"] = agent.MapResolverStates().Select(r => new Dictionary<string, object?>
         {
             ["address"] = r.Endpoint.ToString(), ["state"] = r.Up ? "up" : "down", ["unanswered_in_a_row"] = r.UnansweredInARow,

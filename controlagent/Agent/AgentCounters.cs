@@ -20,6 +20,8 @@ public enum AgentCounter
     /// <summary>Map-Requests that waited a second without an answer (counted against the resolver that had them).</summary>
     MapResolverTimeouts,
     MapResolversMarkedDown,
+    /// <summary>Map-Servers that left a Map-Register unanswered for three sends (until their next Map-Notify).</summary>
+    MapServersUnresponsive,
     /// <summary>Map-Requests given up after every attempt (or with no rate left to retransmit).</summary>
     MapRequestsUnanswered,
     MapRepliesInstalled,

@@ -42,6 +42,12 @@ internal static partial class AgentLog
     [LoggerMessage(LogLevel.Warning, "no Map-Notify from {MapServer} after {Attempts} Map-Registers a second apart; the next refresh is in {RefreshSeconds:F0} s")]
     public static partial void RegistrationUnacknowledged(ILogger log, IPEndPoint mapServer, int attempts, double refreshSeconds);
 
+    [LoggerMessage(LogLevel.Warning, "Map-Server {MapServer} has not answered a Map-Register in {Seconds} s: unresponsive; still registered with, but attaches and detaches no longer wait for its confirmation")]
+    public static partial void MapServerUnresponsive(ILogger log, IPEndPoint mapServer, int seconds);
+
+    [LoggerMessage(LogLevel.Information, "Map-Server {MapServer} answers again")]
+    public static partial void MapServerResponsive(ILogger log, IPEndPoint mapServer);
+
     [LoggerMessage(LogLevel.Warning, "{MapServer} confirmed {Confirmed} of {Sent} records of a Map-Register; the others were refused (see the Map-Server's log)")]
     public static partial void RecordsRefused(ILogger log, IPEndPoint mapServer, int confirmed, int sent);
 

@@ -14,8 +14,18 @@ namespace FastXtr.Agent;
 internal sealed class Registrar(AgentIo io)
 {
     private const int RegisterAttempts = 5;
+    /// <summary>Sends of one Map-Register without a Map-Notify after which its Map-Server counts as unresponsive.</summary>
+    public const int AttemptsToUnresponsive = 3;
     private const int RecordsPerRegister = 20;
     private readonly ConcurrentDictionary<ulong, PendingRegister> _pendingRegisters = new();
+    // Map-Servers that left a Map-Register unanswered for AttemptsToUnresponsive sends and have sent no Map-Notify
+    // since. They are still registered with (and so found again), but a change's confirmation does not wait for them:
+    // one dead Map-Server must not hold every attach and detach for the full confirmation wait (a move is attach, then
+    // detach).
+    private readonly ConcurrentDictionary<IPEndPoint, bool> _unresponsive = new();
+
+    /// <summary>The Map-Servers that currently count as unresponsive, for the status.</summary>
+    public IReadOnlyList<IPEndPoint> UnresponsiveMapServers => [.. _unresponsive.Keys];
 
     private sealed class PendingRegister
     {
@@ -108,7 +118,10 @@ internal sealed class Registrar(AgentIo io)
         }
         if (records.Count == 0) return Task.FromResult(wanted.Count == 0 || !changed);
         var waits = new List<Task<bool>>();
-        foreach (var ms in only ?? io.Config.MapServers)
+        var servers = only ?? io.Config.MapServers;
+        // Confirmation is awaited from the responsive ones; from all when none is (then the answer says false).
+        bool anyResponsive = servers.Any(m => !_unresponsive.ContainsKey(m.Endpoint));
+        foreach (var ms in servers)
         {
             foreach (var chunk in records.Chunk(RecordsPerRegister))
             {
@@ -119,7 +132,7 @@ internal sealed class Registrar(AgentIo io)
                 };
                 if (!Build(pending)) continue;
                 _pendingRegisters[pending.Nonce] = pending;
-                waits.Add(pending.Done.Task);
+                if (!anyResponsive || !_unresponsive.ContainsKey(ms.Endpoint)) waits.Add(pending.Done.Task);
                 io.Counters.Add(AgentCounter.MapRegistersSent);
                 if (chunk.Any(c => c.Withdraw)) io.Counters.Add(AgentCounter.WithdrawalsSent, chunk.Count(c => c.Withdraw));
                 SendRegister(pending);
@@ -215,6 +228,11 @@ internal sealed class Registrar(AgentIo io)
                 p.Attempts++;
                 p.NextMs = now + 1000;
                 io.Counters.Add(AgentCounter.MapRegisterRetransmissions);
+                if (p.Attempts == AttemptsToUnresponsive && _unresponsive.TryAdd(p.To.Endpoint, true))
+                {
+                    io.Counters.Add(AgentCounter.MapServersUnresponsive);
+                    AgentLog.MapServerUnresponsive(io.Log, p.To.Endpoint, AttemptsToUnresponsive - 1);
+                }
                 SendRegister(p);
             }
     }
@@ -226,6 +244,7 @@ internal sealed class Registrar(AgentIo io)
     public bool TryAcknowledge(MapNotify notify, IPEndPoint from)
     {
         if (!_pendingRegisters.TryRemove(notify.Nonce, out var pending)) return false;
+        if (!_unresponsive.IsEmpty && _unresponsive.TryRemove(pending.To.Endpoint, out _)) AgentLog.MapServerResponsive(io.Log, pending.To.Endpoint);
         // The Map-Notify confirms what was registered (RFC 9301 §5.7): a record it leaves out was refused.
         int refused, sent;
         // Under the registration lock: a retransmission may be rebuilding this pending's records right now.

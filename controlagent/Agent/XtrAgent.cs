@@ -229,6 +229,10 @@ public sealed class XtrAgent : IDisposable
     /// <summary>The Map-Resolvers with their state, for the status API.</summary>
     public List<(IPEndPoint Endpoint, bool Up, int UnansweredInARow)> MapResolverStates() => _resolver.MapResolverStates();
 
+    /// <summary>Configured Map-Servers that left a Map-Register unanswered for three sends and have not answered since.</summary>
+    public IReadOnlyList<IPEndPoint> UnresponsiveMapServers() =>
+        [.. Config.MapServers.Select(m => m.Endpoint).Where(e => _registrar.UnresponsiveMapServers.Contains(e))];
+
     // ------------------------------------------------------------------ the local agent API's operations
 
     /// <summary>Attaches an agent: registers it at once, stops soliciting for it, installs its source profile.</summary>

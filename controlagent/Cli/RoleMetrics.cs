@@ -55,6 +55,7 @@ public static class RoleMetrics
         m.AddCounters("agent", () => agent.Counters.ToDictionary());
         m.AddGauge("fastxtr_agent_attached_agents", "Agents attached through the local API", () => agent.Database.Agents.Count);
         m.AddGauge("fastxtr_agent_map_resolvers_up", "Map-Resolvers not marked down", () => agent.MapResolverStates().Count(r => r.Up));
+        m.AddGauge("fastxtr_agent_map_servers_unresponsive", "Map-Servers that left a Map-Register unanswered for three sends", () => agent.UnresponsiveMapServers().Count);
         var resolution = m.Factory.CreateHistogram("fastxtr_agent_map_request_duration_seconds",
             "Time from a Map-Request's first send to its Map-Reply, retransmissions included",
             new Prometheus.HistogramConfiguration { Buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });

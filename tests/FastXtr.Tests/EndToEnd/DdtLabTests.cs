@@ -178,6 +178,7 @@ public class DdtLabTests
             var ping = ProcessLab.Ping(Ns("x1"), "10.1.0.1", "10.2.0.9", 25, 0.2);
             var answered = Regex.Matches(ping.Out, @"icmp_seq=(\d+) ").Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
             Assert.That(Enumerable.Range(21, 5).Where(answered.Contains).Count(), Is.EqualTo(5), "resolved through mr2 after mr1's timeout: " + ping.All);
+            TestContext.Progress.WriteLine($"mr1 dead: the first echo of a new flow answered was #{answered.Min()} (sent {(answered.Min() - 1) * 200} ms after the first)");
             Assert.That(Cached("x1", "10.2.0.9"), Does.Contain("192.0.2.3"));
             // One flow: its request to mr1 went unanswered once and was sent on to mr2 (a second unanswered one in a
             // row would mark mr1 down for 30 s).
@@ -197,12 +198,20 @@ public class DdtLabTests
         {
             var ping = ProcessLab.Ping(Ns("x1"), "10.1.0.1", "10.2.0.1", 5, 0.1);
             Assert.That(Cached("x1", "10.2.0.1"), Is.EqualTo("192.0.2.2"), ping.All);
+            // x2 and x3 find msb1 unresponsive on their next refreshes (register-interval 5 s; three sends without a
+            // Map-Notify), after which an attach or detach waits for msb2's confirmation only.
+            foreach (var x in new[] { "x2", "x3" })
+                Poll.Until(() => FastXtr.Lab.DdtLab.Status(Socket(x))?["map_servers_unresponsive"]?.AsArray().Count == 1, $"{x} to find msb1 unresponsive", 15_000);
             // a keeps sending to b while b moves from x2 to x3; x3 can register with msb2 only.
             var stream = Task.Run(() => ProcessLab.Ping(Ns("x1"), "10.1.0.1", "10.2.0.1", 100, 0.05));
             Thread.Sleep(500);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var move = Lab("move", "b", "x3");
+            long moved = clock.ElapsedMilliseconds;
             Assert.That(move.Out, Does.Contain("b moved from x2 to x3"), move.All);
             Poll.Until(() => Cached("x1", "10.2.0.1") == "192.0.2.3", "x1 to send b's traffic to x3", 10_000);
+            // Measured, not asserted (speed is the benchmarks'): reported in the issue's note.
+            TestContext.Progress.WriteLine($"move with msb1 dead: 'lab ddt move' took {moved} ms; x1 sent to x3 {clock.ElapsedMilliseconds} ms after it began");
             var after = stream.Result;
             Assert.That(ProcessLab.Received(after), Is.GreaterThanOrEqualTo(60), "most of the 100 packets: " + after.All);
             var ping2 = ProcessLab.Ping(Ns("x1"), "10.1.0.1", "10.2.0.1", 5, 0.1);

@@ -6,6 +6,7 @@ using FastXtr.Agent;
 using FastXtr.MapServer;
 using FastXtr.SharedMemory.MapCache;
 using FastXtr.SharedMemory;
+using FastXtr.Tests.Support;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.ControlAgent.Agent;
@@ -123,6 +124,48 @@ public class AgentApiTests
         Assert.That(status, Is.EqualTo(HttpStatusCode.NotFound));
         (status, body) = await Call(HttpMethod.Get, "/v1/status");
         Assert.That((long)body!["counters"]!["withdrawals-sent"]!, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task AnUnresponsiveMapServer_IsStillRegisteredWith_ButAttachesNoLongerWaitForIt()
+    {
+        // A second Map-Server that never answers: a socket nobody reads.
+        using var dead = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        dead.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var config = AgentConfig.Parse(["rloc-addr 127.0.0.62", $"map-server {_server.BoundEndpoints[0]} 0 sha256 \"s3\"", $"map-server {dead.LocalEndPoint} 0 sha256 \"s3\"", "rloc-probe-interval 0"]);
+        using var region = SharedRegion.CreatePrivate(new SharedRegionSizes(64, 16, 1, 16));
+        using var agent = new XtrAgent(config, region, NullLogger.Instance);
+        string socket = Path.Combine(Path.GetTempPath(), $"fastxtr-api2-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
+        await using var api = await AgentApi.StartAsync(agent, socket, NullLogger.Instance);
+        using var http = FastXtr.Common.Api.UnixSocketClient.Create(socket);
+        async Task<JsonNode> Post(string json)
+        {
+            using var response = await http.PostAsync("/v1/agents", new StringContent(json, Encoding.UTF8, "application/json"));
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Created));
+            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        }
+
+        // Not known to be dead yet: the first attach waits for both and says the registration is not confirmed.
+        Assert.That((bool)(await Post("""{"name":"A","iid":1000,"eid":"10.1.0.5"}"""))["registered"]!, Is.False);
+        // Three sends without a Map-Notify: unresponsive (logged, counted, in the status and the metrics).
+        Poll.Until(() => agent.UnresponsiveMapServers().Count == 1, "the dead Map-Server to count as unresponsive", 10_000);
+        Assert.That(agent.UnresponsiveMapServers()[0], Is.EqualTo(dead.LocalEndPoint));
+        // Now an attach is confirmed by the Map-Server that answers, and the dead one is still sent the registration.
+        Assert.That((bool)(await Post("""{"name":"B","iid":1000,"eid":"10.1.0.6"}"""))["registered"]!, Is.True);
+        Assert.That(_server.Store.Count, Is.EqualTo(2));
+        var buffer = new byte[2048];
+        dead.ReceiveTimeout = 5000;
+        bool sentToDead = false;
+        while (!sentToDead)
+        {
+            int n = dead.Receive(buffer); // a timeout throws: B's registration never reached the dead Map-Server
+            var register = new FastXtr.Lisp.Messages.MapRegister();
+            sentToDead = register.TryDecode(buffer.AsSpan(0, n)).Ok && register.Records.Any(r => r.EidPrefix.ToString().EndsWith("10.1.0.6", StringComparison.Ordinal));
+        }
+        using var status = await http.GetAsync("/v1/status");
+        var body = JsonNode.Parse(await status.Content.ReadAsStringAsync())!;
+        Assert.That(body["map_servers_unresponsive"]!.AsArray().Select(n => (string?)n), Is.EqualTo(new[] { dead.LocalEndPoint!.ToString() }));
+        Assert.That((long)body["counters"]!["map-servers-unresponsive"]!, Is.EqualTo(1));
     }
 
     [TestCase("POST", "/v1/agents", "not json", 400, "not valid JSON")]
