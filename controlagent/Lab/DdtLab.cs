@@ -247,23 +247,10 @@ public sealed class DdtLab : IDisposable
 
     public int Registrations(string mapServer) => Status(ControlSocket(mapServer))?["registrations"]?.GetValue<int>() ?? -1;
 
-    private void Spawn(string ns, string logName, string arguments)
-    {
-        string log = Path.Combine(LogDir, logName + ".log");
-        var p = Process.Start(new ProcessStartInfo("/bin/bash", ["-c", $"exec ip netns exec {ns} {_exe} {arguments} >>{log} 2>&1"]))
-                ?? throw new LabException($"cannot start {logName}");
-        _processes.Add(p);
-    }
+    private void Spawn(string ns, string logName, string arguments) =>
+        _processes.Add(LabRunner.StartLogged(_exe, ns, Path.Combine(LogDir, logName + ".log"), arguments));
 
-    private static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (sw.ElapsedMilliseconds > timeoutMs) throw new LabException($"timed out after {timeoutMs / 1000.0:F0} s waiting for {what}");
-            Thread.Sleep(25);
-        }
-    }
+    private static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000) => LabRunner.WaitFor(condition, what, timeoutMs);
 
     /// <summary>What to try once it is up, printed by <c>fastxtr lab ddt up</c>.</summary>
     public string Guide()
@@ -293,14 +280,7 @@ public sealed class DdtLab : IDisposable
     public static int Down(string prefix, TextWriter output, bool quiet)
     {
         var lab = new DdtLab(prefix, ".", output);
-        int removed = 0;
-        foreach (var ns in lab.AllNamespaces)
-        {
-            if (Shell.Sh($"ip netns list | grep -qw '^{ns}'").Code != 0) continue;
-            Shell.Sh($"pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -TERM $pids; sleep 0.2; pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -KILL $pids; true");
-            Shell.Sh($"ip netns del {ns}");
-            removed++;
-        }
+        int removed = lab.AllNamespaces.Count(LabRunner.RemoveNamespace);
         foreach (var r in Roles)
         {
             if (r.IsXtr)

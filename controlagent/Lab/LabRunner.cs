@@ -47,14 +47,17 @@ public sealed partial class LabRunner : IDisposable
 
     private Process Start(string ns, string logName, string arguments)
     {
-        string log = Path.Combine(_t.LogDir, logName + ".log");
-        var p = Process.Start(new ProcessStartInfo("/bin/bash", ["-c", $"exec ip netns exec {ns} {_exe} {arguments} >>{log} 2>&1"]))
-                ?? throw new LabException($"cannot start {logName}");
+        var p = StartLogged(_exe, ns, Path.Combine(_t.LogDir, logName + ".log"), arguments);
         _processes.Add(p);
         return p;
     }
 
-    private static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
+    /// <summary>Starts <c>fastxtr ARGUMENTS</c> in namespace <paramref name="ns"/>, its output appended to <paramref name="log"/>.</summary>
+    internal static Process StartLogged(string exe, string ns, string log, string arguments) =>
+        Process.Start(new ProcessStartInfo("/bin/bash", ["-c", $"exec ip netns exec {ns} {exe} {arguments} >>{log} 2>&1"]))
+        ?? throw new LabException($"cannot start {Path.GetFileNameWithoutExtension(log)}");
+
+    internal static void WaitFor(Func<bool> condition, string what, int timeoutMs = 15_000)
     {
         var sw = Stopwatch.StartNew();
         while (!condition())
@@ -326,17 +329,19 @@ public sealed partial class LabRunner : IDisposable
         Down(_t, _out, quiet: true);
     }
 
+    /// <summary>Stops what runs in namespace <paramref name="ns"/> (TERM, then KILL) and deletes it; false when there was none.</summary>
+    internal static bool RemoveNamespace(string ns)
+    {
+        if (Shell.Sh($"ip netns list | grep -qw '^{ns}'").Code != 0) return false;
+        Shell.Sh($"pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -TERM $pids; sleep 0.2; pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -KILL $pids; true");
+        Shell.Sh($"ip netns del {ns}");
+        return true;
+    }
+
     /// <summary>Removes every namespace, process, region and socket of a lab with this prefix, running or left by a killed run.</summary>
     public static int Down(LabTopology t, TextWriter output, bool quiet)
     {
-        int removed = 0;
-        foreach (var ns in t.AllNamespaces)
-        {
-            if (Shell.Sh($"ip netns list | grep -qw '^{ns}'").Code != 0) continue;
-            Shell.Sh($"pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -TERM $pids; sleep 0.2; pids=$(ip netns pids {ns}); [ -n \"$pids\" ] && kill -KILL $pids; true");
-            Shell.Sh($"ip netns del {ns}");
-            removed++;
-        }
+        int removed = t.AllNamespaces.Count(RemoveNamespace);
         for (int g = 1; g <= 3; g++)
         {
             NativeInterop.SharedMemoryMapping.Unlink(t.Shm(g));
