@@ -40,7 +40,7 @@ public sealed unsafe class SharedMemoryMapping : IDisposable
             string rest = System.IO.Path.GetFileName(file)[prefix.Length..];
             int dash = rest.IndexOf('-', StringComparison.Ordinal);
             if (dash <= 0 || !int.TryParse(rest.AsSpan(0, dash), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)) continue;
-            if (Directory.Exists($"/proc/{pid}")) continue;
+            if (Processes.IsRunning(pid)) continue;
             try { File.Delete(file); }
             catch (IOException) { } // another creator removed it first
             catch (UnauthorizedAccessException) { } // another user's: not ours to remove

@@ -31,7 +31,7 @@ public static class MapCacheCommand
     private static MapCacheWriter? Writer(SharedRegion region, TextWriter stderr)
     {
         int agent = region.Header.AgentPid;
-        if (agent != 0 && Directory.Exists($"/proc/{agent}"))
+        if (agent != 0 && NativeInterop.Processes.IsRunning(agent))
         {
             stderr.WriteLine($"fastxtr map-cache: the control agent (pid {agent}) owns this map-cache; change it through the agent");
             return null;

@@ -115,7 +115,7 @@ public static class ShowCommand
                 stdout.WriteLine(System.Text.Json.JsonSerializer.Serialize(doc));
                 return 0;
             }
-            stdout.WriteLine($"shm {region.Path}  data plane pid {region.Header.DataplanePid}  map-cache writer {(region.Header.WriterPid == 0 ? "none" : $"pid {region.Header.WriterPid}{(Directory.Exists($"/proc/{region.Header.WriterPid}") ? "" : " (gone; the next writer repairs what it left)")}")}  map-cache entries {region.Header.EntryCount}/{region.Sizes.EntryCapacity}");
+            stdout.WriteLine($"shm {region.Path}  data plane pid {region.Header.DataplanePid}  map-cache writer {(region.Header.WriterPid == 0 ? "none" : $"pid {region.Header.WriterPid}{(NativeInterop.Processes.IsRunning(region.Header.WriterPid) ? "" : " (gone; the next writer repairs what it left)")}")}  map-cache entries {region.Header.EntryCount}/{region.Sizes.EntryCapacity}");
             stdout.WriteLine($"{"counter",-32}{"total",16}" + string.Concat(Enumerable.Range(0, workers).Select(w => $"{"worker " + w,16}")));
             foreach (var c in all)
             {

@@ -266,7 +266,7 @@ public sealed class DataplaneHost : IDisposable
         catch (NativeException e) { throw new DataplaneStartException(e.Message); }
     }
 
-    private static bool ProcessAlive(int pid) => Directory.Exists($"/proc/{pid}");
+    private static bool ProcessAlive(int pid) => Processes.IsRunning(pid);
 
     private static bool ForwardingOn(string interfaceName)
     {
