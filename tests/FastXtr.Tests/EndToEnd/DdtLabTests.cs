@@ -28,12 +28,7 @@ public class DdtLabTests
     {
         Shell.RequireRoot("the DDT lab needs root (namespaces, TUN)");
         // Leftovers of a killed earlier test process (its id gone) with our letter.
-        var ours = new Regex(@"^d(\d+)-ul$");
-        foreach (var line in Shell.Sh("ip netns list").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var m = ours.Match(line.Split(' ')[0]);
-            if (m.Success && !Directory.Exists($"/proc/{m.Groups[1].Value}")) Shell.Run(Shell.FastxtrExe(), ["lab", "ddt", "down", "--prefix", $"d{m.Groups[1].Value}"]);
-        }
+        LabRun.SweepLeftovers(new Regex(@"^d(\d+)-ul$"), prefix => ["lab", "ddt", "down", "--prefix", prefix]);
         _prefix = $"d{Environment.ProcessId}";
         _out = Path.Combine(Path.GetTempPath(), $"fastxtr-ddtlab-{Environment.ProcessId}-{Guid.NewGuid():N}");
         var up = Lab("up");
@@ -112,19 +107,25 @@ public class DdtLabTests
         // 10.2.0.9 was never asked for: the resolver knows [1000]10.2.0.0/16 from the first test, so the walk goes
         // straight to msb1 or msb2 (no new referral from the root); the second ask goes to the Map-Server that acked.
         long rootRequests = Counter("root", "ddt-map-requests-received");
+        long timeouts = Counter("mr1", "ddt-request-timeouts"), abandoned = Counter("mr1", "ddt-requests-abandoned");
         var first = Lig("10.2.0.9", 1000, Mr1);
         var again = Lig("10.2.0.9", 1000, Mr1);
         // A walk the resolver has never made: [2000]10.1.0.1 from mr1 (test 1 asked mr2) goes through the root.
         var fresh = Lig("10.1.0.1", 2000, Mr1);
         Assert.That((first.Code, again.Code, fresh.Code), Is.EqualTo((0, 0, 0)), first.All + again.All + fresh.All);
-        Assert.That(Counter("root", "ddt-map-requests-received"), Is.EqualTo(rootRequests + 1), "only the fresh walk asked the root");
+        // On a busy machine a Map-Server or the root may answer after the lab's 300 ms ddt-request-timeout: the
+        // resolver then asks the next target (for the root, none: the walk is abandoned and lig asks again). Each
+        // such timeout may add one request and one late Map-Referral; without one the counts below are exact.
+        long late = Counter("mr1", "ddt-request-timeouts") - timeouts, retried = Counter("mr1", "ddt-requests-abandoned") - abandoned;
+        long asked = Counter("root", "ddt-map-requests-received") - rootRequests;
+        Assert.That(asked, Is.EqualTo(1 + retried), "only the fresh walk asked the root (again only after an abandoned walk)");
         capture.Wait();
         var rows = Tshark.Fields(pcap, ["ip.src", "ip.dst", "lisp.type", "lisp.mapping.act", "_ws.malformed"]);
         Assert.That(rows.Select(r => r["_ws.malformed"]), Is.All.Empty);
         var referrals = rows.Where(r => r["lisp.type"] == "6").ToList();
-        Assert.That(referrals.Where(r => r["ip.src"] == Root).Select(r => r["ip.dst"]), Is.EqualTo(new[] { Mr1 }), "one Map-Referral from the root, for the fresh walk");
-        Assert.That(referrals.Count(r => r["ip.src"] == "192.0.2.15"), Is.EqualTo(1), "msc's MS-ACK");
-        Assert.That(referrals.Count(r => r["ip.src"] is MsB1 or MsB2), Is.EqualTo(2), "one MS-ACK for each ask of 10.2.0.9, straight from a site-b Map-Server");
+        Assert.That(referrals.Where(r => r["ip.src"] == Root).Select(r => r["ip.dst"]), Is.EqualTo(Enumerable.Repeat(Mr1, (int)asked)), "the root's Map-Referrals, for the fresh walk only");
+        Assert.That(referrals.Count(r => r["ip.src"] == "192.0.2.15"), Is.InRange(1, 1 + late), "msc's MS-ACK");
+        Assert.That(referrals.Count(r => r["ip.src"] is MsB1 or MsB2), Is.InRange(2, 2 + late), "one MS-ACK for each ask of 10.2.0.9, straight from a site-b Map-Server");
     }
 
     [Test, Order(3)]
