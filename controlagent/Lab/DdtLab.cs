@@ -238,12 +238,7 @@ public sealed class DdtLab : IDisposable
     }
 
     /// <summary>GET /v1/status on a control or API socket, or null while nothing answers there.</summary>
-    public static JsonNode? Status(string socket)
-    {
-        if (!File.Exists(socket)) return null;
-        try { return FastXtr.Common.Api.UnixSocketClient.Send(socket, HttpMethod.Get, "/v1/status").Body; }
-        catch (Exception e) when (e is IOException or HttpRequestException or System.Net.Sockets.SocketException) { return null; }
-    }
+    public static JsonNode? Status(string socket) => FastXtr.Common.Api.UnixSocketClient.Send(socket, HttpMethod.Get, "/v1/status").Body;
 
     public int Registrations(string mapServer) => Status(ControlSocket(mapServer))?["registrations"]?.GetValue<int>() ?? -1;
 

@@ -209,11 +209,8 @@ public sealed partial class LabRunner : IDisposable
     }
 
     /// <summary>--nat: how many bindings of xTRs behind NAT the RTR holds.</summary>
-    private int RtrBindings()
-    {
-        try { return FastXtr.Common.Api.UnixSocketClient.Send(_t.RtrApiSocket, HttpMethod.Get, "/v1/status", null).Body?["rtr_bindings"]?.AsArray().Count ?? 0; }
-        catch (Exception e) when (e is IOException or HttpRequestException or System.Net.Sockets.SocketException) { return 0; }
-    }
+    private int RtrBindings() =>
+        FastXtr.Common.Api.UnixSocketClient.Send(_t.RtrApiSocket, HttpMethod.Get, "/v1/status").Body?["rtr_bindings"]?.AsArray().Count ?? 0;
 
     /// <summary>
     /// Connects an agent's namespace to a gateway: a veth, the EID on lo (so re-linking never touches the agent's

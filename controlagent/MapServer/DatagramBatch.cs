@@ -30,11 +30,12 @@ internal sealed unsafe class DatagramBatch : IDisposable
     public DatagramBatch(Socket socket, bool receive = true)
     {
         _fd = (int)socket.Handle;
-        _receiveMemory = receive ? (byte*)NativeMemory.Alloc((nuint)ReceiveSlots * SlotBytes) : null;
-        _slots = (byte**)NativeMemory.Alloc((nuint)(ReceiveSlots * sizeof(byte*)));
-        for (int i = 0; i < ReceiveSlots; i++) _slots[i] = receive ? _receiveMemory + (nint)i * SlotBytes : null;
         _arena = (byte*)NativeMemory.Alloc(ArenaBytes);
-        if (receive) _incoming.PrepareReceive(_slots, SlotBytes);
+        if (!receive) return;
+        _receiveMemory = (byte*)NativeMemory.Alloc((nuint)ReceiveSlots * SlotBytes);
+        _slots = (byte**)NativeMemory.Alloc((nuint)(ReceiveSlots * sizeof(byte*)));
+        for (int i = 0; i < ReceiveSlots; i++) _slots[i] = _receiveMemory + (nint)i * SlotBytes;
+        _incoming.PrepareReceive(_slots, SlotBytes);
     }
 
     /// <summary>Replies that could not be sent (EAGAIN after a wait, or refused by the kernel), since the start.</summary>

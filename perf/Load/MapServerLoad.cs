@@ -118,20 +118,6 @@ public static class MapServerLoad
     /// answers (RFC 9301 §5.4: to the first ITR-RLOC) all arrive on one socket while the requests come from many
     /// source addresses (rate limiting and SO_REUSEPORT spreading see SOURCES requesters).
     /// </summary>
-    /// <summary>
-    /// An open-loop send schedule: SECONDS of sending at RATE per second (0: a full batch every turn), then half a
-    /// second to collect the answers still on their way.
-    /// </summary>
-    private readonly struct OpenLoop(double seconds, double rate)
-    {
-        private readonly long _start = Stopwatch.GetTimestamp();
-        public long End => _start + (long)(seconds * Stopwatch.Frequency);
-        public long DrainUntil => End + Stopwatch.Frequency / 2;
-
-        /// <summary>How many to send now, at most a batch, given <paramref name="done"/> sent (or failed) so far.</summary>
-        public int Due(long now, long done) =>
-            (int)Math.Min(rate > 0 ? (long)((now - _start) * rate / Stopwatch.Frequency) + 1 - done : SendBatch, SendBatch);
-    }
 
     private static unsafe int RegisterRate(IPEndPoint target, byte[] key, int eids, double seconds, double rate)
     {
@@ -163,7 +149,7 @@ public static class MapServerLoad
         int fd = (int)socket.Handle;
         uint targetAddress = BinaryPrimitives.ReadUInt32BigEndian(target.Address.GetAddressBytes());
         long sent = 0, failed = 0, notified = 0;
-        var pace = new OpenLoop(seconds, rate);
+        var pace = new OpenLoop(seconds, rate, SendBatch);
         int next = 0;
         while (true)
         {
@@ -239,7 +225,7 @@ public static class MapServerLoad
         long sent = 0, received = 0, failed = 0;
         var latencies = new List<double>(1 << 22);
         double tickToUs = 1e6 / Stopwatch.Frequency;
-        var pace = new OpenLoop(seconds, rate);
+        var pace = new OpenLoop(seconds, rate, SendBatch);
         var rng = new Random(5);
         int next = 0;
         // Failover: SIGKILL a process at killAt seconds; the requests sent after it are followed to their answers.
@@ -309,4 +295,19 @@ public static class MapServerLoad
         foreach (var s in sockets) s.Dispose();
         return 0;
     }
+}
+
+/// <summary>
+/// An open-loop send schedule for the load generators: SECONDS of sending at RATE per second (0: a full batch every
+/// turn), then half a second to collect the answers still on their way.
+/// </summary>
+internal readonly struct OpenLoop(double seconds, double rate, int batch)
+{
+    private readonly long _start = Stopwatch.GetTimestamp();
+    public long End => _start + (long)(seconds * Stopwatch.Frequency);
+    public long DrainUntil => End + Stopwatch.Frequency / 2;
+
+    /// <summary>How many to send now, at most a batch, given <paramref name="done"/> sent (or failed) so far.</summary>
+    public int Due(long now, long done) =>
+        (int)Math.Min(rate > 0 ? (long)((now - _start) * rate / Stopwatch.Frequency) + 1 - done : batch, batch);
 }

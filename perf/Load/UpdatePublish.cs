@@ -121,15 +121,15 @@ public static class UpdatePublish
         long sent = 0, publications = 0, complete = 0, superseded = 0, foreign = 0, failed = 0;
         var notify = new MapNotify();
         var siteKey = new SiteKey(0, AuthenticationAlgorithm.HmacSha256, key); // keeps its keyed HMAC state
-        long start = Stopwatch.GetTimestamp(), end = start + (long)(seconds * Stopwatch.Frequency), drainUntil = end + Stopwatch.Frequency / 2;
+        var pace = new OpenLoop(seconds, rate, Batch);
         int next = 0;
         while (true)
         {
             long now = Stopwatch.GetTimestamp();
-            if (now >= drainUntil) break;
-            if (now < end)
+            if (now >= pace.DrainUntil) break;
+            if (now < pace.End)
             {
-                int due = (int)Math.Min(rate > 0 ? (long)((now - start) * rate / Stopwatch.Frequency) + 1 - (sent + failed) : Batch, Batch);
+                int due = pace.Due(now, sent + failed);
                 for (int k = 0; k < due; k++)
                 {
                     int e = next;

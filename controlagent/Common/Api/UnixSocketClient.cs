@@ -32,7 +32,7 @@ public static class UnixSocketClient
         return new HttpClient(handler, disposeHandler: true) { BaseAddress = new Uri("http://fastxtr"), Timeout = TimeSpan.FromSeconds(10) };
     }
 
-    /// <summary>One request; the status (0 when the agent cannot be reached) and the JSON answer.</summary>
+    /// <summary>One request; the status (0 and no answer when the role cannot be reached) and the JSON answer.</summary>
     public static (int Status, JsonNode? Body) Send(string socketPath, HttpMethod method, string path, string? json = null)
     {
         using var http = Create(socketPath);
@@ -45,7 +45,8 @@ public static class UnixSocketClient
             string text = reader.ReadToEnd();
             return ((int)response.StatusCode, text.Length == 0 ? null : JsonNode.Parse(text));
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException) { return (0, null); }
+        // Not listening yet, gone, or stopping mid-answer: (0, null) to every caller alike.
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException or SocketException or System.Text.Json.JsonException) { return (0, null); }
     }
 
     /// <summary>

@@ -19,12 +19,7 @@ internal sealed class LabRun : IDisposable
     /// <param name="arguments">The options after <c>lab run --quick</c>.</param>
     public LabRun(char letter, params string[] arguments)
     {
-        var ours = new Regex($@"^{letter}(\d+)-(ul|ms|gw\d|nat|rtr|a|b|c|inf\d|t\d)$");
-        foreach (var line in Shell.Sh("ip netns list").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var m = ours.Match(line.Split(' ')[0]);
-            if (m.Success && !Directory.Exists($"/proc/{m.Groups[1].Value}")) Shell.Run(Shell.FastxtrExe(), ["lab", "down", "--prefix", $"{letter}{m.Groups[1].Value}"]);
-        }
+        SweepLeftovers(new Regex($@"^{letter}(\d+)-(ul|ms|gw\d|nat|rtr|a|b|c|inf\d|t\d)$"), prefix => ["lab", "down", "--prefix", prefix]);
         Prefix = $"{letter}{Environment.ProcessId}";
         Out = Path.Combine(Path.GetTempPath(), $"fastxtr-lab{letter}-{Environment.ProcessId}-{Guid.NewGuid():N}");
         try
@@ -36,6 +31,21 @@ internal sealed class LabRun : IDisposable
             Shell.Run(Shell.FastxtrExe(), ["lab", "down", "--prefix", Prefix]);
         }
         NUnit.Framework.TestContext.Progress.WriteLine(Result.All);
+    }
+
+    /// <summary>
+    /// Takes down the labs a killed earlier test process left: each namespace matching <paramref name="ours"/> whose
+    /// group 1 (the process id in the prefix) names no running process, with the command <paramref name="down"/>
+    /// gives for its prefix (the pattern's first character and that id).
+    /// </summary>
+    public static void SweepLeftovers(Regex ours, Func<string, string[]> down)
+    {
+        foreach (var line in Shell.Sh("ip netns list").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var m = ours.Match(line.Split(' ')[0]);
+            if (m.Success && !FastXtr.NativeInterop.Processes.IsRunning(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)))
+                Shell.Run(Shell.FastxtrExe(), down($"{ours.ToString()[1]}{m.Groups[1].Value}"));
+        }
     }
 
     /// <summary>What demo agent <paramref name="agent"/> recorded itself (its report file).</summary>

@@ -53,7 +53,7 @@ public class NatDiscoveryNamespaceTests
 
     private System.Text.Json.Nodes.JsonNode? Status(string x) => _lab.AgentStatus(x);
 
-    private System.Text.Json.Nodes.JsonNode? Nat(string x) => _lab.TryAgentStatus(x)?["nat"]?.AsArray().FirstOrDefault();
+    private System.Text.Json.Nodes.JsonNode? Nat(string x) => _lab.AgentStatus(x)?["nat"]?.AsArray().FirstOrDefault();
 
     [Test]
     public void AnXtrBehindNat_LearnsItsTranslatedAddress_AndTheRtr()

@@ -79,7 +79,7 @@ public class NatTraversalNamespaceTests
     [OneTimeTearDown]
     public void Stop() => _lab?.Dispose();
 
-    private JsonNode? Status(string x) => _lab.TryAgentStatus(x);
+    private JsonNode? Status(string x) => _lab.AgentStatus(x);
 
     /// <summary>What the RTR holds for A's prefix: "198.51.100.1:PORT", or null.</summary>
     private string? Binding(string prefix = "[1000]10.1.0.0/24") =>

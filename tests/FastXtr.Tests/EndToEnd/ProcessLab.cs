@@ -66,16 +66,9 @@ public sealed class ProcessLab : IDisposable
     public Process Running(string command, string ns) =>
         Processes.Single(p => !p.HasExited && p.StartInfo.ArgumentList.Contains(command) && p.StartInfo.ArgumentList.Contains(ns));
 
-    /// <summary>GET /v1/status of xTR <paramref name="x"/>'s agent.</summary>
+    /// <summary>GET /v1/status of xTR <paramref name="x"/>'s agent, or null while its API is not listening (yet).</summary>
     public System.Text.Json.Nodes.JsonNode? AgentStatus(string x) =>
         FastXtr.Common.Api.UnixSocketClient.Send(AgentApiSocket(x), HttpMethod.Get, "/v1/status").Body;
-
-    /// <summary>GET /v1/status of xTR <paramref name="x"/>'s agent, or null while its API is not listening yet.</summary>
-    public System.Text.Json.Nodes.JsonNode? TryAgentStatus(string x)
-    {
-        try { return AgentStatus(x); }
-        catch (Exception e) when (e is IOException or HttpRequestException or System.Net.Sockets.SocketException) { return null; }
-    }
 
     /// <summary>One of xTR <paramref name="x"/>'s agent counters, -1 when it does not answer.</summary>
     public long AgentCounter(string x, string name) => AgentStatus(x)?["counters"]?[name]?.GetValue<long>() ?? -1;
