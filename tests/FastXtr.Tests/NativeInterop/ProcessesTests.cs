@@ -16,9 +16,10 @@ public class ProcessesTests
         Assert.That(Processes.IsRunning(0), Is.False);
         Assert.That(Processes.IsRunning(int.MaxValue), Is.False);
 
-        // The shell starts a child that exits at once, then becomes `sleep 5`, which never waits for it: the child
-        // stays a zombie (state Z) until sleep ends, as a killed data plane does where PID 1 reaps no orphans.
-        using var parent = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "true & echo $!; exec sleep 5"]) { RedirectStandardOutput = true })!;
+        // The shell starts a child that exits after a second, and meanwhile becomes `sleep 10`, which never waits for
+        // it: the child stays a zombie (state Z) until sleep ends, as a killed data plane does where PID 1 reaps no
+        // orphans. (A child that exited before the exec could be reaped by the shell itself: it did once in CI.)
+        using var parent = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", "sleep 1 & echo $!; exec sleep 10"]) { RedirectStandardOutput = true })!;
         try
         {
             int zombie = int.Parse(parent.StandardOutput.ReadLine()!, System.Globalization.CultureInfo.InvariantCulture);
