@@ -215,6 +215,7 @@ public sealed class AgentApi : IAsyncDisposable
         ["map_resolvers"] = agent.MapResolverStates().Select(r => new Dictionary<string, object?>
         {
             ["address"] = r.Endpoint.ToString(), ["state"] = r.Up ? "up" : "down", ["unanswered_in_a_row"] = r.UnansweredInARow,
+            ["srtt_ms"] = r.SrttMs, ["failover_ms"] = r.FailoverMs,
         }).ToList(),
         ["nat"] = agent.NatStates.Select(n => new Dictionary<string, object?>
         {

@@ -27,9 +27,22 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         public required long CreatedMs;
         public required long CreatedTicks;
         public int Attempts = 1;
+        /// <summary>When this request was last sent to each resolver of the set it was made with.</summary>
+        public required long[] AskedMs;
+
+        public long LastAskedMs(int resolver) => (uint)resolver < (uint)AskedMs.Length ? AskedMs[resolver] : long.MinValue / 2;
+
+        public void Asked(int resolver, long nowMs)
+        {
+            if ((uint)resolver < (uint)AskedMs.Length) AskedMs[resolver] = nowMs;
+        }
     }
 
-    /// <summary>How long a Map-Request waits for its answer before it is sent again, to another resolver if one is up.</summary>
+    /// <summary>
+    /// How long a Map-Request waits before it is sent again to the same resolver, and the last send's wait before it
+    /// is given up: RFC 9301 §5.3's at most one Map-Request per destination per second. Another resolver is asked
+    /// sooner, after the first one's <see cref="MapResolverSet.FailoverMs"/>.
+    /// </summary>
     private const int RequestTimeoutMs = 1000;
     /// <summary>Sends of one Map-Request at most (the first and two retransmissions).</summary>
     private const int RequestAttempts = 3;
@@ -71,17 +84,20 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         if (family == EidFamily.Ipv4) ecm.SetInnerAddresses(Ipv4Header.ToAddress((uint)source), Ipv4Header.ToAddress((uint)destination));
         else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
         ecm.SetInnerMessage(request.ToArray());
-        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs, CreatedTicks = Stopwatch.GetTimestamp() };
+        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs, CreatedTicks = Stopwatch.GetTimestamp(), AskedMs = new long[resolvers.Count] };
+        pending.Asked(resolver, nowMs);
         _pendingRequests[request.Nonce] = pending;
         io.Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
         io.SendOrThrow(pending.Datagram, resolvers[resolver]);
     }
 
     /// <summary>
-    /// Map-Requests unanswered for a second are sent again (same nonce), to another Map-Resolver when one is up; the one
-    /// that let it go unanswered counts a timeout and is marked down after <see cref="MapResolverSet.TimeoutsToMarkDown"/>
-    /// in a row. Retransmissions take tokens from the same rate limit as first sends, so a dead resolver never
-    /// multiplies what the mapping system receives.
+    /// An unanswered Map-Request is sent again (same nonce): to another Map-Resolver that is up once the one asked has
+    /// taken longer than its failover timeout (its answer times, at most a second), to the same one after a second
+    /// (never sooner: RFC 9301 §5.3). The one that let it go unanswered counts a timeout and is marked down after
+    /// <see cref="MapResolverSet.TimeoutsToMarkDown"/> in a row. Every send waits a second before the request is given
+    /// up. Retransmissions take tokens from the same rate limit as first sends, so a dead resolver never multiplies
+    /// what the mapping system receives.
     /// </summary>
     public void RetransmitRequests()
     {
@@ -89,7 +105,14 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         var resolvers = _resolvers;
         foreach (var (nonce, p) in _pendingRequests)
         {
-            if (nowMs - p.SentMs < RequestTimeoutMs) continue;
+            int next = -1;
+            if (p.Attempts < RequestAttempts && resolvers.Count > 1)
+            {
+                next = resolvers.Pick(nowMs, avoid: p.Resolver);
+                // Another resolver not asked this request in the last second: after the failover timeout.
+                if (next == p.Resolver || nowMs - p.LastAskedMs(next) < RequestTimeoutMs || nowMs - p.SentMs < resolvers.FailoverMs(p.Resolver)) next = -1;
+            }
+            if (next < 0 && nowMs - p.SentMs < RequestTimeoutMs) continue;
             io.Counters.Add(AgentCounter.MapResolverTimeouts);
             if (resolvers.Count == 0)
             {
@@ -108,9 +131,10 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
                 if (_pendingRequests.TryRemove(nonce, out _)) io.Counters.Add(AgentCounter.MapRequestsUnanswered);
                 continue;
             }
-            p.Resolver = resolvers.Pick(nowMs, avoid: p.Resolver);
+            p.Resolver = next >= 0 ? next : resolvers.Pick(nowMs, avoid: p.Resolver);
             p.Attempts++;
             p.SentMs = nowMs;
+            p.Asked(p.Resolver, nowMs);
             io.Counters.Add(AgentCounter.MapRequestRetransmissions);
             try { io.SendOrThrow(p.Datagram, resolvers[p.Resolver]); }
             catch (SocketException e) { AgentLog.MapRequestSendFailed(io.Log, resolvers[p.Resolver], e.Message); }
@@ -127,7 +151,7 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         if (!fresh.MapResolvers.SequenceEqual(running.MapResolvers))
         {
             _resolvers = new MapResolverSet(fresh.MapResolvers);
-            foreach (var p in _pendingRequests.Values) p.Resolver = 0;
+            foreach (var p in _pendingRequests.Values) { p.Resolver = 0; p.AskedMs = new long[fresh.MapResolvers.Count]; }
             changed = true;
         }
         if (fresh.MapRequestRate != running.MapRequestRate || fresh.MapRequestBurst != running.MapRequestBurst)
@@ -139,15 +163,16 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     }
 
     /// <summary>The Map-Resolvers with their state, for the status API.</summary>
-    public List<(IPEndPoint Endpoint, bool Up, int UnansweredInARow)> MapResolverStates() => _resolvers.Snapshot(AgentIo.NowMs);
+    public List<MapResolverSet.State> MapResolverStates() => _resolvers.Snapshot(AgentIo.NowMs);
 
     /// <summary>An answer to one of our Map-Requests (by nonce) is installed; any other is counted and dropped.</summary>
     public void OnMapReply(MapReply reply)
     {
         // Only answers to our own requests are installed: a Map-Reply with an unknown nonce is dropped (RFC 9301 §5.4).
         if (!_pendingRequests.TryRemove(reply.Nonce, out var pending)) { io.Counters.Add(AgentCounter.MapRepliesUnsolicited); return; }
-        _resolvers.OnAnswer(pending.Resolver);
-        io.MapRequestAnswered?.Invoke(Stopwatch.GetElapsedTime(pending.CreatedTicks).TotalSeconds);
+        var elapsed = Stopwatch.GetElapsedTime(pending.CreatedTicks);
+        _resolvers.OnAnswer(pending.Resolver, pending.Attempts == 1 ? elapsed.TotalMilliseconds : null);
+        io.MapRequestAnswered?.Invoke(elapsed.TotalSeconds);
         foreach (var rec in reply.Records) Install(rec, pending.Profile, pending.SourceEid, publication: false);
     }
 

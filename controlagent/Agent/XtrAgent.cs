@@ -227,7 +227,7 @@ public sealed class XtrAgent : IDisposable
     public Task<bool> RegisterAll() => _registrar.RegisterAll();
 
     /// <summary>The Map-Resolvers with their state, for the status API.</summary>
-    public List<(IPEndPoint Endpoint, bool Up, int UnansweredInARow)> MapResolverStates() => _resolver.MapResolverStates();
+    public List<MapResolverSet.State> MapResolverStates() => _resolver.MapResolverStates();
 
     /// <summary>Configured Map-Servers that left a Map-Register unanswered for three sends and have not answered since.</summary>
     public IReadOnlyList<IPEndPoint> UnresponsiveMapServers() =>

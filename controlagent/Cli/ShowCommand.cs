@@ -48,7 +48,7 @@ public static class ShowCommand
     {
         var socket = ApiSocketOption();
         var json = new Option<bool>("--json") { Description = "print the agent's JSON answer" };
-        var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), whether a NAT translates this xTR (nat-traversal on: each Map-Server's view, and the RTRs it goes through), an RTR's bindings of xTRs behind NAT, then the control agent's counters.");
+        var command = new Command("agents", "The agents attached to this xTR through the local API (name, EID, attributes, constraint profile, since when), each Map-Server (registering, or unresponsive) and Map-Resolver (up or down, unanswered requests in a row, smoothed round-trip time, how long a request waits before the next resolver is asked), whether a NAT translates this xTR (nat-traversal on: each Map-Server's view, and the RTRs it goes through), an RTR's bindings of xTRs behind NAT, then the control agent's counters.");
         command.Options.Add(socket);
         command.Options.Add(json);
         command.SetAction(parse =>
@@ -59,6 +59,11 @@ public static class ShowCommand
             if (parse.GetValue(json)) { stdout.WriteLine(new System.Text.Json.Nodes.JsonObject { ["agents"] = agents.DeepClone(), ["status"] = status.DeepClone() }.ToJsonString()); return 0; }
             string rlocs = status["rlocs"] is System.Text.Json.Nodes.JsonArray all ? string.Join(" ", all.Select(r => r!.GetValue<string>())) : $"{status["rloc"]}";
             stdout.WriteLine($"agent pid {status["pid"]}  rloc {rlocs}  xtr-id {status["xtr_id"]}  {agents.AsArray().Count} attached agent(s)");
+            var unresponsive = status["map_servers_unresponsive"]?.AsArray().Select(m => m!.GetValue<string>()).ToHashSet() ?? [];
+            foreach (var m in status["map_servers"]?.AsArray() ?? [])
+                stdout.WriteLine($"  map-server   {m,-28} {(unresponsive.Contains(m!.GetValue<string>()) ? "unresponsive (3 Map-Registers unanswered)" : "registering")}");
+            foreach (var r in status["map_resolvers"]?.AsArray() ?? [])
+                stdout.WriteLine($"  map-resolver {r!["address"],-28} {r["state"]}, {r["unanswered_in_a_row"]} unanswered in a row, srtt {(r["srtt_ms"] is { } srtt ? $"{srtt} ms" : "-")}, next one asked after {r["failover_ms"]} ms");
             foreach (var n in status["nat"]?.AsArray() ?? [])
                 stdout.WriteLine($"  nat: {n!["map_server"]} sees this xTR as {n["translated"]}: {(n["behind_nat"]!.GetValue<bool>() ? "behind NAT" : "not behind NAT")}; RTRs offered: {(n["rtrs"]!.AsArray().Count == 0 ? "none" : string.Join(", ", n["rtrs"]!.AsArray().Select(r => r!.GetValue<string>())))}");
             if (status["through_rtrs"]?.AsArray() is { Count: > 0 } through)

@@ -108,9 +108,10 @@ public sealed class DdtLab : IDisposable
         foreach (var r in Roles.Where(r => !r.IsXtr)) Start(r.Name);
         foreach (var r in Roles.Where(r => r.IsXtr)) Start(r.Name);
         foreach (var a in Agents) Attach(a, a.Xtr);
-        // Up means every agent registered with every Map-Server of its site (the count is of EID prefixes: inf2 and inf3 share one).
-        foreach (var (ms, count) in new[] { ("msa", 1), ("msb1", 2), ("msb2", 2), ("msc", 1) })
-            WaitFor(() => Registrations(ms) >= count, $"{count} registration(s) at {ms} (see {LogDir}/x*-agent.log)", 20_000);
+        // Up means every agent registered by its xTR with every Map-Server of its site (inf2 and inf3 share an EID
+        // prefix: each xTR's registration of it counts).
+        foreach (var ms in MapServers)
+            WaitFor(() => HasEveryAgent(ms), $"every agent of {ms}'s site registered there (see {LogDir}/x*-agent.log)", 20_000);
         Say($"up: a DDT root, 4 Map-Servers, 2 Map-Resolvers and 4 xTRs in {AllNamespaces.Count()} namespaces with prefix '{Prefix}'; configurations and logs in {OutDir}");
     }
 
@@ -241,6 +242,25 @@ public sealed class DdtLab : IDisposable
     public static JsonNode? Status(string socket) => FastXtr.Common.Api.UnixSocketClient.Send(socket, HttpMethod.Get, "/v1/status").Body;
 
     public int Registrations(string mapServer) => Status(ControlSocket(mapServer))?["registrations"]?.GetValue<int>() ?? -1;
+
+    /// <summary>The DDT Map-Servers, each with the xTRs of its site.</summary>
+    public static readonly (string MapServer, string[] Xtrs)[] Sites = [("msa", ["x1"]), ("msb1", ["x2", "x3"]), ("msb2", ["x2", "x3"]), ("msc", ["x4"])];
+
+    public static IEnumerable<string> MapServers => Sites.Select(s => s.MapServer);
+
+    /// <summary>
+    /// Whether a Map-Server holds every agent of its site, each EID registered by as many of the site's xTRs as there
+    /// are agents with it (inf2's and inf3's 10.2.0.9 by two; an agent moved since still counts once): what a restarted
+    /// Map-Server must have again before it answers as it did.
+    /// </summary>
+    public bool HasEveryAgent(string mapServer)
+    {
+        var xtrs = Sites.Single(s => s.MapServer == mapServer).Xtrs;
+        if (FastXtr.Common.Api.UnixSocketClient.Send(ControlSocket(mapServer), HttpMethod.Get, "/v1/registrations").Body is not JsonArray registrations) return false;
+        return Agents.Where(a => xtrs.Contains(a.Xtr)).GroupBy(a => (a.InstanceId, a.Eid)).All(g => registrations.Count(r =>
+            r!["iid"]?.GetValue<uint>() == g.Key.InstanceId && r["eid"]?.GetValue<string>() == $"{g.Key.Eid}/32"
+            && (r["rlocs"]?.AsArray().Any(l => xtrs.Any(x => Role(x).Address == l!["address"]?.GetValue<string>())) ?? false)) >= g.Count());
+    }
 
     private void Spawn(string ns, string logName, string arguments) =>
         _processes.Add(LabRunner.StartLogged(_exe, ns, Path.Combine(LogDir, logName + ".log"), arguments));

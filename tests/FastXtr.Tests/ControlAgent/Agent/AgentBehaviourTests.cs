@@ -149,7 +149,7 @@ public class AgentBehaviourTests
     }
 
     /// <summary>
-    /// Two Map-Resolvers, the first dead: a request it leaves unanswered for a second goes again to the next one and
+    /// Two Map-Resolvers, the first dead: a request it leaves unanswered (500 ms: it was never timed) goes again to the next one and
     /// resolves; after two in a row the dead one is marked down, and the next miss is asked of the live one at once.
     /// </summary>
     [Test]
@@ -176,6 +176,70 @@ public class AgentBehaviourTests
         Poll.Until(() => RlocOf(region, "10.1.0.4") == "127.0.0.55", "the next miss resolves");
         Assert.That((itr.Counters[AgentCounter.MapRequestRetransmissions], itr.Counters[AgentCounter.MapRequestsSent]), Is.EqualTo((2L, 3L)),
             "asked of the live resolver first: no third retransmission");
+    }
+
+    /// <summary>
+    /// Two Map-Resolvers the test plays: the first answers one request at once (so its failover timeout falls to the
+    /// floor) and then goes silent. The next request is asked of the second one after that short timeout, well
+    /// before the first is asked again, and the first is asked again only a second after its first copy (RFC 9301
+    /// §5.3); three sends in all.
+    /// </summary>
+    [Test]
+    public void AFastResolverThatGoesSilent_IsFailedOverAfterItsOwnTimeout_AndAskedAgainOnlyAfterASecond()
+    {
+        using var first = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        using var second = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var config = AgentConfig.Parse(["rloc-addr 127.0.0.56", $"map-server {_ms} 0 sha256 \"{Secret}\"", $"map-resolver {first.Client.LocalEndPoint}",
+            $"map-resolver {second.Client.LocalEndPoint}", "rloc-probe-interval 0"]);
+        var region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 64));
+        _cleanup.Add(region);
+        var itr = new XtrAgent(config, region, NullLogger.Instance);
+        _cleanup.Add(itr);
+
+        Miss(region, "10.1.1.1", "10.9.0.1");
+        var (nonce, from, _) = ReceiveRequest(first, 5000)!.Value;
+        var eid = EidAddress.WithInstanceId(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse("10.9.0.0")));
+        first.Send(MapReply.Negative(nonce, eid, 16, MapReplyAction.NativelyForward, 1).ToArray(), from);
+        Poll.Until(() => itr.Counters[AgentCounter.NegativeRepliesInstalled] == 1, "the first answer installed");
+        var measured = itr.MapResolverStates()[0];
+        Assert.That(measured.SrttMs, Is.Not.Null);
+        Assert.That(measured.FailoverMs, Is.LessThan(MapResolverSet.MaxFailoverMs), "timed from its one answer");
+
+        Miss(region, "10.1.1.1", "10.8.0.1");
+        var copies = new List<(string To, ulong Nonce, long AtMs)>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var readers = new[] { ("first", first), ("second", second) }.Select(r => Task.Run(() =>
+        {
+            while (ReceiveRequest(r.Item2, 3500) is var (n, _, _))
+                lock (copies) copies.Add((r.Item1, n, clock.ElapsedMilliseconds));
+        })).ToArray();
+        Task.WaitAll(readers);
+        var sent = copies.OrderBy(c => c.AtMs).ToList();
+        string seen = string.Join(", ", sent.Select(c => $"{c.To} at {c.AtMs} ms"));
+        Assert.That(sent.Select(c => c.To), Is.EqualTo(new[] { "first", "second", "first" }), seen);
+        Assert.That(sent.Select(c => c.Nonce).Distinct().Count(), Is.EqualTo(1), "one request, retransmitted: " + seen);
+        // The failover timeout is at most a few times the measured round trip (floor 200 ms); before it followed the
+        // answer times, the second resolver was asked a full second after the first.
+        Assert.That(sent[1].AtMs - sent[0].AtMs, Is.LessThan(800), seen);
+        Assert.That(sent[2].AtMs - sent[0].AtMs, Is.GreaterThanOrEqualTo(900), "the same resolver asked again within a second: " + seen);
+        Assert.That(itr.Counters[AgentCounter.MapRequestsUnanswered], Is.EqualTo(1));
+    }
+
+    /// <summary>The next ECM Map-Request a socket receives: its nonce, its sender and when; null after the timeout.</summary>
+    private static (ulong Nonce, IPEndPoint From, DateTime At)? ReceiveRequest(UdpClient socket, int timeoutMs)
+    {
+        socket.Client.ReceiveTimeout = timeoutMs;
+        try
+        {
+            IPEndPoint? from = null;
+            var datagram = socket.Receive(ref from);
+            var ecm = new EncapsulatedControlMessage();
+            ecm.Decode(datagram);
+            var request = new MapRequest();
+            request.Decode(ecm.InnerMessage);
+            return (request.Nonce, from, DateTime.UtcNow);
+        }
+        catch (SocketException) { return null; }
     }
 
     [Test]
