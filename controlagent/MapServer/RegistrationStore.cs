@@ -16,6 +16,10 @@ public sealed record XtrRegistration(
     UInt128 XtrId, ulong SiteId, IPEndPoint Source, ImmutableArray<RegisteredRloc> Rlocs, bool Merge,
     uint TtlMinutes, ushort MapVersion, DateTime FirstRegistered, DateTime LastRegistered, long ExpiresAtMs, bool ProxyReply = false)
 {
+    /// <summary>Where this xTR's last Map-Register came from (the publisher notifies its address when the prefix moves
+    /// away): moved in place by a refresh, since a NAT, or an xTR restarted on another port, changes only this.</summary>
+    public IPEndPoint Source { get; internal set; } = Source;
+
     /// <summary>When this xTR last registered it: moved forward in place by a refresh that changes nothing else.</summary>
     public DateTime LastRegistered { get; internal set; } = LastRegistered;
 
@@ -28,7 +32,7 @@ public sealed record XtrRegistration(
     /// then only the times move.
     /// </summary>
     internal bool IsRefreshedBy(XtrRegistration next) =>
-        next.XtrId == XtrId && next.SiteId == SiteId && next.Source.Equals(Source) && next.Rlocs == Rlocs && next.Merge == Merge
+        next.XtrId == XtrId && next.SiteId == SiteId && next.Rlocs == Rlocs && next.Merge == Merge
         && next.TtlMinutes == TtlMinutes && next.MapVersion == MapVersion && next.ProxyReply == ProxyReply;
 }
 
@@ -220,6 +224,7 @@ public sealed class RegistrationStore
                 // same registration again, so its times move in place and nothing is allocated or published. With
                 // one xTR only: where several registered without merging, the most recent one's locators answer,
                 // and which one that is must go through the comparison below.
+                if (!same.Source.Equals(xtr.Source)) same.Source = xtr.Source;
                 same.LastRegistered = xtr.LastRegistered;
                 same.ExpiresAtMs = xtr.ExpiresAtMs;
                 old.ExpiryChanged();

@@ -68,8 +68,15 @@ public class RegistrationStoreTests
         var (old, now) = store.Register(Key(1), Site, again);
         Assert.That((ReferenceEquals(old, stored), ReferenceEquals(now, stored), changes), Is.EqualTo((true, true, 1)));
         Assert.That(stored!.ByXtr[7].ExpiresAtMs, Is.EqualTo(5_000));
+        // From another source port (a NAT's new mapping, an xTR restarted): still a refresh, the source moved in place
+        // (the publisher notifies that address when the prefix moves away).
+        var moved = new IPEndPoint(IPAddress.Parse("192.0.2.77"), 61000);
+        var (o3, n3) = store.Register(Key(1), Site, first with { Source = moved, ExpiresAtMs = 7_000 });
+        Assert.That((ReferenceEquals(o3, stored), ReferenceEquals(n3, stored), changes), Is.EqualTo((true, true, 1)));
+        Assert.That((stored.ByXtr[7].Source, stored.ByXtr[7].ExpiresAtMs), Is.EqualTo((moved, 7_000L)));
+
         Assert.That(store.Expire(nowMs: 2_000, budget: 10), Is.Zero, "refreshed: not expired at its old time");
-        Assert.That(store.Expire(nowMs: 6_000, budget: 10), Is.EqualTo(1), "expired at its new time");
+        Assert.That(store.Expire(nowMs: 8_000, budget: 10), Is.EqualTo(1), "expired at its new time");
 
         // Another map-version, or a second xTR for the prefix, is a new registration as before.
         var x = Xtr(7, 1_000);
