@@ -78,7 +78,7 @@ for workers in 1 2; do
     if [ "$workers" = 1 ] && [ "$eids" = "$large" ]; then
       taskset -c 1 $load register-rate 127.0.0.1:24342 bench-key 100000 2 0 >/dev/null
       reg_full=$(taskset -c 1 $load register-rate 127.0.0.1:24342 bench-key 100000 "$secs" 0)
-      for r in 10000 20000 40000 80000 100000 120000 160000; do
+      for r in 10000 20000 40000 80000 100000 120000 140000 160000; do
         out=$(taskset -c 1 $load register-rate 127.0.0.1:24342 bench-key 100000 "$secs" "$r")
         [ "$(echo "$out" | sed -n 's/.*notified \([0-9]*\)\/s.*/\1/p')" -ge $((r * 99 / 100)) ] || break
         reg_best=$r

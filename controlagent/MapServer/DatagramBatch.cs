@@ -49,8 +49,26 @@ internal sealed unsafe class DatagramBatch : IDisposable
 
     public ReadOnlySpan<byte> Datagram(int i) => new(_slots[i], _incoming.Length(i));
 
-    public IPEndPoint Source(int i) =>
-        new(new IPAddress((long)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(_incoming.SourceAddress(i))), _incoming.SourcePort(i));
+    /// <summary>
+    /// Where datagram <paramref name="i"/> came from. The last one made is handed out again for the same address and
+    /// port (an xTR sends its refreshes from one): no two objects a datagram for the commonest case. Callers keep it
+    /// (a registration's source) and never change it.
+    /// </summary>
+    public IPEndPoint Source(int i)
+    {
+        uint address = _incoming.SourceAddress(i);
+        ushort port = _incoming.SourcePort(i);
+        if (_lastSource is null || address != _lastAddress || port != _lastPort)
+        {
+            _lastSource = new IPEndPoint(new IPAddress((long)System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(address)), port);
+            (_lastAddress, _lastPort) = (address, port);
+        }
+        return _lastSource;
+    }
+
+    private IPEndPoint? _lastSource;
+    private uint _lastAddress;
+    private ushort _lastPort;
 
     /// <summary>Queues one reply; false when it is not for an IPv4 destination (the caller sends it itself).</summary>
     public bool Queue(ReadOnlySpan<byte> datagram, IPEndPoint destination)

@@ -224,6 +224,8 @@ public sealed class MapServerCore
         foreach (var (eidKey, rlocs, rec, index) in records)
         {
             long lifetime = _register.UseTtlForTimeout && rec.TtlMinutes != MappingRecord.TtlInfinite ? rec.TtlMinutes * 60_000L : (long)_policy.Config.RegistrationTimeout.TotalMilliseconds;
+            if (_store.TryRefresh(eidKey, site, xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, _register.ProxyMapReply, now, nowMs + lifetime))
+                continue;
             var xtr = new XtrRegistration(xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, now, now, nowMs + lifetime,
                 ProxyReply: _register.ProxyMapReply);
             var (old, stored) = _store.Register(eidKey, site, xtr);

@@ -88,6 +88,36 @@ public class RegistrationStoreTests
     }
 
     [Test]
+    public void TryRefresh_MovesOnlyAnExactRepeat_ForTheSiteAsItIsNow()
+    {
+        var store = new RegistrationStore();
+        var changes = 0;
+        store.Changed += (_, _) => changes++;
+        var first = Xtr(7, expiresAtMs: 1_000);
+        var (_, stored) = store.Register(Key(1), Site, first);
+        var moved = new IPEndPoint(IPAddress.Parse("192.0.2.78"), 61001);
+        bool Refresh(UInt128 xtrId, ImmutableArray<RegisteredRloc> rlocs, uint ttl = 3, ushort version = 0, SiteConfig? site = null) =>
+            store.TryRefresh(Key(1), site ?? Site, xtrId, 1, moved, rlocs, false, ttl, version, false, DateTime.UtcNow, 9_000);
+
+        Assert.That(Refresh(8, first.Rlocs), Is.False, "another xTR");
+        Assert.That(Refresh(7, [new RegisteredRloc(LispAddress.Parse("192.0.2.2"), 1, 100, 255, 0, true, null)]), Is.False, "an equal locator set that is not the stored one");
+        Assert.That(Refresh(7, first.Rlocs, ttl: 4), Is.False, "another TTL");
+        Assert.That(Refresh(7, first.Rlocs, version: 9), Is.False, "another map-version");
+        var reloaded = MapServerConfig.Parse("""
+            site planners
+              key 0 sha256 "k2"
+              eid-prefix 1000 10.0.0.0/8 accept-more-specifics
+            """.Split('\n')).Sites[0];
+        Assert.That(Refresh(7, first.Rlocs, site: reloaded), Is.False, "checked against a site the store does not hold as current");
+        Assert.That(store.TryRefresh(Key(2), Site, 7, 1, moved, first.Rlocs, false, 3, 0, false, DateTime.UtcNow, 9_000), Is.False, "not registered");
+        Assert.That(stored!.ByXtr[7].ExpiresAtMs, Is.EqualTo(1_000), "nothing moved by a refusal");
+
+        Assert.That(Refresh(7, first.Rlocs), Is.True);
+        Assert.That((stored.ByXtr[7].Source, stored.ByXtr[7].ExpiresAtMs, changes), Is.EqualTo((moved, 9_000L, 1)));
+        Assert.That(store.Expire(nowMs: 5_000, budget: 10), Is.Zero, "expires at its new time");
+    }
+
+    [Test]
     public void SiteOfAnXtr_IsKnownWhileItHasRegistrations()
     {
         var store = new RegistrationStore();
