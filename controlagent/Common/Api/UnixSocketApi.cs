@@ -43,9 +43,13 @@ public sealed partial class UnixSocketApi : IAsyncDisposable
             }
             catch (SocketException) { File.Delete(path); }
         }
+        // Bound under a temporary name, made the owner's only, then renamed: the socket never exists at its path with
+        // the umask's mode (a client that saw the file could otherwise find it 0755 for a moment).
+        string bound = $"{path}.{Environment.ProcessId}.tmp";
+        File.Delete(bound);
         var app = SlimKestrel.Build(k =>
         {
-            k.ListenUnixSocket(path);
+            k.ListenUnixSocket(bound);
             k.Limits.MaxRequestBodySize = 64 * 1024;
         });
         app.Use(async (context, next) =>
@@ -59,7 +63,8 @@ public sealed partial class UnixSocketApi : IAsyncDisposable
         });
         map(app);
         await SlimKestrel.StartAsync(app, $"api socket {path}").ConfigureAwait(false);
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.SetUnixFileMode(bound, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.Move(bound, path, overwrite: true);
         return new UnixSocketApi(app, path);
     }
 
