@@ -179,6 +179,8 @@ public sealed class DemoAgent : IDisposable
         }
     }
 
+    private readonly object _writeLock = new();
+
     public void WriteReport()
     {
         JsonObject doc;
@@ -202,9 +204,15 @@ public sealed class DemoAgent : IDisposable
             };
         }
         doc["probes"] = new JsonArray(probes.Select(p => (JsonNode)new JsonArray(Math.Round(p.AtMs, 3), p.Seq, p.Interface)).ToArray());
-        string tmp = _reportPath + ".tmp";
-        File.WriteAllText(tmp, doc.ToJsonString());
-        File.Move(tmp, _reportPath, overwrite: true);
+        // One writer at a time: the report thread and Dispose's last report both write the one temporary file, and two
+        // writes interleaved there left a report that does not parse (seen once in CI, as "'[' is invalid after a
+        // single JSON value" in the lab tests that read the reports afterwards).
+        lock (_writeLock)
+        {
+            string tmp = _reportPath + ".tmp";
+            File.WriteAllText(tmp, doc.ToJsonString());
+            File.Move(tmp, _reportPath, overwrite: true);
+        }
     }
 
     public void Dispose()
