@@ -28,7 +28,8 @@ public sealed class MapServerCore
     private readonly EncapsulatedControlMessage _ecm = new();
     private readonly MapNotify _ack = new();
     // HandleRegister's working lists and its Map-Notify, kept across messages (a refresh allocates less).
-    private readonly List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record, int Index)> _registered = [];
+    // Stored: the locator set is one this xTR has registered already, so the record may be a refresh (RegistrationStore.TryRefresh).
+    private readonly List<(EidKey Key, ImmutableArray<RegisteredRloc> Rlocs, MappingRecord Record, int Index, bool Stored)> _registered = [];
     private readonly List<(EidKey Key, ushort MapVersion)> _withdrawals = [];
     private readonly List<int> _accepted = [];
     private readonly MapNotify _notify = new();
@@ -155,6 +156,7 @@ public sealed class MapServerCore
         accepted.Clear();
         MappingRecord? previous = null;
         ImmutableArray<RegisteredRloc> previousRlocs = default;
+        bool previousStored = false;
         for (int i = 0; i < _register.Records.Count; i++)
         {
             var rec = _register.Records[i];
@@ -184,7 +186,7 @@ public sealed class MapServerCore
             {
                 // An ETR registers its agents' EIDs together, all behind the same locators: the records share one
                 // immutable locator set (at a million registrations that is about 150 MB not spent).
-                records.Add((eidKey, previousRlocs, rec, i));
+                records.Add((eidKey, previousRlocs, rec, i, previousStored));
                 accepted.Add(i);
                 continue;
             }
@@ -194,7 +196,8 @@ public sealed class MapServerCore
                 // immutable set is shared again.
                 previous = rec;
                 previousRlocs = mine.Rlocs;
-                records.Add((eidKey, previousRlocs, rec, i));
+                previousStored = true;
+                records.Add((eidKey, previousRlocs, rec, i, true));
                 accepted.Add(i);
                 continue;
             }
@@ -217,14 +220,15 @@ public sealed class MapServerCore
             if (rlocs.Count == 0) { _counters.Add(MsCounter.RegisterNoRlocs); continue; }
             previous = rec;
             previousRlocs = rlocs.MoveToImmutable();
-            records.Add((eidKey, previousRlocs, rec, i));
+            previousStored = false;
+            records.Add((eidKey, previousRlocs, rec, i, false));
             accepted.Add(i);
         }
 
-        foreach (var (eidKey, rlocs, rec, index) in records)
+        foreach (var (eidKey, rlocs, rec, index, fromStore) in records)
         {
             long lifetime = _register.UseTtlForTimeout && rec.TtlMinutes != MappingRecord.TtlInfinite ? rec.TtlMinutes * 60_000L : (long)_policy.Config.RegistrationTimeout.TotalMilliseconds;
-            if (_store.TryRefresh(eidKey, site, xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, _register.ProxyMapReply, now, nowMs + lifetime))
+            if (fromStore && _store.TryRefresh(eidKey, site, xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, _register.ProxyMapReply, now, nowMs + lifetime))
                 continue;
             var xtr = new XtrRegistration(xtrId, _register.SiteId, source, rlocs, _register.MergeRequest, rec.TtlMinutes, rec.MapVersion, now, now, nowMs + lifetime,
                 ProxyReply: _register.ProxyMapReply);
