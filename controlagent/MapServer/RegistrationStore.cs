@@ -27,13 +27,10 @@ public sealed record XtrRegistration(
     public long ExpiresAtMs { get; internal set; } = ExpiresAtMs;
 
     /// <summary>
-    /// Whether <paramref name="next"/>, from the same xTR, registers exactly this again (the same locator set object,
-    /// which the Map-Server shares when the plain locators are unchanged, and the same flags, TTL and map-version):
-    /// then only the times move.
+    /// Whether a Map-Register from the same xTR registers exactly this again (the same locator set object, which the
+    /// Map-Server shares when the plain locators are unchanged, and the same flags, TTL and map-version): then only
+    /// the source and times move.
     /// </summary>
-    internal bool IsRefreshedBy(XtrRegistration next) =>
-        IsRefreshedBy(next.XtrId, next.SiteId, next.Rlocs, next.Merge, next.TtlMinutes, next.MapVersion, next.ProxyReply);
-
     internal bool IsRefreshedBy(UInt128 xtrId, ulong siteId, ImmutableArray<RegisteredRloc> rlocs, bool merge, uint ttlMinutes, ushort mapVersion, bool proxyReply) =>
         xtrId == XtrId && siteId == SiteId && rlocs == Rlocs && merge == Merge && ttlMinutes == TtlMinutes && mapVersion == MapVersion && proxyReply == ProxyReply;
 
@@ -90,6 +87,22 @@ public sealed record EidRegistration(EidKey Key, SiteBinding Binding, ImmutableD
 
     /// <summary>An xTR registration's expiry moved in place (a refresh): the earliest is computed again when next asked.</summary>
     internal void ExpiryChanged() => _earliestExpiryMs = long.MinValue;
+
+    /// <summary>
+    /// The refresh every xTR sends each minute for each of its agents (and the draft's frequent ones), moved in place
+    /// under the store's write lock: true when <paramref name="xtrId"/> alone registered this prefix and registers
+    /// exactly the same again; its source and times then moved, and nothing is allocated or published. With one xTR
+    /// only: where several registered without merging, the most recent one's locators answer, and which one that is
+    /// must go through the store's comparison.
+    /// </summary>
+    internal bool TryRefresh(UInt128 xtrId, ulong siteId, ImmutableArray<RegisteredRloc> rlocs, bool merge, uint ttlMinutes, ushort mapVersion, bool proxyReply,
+        IPEndPoint source, DateTime now, long expiresAtMs)
+    {
+        if (ByXtr.Count != 1 || !ByXtr.TryGetValue(xtrId, out var same) || !same.IsRefreshedBy(xtrId, siteId, rlocs, merge, ttlMinutes, mapVersion, proxyReply)) return false;
+        same.Refresh(source, now, expiresAtMs);
+        ExpiryChanged();
+        return true;
+    }
     private int _proxyReply = -1;
 
     /// <summary>Whether an ETR of this prefix asked for proxy Map-Replies (the P bit); computed once.</summary>
@@ -221,12 +234,8 @@ public sealed class RegistrationStore
     {
         lock (_write)
         {
-            if (!_byKey.TryGetValue(key, out var old) || old.ByXtr.Count != 1 || !old.ByXtr.TryGetValue(xtrId, out var same)
-                || !_bindings.TryGetValue(site.Name, out var binding) || !ReferenceEquals(binding.Current, site)
-                || !same.IsRefreshedBy(xtrId, siteId, rlocs, merge, ttlMinutes, mapVersion, proxyReply)) return false;
-            same.Refresh(source, now, expiresAtMs);
-            old.ExpiryChanged();
-            return true;
+            return _byKey.TryGetValue(key, out var old) && _bindings.TryGetValue(site.Name, out var binding) && ReferenceEquals(binding.Current, site)
+                && old.TryRefresh(xtrId, siteId, rlocs, merge, ttlMinutes, mapVersion, proxyReply, source, now, expiresAtMs);
         }
     }
 
@@ -249,16 +258,8 @@ public sealed class RegistrationStore
             // Checked against a site that a reload has just replaced: the site as it is now decides.
             else if (!ReferenceEquals(binding.Current, site) && !SiteComparison.Covers(binding.Current, key)) return (old, null);
             var byXtr = (old?.ByXtr ?? ImmutableDictionary<UInt128, XtrRegistration>.Empty);
-            if (old is not null && byXtr.Count == 1 && byXtr.TryGetValue(xtr.XtrId, out var same) && same.IsRefreshedBy(xtr))
-            {
-                // The refresh every xTR sends each minute for each of its agents (and the draft's frequent ones): the
-                // same registration again, so its times move in place and nothing is allocated or published. With
-                // one xTR only: where several registered without merging, the most recent one's locators answer,
-                // and which one that is must go through the comparison below.
-                same.Refresh(xtr.Source, xtr.LastRegistered, xtr.ExpiresAtMs);
-                old.ExpiryChanged();
+            if (old is not null && old.TryRefresh(xtr.XtrId, xtr.SiteId, xtr.Rlocs, xtr.Merge, xtr.TtlMinutes, xtr.MapVersion, xtr.ProxyReply, xtr.Source, xtr.LastRegistered, xtr.ExpiresAtMs))
                 return (old, old);
-            }
             if (old is not null && byXtr.TryGetValue(xtr.XtrId, out var previous)) xtr = xtr with { FirstRegistered = previous.FirstRegistered };
             else _xtrSites[xtr.XtrId] = (binding, _xtrSites.GetValueOrDefault(xtr.XtrId).Prefixes + 1);
             updated = new EidRegistration(key, binding, byXtr.SetItem(xtr.XtrId, xtr));
