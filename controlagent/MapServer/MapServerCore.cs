@@ -541,7 +541,7 @@ public sealed class MapServerCore
             bool lcaf = asked.EidPrefix.Kind != LispAddressKind.Ipv4 && asked.EidPrefix.Kind != LispAddressKind.Ipv6;
             if (_store.TryLookup(iid, family, eid, out var reg))
             {
-                if (asked.Subscribe) Subscribe(reg, constraints, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort));
+                if (asked.Subscribe) Subscribe(reg, constraints, lcaf, ReplyEndpoint(source.Address, replyPort));
                 // Proxy-reply when the site is configured so or its ETR asked with the P bit (RFC 9301 §5.6, §8.3).
                 if (!reg.Site.ProxyReply && !reg.ProxyReplyRequested && !ecm.IsEmpty && Forward(reg, ecm, send)) continue;
                 if (_answers.Fill(reply.Records.AddSlot(), reg.AnswerFor(lcaf), reg.EffectiveRlocs().AsSpan(), constraints) == AnswerOutcome.PolicyDenied)
@@ -550,7 +550,7 @@ public sealed class MapServerCore
             else if (Resolver is not null && !ecm.IsEmpty && _policy.Config.Ddt.Roots.Count > 0 && SiteFor(iid, family, eid) is null)
             {
                 // Not ours: resolved through the DDT tree; the answer reaches the ITR from the Map-Server or from us.
-                Resolver.Start(ecm, _request.Nonce, iid, family, eid, lcaf, new IPEndPoint(ReplyAddress(source.Address), replyPort), NowMs, (b, to) => send(b, to));
+                Resolver.Start(ecm, _request.Nonce, iid, family, eid, lcaf, ReplyEndpoint(source.Address, replyPort), NowMs, (b, to) => send(b, to));
             }
             else
             {
@@ -570,7 +570,7 @@ public sealed class MapServerCore
         int n = reply.TryEncode(_out);
         if (n < 0) return;
         _counters.Add(MsCounter.MapRepliesSent);
-        send(_out.AsSpan(0, n), new IPEndPoint(ReplyAddress(source.Address), replyPort));
+        send(_out.AsSpan(0, n), ReplyEndpoint(source.Address, replyPort));
     }
 
     /// <summary>
@@ -611,22 +611,40 @@ public sealed class MapServerCore
             _log.Warning("subscribe", $"{subscriber}: subscription for {reg.Key.InstanceId}/{EidPrefix.Format(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
             return;
         }
-        Publisher.Subscribe(new Subscription(reg.Key, subscriber, xtrId, site, constraints, lcaf));
+        Publisher.Subscribe(reg.Key, subscriber, xtrId, site, constraints, lcaf);
     }
 
-    /// <summary>The Map-Reply goes to the requester's first ITR-RLOC of the family we can reach (RFC 9301 §5.4).</summary>
-    private IPAddress ReplyAddress(IPAddress fallback)
+    /// <summary>
+    /// The Map-Reply goes to the requester's first ITR-RLOC of the family we can reach (RFC 9301 §5.4): of the
+    /// source's family, or IPv4 for an IPv4-mapped source; null when there is none (the source itself then).
+    /// </summary>
+    private LispAddress? ReplyRloc(IPAddress fallback)
     {
+        bool v4 = fallback.AddressFamily == AddressFamily.InterNetwork || fallback.IsIPv4MappedToIPv6;
         for (int i = 0; i < _request.ItrRlocs.Count; i++)
         {
             var a = _request.ItrRlocs[i].PlainAddress;
-            if (a.Kind is LispAddressKind.Ipv4 or LispAddressKind.Ipv6)
-            {
-                var ip = a.ToIPAddress();
-                if (ip.AddressFamily == fallback.AddressFamily || (fallback.IsIPv4MappedToIPv6 && ip.AddressFamily == AddressFamily.InterNetwork)) return ip;
-            }
+            if (a.Kind == LispAddressKind.Ipv4 ? v4 : a.Kind == LispAddressKind.Ipv6 && fallback.AddressFamily == AddressFamily.InterNetworkV6) return a;
         }
-        return fallback;
+        return null;
+    }
+
+    // The last reply destination. An ITR asks from one RLOC and port, so most answers go where the previous one went:
+    // reusing it saves the address and endpoint objects an answer would otherwise allocate.
+    private IPEndPoint? _replyTo;
+    private UInt128 _replyToAddress;
+    private LispAddressKind _replyToKind;
+
+    /// <summary>Where the answer to the current request goes: the ITR-RLOC <see cref="ReplyRloc"/> picks, at <paramref name="port"/>.</summary>
+    private IPEndPoint ReplyEndpoint(IPAddress fallback, int port)
+    {
+        var a = ReplyRloc(fallback);
+        if (a is null) return new IPEndPoint(fallback, port);
+        UInt128 value = a.Kind == LispAddressKind.Ipv4 ? a.Ipv4Value : a.Ipv6Value;
+        if (_replyTo is { } last && last.Port == port && _replyToKind == a.Kind && _replyToAddress == value) return last;
+        _replyToKind = a.Kind;
+        _replyToAddress = value;
+        return _replyTo = new IPEndPoint(a.ToIPAddress(), port);
     }
 
     private bool Forward(EidRegistration reg, ReadOnlySpan<byte> ecm, Sender send)

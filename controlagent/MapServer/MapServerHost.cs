@@ -342,6 +342,9 @@ public sealed class MapServerHost : IDisposable
         d["gc-collections-gen1"] = GC.CollectionCount(1);
         d["gc-collections-gen2"] = GC.CollectionCount(2);
         d["gc-pause-total-ms"] = (long)GC.GetTotalPauseDuration().TotalMilliseconds;
+        // Every byte the process has allocated since it started: a rate that grows with the message rate is what
+        // drives the collections above.
+        d["gc-allocated-bytes"] = GC.GetTotalAllocatedBytes(precise: false);
         d["resident-bytes"] = Environment.WorkingSet;
         return d;
     }

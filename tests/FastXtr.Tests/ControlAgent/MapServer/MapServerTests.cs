@@ -5,6 +5,7 @@ using FastXtr.Lisp.Context;
 using FastXtr.MapServer;
 using FastXtr.Lisp.Messages;
 using FastXtr.SharedMemory.MapCache;
+using FastXtr.Tests.Support;
 using NUnit.Framework;
 
 namespace FastXtr.Tests.ControlAgent.MapServer;
@@ -477,6 +478,7 @@ public partial class MapServerTests
             var (statusCode, counters) = FastXtr.Common.Api.UnixSocketClient.Send(sock, HttpMethod.Get, "/v1/status");
             Assert.That((statusCode, counters!["registrations"]!.GetValue<long>(), counters["map-registers-accepted"]!.GetValue<long>()), Is.EqualTo((200, 1L, 1L)));
             Assert.That(counters["gc-pause-total-ms"], Is.Not.Null);
+            Assert.That(counters["gc-allocated-bytes"]!.GetValue<long>(), Is.GreaterThan(0));
 
             var (missing, error) = FastXtr.Common.Api.UnixSocketClient.Send(sock, HttpMethod.Get, "/v1/nothing");
             Assert.That((missing, error!["error"]!.GetValue<string>()), Is.EqualTo((404, "no such resource: GET /v1/nothing (see GET /v1/registrations, /v1/status, /v1/referral-cache)")));
@@ -758,6 +760,72 @@ public partial class MapServerTests
         RegisterAndWaitForNotify(Register(1000, "10.1.0.50", 32, 9, ("192.0.2.4", 1, "\"state\":\"ready\"")), PlannersKey);
         var moved = ReceiveNotify(PlannersKey);
         Assert.That(moved!.Records[0].Locators.Select(l => l.Locator.ToString()), Is.EqualTo(new[] { "192.0.2.4" }));
+    }
+
+    /// <summary>
+    /// The publisher reuses a notification's buffer once it is acknowledged: publications alternately longer and
+    /// shorter than the one before each arrive whole (they decode with nothing left over), signed, with this change's
+    /// record, and none is left pending or sent twice.
+    /// </summary>
+    [Test]
+    public void PublicationBuffers_AreReusedAfterTheAck_AndEachPublicationIsWholeAndSigned()
+    {
+        RegisterInference();
+        // Constrained, so that publications carry the attributes (and only the GPU locator).
+        Subscribe("""{"agent-constraints":{"hardware":["gpu"]}}""");
+        for (int round = 0; round < 12; round++)
+        {
+            // Odd rounds give the GPU locator a long hardware list: the next publication is shorter than the buffer.
+            string hardware = round % 2 == 1 ? "\"gpu\",\"tpu\",\"fpga\",\"npu\",\"nvlink\",\"infiniband\",\"rdma\"" : "\"gpu\"";
+            int load = 10 + round;
+            RegisterAndWaitForNotify(Register(1000, "10.1.0.50", 32, 9,
+                ("192.0.2.2", 1, "\"hardware\":[],\"latency\":\"medium\",\"state\":\"ready\""),
+                ("192.0.2.3", 1, $"\"hardware\":[{hardware}],\"latency\":\"low\",\"state\":\"busy\",\"load\":{load}")), PlannersKey);
+            var n = ReceiveNotify(PlannersKey) ?? throw new AssertionException($"round {round}: no publication");
+            Assert.That((n.XtrId, n.Records.Count, n.Records[0].Locators.Count), Is.EqualTo(((UInt128)0x55, 1, 1)), $"round {round}");
+            ContextEncoding.ReadLocator(n.Records[0].Locators[0].Locator, out var context, out _);
+            Assert.That((context?.Hardware.Count, context?.Load), Is.EqualTo(((int?)(round % 2 == 1 ? 7 : 1), (int?)load)), $"round {round}: this change's record");
+            Ack(n);
+            Poll.Until(() => _server.Publisher!.PendingCount == 0, $"round {round}: the ack ends the notification");
+        }
+        Assert.That(ReceiveNotify(PlannersKey, 1500), Is.Null, "every publication was acknowledged: none is sent again");
+        Assert.That((_server.Counters[MsCounter.PublicationsSent], _server.Counters[MsCounter.NotifyRetransmissions]), Is.EqualTo((12L, 0L)));
+    }
+
+    /// <summary>
+    /// The worker reuses its last reply destination: answers to ITRs that alternate (another ITR-RLOC, the same
+    /// RLOC from another port) each reach their own requester.
+    /// </summary>
+    [Test]
+    public void Answers_ToRequestersThatAlternate_EachReachTheirOwnItr()
+    {
+        RegisterInference();
+        using var other = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        other.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 0));
+        other.ReceiveTimeout = 2000;
+        using var third = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        third.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        third.ReceiveTimeout = 2000;
+        var buffer = new byte[4096];
+        for (int round = 0; round < 4; round++)
+        {
+            foreach (var (socket, name) in new[] { (_client, "the test's ITR"), (other, "an ITR on 127.0.0.2"), (third, "the first RLOC, another port") })
+            {
+                var local = (IPEndPoint)socket.LocalEndPoint!;
+                ulong nonce = (ulong)(round * 10 + name.Length);
+                var request = new MapRequest { Nonce = nonce };
+                request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
+                request.Records.Add(new MapRequestRecord(Eid(1000, "10.1.0.50"), 32));
+                var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)local.Port };
+                ecm.SetInnerAddresses(IPAddress.Parse("10.1.9.9"), IPAddress.Parse("10.1.0.50"));
+                ecm.SetInnerMessage(request.ToArray());
+                // Every request leaves from the test's socket: the answer must follow the ITR-RLOC and inner port.
+                Send(ecm.ToArray());
+                int n = socket.Receive(buffer);
+                var reply = new MapReply();
+                Assert.That(reply.TryDecode(buffer.AsSpan(0, n)).Ok && reply.Nonce == nonce, Is.True, $"round {round}: {name} got its own answer");
+            }
+        }
     }
 
     /// <summary>A Map-Notify-Ack is authenticated like the Map-Notify: a forged one (right nonce, wrong key) stops nothing.</summary>
