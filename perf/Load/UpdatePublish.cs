@@ -219,7 +219,8 @@ public static class UpdatePublish
         return true;
     }
 
-    private static byte[] Register(byte[] key, ulong xtrId, uint eid, AgentContext? context, bool wantNotify)
+    /// <summary>A signed single-record Map-Register of one agent EID behind 192.0.2.2, with its context if any.</summary>
+    internal static byte[] Register(byte[] key, ulong xtrId, uint eid, AgentContext? context, bool wantNotify)
     {
         var m = new MapRegister { Nonce = xtrId ^ eid, WantMapNotify = wantNotify, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = xtrId, SiteId = 1 };
         var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(eid)) };
@@ -245,11 +246,12 @@ public static class UpdatePublish
         throw new InvalidOperationException("update-publish: the Map-Server did not confirm a registration (is the key right, and 10.0.0.0/8 in its site?)");
     }
 
-    private static byte[] SubscribeRequest(IPEndPoint itr, ulong xtrId, uint eid, ulong nonce)
+    /// <summary>An ITR's Map-Request for one agent EID in an ECM; with <paramref name="subscribe"/>, the N bit and the xTR-ID.</summary>
+    internal static byte[] SubscribeRequest(IPEndPoint itr, ulong xtrId, uint eid, ulong nonce, bool subscribe = true)
     {
-        var request = new MapRequest { Nonce = nonce, XtrIdPresent = true, XtrId = xtrId, SiteId = 1 };
+        var request = new MapRequest { Nonce = nonce, XtrIdPresent = subscribe, XtrId = xtrId, SiteId = 1 };
         request.ItrRlocs.Add(LispAddress.FromIp(itr.Address));
-        request.Records.Add(new MapRequestRecord(LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(eid)), 32, true));
+        request.Records.Add(new MapRequestRecord(LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(eid)), 32, subscribe));
         var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)itr.Port };
         ecm.SetInnerAddresses(itr.Address, IPAddress.Parse("10.0.0.1"));
         ecm.SetInnerMessage(request.ToArray());

@@ -4,6 +4,7 @@ using FastXtr.Common.Logging;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
 using FastXtr.MapServer;
+using FastXtr.Perf.Load;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace FastXtr.Perf.Micro;
@@ -42,12 +43,12 @@ public class MapServerBenchmarks
         _core = new MapServerCore(policy, new RegistrationStore(), counters, new RateLimitedLogger(NullLogger.Instance));
         _core.Publisher = new Publisher(counters, static (_, _) => { }, NullLogger.Instance);
         var ready = AgentContext.TryParse("""{"agent-context":{"state":"ready","load":10}}""", out _)!;
-        _refresh = Register(0x0A000005, ready, xtrId: 1);
+        _refresh = UpdatePublish.Register(Key, 1, 0x0A000005, ready, wantNotify: true);
         _core.Handle(_refresh, Itr, Drop);
         // The subscriber must have registered (its xTR-ID names the site whose key signs the publications).
-        _core.Handle(Register(0x0AFA0001, null, xtrId: 1001), Itr, Drop);
-        _request = Request(0x0A000005, subscribe: false);
-        _subscribe = Request(0x0A000005, subscribe: true);
+        _core.Handle(UpdatePublish.Register(Key, 1001, 0x0AFA0001, null, wantNotify: true), Itr, Drop);
+        _request = UpdatePublish.SubscribeRequest(Itr, 1001, 0x0A000005, nonce: 9, subscribe: false);
+        _subscribe = UpdatePublish.SubscribeRequest(Itr, 1001, 0x0A000005, nonce: 9);
     }
 
     [GlobalCleanup]
@@ -61,25 +62,4 @@ public class MapServerBenchmarks
 
     [Benchmark(Description = "Map-Register refresh, want-map-notify")]
     public void Refresh() => _core.Handle(_refresh, Itr, Drop);
-
-    private static byte[] Register(uint eid, AgentContext? context, ulong xtrId)
-    {
-        var m = new MapRegister { Nonce = 7, WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = xtrId, SiteId = 1 };
-        var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(eid)) };
-        var rloc = LispAddress.FromIpv4(0xC0000202);
-        rec.Locators.Add(new LocatorRecord(context is null ? rloc : ContextEncoding.RlocWithContext(rloc, context), 1, 100));
-        m.Records.Add(rec);
-        return m.ToSignedArray(Key);
-    }
-
-    private static byte[] Request(uint eid, bool subscribe)
-    {
-        var request = new MapRequest { Nonce = 9, XtrIdPresent = subscribe, XtrId = 1001, SiteId = 1 };
-        request.ItrRlocs.Add(LispAddress.FromIp(Itr.Address));
-        request.Records.Add(new MapRequestRecord(LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(eid)), 32, subscribe));
-        var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)Itr.Port };
-        ecm.SetInnerAddresses(Itr.Address, IPAddress.Parse("10.0.0.1"));
-        ecm.SetInnerMessage(request.ToArray());
-        return ecm.ToArray();
-    }
 }

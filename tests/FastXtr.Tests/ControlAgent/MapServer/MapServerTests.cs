@@ -114,9 +114,10 @@ public partial class MapServerTests
         return notify;
     }
 
-    private byte[] Ecm(uint iid, string eid, string? constraints = null, ulong nonce = 1, bool subscribe = false, UInt128? xtrId = null)
+    /// <param name="itr">The ITR-RLOC and inner source port the answer must go to (the test's socket by default).</param>
+    private byte[] Ecm(uint iid, string eid, string? constraints = null, ulong nonce = 1, bool subscribe = false, UInt128? xtrId = null, IPEndPoint? itr = null)
     {
-        var local = (IPEndPoint)_client.LocalEndPoint!;
+        var local = itr ?? (IPEndPoint)_client.LocalEndPoint!;
         var request = new MapRequest { Nonce = nonce, XtrIdPresent = xtrId is not null, XtrId = xtrId ?? 0 };
         LispAddress source = Eid(iid, "10.1.9.9");
         request.SourceEid = constraints is null ? source : ContextEncoding.SourceEidWithConstraints(source, AgentConstraints.TryParse(constraints, out _) ?? throw new ArgumentException(constraints));
@@ -811,16 +812,9 @@ public partial class MapServerTests
         {
             foreach (var (socket, name) in new[] { (_client, "the test's ITR"), (other, "an ITR on 127.0.0.2"), (third, "the first RLOC, another port") })
             {
-                var local = (IPEndPoint)socket.LocalEndPoint!;
                 ulong nonce = (ulong)(round * 10 + name.Length);
-                var request = new MapRequest { Nonce = nonce };
-                request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
-                request.Records.Add(new MapRequestRecord(Eid(1000, "10.1.0.50"), 32));
-                var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)local.Port };
-                ecm.SetInnerAddresses(IPAddress.Parse("10.1.9.9"), IPAddress.Parse("10.1.0.50"));
-                ecm.SetInnerMessage(request.ToArray());
                 // Every request leaves from the test's socket: the answer must follow the ITR-RLOC and inner port.
-                Send(ecm.ToArray());
+                Send(Ecm(1000, "10.1.0.50", nonce: nonce, itr: (IPEndPoint)socket.LocalEndPoint!));
                 int n = socket.Receive(buffer);
                 var reply = new MapReply();
                 Assert.That(reply.TryDecode(buffer.AsSpan(0, n)).Ok && reply.Nonce == nonce, Is.True, $"round {round}: {name} got its own answer");
