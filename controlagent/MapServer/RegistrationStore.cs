@@ -519,7 +519,16 @@ public sealed class RegistrationStore
         if (a is null) return false;
         var x = a.EffectiveRlocs();
         var y = b.EffectiveRlocs();
-        return x.Length == y.Length && x.Zip(y).All(p => p.First.Address.ContentEquals(p.Second.Address) && p.First.Priority == p.Second.Priority
-            && p.First.Weight == p.Second.Weight && p.First.Reachable == p.Second.Reachable && Equals(p.First.Context, p.Second.Context));
+        if (x == y) return true;
+        if (x.Length != y.Length) return false;
+        // A loop, not Zip/All: every registration that is not a refresh (each attribute update among them) comes here,
+        // and LINQ over ImmutableArray boxes it and allocates enumerators and a closure.
+        for (int i = 0; i < x.Length; i++)
+        {
+            var (p, q) = (x[i], y[i]);
+            if (!p.Address.ContentEquals(q.Address) || p.Priority != q.Priority || p.Weight != q.Weight || p.Reachable != q.Reachable
+                || !Equals(p.Context, q.Context)) return false;
+        }
+        return true;
     }
 }
