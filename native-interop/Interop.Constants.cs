@@ -157,6 +157,7 @@ public static class Linux
     public const int XDP_UMEM_COMPLETION_RING = 6;
     public const int XDP_STATISTICS = 7;
     public const int XDP_OPTIONS = 8;
+    public const ushort XDP_SHARED_UMEM = 1 << 0;
     public const ushort XDP_COPY = 1 << 1;
     public const ushort XDP_ZEROCOPY = 1 << 2;
     public const ushort XDP_USE_NEED_WAKEUP = 1 << 3;

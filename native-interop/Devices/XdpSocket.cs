@@ -3,34 +3,37 @@ using System.Runtime.InteropServices;
 namespace FastXtr.NativeInterop;
 
 /// <summary>
-/// One AF_XDP socket bound to one receive queue of an interface, with a UMEM of its own (--mode af-xdp): the kernel
-/// writes received frames into UMEM chunks we lent it through the fill ring and tells us where through the RX ring;
-/// we put frames to send into chunks of our own and describe them in the TX ring, and the kernel gives the chunks back
-/// through the completion ring. The four rings are shared memory indexed by free-running producer and consumer
-/// counters, so nothing here makes a system call per frame: receiving needs none (the kernel's receive path fills
-/// the RX ring), sending one per batch (<see cref="Kick"/>), and only where the kernel asks (XDP_USE_NEED_WAKEUP).
-/// Chunks [0, RxChunks) circulate between the fill and RX rings, the rest between a free list, the TX ring and the
-/// completion ring. Zero-copy binding is tried first and copy mode used where the driver does not offer it (veth).
+/// One AF_XDP socket bound to one receive queue of an interface (--mode af-xdp), on a UMEM (<see cref="XdpUmem"/>) it
+/// may share with the other sockets of its worker: the kernel writes received frames into chunks we lent it through
+/// the fill ring and tells us where through the RX ring; we describe frames to send in the TX ring (a frame we wrote
+/// into a free chunk, or one received on any socket of the UMEM and rewritten where it lies), and the kernel gives
+/// their chunks back through the completion ring, to the UMEM's free pool. The four rings are shared memory indexed by
+/// free-running producer and consumer counters, so nothing here makes a system call per frame: receiving needs none
+/// (the kernel's receive path fills the RX ring), sending one per batch (<see cref="Kick"/>), and only where the kernel
+/// asks (XDP_USE_NEED_WAKEUP). The fill ring is kept stocked from the free pool with <see cref="RxChunks"/> chunks.
+/// Zero-copy binding is tried first and copy mode used where the driver does not offer it (veth).
 /// </summary>
 public sealed unsafe class XdpSocket : IDisposable
 {
     private readonly int _fd;
-    private readonly byte* _umem;
-    private readonly nuint _umemBytes;
+    private readonly XdpUmem _umem;
+    private readonly bool _ownsUmem;
     private readonly Ring _rx, _tx, _fill, _completion;
-    private readonly ulong[] _freeTx;
-    private int _freeCount;
     private uint _rxCached, _rxAvailable;
     private uint _txProduced, _txFree;
     private uint _fillProduced;
+    // Chunks lent to the kernel for receiving: in the fill ring, or in the RX ring not yet read.
+    private int _lent;
 
     public int Fd => _fd;
     public string Interface { get; }
     public int Queue { get; }
-    public int ChunkBytes { get; }
+    public int ChunkBytes => _umem.ChunkBytes;
     public int RxChunks { get; }
     public int TxChunks { get; }
     public bool ZeroCopy { get; }
+    /// <summary>The UMEM the socket receives into and sends from (shared with the worker's other sockets, or its own).</summary>
+    public XdpUmem Umem => _umem;
     /// <summary>The longest frame a chunk holds: the chunk less the kernel's receive headroom.</summary>
     public int MaxFrameBytes => ChunkBytes - Linux.XDP_PACKET_HEADROOM;
 
@@ -49,14 +52,13 @@ public sealed unsafe class XdpSocket : IDisposable
         public nuint MapBytes;
     }
 
-    private XdpSocket(string name, int queue, int fd, byte* umem, nuint umemBytes, int chunkBytes, int rxChunks, int txChunks, Ring rx, Ring tx, Ring fill, Ring completion, bool zeroCopy)
+    private XdpSocket(string name, int queue, int fd, XdpUmem umem, bool ownsUmem, int rxChunks, int txChunks, Ring rx, Ring tx, Ring fill, Ring completion, bool zeroCopy)
     {
         Interface = name;
         Queue = queue;
         _fd = fd;
         _umem = umem;
-        _umemBytes = umemBytes;
-        ChunkBytes = chunkBytes;
+        _ownsUmem = ownsUmem;
         RxChunks = rxChunks;
         TxChunks = txChunks;
         _rx = rx;
@@ -64,24 +66,47 @@ public sealed unsafe class XdpSocket : IDisposable
         _fill = fill;
         _completion = completion;
         ZeroCopy = zeroCopy;
-        _freeTx = new ulong[txChunks];
-        for (int i = 0; i < txChunks; i++) _freeTx[i] = (ulong)(rxChunks + i) * (ulong)chunkBytes;
-        _freeCount = txChunks;
         // Every receive chunk is lent to the kernel at once.
-        for (uint i = 0; i < (uint)rxChunks; i++) ((ulong*)_fill.Descriptors)[i & _fill.Mask] = (ulong)i * (ulong)chunkBytes;
-        _fillProduced = (uint)rxChunks;
-        Volatile.Write(ref *_fill.Producer, _fillProduced);
+        Refill();
     }
 
+    /// <summary>The chunks a socket needs of its UMEM: its fill ring's and its TX ring's, each rounded up to a power of two.</summary>
+    public static int ChunksFor(int rxChunks, int txChunks) =>
+        (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)rxChunks) + (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)txChunks);
+
     /// <summary>
-    /// A socket on queue <paramref name="queue"/> of interface <paramref name="ifindex"/>, with
+    /// A socket with a UMEM of its own: on queue <paramref name="queue"/> of interface <paramref name="ifindex"/>, with
     /// <paramref name="rxChunks"/> and <paramref name="txChunks"/> chunks of <paramref name="chunkBytes"/> (2048 or
     /// 4096) rounded up to powers of two. Errors name the interface, the queue and the cause.
     /// </summary>
     public static XdpSocket Open(string name, int ifindex, int queue, int chunkBytes, int rxChunks, int txChunks)
     {
+        var umem = new XdpUmem(chunkBytes, ChunksFor(rxChunks, txChunks), $"{name} queue {queue}");
+        try { return Open(name, ifindex, queue, umem, rxChunks, txChunks, ownsUmem: true); }
+        catch { umem.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// A socket on <paramref name="umem"/>: it registers the UMEM if no socket has yet, else binds to it
+    /// (XDP_SHARED_UMEM) with fill and completion rings of its own. Binding to a shared UMEM fails where the kernel
+    /// or the driver cannot share it across these devices (a NIC in zero-copy mode and a veth): the
+    /// <see cref="NativeException"/> then has <see cref="SharingRefused"/> true, and the caller may open the socket
+    /// with a UMEM of its own. The UMEM must have <see cref="ChunksFor"/> free chunks for the socket.
+    /// </summary>
+    public static XdpSocket Open(string name, int ifindex, int queue, XdpUmem umem, int rxChunks, int txChunks) =>
+        Open(name, ifindex, queue, umem, rxChunks, txChunks, ownsUmem: false);
+
+    /// <summary>Binding to another socket's UMEM was refused (EINVAL, EOPNOTSUPP): open with a UMEM of its own.</summary>
+    public static bool SharingRefused(NativeException e) => e.Message.Contains(SharingRefusedText, StringComparison.Ordinal);
+
+    private const string SharingRefusedText = "cannot share the UMEM";
+
+    private static XdpSocket Open(string name, int ifindex, int queue, XdpUmem umem, int rxChunks, int txChunks, bool ownsUmem)
+    {
         rxChunks = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)rxChunks);
         txChunks = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)txChunks);
+        if (umem.FreeCount < rxChunks)
+            throw new InvalidOperationException($"the UMEM for {name} queue {queue} has {umem.FreeCount} free chunks, fewer than the {rxChunks} of its fill ring");
         int fd = Libc.socket(Linux.AF_XDP, Linux.SOCK_RAW | Linux.SOCK_CLOEXEC, 0);
         if (fd < 0)
         {
@@ -90,25 +115,22 @@ public sealed unsafe class XdpSocket : IDisposable
                 ? new NativeException($"AF_XDP socket for {name}: needs CAP_NET_RAW (run as root)", e)
                 : new NativeException($"AF_XDP socket for {name} (kernel without CONFIG_XDP_SOCKETS?)", e);
         }
-        nuint umemBytes = (nuint)(rxChunks + txChunks) * (nuint)chunkBytes;
-        byte* umem = null;
+        bool shared = umem.OwnerFd >= 0;
         Ring rx = default, tx = default, fill = default, completion = default;
         try
         {
-            umem = (byte*)Libc.mmap(null, umemBytes, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS | Linux.MAP_POPULATE, -1, 0);
-            if (umem == (byte*)-1)
+            if (!shared)
             {
-                umem = null;
-                throw new NativeException($"UMEM of {umemBytes} bytes for {name} queue {queue}", Libc.LastError);
+                var reg = new XdpUmemReg { Address = (ulong)umem.Base, Length = umem.Bytes, ChunkSize = (uint)umem.ChunkBytes };
+                if (Libc.setsockopt(fd, Linux.SOL_XDP, Linux.XDP_UMEM_REG, &reg, (uint)sizeof(XdpUmemReg)) != 0)
+                {
+                    int e = Libc.LastError;
+                    throw e is Linux.EPERM or Linux.ENOBUFS
+                        ? new NativeException($"registering the UMEM ({umem.Bytes} bytes) for {name} queue {queue}: locked memory over RLIMIT_MEMLOCK (run as root, or raise the limit)", e)
+                        : new NativeException($"registering the UMEM ({umem.Bytes} bytes) for {name} queue {queue}", e);
+                }
             }
-            var reg = new XdpUmemReg { Address = (ulong)umem, Length = umemBytes, ChunkSize = (uint)chunkBytes };
-            if (Libc.setsockopt(fd, Linux.SOL_XDP, Linux.XDP_UMEM_REG, &reg, (uint)sizeof(XdpUmemReg)) != 0)
-            {
-                int e = Libc.LastError;
-                throw e is Linux.EPERM or Linux.ENOBUFS
-                    ? new NativeException($"registering the UMEM ({umemBytes} bytes) for {name} queue {queue}: locked memory over RLIMIT_MEMLOCK (run as root, or raise the limit)", e)
-                    : new NativeException($"registering the UMEM ({umemBytes} bytes) for {name} queue {queue}", e);
-            }
+            // A socket sharing a UMEM on another queue or device has fill and completion rings of its own (set before bind).
             SetRingSize(fd, Linux.XDP_UMEM_FILL_RING, rxChunks, name);
             SetRingSize(fd, Linux.XDP_UMEM_COMPLETION_RING, txChunks, name);
             SetRingSize(fd, Linux.XDP_RX_RING, rxChunks, name);
@@ -122,31 +144,49 @@ public sealed unsafe class XdpSocket : IDisposable
             fill = MapRing(fd, off.Fill, Linux.XDP_UMEM_PGOFF_FILL_RING, (uint)rxChunks, sizeof(ulong), name);
             completion = MapRing(fd, off.Completion, Linux.XDP_UMEM_PGOFF_COMPLETION_RING, (uint)txChunks, sizeof(ulong), name);
 
-            bool zeroCopy = Bind(fd, ifindex, queue, (ushort)(Linux.XDP_ZEROCOPY | Linux.XDP_USE_NEED_WAKEUP)) == 0;
-            if (!zeroCopy && Bind(fd, ifindex, queue, (ushort)(Linux.XDP_COPY | Linux.XDP_USE_NEED_WAKEUP)) != 0)
+            bool zeroCopy;
+            if (shared)
             {
-                int e = Libc.LastError;
-                throw e == Linux.EINVAL
-                    ? new NativeException($"binding an AF_XDP socket to queue {queue} of {name}: the interface has no such receive queue (fewer queues than --workers?)", e)
-                    : e == Linux.EBUSY
-                        ? new NativeException($"binding an AF_XDP socket to queue {queue} of {name}: another AF_XDP socket holds the queue", e)
-                        : new NativeException($"binding an AF_XDP socket to queue {queue} of {name}", e);
+                // The mode (zero-copy or copy, need-wakeup) is the owner's; no other flag may be given.
+                if (Bind(fd, ifindex, queue, Linux.XDP_SHARED_UMEM, (uint)umem.OwnerFd) != 0)
+                {
+                    int e = Libc.LastError;
+                    throw e is Linux.EINVAL or Linux.EOPNOTSUPP
+                        ? new NativeException($"binding an AF_XDP socket to queue {queue} of {name}: {SharingRefusedText} of the worker's other sockets", e)
+                        : BindError(e, name, queue);
+                }
+                zeroCopy = umem.ZeroCopy;
             }
-            return new XdpSocket(name, queue, fd, umem, umemBytes, chunkBytes, rxChunks, txChunks, rx, tx, fill, completion, zeroCopy);
+            else
+            {
+                zeroCopy = Bind(fd, ifindex, queue, (ushort)(Linux.XDP_ZEROCOPY | Linux.XDP_USE_NEED_WAKEUP), 0) == 0;
+                if (!zeroCopy && Bind(fd, ifindex, queue, (ushort)(Linux.XDP_COPY | Linux.XDP_USE_NEED_WAKEUP), 0) != 0)
+                    throw BindError(Libc.LastError, name, queue);
+                umem.OwnerFd = fd;
+                umem.ZeroCopy = zeroCopy;
+            }
+            var socket = new XdpSocket(name, queue, fd, umem, ownsUmem, rxChunks, txChunks, rx, tx, fill, completion, zeroCopy);
+            umem.Attach(socket);
+            return socket;
         }
         catch
         {
             foreach (var r in new[] { rx, tx, fill, completion })
                 if (r.Map != null) Libc.munmap(r.Map, r.MapBytes);
-            if (umem != null) Libc.munmap(umem, umemBytes);
             Libc.close(fd);
             throw;
         }
     }
 
-    private static int Bind(int fd, int ifindex, int queue, ushort flags)
+    private static NativeException BindError(int e, string name, int queue) => e == Linux.EINVAL
+        ? new NativeException($"binding an AF_XDP socket to queue {queue} of {name}: the interface has no such receive queue (fewer queues than --workers?)", e)
+        : e == Linux.EBUSY
+            ? new NativeException($"binding an AF_XDP socket to queue {queue} of {name}: another AF_XDP socket holds the queue", e)
+            : new NativeException($"binding an AF_XDP socket to queue {queue} of {name}", e);
+
+    private static int Bind(int fd, int ifindex, int queue, ushort flags, uint sharedUmemFd)
     {
-        var sxdp = new SockAddrXdp { Family = Linux.AF_XDP, Flags = flags, InterfaceIndex = ifindex, QueueId = (uint)queue };
+        var sxdp = new SockAddrXdp { Family = Linux.AF_XDP, Flags = flags, InterfaceIndex = ifindex, QueueId = (uint)queue, SharedUmemFd = sharedUmemFd };
         return Libc.bind(fd, &sxdp, (uint)sizeof(SockAddrXdp));
     }
 
@@ -176,68 +216,135 @@ public sealed unsafe class XdpSocket : IDisposable
 
     /// <summary>
     /// The next received frame: its start in the UMEM and its length; false when the RX ring is empty. The frame is
-    /// ours until <see cref="ReleaseReceived"/> gives the chunks read so far back to the kernel.
+    /// read in place and its chunk goes straight back to the fill ring: the frame stays valid until
+    /// <see cref="ReleaseReceived"/> hands the ring to the kernel.
     /// </summary>
     public bool TryReceive(out byte* frame, out int length)
     {
-        if (_rxAvailable == 0)
-        {
-            _rxAvailable = Volatile.Read(ref *_rx.Producer) - _rxCached;
-            if (_rxAvailable == 0) { frame = null; length = 0; return false; }
-        }
-        var d = (XdpDesc*)_rx.Descriptors + (_rxCached & _rx.Mask);
-        frame = _umem + d->Address;
-        length = (int)d->Length;
-        ulong chunk = d->Address - d->Address % (ulong)ChunkBytes;
-        _rxCached++;
-        _rxAvailable--;
+        if (!TryNext(out ulong address, out length)) { frame = null; return false; }
+        frame = _umem.At(address);
         // The fill ring has room for every receive chunk, so the chunk goes straight back on it; the kernel sees it
         // only when ReleaseReceived publishes the producer.
-        ((ulong*)_fill.Descriptors)[_fillProduced & _fill.Mask] = chunk;
+        ((ulong*)_fill.Descriptors)[_fillProduced & _fill.Mask] = _umem.ChunkOf(address);
         _fillProduced++;
         return true;
     }
 
-    /// <summary>The frames read are done with: the RX ring's slots and their chunks go back to the kernel.</summary>
+    /// <summary>
+    /// The next received frame, its chunk now the caller's: it is sent where it lies (<see cref="SendFrame"/> on any
+    /// socket of the UMEM) or given back to the UMEM's pool (<see cref="XdpUmem.Give(byte*)"/>); the fill ring is
+    /// stocked again from the pool by <see cref="Refill"/>.
+    /// </summary>
+    public bool TryReceiveHeld(out byte* frame, out int length)
+    {
+        if (!TryNext(out ulong address, out length)) { frame = null; return false; }
+        frame = _umem.At(address);
+        _lent--;
+        return true;
+    }
+
+    private bool TryNext(out ulong address, out int length)
+    {
+        if (_rxAvailable == 0)
+        {
+            _rxAvailable = Volatile.Read(ref *_rx.Producer) - _rxCached;
+            if (_rxAvailable == 0) { address = 0; length = 0; return false; }
+        }
+        var d = (XdpDesc*)_rx.Descriptors + (_rxCached & _rx.Mask);
+        address = d->Address;
+        length = (int)d->Length;
+        _rxCached++;
+        _rxAvailable--;
+        return true;
+    }
+
+    /// <summary>
+    /// The frames read are done with: the RX ring's slots go back to the kernel, and the fill ring with them: the
+    /// chunks of the frames read in place, and free chunks for those held (<see cref="Refill"/>).
+    /// </summary>
     public void ReleaseReceived()
     {
         Volatile.Write(ref *_rx.Consumer, _rxCached);
+        Refill();
+    }
+
+    /// <summary>
+    /// Tops the fill ring up to <see cref="RxChunks"/> lent chunks from the UMEM's free pool (after chunks that were
+    /// held and sent on, or while the pool was empty) and publishes it; wakes the driver where it asks.
+    /// </summary>
+    public void Refill()
+    {
+        // Frames this worker sent on another socket of the UMEM may have left: their chunks are the ones to lend.
+        if (_umem.FreeCount < RxChunks - _lent) _umem.ReclaimAll();
+        while (_lent < RxChunks && _umem.TryTake(out ulong chunk))
+        {
+            ((ulong*)_fill.Descriptors)[_fillProduced & _fill.Mask] = chunk;
+            _fillProduced++;
+            _lent++;
+        }
         Volatile.Write(ref *_fill.Producer, _fillProduced);
         // Zero-copy drivers ask to be woken when their fill ring ran dry; copy mode never does.
         if ((Volatile.Read(ref *_fill.Flags) & Linux.XDP_RING_NEED_WAKEUP) != 0)
             Libc.recvfrom(_fd, null, 0, Linux.MSG_DONTWAIT, null, null);
     }
 
+    /// <summary>Chunks lent to the kernel for receiving (in the fill ring, or received and not yet read).</summary>
+    public int LentChunks => _lent;
+
     /// <summary>
-    /// A chunk to write a frame into (<see cref="MaxFrameBytes"/> at most), or null when every transmit chunk is in
-    /// flight; <see cref="Send"/> queues it.
+    /// A free chunk of the UMEM to write a frame into, at the kernel's headroom (<see cref="MaxFrameBytes"/> at most),
+    /// or null when every chunk is lent or in flight; <see cref="Send"/> queues it.
     /// </summary>
     public byte* TxChunk()
     {
-        if (_freeCount == 0)
+        if (!_umem.TryPeek(out ulong chunk))
         {
             Reclaim();
-            if (_freeCount == 0) return null;
+            if (!_umem.TryPeek(out chunk)) return null;
         }
-        return _umem + _freeTx[_freeCount - 1];
+        return _umem.At(chunk);
     }
 
     /// <summary>Queues the frame written into the chunk <see cref="TxChunk"/> returned; false when the TX ring is full.</summary>
     public bool Send(int length)
+    {
+        if (!HasTxRoom()) return false;
+        _umem.TryTake(out ulong chunk);
+        Enqueue(chunk, length);
+        return true;
+    }
+
+    /// <summary>
+    /// Queues a frame that lies anywhere in the socket's UMEM (a received frame rewritten in place, its chunk held:
+    /// <see cref="TryReceiveHeld"/>); the chunk returns to the pool once sent. False when the TX ring is full (the
+    /// chunk is still the caller's).
+    /// </summary>
+    public bool SendFrame(byte* frame, int length)
+    {
+        if (!HasTxRoom()) return false;
+        Enqueue(_umem.AddressOf(frame), length);
+        return true;
+    }
+
+    private bool HasTxRoom()
     {
         if (_txFree == 0)
         {
             _txFree = _tx.Size - (_txProduced - Volatile.Read(ref *_tx.Consumer));
             if (_txFree == 0) return false;
         }
+        return true;
+    }
+
+    private void Enqueue(ulong address, int length)
+    {
         var d = (XdpDesc*)_tx.Descriptors + (_txProduced & _tx.Mask);
-        d->Address = _freeTx[--_freeCount];
+        d->Address = address;
         d->Length = (uint)length;
         d->Options = 0;
         _txProduced++;
         _txFree--;
         TxPending = true;
-        return true;
     }
 
     /// <summary>
@@ -269,12 +376,12 @@ public sealed unsafe class XdpSocket : IDisposable
     /// <summary>Enough wake-ups for a TX ring of 4,096 frames at 32 per wake-up, and a bound if the kernel stops taking them.</summary>
     private const int MaxWakeupsPerKick = 128;
 
-    /// <summary>Chunks the kernel has sent come back to the free list.</summary>
-    private void Reclaim()
+    /// <summary>Chunks the kernel has sent come back to the UMEM's free pool.</summary>
+    public void Reclaim()
     {
         uint consumer = *_completion.Consumer;
         uint done = Volatile.Read(ref *_completion.Producer) - consumer;
-        for (uint i = 0; i < done; i++) _freeTx[_freeCount++] = ((ulong*)_completion.Descriptors)[(consumer + i) & _completion.Mask];
+        for (uint i = 0; i < done; i++) _umem.Give(((ulong*)_completion.Descriptors)[(consumer + i) & _completion.Mask]);
         if (done > 0) Volatile.Write(ref *_completion.Consumer, consumer + done);
     }
 
@@ -291,6 +398,6 @@ public sealed unsafe class XdpSocket : IDisposable
     {
         Libc.close(_fd);
         foreach (var r in new[] { _rx, _tx, _fill, _completion }) Libc.munmap(r.Map, r.MapBytes);
-        Libc.munmap(_umem, _umemBytes);
+        if (_ownsUmem) _umem.Dispose();
     }
 }

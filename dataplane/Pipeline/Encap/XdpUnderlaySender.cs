@@ -35,11 +35,7 @@ public sealed unsafe class XdpUnderlaySender
     /// </summary>
     public bool TrySend(byte* outer, int length, uint rloc)
     {
-        if (!_cache.TryGetValue(rloc, out ulong mac))
-        {
-            mac = _nextHops.Current.TryResolve(rloc, out ulong found) ? found : 0;
-            _cache[rloc] = mac;
-        }
+        ulong mac = NextHop(rloc);
         if (mac == 0 || length + EthernetHeaderBytes > _socket.MaxFrameBytes)
         {
             _counters.Add(Counter.ItrKernelSent);
@@ -57,6 +53,43 @@ public sealed unsafe class XdpUnderlaySender
         if (!_socket.Send(length + EthernetHeaderBytes)) { _counters.Add(Counter.ItrKernelSent); return false; }
         _sent++;
         return true;
+    }
+
+    /// <summary>
+    /// The outer IPv4 packet, built in place in front of a packet received into a UMEM chunk the caller holds, sent
+    /// where it lies: the next hop's Ethernet header written in front of it and its address put on the TX ring; true
+    /// when it went (the chunk with it). False when the next hop is not known, the packet is not in the socket's UMEM
+    /// or the TX ring stays full: the chunk is still the caller's, which sends the packet through the kernel.
+    /// </summary>
+    public bool TrySendHeld(byte* outer, int length, uint rloc)
+    {
+        ulong mac = NextHop(rloc);
+        byte* frame = outer - EthernetHeaderBytes;
+        var umem = _socket.Umem;
+        if (mac == 0 || !umem.Contains(frame) || umem.ChunkOf(umem.AddressOf(frame)) != umem.ChunkOf(umem.AddressOf(outer + length - 1)))
+        {
+            _counters.Add(Counter.ItrKernelSent);
+            return false;
+        }
+        EthernetEidSide.WriteHeader(frame, mac, _nextHops.Mac, ipv6: false);
+        if (!_socket.SendFrame(frame, length + EthernetHeaderBytes))
+        {
+            Flush();
+            if (!_socket.SendFrame(frame, length + EthernetHeaderBytes)) { _counters.Add(Counter.ItrKernelSent); return false; }
+        }
+        _sent++;
+        _counters.Add(Counter.XskSentInPlace);
+        return true;
+    }
+
+    private ulong NextHop(uint rloc)
+    {
+        if (!_cache.TryGetValue(rloc, out ulong mac))
+        {
+            mac = _nextHops.Current.TryResolve(rloc, out ulong found) ? found : 0;
+            _cache[rloc] = mac;
+        }
+        return mac;
     }
 
     /// <summary>

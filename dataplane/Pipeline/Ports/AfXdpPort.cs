@@ -76,6 +76,58 @@ public sealed unsafe class AfXdpPort : IEidPort
         return n;
     }
 
+    /// <summary>
+    /// Reads up to <paramref name="lengths"/>.Length packets of an instance where they lie in the UMEM: their IP
+    /// headers' addresses in <paramref name="packets"/> (a chunk's frame sits behind the kernel's 256-byte headroom,
+    /// room for the outer headers). Their chunks are the caller's from here: sent on in place, or given back to the
+    /// UMEM (<see cref="XdpUmem.Give(byte*)"/>); frames not passed on (a host's frame the port learns from only, or
+    /// too long) are given back here.
+    /// </summary>
+    public int ReadHeld(int instance, nint* packets, Span<int> lengths, ref ulong bytes)
+    {
+        var sockets = _sockets[instance];
+        var neighbors = _neighbors[instance];
+        int n = 0;
+        int first = _nextSocket[instance];
+        _nextSocket[instance] = first + 1 == sockets.Length ? 0 : first + 1;
+        for (int q = 0; q < sockets.Length && n < lengths.Length; q++)
+        {
+            var socket = sockets[(first + q) % sockets.Length];
+            while (n < lengths.Length && socket.TryReceiveHeld(out byte* frame, out int length))
+            {
+                if (!_ethernet.TryTakeIp(frame, length, neighbors, out byte* ip, out int ipLength)) { socket.Umem.Give(frame); continue; }
+                if (ipLength > PacketBuffers.MaxPacketBytes) { _counters.Add(Counter.DropTooBig); socket.Umem.Give(frame); continue; }
+                _ethernet.CompleteIfPartial(new Span<byte>(ip, ipLength));
+                packets[n] = (nint)ip;
+                lengths[n++] = ipLength;
+                bytes += (ulong)ipLength;
+            }
+            socket.ReleaseReceived();
+        }
+        if (n == 0 && ++_emptyReads >= StatisticsEvery)
+        {
+            _emptyReads = 0;
+            CountKernelDrops();
+        }
+        return n;
+    }
+
+    /// <summary>Tops the fill rings of an instance's sockets up from the UMEM (after a batch gave its chunks back).</summary>
+    public void Refill(int instance)
+    {
+        foreach (var socket in _sockets[instance]) socket.Refill();
+    }
+
+    /// <summary>
+    /// The UMEM every socket of the port shares with <paramref name="others"/> (the worker's underlay sockets), or
+    /// null when they do not all share one: then frames are copied between sockets.
+    /// </summary>
+    public XdpUmem? SharedUmem(IReadOnlyList<XdpSocket> others)
+    {
+        var umem = _allSockets[0].Umem;
+        return _allSockets.Concat(others).All(s => s.Umem == umem) ? umem : null;
+    }
+
     private int ReadSocket(XdpSocket socket, NeighborTable neighbors, PacketBuffers buffers, Span<int> lengths, int n, ref ulong bytes)
     {
         while (n < lengths.Length && socket.TryReceive(out byte* frame, out int length))
@@ -130,6 +182,34 @@ public sealed unsafe class AfXdpPort : IEidPort
         EthernetEidSide.WriteHeader(chunk, mac, _macs[instance], ipv6);
         Buffer.MemoryCopy(packet, chunk + EthernetHeaderBytes, socket.MaxFrameBytes - EthernetHeaderBytes, length);
         if (!socket.Send(length + EthernetHeaderBytes)) { _counters.Add(Counter.DropTxRingFull); return false; }
+        return true;
+    }
+
+    /// <summary>
+    /// One IP packet that lies in a held UMEM chunk (a decapsulated frame) sent where it lies: the host's Ethernet
+    /// header written in front of it (over the outer headers) and its address put on the instance's TX ring, the chunk
+    /// passing with it (<paramref name="consumed"/>). A host not heard from yet is routed by the kernel from a copy; a
+    /// packet over the MTU is a counted drop; in both the chunk stays the caller's. Returns whether the packet went.
+    /// </summary>
+    public bool WriteHeld(int instance, byte* packet, int length, out bool consumed)
+    {
+        consumed = false;
+        var socket = _sockets[instance][0];
+        if (!_ethernet.TryDestination(packet, length, out UInt128 destination, out bool ipv6)) return false;
+        if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac)) return _ethernet.RouteThroughKernel(instance, packet, length, ipv6, destination);
+        if (length > _mtus[instance]) { _counters.Add(Counter.DropTooBig); return false; }
+        byte* frame = packet - EthernetHeaderBytes;
+        var umem = socket.Umem;
+        if (!umem.Contains(frame) || umem.ChunkOf(umem.AddressOf(frame)) != umem.ChunkOf(umem.AddressOf(packet + length - 1)))
+            return Write(instance, packet, length); // not in this socket's UMEM, or no room in front: copied
+        EthernetEidSide.WriteHeader(frame, mac, _macs[instance], ipv6);
+        if (!socket.SendFrame(frame, length + EthernetHeaderBytes))
+        {
+            Kick(socket);
+            if (!socket.SendFrame(frame, length + EthernetHeaderBytes)) { _counters.Add(Counter.DropTxRingFull); return false; }
+        }
+        consumed = true;
+        _counters.Add(Counter.XskSentInPlace);
         return true;
     }
 

@@ -146,6 +146,9 @@ public sealed class DataplaneHost : IDisposable
     /// --mode af-xdp: on each instance's interface our XDP program, then one AF_XDP socket per receive queue, queue q
     /// read by worker q mod workers (every queue has a reader: a frame on a queue without a socket would go to the
     /// kernel), each registered in the program's map. Until a queue's socket is registered its frames go to the kernel.
+    /// A worker's sockets (EID side and --xdp-underlay) share one UMEM, so that its frames are rewritten where they
+    /// were received and sent on by address; a socket the kernel will not let share it (a zero-copy NIC beside a
+    /// veth) gets a UMEM of its own, and frames between the two are copied.
     /// </summary>
     private void OpenXdpSockets(List<IReadOnlyList<XdpSocket>>[] xsks, List<NetInterface> links, List<NeighborTable> neighbors)
     {
@@ -154,40 +157,58 @@ public sealed class DataplaneHost : IDisposable
         string stage = "--mode af-xdp";
         try
         {
+            // Every interface first: the shared UMEMs are sized for all of a worker's sockets, in the largest chunk any needs.
+            var eid = Options.Instances.Select(i => XdpInterface(i.Interface, "the EID-facing interface of --mode af-xdp", $"instance {i.InstanceId}: {i.Interface}")).ToList();
+            var under = Options.XdpUnderlay is string u ? XdpInterface(u, "the underlay interface of --xdp-underlay", $"--xdp-underlay {u}") : default((NetInterface Link, int Chunk)?);
+            int chunk = eid.Select(e => e.Chunk).Append(under?.Chunk ?? 0).Max();
+            var queues = eid.Select(e => e.Link.RxQueues).Append(under?.Link.RxQueues ?? 0).ToList();
+            _umems = Enumerable.Range(0, Options.Workers).Select(w =>
+            {
+                int sockets = queues.Sum(q => (q - w + Options.Workers - 1) / Options.Workers);
+                // Each socket's fill and TX rings, and two batches held by the worker while it works on them.
+                return new XdpUmem(chunk, sockets * XdpSocket.ChunksFor(Options.RxRingFrames, Options.TxRingFrames) + 2 * Options.Batch, $"worker {w}");
+            }).ToArray();
             for (int k = 0; k < Options.Instances.Count; k++)
             {
-                var instance = Options.Instances[k];
-                var (link, chunk) = XdpInterface(instance.Interface, "the EID-facing interface of --mode af-xdp", $"instance {instance.InstanceId}: {instance.Interface}");
+                var link = eid[k].Link;
                 links.Add(link);
                 neighbors.Add(new NeighborTable());
                 var program = XdpProgram.Attach(link.Name, link.Index, link.RxQueues, link.Ipv4Address);
                 _programs.Add(program);
-                var perWorker = OpenQueueSockets(program, link, chunk);
+                var perWorker = OpenQueueSockets(program, link);
                 for (int w = 0; w < Options.Workers; w++) xsks[w].Add(perWorker[w]);
                 // (IP forwarding does not matter here: the kernel never sees the frames the program redirects.)
                 modes.Add($"{link.Name}: {XdpMode(program, perWorker[0][0], link)}, {perWorker[0][0].RxChunks}+{perWorker[0][0].TxChunks} chunks of {chunk} bytes per queue");
             }
-            if (Options.XdpUnderlay is string name)
+            if (under is var (ulink, _))
             {
                 stage = "--xdp-underlay";
-                var (link, chunk) = XdpInterface(name, "the underlay interface of --xdp-underlay", $"--xdp-underlay {name}");
-                var program = XdpProgram.AttachUnderlay(link.Name, link.Index, link.RxQueues, Options.RlocAddress, Options.Port);
+                var program = XdpProgram.AttachUnderlay(ulink.Name, ulink.Index, ulink.RxQueues, Options.RlocAddress, Options.Port);
                 _programs.Add(program);
-                _underlay = OpenQueueSockets(program, link, chunk);
-                _nextHops = new UnderlayNextHops(link.Name, link.Mac);
+                _underlay = OpenQueueSockets(program, ulink);
+                _nextHops = new UnderlayNextHops(ulink.Name, ulink.Mac);
                 _nextHops.Refresh();
-                modes.Add($"underlay {link.Name}: LISP data to {Sockets.FormatIpv4(Options.RlocAddress)}:{Options.Port} through AF_XDP, {XdpMode(program, _underlay[0][0], link)}");
+                modes.Add($"underlay {ulink.Name}: LISP data to {Sockets.FormatIpv4(Options.RlocAddress)}:{Options.Port} through AF_XDP, {XdpMode(program, _underlay[0][0], ulink)}");
             }
+            var sharing = xsks.Zip(_underlay.Length > 0 ? _underlay : xsks.Select(_ => new List<XdpSocket>()).ToArray(), (e, un) => e.SelectMany(x => x).Concat(un).ToList()).ToList();
+            modes.Add(sharing.All(ws => ws.All(s => s.Umem == ws[0].Umem))
+                ? "one UMEM per worker: frames forwarded in place"
+                : "UMEMs not shared by every socket of a worker: frames between them copied");
         }
         catch (Exception e)
         {
             foreach (var s in xsks.SelectMany(x => x).SelectMany(x => x).Concat(_underlay.SelectMany(x => x))) s.Dispose();
             _underlay = [];
+            foreach (var umem in _umems) umem.Dispose();
+            _umems = [];
             if (e is NativeException) throw new DataplaneStartException($"{stage}: {e.Message}");
             throw;
         }
         _xdpSummary = string.Join("; ", modes);
     }
+
+    /// <summary>--mode af-xdp: each worker's UMEM, shared by its sockets; unmapped after the workers closed them.</summary>
+    private XdpUmem[] _umems = [];
 
     /// <summary>An interface AF_XDP can serve with --workers workers: queues enough, and frames that fit a UMEM chunk.</summary>
     private (NetInterface Link, int Chunk) XdpInterface(string name, string role, string label)
@@ -214,14 +235,21 @@ public sealed class DataplaneHost : IDisposable
     /// One AF_XDP socket on every receive queue of <paramref name="link"/>, registered in <paramref name="program"/>'s
     /// map; queue q goes to worker q mod workers. Sockets opened before a failure are closed.
     /// </summary>
-    private List<XdpSocket>[] OpenQueueSockets(XdpProgram program, NetInterface link, int chunk)
+    private List<XdpSocket>[] OpenQueueSockets(XdpProgram program, NetInterface link)
     {
         var perWorker = Enumerable.Range(0, Options.Workers).Select(_ => new List<XdpSocket>()).ToArray();
         try
         {
             for (int q = 0; q < link.RxQueues; q++)
             {
-                var socket = XdpSocket.Open(link.Name, link.Index, q, chunk, Options.RxRingFrames, Options.TxRingFrames);
+                var umem = _umems[q % Options.Workers];
+                XdpSocket socket;
+                try { socket = XdpSocket.Open(link.Name, link.Index, q, umem, Options.RxRingFrames, Options.TxRingFrames); }
+                catch (NativeException e) when (XdpSocket.SharingRefused(e))
+                {
+                    DataplaneLog.UmemNotShared(_log, link.Name, q, e.Message);
+                    socket = XdpSocket.Open(link.Name, link.Index, q, umem.ChunkBytes, Options.RxRingFrames, Options.TxRingFrames);
+                }
                 perWorker[q % Options.Workers].Add(socket);
                 program.Register(q, socket.Fd);
             }
@@ -297,6 +325,7 @@ public sealed class DataplaneHost : IDisposable
         foreach (var t in _tuns) t.Dispose();
         // After the sockets (the workers' ports): the program is detached when its link closes.
         foreach (var p in _programs) p.Dispose();
+        foreach (var umem in _umems) umem.Dispose();
         if (Region.Header.DataplanePid == Environment.ProcessId)
         {
             Region.Header.DataplanePid = 0;

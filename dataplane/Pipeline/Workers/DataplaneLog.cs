@@ -16,4 +16,7 @@ internal static partial class DataplaneLog
 
     [LoggerMessage(LogLevel.Warning, "worker {Worker} could not be pinned to CPU {Cpu} (errno {Errno}); running unpinned")]
     public static partial void NotPinned(ILogger log, int worker, int cpu, int errno);
+
+    [LoggerMessage(LogLevel.Warning, "{Interface} queue {Queue}: {Reason}; this socket gets a UMEM of its own, and frames between it and the worker's other sockets are copied")]
+    public static partial void UmemNotShared(ILogger log, string @interface, int queue, string reason);
 }

@@ -51,6 +51,14 @@ public sealed unsafe class Worker : IDisposable
     // --xdp-underlay: LISP data read from AF_XDP sockets on the underlay interface (the UDP socket takes the rest).
     private readonly XdpSocket[] _underlay;
     private readonly XdpUnderlaySender? _underlayTx;
+    // --mode af-xdp with every socket of the worker on one UMEM: packets are encapsulated and decapsulated where they
+    // were received and sent on by address (null: copied into the worker's buffers, and into a chunk to send).
+    private readonly AfXdpPort? _xdp;
+    private readonly XdpUmem? _inPlace;
+    // The held packets of the batch (their IP headers in the UMEM), 0 once sent on with their chunk.
+    private readonly nint* _held;
+    // Set by Dispatch when the packet went out of its own chunk (the chunk with it).
+    private bool _heldSent;
     // fastxtr rtr: received LISP data is sent on (no EID side), and Info-Requests on the data port go to the control.
     private readonly bool _relay;
     private readonly ControlInbox? _inbox;
@@ -148,6 +156,12 @@ public sealed unsafe class Worker : IDisposable
         _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index), relay: options.Rtr);
         if (options.Rtr && _udpFd >= 0) _run = (byte*)NativeMemory.AlignedAlloc(GsoMaxBytes, 64);
         if (_underlay.Length > 0 && nextHops is not null) _underlayTx = new XdpUnderlaySender(_underlay[0], nextHops, _counters);
+        if (_port is AfXdpPort xdp && xdp.SharedUmem(_underlay) is { } umem)
+        {
+            _xdp = xdp;
+            _inPlace = umem;
+            _held = (nint*)NativeMemory.AllocZeroed((nuint)(options.Batch * sizeof(nint)));
+        }
 
         _vnet = _port.HasVnetHeader;
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)((MaxSegments + 2) * sizeof(IoVec)));
@@ -246,6 +260,7 @@ public sealed unsafe class Worker : IDisposable
 
     private int Encapsulate(int instance)
     {
+        if (_inPlace is not null) return EncapsulateInPlace(instance);
         ulong bytes = 0;
         var buffers = _superBuffers ?? _itrBuffers;
         int n = _port.Read(instance, buffers, _lengths, ref bytes, out int superFrames);
@@ -295,6 +310,42 @@ public sealed unsafe class Worker : IDisposable
         return n;
     }
 
+    /// <summary>
+    /// --mode af-xdp on one UMEM: a batch of the instance's packets encapsulated where they were received (the outer
+    /// headers in the chunk's headroom) and sent by address through the underlay's AF_XDP socket; what goes through
+    /// the kernel instead (an unknown next hop, IPv6, fragments) is sent from the chunk before the chunks not sent on
+    /// are given back to the UMEM.
+    /// </summary>
+    private int EncapsulateInPlace(int instance)
+    {
+        ulong bytes = 0;
+        int n = _xdp!.ReadHeld(instance, _held, _lengths, ref bytes);
+        if (n == 0) return 0;
+        _counters.Add(Counter.TunRxPackets, (ulong)n);
+        _counters.Add(Counter.TunRxBytes, bytes);
+        long now = Stopwatch.GetTimestamp();
+        uint iid = _instanceIds[instance];
+        ulong sentBytes = 0;
+        byte* reply = _scratch.Data(0);
+        for (int i = 0; i < n; i++)
+        {
+            // The packet's buffer as the ITR sees it: its headroom is the chunk's, in front of the IP header.
+            byte* buffer = (byte*)_held[i] - PacketBuffers.HeadroomBytes;
+            var d = _encap.Process(buffer, _lengths[i], iid, 0, now, reply, out int replyLength);
+            _heldSent = false;
+            sentBytes += Dispatch(d, buffer, _lengths[i], iid, now, instance, reply, replyLength, held: true);
+            if (_heldSent) _held[i] = 0;
+        }
+        _counters.Add(Counter.UdpTxBytes, sentBytes);
+        Flush();
+        _port.Flush();
+        for (int i = 0; i < n; i++)
+            if (_held[i] != 0) _inPlace!.Give((byte*)_held[i]);
+        _xdp.Refill(instance);
+        _counters.Add(Counter.Batches);
+        return n;
+    }
+
     /// <summary>One packet through the ITR: queued for the batch send, fragmented, or answered with ICMP.</summary>
     private ulong EncapsulateOne(byte* buffer, int length, uint iid, long now, int instance)
     {
@@ -303,14 +354,19 @@ public sealed unsafe class Worker : IDisposable
         return Dispatch(d, buffer, length, iid, now, instance, reply, replyLength);
     }
 
-    /// <summary>Acts on the ITR's decision for one packet: queued for the batch send, fragmented, or answered with ICMP.</summary>
-    private ulong Dispatch(in ItrDecision d, byte* buffer, int length, uint iid, long now, int instance, byte* reply, int replyLength)
+    /// <summary>
+    /// Acts on the ITR's decision for one packet: queued for the batch send, fragmented, or answered with ICMP.
+    /// <paramref name="held"/>: the packet lies in a UMEM chunk the worker holds; sent through AF_XDP it goes from
+    /// there, with its chunk (<see cref="_heldSent"/>).
+    /// </summary>
+    private ulong Dispatch(in ItrDecision d, byte* buffer, int length, uint iid, long now, int instance, byte* reply, int replyLength, bool held = false)
     {
         switch (d.Verdict)
         {
             case ItrVerdict.Send:
                 if (d.Ipv6) _send6.Add(buffer + d.OuterStart, d.OuterLength, d.Destination6, 0);
-                else if (_underlayTx is null || !_underlayTx.TrySend(buffer + d.OuterStart, d.OuterLength, d.Destination))
+                else if (held && _underlayTx is not null && _underlayTx.TrySendHeld(buffer + d.OuterStart, d.OuterLength, d.Destination)) _heldSent = true;
+                else if (held || _underlayTx is null || !_underlayTx.TrySend(buffer + d.OuterStart, d.OuterLength, d.Destination))
                     _send.Add(buffer + d.OuterStart, d.OuterLength, d.Destination, 0);
                 return (ulong)d.OuterLength;
             case ItrVerdict.FragmentInner:
@@ -628,6 +684,24 @@ public sealed unsafe class Worker : IDisposable
         ulong rxBytes = 0, txPackets = 0, txBytes = 0;
         foreach (var socket in _underlay)
         {
+            if (_inPlace is not null)
+            {
+                // On one UMEM: the inner packet goes to its host from where it was received, its chunk with it.
+                while (frames < _options.Batch && socket.TryReceiveHeld(out byte* frame, out int length))
+                {
+                    frames++;
+                    bool consumed = false;
+                    if (TryOuterUdp(frame, length, out int payload, out int payloadLength, out uint source, out int ttl, out int tos))
+                    {
+                        rxBytes += (ulong)payloadLength;
+                        var d = _decap.Process(new Span<byte>(frame + payload, payloadLength), source, ttl, tos);
+                        if (d.Deliver && _xdp!.WriteHeld(d.Instance, frame + payload + d.InnerOffset, d.InnerLength, out consumed)) { txPackets++; txBytes += (ulong)d.InnerLength; }
+                    }
+                    if (!consumed) _inPlace.Give(frame);
+                }
+                socket.ReleaseReceived();
+                continue;
+            }
             while (frames < _options.Batch && socket.TryReceive(out byte* frame, out int length))
             {
                 frames++;
@@ -727,5 +801,6 @@ public sealed unsafe class Worker : IDisposable
         if (_run != null) NativeMemory.AlignedFree(_run);
         NativeMemory.Free(_pieces);
         NativeMemory.Free(_vnetScratch);
+        if (_held != null) NativeMemory.Free(_held);
     }
 }

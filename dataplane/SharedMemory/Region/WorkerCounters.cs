@@ -38,6 +38,9 @@ public enum Counter
     // the data port (an xTR behind NAT keeping its binding) handed to the RTR's control, and those dropped because
     // its inbox was full; inner sources the decapsulation filter did not know yet (each resolved, the packet dropped).
     RtrReencapsulated, RtrControlMessages, DropRtrInboxFull, RtrSourcesResolved,
+    // --mode af-xdp with a worker's sockets on one UMEM: packets sent on from the chunk they were received into,
+    // rewritten in place (encapsulated to the underlay, decapsulated to a host), with no copy.
+    XskSentInPlace,
     Count,
 }
 

@@ -195,6 +195,13 @@ public class AfXdpNamespaceTests
         Assert.That(Read(_shmB, Counter.UdpTxPackets), Is.GreaterThan(500UL));
         Assert.That(Read(_shmB, Counter.ItrKernelSent), Is.LessThan(Read(_shmB, Counter.UdpTxPackets) / 10), "B's ACKs left through AF_XDP");
         Assert.That(Read(_shmA, Counter.ItrKernelSent), Is.EqualTo(0UL), "A has no underlay sockets: nothing is counted there");
+        // B's sockets (EID side and underlay) share one UMEM: what B sent through AF_XDP, data to host B and ACKs to
+        // A, went from the chunk it was received into, rewritten in place. A sends and receives LISP data through
+        // its kernel, which copies: nothing of A's is sent in place.
+        ulong throughXsk = Read(_shmB, Counter.TunTxPackets) - Read(_shmB, Counter.EtrKernelRouted) + Read(_shmB, Counter.UdpTxPackets) - Read(_shmB, Counter.ItrKernelSent);
+        Assert.That(Read(_shmB, Counter.XskSentInPlace), Is.GreaterThan(throughXsk * 9 / 10).And.LessThanOrEqualTo(throughXsk), "B forwarded in place");
+        Assert.That(Read(_shmA, Counter.XskSentInPlace), Is.EqualTo(0UL));
+        Assert.That(Read(_shmA, Counter.DropXskRing) + Read(_shmB, Counter.DropXskRing), Is.EqualTo(0UL), "the fill rings were kept stocked");
     }
 
     [Test, Order(4)]
