@@ -73,6 +73,7 @@ public sealed unsafe class Encapsulator
     private readonly MissSuppressor _suppressor;
     private ulong _random;
     private ushort _ipId;
+    private readonly OuterHeaders4 _outer4;
 
     /// <summary>The port this xTR takes LISP data on: the source port of what it sends to a NAT-traversed locator.</summary>
     public ushort DataPort { get; init; } = LispDataHeader.DataPort;
@@ -100,6 +101,7 @@ public sealed unsafe class Encapsulator
         _misses = misses;
         _suppressor = suppressor;
         _random = seed | 1;
+        _outer4 = new OuterHeaders4(sourceRloc);
     }
 
     /// <summary>The largest inner packet that fits the outer MTU once encapsulated in IPv4.</summary>
@@ -238,8 +240,7 @@ public sealed unsafe class Encapsulator
         else
         {
             uint rloc = (uint)entry.Rlocs[chosen].Address;
-            LispDataPacket.WriteIpv4(new Span<byte>(buffer + start, outerBytes), _sourceRloc, rloc, sourcePort,
-                ttl, tos, ++_ipId, dontFragment: false, lisp, length, destinationPort);
+            _outer4.Write(buffer + start, rloc, destinationPort, sourcePort, ttl, tos, ++_ipId, lisp, length);
             decision.Destination = rloc;
         }
         decision.OuterStart = start;
