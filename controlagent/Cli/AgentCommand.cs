@@ -21,6 +21,8 @@ public static class AgentCommand
         command.Options.Add(metrics);
         command.SetAction(parse =>
         {
+            // Before anything opens: a stop or reload signal that comes during start-up is held (Program.StopSignals).
+            using var signals = new Program.StopSignals();
             // The file with the command line's overrides: read at start and again on every SIGHUP.
             AgentConfig Load()
             {
@@ -88,8 +90,7 @@ public static class AgentCommand
                     return Program.ExitUsage;
                 }
                 if (exporter is not null) stdout.WriteLine($"fastxtr agent: metrics on http://{exporter.BoundEndpoint}/metrics");
-                Common.Systemd.ServiceNotifier.Ready($"rloc {cfg.RlocAddress}, {cfg.Database.Count} mapping(s), region {region.Path}");
-                Program.WaitForStopSignal(() => agent.ReloadFrom(Load));
+                signals.Wait(() => agent.ReloadFrom(Load), ready: $"rloc {cfg.RlocAddress}, {cfg.Database.Count} mapping(s), region {region.Path}");
                 Common.Systemd.ServiceNotifier.Stopping();
                 exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
                 localApi?.DisposeAsync().AsTask().GetAwaiter().GetResult();

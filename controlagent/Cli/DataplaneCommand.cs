@@ -45,6 +45,8 @@ public static class DataplaneCommand
         foreach (var o in new Option[] { workers, cpus, batch, mode, instance, eidIf, xdpUnderlay, rloc, zeroChecksum6, port, mtu, shm, entries, decapFilter, rxRing, txRing, tunQueue, sockBuf, busyPoll, offload, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
+            // Before anything opens: a stop or reload signal that comes during start-up is held (Program.StopSignals).
+            using var signals = new Program.StopSignals();
             DataplaneOptions options;
             try
             {
@@ -99,8 +101,7 @@ public static class DataplaneCommand
                 return Program.ExitUsage;
             }
             if (exporter is not null) stdout.WriteLine($"fastxtr dataplane: metrics on http://{exporter.BoundEndpoint}/metrics");
-            Common.Systemd.ServiceNotifier.Ready($"{options.Workers} worker(s), region {host.Region.Path}");
-            Program.WaitForStopSignal();
+            signals.Wait(ready: $"{options.Workers} worker(s), region {host.Region.Path}");
             Common.Systemd.ServiceNotifier.Stopping();
             exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             host.Dispose();

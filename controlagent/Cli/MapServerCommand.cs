@@ -21,6 +21,8 @@ public static class MapServerCommand
         foreach (var o in new Option[] { config, listen, workers, cpus, control, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
+            // Before anything opens: a stop or reload signal that comes during start-up is held (Program.StopSignals).
+            using var signals = new Program.StopSignals();
             // The file with the command line's overrides: read at start and again on every SIGHUP.
             MapServerConfig Load()
             {
@@ -68,8 +70,7 @@ public static class MapServerCommand
                 return Program.ExitUsage;
             }
             if (exporter is not null) stdout.WriteLine($"fastxtr mapserver: metrics on http://{exporter.BoundEndpoint}/metrics");
-            Common.Systemd.ServiceNotifier.Ready($"{host.Config.Sites.Count} site(s), listening on {string.Join(", ", host.BoundEndpoints.Distinct())}");
-            Program.WaitForStopSignal(() => host.ReloadFrom(Load));
+            signals.Wait(() => host.ReloadFrom(Load), ready: $"{host.Config.Sites.Count} site(s), listening on {string.Join(", ", host.BoundEndpoints.Distinct())}");
             Common.Systemd.ServiceNotifier.Stopping();
             exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             host.Dispose();

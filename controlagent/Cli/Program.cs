@@ -18,29 +18,63 @@ public static class Program
         new(role, stdout, stderr, priorityPrefixes: ReferenceEquals(stdout, Console.Out) && ReferenceEquals(stderr, Console.Error)
             && NativeInterop.Journal.IsConnected(NativeInterop.Journal.StandardOutput) && NativeInterop.Journal.IsConnected(NativeInterop.Journal.StandardError));
 
-    /// <summary>
-    /// Blocks until SIGINT or SIGTERM: how every long-running role is stopped. With <paramref name="reload"/>, SIGHUP
-    /// (what <c>systemctl reload</c> sends) runs it, one reload at a time, on this thread; without, SIGHUP is ignored
-    /// rather than ending the process. systemd hears RELOADING=1 before and READY=1 after (sd_notify).
-    /// </summary>
-    public static void WaitForStopSignal(Action? reload = null)
+    /// <summary>Blocks until SIGINT or SIGTERM (see <see cref="StopSignals"/>); SIGHUP is ignored.</summary>
+    public static void WaitForStopSignal()
     {
-        using var done = new ManualResetEventSlim();
-        using var hup = new SemaphoreSlim(0);
-        using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; done.Set(); });
-        using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; done.Set(); });
-        using var sighup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, c => { c.Cancel = true; hup.Release(); });
-        var handles = new[] { done.WaitHandle, hup.AvailableWaitHandle };
-        while (!done.IsSet)
+        using var signals = new StopSignals();
+        signals.Wait();
+    }
+
+    /// <summary>
+    /// How every long-running role is stopped and reloaded, taken over from the runtime as the role starts, before it
+    /// opens a socket or says it is ready: a signal that comes while the role is still starting is then held, not the
+    /// default action. (SIGHUP's default ends the process: a reload sent as soon as a role answered on its socket, or
+    /// told systemd READY=1, killed it when it came before the handler was in place — seen in the test suite under
+    /// load.) SIGINT and SIGTERM end <see cref="Wait"/>; a SIGTERM during start-up makes it return at once.
+    /// </summary>
+    public sealed class StopSignals : IDisposable
+    {
+        private readonly ManualResetEventSlim _done = new();
+        private readonly SemaphoreSlim _hup = new(0);
+        private readonly System.Runtime.InteropServices.PosixSignalRegistration _sigint, _sigterm, _sighup;
+
+        public StopSignals()
         {
-            if (WaitHandle.WaitAny(handles) == 0) break;
-            while (hup.Wait(0))
+            _sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; _done.Set(); });
+            _sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; _done.Set(); });
+            _sighup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, c => { c.Cancel = true; _hup.Release(); });
+        }
+
+        /// <summary>
+        /// Tells systemd READY=1 (with <paramref name="ready"/> as its status) and blocks until SIGINT or SIGTERM. With
+        /// <paramref name="reload"/>, SIGHUP (what <c>systemctl reload</c> sends) runs it, one reload at a time, on this
+        /// thread, systemd hearing RELOADING=1 before and READY=1 after (sd_notify); without, SIGHUP is ignored. A SIGHUP
+        /// held from start-up is a reload of the configuration just read, which is harmless.
+        /// </summary>
+        public void Wait(Action? reload = null, string? ready = null)
+        {
+            if (ready is not null) Common.Systemd.ServiceNotifier.Ready(ready);
+            var handles = new[] { _done.WaitHandle, _hup.AvailableWaitHandle };
+            while (!_done.IsSet)
             {
-                if (reload is null) continue;
-                Common.Systemd.ServiceNotifier.Reloading();
-                reload();
-                Common.Systemd.ServiceNotifier.Ready();
+                if (WaitHandle.WaitAny(handles) == 0) break;
+                while (_hup.Wait(0))
+                {
+                    if (reload is null) continue;
+                    Common.Systemd.ServiceNotifier.Reloading();
+                    reload();
+                    Common.Systemd.ServiceNotifier.Ready();
+                }
             }
+        }
+
+        public void Dispose()
+        {
+            _sigint.Dispose();
+            _sigterm.Dispose();
+            _sighup.Dispose();
+            _done.Dispose();
+            _hup.Dispose();
         }
     }
 

@@ -40,6 +40,8 @@ public static class RtrCommand
         foreach (var o in new Option[] { config, workers, cpus, batch, port, mtu, busyPoll, metrics }) command.Options.Add(o);
         command.SetAction(parse =>
         {
+            // Before anything opens: a stop or reload signal that comes during start-up is held (Program.StopSignals).
+            using var signals = new Program.StopSignals();
             AgentConfig cfg;
             DataplaneOptions options;
             try
@@ -113,8 +115,7 @@ public static class RtrCommand
                 host.Dispose();
                 return 1;
             }
-            Common.Systemd.ServiceNotifier.Ready($"RTR at {string.Join(" and ", cfg.RlocAddresses)}, {cfg.NatSites.Count} nat-site(s)");
-            Program.WaitForStopSignal();
+            signals.Wait(ready: $"RTR at {string.Join(" and ", cfg.RlocAddresses)}, {cfg.NatSites.Count} nat-site(s)");
             Common.Systemd.ServiceNotifier.Stopping();
             exporter?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             api?.DisposeAsync().AsTask().GetAwaiter().GetResult();
