@@ -72,6 +72,11 @@ public enum AgentCounter
     RtrBindingsWithdrawn,
     RtrBindingsExpired,
     RtrOwnLocatorsSkipped,
+    /// <summary>RFC 9437 §5: publications whose nonce was not above the last one taken for their record. Repeated:
+    /// the same nonce again (a retransmission whose acknowledgement was lost), acknowledged again and not applied;
+    /// replayed: an older one, dropped unacknowledged and logged.</summary>
+    PublicationsRepeated,
+    PublicationsReplayed,
     Count,
 }
 

@@ -54,6 +54,9 @@ internal static partial class AgentLog
     [LoggerMessage(LogLevel.Warning, "Map-Notify from {From} failed authentication with every Map-Server key; dropped")]
     public static partial void MapNotifyAuthenticationFailed(ILogger log, IPEndPoint from);
 
+    [LoggerMessage(LogLevel.Warning, "publication from {From} for {Record} dropped: its nonce {Nonce:x} is not above the last one taken for the record, {Last:x} (a replay, or a publication older than the subscription's last renewal; RFC 9437 §5)")]
+    public static partial void PublicationReplayed(ILogger log, IPEndPoint from, string record, ulong nonce, ulong last);
+
     [LoggerMessage(LogLevel.Warning, "locator {Locator} marked down ({Missed} RLOC probes unanswered)")]
     public static partial void LocatorDown(ILogger log, IPAddress locator, int missed);
 

@@ -77,6 +77,36 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
             return;
         }
         if (registrar.TryAcknowledge(notify, from)) return;
+        if (resolver.TryTakeSubscriptionAck(notify))
+        {
+            Acknowledge(notify, peer, from);
+            return;
+        }
+        // RFC 9437 §5: a publication's nonce must be above the last taken for its record. The same nonce again is a
+        // retransmission whose acknowledgement was lost: acknowledged again, not applied a second time. A lower one
+        // is a replay (or a publication from before the subscription's last renewal, whose answer we hold): dropped
+        // unacknowledged and logged.
+        var order = Resolver.PublicationOrder.New;
+        foreach (var rec in notify.Records)
+        {
+            if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) continue;
+            prefix = EidPrefix.Mask(prefix, family, rec.EidMaskLength);
+            if (resolver.ResolvedBy(iid, family, prefix, rec.EidMaskLength) is null) continue;
+            var o = resolver.OrderOf(iid, family, prefix, rec.EidMaskLength, notify.Nonce, out ulong last);
+            if (o == Resolver.PublicationOrder.Replayed)
+            {
+                io.Counters.Add(AgentCounter.PublicationsReplayed);
+                AgentLog.PublicationReplayed(io.Log, from, $"[{iid}]{EidPrefix.Format(family, prefix)}/{rec.EidMaskLength}", notify.Nonce, last);
+                return;
+            }
+            if (o == Resolver.PublicationOrder.Repeated) order = o;
+        }
+        if (order == Resolver.PublicationOrder.Repeated)
+        {
+            io.Counters.Add(AgentCounter.PublicationsRepeated);
+            Acknowledge(notify, peer, from);
+            return;
+        }
         foreach (var rec in notify.Records)
         {
             if (!EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix)) continue;
@@ -85,6 +115,7 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
             {
                 // Publications carry the record filtered for the latest subscription's constraints: one profile takes it
                 // as is; with several, each re-resolves under its own constraints (one round trip).
+                resolver.TookPublication(iid, family, EidPrefix.Mask(prefix, family, rec.EidMaskLength), rec.EidMaskLength, notify.Nonce);
                 if (profiles.Count == 1)
                 {
                     var (profile, source) = profiles.First();
@@ -100,6 +131,12 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
                 io.Counters.Add(AgentCounter.MoveNotifiesApplied);
             }
         }
+        Acknowledge(notify, peer, from);
+    }
+
+    /// <summary>The Map-Notify-Ack (RFC 9301 §5.7): the notify's nonce, xTR-ID and records, signed with the Map-Server's key.</summary>
+    private void Acknowledge(MapNotify notify, MapServerPeer peer, IPEndPoint from)
+    {
         var ack = new MapNotify(isAck: true) { Nonce = notify.Nonce, KeyId = peer.Key.KeyId, AlgorithmId = peer.Key.Algorithm, XtrIdPresent = notify.XtrIdPresent, XtrId = notify.XtrId, SiteId = notify.SiteId };
         foreach (var rec in notify.Records) ack.Records.Add(rec);
         io.Counters.Add(AgentCounter.MapNotifyAcksSent);

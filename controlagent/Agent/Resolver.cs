@@ -27,6 +27,8 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         public required long CreatedMs;
         public required long CreatedTicks;
         public int Attempts = 1;
+        /// <summary>The request set the N bit (RFC 9437): its answer starts the record's count of publication nonces.</summary>
+        public bool Subscribed;
         /// <summary>When this request was last sent to each resolver of the set it was made with.</summary>
         public required long[] AskedMs;
 
@@ -54,6 +56,44 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     private volatile MapResolverSet _resolvers = new(io.Config.MapResolvers);
     // What this ITR resolved, so that publications and SMRs reach the right profiles: prefix → profile → source EID.
     private readonly ConcurrentDictionary<(uint Iid, EidFamily Family, UInt128 Prefix, int Length), ConcurrentDictionary<ushort, UInt128>> _resolved = new();
+    // RFC 9437 §5: per subscribed record, where the Map-Server's count of its publication nonces started (the nonce of
+    // the subscribing Map-Request last answered: the Map-Server starts each subscription's count there, and a renewal
+    // restarts it) and the nonce of the last publication taken; each must be above it.
+    private readonly ConcurrentDictionary<(uint Iid, EidFamily Family, UInt128 Prefix, int Length), (ulong Start, ulong Last)> _publicationNonces = new();
+
+    /// <summary>
+    /// How far above the count's start a publication's nonce may be: a count that began at a random 64-bit nonce
+    /// (an earlier subscription's) lands in this window once in 2^32, so a publication made before the last renewal
+    /// is told from the current count's and dropped, and cannot move the count where the current ones are refused.
+    /// </summary>
+    private const ulong PublicationWindow = 1UL << 32;
+
+    /// <summary>Where a publication's nonce stands against the last one taken for its record (RFC 9437 §5).</summary>
+    public enum PublicationOrder { New, Repeated, Replayed }
+
+    /// <summary>
+    /// A publication's nonce against the last taken for the record: above it (or none taken yet) it is new, equal it
+    /// is a retransmission of one taken, below it a replay. Compared in serial-number arithmetic (RFC 1982): the
+    /// count starts at a random 64-bit nonce and may wrap.
+    /// </summary>
+    public PublicationOrder OrderOf(uint iid, EidFamily family, UInt128 prefix, int length, ulong nonce, out ulong last)
+    {
+        if (!_publicationNonces.TryGetValue((iid, family, prefix, length), out var count)) { last = 0; return PublicationOrder.New; }
+        last = count.Last;
+        if (nonce - count.Start - 1 >= PublicationWindow - 1) return PublicationOrder.Replayed; // not of the current count
+        long ahead = (long)(nonce - count.Last);
+        return ahead > 0 ? PublicationOrder.New : ahead == 0 ? PublicationOrder.Repeated : PublicationOrder.Replayed;
+    }
+
+    /// <summary>A publication was taken: the next for its record must have a higher nonce.</summary>
+    public void TookPublication(uint iid, EidFamily family, UInt128 prefix, int length, ulong nonce) =>
+        // Without a subscribing answer seen (this agent restarted while the Map-Server kept publishing), the first
+        // publication starts the count.
+        _publicationNonces.AddOrUpdate((iid, family, prefix, length), (nonce - 1, nonce), (_, count) => (count.Start, nonce));
+
+    /// <summary>A subscribing Map-Request was answered: the Map-Server counts this record's publications from its nonce.</summary>
+    private void Subscribed(uint iid, EidFamily family, UInt128 prefix, int length, ulong nonce) =>
+        _publicationNonces[(iid, family, prefix, length)] = (nonce, nonce);
 
     /// <summary>An ECM Map-Request to the Map-Resolver for one destination, at most one per destination and profile per second.</summary>
     /// <param name="onEvent">A re-resolution the mapping system asked for (a publication): not held to the rate
@@ -84,7 +124,7 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
         if (family == EidFamily.Ipv4) ecm.SetInnerAddresses(Ipv4Header.ToAddress((uint)source), Ipv4Header.ToAddress((uint)destination));
         else ecm.SetInnerAddresses(Ipv6Header.ToAddress(source), Ipv6Header.ToAddress(destination));
         ecm.SetInnerMessage(request.ToArray());
-        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs, CreatedTicks = Stopwatch.GetTimestamp(), AskedMs = new long[resolvers.Count] };
+        var pending = new PendingRequest { Profile = profile, SourceEid = source, Datagram = ecm.ToArray(), Resolver = resolver, SentMs = nowMs, CreatedMs = nowMs, CreatedTicks = Stopwatch.GetTimestamp(), AskedMs = new long[resolvers.Count], Subscribed = io.Config.Subscribe };
         pending.Asked(resolver, nowMs);
         _pendingRequests[request.Nonce] = pending;
         io.Counters.Add(smrInvoked ? AgentCounter.SmrInvokedRequestsSent : AgentCounter.MapRequestsSent);
@@ -170,10 +210,33 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     {
         // Only answers to our own requests are installed: a Map-Reply with an unknown nonce is dropped (RFC 9301 §5.4).
         if (!_pendingRequests.TryRemove(reply.Nonce, out var pending)) { io.Counters.Add(AgentCounter.MapRepliesUnsolicited); return; }
+        Answered(pending, reply.Nonce, reply.Records);
+    }
+
+    /// <summary>
+    /// A Map-Notify whose nonce is that of one of our subscribing Map-Requests: RFC 9437 §4's acknowledgement of the
+    /// subscription, which a Map-Server that follows it sends instead of a Map-Reply, with the record to install.
+    /// False (nothing done) for any other nonce.
+    /// </summary>
+    public bool TryTakeSubscriptionAck(MapNotify notify)
+    {
+        if (!_pendingRequests.TryGetValue(notify.Nonce, out var pending) || !pending.Subscribed || !_pendingRequests.TryRemove(notify.Nonce, out _)) return false;
+        Answered(pending, notify.Nonce, notify.Records);
+        return true;
+    }
+
+    private void Answered(PendingRequest pending, ulong nonce, RecycledList<MappingRecord> records)
+    {
         var elapsed = Stopwatch.GetElapsedTime(pending.CreatedTicks);
         _resolvers.OnAnswer(pending.Resolver, pending.Attempts == 1 ? elapsed.TotalMilliseconds : null);
         io.MapRequestAnswered?.Invoke(elapsed.TotalSeconds);
-        foreach (var rec in reply.Records) Install(rec, pending.Profile, pending.SourceEid, publication: false);
+        foreach (var rec in records)
+        {
+            Install(rec, pending.Profile, pending.SourceEid, publication: false);
+            // A subscribing request answered: the Map-Server counts this record's publications from its nonce on.
+            if (pending.Subscribed && EidAddress.TryRead(rec.EidPrefix, out uint iid, out var family, out var prefix))
+                Subscribed(iid, family, EidPrefix.Mask(prefix, family, rec.EidMaskLength), rec.EidMaskLength, nonce);
+        }
     }
 
 
@@ -221,7 +284,10 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     {
         var key = (gone.InstanceId, gone.Family, gone.Prefix, (int)gone.PrefixLength);
         if (_resolved.TryGetValue(key, out var profiles) && profiles.TryRemove(gone.Profile, out _) && profiles.IsEmpty)
+        {
             _resolved.TryRemove(key, out _);
+            _publicationNonces.TryRemove(key, out _);
+        }
     }
 
     /// <summary>The profiles (with the source EID each asked for) that resolved exactly this prefix.</summary>
@@ -243,6 +309,7 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     {
         var all = _resolved.ToArray();
         _resolved.Clear();
+        _publicationNonces.Clear();
         cache.Write(w =>
         {
             foreach (var (k, byProfile) in all)
@@ -251,7 +318,11 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     }
 
     /// <summary>A prefix that became this xTR's own (an agent attached here) is not followed as a resolution any more.</summary>
-    public void StopFollowing(uint iid, EidFamily family, UInt128 prefix, int length) => _resolved.TryRemove((iid, family, prefix, length), out _);
+    public void StopFollowing(uint iid, EidFamily family, UInt128 prefix, int length)
+    {
+        _resolved.TryRemove((iid, family, prefix, length), out _);
+        _publicationNonces.TryRemove((iid, family, prefix, length), out _);
+    }
 
     /// <summary>Drops requests that will never be answered and forgets old per-destination send times.</summary>
     public void Prune(long nowTicks)

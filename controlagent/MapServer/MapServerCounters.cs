@@ -79,6 +79,9 @@ public enum MsCounter
     RateLimitedInfoRequest,
     InfoRequestAuthenticationFailed,
     InfoRequestNoSiteForEid,
+    /// <summary>RFC 9437: publications not sent again because their subscription was renewed since (the renewal's
+    /// answer carries the newer state, and the ITR counts publication nonces from the renewal's on).</summary>
+    PublicationsSuperseded,
     Count,
 }
 

@@ -14,9 +14,38 @@ namespace FastXtr.MapServer;
 /// An ITR following one registered EID prefix (RFC 9437 §4), with the constraints it resolved under. <paramref name="Site"/>
 /// is the subscriber's own site, whose first key (as it is configured now) authenticates the publications.
 /// </summary>
-public sealed record Subscription(EidKey Key, IPEndPoint Subscriber, UInt128 XtrId, SiteBinding Site, AgentConstraints? Constraints, bool Lcaf)
+public sealed record Subscription(EidKey Key, IPEndPoint Subscriber, UInt128 XtrId, SiteBinding Site, AgentConstraints? Constraints, bool Lcaf, PublicationNonces Nonces)
 {
     public SiteKey SiteKey => Site.Current.Keys[0];
+}
+
+/// <summary>
+/// The nonces of one subscription's publications (RFC 9437): the count starts at the subscribing Map-Request's nonce
+/// (§4), a renewal overwrites it with the renewing request's (§4: state "regarding ITR-RLOCs and/or nonce for the
+/// same xTR-ID MUST be overwritten"), and each publication takes the next (§5: "increments the nonce by one every
+/// time it sends a Map-Notify as publication"). The ITR keeps the last it took per record and drops what is not
+/// above it. Shared by every snapshot of the subscription; the sender thread counts, receive workers renew.
+/// </summary>
+public sealed class PublicationNonces(ulong start)
+{
+    private long _last = (long)start;
+    private int _renewals;
+
+    /// <summary>The next publication's nonce.</summary>
+    public ulong Next() => (ulong)Interlocked.Increment(ref _last);
+
+    /// <summary>The subscription was renewed by a Map-Request with nonce <paramref name="start"/>.</summary>
+    public void Renew(ulong start)
+    {
+        Interlocked.Exchange(ref _last, (long)start);
+        Interlocked.Increment(ref _renewals);
+    }
+
+    /// <summary>How many times the subscription was renewed: a publication made before the last renewal is superseded.</summary>
+    public int Renewals => Volatile.Read(ref _renewals);
+
+    /// <summary>The nonce of the last publication (or of the subscribing request, before any).</summary>
+    public ulong Last => (ulong)Volatile.Read(ref _last);
 }
 
 /// <summary>
@@ -63,6 +92,8 @@ public sealed class Publisher : IDisposable
         public SiteKey Key = null!;
         public int Attempts;
         public long NextMs;
+        /// <summary>A publication: its subscription's renewal count when it was sent (see <see cref="PublicationNonces"/>).</summary>
+        public int Renewal;
 
         public Span<byte> Datagram => Buffer.AsSpan(0, Length);
 
@@ -177,17 +208,19 @@ public sealed class Publisher : IDisposable
     /// <summary>Notifications sent and not yet acknowledged (nor given up).</summary>
     public int PendingCount { get { lock (_pendingLock) return _pending.Count; } }
 
-    public void Subscribe(EidKey key, IPEndPoint subscriber, UInt128 xtrId, SiteBinding site, AgentConstraints? constraints, bool lcaf)
+    /// <param name="nonce">The subscribing Map-Request's: the subscription's publications count from it (RFC 9437 §4).</param>
+    public void Subscribe(EidKey key, IPEndPoint subscriber, UInt128 xtrId, SiteBinding site, AgentConstraints? constraints, bool lcaf, ulong nonce)
     {
-        // An ITR renews its subscription with every Map-Request for the prefix: the same one again changes nothing
-        // and allocates nothing.
+        // An ITR renews its subscription with every Map-Request for the prefix: the same one again only restarts the
+        // count of publication nonces from the new request's, and allocates nothing.
         if (_subscriptions.TryGetValue(key, out var subs) && subs.TryGetValue((subscriber, xtrId), out var existing)
             && existing.Lcaf == lcaf && ReferenceEquals(existing.Site, site) && Equals(existing.Constraints, constraints))
         {
+            existing.Nonces.Renew(nonce);
             _counters.Add(MsCounter.SubscriptionsAccepted);
             return;
         }
-        Subscribe(new Subscription(key, subscriber, xtrId, site, constraints, lcaf));
+        Subscribe(new Subscription(key, subscriber, xtrId, site, constraints, lcaf, new PublicationNonces(nonce)));
     }
 
     private void Subscribe(Subscription s)
@@ -275,7 +308,8 @@ public sealed class Publisher : IDisposable
         var p = Take(template.Length);
         var notify = p.Datagram;
         template.CopyTo(notify);
-        ulong nonce = NextNonce();
+        p.Renewal = s.Nonces.Renewals; // before the nonce: a renewal in between makes this one superseded, not current
+        ulong nonce = s.Nonces.Next();
         BinaryPrimitives.WriteUInt64BigEndian(notify[4..], nonce);
         BinaryPrimitives.WriteUInt128BigEndian(notify[^24..], s.XtrId);
         MessageAuthentication.Sign(notify, key.Algorithm, key);
@@ -331,8 +365,9 @@ public sealed class Publisher : IDisposable
         p.NextMs = MapServerCore.NowMs + (long)RetransmitInterval.TotalMilliseconds;
         lock (_pendingLock)
         {
-            // Nonces are random: another notification under the same one is all but impossible, and would only lose
-            // that one's retransmissions (its record is not reused while it may still be sent).
+            // Move notifications take random nonces, publications count up from their subscribing request's (itself
+            // random, RFC 9301 §5.2): another notification under the same nonce is all but impossible, and would only
+            // lose that one's retransmissions (its record is not reused while it may still be sent).
             _pending[nonce] = p;
         }
         _send(p.Datagram, to);
@@ -375,10 +410,15 @@ public sealed class Publisher : IDisposable
             foreach (var (nonce, p) in _pending)
             {
                 if (p.NextMs > nowMs) continue;
-                if (p.Attempts >= MaxAttempts)
+                // A publication made before its subscription was renewed: the renewal's answer carried newer state,
+                // and the ITR now takes only nonces counted from the renewing request's (RFC 9437 §5). Not sent again,
+                // and its going unacknowledged says nothing about the subscriber.
+                bool superseded = p.Subscription is Subscription renewed && renewed.Nonces.Renewals != p.Renewal;
+                if (superseded || p.Attempts >= MaxAttempts)
                 {
                     _pending.Remove(nonce);
-                    if (p.Subscription is Subscription s) _given.Add(s);
+                    if (superseded) _counters.Add(MsCounter.PublicationsSuperseded);
+                    else if (p.Subscription is Subscription s) _given.Add(s);
                     p.Subscription = null;
                     _free.Push(p);
                     continue;

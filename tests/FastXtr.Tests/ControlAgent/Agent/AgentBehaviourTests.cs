@@ -228,6 +228,89 @@ public class AgentBehaviourTests
         Assert.That(itr.Counters[AgentCounter.MapRequestsUnanswered], Is.EqualTo(1));
     }
 
+    /// <summary>
+    /// RFC 9437 at the ITR, against a Map-Server the test plays: a subscribed record's publications are taken only with
+    /// a nonce above the last one taken, counted from the subscribing request's (§5); the same nonce again is a
+    /// retransmission, acknowledged and not applied twice; an older one, or one far from the count (from before the
+    /// last renewal), is dropped unacknowledged. A Map-Notify with a subscribing request's nonce is that request's
+    /// answer (§4's acknowledgement of the subscription): installed, acknowledged, and the start of its count.
+    /// </summary>
+    [Test]
+    public void Publications_AreTakenInNonceOrder_CountedFromTheSubscribingRequest()
+    {
+        using var ms = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var config = AgentConfig.Parse(["rloc-addr 127.0.0.57", $"map-server {ms.Client.LocalEndPoint} 0 sha256 \"{Secret}\"",
+            $"map-resolver {ms.Client.LocalEndPoint}", "rloc-probe-interval 0"]);
+        var region = SharedRegion.CreatePrivate(new SharedRegionSizes(256, 16, 1, 64));
+        _cleanup.Add(region);
+        var itr = new XtrAgent(config, region, NullLogger.Instance);
+        _cleanup.Add(itr);
+        var key = config.MapServers[0].Key;
+        var agentAt = new IPEndPoint(IPAddress.Parse("127.0.0.57"), LispPorts.Control);
+        static MappingRecord Record(string prefix, byte length, string rloc)
+        {
+            var rec = new MappingRecord { EidPrefix = EidAddress.WithInstanceId(1000, EidFamily.Ipv4, Ipv4Header.ToUInt32(IPAddress.Parse(prefix))), EidMaskLength = length, TtlMinutes = 10, Authoritative = true };
+            rec.Locators.Add(new LocatorRecord(LispAddress.Parse(rloc), 1, 100));
+            return rec;
+        }
+        void Notify(ulong nonce, string prefix, string rloc)
+        {
+            var notify = new MapNotify { Nonce = nonce, KeyId = key.KeyId, AlgorithmId = key.Algorithm, XtrIdPresent = true, XtrId = config.XtrId };
+            notify.Records.Add(Record(prefix, 16, rloc));
+            ms.Send(notify.ToSignedArray(key), agentAt);
+        }
+        // The next Map-Notify-Ack the agent sends us: its nonce, or null after the timeout.
+        ulong? Ack(int timeoutMs)
+        {
+            ms.Client.ReceiveTimeout = timeoutMs;
+            try
+            {
+                while (true)
+                {
+                    IPEndPoint? from = null;
+                    var bytes = ms.Receive(ref from);
+                    if (LispMessage.PeekType(bytes) != LispMessageType.MapNotifyAck) continue;
+                    var ack = new MapNotify();
+                    ack.Decode(bytes);
+                    return ack.Nonce;
+                }
+            }
+            catch (SocketException) { return null; }
+        }
+
+        Miss(region, "10.1.1.1", "10.9.0.1");
+        var (subscribed, requester, _) = ReceiveRequest(ms, 5000)!.Value;
+        var reply = new MapReply { Nonce = subscribed };
+        reply.Records.Add(Record("10.9.0.0", 16, "127.0.0.70"));
+        ms.Send(reply.ToArray(), requester);
+        Poll.Until(() => RlocOf(region, "10.9.0.1") == "127.0.0.70", "the answer installed");
+
+        Notify(subscribed + 1, "10.9.0.0", "127.0.0.71");
+        Assert.That(Ack(3000), Is.EqualTo(subscribed + 1));
+        Assert.That(RlocOf(region, "10.9.0.1"), Is.EqualTo("127.0.0.71"), "the next in the count is taken");
+        Notify(subscribed + 1, "10.9.0.0", "127.0.0.72");
+        Assert.That(Ack(3000), Is.EqualTo(subscribed + 1), "a retransmission is acknowledged again");
+        Notify(subscribed, "10.9.0.0", "127.0.0.73");
+        Notify(subscribed + (1UL << 32) + 5, "10.9.0.0", "127.0.0.74");
+        Assert.That(Ack(700), Is.Null, "a replay and a nonce of another count are not acknowledged");
+        Assert.That(RlocOf(region, "10.9.0.1"), Is.EqualTo("127.0.0.71"), "none of the three was applied");
+        Assert.That((itr.Counters[AgentCounter.PublicationsRepeated], itr.Counters[AgentCounter.PublicationsReplayed], itr.Counters[AgentCounter.PublicationsApplied]),
+            Is.EqualTo((1L, 2L, 1L)));
+        Notify(subscribed + 5, "10.9.0.0", "127.0.0.75");
+        Assert.That(Ack(3000), Is.EqualTo(subscribed + 5), "a gap in the count is no replay");
+        Assert.That(RlocOf(region, "10.9.0.1"), Is.EqualTo("127.0.0.75"));
+
+        // A Map-Server that acknowledges a subscription with a Map-Notify (RFC 9437 §4) instead of a Map-Reply.
+        Miss(region, "10.1.1.1", "10.8.0.1");
+        var (second, _, _) = ReceiveRequest(ms, 5000)!.Value;
+        Notify(second, "10.8.0.0", "127.0.0.80");
+        Assert.That(Ack(3000), Is.EqualTo(second), "the subscription's acknowledgement is acknowledged");
+        Poll.Until(() => RlocOf(region, "10.8.0.1") == "127.0.0.80", "and installed as the request's answer");
+        Notify(second + 1, "10.8.0.0", "127.0.0.81");
+        Assert.That(Ack(3000), Is.EqualTo(second + 1));
+        Assert.That(RlocOf(region, "10.8.0.1"), Is.EqualTo("127.0.0.81"), "its count starts at the request's nonce");
+    }
+
     /// <summary>The next ECM Map-Request a socket receives: its nonce, its sender and when; null after the timeout.</summary>
     private static (ulong Nonce, IPEndPoint From, DateTime At)? ReceiveRequest(UdpClient socket, int timeoutMs)
     {

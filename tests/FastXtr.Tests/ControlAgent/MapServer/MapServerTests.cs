@@ -764,6 +764,50 @@ public partial class MapServerTests
     }
 
     /// <summary>
+    /// RFC 9437: a subscription's publications count up from the subscribing request's nonce, one per publication
+    /// (§5), a renewal restarts the count from the renewing request's (§4), and a publication made before the renewal
+    /// is not sent again (the ITR takes only the new count now) nor held against the subscriber.
+    /// </summary>
+    [Test]
+    public void PublicationNonces_CountUpFromTheSubscribingRequests_AndARenewalRestartsThem()
+    {
+        RegisterInference();
+        Subscribe(); // request nonce 31337
+        var nonces = new List<ulong>();
+        for (int i = 0; i < 3; i++)
+        {
+            RegisterInference(i % 2 == 0 ? "busy" : "ready");
+            var n = ReceiveNotify(PlannersKey) ?? throw new AssertionException($"publication {i}");
+            nonces.Add(n.Nonce);
+            Ack(n);
+        }
+        Assert.That(nonces, Is.EqualTo(new ulong[] { 31338, 31339, 31340 }));
+
+        // Renewed with another nonce (the count near the top of the range, to cross the wrap).
+        ulong renewal = ulong.MaxValue - 1;
+        Send(Ecm(1000, "10.1.0.50", null, renewal, subscribe: true, xtrId: 0x55));
+        var reply = new MapReply();
+        reply.Decode(Receive()!);
+        Assert.That((reply.Nonce, _server.Publisher!.SubscriptionCount), Is.EqualTo((renewal, 1)));
+        RegisterInference("ready");
+        var a = ReceiveNotify(PlannersKey)!;
+        Ack(a);
+        RegisterInference("busy");
+        var b = ReceiveNotify(PlannersKey)!;
+        Assert.That((a.Nonce, b.Nonce), Is.EqualTo((ulong.MaxValue, 0UL)), "counted from the renewing request's, wrapping");
+
+        // b left unacknowledged, and the subscription renewed before its retransmission: it is superseded, not sent
+        // again, and the subscriber is kept.
+        Send(Ecm(1000, "10.1.0.50", null, 777, subscribe: true, xtrId: 0x55));
+        reply.Decode(Receive()!);
+        Assert.That(ReceiveNotify(PlannersKey, 1800), Is.Null, "the superseded publication is not sent again");
+        Assert.That((_server.Counters[MsCounter.PublicationsSuperseded], _server.Counters[MsCounter.NotifyRetransmissions], _server.Publisher!.PendingCount),
+            Is.EqualTo((1L, 0L, 0)));
+        RegisterInference("ready");
+        Assert.That(ReceiveNotify(PlannersKey)!.Nonce, Is.EqualTo(778UL), "still subscribed, counting from 777");
+    }
+
+    /// <summary>
     /// The publisher reuses a notification's buffer once it is acknowledged: publications alternately longer and
     /// shorter than the one before each arrive whole (they decode with nothing left over), signed, with this change's
     /// record, and none is left pending or sent twice.
