@@ -158,6 +158,9 @@ public static class Linux
     public const int XDP_STATISTICS = 7;
     public const int XDP_OPTIONS = 8;
     public const ushort XDP_SHARED_UMEM = 1 << 0;
+    public const int SIGHUP = 1;
+    public const int SIG_DFL = 0;
+    public const int SIG_IGN = 1;
     public const ushort XDP_COPY = 1 << 1;
     public const ushort XDP_ZEROCOPY = 1 << 2;
     public const ushort XDP_USE_NEED_WAKEUP = 1 << 3;

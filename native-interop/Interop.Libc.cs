@@ -29,6 +29,10 @@ internal static unsafe partial class Libc
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial nint writev(int fd, IoVec* iov, int iovcnt);
 
+    /// <summary>signal(2): sets a signal's disposition; returns the previous one (SIG_ERR, -1, on failure).</summary>
+    [LibraryImport(LibcName, EntryPoint = "signal", SetLastError = true)]
+    public static partial nint signal(int signum, nint handler);
+
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int fstat(int fd, StatBuf* buffer);
 

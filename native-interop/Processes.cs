@@ -8,7 +8,21 @@ public static class Processes
     /// exited and whose parent has not collected it yet. Where PID 1 does not reap orphans (some containers), a killed
     /// data plane stays one for good, and counting it as running would refuse its restart for ever.
     /// </summary>
-    public static bool IsRunning(int pid)
+    public static bool IsRunning(int pid) => IsRunningCore(pid);
+
+    /// <summary>
+    /// Gives SIGHUP its default disposition back when the process was started with it ignored (nohup, or a shell's
+    /// job that ignores it), before the runtime is asked to handle it: .NET does not deliver a signal whose
+    /// disposition was SIG_IGN when the handler was registered, so a role started under nohup would never reload.
+    /// Returns whether it had been ignored.
+    /// </summary>
+    public static bool TakeBackSighup()
+    {
+        nint previous = Libc.signal(Linux.SIGHUP, Linux.SIG_DFL);
+        return previous == Linux.SIG_IGN;
+    }
+
+    private static bool IsRunningCore(int pid)
     {
         if (pid <= 0) return false;
         string stat;

@@ -40,6 +40,8 @@ public static class Program
 
         public StopSignals()
         {
+            // Started under nohup (SIGHUP ignored, and inherited so): the runtime would never hand us a reload.
+            NativeInterop.Processes.TakeBackSighup();
             _sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; _done.Set(); });
             _sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; _done.Set(); });
             _sighup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, c => { c.Cancel = true; _hup.Release(); });
