@@ -82,27 +82,23 @@ public sealed unsafe class XdpSocket : IDisposable
     public static XdpSocket Open(string name, int ifindex, int queue, int chunkBytes, int rxChunks, int txChunks)
     {
         var umem = new XdpUmem(chunkBytes, ChunksFor(rxChunks, txChunks), $"{name} queue {queue}");
-        try { return Open(name, ifindex, queue, umem, rxChunks, txChunks, ownsUmem: true); }
+        try { return Open(name, ifindex, queue, umem, rxChunks, txChunks, ownsUmem: true, out _)!; }
         catch { umem.Dispose(); throw; }
     }
 
     /// <summary>
     /// A socket on <paramref name="umem"/>: it registers the UMEM if no socket has yet, else binds to it
-    /// (XDP_SHARED_UMEM) with fill and completion rings of its own. Binding to a shared UMEM fails where the kernel
-    /// or the driver cannot share it across these devices (a NIC in zero-copy mode and a veth): the
-    /// <see cref="NativeException"/> then has <see cref="SharingRefused"/> true, and the caller may open the socket
-    /// with a UMEM of its own. The UMEM must have <see cref="ChunksFor"/> free chunks for the socket.
+    /// (XDP_SHARED_UMEM) with fill and completion rings of its own. Null, with the kernel's errno in
+    /// <paramref name="refused"/> and nothing left open, where the kernel or the driver cannot share the UMEM across
+    /// these devices (EINVAL, EOPNOTSUPP: a NIC in zero-copy mode and a veth): the caller may open the socket with a
+    /// UMEM of its own. The UMEM must have <see cref="ChunksFor"/> free chunks for the socket.
     /// </summary>
-    public static XdpSocket Open(string name, int ifindex, int queue, XdpUmem umem, int rxChunks, int txChunks) =>
-        Open(name, ifindex, queue, umem, rxChunks, txChunks, ownsUmem: false);
+    public static XdpSocket? OpenShared(string name, int ifindex, int queue, XdpUmem umem, int rxChunks, int txChunks, out int refused) =>
+        Open(name, ifindex, queue, umem, rxChunks, txChunks, ownsUmem: false, out refused);
 
-    /// <summary>Binding to another socket's UMEM was refused (EINVAL, EOPNOTSUPP): open with a UMEM of its own.</summary>
-    public static bool SharingRefused(NativeException e) => e.Message.Contains(SharingRefusedText, StringComparison.Ordinal);
-
-    private const string SharingRefusedText = "cannot share the UMEM";
-
-    private static XdpSocket Open(string name, int ifindex, int queue, XdpUmem umem, int rxChunks, int txChunks, bool ownsUmem)
+    private static XdpSocket? Open(string name, int ifindex, int queue, XdpUmem umem, int rxChunks, int txChunks, bool ownsUmem, out int refused)
     {
+        refused = 0;
         rxChunks = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)rxChunks);
         txChunks = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)txChunks);
         if (umem.FreeCount < rxChunks)
@@ -151,9 +147,11 @@ public sealed unsafe class XdpSocket : IDisposable
                 if (Bind(fd, ifindex, queue, Linux.XDP_SHARED_UMEM, (uint)umem.OwnerFd) != 0)
                 {
                     int e = Libc.LastError;
-                    throw e is Linux.EINVAL or Linux.EOPNOTSUPP
-                        ? new NativeException($"binding an AF_XDP socket to queue {queue} of {name}: {SharingRefusedText} of the worker's other sockets", e)
-                        : BindError(e, name, queue);
+                    if (e is not (Linux.EINVAL or Linux.EOPNOTSUPP)) throw BindError(e, name, queue);
+                    foreach (var r in new[] { rx, tx, fill, completion }) Libc.munmap(r.Map, r.MapBytes);
+                    Libc.close(fd);
+                    refused = e;
+                    return null;
                 }
                 zeroCopy = umem.ZeroCopy;
             }

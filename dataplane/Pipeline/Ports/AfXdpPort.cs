@@ -60,16 +60,23 @@ public sealed unsafe class AfXdpPort : IEidPort
     {
         superFrames = 0;
         var sockets = _sockets[instance];
-        var neighbors = _neighbors[instance];
         int n = 0;
-        // The instance's queues in turn, from a different one each time, so that none waits behind a busy one.
+        for (int q = 0, first = FirstQueue(instance); q < sockets.Length && n < lengths.Length; q++)
+            n = ReadSocket(sockets[(first + q) % sockets.Length], _neighbors[instance], buffers, lengths, n, ref bytes);
+        return Read(n);
+    }
+
+    /// <summary>The queue of the instance to read first: each in turn, so that none waits behind a busy one.</summary>
+    private int FirstQueue(int instance)
+    {
         int first = _nextSocket[instance];
-        _nextSocket[instance] = first + 1 == sockets.Length ? 0 : first + 1;
-        for (int q = 0; q < sockets.Length && n < lengths.Length; q++)
-        {
-            var socket = sockets[(first + q) % sockets.Length];
-            n = ReadSocket(socket, neighbors, buffers, lengths, n, ref bytes);
-        }
+        _nextSocket[instance] = first + 1 == _sockets[instance].Length ? 0 : first + 1;
+        return first;
+    }
+
+    /// <summary>A read of <paramref name="n"/> frames done: after many empty ones, the kernel's drop counts are looked at.</summary>
+    private int Read(int n)
+    {
         if (n == 0 && ++_emptyReads >= StatisticsEvery)
         {
             _emptyReads = 0;
@@ -90,9 +97,7 @@ public sealed unsafe class AfXdpPort : IEidPort
         var sockets = _sockets[instance];
         var neighbors = _neighbors[instance];
         int n = 0;
-        int first = _nextSocket[instance];
-        _nextSocket[instance] = first + 1 == sockets.Length ? 0 : first + 1;
-        for (int q = 0; q < sockets.Length && n < lengths.Length; q++)
+        for (int q = 0, first = FirstQueue(instance); q < sockets.Length && n < lengths.Length; q++)
         {
             var socket = sockets[(first + q) % sockets.Length];
             while (n < lengths.Length && socket.TryReceiveHeld(out byte* frame, out int length))
@@ -110,12 +115,7 @@ public sealed unsafe class AfXdpPort : IEidPort
             }
             socket.ReleaseReceived();
         }
-        if (n == 0 && ++_emptyReads >= StatisticsEvery)
-        {
-            _emptyReads = 0;
-            CountKernelDrops();
-        }
-        return n;
+        return Read(n);
     }
 
     /// <summary>Tops the fill rings of an instance's sockets up from the UMEM (after a batch gave its chunks back).</summary>

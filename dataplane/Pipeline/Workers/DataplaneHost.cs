@@ -243,11 +243,10 @@ public sealed class DataplaneHost : IDisposable
             for (int q = 0; q < link.RxQueues; q++)
             {
                 var umem = _umems[q % Options.Workers];
-                XdpSocket socket;
-                try { socket = XdpSocket.Open(link.Name, link.Index, q, umem, Options.RxRingFrames, Options.TxRingFrames); }
-                catch (NativeException e) when (XdpSocket.SharingRefused(e))
+                var socket = XdpSocket.OpenShared(link.Name, link.Index, q, umem, Options.RxRingFrames, Options.TxRingFrames, out int refused);
+                if (socket is null)
                 {
-                    DataplaneLog.UmemNotShared(_log, link.Name, q, e.Message);
+                    DataplaneLog.UmemNotShared(_log, link.Name, q, new NativeException("binding to the worker's UMEM (XDP_SHARED_UMEM)", refused).Message);
                     socket = XdpSocket.Open(link.Name, link.Index, q, umem.ChunkBytes, Options.RxRingFrames, Options.TxRingFrames);
                 }
                 perWorker[q % Options.Workers].Add(socket);
