@@ -56,17 +56,17 @@ public sealed unsafe class XdpUnderlaySender
     }
 
     /// <summary>
-    /// The outer IPv4 packet, built in place in front of a packet received into a UMEM chunk the caller holds, sent
-    /// where it lies: the next hop's Ethernet header written in front of it and its address put on the TX ring; true
-    /// when it went (the chunk with it). False when the next hop is not known, the packet is not in the socket's UMEM
-    /// or the TX ring stays full: the chunk is still the caller's, which sends the packet through the kernel.
+    /// The outer IPv4 packet, built in place in front of a packet received into a chunk of this socket's UMEM that the
+    /// caller holds, sent where it lies: the next hop's Ethernet header written in front of it (the kernel's 256-byte
+    /// receive headroom leaves room for it and the outer headers) and its address put on the TX ring; true when it
+    /// went (the chunk with it). False when the next hop is not known or the TX ring stays full: the chunk is still
+    /// the caller's, which sends the packet through the kernel.
     /// </summary>
     public bool TrySendHeld(byte* outer, int length, uint rloc)
     {
         ulong mac = NextHop(rloc);
         byte* frame = outer - EthernetHeaderBytes;
-        var umem = _socket.Umem;
-        if (mac == 0 || !umem.Contains(frame) || umem.ChunkOf(umem.AddressOf(frame)) != umem.ChunkOf(umem.AddressOf(outer + length - 1)))
+        if (mac == 0)
         {
             _counters.Add(Counter.ItrKernelSent);
             return false;

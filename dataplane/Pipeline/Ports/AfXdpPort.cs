@@ -192,7 +192,8 @@ public sealed unsafe class AfXdpPort : IEidPort
     }
 
     /// <summary>
-    /// One IP packet that lies in a held UMEM chunk (a decapsulated frame) sent where it lies: the host's Ethernet
+    /// One IP packet that lies in a held chunk of the port's UMEM (a decapsulated frame; the worker forwards in place
+    /// only when every socket shares it, <see cref="SharedUmem"/>) sent where it lies: the host's Ethernet
     /// header written in front of it (over the outer headers) and its address put on the instance's TX ring, the chunk
     /// passing with it (<paramref name="consumed"/>). A host not heard from yet is routed by the kernel from a copy; a
     /// packet over the MTU is a counted drop; in both the chunk stays the caller's. Returns whether the packet went.
@@ -204,10 +205,8 @@ public sealed unsafe class AfXdpPort : IEidPort
         if (!_ethernet.TryDestination(packet, length, out UInt128 destination, out bool ipv6)) return false;
         if (!_neighbors[instance].TryGet(destination, ipv6, out ulong mac)) return _ethernet.RouteThroughKernel(instance, packet, length, ipv6, destination);
         if (length > _mtus[instance]) { _counters.Add(Counter.DropTooBig); return false; }
+        // A decapsulated packet sits behind the outer headers it came with: its Ethernet header goes over them.
         byte* frame = packet - EthernetHeaderBytes;
-        var umem = socket.Umem;
-        if (!umem.Contains(frame) || umem.ChunkOf(umem.AddressOf(frame)) != umem.ChunkOf(umem.AddressOf(packet + length - 1)))
-            return Write(instance, packet, length); // not in this socket's UMEM, or no room in front: copied
         EthernetEidSide.WriteHeader(frame, mac, _macs[instance], ipv6);
         if (!socket.SendFrame(frame, length + EthernetHeaderBytes))
         {
