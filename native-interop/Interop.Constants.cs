@@ -160,7 +160,6 @@ public static class Linux
     public const ushort XDP_SHARED_UMEM = 1 << 0;
     public const int SIGHUP = 1;
     public const int SIG_DFL = 0;
-    public const int SIG_IGN = 1;
     public const ushort XDP_COPY = 1 << 1;
     public const ushort XDP_ZEROCOPY = 1 << 2;
     public const ushort XDP_USE_NEED_WAKEUP = 1 << 3;

@@ -43,9 +43,6 @@ public sealed class PublicationNonces(ulong start)
 
     /// <summary>How many times the subscription was renewed: a publication made before the last renewal is superseded.</summary>
     public int Renewals => Volatile.Read(ref _renewals);
-
-    /// <summary>The nonce of the last publication (or of the subscribing request, before any).</summary>
-    public ulong Last => (ulong)Volatile.Read(ref _last);
 }
 
 /// <summary>

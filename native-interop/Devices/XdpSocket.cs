@@ -286,9 +286,6 @@ public sealed unsafe class XdpSocket : IDisposable
             Libc.recvfrom(_fd, null, 0, Linux.MSG_DONTWAIT, null, null);
     }
 
-    /// <summary>Chunks lent to the kernel for receiving (in the fill ring, or received and not yet read).</summary>
-    public int LentChunks => _lent;
-
     /// <summary>
     /// A free chunk of the UMEM to write a frame into, at the kernel's headroom (<see cref="MaxFrameBytes"/> at most),
     /// or null when every chunk is lent or in flight; <see cref="Send"/> queues it.

@@ -22,9 +22,6 @@ public sealed unsafe class XdpUmem : IDisposable
     public bool ZeroCopy { get; internal set; }
     private readonly List<XdpSocket> _sockets = [];
 
-    /// <summary>Sockets bound to it (the owner included).</summary>
-    public int Sockets => _sockets.Count;
-
     internal void Attach(XdpSocket socket) => _sockets.Add(socket);
 
     /// <summary>The chunks every socket of the UMEM has sent come back to the pool (a fill ring to stock, the pool short).</summary>

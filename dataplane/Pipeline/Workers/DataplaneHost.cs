@@ -190,8 +190,9 @@ public sealed class DataplaneHost : IDisposable
                 _nextHops.Refresh();
                 modes.Add($"underlay {ulink.Name}: LISP data to {Sockets.FormatIpv4(Options.RlocAddress)}:{Options.Port} through AF_XDP, {XdpMode(program, _underlay[0][0], ulink)}");
             }
-            var sharing = xsks.Zip(_underlay.Length > 0 ? _underlay : xsks.Select(_ => new List<XdpSocket>()).ToArray(), (e, un) => e.SelectMany(x => x).Concat(un).ToList()).ToList();
-            modes.Add(sharing.All(ws => ws.All(s => s.Umem == ws[0].Umem))
+            bool oneUmemEach = Enumerable.Range(0, Options.Workers).All(w =>
+                xsks[w].SelectMany(s => s).Concat(_underlay.Length > 0 ? _underlay[w] : []).Select(s => s.Umem).Distinct().Count() == 1);
+            modes.Add(oneUmemEach
                 ? "one UMEM per worker: frames forwarded in place"
                 : "UMEMs not shared by every socket of a worker: frames between them copied");
         }
