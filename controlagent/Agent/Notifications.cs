@@ -79,6 +79,7 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
         if (registrar.TryAcknowledge(notify, from)) return;
         if (resolver.TryTakeSubscriptionAck(notify))
         {
+            io.Counters.Add(AgentCounter.SubscriptionAcksTaken);
             Acknowledge(notify, peer, from);
             return;
         }
@@ -99,11 +100,11 @@ internal sealed class Notifications(AgentIo io, Registrar registrar, Resolver re
                 AgentLog.PublicationReplayed(io.Log, from, $"[{iid}]{EidPrefix.Format(family, prefix)}/{rec.EidMaskLength}", notify.Nonce, last);
                 return;
             }
-            if (o == Resolver.PublicationOrder.Repeated) order = o;
+            if (o != Resolver.PublicationOrder.New) order = o;
         }
-        if (order == Resolver.PublicationOrder.Repeated)
+        if (order != Resolver.PublicationOrder.New)
         {
-            io.Counters.Add(AgentCounter.PublicationsRepeated);
+            io.Counters.Add(order == Resolver.PublicationOrder.Repeated ? AgentCounter.PublicationsRepeated : AgentCounter.SubscriptionAcksTaken);
             Acknowledge(notify, peer, from);
             return;
         }

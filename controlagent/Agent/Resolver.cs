@@ -69,17 +69,20 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     private const ulong PublicationWindow = 1UL << 32;
 
     /// <summary>Where a publication's nonce stands against the last one taken for its record (RFC 9437 §5).</summary>
-    public enum PublicationOrder { New, Repeated, Replayed }
+    public enum PublicationOrder { New, Repeated, Replayed, SubscriptionAck }
 
     /// <summary>
     /// A publication's nonce against the last taken for the record: above it (or none taken yet) it is new, equal it
     /// is a retransmission of one taken, below it a replay. Compared in serial-number arithmetic (RFC 1982): the
-    /// count starts at a random 64-bit nonce and may wrap.
+    /// count starts at a random 64-bit nonce and may wrap. The count's start itself is the Map-Server's
+    /// acknowledgement of the subscription (RFC 9437's subscribe procedure), come after the Map-Reply that installed the record (or again):
+    /// acknowledged, not applied.
     /// </summary>
     public PublicationOrder OrderOf(uint iid, EidFamily family, UInt128 prefix, int length, ulong nonce, out ulong last)
     {
         if (!_publicationNonces.TryGetValue((iid, family, prefix, length), out var count)) { last = 0; return PublicationOrder.New; }
         last = count.Last;
+        if (nonce == count.Start) return PublicationOrder.SubscriptionAck;
         if (nonce - count.Start - 1 >= PublicationWindow - 1) return PublicationOrder.Replayed; // not of the current count
         long ahead = (long)(nonce - count.Last);
         return ahead > 0 ? PublicationOrder.New : ahead == 0 ? PublicationOrder.Repeated : PublicationOrder.Replayed;

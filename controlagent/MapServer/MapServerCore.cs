@@ -611,7 +611,7 @@ public sealed class MapServerCore
             _log.Warning("subscribe", $"{subscriber}: subscription for {reg.Key.InstanceId}/{EidPrefix.Format(reg.Key.Family, reg.Key.Prefix)} refused: xTR-ID {xtrId:x} has registered with no site, so nothing could authenticate the publications");
             return;
         }
-        Publisher.Subscribe(reg.Key, subscriber, xtrId, site, constraints, lcaf, _request.Nonce);
+        Publisher.Subscribe(reg, subscriber, xtrId, site, constraints, lcaf, _request.Nonce);
     }
 
     /// <summary>

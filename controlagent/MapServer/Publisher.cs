@@ -50,8 +50,10 @@ public sealed class PublicationNonces(ulong start)
 /// state changed, or it expired), every subscriber of that prefix gets an authenticated Map-Notify with the new
 /// record, filtered and prioritised for its own constraints (CONTEXT-EXTENSION.md §4), and every ETR that was in the
 /// previous RLOC set but is not in the new one gets the new record too, so that it can solicit (SMR) the ITRs still
-/// sending to it. Unacknowledged notifications are sent again every second, three times, after which a subscription
-/// is dropped.
+/// sending to it. Every subscription and renewal is acknowledged with a Map-Notify under the subscribing request's
+/// nonce carrying the record as the subscriber may use it (RFC 9437's subscribe procedure; the Map-Reply still answers the request, as
+/// RFC 9301 has it). Unacknowledged notifications are sent again every second, three times, after which a
+/// subscription is dropped.
 /// <para>
 /// Changes are queued, and one sender thread of its own builds, signs, sends and retransmits: a receive worker only
 /// enqueues. A Map-Register's changes join the queue only after its Map-Notify has gone (the receive loop holds them
@@ -123,8 +125,11 @@ public sealed class Publisher : IDisposable
     private readonly Dictionary<(AgentConstraints?, bool, SiteKey), byte[]> _templates = [];
     private readonly ILogger _log;
     // A change with the subscribers it had when it happened: one who subscribes later is not told of it (the
-    // Map-Reply that set the subscription up already carried the newer state).
-    private readonly record struct Change(EidRegistration? Old, EidRegistration? New, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>? Subscribers);
+    // Map-Reply that set the subscription up already carried the newer state). Or a subscription to acknowledge
+    // (Acknowledging set): New is the registration it was answered from, Nonce the subscribing request's, Renewal
+    // the subscription's renewal count after it.
+    private readonly record struct Change(EidRegistration? Old, EidRegistration? New, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>? Subscribers,
+        Subscription? Acknowledging = null, ulong Nonce = 0, int Renewal = 0);
 
     private readonly ConcurrentQueue<Change> _changes = new();
     // Released once per queued change; the sender waits on it (a direct wake-up, no thread-pool hop).
@@ -205,28 +210,35 @@ public sealed class Publisher : IDisposable
     /// <summary>Notifications sent and not yet acknowledged (nor given up).</summary>
     public int PendingCount { get { lock (_pendingLock) return _pending.Count; } }
 
+    /// <summary>
+    /// Subscribes (or renews) and queues the subscription's acknowledgement: a Map-Notify with the subscribing
+    /// request's nonce and <paramref name="current"/>'s record, sent after the request's Map-Reply when the receive
+    /// loop defers (<see cref="DeferOnThisThread"/>).
+    /// </summary>
     /// <param name="nonce">The subscribing Map-Request's: the subscription's publications count from it (RFC 9437 §4).</param>
-    public void Subscribe(EidKey key, IPEndPoint subscriber, UInt128 xtrId, SiteBinding site, AgentConstraints? constraints, bool lcaf, ulong nonce)
+    public void Subscribe(EidRegistration current, IPEndPoint subscriber, UInt128 xtrId, SiteBinding site, AgentConstraints? constraints, bool lcaf, ulong nonce)
     {
+        var key = current.Key;
         // An ITR renews its subscription with every Map-Request for the prefix: the same one again only restarts the
-        // count of publication nonces from the new request's, and allocates nothing.
-        if (_subscriptions.TryGetValue(key, out var subs) && subs.TryGetValue((subscriber, xtrId), out var existing)
-            && existing.Lcaf == lcaf && ReferenceEquals(existing.Site, site) && Equals(existing.Constraints, constraints))
+        // count of publication nonces from the new request's.
+        if (!_subscriptions.TryGetValue(key, out var subs) || !subs.TryGetValue((subscriber, xtrId), out var s)
+            || s.Lcaf != lcaf || !ReferenceEquals(s.Site, site) || !Equals(s.Constraints, constraints))
         {
-            existing.Nonces.Renew(nonce);
-            _counters.Add(MsCounter.SubscriptionsAccepted);
-            return;
+            s = new Subscription(key, subscriber, xtrId, site, constraints, lcaf, new PublicationNonces(nonce));
+            _subscriptions.AddOrUpdate(key,
+                _ => ImmutableDictionary<(IPEndPoint, UInt128), Subscription>.Empty.Add((subscriber, xtrId), s),
+                (_, existing) => existing.SetItem((subscriber, xtrId), s));
         }
-        Subscribe(new Subscription(key, subscriber, xtrId, site, constraints, lcaf, new PublicationNonces(nonce)));
+        else s.Nonces.Renew(nonce);
+        _counters.Add(MsCounter.SubscriptionsAccepted);
+        var ack = new Change(null, current, null, s, nonce, s.Nonces.Renewals);
+        if (t_deferring) t_held!.Add(ack);
+        else Enqueue(ack);
     }
 
-    private void Subscribe(Subscription s)
-    {
-        _subscriptions.AddOrUpdate(s.Key,
-            _ => ImmutableDictionary<(IPEndPoint, UInt128), Subscription>.Empty.Add((s.Subscriber, s.XtrId), s),
-            (_, existing) => existing.SetItem((s.Subscriber, s.XtrId), s));
-        _counters.Add(MsCounter.SubscriptionsAccepted);
-    }
+    /// <summary>Whether <paramref name="s"/> is still the subscription of its subscriber and xTR-ID (not replaced by one under other constraints, nor dropped).</summary>
+    private bool IsCurrent(Subscription s) =>
+        _subscriptions.TryGetValue(s.Key, out var subs) && subs.TryGetValue((s.Subscriber, s.XtrId), out var current) && ReferenceEquals(current, s);
 
     /// <summary>
     /// After a reload: a subscription whose subscriber's site is gone is dropped, since nothing could authenticate its
@@ -268,7 +280,12 @@ public sealed class Publisher : IDisposable
     /// <summary>The sender thread: one change's publications and move notifications, built, signed and sent.</summary>
     private void Publish(Change change)
     {
-        var (old, updated, subs) = change;
+        if (change.Acknowledging is Subscription subscribed)
+        {
+            AcknowledgeSubscription(subscribed, change.New, change.Nonce, change.Renewal);
+            return;
+        }
+        var (old, updated, subs, _, _, _) = change;
         var key = (updated ?? old)!.Key;
         var site = (updated ?? old)!.Site;
         if (subs is not null)
@@ -311,6 +328,25 @@ public sealed class Publisher : IDisposable
         BinaryPrimitives.WriteUInt128BigEndian(notify[^24..], s.XtrId);
         MessageAuthentication.Sign(notify, key.Algorithm, key);
         _counters.Add(MsCounter.PublicationsSent);
+        Track(nonce, p, s.Subscriber, s, key);
+    }
+
+    /// <summary>
+    /// RFC 9437's subscribe procedure: a subscription is acknowledged with a Map-Notify under the subscribing request's nonce (the first
+    /// of its count: publications take the next ones), carrying the record as answered for the subscriber's
+    /// constraints, signed with its site's key, and retransmitted like a publication until the Map-Notify-Ack comes;
+    /// unacknowledged, the subscription is dropped (draft-boucadair-lisp-pubsub-flow-examples §9). Not sent when the
+    /// subscription was renewed again or replaced since: that request's acknowledgement follows.
+    /// </summary>
+    private void AcknowledgeSubscription(Subscription s, EidRegistration? answered, ulong nonce, int renewal)
+    {
+        if (s.Nonces.Renewals != renewal || !IsCurrent(s)) return;
+        var key = s.SiteKey;
+        var notify = Encode(s.Key, key, s.Constraints, s.Lcaf, answered, s.XtrId, nonce, sign: true);
+        var p = Take(notify.Length);
+        notify.CopyTo(p.Buffer, 0);
+        p.Renewal = renewal;
+        _counters.Add(MsCounter.SubscriptionAcksSent);
         Track(nonce, p, s.Subscriber, s, key);
     }
 
@@ -362,9 +398,10 @@ public sealed class Publisher : IDisposable
         p.NextMs = MapServerCore.NowMs + (long)RetransmitInterval.TotalMilliseconds;
         lock (_pendingLock)
         {
-            // Move notifications take random nonces, publications count up from their subscribing request's (itself
-            // random, RFC 9301 §5.2): another notification under the same nonce is all but impossible, and would only
-            // lose that one's retransmissions (its record is not reused while it may still be sent).
+            // Move notifications take random nonces, subscription acknowledgements and publications count up from
+            // their subscribing request's (itself random, RFC 9301 §5.2): another notification under the same nonce
+            // comes only from one request subscribing to several records (our agent asks for one per request), and
+            // only loses the earlier one's retransmissions (its record is not reused while it may still be sent).
             _pending[nonce] = p;
         }
         _send(p.Datagram, to);
@@ -407,10 +444,11 @@ public sealed class Publisher : IDisposable
             foreach (var (nonce, p) in _pending)
             {
                 if (p.NextMs > nowMs) continue;
-                // A publication made before its subscription was renewed: the renewal's answer carried newer state,
-                // and the ITR now takes only nonces counted from the renewing request's (RFC 9437 §5). Not sent again,
-                // and its going unacknowledged says nothing about the subscriber.
-                bool superseded = p.Subscription is Subscription renewed && renewed.Nonces.Renewals != p.Renewal;
+                // A publication made before its subscription was renewed (or replaced by one under other constraints):
+                // the renewal's answer carried newer state, and the ITR now takes only nonces counted from the
+                // renewing request's (RFC 9437 §5). Not sent again, and its going unacknowledged says nothing about
+                // the subscriber.
+                bool superseded = p.Subscription is Subscription renewed && (renewed.Nonces.Renewals != p.Renewal || !IsCurrent(renewed));
                 if (superseded || p.Attempts >= MaxAttempts)
                 {
                     _pending.Remove(nonce);
@@ -433,10 +471,14 @@ public sealed class Publisher : IDisposable
         _due.Clear();
         foreach (var s in _given)
         {
-            if (!_subscriptions.ContainsKey(s.Key)) continue;
-            // AddOrUpdate, not a read and a write: a worker may be adding a subscription to the same prefix.
-            _subscriptions.AddOrUpdate(s.Key, _ => [], (_, subs) => subs.Remove((s.Subscriber, s.XtrId)));
-            _counters.Add(MsCounter.SubscriptionsDropped);
+            // Compare-and-swap, not a read and a write: a worker may be adding a subscription to the same prefix, or
+            // replacing this one (then the new one stays).
+            while (_subscriptions.TryGetValue(s.Key, out var subs) && subs.TryGetValue((s.Subscriber, s.XtrId), out var current) && ReferenceEquals(current, s))
+            {
+                if (!_subscriptions.TryUpdate(s.Key, subs.Remove((s.Subscriber, s.XtrId)), subs)) continue;
+                _counters.Add(MsCounter.SubscriptionsDropped);
+                break;
+            }
         }
         _given.Clear();
     }

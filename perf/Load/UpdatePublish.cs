@@ -70,7 +70,7 @@ public static class UpdatePublish
                 // Subscribed again before each rate: a run that overloaded the Map-Server may have cost subscriptions
                 // (a publication unacknowledged after its retransmissions ends one), and the next rate must start whole.
                 Drain(itr, target, key, buffer);
-                if (!Subscribe(itr, target, eids, subscribers)) return 1;
+                if (!Subscribe(itr, target, key, eids, subscribers)) return 1;
                 Measure(target, key, eids, subscribers, seconds, r, updates, control, itr, sendMemory, receiveMemory);
                 Drain(itr, target, key, buffer);
             }
@@ -90,17 +90,25 @@ public static class UpdatePublish
     private static void Drain(Socket itr, IPEndPoint target, byte[] key, byte[] buffer)
     {
         itr.ReceiveTimeout = 1000;
-        try { while (true) if (itr.Receive(buffer) > 0 && buffer[0] >> 4 == (int)LispMessageType.MapNotify) Ack(buffer, itr, target, key); }
+        try
+        {
+            while (true)
+            {
+                int n = itr.Receive(buffer);
+                if (n > 0 && buffer[0] >> 4 == (int)LispMessageType.MapNotify) Ack(buffer.AsSpan(0, n), itr, target, key);
+            }
+        }
         catch (SocketException) { }
     }
 
-    /// <summary>Acknowledges one publication outside the measured runs (while draining), so it is not sent again.</summary>
-    private static void Ack(byte[] datagram, Socket itr, IPEndPoint target, byte[] key)
+    /// <summary>Acknowledges one Map-Notify outside the measured runs (a subscription's, or a publication while draining), so it is not sent again.</summary>
+    private static bool Ack(ReadOnlySpan<byte> datagram, Socket itr, IPEndPoint target, byte[] key)
     {
         var notify = new MapNotify();
-        if (!notify.TryDecode(datagram).Ok) return;
+        if (!notify.TryDecode(datagram).Ok) return false;
         notify.IsAck = true;
         itr.SendTo(notify.ToSignedArray(key), target);
+        return true;
     }
 
     private static unsafe void Measure(IPEndPoint target, byte[] key, int eids, int subscribers, double seconds, double rate, byte[][] updates,
@@ -189,30 +197,35 @@ public static class UpdatePublish
 
     /// <summary>
     /// Every subscriber subscribes to every EID (a Map-Request with the subscribe bit and its xTR-ID), answered to the
-    /// ITR socket; at most 256 outstanding. A subscription that exists is replaced (same subscriber and xTR-ID).
+    /// ITR socket with a Map-Reply and acknowledged with a Map-Notify (RFC 9437's subscribe procedure), which is acknowledged in turn;
+    /// at most 256 outstanding. Returns once every subscription has both, so that no acknowledgement arrives in the
+    /// measured run. A subscription that exists is replaced (same subscriber and xTR-ID). The nonces are random, as
+    /// an xTR's are (RFC 9301 §5.2): each subscription's publications count up from its request's.
     /// </summary>
-    private static bool Subscribe(Socket itr, IPEndPoint target, int eids, int subscribers)
+    private static bool Subscribe(Socket itr, IPEndPoint target, byte[] key, int eids, int subscribers)
     {
         var itrEndpoint = (IPEndPoint)itr.LocalEndPoint!;
         var buffer = new byte[65536];
         itr.ReceiveTimeout = 2000;
-        int subscriptions = eids * subscribers, answered = 0, asked = 0;
-        while (answered < subscriptions)
+        int subscriptions = eids * subscribers, answered = 0, acknowledged = 0, asked = 0;
+        while (answered < subscriptions || acknowledged < subscriptions)
         {
-            while (asked < subscriptions && asked - answered < 256)
+            while (asked < subscriptions && asked - Math.Min(answered, acknowledged) < 256)
             {
                 int e = asked / subscribers, s = asked % subscribers;
-                itr.SendTo(SubscribeRequest(itrEndpoint, (ulong)s + 1 + SubscriberXtrIdBase, MapServerLoad.EidOf(e), (ulong)asked), target);
+                itr.SendTo(SubscribeRequest(itrEndpoint, (ulong)s + 1 + SubscriberXtrIdBase, MapServerLoad.EidOf(e), (ulong)Random.Shared.NextInt64()), target);
                 asked++;
             }
             try
             {
                 int n = itr.Receive(buffer);
-                if (n > 0 && buffer[0] >> 4 == (int)LispMessageType.MapReply) answered++;
+                if (n == 0) continue;
+                if (buffer[0] >> 4 == (int)LispMessageType.MapReply) answered++;
+                else if (buffer[0] >> 4 == (int)LispMessageType.MapNotify && Ack(buffer.AsSpan(0, n), itr, target, key)) acknowledged++;
             }
             catch (SocketException)
             {
-                Console.Error.WriteLine($"update-publish: {answered} of {subscriptions} subscriptions answered, then nothing for 2 s");
+                Console.Error.WriteLine($"update-publish: of {subscriptions} subscriptions {answered} answered and {acknowledged} acknowledged, then nothing for 2 s");
                 return false;
             }
         }

@@ -232,8 +232,9 @@ public class AgentBehaviourTests
     /// RFC 9437 at the ITR, against a Map-Server the test plays: a subscribed record's publications are taken only with
     /// a nonce above the last one taken, counted from the subscribing request's (§5); the same nonce again is a
     /// retransmission, acknowledged and not applied twice; an older one, or one far from the count (from before the
-    /// last renewal), is dropped unacknowledged. A Map-Notify with a subscribing request's nonce is that request's
-    /// answer (§4's acknowledgement of the subscription): installed, acknowledged, and the start of its count.
+    /// last renewal), is dropped unacknowledged. A Map-Notify with a subscribing request's nonce is the Map-Server's
+    /// acknowledgement of the subscription: after the Map-Reply, acknowledged and not applied; before it (or
+    /// instead of it), the request's answer: installed, acknowledged, and the start of its count.
     /// </summary>
     [Test]
     public void Publications_AreTakenInNonceOrder_CountedFromTheSubscribingRequest()
@@ -284,13 +285,18 @@ public class AgentBehaviourTests
         reply.Records.Add(Record("10.9.0.0", 16, "127.0.0.70"));
         ms.Send(reply.ToArray(), requester);
         Poll.Until(() => RlocOf(region, "10.9.0.1") == "127.0.0.70", "the answer installed");
+        // The subscription's acknowledgement, after the Map-Reply (the order our Map-Server sends them in).
+        Notify(subscribed, "10.9.0.0", "127.0.0.69");
+        Assert.That(Ack(3000), Is.EqualTo(subscribed), "the subscription's acknowledgement is acknowledged");
+        Assert.That((RlocOf(region, "10.9.0.1"), itr.Counters[AgentCounter.SubscriptionAcksTaken], itr.Counters[AgentCounter.PublicationsReplayed]),
+            Is.EqualTo(("127.0.0.70", 1L, 0L)), "and not applied over the answer");
 
         Notify(subscribed + 1, "10.9.0.0", "127.0.0.71");
         Assert.That(Ack(3000), Is.EqualTo(subscribed + 1));
         Assert.That(RlocOf(region, "10.9.0.1"), Is.EqualTo("127.0.0.71"), "the next in the count is taken");
         Notify(subscribed + 1, "10.9.0.0", "127.0.0.72");
         Assert.That(Ack(3000), Is.EqualTo(subscribed + 1), "a retransmission is acknowledged again");
-        Notify(subscribed, "10.9.0.0", "127.0.0.73");
+        Notify(subscribed - 1, "10.9.0.0", "127.0.0.73");
         Notify(subscribed + (1UL << 32) + 5, "10.9.0.0", "127.0.0.74");
         Assert.That(Ack(700), Is.Null, "a replay and a nonce of another count are not acknowledged");
         Assert.That(RlocOf(region, "10.9.0.1"), Is.EqualTo("127.0.0.71"), "none of the three was applied");
@@ -300,7 +306,7 @@ public class AgentBehaviourTests
         Assert.That(Ack(3000), Is.EqualTo(subscribed + 5), "a gap in the count is no replay");
         Assert.That(RlocOf(region, "10.9.0.1"), Is.EqualTo("127.0.0.75"));
 
-        // A Map-Server that acknowledges a subscription with a Map-Notify (RFC 9437 §4) instead of a Map-Reply.
+        // A Map-Server whose acknowledgement of a subscription (a Map-Notify) comes before, or instead of, its Map-Reply.
         Miss(region, "10.1.1.1", "10.8.0.1");
         var (second, _, _) = ReceiveRequest(ms, 5000)!.Value;
         Notify(second, "10.8.0.0", "127.0.0.80");
@@ -309,6 +315,7 @@ public class AgentBehaviourTests
         Notify(second + 1, "10.8.0.0", "127.0.0.81");
         Assert.That(Ack(3000), Is.EqualTo(second + 1));
         Assert.That(RlocOf(region, "10.8.0.1"), Is.EqualTo("127.0.0.81"), "its count starts at the request's nonce");
+        Assert.That(itr.Counters[AgentCounter.SubscriptionAcksTaken], Is.EqualTo(2));
     }
 
     /// <summary>The next ECM Map-Request a socket receives: its nonce, its sender and when; null after the timeout.</summary>
