@@ -176,6 +176,9 @@ public static class Linux
     public const uint XDP_FLAGS_SKB_MODE = 1 << 1;
     public const uint XDP_FLAGS_DRV_MODE = 1 << 2;
     public const long SYS_bpf = 321; // x86-64 (aarch64: 280)
+    public const long SYS_sched_setattr = 314; // x86-64 (aarch64: 274)
+    public const long SYS_sched_getattr = 315; // x86-64 (aarch64: 275)
+    public const int SCHED_OTHER = 0;
     public const int BPF_MAP_CREATE = 0;
     public const int BPF_MAP_UPDATE_ELEM = 2;
     public const int BPF_PROG_LOAD = 5;

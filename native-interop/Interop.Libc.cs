@@ -49,6 +49,10 @@ internal static unsafe partial class Libc
     [LibraryImport(LibcName, EntryPoint = "syscall", SetLastError = true)]
     public static partial long syscall_bpf(long number, long command, BpfAttr* attr, long size);
 
+    /// <summary>syscall(SYS_sched_getattr/SYS_sched_setattr, ...): glibc has no wrappers.</summary>
+    [LibraryImport(LibcName, EntryPoint = "syscall", SetLastError = true)]
+    public static partial long syscall_sched_attr(long number, int pid, SchedAttr* attr, uint sizeOrFlags, uint flags);
+
     [LibraryImport(LibcName, SetLastError = true)]
     public static partial int getsockopt(int fd, int level, int name, void* value, uint* length);
 

@@ -211,6 +211,23 @@ internal struct BpfInsn
     public int Immediate;
 }
 
+/// <summary>struct sched_attr (&lt;linux/sched/types.h&gt;, SCHED_ATTR_SIZE_VER1).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct SchedAttr
+{
+    public uint Size;
+    public uint Policy;
+    public ulong Flags;
+    public int Nice;
+    public uint Priority;
+    /// <summary>For SCHED_OTHER (EEVDF, Linux 6.12 on): the slice the thread asks for, in ns (0: the default).</summary>
+    public ulong Runtime;
+    public ulong Deadline;
+    public ulong Period;
+    public uint UtilMin;
+    public uint UtilMax;
+}
+
 /// <summary>union bpf_attr (&lt;linux/bpf.h&gt;) as raw bytes: each command fills the fields at their C offsets.</summary>
 [StructLayout(LayoutKind.Sequential, Size = 144)]
 internal unsafe struct BpfAttr

@@ -491,6 +491,27 @@ public static unsafe class Cpu
         return false;
     }
 
+    /// <summary>
+    /// Asks the scheduler for a shorter time slice for the calling thread (sched_setattr's sched_runtime for
+    /// SCHED_OTHER, Linux 6.12 on, which clamps it to 0.1–100 ms): under EEVDF a thread with a shorter slice gets an
+    /// earlier deadline, so when it wakes on a busy CPU it runs before the thread there finishes its own slice (3 ms by
+    /// default). Its nice value and policy stay. False with errno when the kernel refuses (older kernels ignore the
+    /// field and succeed), or EINVAL when the thread is not SCHED_OTHER.
+    /// </summary>
+    public static bool TryRequestSlice(TimeSpan slice, out int errno)
+    {
+        errno = 0;
+        SchedAttr attr = default;
+        if (Libc.syscall_sched_attr(Linux.SYS_sched_getattr, 0, &attr, (uint)sizeof(SchedAttr), 0) != 0) { errno = Libc.LastError; return false; }
+        if (attr.Policy != Linux.SCHED_OTHER) { errno = Linux.EINVAL; return false; }
+        attr.Size = (uint)sizeof(SchedAttr);
+        attr.Flags = 0;
+        attr.Runtime = (ulong)(slice.Ticks * 100);
+        if (Libc.syscall_sched_attr(Linux.SYS_sched_setattr, 0, &attr, 0, 0) == 0) return true;
+        errno = Libc.LastError;
+        return false;
+    }
+
     /// <summary>Waits until one of the descriptors is readable or <paramref name="timeoutMs"/> passes.</summary>
     public static int PollReadable(ReadOnlySpan<int> fds, int timeoutMs)
     {

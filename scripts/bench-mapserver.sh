@@ -12,7 +12,10 @@
 # responder that answers without any lookup (perf/Load/reply-floor.c) on CPU 0 gives the floor of this exchange
 # on this machine. With one worker and the large set, also single-record refreshes (register_per_s) and attribute-only
 # updates published to 100 subscribers each (update_publish_per_s: the highest rate all of whose updates reach every
-# subscriber; update_publish_p99_us: from an update's send to its last publication's arrival, at half that rate).
+# subscriber; at half that rate update_publish_p50_us/p99_us: from an update's arrival at the Map-Server to the send
+# of its last publication, read from the server's fastxtr_mapserver_publication_delay_seconds histogram on its
+# --metrics endpoint, 127.0.0.1:9349; update_publish_delivered_p50_us/p99_us: from the generator's send of the update
+# to the arrival of its last publication there).
 # Last, LISP-DDT (RFC 8111): a root delegating 10/8's /16s to four DDT Map-Servers holding the large set each (4x in
 # all) and a DDT Map-Resolver in front (127.0.3.x, port 4342, as referrals carry addresses only; Map-Servers and
 # Map-Resolver on CPU 0, one worker each): answered/s through the resolver with its referral cache warm against one
@@ -57,7 +60,7 @@ request() { taskset -c 1 $load request 127.0.0.1:24342 "$@" 64; }
 results=()
 for workers in 1 2; do
   for eids in 1000 "$large"; do
-    if [ "$workers" = 1 ]; then taskset -c 0 ./out/fastxtr mapserver --config "$work/ms.conf" --workers 1 > "$work/ms.log" 2>&1 & pid=$!
+    if [ "$workers" = 1 ]; then taskset -c 0 ./out/fastxtr mapserver --config "$work/ms.conf" --workers 1 --metrics 127.0.0.1:9349 > "$work/ms.log" 2>&1 & pid=$!
     else ./out/fastxtr mapserver --config "$work/ms.conf" --workers 2 > "$work/ms.log" 2>&1 & pid=$!; fi
     for i in $(seq 50); do [ -S "$work/ms.sock" ] && break; sleep 0.1; done
     per=$([ "$eids" -ge 10000 ] && echo 50 || echo 1)
@@ -91,7 +94,8 @@ for workers in 1 2; do
         [ "$(echo "$out" | sed -n 's/.*complete \([0-9]*\) updates.*/\1/p')" -ge $((r * 99 / 100)) ] || break
         upd_best=$r; upd_line=$out
       done
-      upd_half=$(taskset -c 1 $load update-publish 127.0.0.1:24342 bench-key 1000 100 "$secs" $(( upd_best > 250 ? upd_best / 2 : 125 )) 2>/dev/null)
+      upd_half=$(taskset -c 1 $load update-publish 127.0.0.1:24342 bench-key 1000 100 "$secs" $(( upd_best > 250 ? upd_best / 2 : 125 )) --metrics http://127.0.0.1:9349/metrics 2>/dev/null)
+      upd_server=$(echo "$upd_half" | sed -n 's/.*at the Map-Server: //p')
     fi
     echo "workers=$workers eids=$eids"
     echo "  $reg"
@@ -102,7 +106,7 @@ for workers in 1 2; do
     echo "  half unregistered, full speed: $mixed"
     [ -z "$reg_full" ] || echo "  single-record Map-Registers, full speed: $reg_full; highest rate notified at 99%: ${reg_best}/s"
     [ -z "$reg_full" ] || echo "  attribute updates to 100 subscribers each, highest rate complete at 99%: ${upd_best}/s ($upd_line); at half that: $upd_half"
-    results+=("{\"workers\":$workers,\"eids\":$eids,\"registrations_per_s\":$(echo "$reg" | sed -n 's/.*s: \([0-9]*\) registrations.*/\1/p'),\"rss_mib\":$((rss / 1024)),\"rss_after_requests_mib\":$((rss_after / 1024)),\"answered_per_s\":$answered,\"half_unregistered_answered_per_s\":$(field "$mixed" answered),\"half_load_p50_us\":$(field "$half" p50),\"half_load_p99_us\":$(field "$half" p99),\"at_50k_p50_us\":$(field "$at50k" p50),\"at_50k_p99_us\":$(field "$at50k" p99)$([ -z "$reg_full" ] || echo ",\"register_per_s\":$reg_best,\"register_full_speed_notified_per_s\":$(echo "$reg_full" | sed -n 's/.*notified \([0-9]*\)\/s.*/\1/p'),\"update_publish_per_s\":$upd_best,\"update_publish_subscribers\":100,\"update_publish_p50_us\":$(echo "$upd_half" | sed -n 's/.*p50 \([0-9]*\) us.*/\1/p'),\"update_publish_p99_us\":$(echo "$upd_half" | sed -n 's/.*p99 \([0-9]*\) us.*/\1/p')")}")
+    results+=("{\"workers\":$workers,\"eids\":$eids,\"registrations_per_s\":$(echo "$reg" | sed -n 's/.*s: \([0-9]*\) registrations.*/\1/p'),\"rss_mib\":$((rss / 1024)),\"rss_after_requests_mib\":$((rss_after / 1024)),\"answered_per_s\":$answered,\"half_unregistered_answered_per_s\":$(field "$mixed" answered),\"half_load_p50_us\":$(field "$half" p50),\"half_load_p99_us\":$(field "$half" p99),\"at_50k_p50_us\":$(field "$at50k" p50),\"at_50k_p99_us\":$(field "$at50k" p99)$([ -z "$reg_full" ] || echo ",\"register_per_s\":$reg_best,\"register_full_speed_notified_per_s\":$(echo "$reg_full" | sed -n 's/.*notified \([0-9]*\)\/s.*/\1/p'),\"update_publish_per_s\":$upd_best,\"update_publish_subscribers\":100,\"update_publish_p50_us\":$(field "$upd_server" p50),\"update_publish_p99_us\":$(field "$upd_server" p99),\"update_publish_delivered_p50_us\":$(echo "$upd_half" | head -1 | sed -n 's/.*p50 \([0-9]*\) us.*/\1/p'),\"update_publish_delivered_p99_us\":$(echo "$upd_half" | head -1 | sed -n 's/.*p99 \([0-9]*\) us.*/\1/p')")}")
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   done
 done

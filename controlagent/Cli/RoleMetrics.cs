@@ -67,5 +67,13 @@ public static class RoleMetrics
         m.AddCounters("mapserver", () => host.Counters.ToDictionary());
         m.AddGauge("fastxtr_mapserver_registrations", "EID prefixes registered", () => host.Store.Count);
         m.AddGauge("fastxtr_mapserver_subscriptions", "Publish/subscribe subscriptions", () => host.Publisher?.SubscriptionCount ?? 0);
+        if (host.Publisher is { } publisher)
+        {
+            // Fine steps below 2 ms, where an update's publications to a hundred subscribers land on an idle server.
+            var delay = m.Factory.CreateHistogram("fastxtr_mapserver_publication_delay_seconds",
+                "Time from the arrival of a message that changed a registration to the send of its last publication to the record's subscribers",
+                new Prometheus.HistogramConfiguration { Buckets = [0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006, 0.0007, 0.0008, 0.0009, 0.001, 0.00125, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
+            publisher.PublicationDelay = delay.Observe;
+        }
     }
 }

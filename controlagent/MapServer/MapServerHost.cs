@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -232,7 +233,7 @@ public sealed class MapServerHost : IDisposable
                 continue;
             }
             // What the batch's Map-Registers change is queued for publication only once their Map-Notifies are sent.
-            using (_publisher?.DeferOnThisThread())
+            using (_publisher?.DeferOnThisThread(Stopwatch.GetTimestamp()))
             {
                 for (int i = 0; i < n; i++) HandleOne(core, batch.Datagram(i), batch.Source(i), sender);
                 batch.Flush();
@@ -262,7 +263,7 @@ public sealed class MapServerHost : IDisposable
                 MapServerLog.ReceiveFailed(_log, socket.LocalEndPoint, e.Message);
                 continue;
             }
-            using (_publisher?.DeferOnThisThread()) HandleOne(core, buffer.AsSpan(0, n), (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from), sender);
+            using (_publisher?.DeferOnThisThread(Stopwatch.GetTimestamp())) HandleOne(core, buffer.AsSpan(0, n), (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from), sender);
         }
     }
 

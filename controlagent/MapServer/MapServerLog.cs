@@ -21,6 +21,9 @@ internal static partial class MapServerLog
     [LoggerMessage(LogLevel.Warning, "receive on {Endpoint}: {Reason}")]
     public static partial void ReceiveFailed(ILogger log, EndPoint? endpoint, string reason);
 
+    [LoggerMessage(LogLevel.Warning, "publisher: the scheduler refused a shorter time slice (errno {Errno}); publications may wait for a worker's whole slice")]
+    public static partial void PublisherSliceRefused(ILogger log, int errno);
+
     [LoggerMessage(LogLevel.Error, "publisher: {Reason}")]
     public static partial void PublisherFailed(ILogger log, string reason);
 

@@ -1,11 +1,13 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
+using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
 using FastXtr.Lisp.Answers;
 using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
+using FastXtr.NativeInterop;
 using Microsoft.Extensions.Logging;
 
 namespace FastXtr.MapServer;
@@ -71,6 +73,8 @@ public sealed class PublicationNonces(ulong start)
 public sealed class Publisher : IDisposable
 {
     public const int MaxAttempts = 4;
+    /// <summary>The time slice the sender thread asks the scheduler for (<see cref="Cpu.TryRequestSlice"/>).</summary>
+    public static readonly TimeSpan PublisherSlice = TimeSpan.FromMicroseconds(100);
     public static readonly TimeSpan RetransmitInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>Sends (or queues) one datagram; the span is only valid during the call.</summary>
@@ -128,8 +132,9 @@ public sealed class Publisher : IDisposable
     // Map-Reply that set the subscription up already carried the newer state). Or a subscription to acknowledge
     // (Acknowledging set): New is the registration it was answered from, Nonce the subscribing request's, Renewal
     // the subscription's renewal count after it.
+    // Arrived: when the message that made the change arrived (Stopwatch ticks), for the publication delay.
     private readonly record struct Change(EidRegistration? Old, EidRegistration? New, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>? Subscribers,
-        Subscription? Acknowledging = null, ulong Nonce = 0, int Renewal = 0);
+        long Arrived = 0, Subscription? Acknowledging = null, ulong Nonce = 0, int Renewal = 0);
 
     private readonly ConcurrentQueue<Change> _changes = new();
     // Released once per queued change; the sender waits on it (a direct wake-up, no thread-pool hop).
@@ -141,6 +146,14 @@ public sealed class Publisher : IDisposable
     // replaced: a receive loop opens a deferral around every batch, Map-Requests included, and must not allocate.
     [ThreadStatic] private static List<Change>? t_held;
     [ThreadStatic] private static bool t_deferring;
+    [ThreadStatic] private static long t_arrived;
+
+    /// <summary>
+    /// Called on the sender thread with each published change's delay in seconds: from the arrival of the message
+    /// that made the change (the batch it came in, see <see cref="DeferOnThisThread"/>) to the send of its last
+    /// publication. Changes no subscriber follows are not counted.
+    /// </summary>
+    public Action<double>? PublicationDelay { get; set; }
 
     /// <param name="send">Sends (or queues) one datagram; called on the sender thread only.</param>
     /// <param name="flush">Sends what <paramref name="send"/> queued: after each change's publications and each retransmission round.</param>
@@ -158,10 +171,13 @@ public sealed class Publisher : IDisposable
     /// Holds the changes this thread makes until the returned scope is disposed, then queues them in order: a receive
     /// loop opens one around a batch of messages and closes it after sending the batch's replies.
     /// </summary>
-    public DeferredChanges DeferOnThisThread()
+    /// <param name="arrived">When the batch arrived (<see cref="Stopwatch.GetTimestamp"/>): the start of its changes'
+    /// publication delay. 0: when each change is made.</param>
+    public DeferredChanges DeferOnThisThread(long arrived = 0)
     {
         t_held ??= [];
         t_deferring = true;
+        t_arrived = arrived;
         return new DeferredChanges(this);
     }
 
@@ -179,6 +195,9 @@ public sealed class Publisher : IDisposable
 
     private void Run()
     {
+        // An update's publications wait for this thread, which shares its CPU with the receive workers: a short slice
+        // lets it run as soon as it is woken instead of after a worker's whole slice.
+        if (!Cpu.TryRequestSlice(PublisherSlice, out int errno)) MapServerLog.PublisherSliceRefused(_log, errno);
         long nextRetransmitMs = MapServerCore.NowMs + 250;
         while (!_stopping)
         {
@@ -189,6 +208,8 @@ public sealed class Publisher : IDisposable
                 {
                     Publish(change);
                     _flush();
+                    if (change.Subscribers is { Count: > 0 } && PublicationDelay is { } delay)
+                        delay(Stopwatch.GetElapsedTime(change.Arrived).TotalSeconds);
                 }
                 long now = MapServerCore.NowMs;
                 if (now >= nextRetransmitMs)
@@ -231,7 +252,7 @@ public sealed class Publisher : IDisposable
         }
         else s.Nonces.Renew(nonce);
         _counters.Add(MsCounter.SubscriptionsAccepted);
-        var ack = new Change(null, current, null, s, nonce, s.Nonces.Renewals);
+        var ack = new Change(null, current, null, 0, s, nonce, s.Nonces.Renewals);
         if (t_deferring) t_held!.Add(ack);
         else Enqueue(ack);
     }
@@ -266,7 +287,8 @@ public sealed class Publisher : IDisposable
     public void OnChanged(EidRegistration? old, EidRegistration? updated)
     {
         var key = (updated ?? old)!.Key;
-        var change = new Change(old, updated, _subscriptions.TryGetValue(key, out var subs) ? subs : null);
+        var change = new Change(old, updated, _subscriptions.TryGetValue(key, out var subs) ? subs : null,
+            t_deferring && t_arrived != 0 ? t_arrived : Stopwatch.GetTimestamp());
         if (t_deferring) t_held!.Add(change);
         else Enqueue(change);
     }
@@ -285,7 +307,7 @@ public sealed class Publisher : IDisposable
             AcknowledgeSubscription(subscribed, change.New, change.Nonce, change.Renewal);
             return;
         }
-        var (old, updated, subs, _, _, _) = change;
+        var (old, updated, subs, _, _, _, _) = change;
         var key = (updated ?? old)!.Key;
         var site = (updated ?? old)!.Site;
         if (subs is not null)

@@ -53,9 +53,10 @@ public static class MapServerLoad
                 double.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture));
         if (a.Length >= 7 && a[0] == "update-publish")
             return UpdatePublish.Run(MapServerEndpoint(a[1]), System.Text.Encoding.UTF8.GetBytes(a[2]), int.Parse(a[3], CultureInfo.InvariantCulture),
-                int.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture), a[6].Split(',').Select(r => double.Parse(r, CultureInfo.InvariantCulture)).ToList());
+                int.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture), a[6].Split(',').Select(r => double.Parse(r, CultureInfo.InvariantCulture)).ToList(),
+                a.Length >= 9 && a[7] == "--metrics" ? new Uri(a[8]) : null);
         Console.Error.WriteLine("usage: mapserver-load register TARGET KEY COUNT [RECORDS-PER-MESSAGE] [--first N] | request TARGET EIDS SECONDS RATE SOURCES [--first N] [--kill PID --kill-at SECONDS]"
-            + " | register-rate TARGET KEY EIDS SECONDS RATE | update-publish TARGET KEY EIDS SUBSCRIBERS SECONDS RATE[,RATE...]");
+            + " | register-rate TARGET KEY EIDS SECONDS RATE | update-publish TARGET KEY EIDS SUBSCRIBERS SECONDS RATE[,RATE...] [--metrics URL]");
         return 2;
     }
 

@@ -20,6 +20,9 @@ namespace FastXtr.Perf.Load;
 /// received is acknowledged with a signed Map-Notify-Ack (else the Map-Server would retransmit it and drop the
 /// subscription). An update is complete when all SUBSCRIBERS publications for it have arrived; its latency runs from
 /// its send to the last of them. Prints updates sent/s, publications/s, complete updates/s and the latency p50/p99.
+/// With <c>--metrics URL</c> (the Map-Server's <c>--metrics</c> endpoint) also the Map-Server's own view of each rate:
+/// the quantiles of <c>fastxtr_mapserver_publication_delay_seconds</c> (an update's arrival to its last publication's
+/// send) over the run, from the histogram's buckets read before and after it, as Prometheus' histogram_quantile does.
 /// </summary>
 public static class UpdatePublish
 {
@@ -28,8 +31,9 @@ public static class UpdatePublish
     private const ulong SubscriberXtrIdBase = 1000;
     private const int ItrPort = 24343;
 
-    public static unsafe int Run(IPEndPoint target, byte[] key, int eids, int subscribers, double seconds, IReadOnlyList<double> rates)
+    public static unsafe int Run(IPEndPoint target, byte[] key, int eids, int subscribers, double seconds, IReadOnlyList<double> rates, Uri? metrics = null)
     {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         using var control = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         control.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         control.ReceiveBufferSize = 16 << 20;
@@ -60,6 +64,9 @@ public static class UpdatePublish
             updates[2 * e] = Register(key, 1, MapServerLoad.EidOf(e), busy, wantNotify: false);
             updates[2 * e + 1] = Register(key, 1, MapServerLoad.EidOf(e), ready, wantNotify: false);
         }
+        // Per EID, how many updates it was sent: each flips its state, also across the rates (an update that set the
+        // state it already had would change nothing, and nothing would be published).
+        var flips = new int[eids];
         var buffer = new byte[65536];
         byte* sendMemory = (byte*)NativeMemory.AllocZeroed((nuint)(2 * Batch * DatagramBytes));
         byte* receiveMemory = (byte*)NativeMemory.AllocZeroed((nuint)(Batch * DatagramBytes));
@@ -71,7 +78,9 @@ public static class UpdatePublish
                 // (a publication unacknowledged after its retransmissions ends one), and the next rate must start whole.
                 Drain(itr, target, key, buffer);
                 if (!Subscribe(itr, target, key, eids, subscribers)) return 1;
-                Measure(target, key, eids, subscribers, seconds, r, updates, control, itr, sendMemory, receiveMemory);
+                string? before = metrics is null ? null : http.GetStringAsync(metrics).GetAwaiter().GetResult();
+                Measure(target, key, eids, subscribers, seconds, r, updates, flips, control, itr, sendMemory, receiveMemory);
+                if (before is not null) ReportServer(before, http.GetStringAsync(metrics!).GetAwaiter().GetResult(), metrics!);
                 Drain(itr, target, key, buffer);
             }
         }
@@ -81,6 +90,59 @@ public static class UpdatePublish
             NativeMemory.Free(receiveMemory);
         }
         return 0;
+    }
+
+    private const string DelayMetric = "fastxtr_mapserver_publication_delay_seconds_bucket{le=\"";
+
+    /// <summary>The publication-delay histogram's cumulative bucket counts by upper bound (seconds; +Inf last).</summary>
+    private static SortedList<double, double> DelayBuckets(string scrape, Uri metrics)
+    {
+        var buckets = new SortedList<double, double>();
+        foreach (var line in scrape.Split('\n'))
+        {
+            if (!line.StartsWith(DelayMetric, StringComparison.Ordinal)) continue;
+            int close = line.IndexOf('"', DelayMetric.Length);
+            string le = line[DelayMetric.Length..close];
+            buckets[le == "+Inf" ? double.PositiveInfinity : double.Parse(le, CultureInfo.InvariantCulture)] =
+                double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+        }
+        if (buckets.Count == 0) throw new InvalidOperationException($"update-publish: {metrics} has no {DelayMetric[..^6]} (is it the Map-Server's --metrics endpoint?)");
+        return buckets;
+    }
+
+    /// <summary>The sum of the values of every sample whose line starts with <paramref name="prefix"/>.</summary>
+    private static double Sum(string scrape, string prefix) =>
+        scrape.Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture));
+
+    /// <summary>
+    /// The measured run at the Map-Server, from two scrapes: the publication delay's quantiles from the difference
+    /// of the histogram's buckets (the bucket holding the quantile, interpolated linearly inside it: histogram_quantile's
+    /// rule; a quantile in the +Inf bucket is given as the last finite bound), and its garbage collections.
+    /// </summary>
+    private static void ReportServer(string first, string second, Uri metrics)
+    {
+        var before = DelayBuckets(first, metrics);
+        var after = DelayBuckets(second, metrics);
+        var bounds = after.Keys;
+        var counts = bounds.Select(b => after[b] - (before.TryGetValue(b, out double c) ? c : 0)).ToArray();
+        double total = counts[^1];
+        double Q(double q)
+        {
+            double rank = q * total;
+            for (int i = 0; i < counts.Length; i++)
+            {
+                if (counts[i] < rank) continue;
+                if (double.IsPositiveInfinity(bounds[i])) return bounds[i - 1] * 1e6;
+                double lower = i == 0 ? 0 : bounds[i - 1], below = i == 0 ? 0 : counts[i - 1];
+                return (lower + (bounds[i] - lower) * (counts[i] == below ? 1 : (rank - below) / (counts[i] - below))) * 1e6;
+            }
+            return double.NaN;
+        }
+        double Delta(string prefix) => Sum(second, prefix) - Sum(first, prefix);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  at the Map-Server: {total:F0} published updates, arrival to last publication sent p50 {Q(0.5):F0} us, p99 {Q(0.99):F0} us, p99.9 {Q(0.999):F0} us; "
+            + $"{Delta("dotnet_collection_count_total"):F0} garbage collections pausing it {Delta("dotnet_gc_pause_seconds_total") * 1000:F0} ms"));
     }
 
     /// <summary>
@@ -111,7 +173,7 @@ public static class UpdatePublish
         return true;
     }
 
-    private static unsafe void Measure(IPEndPoint target, byte[] key, int eids, int subscribers, double seconds, double rate, byte[][] updates,
+    private static unsafe void Measure(IPEndPoint target, byte[] key, int eids, int subscribers, double seconds, double rate, byte[][] updates, int[] flips,
         Socket control, Socket itr, byte* sendMemory, byte* receiveMemory)
     {
         byte** receiveBuffers = stackalloc byte*[Batch];
@@ -124,7 +186,6 @@ public static class UpdatePublish
         int controlFd = (int)control.Handle, itrFd = (int)itr.Handle;
         var sentAt = new long[eids];
         var published = new int[eids];
-        var flips = new int[eids];
         var latencies = new List<double>(1 << 20);
         long sent = 0, publications = 0, complete = 0, superseded = 0, foreign = 0, failed = 0;
         var notify = new MapNotify();

@@ -38,6 +38,8 @@ public class NativeLayoutTests
         #include <linux/if_link.h>
         #include <linux/bpf.h>
         #include <sys/syscall.h>
+        #include <linux/sched.h>
+        #include <linux/sched/types.h>
         #ifndef PACKET_IGNORE_OUTGOING
         #define PACKET_IGNORE_OUTGOING 23
         #endif
@@ -135,6 +137,8 @@ public class NativeLayoutTests
           P("offsetof bpf_attr.expected_attach_type", offsetof(union bpf_attr, expected_attach_type));
           P("offsetof bpf_attr.link_create.prog_fd", offsetof(union bpf_attr, link_create.prog_fd)); P("offsetof bpf_attr.link_create.target_ifindex", offsetof(union bpf_attr, link_create.target_ifindex));
           P("offsetof bpf_attr.link_create.attach_type", offsetof(union bpf_attr, link_create.attach_type)); P("offsetof bpf_attr.link_create.flags", offsetof(union bpf_attr, link_create.flags));
+          P("SYS_sched_setattr", SYS_sched_setattr); P("SYS_sched_getattr", SYS_sched_getattr); P("SCHED_OTHER", SCHED_NORMAL); /* <sched.h>'s name; its struct sched_param clashes with the uapi header's */
+          P("sizeof sched_attr", sizeof(struct sched_attr)); P("offsetof sched_attr.sched_runtime", offsetof(struct sched_attr, sched_runtime));
           return 0;
         }
         """;
@@ -247,6 +251,8 @@ public class NativeLayoutTests
         yield return new TestCaseData("offsetof bpf_attr.link_create.target_ifindex", (long)BpfAttrOffset.LinkTargetInterface);
         yield return new TestCaseData("offsetof bpf_attr.link_create.attach_type", (long)BpfAttrOffset.LinkAttachType);
         yield return new TestCaseData("offsetof bpf_attr.link_create.flags", (long)BpfAttrOffset.LinkFlags);
+        yield return new TestCaseData("sizeof sched_attr", (long)Unsafe.SizeOf<SchedAttr>());
+        yield return new TestCaseData("offsetof sched_attr.sched_runtime", Offset<SchedAttr>(nameof(SchedAttr.Runtime)));
     }
 
     private static long Offset<T>(string field) => (long)System.Runtime.InteropServices.Marshal.OffsetOf<T>(field);

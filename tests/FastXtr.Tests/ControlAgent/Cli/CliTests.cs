@@ -203,7 +203,8 @@ public class CliTests
             // Prometheus metrics on TCP at the same port number (--metrics), read at scrape time.
             using var http = new System.Net.Http.HttpClient();
             string metrics = http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).GetAwaiter().GetResult();
-            Assert.That(metrics, Does.Contain("# TYPE fastxtr_mapserver_map_registers_accepted_total counter"));
+            Assert.That(metrics, Does.Contain("# TYPE fastxtr_mapserver_map_registers_accepted_total counter")
+                .And.Contain("# TYPE fastxtr_mapserver_publication_delay_seconds histogram"));
             Assert.That(metrics.Split('\n'), Does.Contain("fastxtr_mapserver_map_registers_accepted_total 1").And.Contain("fastxtr_mapserver_registrations 1"));
             Assert.That(metrics, Does.Contain("dotnet_collection_count_total{generation=\"2\"}").And.Contain("process_start_time_seconds"), "the runtime's figures");
             // The reference parser reads it and the names follow the rules; every counter `show mapserver` shows is

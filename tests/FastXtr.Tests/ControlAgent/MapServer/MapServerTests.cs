@@ -847,6 +847,25 @@ public partial class MapServerTests
             Is.EqualTo((1L, 1L, 1)));
     }
 
+    /// <summary>
+    /// The publication delay (fastxtr_mapserver_publication_delay_seconds): one observation per change that had
+    /// subscribers, from the Map-Register's arrival to its last publication's send; none for a change nobody follows.
+    /// </summary>
+    [Test]
+    public void PublicationDelay_IsObservedOncePerPublishedChange()
+    {
+        var delays = new System.Collections.Concurrent.ConcurrentQueue<double>();
+        _server.Publisher!.PublicationDelay = delays.Enqueue;
+        var before = DateTime.UtcNow;
+        RegisterInference(); // nobody subscribed yet
+        Subscribe();
+        Assert.That(delays, Is.Empty, "a change without subscribers is not counted");
+        RegisterInference("busy");
+        Ack(ReceiveNotify(PlannersKey) ?? throw new AssertionException("no publication"));
+        Poll.Until(() => !delays.IsEmpty, "the published change observed");
+        Assert.That(delays.Single(), Is.GreaterThan(0).And.LessThan((DateTime.UtcNow - before).TotalSeconds), "from the Map-Register's arrival to the send");
+    }
+
     /// <summary>A subscription whose acknowledgement is never acknowledged is dropped once its attempts run out.</summary>
     [Test]
     public void ASubscriptionWhoseAcknowledgementGoesUnacknowledged_IsDropped()
