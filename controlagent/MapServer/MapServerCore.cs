@@ -190,10 +190,10 @@ public sealed class MapServerCore
                 accepted.Add(i);
                 continue;
             }
-            if (_store.TryGet(eidKey, out var current) && current.ByXtr.TryGetValue(xtrId, out var mine) && SamePlainLocators(rec, mine.Rlocs))
+            if (_store.TryGet(eidKey, out var current) && current.ByXtr.TryGetValue(xtrId, out var mine) && SameAsStored(rec, mine.Rlocs))
             {
-                // A refresh of what this xTR registered, plain locators unchanged: nothing to parse, and the stored
-                // immutable set is shared again.
+                // A refresh of what this xTR registered, locators and their attributes unchanged: nothing to parse, and
+                // the stored immutable set is shared again.
                 previous = rec;
                 previousRlocs = mine.Rlocs;
                 previousStored = true;
@@ -355,15 +355,27 @@ public sealed class MapServerCore
     /// Whether a record's locators are the stored ones, field by field and in order, where every stored one is a plain
     /// address without attributes (those with attributes take the full path, which parses and checks them).
     /// </summary>
-    private static bool SamePlainLocators(MappingRecord record, ImmutableArray<RegisteredRloc> stored)
+    /// <summary>
+    /// Whether the record's locators read (<see cref="ContextEncoding.ReadLocator"/>) as the stored set would: the
+    /// same plain locators, or for a locator with agent context an AFI-List whose address is the stored one and whose
+    /// JSON the stored context <see cref="AgentContext.Matches"/>. Nothing is parsed or allocated; false sends the
+    /// record through the full parse.
+    /// </summary>
+    private static bool SameAsStored(MappingRecord record, ImmutableArray<RegisteredRloc> stored)
     {
         if (record.Locators.Count != stored.Length) return false;
         for (int i = 0; i < stored.Length; i++)
         {
             var wire = record.Locators[i];
             var r = stored[i];
-            if (r.Context is not null || wire.Priority != r.Priority || wire.Weight != r.Weight || wire.MulticastPriority != r.MulticastPriority
-                || wire.MulticastWeight != r.MulticastWeight || wire.Reachable != r.Reachable || !wire.Locator.ContentEquals(r.Address)) return false;
+            if (wire.Priority != r.Priority || wire.Weight != r.Weight || wire.MulticastPriority != r.MulticastPriority
+                || wire.MulticastWeight != r.MulticastWeight || wire.Reachable != r.Reachable) return false;
+            if (r.Context is null)
+            {
+                if (!wire.Locator.ContentEquals(r.Address)) return false;
+            }
+            else if (wire.Locator.Kind != LispAddressKind.AfiList || wire.Locator.JsonItem is not { JsonBinary: false } json
+                || !wire.Locator.PlainAddress.ContentEquals(r.Address) || !r.Context.Matches(json.Data)) return false;
         }
         return true;
     }

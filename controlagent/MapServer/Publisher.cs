@@ -118,6 +118,10 @@ public sealed class Publisher : IDisposable
     private readonly List<Pending> _due = []; // the sender thread's: one retransmission round
     private readonly List<Subscription> _given = []; // the sender thread's: subscriptions whose notification went unacknowledged
     private readonly AnswerBuilder _answers = new(); // the sender thread's
+    // The sender thread's encode-only notification (its record's locators point at the registrations' own addresses)
+    // and the buffer it is written into.
+    private readonly MapNotify _encoder = new();
+    private readonly byte[] _scratch = new byte[LispMessage.MaxMessageLength];
     private readonly MapServerCounters _counters;
     private readonly SendDatagram _send;
     private readonly Action _flush;
@@ -323,10 +327,11 @@ public sealed class Publisher : IDisposable
             foreach (var x in old.ByXtr.Values)
             {
                 if (x.Rlocs.Any(r => stillThere.Contains(r.Address.ToString()))) continue;
-                var notify = Build(key, site.Keys[0], null, lcaf: true, updated, x.XtrId, out ulong nonce);
+                ulong nonce = NextNonce();
+                var notify = Encode(key, site.Keys[0], null, lcaf: true, updated, x.XtrId, nonce, sign: true);
                 _counters.Add(MsCounter.MoveNotifiesSent);
                 var p = Take(notify.Length);
-                notify.CopyTo(p.Buffer, 0);
+                notify.CopyTo(p.Buffer);
                 Track(nonce, p, new IPEndPoint(x.Source.Address, LispPorts.Control), null, site.Keys[0]);
             }
         }
@@ -340,7 +345,7 @@ public sealed class Publisher : IDisposable
     {
         var key = s.SiteKey; // once: a reload may change it meanwhile, and the ack must carry the key the notify did
         if (!_templates.TryGetValue((s.Constraints, s.Lcaf, key), out var template))
-            _templates[(s.Constraints, s.Lcaf, key)] = template = Encode(s.Key, key, s.Constraints, s.Lcaf, updated, xtrId: 0, nonce: 0, sign: false);
+            _templates[(s.Constraints, s.Lcaf, key)] = template = Encode(s.Key, key, s.Constraints, s.Lcaf, updated, xtrId: 0, nonce: 0, sign: false).ToArray();
         var p = Take(template.Length);
         var notify = p.Datagram;
         template.CopyTo(notify);
@@ -366,7 +371,7 @@ public sealed class Publisher : IDisposable
         var key = s.SiteKey;
         var notify = Encode(s.Key, key, s.Constraints, s.Lcaf, answered, s.XtrId, nonce, sign: true);
         var p = Take(notify.Length);
-        notify.CopyTo(p.Buffer, 0);
+        notify.CopyTo(p.Buffer);
         p.Renewal = renewal;
         _counters.Add(MsCounter.SubscriptionAcksSent);
         Track(nonce, p, s.Subscriber, s, key);
@@ -384,31 +389,42 @@ public sealed class Publisher : IDisposable
 
     private ulong NextNonce() => (ulong)_nonces.NextInt64() ^ ((ulong)_nonces.Next() << 63);
 
-    private byte[] Build(EidKey key, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, out ulong nonce)
+    /// <summary>
+    /// One Map-Notify with one record: <paramref name="updated"/>'s as answered for <paramref name="constraints"/>, or
+    /// a negative one when it is gone; signed with <paramref name="siteKey"/>, or with its authentication field sized for
+    /// the key and zero (a template, signed per subscriber). Written into the sender thread's scratch buffer through a
+    /// reused encode-only message (as the workers answer requests), so valid until the next call: nothing is allocated.
+    /// </summary>
+    private ReadOnlySpan<byte> Encode(EidKey key, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, ulong nonce, bool sign)
     {
-        nonce = NextNonce();
-        return Encode(key, siteKey, constraints, lcaf, updated, xtrId, nonce, sign: true);
-    }
-
-    private byte[] Encode(EidKey key, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, ulong nonce, bool sign)
-    {
-        var notify = new MapNotify { Nonce = nonce, KeyId = siteKey.KeyId, AlgorithmId = siteKey.Algorithm, XtrIdPresent = true, XtrId = xtrId };
-        MappingRecord record;
+        var notify = _encoder;
+        (notify.Nonce, notify.KeyId, notify.AlgorithmId, notify.XtrIdPresent, notify.XtrId) = (nonce, siteKey.KeyId, siteKey.Algorithm, true, xtrId);
+        notify.Records.Clear();
+        var record = notify.Records.AddSlot();
         if (updated is null)
         {
             // Gone: a negative record with a short TTL, so subscribers stop sending at once.
-            record = new MappingRecord { EidPrefix = EidAddress.WithInstanceId(key.InstanceId, key.Family, key.Prefix), EidMaskLength = (byte)key.Length, TtlMinutes = 1, Action = MapReplyAction.NativelyForward, Authoritative = true };
+            EidAddress.Assign(record.EidPrefix, key.InstanceId, key.Family, key.Prefix, withInstanceId: true);
+            record.EidMaskLength = (byte)key.Length;
+            record.TtlMinutes = 1;
+            record.Action = MapReplyAction.NativelyForward;
+            record.Authoritative = true;
+            record.MapVersion = 0;
+            record.Locators.Clear();
         }
+        else _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
+        int n;
+        if (sign) n = notify.TryEncodeSigned(_scratch, siteKey);
         else
         {
-            record = new MappingRecord();
-            _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
+            // Unsigned, the authentication field sized for the key's algorithm and zero: signed per subscriber.
+            Span<byte> zeros = stackalloc byte[MessageAuthentication.DigestLength(siteKey.Algorithm)];
+            zeros.Clear();
+            notify.SetAuthenticationData(zeros);
+            n = notify.TryEncode(_scratch);
         }
-        notify.Records.Add(record);
-        if (sign) return notify.ToSignedArray(siteKey);
-        // Unsigned, the authentication field sized for the key's algorithm and zero: signed per subscriber.
-        notify.SetAuthenticationData(new byte[MessageAuthentication.DigestLength(siteKey.Algorithm)]);
-        return notify.ToArray();
+        if (n < 0) throw new InvalidOperationException($"a notification for {key} does not fit in {_scratch.Length} bytes");
+        return _scratch.AsSpan(0, n);
     }
 
     private void Track(ulong nonce, Pending p, IPEndPoint to, Subscription? s, SiteKey key)

@@ -183,6 +183,76 @@ public sealed class AgentContext : IEquatable<AgentContext>
         };
     }
 
+    /// <summary>
+    /// Whether <see cref="TryParse(ReadOnlySpan{byte}, out ContextError)"/> of <paramref name="utf8Json"/> would give
+    /// a context equal to this one, read without allocating: a Map-Server takes an agent's periodic re-registration with
+    /// unchanged attributes as a refresh without parsing it. Conservative: false for anything it does not follow to the
+    /// end (unknown members on either side, a repeated key, malformed or invalid JSON), and the caller then parses.
+    /// </summary>
+    public bool Matches(ReadOnlySpan<byte> utf8Json)
+    {
+        if (UnknownMembers.Count > 0 || UnknownTopLevelMembers.Count > 0) return false;
+        try
+        {
+            var r = new Utf8JsonReader(utf8Json, new JsonReaderOptions { MaxDepth = 16 });
+            if (!r.Read() || r.TokenType != JsonTokenType.StartObject) return false;
+            // The top level holds agent-context and nothing else (anything else would be an unknown member).
+            if (!r.Read() || r.TokenType != JsonTokenType.PropertyName || !r.ValueTextEquals(MemberName)) return false;
+            if (!r.Read() || r.TokenType != JsonTokenType.StartObject) return false;
+            int seen = 0, hardware = 0;
+            while (true)
+            {
+                if (!r.Read()) return false;
+                if (r.TokenType == JsonTokenType.EndObject) break;
+                if (r.TokenType != JsonTokenType.PropertyName) return false;
+                int bit = r.ValueTextEquals("latency") ? 1 : r.ValueTextEquals("hardware") ? 2 : r.ValueTextEquals("state") ? 4
+                    : r.ValueTextEquals("security-level") ? 8 : r.ValueTextEquals("load") ? 16 : 0;
+                if (bit == 0 || (seen & bit) != 0) return false; // unknown, or twice
+                seen |= bit;
+                if (!r.Read()) return false;
+                switch (bit)
+                {
+                    case 1:
+                        if (Latency is not LatencyClass l || r.TokenType != JsonTokenType.String || !r.ValueTextEquals(LatencyName(l))) return false;
+                        break;
+                    case 4:
+                        if (State is not AgentState st || r.TokenType != JsonTokenType.String || !r.ValueTextEquals(StateName(st))) return false;
+                        break;
+                    case 8:
+                        if (SecurityLevel is not int sl || r.TokenType != JsonTokenType.Number || !r.TryGetInt32(out int v) || v != sl) return false;
+                        break;
+                    case 16:
+                        if (Load is not int ld || r.TokenType != JsonTokenType.Number || !r.TryGetInt32(out int w) || w != ld) return false;
+                        break;
+                    default:
+                        // Hardware: the tags in order, a repeat of an earlier one dropped (as the parser does).
+                        if (r.TokenType != JsonTokenType.StartArray) return false;
+                        while (true)
+                        {
+                            if (!r.Read()) return false;
+                            if (r.TokenType == JsonTokenType.EndArray) break;
+                            if (r.TokenType != JsonTokenType.String) return false;
+                            bool repeat = false;
+                            for (int k = 0; k < hardware && !repeat; k++) repeat = r.ValueTextEquals(Hardware[k]);
+                            if (repeat) continue;
+                            if (hardware == Hardware.Count || !r.ValueTextEquals(Hardware[hardware])) return false;
+                            hardware++;
+                        }
+                        break;
+                }
+            }
+            // Every attribute this context has was present (an absent one would parse as unset), and nothing follows.
+            int expected = (Latency is null ? 0 : 1) | (Hardware.Count == 0 ? 0 : 2) | (State is null ? 0 : 4) | (SecurityLevel is null ? 0 : 8) | (Load is null ? 0 : 16);
+            if ((seen & ~2) != (expected & ~2) || hardware != Hardware.Count) return false;
+            if (!r.Read() || r.TokenType != JsonTokenType.EndObject) return false;
+            return !r.Read();
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The JSON text, keys in a fixed order (latency, hardware, state, security-level, load, unknown ones).</summary>
     public byte[] ToUtf8Json()
     {

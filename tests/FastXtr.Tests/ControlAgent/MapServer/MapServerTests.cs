@@ -175,10 +175,18 @@ public partial class MapServerTests
         RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, "\"hardware\":[\"gpu\"]")), PlannersKey);
         _server.Store.TryGet(key, out var withContext);
         Assert.That(withContext.ByXtr[31].Rlocs[0].Context?.HasHardware("gpu"), Is.True);
-        // With attributes the full path runs again, and an unchanged refresh keeps them.
-        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, "\"hardware\":[\"gpu\"]")), PlannersKey);
+        // With attributes unchanged it is a refresh too: the set with its context is shared, not parsed again (texts
+        // that differ in order or spacing only: AgentContextMatchTests).
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, "\"hardware\":[\"gpu\"],\"load\":20")), PlannersKey);
+        _server.Store.TryGet(key, out var loaded);
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, "\"load\":20,\"hardware\":[\"gpu\",\"gpu\"]")), PlannersKey);
         _server.Store.TryGet(key, out var again);
-        Assert.That(again.ByXtr[31].Rlocs[0].Context?.HasHardware("gpu"), Is.True);
+        Assert.That(again.ByXtr[31].Rlocs == loaded.ByXtr[31].Rlocs, Is.True, "the stored set with its context is shared");
+        Assert.That((again.ByXtr[31].Rlocs[0].Context?.HasHardware("gpu"), again.ByXtr[31].Rlocs[0].Context?.Load), Is.EqualTo(((bool?)true, (int?)20)));
+        // A changed attribute is no refresh.
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 31, ("192.0.2.3", 2, "\"load\":21,\"hardware\":[\"gpu\"]")), PlannersKey);
+        _server.Store.TryGet(key, out var changed);
+        Assert.That((changed.ByXtr[31].Rlocs == loaded.ByXtr[31].Rlocs, changed.ByXtr[31].Rlocs[0].Context?.Load), Is.EqualTo((false, (int?)21)));
     }
 
     [Test]

@@ -216,3 +216,83 @@ public class ContextMatcherTests
         Assert.That(Select(null, gw2, gw3Draining).Select(s => s.CandidateIndex), Is.EqualTo(new[] { 0 }));
     }
 }
+
+/// <summary>
+/// <see cref="AgentContext.Matches"/> against the parser it stands in for: over pairs of JSON texts drawn from a small
+/// domain (so that many pairs parse equal: keys in any order, repeated hardware tags, escapes, whitespace; and invalid
+/// values, repeated keys, unknown members, trailing bytes), a context matches a text exactly when the text parses to
+/// an equal context, for contexts without unknown members (with them it never matches: the caller parses).
+/// </summary>
+[TestFixture]
+public class AgentContextMatchTests
+{
+    private static readonly string[][] Values =
+    [
+        ["\"latency\":\"low\"", "\"latency\":\"high\"", "\"l\\u0061tency\":\"low\"", "\"latency\":\"fast\"", "\"latency\":1"],
+        ["\"hardware\":[\"gpu\"]", "\"hardware\":[\"tpu\"]", "\"hardware\":[\"gpu\",\"tpu\"]", "\"hardware\":[\"tpu\",\"gpu\"]", "\"hardware\":[\"gpu\",\"gpu\",\"tpu\"]",
+            "\"hardware\":[]", "\"hardware\":[\"GPU\"]", "\"hardware\":\"gpu\""],
+        ["\"state\":\"ready\"", "\"state\":\"busy\"", "\"state\" : \"re\\u0061dy\"", "\"state\":\"sleepy\""],
+        ["\"security-level\":3", "\"security-level\":9", "\"security-level\":3.0"],
+        ["\"load\":50", "\"load\":10", "\"load\":101", "\"load\":-1", "\"load\":\"50\""],
+        ["\"vendor\":\"x\"", "\"load\":50"], // an unknown member, or a repeated key
+    ];
+
+    private static string Json(int[] r)
+    {
+        var members = new List<string>();
+        for (int f = 0; f < Values.Length; f++)
+            if (r[f] % 3 != 0 || f == Values.Length - 1 && r[f] % 5 == 0) members.Add(Values[f][r[f] % Values[f].Length]);
+        if (members.Count > 0 && r[7] % 7 == 0) members.RemoveAt(members.Count - 1);
+        // A rotation of the members: the same members in another order.
+        int k = members.Count == 0 ? 0 : r[6] % members.Count;
+        var ordered = members.Skip(k).Concat(members.Take(k)).Where(m => !(members.Count(x => x == m) > 1 && m == "\"load\":50" && r[8] % 2 == 0));
+        string top = r[9] % 11 == 0 ? ",\"other\":1" : "";
+        string tail = r[10] % 13 == 0 ? " x" : r[10] % 3 == 0 ? " \n" : "";
+        return $"{{\"agent-context\":{{{string.Join(r[11] % 2 == 0 ? "," : " , ", ordered)}}}{top}}}{tail}";
+    }
+
+    private static readonly CsCheck.Gen<int[]> Draw = CsCheck.Gen.Int[0, 1 << 20].Array[12];
+
+    [Test]
+    public void Matches_ExactlyWhenTheTextParsesToAnEqualContext()
+    {
+        int matched = 0, compared = 0;
+        // The second text draws each choice again with probability 1/4, so that many pairs differ in one thing only.
+        CsCheck.Check.Sample(CsCheck.Gen.Select(Draw, Draw, Draw), t =>
+        {
+            var (first, other, coin) = t;
+            var second = first.Select((v, i) => coin[i] % 4 == 0 ? other[i] : v).ToArray();
+            string a = Json(first), b = Json(second);
+            var ca = AgentContext.TryParse(a, out _);
+            if (ca is null) return;
+            var cb = AgentContext.TryParse(b, out _);
+            bool equal = ca.Equals(cb), matches = ca.Matches(System.Text.Encoding.UTF8.GetBytes(b));
+            bool unknown = ca.UnknownMembers.Count > 0 || ca.UnknownTopLevelMembers.Count > 0;
+            Interlocked.Increment(ref compared);
+            if (matches) Interlocked.Increment(ref matched);
+            Assert.That(matches, Is.EqualTo(equal && !unknown), $"context of {a} against {b}");
+        }, iter: 50_000);
+        // The domain must give many valid and many equal pairs, or the property says little.
+        Assert.That(compared, Is.GreaterThan(2_000), $"{matched} matched");
+        Assert.That(matched, Is.GreaterThan(300));
+    }
+
+    [Test]
+    public void Matches_ItsOwnText_AndNotItsTextWithAnyAttributeChanged()
+    {
+        var c = AgentContext.TryParse("""{"agent-context":{"latency":"low","hardware":["gpu","nvlink"],"state":"ready","security-level":2,"load":40}}""", out _)!;
+        Assert.That(c.Matches(c.ToUtf8Json()), Is.True);
+        foreach (var changed in new[]
+        {
+            """{"agent-context":{"latency":"high","hardware":["gpu","nvlink"],"state":"ready","security-level":2,"load":40}}""",
+            """{"agent-context":{"latency":"low","hardware":["nvlink","gpu"],"state":"ready","security-level":2,"load":40}}""",
+            """{"agent-context":{"latency":"low","hardware":["gpu"],"state":"ready","security-level":2,"load":40}}""",
+            """{"agent-context":{"latency":"low","hardware":["gpu","nvlink"],"state":"busy","security-level":2,"load":40}}""",
+            """{"agent-context":{"latency":"low","hardware":["gpu","nvlink"],"state":"ready","load":40}}""",
+            """{"agent-context":{"latency":"low","hardware":["gpu","nvlink"],"state":"ready","security-level":2,"load":41}}""",
+            """{"agent-context":{"latency":"low","hardware":["gpu","nvlink"],"state":"ready","security-level":2,"load":40}} {}""",
+            """{"agent-context":{"latency":"low","hardware":["gpu","nvlink"],"state":"ready","security-level":2,"load":40""",
+        })
+            Assert.That(c.Matches(System.Text.Encoding.UTF8.GetBytes(changed)), Is.False, changed);
+    }
+}
