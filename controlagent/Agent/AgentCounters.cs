@@ -77,8 +77,8 @@ public enum AgentCounter
     /// replayed: an older one, dropped unacknowledged and logged.</summary>
     PublicationsRepeated,
     PublicationsReplayed,
-    /// <summary>RFC 9437's subscribe procedure: Map-Notifies acknowledging one of our subscriptions (the subscribing request's nonce),
-    /// before or after its Map-Reply; each acknowledged.</summary>
+    /// <summary>RFC 9437's subscribe procedure: Map-Notifies acknowledging one of our subscriptions (under the
+    /// subscribing request's nonce), before or after its Map-Reply; each acknowledged.</summary>
     SubscriptionAcksTaken,
     Count,
 }

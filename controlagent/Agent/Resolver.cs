@@ -75,8 +75,8 @@ internal sealed class Resolver(AgentIo io, MapCacheOwner cache, ProfileTable pro
     /// A publication's nonce against the last taken for the record: above it (or none taken yet) it is new, equal it
     /// is a retransmission of one taken, below it a replay. Compared in serial-number arithmetic (RFC 1982): the
     /// count starts at a random 64-bit nonce and may wrap. The count's start itself is the Map-Server's
-    /// acknowledgement of the subscription (RFC 9437's subscribe procedure), come after the Map-Reply that installed the record (or again):
-    /// acknowledged, not applied.
+    /// acknowledgement of the subscription (RFC 9437's subscribe procedure), come after the Map-Reply that installed
+    /// the record (or again): acknowledged, not applied.
     /// </summary>
     public PublicationOrder OrderOf(uint iid, EidFamily family, UInt128 prefix, int length, ulong nonce, out ulong last)
     {

@@ -352,10 +352,6 @@ public sealed class MapServerCore
     }
 
     /// <summary>
-    /// Whether a record's locators are the stored ones, field by field and in order, where every stored one is a plain
-    /// address without attributes (those with attributes take the full path, which parses and checks them).
-    /// </summary>
-    /// <summary>
     /// Whether the record's locators read (<see cref="ContextEncoding.ReadLocator"/>) as the stored set would: the
     /// same plain locators, or for a locator with agent context an AFI-List whose address is the stored one and whose
     /// JSON the stored context <see cref="AgentContext.Matches"/>. Nothing is parsed or allocated; false sends the

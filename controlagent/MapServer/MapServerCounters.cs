@@ -82,7 +82,8 @@ public enum MsCounter
     /// <summary>RFC 9437: publications not sent again because their subscription was renewed since (the renewal's
     /// answer carries the newer state, and the ITR counts publication nonces from the renewal's on).</summary>
     PublicationsSuperseded,
-    /// <summary>RFC 9437's subscribe procedure: Map-Notifies acknowledging a subscription or its renewal (under the request's nonce).</summary>
+    /// <summary>RFC 9437's subscribe procedure: Map-Notifies acknowledging a subscription or its renewal (under the
+    /// request's nonce).</summary>
     SubscriptionAcksSent,
     Count,
 }

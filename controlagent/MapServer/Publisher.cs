@@ -53,9 +53,9 @@ public sealed class PublicationNonces(ulong start)
 /// record, filtered and prioritised for its own constraints (CONTEXT-EXTENSION.md §4), and every ETR that was in the
 /// previous RLOC set but is not in the new one gets the new record too, so that it can solicit (SMR) the ITRs still
 /// sending to it. Every subscription and renewal is acknowledged with a Map-Notify under the subscribing request's
-/// nonce carrying the record as the subscriber may use it (RFC 9437's subscribe procedure; the Map-Reply still answers the request, as
-/// RFC 9301 has it). Unacknowledged notifications are sent again every second, three times, after which a
-/// subscription is dropped.
+/// nonce carrying the record as the subscriber may use it (RFC 9437's subscribe procedure; the Map-Reply still
+/// answers the request, as RFC 9301 has it). Unacknowledged notifications are sent again every second, three times,
+/// after which a subscription is dropped.
 /// <para>
 /// Changes are queued, and one sender thread of its own builds, signs, sends and retransmits: a receive worker only
 /// enqueues. A Map-Register's changes join the queue only after its Map-Notify has gone (the receive loop holds them
@@ -132,11 +132,11 @@ public sealed class Publisher : IDisposable
     // the same bytes but for its nonce, its xTR-ID and the signature, so the record is filled and encoded once.
     private readonly Dictionary<(AgentConstraints?, bool, SiteKey), byte[]> _templates = [];
     private readonly ILogger _log;
-    // A change with the subscribers it had when it happened: one who subscribes later is not told of it (the
-    // Map-Reply that set the subscription up already carried the newer state). Or a subscription to acknowledge
-    // (Acknowledging set): New is the registration it was answered from, Nonce the subscribing request's, Renewal
-    // the subscription's renewal count after it.
-    // Arrived: when the message that made the change arrived (Stopwatch ticks), for the publication delay.
+    // A change with the subscribers it had when it happened (one who subscribes later is not told of it: the
+    // Map-Reply that set the subscription up already carried the newer state), and when the message that made it
+    // arrived (Stopwatch ticks, for the publication delay). Or a subscription to acknowledge (Acknowledging set): New
+    // is the registration it was answered from, Nonce the subscribing request's, Renewal the subscription's renewal
+    // count after it.
     private readonly record struct Change(EidRegistration? Old, EidRegistration? New, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>? Subscribers,
         long Arrived = 0, Subscription? Acknowledging = null, ulong Nonce = 0, int Renewal = 0);
 
@@ -261,7 +261,10 @@ public sealed class Publisher : IDisposable
         else Enqueue(ack);
     }
 
-    /// <summary>Whether <paramref name="s"/> is still the subscription of its subscriber and xTR-ID (not replaced by one under other constraints, nor dropped).</summary>
+    /// <summary>
+    /// Whether <paramref name="s"/> is still the subscription of its subscriber and xTR-ID (not replaced by one under
+    /// other constraints, nor dropped).
+    /// </summary>
     private bool IsCurrent(Subscription s) =>
         _subscriptions.TryGetValue(s.Key, out var subs) && subs.TryGetValue((s.Subscriber, s.XtrId), out var current) && ReferenceEquals(current, s);
 
@@ -359,11 +362,12 @@ public sealed class Publisher : IDisposable
     }
 
     /// <summary>
-    /// RFC 9437's subscribe procedure: a subscription is acknowledged with a Map-Notify under the subscribing request's nonce (the first
-    /// of its count: publications take the next ones), carrying the record as answered for the subscriber's
-    /// constraints, signed with its site's key, and retransmitted like a publication until the Map-Notify-Ack comes;
-    /// unacknowledged, the subscription is dropped (draft-boucadair-lisp-pubsub-flow-examples §9). Not sent when the
-    /// subscription was renewed again or replaced since: that request's acknowledgement follows.
+    /// RFC 9437's subscribe procedure: a subscription is acknowledged with a Map-Notify under the subscribing
+    /// request's nonce (the first of its count: publications take the next ones), carrying the record as answered for
+    /// the subscriber's constraints, signed with its site's key, and retransmitted like a publication until the
+    /// Map-Notify-Ack comes; unacknowledged, the subscription is dropped (as draft-boucadair-lisp-pubsub-flow-examples
+    /// shows for a lost Map-Notify-Ack). Not sent when the subscription was renewed again or replaced since: that
+    /// request's acknowledgement follows.
     /// </summary>
     private void AcknowledgeSubscription(Subscription s, EidRegistration? answered, ulong nonce, int renewal)
     {
@@ -391,8 +395,8 @@ public sealed class Publisher : IDisposable
 
     /// <summary>
     /// One Map-Notify with one record: <paramref name="updated"/>'s as answered for <paramref name="constraints"/>, or
-    /// a negative one when it is gone; signed with <paramref name="siteKey"/>, or with its authentication field sized for
-    /// the key and zero (a template, signed per subscriber). Written into the sender thread's scratch buffer through a
+    /// a negative one when it is gone; signed with <paramref name="siteKey"/>, or with its authentication field sized
+    /// for the key and zero (a template, signed per subscriber). Written into the sender thread's scratch buffer through a
     /// reused encode-only message (as the workers answer requests), so valid until the next call: nothing is allocated.
     /// </summary>
     private ReadOnlySpan<byte> Encode(EidKey key, SiteKey siteKey, AgentConstraints? constraints, bool lcaf, EidRegistration? updated, UInt128 xtrId, ulong nonce, bool sign)
