@@ -74,7 +74,7 @@ public sealed class Publisher : IDisposable
 {
     public const int MaxAttempts = 4;
     /// <summary>The time slice the sender thread asks the scheduler for (<see cref="Cpu.TryRequestSlice"/>).</summary>
-    public static readonly TimeSpan PublisherSlice = TimeSpan.FromMicroseconds(100);
+    private static readonly TimeSpan PublisherSlice = TimeSpan.FromMicroseconds(100);
     public static readonly TimeSpan RetransmitInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>Sends (or queues) one datagram; the span is only valid during the call.</summary>

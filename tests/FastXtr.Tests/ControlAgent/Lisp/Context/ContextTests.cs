@@ -245,7 +245,7 @@ public class AgentContextMatchTests
         if (members.Count > 0 && r[7] % 7 == 0) members.RemoveAt(members.Count - 1);
         // A rotation of the members: the same members in another order.
         int k = members.Count == 0 ? 0 : r[6] % members.Count;
-        var ordered = members.Skip(k).Concat(members.Take(k)).Where(m => !(members.Count(x => x == m) > 1 && m == "\"load\":50" && r[8] % 2 == 0));
+        var ordered = members.Skip(k).Concat(members.Take(k));
         string top = r[9] % 11 == 0 ? ",\"other\":1" : "";
         string tail = r[10] % 13 == 0 ? " x" : r[10] % 3 == 0 ? " \n" : "";
         return $"{{\"agent-context\":{{{string.Join(r[11] % 2 == 0 ? "," : " , ", ordered)}}}{top}}}{tail}";
