@@ -5,6 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using FastXtr.NativeInterop;
+using FastXtr.Lisp.Context;
 using FastXtr.Lisp.Messages;
 
 namespace FastXtr.Perf.Load;
@@ -17,9 +18,10 @@ namespace FastXtr.Perf.Load;
 /// <item><c>request TARGET EIDS SECONDS RATE SOURCES</c>: sends ECM Map-Requests for random registered EIDs from
 /// SOURCES loopback addresses (127.0.1.x) at RATE per second (0: as fast as possible, in batches of 32), and prints
 /// answered/s and the p50/p99 latency, measured from the send time carried in each nonce.</item>
-/// <item><c>register-rate TARGET KEY EIDS SECONDS RATE</c>: re-registers EIDS host EIDs (the refreshes of a site's
+/// <item><c>register-rate TARGET KEY EIDS SECONDS RATE [--context]</c>: re-registers EIDS host EIDs (the refreshes of a site's
 /// xTRs) with single-record, want-map-notify Map-Registers signed before the clock starts, at RATE per second (0: as
-/// fast as possible, in batches of 32), and prints sent/s and Map-Notifies/s.</item>
+/// fast as possible, in batches of 32), and prints sent/s and Map-Notifies/s. With <c>--context</c> each locator
+/// carries an agent context (the draft's attributes, as an agent re-registers them unchanged).</item>
 /// </list>
 /// Bounded in time and count, loopback only.
 /// </summary>
@@ -32,6 +34,7 @@ public static class MapServerLoad
         var positional = new List<string>();
         int first = 0, killPid = 0;
         double killAt = -1;
+        bool context = false;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -39,6 +42,7 @@ public static class MapServerLoad
                 case "--first": first = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--kill": killPid = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--kill-at": killAt = double.Parse(args[++i], CultureInfo.InvariantCulture); break;
+                case "--context": context = true; break;
                 default: positional.Add(args[i]); break;
             }
         }
@@ -50,13 +54,13 @@ public static class MapServerLoad
                 double.Parse(a[4], CultureInfo.InvariantCulture), int.Parse(a[5], CultureInfo.InvariantCulture), first, killPid, killAt);
         if (a.Length >= 6 && a[0] == "register-rate")
             return RegisterRate(MapServerEndpoint(a[1]), System.Text.Encoding.UTF8.GetBytes(a[2]), int.Parse(a[3], CultureInfo.InvariantCulture),
-                double.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture));
+                double.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture), context);
         if (a.Length >= 7 && a[0] == "update-publish")
             return UpdatePublish.Run(MapServerEndpoint(a[1]), System.Text.Encoding.UTF8.GetBytes(a[2]), int.Parse(a[3], CultureInfo.InvariantCulture),
                 int.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture), a[6].Split(',').Select(r => double.Parse(r, CultureInfo.InvariantCulture)).ToList(),
                 a.Length >= 9 && a[7] == "--metrics" ? new Uri(a[8]) : null);
         Console.Error.WriteLine("usage: mapserver-load register TARGET KEY COUNT [RECORDS-PER-MESSAGE] [--first N] | request TARGET EIDS SECONDS RATE SOURCES [--first N] [--kill PID --kill-at SECONDS]"
-            + " | register-rate TARGET KEY EIDS SECONDS RATE | update-publish TARGET KEY EIDS SUBSCRIBERS SECONDS RATE[,RATE...] [--metrics URL]");
+            + " | register-rate TARGET KEY EIDS SECONDS RATE [--context] | update-publish TARGET KEY EIDS SUBSCRIBERS SECONDS RATE[,RATE...] [--metrics URL]");
         return 2;
     }
 
@@ -120,8 +124,9 @@ public static class MapServerLoad
     /// source addresses (rate limiting and SO_REUSEPORT spreading see SOURCES requesters).
     /// </summary>
 
-    private static unsafe int RegisterRate(IPEndPoint target, byte[] key, int eids, double seconds, double rate)
+    private static unsafe int RegisterRate(IPEndPoint target, byte[] key, int eids, double seconds, double rate, bool context)
     {
+        var attributes = context ? AgentContext.TryParse("""{"agent-context":{"latency":"low","hardware":["gpu"],"state":"ready","load":40}}""", out _) : null;
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         socket.ReceiveBufferSize = 16 << 20;
@@ -134,7 +139,8 @@ public static class MapServerLoad
         {
             var m = new MapRegister { Nonce = (ulong)i, WantMapNotify = true, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 1, SiteId = 1 };
             var rec = new MappingRecord { TtlMinutes = 1440, EidMaskLength = 32, Authoritative = true, EidPrefix = LispAddress.WithInstanceId(1000, LispAddress.FromIpv4(EidOf(i))) };
-            rec.Locators.Add(new LocatorRecord(LispAddress.FromIpv4(0xC0000202), 1, 100));
+            var rloc = LispAddress.FromIpv4(0xC0000202);
+            rec.Locators.Add(new LocatorRecord(attributes is null ? rloc : ContextEncoding.RlocWithContext(rloc, attributes), 1, 100));
             m.Records.Add(rec);
             byte[] signed = m.ToSignedArray(key);
             messages[i] = memory + (long)i * DatagramBytes;
