@@ -30,11 +30,13 @@ public static class MapServerLoad
     public static int Run(string[] args)
     {
         // Options after the positional arguments: --first N (the first EID index, so that several Map-Servers hold
-        // different ranges), --kill PID --kill-at SECONDS (request: SIGKILL a process during the run, for failover).
+        // different ranges), --kill PID --kill-at SECONDS (request: SIGKILL a process during the run, for failover),
+        // --context (register-rate), --metrics URL (update-publish).
         var positional = new List<string>();
         int first = 0, killPid = 0;
         double killAt = -1;
         bool context = false;
+        Uri? metrics = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -43,6 +45,7 @@ public static class MapServerLoad
                 case "--kill": killPid = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--kill-at": killAt = double.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--context": context = true; break;
+                case "--metrics": metrics = new Uri(args[++i]); break;
                 default: positional.Add(args[i]); break;
             }
         }
@@ -58,7 +61,7 @@ public static class MapServerLoad
         if (a.Length >= 7 && a[0] == "update-publish")
             return UpdatePublish.Run(MapServerEndpoint(a[1]), System.Text.Encoding.UTF8.GetBytes(a[2]), int.Parse(a[3], CultureInfo.InvariantCulture),
                 int.Parse(a[4], CultureInfo.InvariantCulture), double.Parse(a[5], CultureInfo.InvariantCulture), a[6].Split(',').Select(r => double.Parse(r, CultureInfo.InvariantCulture)).ToList(),
-                a.Length >= 9 && a[7] == "--metrics" ? new Uri(a[8]) : null);
+                metrics);
         Console.Error.WriteLine("usage: mapserver-load register TARGET KEY COUNT [RECORDS-PER-MESSAGE] [--first N] | request TARGET EIDS SECONDS RATE SOURCES [--first N] [--kill PID --kill-at SECONDS]"
             + " | register-rate TARGET KEY EIDS SECONDS RATE [--context] | update-publish TARGET KEY EIDS SUBSCRIBERS SECONDS RATE[,RATE...] [--metrics URL]");
         return 2;
