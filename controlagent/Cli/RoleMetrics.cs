@@ -13,6 +13,9 @@ namespace FastXtr.Cli;
 /// </summary>
 public static class RoleMetrics
 {
+    /// <summary>The Map-Server's histogram of publication delays (load generators read it too).</summary>
+    public const string PublicationDelayMetric = "fastxtr_mapserver_publication_delay_seconds";
+
     public static readonly string Help = "serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9341); off when not given";
 
     /// <summary>Parses the flag and starts the endpoint; null when the flag is absent.</summary>
@@ -70,7 +73,7 @@ public static class RoleMetrics
         if (host.Publisher is { } publisher)
         {
             // Fine steps below 2 ms, where an update's publications to a hundred subscribers land on an idle server.
-            var delay = m.Factory.CreateHistogram("fastxtr_mapserver_publication_delay_seconds",
+            var delay = m.Factory.CreateHistogram(PublicationDelayMetric,
                 "Time from the arrival of a message that changed a registration to the send of its last publication to the record's subscribers",
                 new Prometheus.HistogramConfiguration { Buckets = [0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006, 0.0007, 0.0008, 0.0009, 0.001, 0.00125, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
             publisher.PublicationDelay = delay.Observe;

@@ -263,10 +263,10 @@ public sealed class Publisher : IDisposable
 
     /// <summary>
     /// Whether <paramref name="s"/> is still the subscription of its subscriber and xTR-ID (not replaced by one under
-    /// other constraints, nor dropped).
+    /// other constraints, nor dropped); <paramref name="subs"/> is its prefix's subscriptions as read.
     /// </summary>
-    private bool IsCurrent(Subscription s) =>
-        _subscriptions.TryGetValue(s.Key, out var subs) && subs.TryGetValue((s.Subscriber, s.XtrId), out var current) && ReferenceEquals(current, s);
+    private bool IsCurrent(Subscription s, out ImmutableDictionary<(IPEndPoint, UInt128), Subscription> subs) =>
+        _subscriptions.TryGetValue(s.Key, out subs!) && subs.TryGetValue((s.Subscriber, s.XtrId), out var current) && ReferenceEquals(current, s);
 
     /// <summary>
     /// After a reload: a subscription whose subscriber's site is gone is dropped, since nothing could authenticate its
@@ -371,7 +371,7 @@ public sealed class Publisher : IDisposable
     /// </summary>
     private void AcknowledgeSubscription(Subscription s, EidRegistration? answered, ulong nonce, int renewal)
     {
-        if (s.Nonces.Renewals != renewal || !IsCurrent(s)) return;
+        if (s.Nonces.Renewals != renewal || !IsCurrent(s, out _)) return;
         var key = s.SiteKey;
         var notify = Encode(s.Key, key, s.Constraints, s.Lcaf, answered, s.XtrId, nonce, sign: true);
         var p = Take(notify.Length);
@@ -417,16 +417,7 @@ public sealed class Publisher : IDisposable
             record.Locators.Clear();
         }
         else _answers.Fill(record, updated.AnswerFor(lcaf), updated.EffectiveRlocs().AsSpan(), constraints);
-        int n;
-        if (sign) n = notify.TryEncodeSigned(_scratch, siteKey);
-        else
-        {
-            // Unsigned, the authentication field sized for the key's algorithm and zero: signed per subscriber.
-            Span<byte> zeros = stackalloc byte[MessageAuthentication.DigestLength(siteKey.Algorithm)];
-            zeros.Clear();
-            notify.SetAuthenticationData(zeros);
-            n = notify.TryEncode(_scratch);
-        }
+        int n = sign ? notify.TryEncodeSigned(_scratch, siteKey) : notify.TryEncodeForSigning(_scratch);
         if (n < 0) throw new InvalidOperationException($"a notification for {key} does not fit in {_scratch.Length} bytes");
         return _scratch.AsSpan(0, n);
     }
@@ -490,7 +481,7 @@ public sealed class Publisher : IDisposable
                 // the renewal's answer carried newer state, and the ITR now takes only nonces counted from the
                 // renewing request's (RFC 9437 §5). Not sent again, and its going unacknowledged says nothing about
                 // the subscriber.
-                bool superseded = p.Subscription is Subscription renewed && (renewed.Nonces.Renewals != p.Renewal || !IsCurrent(renewed));
+                bool superseded = p.Subscription is Subscription renewed && (renewed.Nonces.Renewals != p.Renewal || !IsCurrent(renewed, out _));
                 if (superseded || p.Attempts >= MaxAttempts)
                 {
                     _pending.Remove(nonce);
@@ -515,7 +506,7 @@ public sealed class Publisher : IDisposable
         {
             // Compare-and-swap, not a read and a write: a worker may be adding a subscription to the same prefix, or
             // replacing this one (then the new one stays).
-            while (_subscriptions.TryGetValue(s.Key, out var subs) && subs.TryGetValue((s.Subscriber, s.XtrId), out var current) && ReferenceEquals(current, s))
+            while (IsCurrent(s, out var subs))
             {
                 if (!_subscriptions.TryUpdate(s.Key, subs.Remove((s.Subscriber, s.XtrId)), subs)) continue;
                 _counters.Add(MsCounter.SubscriptionsDropped);

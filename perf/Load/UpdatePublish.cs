@@ -92,7 +92,7 @@ public static class UpdatePublish
         return 0;
     }
 
-    private const string DelayMetric = "fastxtr_mapserver_publication_delay_seconds_bucket{le=\"";
+    private const string DelayMetric = FastXtr.Cli.RoleMetrics.PublicationDelayMetric + "_bucket{le=\"";
 
     /// <summary>The publication-delay histogram's cumulative bucket counts by upper bound (seconds; +Inf last).</summary>
     private static SortedList<double, double> DelayBuckets(string scrape, Uri metrics)
@@ -106,7 +106,7 @@ public static class UpdatePublish
             buckets[le == "+Inf" ? double.PositiveInfinity : double.Parse(le, CultureInfo.InvariantCulture)] =
                 double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
         }
-        if (buckets.Count == 0) throw new InvalidOperationException($"update-publish: {metrics} has no {DelayMetric[..^6]} (is it the Map-Server's --metrics endpoint?)");
+        if (buckets.Count == 0) throw new InvalidOperationException($"update-publish: {metrics} has no {FastXtr.Cli.RoleMetrics.PublicationDelayMetric} (is it the Map-Server's --metrics endpoint?)");
         return buckets;
     }
 

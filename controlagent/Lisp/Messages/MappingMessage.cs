@@ -113,13 +113,22 @@ public abstract class MappingMessage
     /// <summary>As <see cref="TryEncodeSigned(Span{byte}, ReadOnlySpan{byte})"/> with a site key (its keyed HMAC state is kept per thread).</summary>
     public int TryEncodeSigned(Span<byte> destination, SiteKey key) => TryEncodeSigned(destination, key.Secret, key);
 
+    /// <summary>
+    /// Encodes with the authentication field sized for <see cref="AlgorithmId"/> (full-length digest) and zero: the
+    /// form the HMAC is computed over, e.g. a template signed later per recipient.
+    /// </summary>
+    public int TryEncodeForSigning(Span<byte> destination)
+    {
+        Span<byte> zeros = stackalloc byte[MessageAuthentication.DigestLength(AlgorithmId)];
+        zeros.Clear();
+        SetAuthenticationData(zeros);
+        return TryEncode(destination);
+    }
+
     private int TryEncodeSigned(Span<byte> destination, ReadOnlySpan<byte> key, SiteKey? keyed)
     {
         int digestLength = MessageAuthentication.DigestLength(AlgorithmId);
-        Span<byte> zeros = stackalloc byte[digestLength];
-        zeros.Clear();
-        SetAuthenticationData(zeros);
-        int n = TryEncode(destination);
+        int n = TryEncodeForSigning(destination);
         if (n < 0) return -1;
         if (keyed is null) MessageAuthentication.Sign(destination[..n], AlgorithmId, key);
         else MessageAuthentication.Sign(destination[..n], AlgorithmId, keyed);
