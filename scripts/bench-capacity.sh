@@ -2,9 +2,10 @@
 # Forwarding capacity of one core: the data plane under test alone on CPU 0, the generator and the sink on CPU 1.
 #
 #   scripts/bench-capacity.sh [--secs N] [--modes "vxlan tun af-packet af-xdp af-xdp-u c-ceiling rtr"] [--dirs "itr etr"] [--json FILE]
-#                             [--profile DIR] [--busy-poll-us N]
+#                             [--profile DIR] [--busy-poll-us N] [--offload off|on]
 #   (--busy-poll-us: the data plane's, 0 by default here: a worker that keeps checking takes its core from the
 #    kernel's receive work on the same core)
+#   (--offload: the tun and af-packet data planes' segmentation offloads, off by default here as in the data plane)
 #   (--profile: perf record -C 0 during each final trial into DIR/<key>.data, the data plane with its JIT map)
 #
 # Three namespaces in a line, G (generator) -- T (the device under test) -- K (sink), joined by veths. The generator
@@ -36,7 +37,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-secs=5; modes="vxlan tun af-packet af-xdp af-xdp-u c-ceiling rtr"; json=""; profile=""; dirs="itr etr"; busy_poll=0
+secs=5; modes="vxlan tun af-packet af-xdp af-xdp-u c-ceiling rtr"; json=""; profile=""; dirs="itr etr"; busy_poll=0; offload=off
 while [ $# -gt 0 ]; do
   case "$1" in
     --secs) secs="$2"; shift 2 ;;
@@ -45,7 +46,8 @@ while [ $# -gt 0 ]; do
     --profile) profile="$2"; mkdir -p "$profile"; shift 2 ;;
     --dirs) dirs="$2"; shift 2 ;;
     --busy-poll-us) busy_poll="$2"; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    --offload) offload="$2"; shift 2 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "bench-capacity.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -175,9 +177,10 @@ capacity() {
 start_fastxtr() {
   local mode=$1 eid=$2 underlay=${3:-}
   local dev="$eid" extra=()
+  local off=(); case "$mode" in tun|af-packet) off=(--offload "$offload") ;; esac
   if [ "$mode" = tun ]; then dev=fxcap0; fi
   if [ "$mode" = af-xdp-u ]; then mode=af-xdp; extra=(--xdp-underlay "$underlay"); fi
-  ip netns exec "$T" env ${profile:+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0} "$root/out/fastxtr" dataplane --mode "$mode" --rloc-addr 172.31.77.1 --instance "1000=$dev" "${extra[@]}" --cpus 0 --shm "$shm" --busy-poll-us "$busy_poll" > "$work/dp.log" 2>&1 &
+  ip netns exec "$T" env ${profile:+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0} "$root/out/fastxtr" dataplane --mode "$mode" --rloc-addr 172.31.77.1 --instance "1000=$dev" "${extra[@]}" --cpus 0 --shm "$shm" --busy-poll-us "$busy_poll" "${off[@]}" > "$work/dp.log" 2>&1 &
   for _ in $(seq 50); do [ -f "/dev/shm/$shm" ] && ./out/fastxtr show stats --shm "$shm" >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 0.5
   if [ "$mode" = tun ]; then ip -n "$T" addr add 10.9.0.1/24 dev fxcap0; ip -n "$T" link set fxcap0 up; fi
