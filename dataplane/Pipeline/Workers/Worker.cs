@@ -232,8 +232,15 @@ public sealed unsafe class Worker : IDisposable
         long spin = Stopwatch.Frequency * _options.BusyPollMicroseconds / 1_000_000;
         long lastWork = long.MinValue / 2;
         bool spinning = false;
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        int turns = 0;
         while (!_stop)
         {
+            if (++turns == 4096)
+            {
+                turns = 0;
+                NoteAllocations(ref allocated);
+            }
             int work = 0;
             for (int k = 0; k < instances; k++) work += Encapsulate(k);
             if (_udpFd >= 0) work += Decapsulate(_udpFd, ipv6: false);
@@ -254,8 +261,18 @@ public sealed unsafe class Worker : IDisposable
             }
             spinning = false;
             _counters.Add(Counter.PollSleeps);
+            NoteAllocations(ref allocated);
             Cpu.PollReadable(fds, 100);
         }
+    }
+
+    /// <summary>Adds what this thread allocated since <paramref name="seen"/> to <see cref="Counter.WorkerAllocatedBytes"/>.</summary>
+    private void NoteAllocations(ref long seen)
+    {
+        long now = GC.GetAllocatedBytesForCurrentThread();
+        if (now == seen) return;
+        _counters.Add(Counter.WorkerAllocatedBytes, (ulong)(now - seen));
+        seen = now;
     }
 
     private int Encapsulate(int instance)

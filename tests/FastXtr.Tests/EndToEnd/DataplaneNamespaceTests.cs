@@ -141,6 +141,33 @@ public class DataplaneNamespaceTests(string offload)
     }
 
     [Test, Order(3)]
+    public void Traffic_AllocatesNothingOnTheWorkers()
+    {
+        // Warm-up: every path the measured traffic takes has run (and been compiled) once.
+        var (client, server) = TcpTransfer.Run(_lab.A, _lab.B, "10.2.0.1", "10.1.0.1", _lab.Tag);
+        Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), server.All);
+        Assert.That(Ping(_lab.A, 3).Out, Does.Contain("3 received"));
+        var before = WorkerAllocations();
+
+        (client, server) = TcpTransfer.Run(_lab.A, _lab.B, "10.2.0.1", "10.1.0.1", _lab.Tag);
+        Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), server.All);
+        var r = Ping(_lab.A, 20, "-s 1400");
+        Assert.That(r.Out, Does.Contain("20 received"), r.All);
+        var after = WorkerAllocations();
+
+        Assert.That(after, Is.EqualTo(before), "bytes allocated by A's and B's workers, before and after 8 MiB of TCP both ways and 20 pings");
+    }
+
+    /// <summary>Both workers' allocation counters, read once each has slept in poll twice (the counter is up to date).</summary>
+    private (ulong A, ulong B) WorkerAllocations()
+    {
+        ulong sleepsA = _lab.Counter(_lab.ShmA, Counter.PollSleeps), sleepsB = _lab.Counter(_lab.ShmB, Counter.PollSleeps);
+        TwoXtrLab.WaitFor(() => _lab.Counter(_lab.ShmA, Counter.PollSleeps) >= sleepsA + 2 && _lab.Counter(_lab.ShmB, Counter.PollSleeps) >= sleepsB + 2,
+            "both workers idle");
+        return (_lab.Counter(_lab.ShmA, Counter.WorkerAllocatedBytes), _lab.Counter(_lab.ShmB, Counter.WorkerAllocatedBytes));
+    }
+
+    [Test, Order(3)]
     public void Tshark_DecodesOurDataPackets_WithIidNonceAndPerFlowPorts()
     {
         string pcap = $"/tmp/fxtest-{_lab.Tag}.pcap";
