@@ -170,16 +170,39 @@ public static unsafe class Sockets
         return SendSegmented(fd, &to, (uint)sizeof(SockAddrIn6), Linux.IPPROTO_IPV6, Linux.IPV6_HOPLIMIT, Linux.IPV6_TCLASS, data, length, segmentBytes, hopLimit, trafficClass);
     }
 
+    /// <summary>
+    /// <see cref="SendSegmented(int, byte*, int, uint, ushort, int, int, int)"/> gathered from <paramref name="count"/>
+    /// pieces of <paramref name="length"/> bytes in all (each datagram's headers and payload from where they lie): the
+    /// kernel copies them into one buffer and cuts it every <paramref name="segmentBytes"/> as ever.
+    /// </summary>
+    public static int SendSegmented(int fd, IoVec* pieces, int count, int length, uint destinationHostOrder, ushort port, int segmentBytes, int ttl, int tos)
+    {
+        SockAddrIn to = Ipv4Endpoint(destinationHostOrder, port);
+        return SendSegmented(fd, &to, (uint)sizeof(SockAddrIn), Linux.IPPROTO_IP, Linux.IP_TTL, Linux.IP_TOS, pieces, count, length, segmentBytes, ttl, tos);
+    }
+
+    /// <summary>The IPv6 counterpart of the gathering IPv4 <see cref="SendSegmented(int, IoVec*, int, int, uint, ushort, int, int, int)"/>.</summary>
+    public static int SendSegmented(int fd, IoVec* pieces, int count, int length, UInt128 destinationHostOrder, ushort port, int segmentBytes, int hopLimit, int trafficClass)
+    {
+        SockAddrIn6 to = Ipv6Endpoint(destinationHostOrder, port);
+        return SendSegmented(fd, &to, (uint)sizeof(SockAddrIn6), Linux.IPPROTO_IPV6, Linux.IPV6_HOPLIMIT, Linux.IPV6_TCLASS, pieces, count, length, segmentBytes, hopLimit, trafficClass);
+    }
+
     private static int SendSegmented(int fd, void* to, uint toLength, int level, int ttlType, int tosType, byte* data, int length, int segmentBytes, int ttl, int tos)
     {
         IoVec iov = new() { Base = data, Length = (nuint)length };
+        return SendSegmented(fd, to, toLength, level, ttlType, tosType, &iov, 1, length, segmentBytes, ttl, tos);
+    }
+
+    private static int SendSegmented(int fd, void* to, uint toLength, int level, int ttlType, int tosType, IoVec* pieces, int count, int length, int segmentBytes, int ttl, int tos)
+    {
         // Three control messages of CMSG_SPACE 24 each: UDP_SEGMENT (u16), the TTL or hop limit (int), TOS or traffic class (int).
         byte* control = stackalloc byte[72];
         new Span<byte>(control, 72).Clear();
         WriteControl(control, Linux.SOL_UDP, Linux.UDP_SEGMENT, 2, (ushort)segmentBytes);
         WriteControl(control + 24, level, ttlType, 4, ttl);
         WriteControl(control + 48, level, tosType, 4, tos);
-        var msg = new MsgHdr { Name = to, NameLength = toLength, Iov = &iov, IovLength = 1, Control = control, ControlLength = 72 };
+        var msg = new MsgHdr { Name = to, NameLength = toLength, Iov = pieces, IovLength = (nuint)count, Control = control, ControlLength = 72 };
         for (int spins = 0; ; spins++)
         {
             if (Libc.sendmsg(fd, &msg, 0) == length) return 0;

@@ -9,6 +9,7 @@ namespace FastXtr.Perf.Micro;
 /// <summary>
 /// The userspace segmentation offloads on one 64,000-byte IPv4 TCP super-packet (12 bytes of TCP options, as Linux
 /// sends with timestamps): cut into 1,412-byte segments with full checksums (what the ITR does per TSO read), and
+/// the same cut with only each segment's headers written (the payload gathered from where it lies by the send), and
 /// 46 such segments coalesced back into one super-packet described for writev (what the ETR does per run).
 /// </summary>
 [MemoryDiagnoser]
@@ -17,6 +18,7 @@ public unsafe class OffloadBenchmarks
     private const int Payload = 64_000, Mss = 1412, Headers = 20 + 32;
     private byte[] _super = [];
     private byte[] _output = [];
+    private readonly byte[] _headers = new byte[256 * 128];
     private readonly int[] _lengths = new int[256];
     private byte* _segments;
     private int _count;
@@ -53,6 +55,9 @@ public unsafe class OffloadBenchmarks
 
     [Benchmark(Description = "ITR: cut a 64 KB TCP super-packet into 46 segments (copy + checksums)")]
     public int Segment() => TcpSegmentation.Segment(_super, Mss, 8, _output, _lengths);
+
+    [Benchmark(Description = "ITR: the same cut for a gathering send: headers and checksums only, the payload left in place")]
+    public int SegmentHeaders() => TcpSegmentation.SegmentHeaders(_super, Mss, 8, _headers, 128, _lengths, out _);
 
     [Benchmark(Description = "ETR: coalesce 46 segments into one super-packet (checks + merged header)")]
     public int Coalesce()

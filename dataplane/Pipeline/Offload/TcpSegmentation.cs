@@ -77,23 +77,46 @@ public static class TcpSegmentation
         Span<byte> segment = output.Slice(k * (prefixBytes + headers + unit) + prefixBytes, headers + size);
         packet[..headers].CopyTo(segment);
         payload.Slice(offset, size).CopyTo(segment[headers..]);
-        FixIpHeader(segment, ipLength, ipv6, (ushort)(identification + k));
+        FixIpHeader(segment, segment.Length, ipLength, ipv6, (ushort)(identification + k));
         return segment;
     }
 
-    /// <summary>A segment's own IP lengths, and for IPv4 its identification (the burst's + k) and header checksum.</summary>
-    private static void FixIpHeader(Span<byte> segment, int ipLength, bool ipv6, ushort identification)
+    /// <summary>
+    /// A segment's own IP lengths (for a segment of <paramref name="segmentLength"/> bytes), and for IPv4 its
+    /// identification (the burst's + k) and header checksum; <paramref name="ip"/> starts with its IP header.
+    /// </summary>
+    private static void FixIpHeader(Span<byte> ip, int segmentLength, int ipLength, bool ipv6, ushort identification)
     {
         if (ipv6)
         {
-            BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(segment.Length - Ipv6Header.Length));
+            BinaryPrimitives.WriteUInt16BigEndian(ip[4..], (ushort)(segmentLength - Ipv6Header.Length));
             return;
         }
-        BinaryPrimitives.WriteUInt16BigEndian(segment[2..], (ushort)segment.Length);
-        BinaryPrimitives.WriteUInt16BigEndian(segment[4..], identification);
-        segment[10] = 0;
-        segment[11] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(segment[10..], InternetChecksum.Compute(segment[..ipLength]));
+        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)segmentLength);
+        BinaryPrimitives.WriteUInt16BigEndian(ip[4..], identification);
+        ip[10] = 0;
+        ip[11] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], InternetChecksum.Compute(ip[..ipLength]));
+    }
+
+    /// <summary>
+    /// Finishes segment k's TCP header in <paramref name="headers"/> (the segment's IP and TCP headers, its IP lengths
+    /// already its own): sequence number, flags (FIN and PSH on the last segment only, CWR on the first only) and the
+    /// complete checksum over the TCP header and the segment's <paramref name="payload"/>, wherever that lies.
+    /// </summary>
+    private static void FinishTcpHeader(Span<byte> headers, int ipLength, bool ipv6, uint sequence, byte flags, int k, int count, ReadOnlySpan<byte> payload)
+    {
+        Span<byte> tcp = headers[ipLength..];
+        BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], sequence);
+        byte f = flags;
+        if (k != count - 1) f = (byte)(f & ~(Fin | Psh));
+        if (k != 0) f = (byte)(f & ~Cwr);
+        tcp[13] = f;
+        tcp[16] = 0;
+        tcp[17] = 0;
+        // The TCP header is a whole number of 32-bit words: the payload's sum continues the header's.
+        uint sum = InternetChecksum.Sum(tcp, PseudoHeaderSum(headers, ipLength, ipv6, tcp.Length + payload.Length));
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], InternetChecksum.Finish(InternetChecksumSimd.Sum(payload, sum)));
     }
 
     /// <summary>
@@ -118,15 +141,44 @@ public static class TcpSegmentation
             int offset = k * mss;
             Span<byte> segment = CopySegment(packet, headers, ipLength, ipv6, identification, payload, k, mss, prefixBytes, output);
             int size = segment.Length - headers;
-            Span<byte> tcp = segment[ipLength..];
-            BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], sequence + (uint)offset);
-            byte f = flags;
-            if (k != count - 1) f = (byte)(f & ~(Fin | Psh));
-            if (k != 0) f = (byte)(f & ~Cwr);
-            tcp[13] = f;
-            WriteTransportChecksum(segment, ipLength, ipv6, checksumOffset: 16);
+            FinishTcpHeader(segment[..headers], ipLength, ipv6, sequence + (uint)offset, flags, k, count, payload.Slice(offset, size));
             lengths[k] = prefixBytes + headers + size;
         }
+        return count;
+    }
+
+    /// <summary>
+    /// <see cref="Segment"/> without copying the payload, for a sender that gathers (one iovec for each segment's
+    /// headers, one for its payload): segment k's <paramref name="prefixBytes"/> and headers (IP lengths,
+    /// identification and checksum, sequence number, flags, and the TCP checksum over its payload) go to
+    /// <paramref name="headerOutput"/> at <c>k * headerStride</c>, and its payload is the packet's bytes from
+    /// <paramref name="payloadOffset"/> + k * <paramref name="mss"/>, <paramref name="lengths"/>[k] - prefix - headers of
+    /// them (<paramref name="lengths"/>[k] is what <see cref="Segment"/> gives). Returns the number of segments, or 0
+    /// when <see cref="Segment"/> would, or the headers do not fit the stride or the output.
+    /// </summary>
+    public static int SegmentHeaders(ReadOnlySpan<byte> packet, int mss, int prefixBytes, Span<byte> headerOutput, int headerStride, Span<int> lengths, out int payloadOffset)
+    {
+        payloadOffset = 0;
+        int headers = HeaderLength(packet, out bool ipv6);
+        if (headers == 0 || mss < 1 || prefixBytes + headers > headerStride) return 0;
+        int ipLength = ipv6 ? Ipv6Header.Length : (packet[0] & 0xF) * 4;
+        int count = Plan(packet, headers, ipv6, mss, prefixBytes, int.MaxValue, lengths.Length, out var payload);
+        if (count == 0 || (long)count * headerStride > headerOutput.Length) return 0;
+
+        uint sequence = BinaryPrimitives.ReadUInt32BigEndian(packet[(ipLength + 4)..]);
+        ushort identification = ipv6 ? (ushort)0 : BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
+        byte flags = packet[ipLength + 13];
+        for (int k = 0; k < count; k++)
+        {
+            int offset = k * mss;
+            int size = Math.Min(mss, payload.Length - offset);
+            Span<byte> h = headerOutput.Slice(k * headerStride + prefixBytes, headers);
+            packet[..headers].CopyTo(h);
+            FixIpHeader(h, headers + size, ipLength, ipv6, (ushort)(identification + k));
+            FinishTcpHeader(h, ipLength, ipv6, sequence + (uint)offset, flags, k, count, payload.Slice(offset, size));
+            lengths[k] = prefixBytes + headers + size;
+        }
+        payloadOffset = headers;
         return count;
     }
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using FastXtr.Dataplane.Buffers;
 using FastXtr.Dataplane.Decap;
@@ -91,6 +92,12 @@ public sealed unsafe class Worker : IDisposable
     private readonly TcpCoalescer _coalescer = new();
     private readonly IoVec* _pieces;
     private readonly byte* _vnetScratch;
+    // UDP GSO sends of TCP super-packets (_tso): each segment's LISP and inner headers, HeaderStride apart, and the
+    // send's pieces (each segment's headers, then its payload where the TUN read put it).
+    private readonly byte* _segmentHeaders;
+    private readonly IoVec* _gsoPieces;
+    /// <summary>Room for a segment's LISP header and its inner IP and TCP headers (at most 8 + 60 + 60 bytes).</summary>
+    private const int HeaderStride = 128;
     /// <summary>Sockets for UDP GSO sends, one per outer source port (61440 + k): the port still follows the flow hash.</summary>
     public const int GsoSourcePorts = 16;
     public const ushort GsoSourcePortBase = 61440;
@@ -185,6 +192,8 @@ public sealed unsafe class Worker : IDisposable
             {
                 _gsoFds = v4!;
                 _gso6Fds = v6!;
+                _segmentHeaders = (byte*)NativeMemory.AlignedAlloc(MaxSegments * HeaderStride, 64);
+                _gsoPieces = (IoVec*)NativeMemory.AllocZeroed((nuint)(2 * GsoMaxSegments * sizeof(IoVec)));
             }
             else foreach (int fd in (v4 ?? []).Concat(v6 ?? [])) Sockets.Close(fd);
         }
@@ -445,29 +454,40 @@ public sealed unsafe class Worker : IDisposable
             int cut = TcpSegmentation.Segment(packet, mss, PacketBuffers.HeadroomBytes, new Span<byte>(_gsoOut, GsoOutBytes), _segmentLengths);
             return EncapsulateCut(cut, PacketBuffers.HeadroomBytes + headers + mss, iid, now, instance);
         }
-        // Segment k's LISP header goes in its 8-byte prefix; segment 0 starts one headroom into the output so that
-        // the ITR can build its outer header in front of it, as it does in every packet buffer.
-        byte* first = _gsoOut + PacketBuffers.HeadroomBytes;
-        int count = TcpSegmentation.Segment(packet, mss, LispDataHeader.Length, new Span<byte>(first, GsoOutBytes - PacketBuffers.HeadroomBytes), _segmentLengths);
+        // Segment k's 8-byte prefix (its LISP header) and inner headers go to the header table, HeaderStride apart;
+        // its payload stays where the TUN read put it, and each UDP GSO send gathers the two (no copy of the payload
+        // here: the kernel's copy into its buffer is the only one).
+        int count = TcpSegmentation.SegmentHeaders(packet, mss, LispDataHeader.Length, new Span<byte>(_segmentHeaders, MaxSegments * HeaderStride), HeaderStride, _segmentLengths, out int payloadOffset);
         if (count == 0) return Drop(Counter.DropBadVnetHeader);
         _counters.Add(Counter.SegmentsCut, (ulong)count);
-        // The ITR's decision for the first segment (its inner packet sits after the prefix) holds for all. The
-        // segments were cut to fit the outer MTU, so it is Send or a drop the ITR has counted (no mapping, policy...).
+        int headerBytes = LispDataHeader.Length + headers;
+        byte* payload = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(packet)) + payloadOffset;
+        // The ITR's decision for the first segment holds for all: laid out whole one headroom into the output (its
+        // inner packet after the prefix), so that the ITR builds its headers in front of it as in every packet buffer.
+        // The segments were cut to fit the outer MTU, so it is Send or a drop the ITR has counted (no mapping, policy...).
+        byte* first = _gsoOut + PacketBuffers.HeadroomBytes;
+        Buffer.MemoryCopy(_segmentHeaders, first, headerBytes, headerBytes);
+        Buffer.MemoryCopy(payload, first + headerBytes, _segmentLengths[0] - headerBytes, _segmentLengths[0] - headerBytes);
         var d = _encap.Process(first + LispDataHeader.Length - PacketBuffers.HeadroomBytes, _segmentLengths[0] - LispDataHeader.Length, iid, 0, now, _scratch.Data(0), out _);
         if (d.Verdict != ItrVerdict.Send) return 0;
         int socket = (d.Ipv6 ? _gso6Fds : _gsoFds)[d.SourcePort % GsoSourcePorts];
         int stride = _segmentLengths[0];
-        for (int k = 1; k < count; k++) Buffer.MemoryCopy(first, first + (long)k * stride, LispDataHeader.Length, LispDataHeader.Length);
+        for (int k = 0; k < count; k++) Buffer.MemoryCopy(first, _segmentHeaders + (long)k * HeaderStride, LispDataHeader.Length, LispDataHeader.Length);
         ulong bytes = 0;
         for (int start = 0; start < count;)
         {
             int take = Math.Min(count - start, Math.Min(GsoMaxSegments, GsoMaxBytes / stride));
             int length = (take - 1) * stride + _segmentLengths[start + take - 1];
-            byte* data = first + (long)start * stride;
+            for (int k = 0; k < take; k++)
+            {
+                int segment = start + k;
+                _gsoPieces[2 * k] = new IoVec { Base = _segmentHeaders + (long)segment * HeaderStride, Length = (nuint)headerBytes };
+                _gsoPieces[2 * k + 1] = new IoVec { Base = payload + (long)segment * mss, Length = (nuint)(_segmentLengths[segment] - headerBytes) };
+            }
             // To the locator's data port (4341, or its own): --port is where this xTR listens, not where its peers do.
             int e = d.Ipv6
-                ? Sockets.SendSegmented(socket, data, length, d.Destination6, d.DestinationPort, stride, d.Ttl, d.Tos)
-                : Sockets.SendSegmented(socket, data, length, d.Destination, d.DestinationPort, stride, d.Ttl, d.Tos);
+                ? Sockets.SendSegmented(socket, _gsoPieces, 2 * take, length, d.Destination6, d.DestinationPort, stride, d.Ttl, d.Tos)
+                : Sockets.SendSegmented(socket, _gsoPieces, 2 * take, length, d.Destination, d.DestinationPort, stride, d.Ttl, d.Tos);
             if (e == 0)
             {
                 _counters.Add(Counter.UdpGsoSends);
@@ -819,5 +839,7 @@ public sealed unsafe class Worker : IDisposable
         NativeMemory.Free(_pieces);
         NativeMemory.Free(_vnetScratch);
         if (_held != null) NativeMemory.Free(_held);
+        if (_segmentHeaders != null) NativeMemory.AlignedFree(_segmentHeaders);
+        if (_gsoPieces != null) NativeMemory.Free(_gsoPieces);
     }
 }

@@ -118,6 +118,41 @@ public unsafe class OffloadTests
     }
 
     [Test]
+    public void SegmentHeaders_WithThePayloadGathered_GivesExactlyThePerPacketBytes()
+    {
+        // What a gathering sender puts on the wire: each segment's prefix and headers from the header output, then its
+        // slice of the packet's own payload. It must equal the per-packet reference, as Segment's copies do.
+        var rng = new Random(9301);
+        for (int i = 0; i < 400; i++)
+        {
+            bool ipv6 = i % 3 == 0;
+            int ipOptions = ipv6 ? 0 : 4 * rng.Next(0, 3), tcpOptions = 4 * rng.Next(0, 6);
+            int payload = i < 20 ? i + 1 : rng.Next(1, 64_000);
+            int mss = rng.Next(300, 1461);
+            byte flags = (byte)(Ack | (rng.Next(2) == 0 ? Psh : 0) | (rng.Next(4) == 0 ? Fin : 0) | (rng.Next(4) == 0 ? Cwr : 0));
+            var super = TcpPacket(rng, ipv6, ipOptions, tcpOptions, payload, flags);
+            int prefix = i % 2 == 0 ? 8 : 0, stride = 128;
+            var headerOutput = new byte[256 * stride];
+            var lengths = new int[256];
+            int count = TcpSegmentation.SegmentHeaders(super, mss, prefix, headerOutput, stride, lengths, out int payloadOffset);
+            int headers = TcpSegmentation.HeaderLength(super, out _);
+            var reference = ReferenceSegments(super, mss, ipv6);
+            Assert.That(count, Is.EqualTo(reference.Count), $"case {i}");
+            Assert.That(payloadOffset, Is.EqualTo(headers));
+            for (int k = 0; k < count; k++)
+            {
+                int size = lengths[k] - prefix - headers;
+                var gathered = headerOutput.AsSpan(k * stride + prefix, headers).ToArray().Concat(super.AsSpan(payloadOffset + k * mss, size).ToArray()).ToArray();
+                Assert.That(gathered, Is.EqualTo(reference[k]), $"case {i} ({(ipv6 ? "IPv6" : "IPv4")}, payload {payload}, mss {mss}), segment {k}");
+            }
+        }
+        var tcp = TcpPacket(rng, false, 0, 40, 1000, Ack);
+        Assert.That(TcpSegmentation.SegmentHeaders(tcp, 100, 8, new byte[16 * 64], 64, new int[16], out _), Is.Zero, "headers (80 bytes) longer than the stride");
+        Assert.That(TcpSegmentation.SegmentHeaders(tcp, 100, 8, new byte[5 * 128], 128, new int[16], out _), Is.Zero, "10 segments, room for 5 headers");
+        Assert.That(TcpSegmentation.SegmentHeaders(tcp, 100, 8, new byte[16 * 128], 128, new int[5], out _), Is.Zero, "10 segments, 5 lengths");
+    }
+
+    [Test]
     public void UdpSegmentation_KeepsTheSendersDatagrams_AndChecksumsEach()
     {
         var rng = new Random(768);
