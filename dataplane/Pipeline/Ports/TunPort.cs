@@ -14,7 +14,10 @@ public sealed unsafe class TunPort : IEidPort
     private readonly int[] _fds;
     private readonly WorkerCounters _counters;
     private readonly IoVec* _pieces;
+    // An empty virtio-net header (never written), and behind it room for a packet written with it in one piece.
     private readonly byte* _emptyHeader;
+    /// <summary>Packets up to this long are copied behind the header and written whole; longer ones are gathered.</summary>
+    private const int CopyLimit = 2048;
 
     public TunPort(IReadOnlyList<TunDevice> tuns, int queue, WorkerCounters counters)
     {
@@ -23,7 +26,7 @@ public sealed unsafe class TunPort : IEidPort
         TakesSuperPackets = HasVnetHeader && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
         _counters = counters;
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)(2 * sizeof(IoVec)));
-        _emptyHeader = (byte*)NativeMemory.AllocZeroed((nuint)VirtioNetHdr.Bytes);
+        _emptyHeader = (byte*)NativeMemory.AllocZeroed((nuint)(VirtioNetHdr.Bytes + CopyLimit));
     }
 
     public int InstanceCount => _fds.Length;
@@ -58,6 +61,14 @@ public sealed unsafe class TunPort : IEidPort
     {
         bool ok;
         if (!HasVnetHeader) ok = TunDevice.Write(_fds[instance], packet, length);
+        else if (length <= CopyLimit)
+        {
+            // One write of a copy behind the empty header: writev's import of an iovec array costs more than
+            // copying a packet this short (measured on a TUN: 2.79 us per writev of header + 64 bytes, 2.66 us per
+            // copy and write).
+            Buffer.MemoryCopy(packet, _emptyHeader + VirtioNetHdr.Bytes, length, length);
+            ok = TunDevice.Write(_fds[instance], _emptyHeader, VirtioNetHdr.Bytes + length);
+        }
         else
         {
             _pieces[0] = new IoVec { Base = _emptyHeader, Length = VirtioNetHdr.Bytes };
