@@ -14,8 +14,8 @@ public sealed unsafe class TunPort : IEidPort
     private readonly int[] _fds;
     private readonly WorkerCounters _counters;
     private readonly IoVec* _pieces;
-    // An empty virtio-net header (never written), and behind it room for a packet written with it in one piece.
-    private readonly byte* _emptyHeader;
+    // An empty virtio-net header (its bytes are never written), and behind it room for a packet to be written with it in one piece.
+    private readonly byte* _headerAndPacket;
     /// <summary>Packets up to this long are copied behind the header and written whole; longer ones are gathered.</summary>
     private const int CopyLimit = 2048;
 
@@ -26,7 +26,7 @@ public sealed unsafe class TunPort : IEidPort
         TakesSuperPackets = HasVnetHeader && tuns.All(t => (t.Offloads & (Linux.TUN_F_TSO4 | Linux.TUN_F_TSO6)) != 0);
         _counters = counters;
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)(2 * sizeof(IoVec)));
-        _emptyHeader = (byte*)NativeMemory.AllocZeroed((nuint)(VirtioNetHdr.Bytes + CopyLimit));
+        _headerAndPacket = (byte*)NativeMemory.AllocZeroed((nuint)(VirtioNetHdr.Bytes + CopyLimit));
     }
 
     public int InstanceCount => _fds.Length;
@@ -66,12 +66,12 @@ public sealed unsafe class TunPort : IEidPort
             // One write of a copy behind the empty header: writev's import of an iovec array costs more than
             // copying a packet this short (measured on a TUN: 2.79 us per writev of header + 64 bytes, 2.66 us per
             // copy and write).
-            Buffer.MemoryCopy(packet, _emptyHeader + VirtioNetHdr.Bytes, length, length);
-            ok = TunDevice.Write(_fds[instance], _emptyHeader, VirtioNetHdr.Bytes + length);
+            Buffer.MemoryCopy(packet, _headerAndPacket + VirtioNetHdr.Bytes, length, length);
+            ok = TunDevice.Write(_fds[instance], _headerAndPacket, VirtioNetHdr.Bytes + length);
         }
         else
         {
-            _pieces[0] = new IoVec { Base = _emptyHeader, Length = VirtioNetHdr.Bytes };
+            _pieces[0] = new IoVec { Base = _headerAndPacket, Length = VirtioNetHdr.Bytes };
             _pieces[1] = new IoVec { Base = packet, Length = (nuint)length };
             ok = TunDevice.WriteGather(_fds[instance], _pieces, 2, VirtioNetHdr.Bytes + length);
         }
@@ -88,6 +88,6 @@ public sealed unsafe class TunPort : IEidPort
     {
         // The TUN descriptors belong to the host's TunDevice objects, which close them.
         NativeMemory.Free(_pieces);
-        NativeMemory.Free(_emptyHeader);
+        NativeMemory.Free(_headerAndPacket);
     }
 }
