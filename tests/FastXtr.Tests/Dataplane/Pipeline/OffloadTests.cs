@@ -98,10 +98,23 @@ public unsafe class OffloadTests
         return Enumerable.Range(0, count).Select(k => output.AsSpan(k * (prefix + headers + mss) + prefix, lengths[k] - prefix).ToArray()).ToList();
     }
 
-    [Test]
-    public void Segmentation_GivesExactlyThePerPacketBytes_OnRandomSuperPackets()
+    /// <summary>Segments given by SegmentHeaders, each its headers from the header output then its slice of the packet's payload.</summary>
+    private static List<byte[]> Gather(byte[] super, int mss, int prefix)
     {
-        var rng = new Random(9300);
+        const int stride = 128;
+        var headerOutput = new byte[256 * stride];
+        var lengths = new int[256];
+        int count = TcpSegmentation.SegmentHeaders(super, mss, prefix, headerOutput, stride, lengths, out int payloadOffset);
+        int headers = TcpSegmentation.HeaderLength(super, out _);
+        if (count > 0) Assert.That(payloadOffset, Is.EqualTo(headers));
+        return Enumerable.Range(0, count).Select(k => headerOutput.AsSpan(k * stride + prefix, headers).ToArray()
+            .Concat(super.AsSpan(payloadOffset + k * mss, lengths[k] - prefix - headers).ToArray()).ToArray()).ToList();
+    }
+
+    /// <summary>400 random TCP super-packets: IPv4 (with IP options) and IPv6, TCP options, FIN/PSH/CWR, MSS 300-1460, prefix 8 or 0.</summary>
+    private static IEnumerable<(byte[] Super, int Mss, bool Ipv6, int Prefix, string Case)> RandomSuperPackets(int seed)
+    {
+        var rng = new Random(seed);
         for (int i = 0; i < 400; i++)
         {
             bool ipv6 = i % 3 == 0;
@@ -109,12 +122,22 @@ public unsafe class OffloadTests
             int payload = i < 20 ? i + 1 : rng.Next(1, 64_000);
             int mss = rng.Next(300, 1461); // at most 214 segments: a worker takes 256
             byte flags = (byte)(Ack | (rng.Next(2) == 0 ? Psh : 0) | (rng.Next(4) == 0 ? Fin : 0) | (rng.Next(4) == 0 ? Cwr : 0));
-            var super = TcpPacket(rng, ipv6, ipOptions, tcpOptions, payload, flags);
-            var ours = Cut(super, mss, prefix: i % 2 == 0 ? 8 : 0);
-            var reference = ReferenceSegments(super, mss, ipv6);
-            Assert.That(ours, Has.Count.EqualTo(reference.Count), $"case {i}");
-            for (int k = 0; k < ours.Count; k++) Assert.That(ours[k], Is.EqualTo(reference[k]), $"case {i} ({(ipv6 ? "IPv6" : "IPv4")}, payload {payload}, mss {mss}), segment {k}");
+            yield return (TcpPacket(rng, ipv6, ipOptions, tcpOptions, payload, flags), mss, ipv6, i % 2 == 0 ? 8 : 0,
+                $"case {i} ({(ipv6 ? "IPv6" : "IPv4")}, payload {payload}, mss {mss})");
         }
+    }
+
+    private static void AssertPerPacketBytes(List<byte[]> ours, (byte[] Super, int Mss, bool Ipv6, int Prefix, string Case) c)
+    {
+        var reference = ReferenceSegments(c.Super, c.Mss, c.Ipv6);
+        Assert.That(ours, Has.Count.EqualTo(reference.Count), c.Case);
+        for (int k = 0; k < ours.Count; k++) Assert.That(ours[k], Is.EqualTo(reference[k]), $"{c.Case}, segment {k}");
+    }
+
+    [Test]
+    public void Segmentation_GivesExactlyThePerPacketBytes_OnRandomSuperPackets()
+    {
+        foreach (var c in RandomSuperPackets(9300)) AssertPerPacketBytes(Cut(c.Super, c.Mss, c.Prefix), c);
     }
 
     [Test]
@@ -122,30 +145,8 @@ public unsafe class OffloadTests
     {
         // What a gathering sender puts on the wire: each segment's prefix and headers from the header output, then its
         // slice of the packet's own payload. It must equal the per-packet reference, as Segment's copies do.
-        var rng = new Random(9301);
-        for (int i = 0; i < 400; i++)
-        {
-            bool ipv6 = i % 3 == 0;
-            int ipOptions = ipv6 ? 0 : 4 * rng.Next(0, 3), tcpOptions = 4 * rng.Next(0, 6);
-            int payload = i < 20 ? i + 1 : rng.Next(1, 64_000);
-            int mss = rng.Next(300, 1461);
-            byte flags = (byte)(Ack | (rng.Next(2) == 0 ? Psh : 0) | (rng.Next(4) == 0 ? Fin : 0) | (rng.Next(4) == 0 ? Cwr : 0));
-            var super = TcpPacket(rng, ipv6, ipOptions, tcpOptions, payload, flags);
-            int prefix = i % 2 == 0 ? 8 : 0, stride = 128;
-            var headerOutput = new byte[256 * stride];
-            var lengths = new int[256];
-            int count = TcpSegmentation.SegmentHeaders(super, mss, prefix, headerOutput, stride, lengths, out int payloadOffset);
-            int headers = TcpSegmentation.HeaderLength(super, out _);
-            var reference = ReferenceSegments(super, mss, ipv6);
-            Assert.That(count, Is.EqualTo(reference.Count), $"case {i}");
-            Assert.That(payloadOffset, Is.EqualTo(headers));
-            for (int k = 0; k < count; k++)
-            {
-                int size = lengths[k] - prefix - headers;
-                var gathered = headerOutput.AsSpan(k * stride + prefix, headers).ToArray().Concat(super.AsSpan(payloadOffset + k * mss, size).ToArray()).ToArray();
-                Assert.That(gathered, Is.EqualTo(reference[k]), $"case {i} ({(ipv6 ? "IPv6" : "IPv4")}, payload {payload}, mss {mss}), segment {k}");
-            }
-        }
+        foreach (var c in RandomSuperPackets(9301)) AssertPerPacketBytes(Gather(c.Super, c.Mss, c.Prefix), c);
+        var rng = new Random(9302);
         var tcp = TcpPacket(rng, false, 0, 40, 1000, Ack);
         Assert.That(TcpSegmentation.SegmentHeaders(tcp, 100, 8, new byte[16 * 64], 64, new int[16], out _), Is.Zero, "headers (80 bytes) longer than the stride");
         Assert.That(TcpSegmentation.SegmentHeaders(tcp, 100, 8, new byte[5 * 128], 128, new int[16], out _), Is.Zero, "10 segments, room for 5 headers");
