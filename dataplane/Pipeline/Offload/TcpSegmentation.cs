@@ -112,11 +112,7 @@ public static class TcpSegmentation
         if (k != count - 1) f = (byte)(f & ~(Fin | Psh));
         if (k != 0) f = (byte)(f & ~Cwr);
         tcp[13] = f;
-        tcp[16] = 0;
-        tcp[17] = 0;
-        // The TCP header is a whole number of 32-bit words: the payload's sum continues the header's.
-        uint sum = InternetChecksum.Sum(tcp, PseudoHeaderSum(headers, ipLength, ipv6, tcp.Length + payload.Length));
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], InternetChecksum.Finish(InternetChecksumSimd.Sum(payload, sum)));
+        WriteTransportChecksum(headers, ipLength, ipv6, checksumOffset: 16, payload);
     }
 
     /// <summary>
@@ -186,13 +182,21 @@ public static class TcpSegmentation
     /// Writes the complete TCP or UDP checksum of a packet (pseudo-header, transport header and payload) at
     /// <paramref name="checksumOffset"/> within the transport header.
     /// </summary>
-    public static void WriteTransportChecksum(Span<byte> packet, int ipLength, bool ipv6, int checksumOffset)
+    public static void WriteTransportChecksum(Span<byte> packet, int ipLength, bool ipv6, int checksumOffset) =>
+        WriteTransportChecksum(packet, ipLength, ipv6, checksumOffset, []);
+
+    /// <summary>
+    /// The same for a packet whose transport payload continues in <paramref name="rest"/>, wherever that lies (a
+    /// segment gathered from its headers and its slice of a super-packet): <paramref name="packet"/>'s transport part
+    /// must be a whole number of 16-bit words, as a TCP or UDP header is.
+    /// </summary>
+    private static void WriteTransportChecksum(Span<byte> packet, int ipLength, bool ipv6, int checksumOffset, ReadOnlySpan<byte> rest)
     {
         Span<byte> transport = packet[ipLength..];
         transport[checksumOffset] = 0;
         transport[checksumOffset + 1] = 0;
-        uint sum = PseudoHeaderSum(packet, ipLength, ipv6, transport.Length);
-        ushort checksum = InternetChecksum.Finish(InternetChecksumSimd.Sum(transport, sum));
+        uint sum = PseudoHeaderSum(packet, ipLength, ipv6, transport.Length + rest.Length);
+        ushort checksum = InternetChecksum.Finish(InternetChecksumSimd.Sum(rest, InternetChecksumSimd.Sum(transport, sum)));
         // UDP sends an all-zero result as all ones (RFC 768); for TCP 0 and 0xFFFF are the same in ones' complement.
         BinaryPrimitives.WriteUInt16BigEndian(transport[checksumOffset..], checksum == 0 && packet[ipv6 ? 6 : 9] == 17 ? (ushort)0xFFFF : checksum);
     }

@@ -92,10 +92,9 @@ public sealed unsafe class Worker : IDisposable
     private readonly TcpCoalescer _coalescer = new();
     private readonly IoVec* _pieces;
     private readonly byte* _vnetScratch;
-    // UDP GSO sends of TCP super-packets (_tso): each segment's LISP and inner headers, HeaderStride apart, and the
-    // send's pieces (each segment's headers, then its payload where the TUN read put it).
+    // UDP GSO sends of TCP super-packets (_tso): each segment's LISP and inner headers, HeaderStride apart (a send's
+    // pieces, each segment's headers then its payload where the TUN read put it, go in _pieces).
     private readonly byte* _segmentHeaders;
-    private readonly IoVec* _gsoPieces;
     /// <summary>Room for a segment's LISP header and its inner IP and TCP headers (at most 8 + 60 + 60 bytes).</summary>
     private const int HeaderStride = 128;
     /// <summary>Sockets for UDP GSO sends, one per outer source port (61440 + k): the port still follows the flow hash.</summary>
@@ -171,6 +170,7 @@ public sealed unsafe class Worker : IDisposable
         }
 
         _vnet = _port.HasVnetHeader;
+        // A coalesced run's pieces (ETR), or a UDP GSO send's (ITR: 2 per segment, at most 2 * GsoMaxSegments).
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)((MaxSegments + 2) * sizeof(IoVec)));
         _vnetScratch = (byte*)NativeMemory.AllocZeroed(256);
         // af-packet: a TCP super-frame (the kernel's GRO, or a veth peer's TSO, hands those to the ring) is cut here.
@@ -193,7 +193,6 @@ public sealed unsafe class Worker : IDisposable
                 _gsoFds = v4!;
                 _gso6Fds = v6!;
                 _segmentHeaders = (byte*)NativeMemory.AlignedAlloc(MaxSegments * HeaderStride, 64);
-                _gsoPieces = (IoVec*)NativeMemory.AllocZeroed((nuint)(2 * GsoMaxSegments * sizeof(IoVec)));
             }
             else foreach (int fd in (v4 ?? []).Concat(v6 ?? [])) Sockets.Close(fd);
         }
@@ -481,13 +480,13 @@ public sealed unsafe class Worker : IDisposable
             for (int k = 0; k < take; k++)
             {
                 int segment = start + k;
-                _gsoPieces[2 * k] = new IoVec { Base = _segmentHeaders + (long)segment * HeaderStride, Length = (nuint)headerBytes };
-                _gsoPieces[2 * k + 1] = new IoVec { Base = payload + (long)segment * mss, Length = (nuint)(_segmentLengths[segment] - headerBytes) };
+                _pieces[2 * k] = new IoVec { Base = _segmentHeaders + (long)segment * HeaderStride, Length = (nuint)headerBytes };
+                _pieces[2 * k + 1] = new IoVec { Base = payload + (long)segment * mss, Length = (nuint)(_segmentLengths[segment] - headerBytes) };
             }
             // To the locator's data port (4341, or its own): --port is where this xTR listens, not where its peers do.
             int e = d.Ipv6
-                ? Sockets.SendSegmented(socket, _gsoPieces, 2 * take, length, d.Destination6, d.DestinationPort, stride, d.Ttl, d.Tos)
-                : Sockets.SendSegmented(socket, _gsoPieces, 2 * take, length, d.Destination, d.DestinationPort, stride, d.Ttl, d.Tos);
+                ? Sockets.SendSegmented(socket, _pieces, 2 * take, length, d.Destination6, d.DestinationPort, stride, d.Ttl, d.Tos)
+                : Sockets.SendSegmented(socket, _pieces, 2 * take, length, d.Destination, d.DestinationPort, stride, d.Ttl, d.Tos);
             if (e == 0)
             {
                 _counters.Add(Counter.UdpGsoSends);
@@ -840,6 +839,5 @@ public sealed unsafe class Worker : IDisposable
         NativeMemory.Free(_vnetScratch);
         if (_held != null) NativeMemory.Free(_held);
         if (_segmentHeaders != null) NativeMemory.AlignedFree(_segmentHeaders);
-        if (_gsoPieces != null) NativeMemory.Free(_gsoPieces);
     }
 }
