@@ -86,13 +86,23 @@ public sealed class MapServerCore
             case LispMessageType.MapNotifyAck:
                 var r = _ack.TryDecode(message);
                 if (!r.Ok) { _counters.Add(MsCounter.MalformedMessage); break; }
-                if (Publisher?.Acknowledge(_ack.Nonce, message) == Publisher.AckResult.AuthenticationFailed)
+                // Matched by nonce and first record (RFC 9301 §5.7: the ack has the Map-Notify's contents; our agent,
+                // lispers.net and Cisco echo the records): one subscribing request's records share their nonces.
+                if (_ack.Records.Count == 0 || !EidAddress.TryRead(_ack.Records[0].EidPrefix, out uint ackIid, out var ackFamily, out var ackEid))
+                {
+                    _counters.Add(MsCounter.MapNotifyAcksUnmatched);
+                    _log.Warning("ack-record", $"{source}: Map-Notify-Ack for nonce 0x{_ack.Nonce:x16} carries no EID record to match; ignored");
+                    break;
+                }
+                int ackLength = _ack.Records[0].EidMaskLength;
+                var acked = Publisher?.Acknowledge(_ack.Nonce, new EidKey(ackIid, ackFamily, EidPrefix.Mask(ackEid, ackFamily, ackLength), ackLength), message);
+                if (acked == Publisher.AckResult.AuthenticationFailed)
                 {
                     _counters.Add(MsCounter.MapNotifyAckAuthenticationFailed);
                     _log.Warning("ack-auth", $"{source}: Map-Notify-Ack for nonce 0x{_ack.Nonce:x16} failed authentication; ignored");
                     break;
                 }
-                _counters.Add(MsCounter.MapNotifyAcksReceived);
+                _counters.Add(acked == Publisher.AckResult.Acknowledged ? MsCounter.MapNotifyAcksReceived : MsCounter.MapNotifyAcksUnmatched);
                 break;
             default:
                 _counters.Add(MsCounter.UnsupportedMessageType);

@@ -69,6 +69,9 @@ public enum MsCounter
     /// <summary>Records whose map-version is older than the one registered or withdrawn moments before (reordering).</summary>
     RegisterStaleVersion,
     MapNotifyAckAuthenticationFailed,
+    /// <summary>Map-Notify-Acks that match no notification awaiting one (by nonce and first record): a duplicate, one
+    /// for a notification given up or superseded, or one without the notification's records.</summary>
+    MapNotifyAcksUnmatched,
     /// <summary>Map-Registers that asked for a Map-Notify but had no record registered: nothing to confirm.</summary>
     MapNotifiesWithheld,
     MapRequestNoEidRecord,

@@ -90,6 +90,8 @@ public sealed class Publisher : IDisposable
         public byte[] Buffer = [];
         public int Length;
         public IPEndPoint To = null!;
+        /// <summary>The prefix of its (first) record: with the nonce, what its acknowledgement must carry.</summary>
+        public EidKey Eid;
         public Subscription? Subscription;
         /// <summary>The key the notification was signed with: the acknowledgement must carry the same.</summary>
         public SiteKey Key = null!;
@@ -110,9 +112,12 @@ public sealed class Publisher : IDisposable
     }
 
     private readonly ConcurrentDictionary<EidKey, ImmutableDictionary<(IPEndPoint, UInt128), Subscription>> _subscriptions = new();
-    // Notifications awaiting their acknowledgement by nonce, and the records free for reuse: both under _pendingLock
-    // (a Dictionary reuses its entries; a ConcurrentDictionary allocates a node per insertion).
-    private readonly Dictionary<ulong, Pending> _pending = [];
+    // Notifications awaiting their acknowledgement by nonce and record, and the records free for reuse: both under
+    // _pendingLock (a Dictionary reuses its entries; a ConcurrentDictionary allocates a node per insertion). The nonce
+    // alone does not tell them apart: a Map-Request subscribing to several records starts each one's count of
+    // publication nonces at its own nonce (RFC 9437 §4, §5), so its acknowledgements share that nonce, and so do the
+    // n-th publications of each of its records.
+    private readonly Dictionary<(ulong Nonce, EidKey Eid), Pending> _pending = [];
     private readonly Stack<Pending> _free = new();
     private readonly Lock _pendingLock = new();
     private readonly List<Pending> _due = []; // the sender thread's: one retransmission round
@@ -335,7 +340,7 @@ public sealed class Publisher : IDisposable
                 _counters.Add(MsCounter.MoveNotifiesSent);
                 var p = Take(notify.Length);
                 notify.CopyTo(p.Buffer);
-                Track(nonce, p, new IPEndPoint(x.Source.Address, LispPorts.Control), null, site.Keys[0]);
+                Track(nonce, key, p, new IPEndPoint(x.Source.Address, LispPorts.Control), null, site.Keys[0]);
             }
         }
     }
@@ -358,7 +363,7 @@ public sealed class Publisher : IDisposable
         BinaryPrimitives.WriteUInt128BigEndian(notify[^24..], s.XtrId);
         MessageAuthentication.Sign(notify, key.Algorithm, key);
         _counters.Add(MsCounter.PublicationsSent);
-        Track(nonce, p, s.Subscriber, s, key);
+        Track(nonce, s.Key, p, s.Subscriber, s, key);
     }
 
     /// <summary>
@@ -378,7 +383,7 @@ public sealed class Publisher : IDisposable
         notify.CopyTo(p.Buffer);
         p.Renewal = renewal;
         _counters.Add(MsCounter.SubscriptionAcksSent);
-        Track(nonce, p, s.Subscriber, s, key);
+        Track(nonce, s.Key, p, s.Subscriber, s, key);
     }
 
     /// <summary>A record for a notification of <paramref name="length"/> bytes: from the free list, or new while the list is empty.</summary>
@@ -422,9 +427,10 @@ public sealed class Publisher : IDisposable
         return _scratch.AsSpan(0, n);
     }
 
-    private void Track(ulong nonce, Pending p, IPEndPoint to, Subscription? s, SiteKey key)
+    private void Track(ulong nonce, EidKey eid, Pending p, IPEndPoint to, Subscription? s, SiteKey key)
     {
         p.To = to;
+        p.Eid = eid;
         p.Subscription = s;
         p.Key = key;
         p.Attempts = 1;
@@ -432,10 +438,10 @@ public sealed class Publisher : IDisposable
         lock (_pendingLock)
         {
             // Move notifications take random nonces, subscription acknowledgements and publications count up from
-            // their subscribing request's (itself random, RFC 9301 §5.2): another notification under the same nonce
-            // comes only from one request subscribing to several records (our agent asks for one per request), and
-            // only loses the earlier one's retransmissions (its record is not reused while it may still be sent).
-            _pending[nonce] = p;
+            // their subscribing request's (itself random, RFC 9301 §5.2): the same nonce and record again is the
+            // same subscription's count met again (after 2^64 publications, or a renewal under a nonce just below
+            // one still pending), and replaces the older one, whose record is not reused while it may still be sent.
+            _pending[(nonce, eid)] = p;
         }
         _send(p.Datagram, to);
     }
@@ -443,16 +449,17 @@ public sealed class Publisher : IDisposable
     public enum AckResult { Acknowledged, UnknownNonce, AuthenticationFailed }
 
     /// <summary>
-    /// A Map-Notify-Ack arrived: stop retransmitting that notification, but only when the ack is authenticated with
-    /// the key the notification was signed with (RFC 9301 §5.7: the Map-Notify-Ack is authenticated like the
-    /// Map-Notify); a forged ack with a guessed nonce changes nothing.
+    /// A Map-Notify-Ack arrived, with <paramref name="nonce"/> and its first record's prefix <paramref name="eid"/>
+    /// (RFC 9301 §5.7: the Map-Notify-Ack has the Map-Notify's contents): stop retransmitting that notification, but
+    /// only when the ack is authenticated with the key the notification was signed with (§5.7: it is authenticated like
+    /// the Map-Notify); a forged ack with a guessed nonce changes nothing.
     /// </summary>
-    public AckResult Acknowledge(ulong nonce, ReadOnlySpan<byte> message)
+    public AckResult Acknowledge(ulong nonce, EidKey eid, ReadOnlySpan<byte> message)
     {
         SiteKey key;
         lock (_pendingLock)
         {
-            if (!_pending.TryGetValue(nonce, out var p)) return AckResult.UnknownNonce;
+            if (!_pending.TryGetValue((nonce, eid), out var p)) return AckResult.UnknownNonce;
             key = p.Key;
         }
         // Verified outside the lock (the sender and other workers go on meanwhile), then removed only if still there:
@@ -460,7 +467,7 @@ public sealed class Publisher : IDisposable
         if (MessageAuthentication.Verify(message, key) != AuthenticationFailure.None) return AckResult.AuthenticationFailed;
         lock (_pendingLock)
         {
-            if (!_pending.Remove(nonce, out var p)) return AckResult.UnknownNonce;
+            if (!_pending.Remove((nonce, eid), out var p)) return AckResult.UnknownNonce;
             p.Subscription = null;
             _free.Push(p);
         }
@@ -474,7 +481,7 @@ public sealed class Publisher : IDisposable
         _due.Clear();
         lock (_pendingLock)
         {
-            foreach (var (nonce, p) in _pending)
+            foreach (var (id, p) in _pending)
             {
                 if (p.NextMs > nowMs) continue;
                 // A publication made before its subscription was renewed (or replaced by one under other constraints):
@@ -484,7 +491,7 @@ public sealed class Publisher : IDisposable
                 bool superseded = p.Subscription is Subscription renewed && (renewed.Nonces.Renewals != p.Renewal || !IsCurrent(renewed, out _));
                 if (superseded || p.Attempts >= MaxAttempts)
                 {
-                    _pending.Remove(nonce);
+                    _pending.Remove(id);
                     if (superseded) _counters.Add(MsCounter.PublicationsSuperseded);
                     else if (p.Subscription is Subscription s) _given.Add(s);
                     p.Subscription = null;

@@ -115,7 +115,8 @@ public partial class MapServerTests
     }
 
     /// <param name="itr">The ITR-RLOC and inner source port the answer must go to (the test's socket by default).</param>
-    private byte[] Ecm(uint iid, string eid, string? constraints = null, ulong nonce = 1, bool subscribe = false, UInt128? xtrId = null, IPEndPoint? itr = null)
+    /// <param name="more">Further EIDs asked for in the same request (with the same subscribe bit).</param>
+    private byte[] Ecm(uint iid, string eid, string? constraints = null, ulong nonce = 1, bool subscribe = false, UInt128? xtrId = null, IPEndPoint? itr = null, params string[] more)
     {
         var local = itr ?? (IPEndPoint)_client.LocalEndPoint!;
         var request = new MapRequest { Nonce = nonce, XtrIdPresent = xtrId is not null, XtrId = xtrId ?? 0 };
@@ -123,6 +124,7 @@ public partial class MapServerTests
         request.SourceEid = constraints is null ? source : ContextEncoding.SourceEidWithConstraints(source, AgentConstraints.TryParse(constraints, out _) ?? throw new ArgumentException(constraints));
         request.ItrRlocs.Add(LispAddress.FromIp(local.Address));
         request.Records.Add(new MapRequestRecord(Eid(iid, eid), 32, subscribe));
+        foreach (var other in more) request.Records.Add(new MapRequestRecord(Eid(iid, other), 32, subscribe));
         var ecm = new EncapsulatedControlMessage { InnerSourcePort = (ushort)local.Port };
         ecm.SetInnerAddresses(IPAddress.Parse("10.1.9.9"), IPAddress.Parse(eid));
         ecm.SetInnerMessage(request.ToArray());
@@ -856,6 +858,57 @@ public partial class MapServerTests
     }
 
     /// <summary>
+    /// One Map-Request subscribing to two records: each record's acknowledgement and publications count from the
+    /// request's nonce (RFC 9437 §4, §5), so the two records' notifications share nonces. Each is still its own: an ack
+    /// ends only the notification of the record it carries, the other is sent again until its own ack; an ack that
+    /// carries no record matches nothing and is counted.
+    /// </summary>
+    [Test]
+    public void OneRequestSubscribingToTwoRecords_EachRecordsNotificationsAreAckedApart()
+    {
+        // Quick, with no wait for a retransmission: the fixture's registrations expire after 2 s, and an expiry is a
+        // change published too.
+        RegisterInference();
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 9, ("192.0.2.5", 1, "\"state\":\"ready\"")), PlannersKey);
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.99", 32, 0x55, ("192.0.2.9", 1, null)), PlannersKey);
+        Send(Ecm(1000, "10.1.0.50", nonce: 4000, subscribe: true, xtrId: 0x55, more: "10.1.0.51"));
+        var reply = new MapReply();
+        reply.Decode(Receive() ?? throw new AssertionException("no Map-Reply"));
+        Assert.That((reply.Nonce, reply.Records.Count), Is.EqualTo((4000UL, 2)));
+        static string EidOf(MapNotify n) => n.Records[0].EidPrefix.ToString();
+        MapNotify Next(string what) => ReceiveNotify(PlannersKey) ?? throw new AssertionException($"no {what}");
+        var acks = new[] { Next("first acknowledgement"), Next("second acknowledgement") }.OrderBy(EidOf).ToArray();
+        Assert.That(acks.Select(n => (n.Nonce, EidOf(n))), Is.EqualTo(new[] { (4000UL, Eid(1000, "10.1.0.50").ToString()), (4000UL, Eid(1000, "10.1.0.51").ToString()) }),
+            "each record acknowledged under the request's nonce");
+        Assert.That(_server.Publisher!.PendingCount, Is.EqualTo(2), "both awaiting their ack");
+        long received = _server.Counters[MsCounter.MapNotifyAcksReceived];
+        Ack(acks[0]);
+        Poll.Until(() => _server.Counters[MsCounter.MapNotifyAcksReceived] == received + 1, "the first acknowledged");
+        Assert.That(_server.Publisher.PendingCount, Is.EqualTo(1), "the ack of the first record's ends only the first's");
+        Ack(acks[1]);
+        Poll.Until(() => _server.Publisher.PendingCount == 0, "the second ended by its own ack");
+
+        // One change of each record: both publications take nonce 4001.
+        RegisterInference("busy");
+        var p50 = Next("publication of 10.1.0.50");
+        RegisterAndWaitForNotify(Register(1000, "10.1.0.51", 32, 9, ("192.0.2.5", 1, "\"state\":\"busy\"")), PlannersKey);
+        var p51 = Next("publication of 10.1.0.51");
+        Assert.That((p50.Nonce, EidOf(p50), p51.Nonce, EidOf(p51)), Is.EqualTo((4001UL, EidOf(acks[0]), 4001UL, EidOf(acks[1]))));
+        Assert.That(_server.Publisher.PendingCount, Is.EqualTo(2));
+        long unmatched = _server.Counters[MsCounter.MapNotifyAcksUnmatched];
+        var bare = new MapNotify(isAck: true) { Nonce = 4001, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 0x55 };
+        Send(bare.ToSignedArray(PlannersKey));
+        Poll.Until(() => _server.Counters[MsCounter.MapNotifyAcksUnmatched] == unmatched + 1, "an ack without a record matches nothing");
+        received = _server.Counters[MsCounter.MapNotifyAcksReceived];
+        Ack(p51);
+        Poll.Until(() => _server.Counters[MsCounter.MapNotifyAcksReceived] == received + 1, "10.1.0.51's publication acknowledged");
+        Assert.That(_server.Publisher.PendingCount, Is.EqualTo(1), "10.1.0.50's publication still awaits its own ack");
+        Ack(p50);
+        Poll.Until(() => _server.Publisher.PendingCount == 0, "and ends with it");
+        Assert.That(_server.Counters[MsCounter.MapNotifyAcksUnmatched], Is.EqualTo(unmatched + 1));
+    }
+
+    /// <summary>
     /// The publication delay (fastxtr_mapserver_publication_delay_seconds): one observation per change that had
     /// subscribers, from the Map-Register's arrival to its last publication's send; none for a change nobody follows.
     /// </summary>
@@ -1026,7 +1079,9 @@ public partial class MapServerTests
         long acks = _server.Counters[MsCounter.MapNotifyAcksReceived];
         RegisterInference("busy");
         var n = ReceiveNotify(PlannersKey);
+        // The publication's own contents, signed with a guessed key.
         var forged = new MapNotify(isAck: true) { Nonce = n!.Nonce, AlgorithmId = AuthenticationAlgorithm.HmacSha256, XtrIdPresent = true, XtrId = 0x55 };
+        foreach (var r in n.Records) forged.Records.Add(r);
         Send(forged.ToSignedArray("guessed-key"u8.ToArray()));
         // The retransmission comes a second later (a publication of another change would carry another nonce).
         MapNotify? again = null;
