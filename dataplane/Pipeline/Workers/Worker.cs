@@ -89,7 +89,7 @@ public sealed unsafe class Worker : IDisposable
     private readonly PacketBuffers? _groBuffers;
     private readonly byte* _gsoOut;
     private readonly int[] _segmentLengths = new int[MaxSegments];
-    private readonly TcpCoalescer _coalescer = new();
+    private readonly Coalescer _coalescer = new();
     private readonly IoVec* _pieces;
     private readonly byte* _vnetScratch;
     // UDP GSO sends of TCP super-packets (_tso): each segment's LISP and inner headers, HeaderStride apart (a send's
@@ -797,6 +797,7 @@ public sealed unsafe class Worker : IDisposable
         int count = _coalescer.Count;
         if (count == 0) return;
         int instance = _coalescer.Instance;
+        bool udp = _coalescer.IsUdp;
         int pieces = _coalescer.Build(_vnetScratch, _pieces, out int total, _port.LinkHeaderBytes);
         if (count > 1 && _port.WriteSuper(instance, _pieces, pieces, total))
         {
@@ -804,6 +805,7 @@ public sealed unsafe class Worker : IDisposable
             bytes += (ulong)(total - VirtioNetHdr.Bytes - _port.LinkHeaderBytes);
             _counters.Add(Counter.TunSuperPacketsWritten);
             _counters.Add(Counter.SegmentsCoalesced, (ulong)count);
+            if (udp) _counters.Add(Counter.UdpDatagramsCoalesced, (ulong)count);
         }
         else
         {

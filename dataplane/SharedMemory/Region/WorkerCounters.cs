@@ -45,6 +45,9 @@ public enum Counter
     // brought up to date before each sleep in poll and every 4,096 turns. The packet path allocates nothing: under
     // traffic this stays where it was, and a rise is a defect (each allocation is a step towards a GC pause).
     WorkerAllocatedBytes,
+    // --offload on: decapsulated UDP datagrams written to the EID side inside a GSO UDP_L4 super-packet (one write
+    // for a burst of one flow's datagrams; each also counted in segments-coalesced and its write in tun-super-packets-written).
+    UdpDatagramsCoalesced,
     Count,
 }
 

@@ -235,7 +235,7 @@ public unsafe class OffloadTests
     {
         var input = packets.ToList();
         var writes = new List<(VirtioNetHdr, byte[])>();
-        var coalescer = new TcpCoalescer();
+        var coalescer = new Coalescer();
         int total = input.Sum(p => p.Packet.Length);
         byte* memory = (byte*)NativeMemory.Alloc((nuint)Math.Max(1, total));
         byte* scratch = (byte*)NativeMemory.Alloc(256);
@@ -306,6 +306,118 @@ public unsafe class OffloadTests
             Assert.That(again, Has.Count.EqualTo(segments.Count));
             for (int k = 0; k < again.Count; k++) Assert.That(again[k], Is.EqualTo(segments[k]), $"case {i}, segment {k}");
         }
+    }
+
+    /// <summary>
+    /// One flow's UDP datagrams as a sender's stack makes them: <paramref name="count"/> of <paramref name="size"/>
+    /// payload bytes, the last <paramref name="last"/>; IPv4 identification counting up (or DF), checksums right.
+    /// </summary>
+    private static List<byte[]> UdpDatagrams(Random rng, bool ipv6, int count, int size, int last, bool dontFragment = true)
+    {
+        int ip = ipv6 ? 40 : 20;
+        var template = new byte[ip + 8];
+        rng.NextBytes(template);
+        ushort id = (ushort)rng.Next(65536);
+        var list = new List<byte[]>();
+        for (int k = 0; k < count; k++)
+        {
+            int payload = k == count - 1 ? last : size;
+            var d = new byte[ip + 8 + payload];
+            template.CopyTo(d, 0);
+            rng.NextBytes(d.AsSpan(ip + 8));
+            if (ipv6)
+            {
+                d[0] = (byte)(0x60 | (d[0] & 0x0F));
+                BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(4), (ushort)(8 + payload));
+                d[6] = 17;
+            }
+            else
+            {
+                d[0] = 0x45;
+                BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(2), (ushort)d.Length);
+                BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(4), (ushort)(id + k));
+                BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(6), dontFragment ? (ushort)0x4000 : (ushort)0);
+                d[9] = 17;
+                d[10] = d[11] = 0;
+                BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(10), NaiveChecksum(d[..20]));
+            }
+            BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(ip + 4), (ushort)(8 + payload));
+            d[ip + 6] = d[ip + 7] = 0;
+            ushort checksum = NaiveChecksum(Pseudo(d, ipv6, d.Length - ip).Concat(d[ip..]));
+            BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(ip + 6), checksum == 0 ? (ushort)0xFFFF : checksum);
+            list.Add(d);
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// UDP coalescing against the reference the kernel applies to what we write (its segmentation, here our ITR's
+    /// UdpSegmentation, which a test above holds to per-datagram checksums): a burst of one flow's datagrams becomes one
+    /// GSO UDP_L4 super-packet whose cutting gives back every datagram byte for byte, checksums and identification included.
+    /// </summary>
+    [Test]
+    public void UdpCoalescing_ThenSegmentingAgain_GivesBackTheDatagrams()
+    {
+        var rng = new Random(9301);
+        for (int i = 0; i < 200; i++)
+        {
+            bool ipv6 = i % 2 == 1;
+            int size = rng.Next(1, 1473);
+            int count = Math.Min(rng.Next(2, Coalescer.MaxUdpSegments + 1), 65_000 / (size + 48));
+            if (count < 2) { size = 500; count = 2; }
+            int last = rng.Next(1, size + 1);
+            var datagrams = UdpDatagrams(rng, ipv6, count, size, last, dontFragment: i % 3 != 0);
+            int link = i % 4 < 2 ? 0 : 14;
+            var writes = Coalesce(datagrams.Select(d => (d, 0)), link);
+            Assert.That(writes, Has.Count.EqualTo(1), $"case {i}: one flow's burst is one super-packet");
+            var (vnet, merged) = writes[0];
+            int ip = ipv6 ? 40 : 20;
+            Assert.That((vnet.Flags, vnet.GsoType, vnet.HdrLen, vnet.GsoSize, vnet.CsumStart, vnet.CsumOffset),
+                Is.EqualTo((Linux.VIRTIO_NET_HDR_F_NEEDS_CSUM, Linux.VIRTIO_NET_HDR_GSO_UDP_L4, (ushort)(link + ip + 8), (ushort)size, (ushort)(link + ip), (ushort)6)), $"case {i}");
+            Assert.That(BinaryPrimitives.ReadUInt16BigEndian(merged.AsSpan(ip + 4)), Is.EqualTo(merged.Length - ip), "the UDP length covers the run, as the partial checksum's pseudo-header does");
+            // The partial checksum: completing it gives the super-packet's true checksum.
+            var completed = (byte[])merged.Clone();
+            TcpSegmentation.CompleteChecksum(completed, ip, 6);
+            Assert.That(NaiveChecksum(Pseudo(completed, ipv6, completed.Length - ip).Concat(completed[ip..])), Is.Zero, $"case {i}: the completed checksum verifies");
+            var output = new byte[merged.Length * 2 + 256 * 64];
+            var lengths = new int[256];
+            int n = UdpSegmentation.Segment(completed, vnet.GsoSize, 0, output, lengths);
+            Assert.That(n, Is.EqualTo(count), $"case {i}");
+            for (int k = 0; k < n; k++)
+                Assert.That(output.AsSpan(k * (ip + 8 + size), lengths[k]).ToArray(), Is.EqualTo(datagrams[k]), $"case {i}, datagram {k}");
+        }
+    }
+
+    [Test]
+    public void UdpCoalescing_KeepsApartWhatMustNotMerge()
+    {
+        var rng = new Random(768);
+        var a = UdpDatagrams(rng, false, 6, 100, 100);
+        static byte[] Types(List<(VirtioNetHdr Vnet, byte[] Packet)> w) => w.Select(x => x.Vnet.GsoType).ToArray();
+        const byte None = Linux.VIRTIO_NET_HDR_GSO_NONE, Udp = Linux.VIRTIO_NET_HDR_GSO_UDP_L4;
+        Assert.That(Types(Coalesce(a.Select(d => (d, 0)))), Is.EqualTo(new[] { Udp }));
+        // A datagram whose checksum does not verify is written alone, for the receiving stack to drop; the run ends there.
+        var corrupt = a.Select(d => (byte[])d.Clone()).ToList();
+        corrupt[2][40] ^= 0x01;
+        Assert.That(Types(Coalesce(corrupt.Select(d => (d, 0)))), Is.EqualTo(new[] { Udp, None, Udp }));
+        // IPv4's "no checksum": nothing vouches for the bytes, so no run vouches for them either.
+        var unchecked0 = a.Select(d => { var c = (byte[])d.Clone(); c[26] = c[27] = 0; return c; }).ToList();
+        Assert.That(Types(Coalesce(unchecked0.Select(d => (d, 0)))), Is.EqualTo(Enumerable.Repeat(None, 6)));
+        // Another flow (ports), a longer datagram after a shorter one, a gap in the IPv4 identification without DF,
+        // another TUN: each starts a new write.
+        var b = UdpDatagrams(rng, false, 2, 100, 100);
+        Assert.That(Coalesce(a.Take(3).Concat(b).Select(d => (d, 0))), Has.Count.EqualTo(2));
+        var shortFirst = UdpDatagrams(rng, false, 3, 100, 40);
+        Assert.That(Coalesce(shortFirst.Concat(UdpDatagrams(rng, false, 1, 100, 100)).Select(d => (d, 0))), Has.Count.EqualTo(2));
+        var noDf = UdpDatagrams(rng, false, 4, 100, 100, dontFragment: false);
+        Assert.That(Types(Coalesce(noDf.Where((_, k) => k != 1).Select(d => (d, 0)))), Is.EqualTo(new[] { None, Udp }));
+        Assert.That(Coalesce(a.Select((d, k) => (d, k < 3 ? 0 : 1))), Has.Count.EqualTo(2));
+        // At most UDP_MAX_SEGMENTS datagrams in one write (the kernel refuses more).
+        var many = UdpDatagrams(rng, true, Coalescer.MaxUdpSegments + 6, 20, 20);
+        Assert.That(Coalesce(many.Select(d => (d, 0))).Select(w => (w.Packet.Length - 48) / 20), Is.EqualTo(new[] { Coalescer.MaxUdpSegments, 6 }));
+        // TCP does not join a UDP run, nor UDP a TCP one.
+        var tcp = ReferenceSegments(TcpPacket(rng, false, 0, 0, 3000, Ack), 1000, false);
+        Assert.That(Types(Coalesce(a.Take(2).Concat(tcp).Concat(a.Skip(2)).Select(d => (d, 0)))), Is.EqualTo(new[] { Udp, Linux.VIRTIO_NET_HDR_GSO_TCPV4, Udp }));
     }
 
     [Test]
