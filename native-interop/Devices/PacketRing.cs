@@ -9,7 +9,10 @@ namespace FastXtr.NativeInterop;
 /// 1 ms into every round trip at low rates), and a busy worker still reads many frames per wake-up with no system
 /// call per frame; frames to send are written into ring slots and the kernel is told once per batch. A frame longer
 /// than a ring frame (a super-frame: the kernel's GRO, a veth peer's TSO) is copied by the kernel to the socket's
-/// queue as well (PACKET_COPY_THRESH) and read from there whole. Outgoing frames are not looped back to us
+/// queue as well (PACKET_COPY_THRESH) and read from there whole. Every frame comes with a virtio-net header
+/// (PACKET_VNET_HDR, where the kernel allows it), which tells a GSO frame's kind and segment size: a UDP one (a
+/// sender using UDP_SEGMENT behind a veth) can then be cut at its datagrams, even when it fits one ring frame; and
+/// every frame sent through the transmit ring starts with an empty one. Outgoing frames are not looped back to us
 /// (PACKET_IGNORE_OUTGOING), sends bypass the qdisc, and with several workers a fanout group spreads flows across
 /// their sockets by hash.
 /// </summary>
@@ -19,8 +22,11 @@ public sealed unsafe class PacketRing : IDisposable
     public const int TxDataOffset = 32;
     /// <summary>Where a received frame's struct sockaddr_ll sits: TPACKET_ALIGN(sizeof(struct tpacket2_hdr)).</summary>
     private const int RxAddressOffset = 32;
-    /// <summary>The kernel puts a received frame's Ethernet header at most this far into its ring frame (TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14).</summary>
-    private const int RxFrameHeadroom = 66;
+    /// <summary>
+    /// The kernel puts a received frame's Ethernet header at most this far into its ring frame
+    /// (TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - 14, plus the virtio-net header in front of it).
+    /// </summary>
+    private const int RxFrameHeadroom = 66 + VirtioNetHdr.Bytes;
     private const int MinFrameBytes = 2048;
     private const int BlockBytes = 1 << 16;
     /// <summary>The longest super-frame read from the socket's queue: GSO and GRO packets are at most 64 KB unless BIG TCP is on.</summary>
@@ -41,6 +47,8 @@ public sealed unsafe class PacketRing : IDisposable
     private Tpacket2Hdr* _rxHeld;
     private int _txNext;
     private readonly byte[] _mac = new byte[6];
+    // Frames carry a virtio-net header, received and sent (0 bytes where the kernel refused PACKET_VNET_HDR).
+    private readonly int _vnetBytes;
 
     public string Name { get; }
     public int InterfaceIndex { get; }
@@ -50,13 +58,16 @@ public sealed unsafe class PacketRing : IDisposable
     /// <summary>Bytes of one ring frame: a power of two of at least 2 KB that holds a full-MTU frame with the kernel's headers.</summary>
     public int FrameBytes => _frameBytes;
     /// <summary>The longest Ethernet frame a transmit slot holds.</summary>
-    public int MaxTxFrameBytes => _frameBytes - TxDataOffset;
+    public int MaxTxFrameBytes => _frameBytes - TxDataOffset - _vnetBytes;
+    /// <summary>Received frames tell their GSO kind and segment size (PACKET_VNET_HDR was taken).</summary>
+    public bool ReportsGso => _vnetBytes > 0;
     /// <summary>Super-frames (a virtio-net header, then a TCP GSO frame) can be sent through <see cref="SendSuper"/>.</summary>
     public bool SendsSuperFrames => _gsoFd >= 0;
 
-    private PacketRing(string name, int fd, int gsoFd, byte* map, nuint mapBytes, int frameBytes, int rxFrames, int txFrames, int ifindex, int mtu, ReadOnlySpan<byte> mac)
+    private PacketRing(string name, int fd, int gsoFd, byte* map, nuint mapBytes, int frameBytes, int rxFrames, int txFrames, int ifindex, int mtu, ReadOnlySpan<byte> mac, bool vnet)
     {
         Name = name;
+        _vnetBytes = vnet ? VirtioNetHdr.Bytes : 0;
         _fd = fd;
         _gsoFd = gsoFd;
         _map = map;
@@ -100,6 +111,9 @@ public sealed unsafe class PacketRing : IDisposable
             int framesPerBlock = Math.Max(1, BlockBytes / frameBytes);
             int blockBytes = framesPerBlock * frameBytes;
             Set(fd, Linux.PACKET_VERSION, Linux.TPACKET_V2, "PACKET_VERSION TPACKET_V2");
+            // Before the rings (the kernel refuses it after): every frame, both ways, with a virtio-net header.
+            int one = 1;
+            bool vnet = Libc.setsockopt(fd, Linux.SOL_PACKET, Linux.PACKET_VNET_HDR, &one, sizeof(int)) == 0;
             int rxBlocks = Math.Max(2, (rxFrames + framesPerBlock - 1) / framesPerBlock);
             var rx = new TpacketReq { BlockSize = (uint)blockBytes, BlockCount = (uint)rxBlocks, FrameSize = (uint)frameBytes, FrameCount = (uint)(rxBlocks * framesPerBlock) };
             if (Libc.setsockopt(fd, Linux.SOL_PACKET, Linux.PACKET_RX_RING, &rx, (uint)sizeof(TpacketReq)) != 0)
@@ -129,7 +143,7 @@ public sealed unsafe class PacketRing : IDisposable
             if (Libc.bind(fd, &sll, (uint)sizeof(SockAddrLl)) != 0) throw new NativeException($"bind AF_PACKET to {name}", Libc.LastError);
             if (fanoutGroup >= 0)
                 Set(fd, Linux.PACKET_FANOUT, (fanoutGroup & 0xFFFF) | ((Linux.PACKET_FANOUT_HASH | Linux.PACKET_FANOUT_FLAG_DEFRAG) << 16), $"PACKET_FANOUT group {fanoutGroup} on {name}");
-            return new PacketRing(name, fd, OpenSuperFrameSender(ifindex), map, mapBytes, frameBytes, (int)rx.FrameCount, (int)tx.FrameCount, ifindex, mtu, mac);
+            return new PacketRing(name, fd, OpenSuperFrameSender(ifindex), map, mapBytes, frameBytes, (int)rx.FrameCount, (int)tx.FrameCount, ifindex, mtu, mac, vnet);
         }
         catch
         {
@@ -191,13 +205,17 @@ public sealed unsafe class PacketRing : IDisposable
     /// kernel. <paramref name="checksumPending"/>: the sender left the transport checksum to offload (a veth or local
     /// sender, TP_STATUS_CSUMNOTREADY), so the frame carries only its pseudo-header sum. A frame that could not be
     /// read whole (longer than a ring frame with the socket's queue full, or than <see cref="MaxSuperFrameBytes"/>)
-    /// comes back with length 0.
+    /// comes back with length 0. <paramref name="gsoType"/> and <paramref name="gsoSize"/>: a GSO frame's kind
+    /// (VIRTIO_NET_HDR_GSO_*) and segment payload size, from its virtio-net header (NONE and 0 for a plain frame, and
+    /// when <see cref="ReportsGso"/> is false).
     /// </summary>
-    public bool TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending)
+    public bool TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending, out byte gsoType, out int gsoSize)
     {
         Release();
         var h = (Tpacket2Hdr*)(_map + (nint)_rxNext * _frameBytes);
         uint status = Volatile.Read(ref h->Status);
+        gsoType = Linux.VIRTIO_NET_HDR_GSO_NONE;
+        gsoSize = 0;
         if ((status & Linux.TP_STATUS_USER) == 0)
         {
             frame = null;
@@ -215,15 +233,25 @@ public sealed unsafe class PacketRing : IDisposable
             // The ring holds the head only; the whole frame is the oldest on the socket's queue (queued with this slot).
             SockAddrLl from;
             uint fromLength = (uint)sizeof(SockAddrLl);
+            // With PACKET_VNET_HDR the socket hands the header first, and counts it in what it returns.
             long got = Libc.recvfrom(_fd, _super, MaxSuperFrameBytes, Linux.MSG_DONTWAIT | Linux.MSG_TRUNC, &from, &fromLength);
-            frame = _super;
-            length = got > 0 && got <= MaxSuperFrameBytes ? (int)got : 0;
+            frame = _super + _vnetBytes;
+            length = got >= _vnetBytes && got <= MaxSuperFrameBytes ? (int)got - _vnetBytes : 0;
+            if (length > 0 && _vnetBytes > 0) ReadGso((VirtioNetHdr*)_super, out gsoType, out gsoSize);
             return true;
         }
         frame = (byte*)h + h->MacOffset;
         // A frame cut short by the ring without a whole copy (the socket's queue was full) is reported as unreadable.
         length = h->SnapLength < h->Length ? 0 : (int)h->SnapLength;
+        // The header sits right in front of the frame (tpacket_rcv: netoff counts it in).
+        if (_vnetBytes > 0) ReadGso((VirtioNetHdr*)(frame - VirtioNetHdr.Bytes), out gsoType, out gsoSize);
         return true;
+    }
+
+    private static void ReadGso(VirtioNetHdr* v, out byte gsoType, out int gsoSize)
+    {
+        gsoType = (byte)(v->GsoType & ~Linux.VIRTIO_NET_HDR_GSO_ECN);
+        gsoSize = gsoType == Linux.VIRTIO_NET_HDR_GSO_NONE ? 0 : v->GsoSize;
     }
 
     /// <summary>Gives the frame <see cref="TryReceive"/> returned last back to the kernel (it is no longer read).</summary>
@@ -243,15 +271,19 @@ public sealed unsafe class PacketRing : IDisposable
         var h = (Tpacket2Hdr*)(_tx + (nint)_txNext * _frameBytes);
         uint status = Volatile.Read(ref h->Status);
         rejected = status == Linux.TP_STATUS_WRONG_FORMAT;
-        return status is Linux.TP_STATUS_SEND_REQUEST or Linux.TP_STATUS_SENDING ? null : (byte*)h + TxDataOffset;
+        if (status is Linux.TP_STATUS_SEND_REQUEST or Linux.TP_STATUS_SENDING) return null;
+        // An empty virtio-net header (no GSO, checksum complete) in front of the frame.
+        byte* data = (byte*)h + TxDataOffset;
+        if (_vnetBytes > 0) *(VirtioNetHdr*)data = default;
+        return data + _vnetBytes;
     }
 
     /// <summary>Hands the slot <see cref="TxSlot"/> returned, holding <paramref name="length"/> bytes, to the kernel.</summary>
     public void TxCommit(int length)
     {
         var h = (Tpacket2Hdr*)(_tx + (nint)_txNext * _frameBytes);
-        h->Length = (uint)length;
-        h->SnapLength = (uint)length;
+        h->Length = (uint)(length + _vnetBytes);
+        h->SnapLength = (uint)(length + _vnetBytes);
         Volatile.Write(ref h->Status, Linux.TP_STATUS_SEND_REQUEST);
         _txNext = (_txNext + 1) % _txFrames;
     }

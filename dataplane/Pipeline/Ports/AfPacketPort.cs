@@ -24,7 +24,7 @@ public sealed unsafe class AfPacketPort : IEidPort
     private readonly EthernetEidSide _ethernet;
     // A super-frame met after other frames of the batch: cut and sent once they are (it stays valid in the ring).
     private byte* _heldSuper;
-    private int _heldSuperLength;
+    private int _heldSuperLength, _heldSuperUdpSize;
 
     public AfPacketPort(IReadOnlyList<PacketRing> rings, IReadOnlyList<NeighborTable> neighbors, WorkerCounters counters)
     {
@@ -49,6 +49,8 @@ public sealed unsafe class AfPacketPort : IEidPort
     /// headroom). Frames not addressed to us or not IP are left to the kernel and counted; the sender's MAC is learned
     /// for the ETR's way back. A super-frame (the kernel's GRO, a veth peer's TSO) goes to <see cref="SuperFrame"/>:
     /// at once when it is the first, else after the frames before it (<see cref="FinishBatch"/>), so a flow keeps its order.
+    /// So does every UDP GSO frame (a veth peer's sender using UDP_SEGMENT), even one short enough for the link: its
+    /// datagrams must be cut apart at their sender's size, not sent on as one.
     /// </summary>
     public int Read(int instance, PacketBuffers buffers, Span<int> lengths, ref ulong bytes, out int superFrames)
     {
@@ -56,21 +58,23 @@ public sealed unsafe class AfPacketPort : IEidPort
         var neighbors = _neighbors[instance];
         int n = 0;
         superFrames = 0;
-        while (n < lengths.Length && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending))
+        while (n < lengths.Length && ring.TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending, out byte gsoType, out int gsoSize))
         {
             if (length == 0) { _counters.Add(Counter.DropTruncated); continue; }
             if (packetType != Linux.PACKET_HOST) { _counters.Add(Counter.EidFramesIgnored); continue; }
             if (!_ethernet.TryTakeIp(frame, length, neighbors, out byte* ip, out int ipLength)) continue;
-            if (ipLength > ring.Mtu)
+            int udpSize = gsoType == Linux.VIRTIO_NET_HDR_GSO_UDP_L4 ? gsoSize : 0;
+            if (ipLength > ring.Mtu || udpSize > 0)
             {
                 if (n > 0)
                 {
                     // Kept (in the ring, or in the ring's super-frame buffer) until FinishBatch releases it.
                     _heldSuper = ip;
                     _heldSuperLength = ipLength;
+                    _heldSuperUdpSize = udpSize;
                     return n;
                 }
-                SuperFrame?.Invoke(instance, ip, ipLength, ring.Mtu, Stopwatch.GetTimestamp());
+                SuperFrame?.Invoke(instance, ip, ipLength, ring.Mtu, udpSize, Stopwatch.GetTimestamp());
                 superFrames++;
                 continue;
             }
@@ -89,7 +93,7 @@ public sealed unsafe class AfPacketPort : IEidPort
         if (_heldSuper == null) return;
         byte* ip = _heldSuper;
         _heldSuper = null;
-        SuperFrame?.Invoke(instance, ip, _heldSuperLength, _rings[instance].Mtu, now);
+        SuperFrame?.Invoke(instance, ip, _heldSuperLength, _rings[instance].Mtu, _heldSuperUdpSize, now);
         _rings[instance].Release();
     }
 

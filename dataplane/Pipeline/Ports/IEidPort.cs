@@ -54,8 +54,11 @@ public unsafe interface IEidPort : IDisposable
     /// <summary>Hands what <see cref="Write"/> queued to the kernel (one system call per instance that has any).</summary>
     void Flush();
 
-    /// <summary>Where a super-frame the port cannot put in a batch goes: (instance, IP packet, length, the EID link's MTU, timestamp).</summary>
+    /// <summary>
+    /// Where a super-frame the port cannot put in a batch goes: (instance, IP packet, length, the EID link's MTU, the
+    /// datagram payload size of a UDP one (its sender's UDP_SEGMENT size; 0 for TCP), timestamp).
+    /// </summary>
     SuperFrameHandler? SuperFrame { get; set; }
 }
 
-public unsafe delegate void SuperFrameHandler(int instance, byte* ip, int length, int linkMtu, long now);
+public unsafe delegate void SuperFrameHandler(int instance, byte* ip, int length, int linkMtu, int udpDatagramSize, long now);

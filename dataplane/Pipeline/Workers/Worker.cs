@@ -537,15 +537,22 @@ public sealed unsafe class Worker : IDisposable
 
     /// <summary>
     /// A TCP super-frame the port handed over (af-packet), cut into segments that fit both the EID link's MTU and the
-    /// outer MTU once encapsulated (each with its full checksum), sent one by one through the ordinary ITR path.
-    /// Anything else this long (a UDP super-frame carries no datagram size here) is a counted drop.
+    /// outer MTU once encapsulated (each with its full checksum), sent one by one through the ordinary ITR path. A UDP
+    /// one (<paramref name="udpDatagramSize"/> &gt; 0) is cut at its sender's datagram size, each datagram with its own
+    /// checksum, and each goes through the ITR as any packet (too long for the underlay: fragmented, or answered with
+    /// ICMP). Anything else this long is a counted drop.
     /// </summary>
-    private void SendRingSuperFrame(int instance, byte* ip, int length, int linkMtu, long now)
+    private void SendRingSuperFrame(int instance, byte* ip, int length, int linkMtu, int udpDatagramSize, long now)
     {
         Flush(); // what the batch queued before it goes first
         _counters.Add(Counter.TunRxPackets);
         _counters.Add(Counter.TunRxBytes, (ulong)length);
         var packet = new Span<byte>(ip, length);
+        if (udpDatagramSize > 0)
+        {
+            _counters.Add(Counter.UdpTxBytes, SendUdpSuperPacket(packet, udpDatagramSize, _instanceIds[instance], now, instance));
+            return;
+        }
         int headers = TcpSegmentation.HeaderLength(packet, out _);
         int mss = Math.Min(linkMtu, _options.OuterMtu - _encap.MaxOuterBytes) - headers;
         if (headers == 0 || mss < 1) { _counters.Add(Counter.DropTooBig); return; }

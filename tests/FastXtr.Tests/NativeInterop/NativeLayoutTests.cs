@@ -101,7 +101,7 @@ public class NativeLayoutTests
           P("sizeof tpacket2_hdr", sizeof(struct tpacket2_hdr)); P("offsetof tpacket2_hdr.tp_status", offsetof(struct tpacket2_hdr, tp_status));
           P("offsetof tpacket2_hdr.tp_len", offsetof(struct tpacket2_hdr, tp_len)); P("offsetof tpacket2_hdr.tp_snaplen", offsetof(struct tpacket2_hdr, tp_snaplen));
           P("offsetof tpacket2_hdr.tp_mac", offsetof(struct tpacket2_hdr, tp_mac)); P("offsetof tpacket2_hdr.tp_net", offsetof(struct tpacket2_hdr, tp_net));
-          P("TPACKET2_HDRLEN - sizeof sockaddr_ll", TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)); P("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN", TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN);
+          P("TPACKET2_HDRLEN - sizeof sockaddr_ll", TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)); P("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN + sizeof(struct virtio_net_hdr)", TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN + sizeof(struct virtio_net_hdr));
           P("offsetof ifreq.ifr_hwaddr.sa_data", offsetof(struct ifreq, ifr_hwaddr.sa_data));
           P("offsetof ifreq.ifr_addr.sin_addr", offsetof(struct ifreq, ifr_addr) + offsetof(struct sockaddr_in, sin_addr));
           P("MAP_PRIVATE", MAP_PRIVATE); P("MAP_ANONYMOUS", MAP_ANONYMOUS); P("SO_BINDTODEVICE", SO_BINDTODEVICE); P("SIOCGIFADDR", SIOCGIFADDR); P("EOPNOTSUPP", EOPNOTSUPP);
@@ -204,7 +204,8 @@ public class NativeLayoutTests
         yield return new TestCaseData("offsetof tpacket2_hdr.tp_mac", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket2Hdr>(nameof(Tpacket2Hdr.MacOffset)));
         yield return new TestCaseData("offsetof tpacket2_hdr.tp_net", (long)System.Runtime.InteropServices.Marshal.OffsetOf<Tpacket2Hdr>(nameof(Tpacket2Hdr.NetworkOffset)));
         yield return new TestCaseData("TPACKET2_HDRLEN - sizeof sockaddr_ll", (long)PacketRing.TxDataOffset);
-        yield return new TestCaseData("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN", (long)PacketRing.FrameBytesFor(1968) - 1968 - 14);
+        // A ring frame's headroom before the Ethernet header: FrameBytesFor fills a 2 KB frame exactly at MTU 1958.
+        yield return new TestCaseData("TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN + sizeof(struct virtio_net_hdr)", (long)PacketRing.FrameBytesFor(1958) - 1958 - 14);
         yield return new TestCaseData("offsetof ifreq.ifr_hwaddr.sa_data", (long)System.Runtime.InteropServices.Marshal.OffsetOf<IfReq>(nameof(IfReq.HardwareAddress)));
         yield return new TestCaseData("offsetof ifreq.ifr_addr.sin_addr", (long)System.Runtime.InteropServices.Marshal.OffsetOf<IfReq>(nameof(IfReq.AddressBigEndian)));
         // AF_XDP and bpf() (--mode af-xdp).
