@@ -9,7 +9,8 @@ namespace FastXtr.Dataplane.Offload;
 /// one super-packet written to the TUN with a virtio-net header (GSO TCPV4/TCPV6, checksum left partial), so the
 /// kernel's TCP takes 64 KB at a time instead of 45 packets. A run continues while each segment follows the last
 /// exactly: same headers except lengths, IPv4 identification (+1 each, unless DF) and sequence number (+ the last
-/// payload), only ACK (and PSH on the last) set, payloads equal to the first's with a shorter one allowed last.
+/// payload), only ACK (and PSH on the last) set, payloads equal to the first's with a shorter one allowed last, and
+/// the segment's own checksum verified (<see cref="Startable"/>).
 /// <para>
 /// Consecutive UDP datagrams of one flow likewise become one GSO UDP_L4 super-packet (the kernel's UDP GRO in
 /// forwarding mode): same headers but for lengths, checksum and the IPv4 identification rule above, payloads equal to
@@ -106,8 +107,7 @@ public sealed unsafe class Coalescer
         int declared = ipv6 ? Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(p[4..]) : BinaryPrimitives.ReadUInt16BigEndian(p[2..]);
         if (declared != p.Length || BinaryPrimitives.ReadUInt16BigEndian(p[(ipLength + 4)..]) != p.Length - ipLength) return 0;
         if (BinaryPrimitives.ReadUInt16BigEndian(p[(ipLength + 6)..]) == 0) return 0;
-        uint sum = TcpSegmentation.PseudoHeaderSum(p, ipLength, ipv6, p.Length - ipLength);
-        return InternetChecksum.Finish(InternetChecksumSimd.Sum(p[ipLength..], sum)) == 0 ? ipLength + UdpHeaderBytes : 0;
+        return Verifies(p, ipLength, ipv6) ? ipLength + UdpHeaderBytes : 0;
     }
 
     private static bool UdpFollows(ReadOnlySpan<byte> first, ReadOnlySpan<byte> last, ReadOnlySpan<byte> next, int headers, int ipLength, bool ipv6, int firstPayload)
@@ -137,9 +137,19 @@ public sealed unsafe class Coalescer
 
     /// <summary>
     /// The header length of a packet that can start a run (TCP, payload, only ACK or ACK|PSH set, no IPv4
-    /// fragment, exact length); 0 otherwise.
+    /// fragment, exact length, and a checksum that verifies); 0 otherwise. The run's checksum is computed afresh
+    /// (left partial for the kernel), so a segment whose own does not verify would be delivered as sound: the kernel's
+    /// GRO checks before it merges too. It matters where nothing else checks the bytes: an ITR that sends the outer UDP
+    /// checksum as zero, as RFC 9300 §5.3 lets it (OOR and Cisco do for IPv4).
     /// </summary>
     public static int Startable(ReadOnlySpan<byte> p, out bool ipv6)
+    {
+        int headers = TcpStartableHeaders(p, out ipv6);
+        return headers > 0 && Verifies(p, ipv6 ? Ipv6Header.Length : (p[0] & 0xF) * 4, ipv6) ? headers : 0;
+    }
+
+    /// <summary><see cref="Startable"/> but for the checksum, which <see cref="Follows"/> checks last.</summary>
+    private static int TcpStartableHeaders(ReadOnlySpan<byte> p, out bool ipv6)
     {
         int headers = TcpSegmentation.HeaderLength(p, out ipv6);
         if (headers == 0 || p.Length <= headers) return 0;
@@ -150,9 +160,13 @@ public sealed unsafe class Coalescer
         return (flags & ~Psh) == Ack ? headers : 0;
     }
 
+    /// <summary>Whether the transport checksum (TCP or UDP, over the pseudo-header and the rest of the packet) verifies.</summary>
+    private static bool Verifies(ReadOnlySpan<byte> p, int ipLength, bool ipv6) =>
+        InternetChecksum.Finish(InternetChecksumSimd.Sum(p[ipLength..], TcpSegmentation.PseudoHeaderSum(p, ipLength, ipv6, p.Length - ipLength))) == 0;
+
     private static bool Follows(ReadOnlySpan<byte> first, ReadOnlySpan<byte> last, ReadOnlySpan<byte> next, int headers, int ipLength, bool ipv6, int firstPayload)
     {
-        if (Startable(next, out bool v6) != headers || v6 != ipv6) return false;
+        if (TcpStartableHeaders(next, out bool v6) != headers || v6 != ipv6) return false;
         int payload = next.Length - headers;
         if (payload > firstPayload || last.Length - headers != firstPayload) return false;
         if (!SameIpFlow(first, last, next, ipLength, ipv6)) return false;
@@ -161,7 +175,7 @@ public sealed unsafe class Coalescer
         if (!a[..4].SequenceEqual(b[..4]) || !a.Slice(8, 5).SequenceEqual(b.Slice(8, 5)) || !a.Slice(14, 2).SequenceEqual(b.Slice(14, 2)) || !a[20..].SequenceEqual(b[20..])) return false;
         if ((l[13] & Psh) != 0) return false;
         uint expected = BinaryPrimitives.ReadUInt32BigEndian(l[4..]) + (uint)(last.Length - headers);
-        return BinaryPrimitives.ReadUInt32BigEndian(b[4..]) == expected;
+        return BinaryPrimitives.ReadUInt32BigEndian(b[4..]) == expected && Verifies(next, ipLength, ipv6);
     }
 
     /// <summary>The pending run's packet <paramref name="index"/> as it was appended.</summary>

@@ -308,6 +308,14 @@ public unsafe class OffloadTests
         }
     }
 
+    /// <summary>Writes a TCP segment's checksum again after a test changed it.</summary>
+    private static void Rechecksum(byte[] s, bool ipv6)
+    {
+        int ip = ipv6 ? 40 : (s[0] & 0xF) * 4;
+        s[ip + 16] = s[ip + 17] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(s.AsSpan(ip + 16), NaiveChecksum(Pseudo(s, ipv6, s.Length - ip).Concat(s[ip..])));
+    }
+
     /// <summary>
     /// One flow's UDP datagrams as a sender's stack makes them: <paramref name="count"/> of <paramref name="size"/>
     /// payload bytes, the last <paramref name="last"/>; IPv4 identification counting up (or DF), checksums right.
@@ -437,10 +445,18 @@ public unsafe class OffloadTests
         // PSH ends a run; SYN/FIN never start or join one.
         var pushed = a.Select(s => (byte[])s.Clone()).ToList();
         pushed[1][33] |= Psh;
+        Rechecksum(pushed[1], false);
         Assert.That(Coalesce(pushed.Select(s => (s, 0))).Select(w => w.Packet.Length - 52), Is.EqualTo(new[] { 2000, 3000 }));
         var fin = a.Select(s => (byte[])s.Clone()).ToList();
         fin[2][33] |= Fin;
         Assert.That(Coalesce(fin.Select(s => (s, 0))), Has.Count.EqualTo(3), "run, FIN alone, run");
+        // A segment whose checksum does not verify (a bit flipped on the way, where no outer UDP checksum caught it):
+        // written alone, for the receiving stack to drop; the run ends before it and starts again after it.
+        var corrupt = a.Select(s => (byte[])s.Clone()).ToList();
+        corrupt[2][60] ^= 0x10;
+        Assert.That(Coalesce(corrupt.Select(s => (s, 0))).Select(w => w.Vnet.GsoType), Is.EqualTo(new[] { Linux.VIRTIO_NET_HDR_GSO_TCPV4, Linux.VIRTIO_NET_HDR_GSO_NONE, Linux.VIRTIO_NET_HDR_GSO_TCPV4 }));
+        corrupt[0][61] ^= 0x01;
+        Assert.That(Coalesce(corrupt.Take(2).Select(s => (s, 0))), Has.Count.EqualTo(2), "nor does a run start with one");
         // Not TCP: written alone.
         var udp = (byte[])a[0].Clone();
         udp[9] = 17;
