@@ -159,56 +159,19 @@ public class AfPacketNamespaceTests(string offload)
         // the sender's size (the virtio-net header tells it); with offloads B writes what arrives together to host B's
         // veth as one GSO UDP_L4 frame, which host B's kernel cuts again at the socket. Host B must receive 540
         // datagrams, boundaries, sizes and bytes as sent.
-        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-apuso-{_tag}");
-        Directory.CreateDirectory(dir);
-        try
-        {
-            File.WriteAllText(Path.Combine(dir, "rx.py"), """
-                import socket, hashlib
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.2.0.2", 5300)); s.settimeout(10)
-                h = hashlib.sha256(); sizes = set(); n = 0
-                open("ready", "w").close()
-                try:
-                    while True:
-                        d = s.recv(65536); n += 1; sizes.add(len(d)); h.update(d); s.settimeout(1.5)
-                except socket.timeout:
-                    pass
-                print(n, sorted(sizes), h.hexdigest())
-                """);
-            File.WriteAllText(Path.Combine(dir, "tx.py"), """
-                import socket, hashlib, time
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.1.0.2", 0))
-                h = hashlib.sha256()
-                s.setsockopt(17, 103, 1200)  # SOL_UDP, UDP_SEGMENT
-                for i in range(50):
-                    buf = bytes((i * 7 + j) % 251 for j in range(11500))
-                    s.sendto(buf, ("10.2.0.2", 5300)); h.update(buf); time.sleep(0.005)
-                s.setsockopt(17, 103, 500)
-                for i in range(20):
-                    buf = bytes((i * 3 + j) % 241 for j in range(1000))
-                    s.sendto(buf, ("10.2.0.2", 5300)); h.update(buf); time.sleep(0.005)
-                print(540, [500, 700, 1200], h.hexdigest())
-                """);
-            // B sends to host B through its ring (and so as GSO frames) only once it has heard from host B: a ping's
-            // replies teach it host B's MAC whatever ran before.
-            var ping = Exec(_hA, "ping -n -c 3 -i 0.05 -W 1 10.2.0.2");
-            Assert.That(ping.Out, Does.Contain("3 received"), ping.All);
-            ulong coalescedBefore = Read(_shmB, Counter.UdpDatagramsCoalesced), cutBefore = Read(_shmA, Counter.SegmentsCut);
-            var server = Task.Run(() => Exec(_hB, $"cd {dir} && /usr/bin/python3 rx.py", 60_000));
-            TwoXtrLab.WaitFor(() => File.Exists(Path.Combine(dir, "ready")), "the receiver", 10_000);
-            var client = Exec(_hA, $"/usr/bin/python3 {dir}/tx.py", 60_000);
-            Assert.That(client.Code, Is.EqualTo(0), client.All);
-            var r = server.Result;
-            Assert.That(r.Out.Trim(), Is.EqualTo(client.Out.Trim()), "540 datagrams of 1,200, 700 and 500 bytes, the sender's bytes in the sender's order");
-            Assert.That(Read(_shmA, Counter.SegmentsCut) - cutBefore, Is.EqualTo(540UL), "A cut every GSO frame at its sender's datagrams");
-            ulong coalesced = Read(_shmB, Counter.UdpDatagramsCoalesced) - coalescedBefore;
-            if (offload == "on") Assert.That(coalesced, Is.GreaterThan(0UL), "B sent bursts to host B as GSO UDP_L4 frames");
-            else Assert.That(coalesced, Is.Zero);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        // B sends to host B through its ring (and so as GSO frames) only once it has heard from host B: a ping's
+        // replies teach it host B's MAC whatever ran before.
+        var ping = Exec(_hA, "ping -n -c 3 -i 0.05 -W 1 10.2.0.2");
+        Assert.That(ping.Out, Does.Contain("3 received"), ping.All);
+        ulong coalescedBefore = Read(_shmB, Counter.UdpDatagramsCoalesced), cutBefore = Read(_shmA, Counter.SegmentsCut);
+        var (client, server) = UdpGsoTransfer.Run(_hA, _hB, "10.2.0.2", "10.1.0.2", _tag, (11_500, 1200, 50), (1000, 500, 20));
+        Assert.That(client.Code, Is.EqualTo(0), client.All);
+        Assert.That(client.Out, Does.StartWith("540 [500, 700, 1200] "));
+        Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), "540 datagrams of 1,200, 700 and 500 bytes, the sender's bytes in the sender's order");
+        Assert.That(Read(_shmA, Counter.SegmentsCut) - cutBefore, Is.EqualTo(540UL), "A cut every GSO frame at its sender's datagrams");
+        ulong coalesced = Read(_shmB, Counter.UdpDatagramsCoalesced) - coalescedBefore;
+        if (offload == "on") Assert.That(coalesced, Is.GreaterThan(0UL), "B sent bursts to host B as GSO UDP_L4 frames");
+        else Assert.That(coalesced, Is.Zero);
     }
 
     [Test, Order(4)]

@@ -85,53 +85,20 @@ public class DataplaneNamespaceTests(string offload)
         // (offloads on) or as 500 datagrams (off). Either way B must receive 500 datagrams, each send's nine of 1,200
         // bytes and one of 700, in order. With offloads B's ETR writes each burst to its TUN as one GSO UDP_L4 packet,
         // which B's kernel cuts again at the socket: the boundaries, the short last datagram and the bytes must survive.
-        string dir = Path.Combine(Path.GetTempPath(), $"fxtest-uso-{_lab.Tag}");
-        Directory.CreateDirectory(dir);
-        try
+        ulong superBefore = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets);
+        ulong coalescedBefore = _lab.Counter(_lab.ShmB, Counter.UdpDatagramsCoalesced);
+        var (client, server) = UdpGsoTransfer.Run(_lab.A, _lab.B, "10.2.0.1", "10.1.0.1", _lab.Tag, (11_500, 1200, 50));
+        Assert.That(client.Code, Is.EqualTo(0), client.All);
+        Assert.That(client.Out, Does.StartWith("500 [700, 1200] "));
+        Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), "500 datagrams of 1,200 and 700 bytes, the sender's bytes in the sender's order");
+        ulong supers = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets) - superBefore;
+        ulong coalesced = _lab.Counter(_lab.ShmB, Counter.UdpDatagramsCoalesced) - coalescedBefore;
+        if (offload == "on")
         {
-            File.WriteAllText(Path.Combine(dir, "rx.py"), """
-                import socket, hashlib
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.2.0.1", 5300)); s.settimeout(10)
-                h = hashlib.sha256(); sizes = set(); n = 0
-                open("ready", "w").close()
-                try:
-                    while True:
-                        d = s.recv(65536); n += 1; sizes.add(len(d)); h.update(d); s.settimeout(1.5)
-                except socket.timeout:
-                    pass
-                print(n, sorted(sizes), h.hexdigest())
-                """);
-            File.WriteAllText(Path.Combine(dir, "tx.py"), """
-                import socket, hashlib, time
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.1.0.1", 0))
-                s.setsockopt(17, 103, 1200)  # SOL_UDP, UDP_SEGMENT
-                h = hashlib.sha256()
-                for i in range(50):
-                    buf = bytes((i * 7 + j) % 251 for j in range(11500))
-                    s.sendto(buf, ("10.2.0.1", 5300)); h.update(buf); time.sleep(0.005)
-                print(500, [700, 1200], h.hexdigest())
-                """);
-            ulong superBefore = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets);
-            ulong coalescedBefore = _lab.Counter(_lab.ShmB, Counter.UdpDatagramsCoalesced);
-            var server = Task.Run(() => _lab.Exec(_lab.B, $"cd {dir} && {Py} rx.py", 60_000));
-            TwoXtrLab.WaitFor(() => File.Exists(Path.Combine(dir, "ready")), "the receiver", 10_000);
-            var client = _lab.Exec(_lab.A, $"{Py} {dir}/tx.py", 60_000);
-            Assert.That(client.Code, Is.EqualTo(0), client.All);
-            var r = server.Result;
-            Assert.That(r.Out.Trim(), Is.EqualTo(client.Out.Trim()), "500 datagrams of 1,200 and 700 bytes, the sender's bytes in the sender's order");
-            ulong supers = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets) - superBefore;
-            ulong coalesced = _lab.Counter(_lab.ShmB, Counter.UdpDatagramsCoalesced) - coalescedBefore;
-            if (offload == "on")
-            {
-                Assert.That(supers, Is.GreaterThanOrEqualTo(40UL), "the TUN handed over USO super-packets, cut by the data plane");
-                Assert.That(coalesced, Is.GreaterThanOrEqualTo(250UL), "B wrote most bursts to its TUN as GSO UDP_L4 packets");
-            }
-            else Assert.That((supers, coalesced), Is.EqualTo((0UL, 0UL)));
+            Assert.That(supers, Is.GreaterThanOrEqualTo(40UL), "the TUN handed over USO super-packets, cut by the data plane");
+            Assert.That(coalesced, Is.GreaterThanOrEqualTo(250UL), "B wrote most bursts to its TUN as GSO UDP_L4 packets");
         }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        else Assert.That((supers, coalesced), Is.EqualTo((0UL, 0UL)));
     }
 
     [Test, Order(2)]
