@@ -90,8 +90,6 @@ public sealed class Publisher : IDisposable
         public byte[] Buffer = [];
         public int Length;
         public IPEndPoint To = null!;
-        /// <summary>The prefix of its (first) record: with the nonce, what its acknowledgement must carry.</summary>
-        public EidKey Eid;
         public Subscription? Subscription;
         /// <summary>The key the notification was signed with: the acknowledgement must carry the same.</summary>
         public SiteKey Key = null!;
@@ -430,7 +428,6 @@ public sealed class Publisher : IDisposable
     private void Track(ulong nonce, EidKey eid, Pending p, IPEndPoint to, Subscription? s, SiteKey key)
     {
         p.To = to;
-        p.Eid = eid;
         p.Subscription = s;
         p.Key = key;
         p.Attempts = 1;

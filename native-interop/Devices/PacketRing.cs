@@ -59,8 +59,6 @@ public sealed unsafe class PacketRing : IDisposable
     public int FrameBytes => _frameBytes;
     /// <summary>The longest Ethernet frame a transmit slot holds.</summary>
     public int MaxTxFrameBytes => _frameBytes - TxDataOffset - _vnetBytes;
-    /// <summary>Received frames tell their GSO kind and segment size (PACKET_VNET_HDR was taken).</summary>
-    public bool ReportsGso => _vnetBytes > 0;
     /// <summary>Super-frames (a virtio-net header, then a TCP GSO frame) can be sent through <see cref="SendSuper"/>.</summary>
     public bool SendsSuperFrames => _gsoFd >= 0;
 
@@ -207,7 +205,7 @@ public sealed unsafe class PacketRing : IDisposable
     /// read whole (longer than a ring frame with the socket's queue full, or than <see cref="MaxSuperFrameBytes"/>)
     /// comes back with length 0. <paramref name="gsoType"/> and <paramref name="gsoSize"/>: a GSO frame's kind
     /// (VIRTIO_NET_HDR_GSO_*) and segment payload size, from its virtio-net header (NONE and 0 for a plain frame, and
-    /// when <see cref="ReportsGso"/> is false).
+    /// where the kernel refused PACKET_VNET_HDR).
     /// </summary>
     public bool TryReceive(out byte* frame, out int length, out byte packetType, out bool checksumPending, out byte gsoType, out int gsoSize)
     {

@@ -9,16 +9,21 @@ namespace FastXtr.Dataplane.Offload;
 /// one super-packet written to the TUN with a virtio-net header (GSO TCPV4/TCPV6, checksum left partial), so the
 /// kernel's TCP takes 64 KB at a time instead of 45 packets. A run continues while each segment follows the last
 /// exactly: same headers except lengths, IPv4 identification (+1 each, unless DF) and sequence number (+ the last
-/// payload), only ACK (and PSH on the last) set, payloads equal to the first's with a shorter one allowed last, and
-/// the segment's own checksum verified (<see cref="Startable"/>).
+/// payload), only ACK (and PSH on the last) set, payloads equal to the first's with a shorter one allowed last.
+/// <para>
+/// Every packet of a run has its own checksum verified (the first once a second joins it: a packet written alone is
+/// left to the receiving stack, which checks it), as the kernel's GRO checks before it merges. The run's checksum is
+/// computed afresh (left partial for the kernel), so a packet corrupted on the way would otherwise be delivered as
+/// sound wherever nothing else checked its bytes: an ITR that sends the outer UDP checksum as zero, as RFC 9300 §5.3
+/// lets it (OOR and Cisco do for IPv4).
+/// </para>
 /// <para>
 /// Consecutive UDP datagrams of one flow likewise become one GSO UDP_L4 super-packet (the kernel's UDP GRO in
 /// forwarding mode): same headers but for lengths, checksum and the IPv4 identification rule above, payloads equal to
 /// the first's with a shorter one allowed last, at most <see cref="MaxUdpSegments"/>. The kernel cuts it again at the
 /// receiving socket (or hands it whole to one that asked for UDP_GRO) with each datagram's boundary and a checksum of
-/// its own: one TUN write for a burst of small datagrams instead of one each. Since that checksum is computed afresh,
-/// a datagram joins a run only when its own checksum verifies (as GRO checks before it merges); one that does not, or
-/// that carries none, is written as it came, for the receiving stack to judge.
+/// its own: one TUN write for a burst of small datagrams instead of one each. A datagram without a checksum (IPv4's 0)
+/// never joins one: the run would vouch for bytes nobody checked.
 /// </para>
 /// Anything else is written as it came. The packets stay where they were received: the run is gathered with writev.
 /// </summary>
@@ -86,6 +91,12 @@ public sealed unsafe class Coalescer
         var last = new ReadOnlySpan<byte>(_packets[Count - 1], _lengths[Count - 1]);
         if (_udp ? Count == MaxUdpSegments || !UdpFollows(first, last, p, _headers, _ipLength, _ipv6, _payload)
                  : !Follows(first, last, p, _headers, _ipLength, _ipv6, _payload)) return false;
+        if (Count == 1 && !Verifies(first, _ipLength, _ipv6))
+        {
+            // The first was corrupted: it goes alone, and the packet offered starts the next run.
+            _open = false;
+            return false;
+        }
         _packets[Count] = packet;
         _lengths[Count] = length;
         Count++;
@@ -97,8 +108,8 @@ public sealed unsafe class Coalescer
 
     /// <summary>
     /// The header length (IP + 8) of a UDP datagram that can start a run: unfragmented IPv4 or IPv6 without extension
-    /// headers, a payload, lengths exact, and a checksum that verifies (IPv4's "no checksum", 0, does not: the run's
-    /// would be computed, vouching for bytes nobody checked); 0 otherwise.
+    /// headers, a payload, lengths exact, and a checksum (not IPv4's "no checksum", 0); 0 otherwise. Whether the
+    /// checksum verifies is checked once the datagram has a run to join.
     /// </summary>
     public static int UdpStartable(ReadOnlySpan<byte> p, out bool ipv6)
     {
@@ -106,8 +117,7 @@ public sealed unsafe class Coalescer
         if (ipLength == 0 || p.Length <= ipLength + UdpHeaderBytes) return 0;
         int declared = ipv6 ? Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(p[4..]) : BinaryPrimitives.ReadUInt16BigEndian(p[2..]);
         if (declared != p.Length || BinaryPrimitives.ReadUInt16BigEndian(p[(ipLength + 4)..]) != p.Length - ipLength) return 0;
-        if (BinaryPrimitives.ReadUInt16BigEndian(p[(ipLength + 6)..]) == 0) return 0;
-        return Verifies(p, ipLength, ipv6) ? ipLength + UdpHeaderBytes : 0;
+        return BinaryPrimitives.ReadUInt16BigEndian(p[(ipLength + 6)..]) == 0 ? 0 : ipLength + UdpHeaderBytes;
     }
 
     private static bool UdpFollows(ReadOnlySpan<byte> first, ReadOnlySpan<byte> last, ReadOnlySpan<byte> next, int headers, int ipLength, bool ipv6, int firstPayload)
@@ -115,8 +125,8 @@ public sealed unsafe class Coalescer
         if (UdpStartable(next, out bool v6) != headers || v6 != ipv6) return false;
         if (next.Length - headers > firstPayload || last.Length - headers != firstPayload) return false;
         if (!SameIpFlow(first, last, next, ipLength, ipv6)) return false;
-        // Ports.
-        return first.Slice(ipLength, 4).SequenceEqual(next.Slice(ipLength, 4));
+        // Ports; the checksum last.
+        return first.Slice(ipLength, 4).SequenceEqual(next.Slice(ipLength, 4)) && Verifies(next, ipLength, ipv6);
     }
 
     /// <summary>
@@ -137,19 +147,9 @@ public sealed unsafe class Coalescer
 
     /// <summary>
     /// The header length of a packet that can start a run (TCP, payload, only ACK or ACK|PSH set, no IPv4
-    /// fragment, exact length, and a checksum that verifies); 0 otherwise. The run's checksum is computed afresh
-    /// (left partial for the kernel), so a segment whose own does not verify would be delivered as sound: the kernel's
-    /// GRO checks before it merges too. It matters where nothing else checks the bytes: an ITR that sends the outer UDP
-    /// checksum as zero, as RFC 9300 §5.3 lets it (OOR and Cisco do for IPv4).
+    /// fragment, exact length); 0 otherwise. Whether its checksum verifies is checked once it has a run to join.
     /// </summary>
     public static int Startable(ReadOnlySpan<byte> p, out bool ipv6)
-    {
-        int headers = TcpStartableHeaders(p, out ipv6);
-        return headers > 0 && Verifies(p, ipv6 ? Ipv6Header.Length : (p[0] & 0xF) * 4, ipv6) ? headers : 0;
-    }
-
-    /// <summary><see cref="Startable"/> but for the checksum, which <see cref="Follows"/> checks last.</summary>
-    private static int TcpStartableHeaders(ReadOnlySpan<byte> p, out bool ipv6)
     {
         int headers = TcpSegmentation.HeaderLength(p, out ipv6);
         if (headers == 0 || p.Length <= headers) return 0;
@@ -166,7 +166,7 @@ public sealed unsafe class Coalescer
 
     private static bool Follows(ReadOnlySpan<byte> first, ReadOnlySpan<byte> last, ReadOnlySpan<byte> next, int headers, int ipLength, bool ipv6, int firstPayload)
     {
-        if (TcpStartableHeaders(next, out bool v6) != headers || v6 != ipv6) return false;
+        if (Startable(next, out bool v6) != headers || v6 != ipv6) return false;
         int payload = next.Length - headers;
         if (payload > firstPayload || last.Length - headers != firstPayload) return false;
         if (!SameIpFlow(first, last, next, ipLength, ipv6)) return false;
