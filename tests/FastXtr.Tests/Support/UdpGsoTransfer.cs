@@ -3,9 +3,9 @@ using NUnit.Framework;
 namespace FastXtr.Tests.Support;
 
 /// <summary>
-/// UDP_SEGMENT sends from one namespace to another, received datagram by datagram: both ends print the datagram count,
-/// the sizes seen and the SHA-256 of the bytes in order, so a test compares the two lines (boundaries, sizes, order and
-/// content at once).
+/// UDP_SEGMENT sends from one namespace to another (IPv4 or IPv6 addresses), received datagram by datagram: both ends
+/// print the datagram count, the sizes seen and the SHA-256 of the bytes in order, so a test compares the two lines
+/// (boundaries, sizes, order and content at once).
 /// </summary>
 public static class UdpGsoTransfer
 {
@@ -17,12 +17,13 @@ public static class UdpGsoTransfer
         params (int Bytes, int Segment, int Count)[] sends)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"fxtest-uso-{tag}");
+        string family = serverAddress.Contains(':', StringComparison.Ordinal) ? "socket.AF_INET6" : "socket.AF_INET";
         Directory.CreateDirectory(dir);
         try
         {
             File.WriteAllText(Path.Combine(dir, "rx.py"), $$"""
                 import socket, hashlib
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("{{serverAddress}}", {{Port}})); s.settimeout(10)
+                s = socket.socket({{family}}, socket.SOCK_DGRAM); s.bind(("{{serverAddress}}", {{Port}})); s.settimeout(10)
                 h = hashlib.sha256(); sizes = set(); n = 0
                 open("ready", "w").close()
                 try:
@@ -35,7 +36,7 @@ public static class UdpGsoTransfer
             string groups = string.Join(", ", sends.Select(g => $"({g.Bytes}, {g.Segment}, {g.Count})"));
             File.WriteAllText(Path.Combine(dir, "tx.py"), $$"""
                 import socket, hashlib, time
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("{{sourceAddress}}", 0))
+                s = socket.socket({{family}}, socket.SOCK_DGRAM); s.bind(("{{sourceAddress}}", 0))
                 h = hashlib.sha256(); sizes = set(); n = 0
                 for g, (size, segment, count) in enumerate([{{groups}}]):
                     s.setsockopt(17, 103, segment)  # SOL_UDP, UDP_SEGMENT
