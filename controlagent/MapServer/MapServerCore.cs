@@ -94,8 +94,7 @@ public sealed class MapServerCore
                     _log.Warning("ack-record", $"{source}: Map-Notify-Ack for nonce 0x{_ack.Nonce:x16} carries no EID record to match; ignored");
                     break;
                 }
-                int ackLength = _ack.Records[0].EidMaskLength;
-                var acked = Publisher?.Acknowledge(_ack.Nonce, new EidKey(ackIid, ackFamily, EidPrefix.Mask(ackEid, ackFamily, ackLength), ackLength), message);
+                var acked = Publisher?.Acknowledge(_ack.Nonce, EidKey.Masked(ackIid, ackFamily, ackEid, _ack.Records[0].EidMaskLength), message);
                 if (acked == Publisher.AckResult.AuthenticationFailed)
                 {
                     _counters.Add(MsCounter.MapNotifyAckAuthenticationFailed);
@@ -177,7 +176,7 @@ public sealed class MapServerCore
                 _log.Warning("foreign", $"{source}: site '{site.Name}' may not register {rec.EidPrefix}/{rec.EidMaskLength}; the whole Map-Register is refused");
                 return;
             }
-            var eidKey = new EidKey(iid, family, EidPrefix.Mask(eid, family, rec.EidMaskLength), rec.EidMaskLength);
+            var eidKey = EidKey.Masked(iid, family, eid, rec.EidMaskLength);
             if (_store.IsStale(eidKey, xtrId, rec.MapVersion, now, nowMs))
             {
                 // Reordered on the wire, or a retransmission that a newer message already overtook (RFC 9302 §3).

@@ -8,7 +8,11 @@ using FastXtr.Lisp.Messages;
 namespace FastXtr.MapServer;
 
 /// <summary>(IID, family, prefix, length): the key of a registered EID prefix.</summary>
-public readonly record struct EidKey(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length);
+public readonly record struct EidKey(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length)
+{
+    /// <summary>The key of the /<paramref name="length"/> prefix holding <paramref name="eid"/> (its host bits cleared).</summary>
+    public static EidKey Masked(uint instanceId, EidFamily family, UInt128 eid, int length) => new(instanceId, family, EidPrefix.Mask(eid, family, length), length);
+}
 
 /// <summary>What one xTR (by xTR-ID) registered for one EID prefix.</summary>
 /// <param name="ProxyReply">The Map-Register's P bit: this ETR asks the Map-Server to answer for it (RFC 9301 §5.6).</param>
@@ -256,7 +260,7 @@ public sealed class RegistrationStore
             for (int len = max; len >= 0; len--)
             {
                 if ((Volatile.Read(ref set.Words[len >> 6]) & (1L << (len & 63))) == 0) continue;
-                if (_byKey.TryGetValue(new EidKey(iid, family, EidPrefix.Mask(eid, family, len), len), out registration!)) return true;
+                if (_byKey.TryGetValue(EidKey.Masked(iid, family, eid, len), out registration!)) return true;
             }
         }
         registration = null!;

@@ -269,11 +269,9 @@ public sealed unsafe class PacketRing : IDisposable
         var h = (Tpacket2Hdr*)(_tx + (nint)_txNext * _frameBytes);
         uint status = Volatile.Read(ref h->Status);
         rejected = status == Linux.TP_STATUS_WRONG_FORMAT;
-        if (status is Linux.TP_STATUS_SEND_REQUEST or Linux.TP_STATUS_SENDING) return null;
-        // An empty virtio-net header (no GSO, checksum complete) in front of the frame.
-        byte* data = (byte*)h + TxDataOffset;
-        if (_vnetBytes > 0) *(VirtioNetHdr*)data = default;
-        return data + _vnetBytes;
+        // Behind the slot's virtio-net header, which stays empty (no GSO, checksum complete): the kernel hands out the
+        // ring's pages zeroed (alloc_one_pg_vec_page asks __GFP_ZERO), and neither it nor we write there.
+        return status is Linux.TP_STATUS_SEND_REQUEST or Linux.TP_STATUS_SENDING ? null : (byte*)h + TxDataOffset + _vnetBytes;
     }
 
     /// <summary>Hands the slot <see cref="TxSlot"/> returned, holding <paramref name="length"/> bytes, to the kernel.</summary>
