@@ -389,12 +389,23 @@ public sealed unsafe class MessageBatch : IDisposable
     /// </summary>
     public int Send(int fd, out int failed)
     {
+        int sent = SendRange(fd, 0, Count, out failed);
+        Count = 0;
+        return sent;
+    }
+
+    /// <summary>
+    /// <see cref="Send"/> for the queued datagrams <paramref name="from"/> up to (not including) <paramref name="to"/>;
+    /// the queue is left as it is (<see cref="Clear"/> it when every range has gone).
+    /// </summary>
+    public int SendRange(int fd, int from, int to, out int failed)
+    {
         int sent = 0;
         failed = 0;
         int spins = 0;
-        while (sent + failed < Count)
+        while (from + sent + failed < to)
         {
-            int n = Libc.sendmmsg(fd, _msgs + sent + failed, (uint)(Count - sent - failed), 0);
+            int n = Libc.sendmmsg(fd, _msgs + from + sent + failed, (uint)(to - from - sent - failed), 0);
             if (n > 0)
             {
                 sent += n;
@@ -411,7 +422,6 @@ public sealed unsafe class MessageBatch : IDisposable
             failed++; // this datagram cannot go (e.g. EMSGSIZE, no route): skip it, keep the rest of the batch
             spins = 0;
         }
-        Count = 0;
         return sent;
     }
 
@@ -445,6 +455,9 @@ public sealed unsafe class MessageBatch : IDisposable
     }
 
     public int Length(int i) => (int)_msgs[i].Length;
+    /// <summary>Where queued datagram <paramref name="i"/> lies, and how long it is (for a send: <see cref="Length"/> is what recvmmsg received).</summary>
+    public byte* Data(int i) => (byte*)_iov[i].Base;
+    public int QueuedLength(int i) => (int)_iov[i].Length;
     /// <summary>The IPv4 source of a datagram received on an IPv4 socket (host order).</summary>
     public uint SourceAddress(int i) => BinaryPrimitives.ReverseEndianness(((SockAddrIn*)&_addrs[i])->AddressBigEndian);
     /// <summary>The IPv6 source of a datagram received on an IPv6 socket (host-order number).</summary>

@@ -78,6 +78,13 @@ public sealed unsafe class Encapsulator
     /// <summary>The port this xTR takes LISP data on: the source port of what it sends to a NAT-traversed locator.</summary>
     public ushort DataPort { get; init; } = LispDataHeader.DataPort;
 
+    /// <summary>
+    /// The ports the outer source port is hashed into for every other locator (RFC 9300 §5.3: one flow, one port).
+    /// The dynamic range by default; a worker with segmenting sockets narrows it to their ports, so that a flow's
+    /// packets sent one by one and those sent in UDP GSO bursts leave from the same port and keep to one path.
+    /// </summary>
+    public (ushort First, int Count) FlowPorts { get; set; } = FlowHash.DynamicPorts;
+
     /// <summary>An ITR with an IPv4 RLOC only.</summary>
     public Encapsulator(MapCacheTables cache, uint sourceRloc, int outerMtu, WorkerCounters counters, MissRing misses, MissSuppressor suppressor, ulong seed)
         : this(cache, sourceRloc, 0, false, outerMtu, counters, misses, suppressor, seed)
@@ -225,7 +232,7 @@ public sealed unsafe class Encapsulator
 
         // A locator across a NAT is sent from the data port: the NAT passes only what comes from the port its binding
         // was made toward (draft-ietf-lisp-nat-traversal: the RTR sends to the xTR's translated 4341 from 4341).
-        ushort sourcePort = entry.Rlocs[chosen].NatTraversed ? DataPort : FlowHash.SourcePort(hash);
+        ushort sourcePort = entry.Rlocs[chosen].NatTraversed ? DataPort : FlowHash.SourcePort(hash, FlowPorts.First, FlowPorts.Count);
         ushort destinationPort = entry.Rlocs[chosen].Port == 0 ? LispDataHeader.DataPort : entry.Rlocs[chosen].Port;
         var lisp = LispDataHeader.WithNonce(NextNonce(), instanceId & LispDataHeader.MaxInstanceId);
         int start = PacketBuffers.HeadroomBytes - outerBytes;

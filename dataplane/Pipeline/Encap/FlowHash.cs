@@ -36,5 +36,11 @@ public static class FlowHash
     }
 
     /// <summary>The outer UDP source port: the flow hash folded into the dynamic range 49152–65535.</summary>
-    public static ushort SourcePort(uint hash) => (ushort)(0xC000 | (hash & 0x3FFF));
+    public static ushort SourcePort(uint hash) => SourcePort(hash, DynamicPorts.First, DynamicPorts.Count);
+
+    /// <summary>The dynamic port range (RFC 6335 §6), where the ITR's outer source ports are taken from by default.</summary>
+    public static readonly (ushort First, int Count) DynamicPorts = (0xC000, 0x4000);
+
+    /// <summary>The outer UDP source port from <paramref name="count"/> ports starting at <paramref name="first"/>.</summary>
+    public static ushort SourcePort(uint hash, ushort first, int count) => (ushort)(first + hash % (uint)count);
 }

@@ -97,13 +97,21 @@ public sealed unsafe class Worker : IDisposable
     private readonly byte* _segmentHeaders;
     /// <summary>Room for a segment's LISP header and its inner IP and TCP headers (at most 8 + 60 + 60 bytes).</summary>
     private const int HeaderStride = 128;
-    /// <summary>Sockets for UDP GSO sends, one per outer source port (61440 + k): the port still follows the flow hash.</summary>
-    public const int GsoSourcePorts = 16;
+    /// <summary>
+    /// Sockets for UDP GSO sends, one per outer source port (61440 + k). With them the ITR hashes every flow's source
+    /// port into these (<see cref="Encapsulator.FlowPorts"/>), so the packets of a flow it sends one by one and those
+    /// it sends in bursts share one port: 64 of them, for ECMP in the underlay to spread flows over.
+    /// </summary>
+    public const int GsoSourcePorts = 64;
     public const ushort GsoSourcePortBase = 61440;
     private const int MaxSegments = 256;
     private const int GsoOutBytes = 2 * PacketBuffers.MaxSuperPacketBytes;
     /// <summary>One UDP GSO send: at most 64 datagrams (the kernel's UDP_MAX_SEGMENTS) in one 64 KB IPv4 datagram.</summary>
     private const int GsoMaxSegments = 64, GsoMaxBytes = 65507;
+    // The ITR's queued IPv4 datagrams, gathered into UDP GSO sends where consecutive ones share a flow (_tso).
+    private readonly byte** _queued;
+    private readonly int* _queuedLengths;
+    private readonly IoVec* _runPieces;
 
     /// <param name="rings">--mode af-packet: this worker's ring on each instance's EID-facing interface (else empty).</param>
     /// <param name="neighbors">--mode af-packet: each instance's neighbour table, shared by the workers.</param>
@@ -193,6 +201,10 @@ public sealed unsafe class Worker : IDisposable
                 _gsoFds = v4!;
                 _gso6Fds = v6!;
                 _segmentHeaders = (byte*)NativeMemory.AlignedAlloc(MaxSegments * HeaderStride, 64);
+                _encap.FlowPorts = (GsoSourcePortBase, GsoSourcePorts);
+                _queued = (byte**)NativeMemory.Alloc((nuint)(_send.Capacity * sizeof(byte*)));
+                _queuedLengths = (int*)NativeMemory.Alloc((nuint)(_send.Capacity * sizeof(int)));
+                _runPieces = (IoVec*)NativeMemory.Alloc((nuint)(GsoMaxSegments * sizeof(IoVec)));
             }
             else foreach (int fd in (v4 ?? []).Concat(v6 ?? [])) Sockets.Close(fd);
         }
@@ -469,7 +481,8 @@ public sealed unsafe class Worker : IDisposable
         Buffer.MemoryCopy(payload, first + headerBytes, _segmentLengths[0] - headerBytes, _segmentLengths[0] - headerBytes);
         var d = _encap.Process(first + LispDataHeader.Length - PacketBuffers.HeadroomBytes, _segmentLengths[0] - LispDataHeader.Length, iid, 0, now, _scratch.Data(0), out _);
         if (d.Verdict != ItrVerdict.Send) return 0;
-        int socket = (d.Ipv6 ? _gso6Fds : _gsoFds)[d.SourcePort % GsoSourcePorts];
+        int socket = SegmentingSocket(d.SourcePort, d.Ipv6);
+        if (socket < 0) return Drop(Counter.DropSendFailed);
         int stride = _segmentLengths[0];
         for (int k = 0; k < count; k++) Buffer.MemoryCopy(first, _segmentHeaders + (long)k * HeaderStride, LispDataHeader.Length, LispDataHeader.Length);
         ulong bytes = 0;
@@ -570,8 +583,78 @@ public sealed unsafe class Worker : IDisposable
     private void Flush()
     {
         _underlayTx?.Flush();
-        if (_send.Count > 0) Send(_send, _rawFd);
+        if (_send.Count > 0)
+        {
+            if (_tso) SendGathered();
+            else Send(_send, _rawFd);
+        }
         if (_send6.Count > 0) Send(_send6, _raw6Fd);
+    }
+
+    /// <summary>
+    /// The socket that sends UDP GSO bursts from outer source port <paramref name="sourcePort"/>: the segmenting
+    /// socket bound to it, or the data port's for a NAT-traversed locator (the NAT passes only what comes from the port
+    /// its binding was made toward); -1 for a port neither (not one of this worker's).
+    /// </summary>
+    private int SegmentingSocket(ushort sourcePort, bool ipv6)
+    {
+        int k = sourcePort - GsoSourcePortBase;
+        if ((uint)k < GsoSourcePorts) return (ipv6 ? _gso6Fds : _gsoFds)[k];
+        return sourcePort == _options.Port ? (ipv6 ? _udp6Fd : _udpFd) : -1;
+    }
+
+    /// <summary>
+    /// The queued IPv4 datagrams, in order: runs of one flow (<see cref="DatagramRuns"/>) each in one UDP GSO send
+    /// from the socket of its source port, the datagrams between them with sendmmsg through the raw socket.
+    /// </summary>
+    private void SendGathered()
+    {
+        int count = _send.Count;
+        for (int i = 0; i < count; i++)
+        {
+            _queued[i] = _send.Data(i);
+            _queuedLengths[i] = _send.QueuedLength(i);
+        }
+        int alone = 0; // the first datagram not sent yet that goes through the raw socket
+        for (int i = 0; i < count;)
+        {
+            int run = DatagramRuns.Length(_queued, _queuedLengths, count, i, GsoMaxSegments, GsoMaxBytes, out int segment);
+            int socket = run > 1 ? SegmentingSocket(DatagramRuns.SourcePort(_queued[i]), ipv6: false) : -1;
+            if (socket < 0)
+            {
+                i += run; // alone, or a run from a port that is not ours: through the raw socket as ever
+                continue;
+            }
+            if (alone < i) SendRange(alone, i);
+            int bytes = 0;
+            for (int k = 0; k < run; k++)
+            {
+                int payload = _queuedLengths[i + k] - DatagramRuns.HeaderBytes;
+                _runPieces[k] = new IoVec { Base = _queued[i + k] + DatagramRuns.HeaderBytes, Length = (nuint)payload };
+                bytes += payload;
+            }
+            byte* ip = _queued[i];
+            uint destination = BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 16, 4));
+            ushort port = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(ip + 22, 2));
+            if (Sockets.SendSegmented(socket, _runPieces, run, bytes, destination, port, segment, ip[8], ip[1]) == 0)
+            {
+                _counters.Add(Counter.UdpGsoSends);
+                _counters.Add(Counter.ItrDatagramsGathered, (ulong)run);
+                _counters.Add(Counter.UdpTxPackets, (ulong)run);
+            }
+            else _counters.Add(Counter.DropSendFailed, (ulong)run);
+            i += run;
+            alone = i;
+        }
+        if (alone < count) SendRange(alone, count);
+        _send.Clear();
+    }
+
+    private void SendRange(int from, int to)
+    {
+        int sent = _send.SendRange(_rawFd, from, to, out int failed);
+        _counters.Add(Counter.UdpTxPackets, (ulong)sent);
+        if (failed > 0) _counters.Add(Counter.DropSendFailed, (ulong)failed);
     }
 
     private void Send(MessageBatch batch, int fd)
@@ -845,6 +928,9 @@ public sealed unsafe class Worker : IDisposable
         if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);
         if (_run != null) NativeMemory.AlignedFree(_run);
         NativeMemory.Free(_pieces);
+        NativeMemory.Free(_queued);
+        NativeMemory.Free(_queuedLengths);
+        NativeMemory.Free(_runPieces);
         NativeMemory.Free(_vnetScratch);
         if (_held != null) NativeMemory.Free(_held);
         if (_segmentHeaders != null) NativeMemory.AlignedFree(_segmentHeaders);

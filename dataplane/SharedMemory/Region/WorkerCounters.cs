@@ -48,6 +48,9 @@ public enum Counter
     // --offload on: decapsulated UDP datagrams written to the EID side inside a GSO UDP_L4 super-packet (one write
     // for a burst of one flow's datagrams; each also counted in segments-coalesced and its write in tun-super-packets-written).
     UdpDatagramsCoalesced,
+    // --offload on: encapsulated datagrams the ITR sent inside UDP GSO bursts of one flow to one locator (one send,
+    // and one socket buffer through the underlay, for up to 64; each send also counted in udp-gso-sends).
+    ItrDatagramsGathered,
     Count,
 }
 

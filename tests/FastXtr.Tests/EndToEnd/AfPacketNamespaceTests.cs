@@ -164,14 +164,20 @@ public class AfPacketNamespaceTests(string offload)
         var ping = Exec(_hA, "ping -n -c 3 -i 0.05 -W 1 10.2.0.2");
         Assert.That(ping.Out, Does.Contain("3 received"), ping.All);
         ulong coalescedBefore = Read(_shmB, Counter.UdpDatagramsCoalesced), cutBefore = Read(_shmA, Counter.SegmentsCut);
+        ulong gatheredBefore = Read(_shmA, Counter.ItrDatagramsGathered);
         var (client, server) = UdpGsoTransfer.Run(_hA, _hB, "10.2.0.2", "10.1.0.2", _tag, (11_500, 1200, 50), (1000, 500, 20));
         Assert.That(client.Code, Is.EqualTo(0), client.All);
         Assert.That(client.Out, Does.StartWith("540 [500, 700, 1200] "));
         Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), "540 datagrams of 1,200, 700 and 500 bytes, the sender's bytes in the sender's order");
         Assert.That(Read(_shmA, Counter.SegmentsCut) - cutBefore, Is.EqualTo(540UL), "A cut every GSO frame at its sender's datagrams");
         ulong coalesced = Read(_shmB, Counter.UdpDatagramsCoalesced) - coalescedBefore;
-        if (offload == "on") Assert.That(coalesced, Is.GreaterThan(0UL), "B sent bursts to host B as GSO UDP_L4 frames");
-        else Assert.That(coalesced, Is.Zero);
+        ulong gathered = Read(_shmA, Counter.ItrDatagramsGathered) - gatheredBefore;
+        if (offload == "on")
+        {
+            Assert.That(coalesced, Is.GreaterThan(0UL), "B sent bursts to host B as GSO UDP_L4 frames");
+            Assert.That(gathered, Is.EqualTo(540UL), "A sent each frame's datagrams, encapsulated, in one UDP GSO send");
+        }
+        else Assert.That((coalesced, gathered), Is.EqualTo((0UL, 0UL)));
     }
 
     [Test, Order(4)]

@@ -87,18 +87,47 @@ public class DataplaneNamespaceTests(string offload)
         // which B's kernel cuts again at the socket: the boundaries, the short last datagram and the bytes must survive.
         ulong superBefore = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets);
         ulong coalescedBefore = _lab.Counter(_lab.ShmB, Counter.UdpDatagramsCoalesced);
+        ulong gatheredBefore = _lab.Counter(_lab.ShmA, Counter.ItrDatagramsGathered);
         var (client, server) = UdpGsoTransfer.Run(_lab.A, _lab.B, "10.2.0.1", "10.1.0.1", _lab.Tag, (11_500, 1200, 50));
         Assert.That(client.Code, Is.EqualTo(0), client.All);
         Assert.That(client.Out, Does.StartWith("500 [700, 1200] "));
         Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()), "500 datagrams of 1,200 and 700 bytes, the sender's bytes in the sender's order");
         ulong supers = _lab.Counter(_lab.ShmA, Counter.TunSuperPackets) - superBefore;
         ulong coalesced = _lab.Counter(_lab.ShmB, Counter.UdpDatagramsCoalesced) - coalescedBefore;
+        ulong gathered = _lab.Counter(_lab.ShmA, Counter.ItrDatagramsGathered) - gatheredBefore;
         if (offload == "on")
         {
             Assert.That(supers, Is.GreaterThanOrEqualTo(40UL), "the TUN handed over USO super-packets, cut by the data plane");
             Assert.That(coalesced, Is.GreaterThanOrEqualTo(250UL), "B wrote most bursts to its TUN as GSO UDP_L4 packets");
+            Assert.That(gathered, Is.GreaterThanOrEqualTo(supers * 10), "A sent each super-packet's ten datagrams, encapsulated, in one UDP GSO send");
         }
-        else Assert.That((supers, coalesced), Is.EqualTo((0UL, 0UL)));
+        else Assert.That((supers, coalesced, gathered), Is.EqualTo((0UL, 0UL, 0UL)));
+    }
+
+    [Test, Order(3)]
+    public void ATcpFlow_LeavesFromOneOuterPort_SentAloneOrInBursts()
+    {
+        // RFC 9300 §5.3: the outer source port is the inner flow's hash, so that a flow keeps one path through an
+        // ECMP underlay. A TCP connection's handshake and short segments go out one by one, its bulk in UDP GSO
+        // bursts (offloads on): every packet of it must leave from one port, else an ECMP router may reorder them.
+        string pcap = $"/tmp/fxtest-{_lab.Tag}-port.pcap";
+        try
+        {
+            var capture = Tshark.StartCapture(_lab.B, _lab.VethB, "udp dst port 4341 and src host 192.0.2.1", 300, pcap);
+            var (client, server) = TcpTransfer.Run(_lab.A, _lab.B, "10.2.0.1", "10.1.0.1", _lab.Tag);
+            Assert.That(server.Out.Trim(), Is.EqualTo(client.Out.Trim()));
+            capture.Wait();
+            var rows = Tshark.Fields(pcap, ["udp.srcport", "tcp.srcport", "tcp.dstport", "tcp.len"]).Where(r => r["tcp.dstport"] == "5299").ToList();
+            Assert.That(rows, Has.Count.GreaterThanOrEqualTo(100), "the connection's packets from A");
+            Assert.That(rows.Where(r => r["tcp.len"] == "0"), Is.Not.Empty, "among them some sent alone (handshake, no payload)");
+            var ports = rows.Select(r => r["udp.srcport"].Split(',')[0]).Distinct().ToList();
+            Assert.That(ports, Has.Count.EqualTo(1), "one outer source port for the flow: " + string.Join(" ", ports));
+            if (offload == "on") Assert.That(int.Parse(ports[0], System.Globalization.CultureInfo.InvariantCulture), Is.InRange(61440, 61503), "one of the segmenting sockets' ports");
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
     }
 
     [Test, Order(2)]
