@@ -131,6 +131,32 @@ public class NatTraversalNamespaceTests
         Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("d"), Counter.RtrReencapsulated) - before, Is.GreaterThanOrEqualTo(80UL), "every packet through the RTR");
     }
 
+    [Test]
+    public void TheXtrBehindNat_SendsItsBulkFromItsDataPort_ThroughOneBinding()
+    {
+        // The NAT lets in only what answers the binding A's data port made, and that binding is the one the RTR
+        // learnt from A's Info-Requests. A's TCP bulk leaves in UDP GSO bursts (offloads are on by default): they must
+        // leave from the data port as its lone packets do, so everything from A reaches the RTR from one translated port.
+        PingAfterWarmUp(Ns("a"), "10.1.0.1", "10.2.0.1", 1);
+        string pcap = $"/tmp/fxtest-{_lab.Tag}-nat.pcap";
+        try
+        {
+            var capture = Tshark.StartCapture(Ns("d"), $"fxu3{_lab.Tag[^4..]}", "udp dst port 4341 and src host 198.51.100.1", 300, pcap);
+            ulong gso = TwoXtrLab.ReadCounter(_lab.Shm("a"), Counter.UdpGsoSends);
+            var (tx, rx) = TcpTransfer.Run(Ns("a"), Ns("c"), "10.2.0.1", "10.1.0.1", _lab.Tag);
+            Assert.That(rx.Out.Trim(), Is.EqualTo(tx.Out.Trim()).And.StartWith("8388608 "));
+            capture.Wait();
+            Assert.That(TwoXtrLab.ReadCounter(_lab.Shm("a"), Counter.UdpGsoSends), Is.GreaterThan(gso), "A sent its bulk in UDP GSO bursts");
+            var ports = Tshark.Fields(pcap, ["udp.srcport"]).Select(r => r["udp.srcport"].Split(',')[0]).ToList();
+            Assert.That(ports, Has.Count.GreaterThanOrEqualTo(100));
+            Assert.That(ports.Distinct(), Is.EquivalentTo(new[] { ports[0] }), "one translated port: " + string.Join(" ", ports.Distinct()));
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
     [TestCase("a", "c", "10.2.0.1", "10.1.0.1")]
     [TestCase("c", "a", "10.1.0.1", "10.2.0.1")]
     public void TcpStream_BothWays_ArrivesWhole_HashCompared(string client, string server, string serverEid, string clientEid)
