@@ -642,7 +642,9 @@ public sealed unsafe class Worker : IDisposable
                 _counters.Add(Counter.ItrDatagramsGathered, (ulong)run);
                 _counters.Add(Counter.UdpTxPackets, (ulong)run);
             }
-            else _counters.Add(Counter.DropSendFailed, (ulong)run);
+            // Refused (its socket's buffer full for long, a limit of the kernel's): one by one through the raw socket,
+            // which sends what it can and counts the rest, as before there were bursts.
+            else SendRange(i, i + run);
             i += run;
             alone = i;
         }
