@@ -25,13 +25,13 @@ public static unsafe class DatagramRuns
     {
         byte* first = datagrams[start];
         segment = lengths[start] - HeaderBytes;
-        if (!Gatherable(first, lengths[start]) || segment <= 0) return 1;
+        if (!Gatherable(first, lengths[start])) return 1;
         int end = start + 1, bytes = segment;
         while (end < count && end - start < maxCount)
         {
             byte* d = datagrams[end];
             int payload = lengths[end] - HeaderBytes;
-            if (payload <= 0 || payload > segment || bytes + payload > maxPayloadBytes || !Gatherable(d, lengths[end]) || !SameFlow(first, d)) break;
+            if (payload > segment || bytes + payload > maxPayloadBytes || !Gatherable(d, lengths[end]) || !SameFlow(first, d)) break;
             bytes += payload;
             end++;
             if (payload < segment) break; // a shorter one ends the run (UDP_SEGMENT cuts equal sizes but the last)
@@ -39,7 +39,7 @@ public static unsafe class DatagramRuns
         return end - start;
     }
 
-    /// <summary>An IPv4 header of 20 bytes carrying UDP, unfragmented, DF clear, its total length the datagram's.</summary>
+    /// <summary>An IPv4 header of 20 bytes carrying UDP and a payload, unfragmented, DF clear, its total length the datagram's.</summary>
     private static bool Gatherable(byte* ip, int length) =>
         length > HeaderBytes && ip[0] == 0x45 && ip[9] == Ipv4Header.ProtocolUdp
         && (BinaryPrimitives.ReverseEndianness(*(ushort*)(ip + 6)) & (Ipv4Header.FlagDontFragment | Ipv4Header.FlagMoreFragments | 0x1FFF)) == 0

@@ -482,7 +482,11 @@ public sealed unsafe class Worker : IDisposable
         var d = _encap.Process(first + LispDataHeader.Length - PacketBuffers.HeadroomBytes, _segmentLengths[0] - LispDataHeader.Length, iid, 0, now, _scratch.Data(0), out _);
         if (d.Verdict != ItrVerdict.Send) return 0;
         int socket = SegmentingSocket(d.SourcePort, d.Ipv6);
-        if (socket < 0) return Drop(Counter.DropSendFailed);
+        if (socket < 0)
+        {
+            _counters.Add(Counter.DropSendFailed, (ulong)count); // a port no socket of this worker has: every segment lost, counted
+            return 0;
+        }
         int stride = _segmentLengths[0];
         for (int k = 0; k < count; k++) Buffer.MemoryCopy(first, _segmentHeaders + (long)k * HeaderStride, LispDataHeader.Length, LispDataHeader.Length);
         ulong bytes = 0;
