@@ -30,8 +30,7 @@ public unsafe class OffloadBenchmarks
     private byte* _udp64, _udp1400;
     private readonly int[] _udpLengths64 = new int[256], _udpLengths1400 = new int[256];
     // 32 encapsulated datagrams queued for the ITR's send, of one flow, and of two flows taking turns.
-    private byte** _oneFlow, _twoFlows;
-    private int* _queuedLengths;
+    private readonly MessageBatch _oneFlow = new(32), _twoFlows = new(32);
     private byte* _queuedMemory;
 
     /// <summary><paramref name="count"/> datagrams of <paramref name="size"/> payload bytes with their checksums, as UDP segmentation cuts them.</summary>
@@ -70,20 +69,14 @@ public unsafe class OffloadBenchmarks
         _udp64 = UdpBurst(64, 64, _udpLengths64);
         _udp1400 = UdpBurst(1400, 46, _udpLengths1400);
         _queuedMemory = (byte*)NativeMemory.Alloc(64 * 256);
-        _oneFlow = (byte**)NativeMemory.Alloc(32 * (nuint)sizeof(byte*));
-        _twoFlows = (byte**)NativeMemory.Alloc(32 * (nuint)sizeof(byte*));
-        _queuedLengths = (int*)NativeMemory.Alloc(32 * sizeof(int));
+        int length = 0;
         for (int k = 0; k < 64; k++)
-        {
-            byte* d = _queuedMemory + k * 256;
-            int header = FastXtr.Packets.LispDataPacket.WriteIpv4(new Span<byte>(d, 256), 0xC0000201, 0xC0000202, (ushort)(61440 + (k >= 32 ? 1 : 0)), 64, 0, (ushort)k,
-                false, FastXtr.Packets.LispDataHeader.WithNonce((uint)k, 1000), 64);
-            if (k < 32) _queuedLengths[k] = header + 64;
-        }
+            length = FastXtr.Packets.LispDataPacket.WriteIpv4(new Span<byte>(_queuedMemory + k * 256, 256), 0xC0000201, 0xC0000202, (ushort)(61440 + (k >= 32 ? 1 : 0)), 64, 0, (ushort)k,
+                false, FastXtr.Packets.LispDataHeader.WithNonce((uint)k, 1000), 64) + 64;
         for (int k = 0; k < 32; k++)
         {
-            _oneFlow[k] = _queuedMemory + k * 256;
-            _twoFlows[k] = _queuedMemory + (k % 2 == 0 ? k : 32 + k) * 256;
+            _oneFlow.Add(_queuedMemory + k * 256, length, 0xC0000202, 0);
+            _twoFlows.Add(_queuedMemory + (k % 2 == 0 ? k : 32 + k) * 256, length, 0xC0000202, 0);
         }
     }
 
@@ -96,9 +89,8 @@ public unsafe class OffloadBenchmarks
         NativeMemory.Free(_udp64);
         NativeMemory.Free(_udp1400);
         NativeMemory.Free(_queuedMemory);
-        NativeMemory.Free(_oneFlow);
-        NativeMemory.Free(_twoFlows);
-        NativeMemory.Free(_queuedLengths);
+        _oneFlow.Dispose();
+        _twoFlows.Dispose();
     }
 
     [Benchmark(Description = "ITR: find the UDP GSO runs among 32 queued datagrams of 64 bytes, one flow (one run)")]
@@ -107,10 +99,10 @@ public unsafe class OffloadBenchmarks
     [Benchmark(Description = "ITR: the same, two flows taking turns (32 runs of one: what gathering costs when nothing gathers)")]
     public int RunsTwoFlows() => Runs(_twoFlows);
 
-    private int Runs(byte** queued)
+    private static int Runs(MessageBatch queued)
     {
         int runs = 0;
-        for (int i = 0; i < 32; runs++) i += DatagramRuns.Length(queued, _queuedLengths, 32, i, 64, 65507, out _);
+        for (int i = 0; i < 32; runs++) i += DatagramRuns.Length(queued, i, 64, 65507, out _);
         return runs;
     }
 

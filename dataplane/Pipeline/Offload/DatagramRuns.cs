@@ -1,10 +1,11 @@
 using System.Buffers.Binary;
+using FastXtr.NativeInterop;
 using FastXtr.Packets;
 
 namespace FastXtr.Dataplane.Offload;
 
 /// <summary>
-/// Runs of encapsulated IPv4 datagrams the ITR queued for its raw socket that can leave in one UDP GSO send: the
+/// Runs of encapsulated IPv4 datagrams the ITR (or an RTR) queued for its raw socket that can leave in one UDP GSO send: the
 /// same outer addresses, ports, TTL and TOS (one flow to one locator: every packet of a flow gets the same outer
 /// header but for its length, IP id and checksum), unfragmented with DF clear (the segmenting sockets send DF clear,
 /// as the ITR's own headers have it), and payloads of one size but a shorter last (what UDP_SEGMENT cuts). The kernel
@@ -17,21 +18,21 @@ public static unsafe class DatagramRuns
     public const int HeaderBytes = Ipv4Header.MinLength + UdpHeader.Length;
 
     /// <summary>
-    /// How many of the datagrams from <paramref name="start"/> on form one run with it (1: it goes alone), at most
-    /// <paramref name="maxCount"/> datagrams and <paramref name="maxPayloadBytes"/> bytes of LISP payload;
-    /// <paramref name="segment"/> is the run's payload size (the first's).
+    /// How many of the datagrams queued in <paramref name="queued"/> from <paramref name="start"/> on form one run
+    /// with it (1: it goes alone), at most <paramref name="maxCount"/> datagrams and <paramref name="maxPayloadBytes"/>
+    /// bytes of LISP payload; <paramref name="segment"/> is the run's payload size (the first's).
     /// </summary>
-    public static int Length(byte** datagrams, int* lengths, int count, int start, int maxCount, int maxPayloadBytes, out int segment)
+    public static int Length(MessageBatch queued, int start, int maxCount, int maxPayloadBytes, out int segment)
     {
-        byte* first = datagrams[start];
-        segment = lengths[start] - HeaderBytes;
-        if (!Gatherable(first, lengths[start])) return 1;
+        byte* first = queued.Data(start);
+        segment = queued.QueuedLength(start) - HeaderBytes;
+        if (!Gatherable(first, queued.QueuedLength(start))) return 1;
         int end = start + 1, bytes = segment;
-        while (end < count && end - start < maxCount)
+        while (end < queued.Count && end - start < maxCount)
         {
-            byte* d = datagrams[end];
-            int payload = lengths[end] - HeaderBytes;
-            if (payload > segment || bytes + payload > maxPayloadBytes || !Gatherable(d, lengths[end]) || !SameFlow(first, d)) break;
+            byte* d = queued.Data(end);
+            int payload = queued.QueuedLength(end) - HeaderBytes;
+            if (payload > segment || bytes + payload > maxPayloadBytes || !Gatherable(d, queued.QueuedLength(end)) || !SameFlow(first, d)) break;
             bytes += payload;
             end++;
             if (payload < segment) break; // a shorter one ends the run (UDP_SEGMENT cuts equal sizes but the last)

@@ -69,15 +69,6 @@ public sealed unsafe class Worker : IDisposable
     /// tells Info-Requests from data on its data port by the same byte.
     /// </summary>
     private const byte InfoRequestFirstByte = 0x70;
-    // fastxtr rtr: a run of re-encapsulated packets to one NAT-traversed locator (they leave from the data port in any
-    // case), of one size, TTL and TOS, gathered into one buffer and sent with one UDP_SEGMENT sendmsg from the data
-    // port's socket: the kernel then builds one socket buffer for the run, not one per packet.
-    private readonly byte* _run;
-    private int _runCount, _runBytes, _runSegment;
-    private bool _runLastShort;
-    private uint _runDestination;
-    private ushort _runPort;
-    private byte _runTtl, _runTos;
 
 
     // Segmentation offloads (--offload on, when the kernel has them): SendSuperPacket, SendUdpSuperPacket, WriteRun.
@@ -108,9 +99,9 @@ public sealed unsafe class Worker : IDisposable
     private const int GsoOutBytes = 2 * PacketBuffers.MaxSuperPacketBytes;
     /// <summary>One UDP GSO send: at most 64 datagrams (the kernel's UDP_MAX_SEGMENTS) in one 64 KB IPv4 datagram.</summary>
     private const int GsoMaxSegments = 64, GsoMaxBytes = 65507;
-    // The ITR's queued IPv4 datagrams, gathered into UDP GSO sends where consecutive ones share a flow (_tso).
-    private readonly byte** _queued;
-    private readonly int* _queuedLengths;
+    // The ITR's queued IPv4 datagrams go in UDP GSO bursts where consecutive ones share a flow (SendGathered): with
+    // the segmenting sockets (_tso), and in an RTR, whose runs to a NAT-traversed locator leave from the data port.
+    private readonly bool _gather;
     private readonly IoVec* _runPieces;
 
     /// <param name="rings">--mode af-packet: this worker's ring on each instance's EID-facing interface (else empty).</param>
@@ -168,7 +159,6 @@ public sealed unsafe class Worker : IDisposable
         _encap = new Encapsulator(region.MapCache, options.RlocAddress, options.RlocAddress6, options.ZeroChecksum6, options.OuterMtu, _counters, region.MissRing(index),
             new MissSuppressor(), (ulong)Stopwatch.GetTimestamp() ^ ((ulong)index << 56)) { DataPort = options.Port };
         _decap = new Decapsulator(_instanceIds, _counters, region.MapCache, options.DecapFilter, region.MissRing(index), relay: options.Rtr);
-        if (options.Rtr && _udpFd >= 0) _run = (byte*)NativeMemory.AlignedAlloc(GsoMaxBytes, 64);
         if (_underlay.Length > 0 && nextHops is not null) _underlayTx = new XdpUnderlaySender(_underlay[0], nextHops, _counters);
         if (_port is AfXdpPort xdp && xdp.SharedUmem(_underlay) is { } umem)
         {
@@ -181,6 +171,8 @@ public sealed unsafe class Worker : IDisposable
         // A coalesced run's pieces (ETR), or a UDP GSO send's (ITR: 2 per segment, at most 2 * GsoMaxSegments).
         _pieces = (IoVec*)NativeMemory.AllocZeroed((nuint)((MaxSegments + 2) * sizeof(IoVec)));
         _vnetScratch = (byte*)NativeMemory.AllocZeroed(256);
+        _runPieces = (IoVec*)NativeMemory.Alloc((nuint)(GsoMaxSegments * sizeof(IoVec)));
+        _gather = options.Rtr && _udpFd >= 0;
         // af-packet: a TCP super-frame (the kernel's GRO, or a veth peer's TSO, hands those to the ring) is cut here.
         if (_port.CarriesSuperFrames) _gsoOut = (byte*)NativeMemory.AlignedAlloc(GsoOutBytes, 64);
         if (!options.Offload) return;
@@ -202,9 +194,7 @@ public sealed unsafe class Worker : IDisposable
                 _gso6Fds = v6!;
                 _segmentHeaders = (byte*)NativeMemory.AlignedAlloc(MaxSegments * HeaderStride, 64);
                 _encap.FlowPorts = (GsoSourcePortBase, GsoSourcePorts);
-                _queued = (byte**)NativeMemory.Alloc((nuint)(_send.Capacity * sizeof(byte*)));
-                _queuedLengths = (int*)NativeMemory.Alloc((nuint)(_send.Capacity * sizeof(int)));
-                _runPieces = (IoVec*)NativeMemory.Alloc((nuint)(GsoMaxSegments * sizeof(IoVec)));
+                _gather = true;
             }
             else foreach (int fd in (v4 ?? []).Concat(v6 ?? [])) Sockets.Close(fd);
         }
@@ -589,7 +579,7 @@ public sealed unsafe class Worker : IDisposable
         _underlayTx?.Flush();
         if (_send.Count > 0)
         {
-            if (_tso) SendGathered();
+            if (_gather) SendGathered();
             else Send(_send, _rawFd);
         }
         if (_send6.Count > 0) Send(_send6, _raw6Fd);
@@ -603,7 +593,8 @@ public sealed unsafe class Worker : IDisposable
     private int SegmentingSocket(ushort sourcePort, bool ipv6)
     {
         int k = sourcePort - GsoSourcePortBase;
-        if ((uint)k < GsoSourcePorts) return (ipv6 ? _gso6Fds : _gsoFds)[k];
+        int[] fds = ipv6 ? _gso6Fds : _gsoFds; // empty without segmenting sockets (an RTR with offloads off)
+        if ((uint)k < (uint)fds.Length) return fds[k];
         return sourcePort == _options.Port ? (ipv6 ? _udp6Fd : _udpFd) : -1;
     }
 
@@ -614,30 +605,25 @@ public sealed unsafe class Worker : IDisposable
     private void SendGathered()
     {
         int count = _send.Count;
-        for (int i = 0; i < count; i++)
-        {
-            _queued[i] = _send.Data(i);
-            _queuedLengths[i] = _send.QueuedLength(i);
-        }
         int alone = 0; // the first datagram not sent yet that goes through the raw socket
         for (int i = 0; i < count;)
         {
-            int run = DatagramRuns.Length(_queued, _queuedLengths, count, i, GsoMaxSegments, GsoMaxBytes, out int segment);
-            int socket = run > 1 ? SegmentingSocket(DatagramRuns.SourcePort(_queued[i]), ipv6: false) : -1;
+            int run = DatagramRuns.Length(_send, i, GsoMaxSegments, GsoMaxBytes, out int segment);
+            int socket = run > 1 ? SegmentingSocket(DatagramRuns.SourcePort(_send.Data(i)), ipv6: false) : -1;
             if (socket < 0)
             {
                 i += run; // alone, or a run from a port that is not ours: through the raw socket as ever
                 continue;
             }
-            if (alone < i) SendRange(alone, i);
+            if (alone < i) Send(_send, _rawFd, alone, i);
             int bytes = 0;
             for (int k = 0; k < run; k++)
             {
-                int payload = _queuedLengths[i + k] - DatagramRuns.HeaderBytes;
-                _runPieces[k] = new IoVec { Base = _queued[i + k] + DatagramRuns.HeaderBytes, Length = (nuint)payload };
+                int payload = _send.QueuedLength(i + k) - DatagramRuns.HeaderBytes;
+                _runPieces[k] = new IoVec { Base = _send.Data(i + k) + DatagramRuns.HeaderBytes, Length = (nuint)payload };
                 bytes += payload;
             }
-            byte* ip = _queued[i];
+            byte* ip = _send.Data(i);
             uint destination = BinaryPrimitives.ReadUInt32BigEndian(new ReadOnlySpan<byte>(ip + 16, 4));
             ushort port = BinaryPrimitives.ReadUInt16BigEndian(new ReadOnlySpan<byte>(ip + 22, 2));
             if (Sockets.SendSegmented(socket, _runPieces, run, bytes, destination, port, segment, ip[8], ip[1]) == 0)
@@ -648,24 +634,24 @@ public sealed unsafe class Worker : IDisposable
             }
             // Refused (its socket's buffer full for long, a limit of the kernel's): one by one through the raw socket,
             // which sends what it can and counts the rest, as before there were bursts.
-            else SendRange(i, i + run);
+            else Send(_send, _rawFd, i, i + run);
             i += run;
             alone = i;
         }
-        if (alone < count) SendRange(alone, count);
+        if (alone < count) Send(_send, _rawFd, alone, count);
         _send.Clear();
-    }
-
-    private void SendRange(int from, int to)
-    {
-        int sent = _send.SendRange(_rawFd, from, to, out int failed);
-        _counters.Add(Counter.UdpTxPackets, (ulong)sent);
-        if (failed > 0) _counters.Add(Counter.DropSendFailed, (ulong)failed);
     }
 
     private void Send(MessageBatch batch, int fd)
     {
-        int sent = batch.Send(fd, out int failed);
+        Send(batch, fd, 0, batch.Count);
+        batch.Clear();
+    }
+
+    /// <summary>The queued datagrams <paramref name="from"/> up to <paramref name="to"/>, with sendmmsg; what fails is counted.</summary>
+    private void Send(MessageBatch batch, int fd, int from, int to)
+    {
+        int sent = batch.SendRange(fd, from, to, out int failed);
         _counters.Add(Counter.UdpTxPackets, (ulong)sent);
         if (failed > 0) _counters.Add(Counter.DropSendFailed, (ulong)failed);
     }
@@ -724,7 +710,6 @@ public sealed unsafe class Worker : IDisposable
         if (_coalesce) WriteRun(ref txPackets, ref txBytes);
         if (_relay)
         {
-            FlushRun();
             Flush();
             _counters.Add(Counter.UdpTxBytes, txBytes);
             txBytes = 0;
@@ -751,40 +736,12 @@ public sealed unsafe class Worker : IDisposable
         byte* buffer = inner - PacketBuffers.HeadroomBytes;
         byte* reply = _scratch.Data(0);
         var d = _encap.Process(buffer, length, iid, 0, now, reply, out int replyLength);
-        ulong sent;
-        if (_run != null && d.Verdict == ItrVerdict.Send && !d.Ipv6 && d.SourcePort == _options.Port)
-        {
-            // To a locator across a NAT: its LISP payload (after the outer IPv4 and UDP headers) joins the run.
-            int headers = Ipv4Header.MinLength + UdpHeader.Length;
-            int payload = d.OuterLength - headers;
-            if (_runCount > 0 && (d.Destination != _runDestination || d.DestinationPort != _runPort || d.Ttl != _runTtl || d.Tos != _runTos
-                || payload > _runSegment || _runLastShort || _runCount == GsoMaxSegments || _runBytes + payload > GsoMaxBytes)) FlushRun();
-            if (_runCount == 0) (_runDestination, _runPort, _runTtl, _runTos, _runSegment) = (d.Destination, d.DestinationPort, d.Ttl, d.Tos, payload);
-            Buffer.MemoryCopy(buffer + d.OuterStart + headers, _run + _runBytes, payload, payload);
-            _runBytes += payload;
-            _runCount++;
-            _runLastShort = payload < _runSegment;
-            sent = (ulong)d.OuterLength;
-        }
-        else sent = Dispatch(d, buffer, length, iid, now, instance: -1, reply, replyLength);
+        // Consecutive packets to one NAT-traversed locator leave from the data port in one UDP GSO burst (Flush).
+        ulong sent = Dispatch(d, buffer, length, iid, now, instance: -1, reply, replyLength);
         if (sent > 0) _counters.Add(Counter.RtrReencapsulated);
         // No room check: a receive takes at most a batch of datagrams, each queues at most one packet (fragments
         // are flushed on the spot), and the send batches hold a batch and more.
         return sent;
-    }
-
-    /// <summary>The run gathered for one NAT-traversed locator, sent with one UDP_SEGMENT sendmsg from the data port.</summary>
-    private void FlushRun()
-    {
-        if (_runCount == 0) return;
-        if (Sockets.SendSegmented(_udpFd, _run, _runBytes, _runDestination, _runPort, _runSegment, _runTtl, _runTos) == 0)
-        {
-            _counters.Add(Counter.UdpGsoSends);
-            _counters.Add(Counter.UdpTxPackets, (ulong)_runCount);
-        }
-        else _counters.Add(Counter.DropSendFailed, (ulong)_runCount);
-        _runCount = _runBytes = 0;
-        _runLastShort = false;
     }
 
     /// <summary>TTL (IPv4, with the header checksum updated incrementally, RFC 1624) or hop limit minus one; false when it would reach 0.</summary>
@@ -932,10 +889,7 @@ public sealed unsafe class Worker : IDisposable
         _superBuffers?.Dispose();
         _groBuffers?.Dispose();
         if (_gsoOut != null) NativeMemory.AlignedFree(_gsoOut);
-        if (_run != null) NativeMemory.AlignedFree(_run);
         NativeMemory.Free(_pieces);
-        NativeMemory.Free(_queued);
-        NativeMemory.Free(_queuedLengths);
         NativeMemory.Free(_runPieces);
         NativeMemory.Free(_vnetScratch);
         if (_held != null) NativeMemory.Free(_held);

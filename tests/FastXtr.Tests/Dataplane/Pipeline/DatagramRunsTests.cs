@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using FastXtr.Dataplane.Encap;
 using FastXtr.Dataplane.Offload;
+using FastXtr.NativeInterop;
 using FastXtr.Packets;
 using NUnit.Framework;
 
@@ -19,32 +20,30 @@ public unsafe class DatagramRunsTests
     private sealed class Queued : IDisposable
     {
         private readonly byte* _memory = (byte*)NativeMemory.AllocZeroed(128 * 2048);
-        internal readonly byte** Datagrams = (byte**)NativeMemory.AllocZeroed(128 * (nuint)sizeof(byte*));
-        internal readonly int* Lengths = (int*)NativeMemory.AllocZeroed(128 * sizeof(int));
-        internal int Count;
+        private readonly MessageBatch _batch = new(128);
 
         /// <summary>An encapsulated datagram as the ITR writes it, with an inner packet of <paramref name="inner"/> bytes.</summary>
         public Queued Add(int inner, ushort sourcePort = 61450, byte ttl = 64, byte tos = 0, uint destination = Remote, bool df = false,
             ushort destinationPort = LispDataHeader.DataPort, Action<Span<byte>>? change = null)
         {
-            byte* d = _memory + Count * 2048;
+            byte* d = _memory + _batch.Count * 2048;
             var span = new Span<byte>(d, 2048);
-            int header = LispDataPacket.WriteIpv4(span, Local, destination, sourcePort, ttl, tos, (ushort)(100 + Count), df, LispDataHeader.WithNonce(7, 1000), inner, destinationPort);
-            span.Slice(header, inner).Fill((byte)Count);
+            int header = LispDataPacket.WriteIpv4(span, Local, destination, sourcePort, ttl, tos, (ushort)(100 + _batch.Count), df, LispDataHeader.WithNonce(7, 1000), inner, destinationPort);
+            span.Slice(header, inner).Fill((byte)_batch.Count);
             change?.Invoke(span);
-            Datagrams[Count] = d;
-            Lengths[Count++] = header + inner;
+            _batch.Add(d, header + inner, destination, 0);
             return this;
         }
 
+        public byte* First => _batch.Data(0);
+
         public int Run(int start, out int segment, int maxCount = 64, int maxBytes = 65507) =>
-            DatagramRuns.Length(Datagrams, Lengths, Count, start, maxCount, maxBytes, out segment);
+            DatagramRuns.Length(_batch, start, maxCount, maxBytes, out segment);
 
         public void Dispose()
         {
             NativeMemory.Free(_memory);
-            NativeMemory.Free(Datagrams);
-            NativeMemory.Free(Lengths);
+            _batch.Dispose();
         }
     }
 
@@ -57,7 +56,7 @@ public unsafe class DatagramRunsTests
         Assert.That(q.Run(0, out int segment), Is.EqualTo(6), "five equal and the shorter sixth; the seventh starts anew");
         Assert.That(segment, Is.EqualTo(LispDataHeader.Length + 64), "the LISP payload's size, the outer headers left to the socket");
         Assert.That(q.Run(6, out _), Is.EqualTo(1));
-        Assert.That(DatagramRuns.SourcePort(q.Datagrams[0]), Is.EqualTo(61450));
+        Assert.That(DatagramRuns.SourcePort(q.First), Is.EqualTo(61450));
     }
 
     [Test]
