@@ -5,7 +5,28 @@ namespace FastXtr.MapServer;
 
 /// <summary>One cached Map-Referral record (RFC 8111 §7.1: the DDT Map-Resolver's referral cache).</summary>
 public sealed record CachedReferral(uint InstanceId, EidFamily Family, UInt128 Prefix, int Length, MapReferralAction Action,
-    IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> Targets, bool Incomplete, long ExpiresMs);
+    IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> Targets, bool Incomplete, long ExpiresMs)
+{
+    private IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)>? _byPriority;
+    private object? _byPriorityOf;
+
+    /// <summary>
+    /// The targets to ask, by priority (255: not to be used), the order within a priority the order given. Computed
+    /// once for the targets held (every warm request starts from it; the resolver's lock guards it).
+    /// </summary>
+    internal IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> ByPriority
+    {
+        get
+        {
+            if (!ReferenceEquals(_byPriorityOf, Targets))
+            {
+                _byPriority = Targets.Where(t => t.Priority != 255).OrderBy(t => t.Priority).ToList();
+                _byPriorityOf = Targets;
+            }
+            return _byPriority!;
+        }
+    }
+}
 
 /// <summary>
 /// The DDT Map-Resolver (RFC 8111 §7.1): an ITR's Map-Request for an EID outside this server's sites is resolved
@@ -38,7 +59,7 @@ public sealed class DdtResolver
         public required EidFamily Family;
         public required UInt128 Eid;
         public required bool Lcaf;
-        public List<(IPEndPoint Address, byte Priority, byte Weight)> Targets = [];
+        public IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> Targets = [];
         public int Next;
         public IPEndPoint? AskedAt;
         public long SentMs;
@@ -67,14 +88,16 @@ public sealed class DdtResolver
     private readonly MapReply _negative = new();
     private readonly byte[] _out = new byte[LispMessage.MaxMessageLength];
 
-    private readonly Action<byte[], IPEndPoint> _sendRequest;
+    private readonly MapServerCore.Sender _sendRequest;
 
     /// <param name="config">The configuration in force (roots, timeout and TTLs follow a reload).</param>
     /// <param name="sendRequest">
     /// Sends a DDT Map-Request from the resolver's own socket, so that the Map-Referrals come back there and never
-    /// queue behind the ITRs' requests on the listening sockets (a flood of those would otherwise drop them).
+    /// queue behind the ITRs' requests on the listening sockets (a flood of those would otherwise drop them). The
+    /// timeout retries go this way; <see cref="Start"/> and <see cref="OnReferral"/> may be given their caller's
+    /// batch to the same socket instead.
     /// </param>
-    public DdtResolver(MapServerCounters counters, Func<MapServerConfig> config, Action<byte[], IPEndPoint> sendRequest)
+    public DdtResolver(MapServerCounters counters, Func<MapServerConfig> config, MapServerCore.Sender sendRequest)
     {
         _counters = counters;
         _config = config;
@@ -97,7 +120,10 @@ public sealed class DdtResolver
     /// ITR at <paramref name="itr"/> from the Map-Server or as our negative Map-Reply. False when nothing was sent
     /// (too many pending requests, or the same nonce already pending: a retransmission of the ITR).
     /// </summary>
-    public bool Start(ReadOnlySpan<byte> ecm, ulong nonce, uint iid, EidFamily family, UInt128 eid, bool lcaf, IPEndPoint itr, long nowMs, Action<byte[], IPEndPoint> send)
+    /// <param name="send">Carries a negative Map-Reply to the ITR.</param>
+    /// <param name="sendRequest">Carries the DDT Map-Request (null: the resolver's own sender).</param>
+    public bool Start(ReadOnlySpan<byte> ecm, ulong nonce, uint iid, EidFamily family, UInt128 eid, bool lcaf, IPEndPoint itr, long nowMs, MapServerCore.Sender send,
+        MapServerCore.Sender? sendRequest = null)
     {
         var config = _config();
         var p = new Pending { Ecm = ecm.ToArray(), Itr = itr, InstanceId = iid, Family = family, Eid = eid, Lcaf = lcaf };
@@ -121,22 +147,22 @@ public sealed class DdtResolver
             {
                 p.From = cached;
                 p.LastLength = cached.Length;
-                p.Targets = Order(cached.Targets, nowMs);
+                p.Targets = Order(cached, nowMs);
             }
             else p.Targets = RootTargets(config, nowMs);
             _pending[nonce] = p;
             first = NextSend(p, nonce, nowMs);
         }
-        if (first is var (bytes, to)) _sendRequest(bytes, to);
+        if (first is var (bytes, to)) (sendRequest ?? _sendRequest)(bytes, to);
         return true;
     }
 
     /// <summary>
     /// A Map-Referral for a pending request: cached and followed. Counted and ignored when no request with its nonce
     /// is pending or it comes from another address than the one asked. <paramref name="send"/> carries negative
-    /// Map-Replies to the ITRs.
+    /// Map-Replies to the ITRs, <paramref name="sendRequest"/> the next DDT Map-Request (null: the resolver's own sender).
     /// </summary>
-    public void OnReferral(MapReferral referral, IPEndPoint from, long nowMs, Action<byte[], IPEndPoint> send)
+    public void OnReferral(MapReferral referral, IPEndPoint from, long nowMs, MapServerCore.Sender send, MapServerCore.Sender? sendRequest = null)
     {
         (byte[] Bytes, IPEndPoint To)? next = null;
         lock (_lock)
@@ -161,7 +187,7 @@ public sealed class DdtResolver
                 next = Follow(p, referral.Nonce, r, family, EidPrefix.Mask(prefix, family, r.EidMaskLength), from, nowMs, send);
             }
         }
-        if (next is var (bytes, to)) _sendRequest(bytes, to);
+        if (next is var (bytes, to)) (sendRequest ?? _sendRequest)(bytes, to);
     }
 
     /// <summary>Retries requests whose referral did not come in time with the next target; gives up after the last.</summary>
@@ -197,8 +223,16 @@ public sealed class DdtResolver
         if (sends is not null) foreach (var (b, to) in sends) _sendRequest(b, to);
     }
 
-    private (byte[], IPEndPoint)? Follow(Pending p, ulong nonce, ReferralRecord r, EidFamily family, UInt128 prefix, IPEndPoint from, long nowMs, Action<byte[], IPEndPoint> send)
+    private (byte[], IPEndPoint)? Follow(Pending p, ulong nonce, ReferralRecord r, EidFamily family, UInt128 prefix, IPEndPoint from, long nowMs, MapServerCore.Sender send)
     {
+        if (r.Action == MapReferralAction.MsAck && p.From is { Action: MapReferralAction.MsReferral } via && Names(via, from))
+        {
+            // The commonest referral of all, every warm request's: the Map-Server that the cached MS-REFERRAL led to
+            // acknowledges. Nothing to cache (below), so nothing is built.
+            _counters.Add(MsCounter.DdtResolvedByMapServer);
+            _pending.Remove(nonce);
+            return null;
+        }
         var config = _config();
         var targets = new List<(IPEndPoint, byte, byte)>(r.Referrals.Count);
         foreach (var l in r.Referrals)
@@ -222,12 +256,11 @@ public sealed class DdtResolver
                 p.Next = 0;
                 return NextSend(p, nonce, nowMs);
             case MapReferralAction.MsAck:
-                // The Map-Server answers the ITR (or its ETR does); next time we ask that Map-Server directly. When
-                // the referral that led here already names it, that referral is what the next walk will use: an
-                // entry per acknowledged EID would add nothing but a cache of one entry per EID ever asked (a million
-                // for a million agents) to hold and expire.
-                if (p.From is not { Action: MapReferralAction.MsReferral } via || !via.Targets.Any(t => SameAddress(t.Address, from)))
-                    Cache(entry with { Targets = [(new IPEndPoint(from.Address, from.Port), (byte)0, (byte)100), .. targets] }, nowMs);
+                // The Map-Server answers the ITR (or its ETR does); next time we ask that Map-Server directly. (When
+                // the referral that led here already names it, that referral is what the next walk will use, and the
+                // start of this method returned: an entry per acknowledged EID would add nothing but a cache of one
+                // entry per EID ever asked, a million for a million agents, to hold and expire.)
+                Cache(entry with { Targets = [(new IPEndPoint(from.Address, from.Port), (byte)0, (byte)100), .. targets] }, nowMs);
                 _counters.Add(MsCounter.DdtResolvedByMapServer);
                 _pending.Remove(nonce);
                 return null;
@@ -274,7 +307,7 @@ public sealed class DdtResolver
         return (p.Ecm, target);
     }
 
-    private void SendNegative(Pending p, ulong nonce, UInt128 prefix, int length, uint ttlMinutes, Action<byte[], IPEndPoint> send)
+    private void SendNegative(Pending p, ulong nonce, UInt128 prefix, int length, uint ttlMinutes, MapServerCore.Sender send)
     {
         var reply = _negative;
         reply.Nonce = nonce;
@@ -288,7 +321,7 @@ public sealed class DdtResolver
         record.MapVersion = 0;
         record.Locators.Clear();
         int n = reply.TryEncode(_out);
-        if (n > 0) send(_out.AsSpan(0, n).ToArray(), p.Itr);
+        if (n > 0) send(_out.AsSpan(0, n), p.Itr);
     }
 
     private List<(IPEndPoint, byte, byte)> RootTargets(MapServerConfig config, long nowMs) => Order(config.Ddt.Roots.Select(r => (r, (byte)0, (byte)100)).ToList(), nowMs);
@@ -299,6 +332,17 @@ public sealed class DdtResolver
     /// </summary>
     private List<(IPEndPoint Address, byte Priority, byte Weight)> Order(IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> targets, long nowMs) =>
         targets.Where(t => t.Priority != 255).OrderBy(t => IsDown(t.Address, nowMs)).ThenBy(t => t.Priority).ToList();
+
+    /// <summary>A cached referral's targets in the order to ask them (<see cref="Order"/>), computed once while none is down.</summary>
+    private IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> Order(CachedReferral referral, long nowMs) =>
+        _downUntilMs.Count == 0 ? referral.ByPriority : Order(referral.Targets, nowMs);
+
+    private static bool Names(CachedReferral referral, IPEndPoint target)
+    {
+        foreach (var t in referral.Targets)
+            if (SameAddress(t.Address, target)) return true;
+        return false;
+    }
 
     private bool IsDown(IPEndPoint target, long nowMs) =>
         _downUntilMs.Count > 0 && _downUntilMs.TryGetValue(Plain(target.Address), out long until) && until > nowMs;

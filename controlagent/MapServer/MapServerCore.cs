@@ -48,6 +48,12 @@ public sealed class MapServerCore
     /// <summary>The DDT Map-Resolver, shared by the workers (null: requests are answered from our own sites only).</summary>
     public DdtResolver? Resolver { get; set; }
 
+    /// <summary>
+    /// Where this worker's DDT Map-Requests go: its batch to the resolver's socket, sent with the batch's replies
+    /// (null: the resolver's own sender, one send each).
+    /// </summary>
+    public Sender? DdtRequestSender { get; set; }
+
     private readonly MapReferral _referralIn = new();
 
     public MapServerCore(PolicyCell policy, RegistrationStore store, MapServerCounters counters, RateLimitedLogger log)
@@ -81,7 +87,7 @@ public sealed class MapServerCore
             case LispMessageType.MapReferral:
                 if (Resolver is null) { _counters.Add(MsCounter.UnsupportedMessageType); break; }
                 if (!_referralIn.TryDecode(message).Ok) { _counters.Add(MsCounter.MalformedMessage); break; }
-                Resolver.OnReferral(_referralIn, source, NowMs, (b, to) => send(b, to));
+                Resolver.OnReferral(_referralIn, source, NowMs, send, DdtRequestSender);
                 break;
             case LispMessageType.MapNotifyAck:
                 var r = _ack.TryDecode(message);
@@ -567,7 +573,7 @@ public sealed class MapServerCore
             else if (Resolver is not null && !ecm.IsEmpty && _policy.Config.Ddt.Roots.Count > 0 && SiteFor(iid, family, eid) is null)
             {
                 // Not ours: resolved through the DDT tree; the answer reaches the ITR from the Map-Server or from us.
-                Resolver.Start(ecm, _request.Nonce, iid, family, eid, lcaf, ReplyEndpoint(source.Address, replyPort), NowMs, (b, to) => send(b, to));
+                Resolver.Start(ecm, _request.Nonce, iid, family, eid, lcaf, ReplyEndpoint(source.Address, replyPort), NowMs, send, DdtRequestSender);
             }
             else
             {

@@ -56,6 +56,8 @@ public enum MsCounter
     DdtReferralsUnexpected,
     DdtRequestsRetransmitted,
     DdtRequestsRefused,
+    /// <summary>DDT Map-Requests a batched send could not hand to the kernel (a full socket buffer after a wait, or refused).</summary>
+    DdtMapRequestsNotSent,
     // Refusals.
     MalformedMessage,
     UnsupportedMessageType,

@@ -84,6 +84,12 @@ public sealed class MapServerHost : IDisposable
                     _threads.Add(thread);
                 }
             }
+            // The DDT Map-Resolver's own socket, on the first listen address: its requests leave from it (from the
+            // workers' batches, or one by one for retries), and the Map-Referrals that answer them are read by a
+            // thread of their own.
+            _resolverSocket = new Socket(_sockets[0].AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            _resolverSocket.Bind(new IPEndPoint(((IPEndPoint)_sockets[0].LocalEndPoint!).Address, 0));
+            _resolverSocket.ReceiveBufferSize = 4 << 20;
             if (controlSocket) _control = MapServerApi.StartAsync(this, config.ControlSocket, log).GetAwaiter().GetResult();
             var first = _sockets[0];
             // The publisher's datagrams to IPv4 subscribers leave in sendmmsg batches (a change to a prefix with many
@@ -97,13 +103,9 @@ public sealed class MapServerHost : IDisposable
         catch
         {
             foreach (var s in _sockets) s.Dispose();
+            _resolverSocket?.Dispose();
             throw;
         }
-        // The DDT Map-Resolver's own socket, on the first listen address: its requests leave from it, and the
-        // Map-Referrals that answer them are read by a thread of their own.
-        _resolverSocket = new Socket(_sockets[0].AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        _resolverSocket.Bind(new IPEndPoint(((IPEndPoint)_sockets[0].LocalEndPoint!).Address, 0));
-        _resolverSocket.ReceiveBufferSize = 4 << 20;
         Resolver = new DdtResolver(Counters, () => _policy.Current.Config, (b, to) => SendOne(_resolverSocket, b, to, "DDT Map-Request to"));
         _threads.Add(new Thread(ReceiveReferrals) { IsBackground = true, Name = "mapserver-ddt-resolver" });
         foreach (var core in _cores)
@@ -219,11 +221,15 @@ public sealed class MapServerHost : IDisposable
     private void ReceiveBatched(Socket socket, MapServerCore core)
     {
         using var batch = new DatagramBatch(socket);
-        long failuresCounted = 0;
+        // The DDT Map-Requests this worker's batch starts leave with its replies, in one sendmmsg of their own.
+        using var ddtRequests = _resolverSocket.AddressFamily == AddressFamily.InterNetwork ? new DatagramBatch(_resolverSocket, receive: false) : null;
+        long failuresCounted = 0, ddtFailuresCounted = 0;
         MapServerCore.Sender sender = (datagram, to) =>
         {
             if (!batch.Queue(datagram, to)) SendOne(socket, datagram, to, "send to");
         };
+        if (ddtRequests is not null)
+            core.DdtRequestSender = (datagram, to) => { if (!ddtRequests.Queue(datagram, to)) SendOne(_resolverSocket, datagram, to, "DDT Map-Request to"); };
         while (!_stopping)
         {
             int n = batch.Receive();
@@ -237,13 +243,18 @@ public sealed class MapServerHost : IDisposable
             {
                 for (int i = 0; i < n; i++) HandleOne(core, batch.Datagram(i), batch.Source(i), sender);
                 batch.Flush();
+                ddtRequests?.Flush();
             }
-            if (batch.SendFailures != failuresCounted)
-            {
-                Counters.Add(MsCounter.RepliesNotSent, batch.SendFailures - failuresCounted);
-                failuresCounted = batch.SendFailures;
-            }
+            CountFailures(batch, MsCounter.RepliesNotSent, ref failuresCounted);
+            if (ddtRequests is not null) CountFailures(ddtRequests, MsCounter.DdtMapRequestsNotSent, ref ddtFailuresCounted);
         }
+    }
+
+    private void CountFailures(DatagramBatch batch, MsCounter counter, ref long counted)
+    {
+        if (batch.SendFailures == counted) return;
+        Counters.Add(counter, batch.SendFailures - counted);
+        counted = batch.SendFailures;
     }
 
     private void Receive(Socket socket, MapServerCore core)
@@ -270,11 +281,16 @@ public sealed class MapServerHost : IDisposable
     /// <summary>The Map-Referrals answering the DDT Map-Resolver's requests, on its own socket.</summary>
     private void ReceiveReferrals()
     {
+        if (_resolverSocket.AddressFamily == AddressFamily.InterNetwork)
+        {
+            ReceiveReferralsBatched();
+            return;
+        }
         byte[] buffer = new byte[65536];
         var from = new SocketAddress(_resolverSocket.AddressFamily);
         var referral = new MapReferral();
         var first = _sockets[0];
-        Action<byte[], IPEndPoint> reply = (b, to) => SendOne(first, b, to, "negative Map-Reply to");
+        MapServerCore.Sender reply = (b, to) => SendOne(first, b, to, "negative Map-Reply to");
         while (!_stopping)
         {
             int n;
@@ -289,6 +305,45 @@ public sealed class MapServerHost : IDisposable
                 continue;
             }
             Resolver.OnReferral(referral, source, MapServerCore.NowMs, reply);
+        }
+    }
+
+    /// <summary>
+    /// The Map-Referrals in recvmmsg batches (under load a Map-Server's MS-ACKs come in bursts, one per request it
+    /// answered); the next DDT Map-Requests and the negative Map-Replies they cause leave in one sendmmsg each per batch.
+    /// </summary>
+    private void ReceiveReferralsBatched()
+    {
+        using var batch = new DatagramBatch(_resolverSocket);
+        var first = _sockets[0];
+        using var replies = first.AddressFamily == AddressFamily.InterNetwork ? new DatagramBatch(first, receive: false) : null;
+        var referral = new MapReferral();
+        long failuresCounted = 0, replyFailuresCounted = 0;
+        MapServerCore.Sender next = (b, to) => { if (!batch.Queue(b, to)) SendOne(_resolverSocket, b, to, "DDT Map-Request to"); };
+        MapServerCore.Sender reply = (b, to) => { if (replies is null || !replies.Queue(b, to)) SendOne(first, b, to, "negative Map-Reply to"); };
+        while (!_stopping)
+        {
+            int n = batch.Receive();
+            if (n == 0)
+            {
+                batch.Wait(200);
+                continue;
+            }
+            long now = MapServerCore.NowMs;
+            for (int i = 0; i < n; i++)
+            {
+                var datagram = batch.Datagram(i);
+                if (LispMessage.PeekType(datagram) != LispMessageType.MapReferral || !referral.TryDecode(datagram).Ok)
+                {
+                    Counters.Add(MsCounter.MalformedMessage);
+                    continue;
+                }
+                Resolver.OnReferral(referral, batch.Source(i), now, reply, next);
+            }
+            batch.Flush();
+            replies?.Flush();
+            CountFailures(batch, MsCounter.DdtMapRequestsNotSent, ref failuresCounted);
+            if (replies is not null) CountFailures(replies, MsCounter.RepliesNotSent, ref replyFailuresCounted);
         }
     }
 
@@ -307,7 +362,6 @@ public sealed class MapServerHost : IDisposable
         }
     }
 
-    /// <summary>One datagram with a plain send; a refusal is logged, a socket closed by stopping is not an error.</summary>
     /// <summary>
     /// Sends from <paramref name="socket"/>, or, for a destination of the other family (a Map-Request forwarded to an
     /// ETR's IPv6 RLOC that came in over IPv4, a publication to an IPv6 subscriber), from the first listen socket of

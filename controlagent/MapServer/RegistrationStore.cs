@@ -87,10 +87,19 @@ public sealed record EidRegistration(EidKey Key, SiteBinding Binding, ImmutableD
         _effective = default;
         _ttlMinutes = -1;
         _mapVersion = -1;
+        // A copy made with `with` (some xTRs removed) expires no earlier than the original: the entry the store's
+        // expiry queue holds for the prefix serves it too.
+        ScheduledExpiryMs = original.ScheduledExpiryMs;
         // Written out so that a copy made with `with` is a new version whose earliest expiry is computed afresh.
     }
 
     private long _earliestExpiryMs = long.MinValue;
+
+    /// <summary>
+    /// When the store's expiry queue next looks at this prefix (<see cref="long.MaxValue"/>: not queued); never later
+    /// than <see cref="EarliestExpiryMs"/>. Read and written under the store's write lock.
+    /// </summary>
+    internal long ScheduledExpiryMs = long.MaxValue;
 
     /// <summary>An xTR registration's expiry moved in place (a refresh): the earliest is computed again when next asked.</summary>
     internal void ExpiryChanged() => _earliestExpiryMs = long.MinValue;
@@ -220,20 +229,33 @@ public sealed class RegistrationStore
     // names are exactly the configured sites', and a Map-Register for a site that is gone is refused.
     private readonly Dictionary<string, SiteBinding> _bindings = [];
     private bool _sitesApplied;
-    // Where the incremental expiry scan stands; only the expiry timer uses it.
-    private IEnumerator<KeyValuePair<EidKey, EidRegistration>>? _expiryWalk;
+    // Each registered prefix by when expiry next looks at it (its EidRegistration.ScheduledExpiryMs; an entry whose
+    // time is no longer the prefix's is left over from an earlier schedule and skipped). Under the write lock.
+    private readonly PriorityQueue<QueuedKey, long> _expiryQueue = new();
 
     /// <summary>
-    /// How many registrations one <see cref="Expire"/> call looks at: a table up to this size is checked whole every
-    /// call (the host calls it every 10 ms), a larger one in slices (a million registrations: a pass every 20 s,
-    /// against a registration timeout of minutes), so that expiry holds a core for short slices only, which would
-    /// otherwise show up in the Map-Request latency (measured: slices of 5,000 every 100 ms made the p99 at 50k
-    /// requests/s 2.1–2.5 ms instead of 0.9–1.2 ms without expiry). A slice costs about 1 µs a registration once the
-    /// table is large and scattered over the heap (the walk's cache misses): with a million registrations, profiled
-    /// while publishing on 2026-12-07, about 0.5 ms a call and 5% of a core; switching expiry off left the
-    /// publication p99 where it was (1.6–4.2 ms with, 1.1–9.0 ms without, six runs each).
+    /// A prefix's key as the expiry queue holds it: 24 bytes where an <see cref="EidKey"/> takes 48 (its UInt128 is
+    /// aligned to 16), so a million queued prefixes take 32 MB instead of 64.
+    /// </summary>
+    private readonly record struct QueuedKey(ulong Low, ulong High, uint InstanceId, EidFamily Family, byte Length)
+    {
+        public static QueuedKey Of(EidKey k) => new((ulong)k.Prefix, (ulong)(k.Prefix >> 64), k.InstanceId, k.Family, (byte)k.Length);
+        public EidKey Key => new(InstanceId, Family, new UInt128(High, Low), Length);
+    }
+
+    /// <summary>
+    /// How many prefixes one <see cref="Expire"/> call looks at, at most (the host calls it every 10 ms): a
+    /// burst of expiries (an xTR with many prefixes gone) is spread over calls, so expiry holds the write lock and a
+    /// core for short slices only, which would otherwise show up in the Map-Request latency.
     /// </summary>
     public const int ExpiryScanPerCall = 500;
+
+    /// <summary>
+    /// Prefixes the expiry has looked at since the start: one when a registration is due, or was due before a
+    /// refresh moved it (then it is queued again for its new time); nothing for the others. (The scan this replaced
+    /// walked the whole table, 50,000 registrations a second: 3-5% of a core with a million, profiled on 2026-12-07.)
+    /// </summary>
+    public long ExpiryChecks { get; private set; }
 
     // The map-versions of recent withdrawals, by (prefix, xTR-ID): a register built before a withdrawal that arrives
     // after it must not bring the prefix back. Pruned as they leave the reorder window.
@@ -283,8 +305,10 @@ public sealed class RegistrationStore
     {
         lock (_write)
         {
-            return _byKey.TryGetValue(key, out var old) && _bindings.TryGetValue(site.Name, out var binding) && ReferenceEquals(binding.Current, site)
-                && old.TryRefresh(xtrId, siteId, rlocs, merge, ttlMinutes, mapVersion, proxyReply, source, now, expiresAtMs);
+            if (!_byKey.TryGetValue(key, out var old) || !_bindings.TryGetValue(site.Name, out var binding) || !ReferenceEquals(binding.Current, site)
+                || !old.TryRefresh(xtrId, siteId, rlocs, merge, ttlMinutes, mapVersion, proxyReply, source, now, expiresAtMs)) return false;
+            ScheduleExpiry(old);
+            return true;
         }
     }
 
@@ -308,10 +332,14 @@ public sealed class RegistrationStore
             else if (!ReferenceEquals(binding.Current, site) && !SiteComparison.Covers(binding.Current, key)) return (old, null);
             var byXtr = (old?.ByXtr ?? ImmutableDictionary<UInt128, XtrRegistration>.Empty);
             if (old is not null && old.TryRefresh(xtr.XtrId, xtr.SiteId, xtr.Rlocs, xtr.Merge, xtr.TtlMinutes, xtr.MapVersion, xtr.ProxyReply, xtr.Source, xtr.LastRegistered, xtr.ExpiresAtMs))
+            {
+                ScheduleExpiry(old);
                 return (old, old);
+            }
             if (old is not null && byXtr.TryGetValue(xtr.XtrId, out var previous)) xtr = xtr with { FirstRegistered = previous.FirstRegistered };
             else _xtrSites[xtr.XtrId] = (binding, _xtrSites.GetValueOrDefault(xtr.XtrId).Prefixes + 1);
-            updated = new EidRegistration(key, binding, byXtr.SetItem(xtr.XtrId, xtr));
+            updated = new EidRegistration(key, binding, byXtr.SetItem(xtr.XtrId, xtr)) { ScheduledExpiryMs = old?.ScheduledExpiryMs ?? long.MaxValue };
+            ScheduleExpiry(updated);
             if (old is null)
             {
                 var set = _lengths.GetOrAdd((key.InstanceId, key.Family), _ => new LengthSet());
@@ -404,10 +432,10 @@ public sealed class RegistrationStore
     }
 
     /// <summary>
-    /// Removes xTR registrations whose expiry has passed among the next <paramref name="budget"/> registrations of
-    /// the scan, which carries on where the previous call stopped and ends a pass at the end of the table (the next
-    /// call starts the next pass). Returns how many prefixes lost a registration. The scan walks the dictionary
-    /// without a snapshot and without the lock; only prefixes that change take it. One caller at a time.
+    /// Removes xTR registrations whose expiry has passed, looking at up to <paramref name="budget"/> prefixes queued
+    /// for a time that has come (the rest wait for the next call); returns how many prefixes lost a registration. A
+    /// prefix refreshed since it was queued is queued again for its new time, so each registration is looked at
+    /// about once per registration timeout, not once per pass over the table. The write lock is taken per prefix.
     /// </summary>
     public int Expire(long nowMs, int budget = ExpiryScanPerCall)
     {
@@ -418,22 +446,38 @@ public sealed class RegistrationStore
                 if (nowMs - w.AtMs >= (long)MapVersioning.ReorderWindow.TotalMilliseconds) _withdrawnVersions.TryRemove(k, out _);
         }
         int removed = 0;
-        var changes = new List<(EidRegistration Old, EidRegistration? New)>();
-        _expiryWalk ??= _byKey.GetEnumerator();
+        List<(EidRegistration Old, EidRegistration? New)>? changes = null;
         for (int looked = 0; looked < budget; looked++)
         {
-            if (!_expiryWalk.MoveNext())
+            lock (_write)
             {
-                _expiryWalk.Dispose();
-                _expiryWalk = null;
-                break;
+                if (!_expiryQueue.TryPeek(out var queued, out long at) || at > nowMs) break;
+                _expiryQueue.Dequeue();
+                var key = queued.Key;
+                // Left over from an earlier schedule (the prefix was queued again for an earlier time, or is gone).
+                if (!_byKey.TryGetValue(key, out var reg) || reg.ScheduledExpiryMs != at) continue;
+                ExpiryChecks++;
+                reg.ScheduledExpiryMs = long.MaxValue;
+                if (reg.EarliestExpiryMs <= nowMs && RemoveWhere(key, x => x.ExpiresAtMs <= nowMs, changes ??= []))
+                {
+                    removed++;
+                    // What is left of the prefix (other xTRs' registrations) holds a copy of the entry just used up.
+                    if (_byKey.TryGetValue(key, out var left)) ScheduleExpiry(left);
+                }
+                else ScheduleExpiry(reg); // refreshed in place since it was queued: its new time
             }
-            var (key, seen) = _expiryWalk.Current;
-            if (seen.EarliestExpiryMs > nowMs) continue;
-            if (RemoveWhere(key, x => x.ExpiresAtMs <= nowMs, changes)) removed++;
         }
-        foreach (var (o, n) in changes) Changed?.Invoke(o, n);
+        if (changes is not null) foreach (var (o, n) in changes) Changed?.Invoke(o, n);
         return removed;
+    }
+
+    /// <summary>Queues a prefix for its earliest expiry when it is not queued for that time or sooner (under the write lock).</summary>
+    private void ScheduleExpiry(EidRegistration reg)
+    {
+        long at = reg.EarliestExpiryMs;
+        if (at >= reg.ScheduledExpiryMs) return;
+        reg.ScheduledExpiryMs = at;
+        _expiryQueue.Enqueue(QueuedKey.Of(reg.Key), at);
     }
 
     /// <summary>
@@ -455,12 +499,7 @@ public sealed class RegistrationStore
         {
             if (!_byKey.TryGetValue(key, out var reg)) return false;
             var stale = reg.ByXtr.Values.Where(remove).Select(x => x.XtrId).ToList();
-            if (stale.Count == 0)
-            {
-                // Refreshed meanwhile (in place): the earliest expiry the walk saw was an older one.
-                reg.ExpiryChanged();
-                return false;
-            }
+            if (stale.Count == 0) return false;
             var left = reg.ByXtr.RemoveRange(stale);
             foreach (var id in stale)
             {

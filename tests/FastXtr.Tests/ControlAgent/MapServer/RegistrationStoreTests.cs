@@ -8,7 +8,7 @@ using NUnit.Framework;
 
 namespace FastXtr.Tests.ControlAgent.MapServer;
 
-/// <summary>The registration store on its own: the sliced expiry scan and the xTR-ID → site index.</summary>
+/// <summary>The registration store on its own: the expiry queue and the xTR-ID → site index.</summary>
 [TestFixture]
 public class RegistrationStoreTests
 {
@@ -25,19 +25,59 @@ public class RegistrationStoreTests
             [new RegisteredRloc(LispAddress.Parse("192.0.2.2"), 1, 100, 255, 0, true, null)], false, 3, 0, DateTime.UtcNow, DateTime.UtcNow, expiresAtMs);
 
     [Test]
-    public void Expire_LooksAtABoundedSlicePerCall_AndResumesWhereItStopped()
+    public void Expire_RemovesAtMostItsBudgetPerCall_AndTheRestOnTheNext()
     {
         var store = new RegistrationStore();
         for (int i = 0; i < 10; i++) store.Register(Key(i), Site, Xtr(7, expiresAtMs: 100));
         for (int i = 10; i < 13; i++) store.Register(Key(i), Site, Xtr(8, expiresAtMs: 10_000));
         var removedPerCall = new List<int>();
         for (int call = 0; call < 5; call++) removedPerCall.Add(store.Expire(nowMs: 200, budget: 4));
-        // 13 registrations in slices of 4: calls 1-4 make one pass (the 4th sees the last one and ends it), call 5
-        // starts the next pass and finds nothing left to expire.
-        Assert.That(removedPerCall.Take(4).All(n => n <= 4), Is.True, string.Join(",", removedPerCall));
-        Assert.That(removedPerCall.Sum(), Is.EqualTo(10));
-        Assert.That(removedPerCall[4], Is.EqualTo(0));
+        Assert.That(removedPerCall, Is.EqualTo(new[] { 4, 4, 2, 0, 0 }));
         Assert.That(store.Count, Is.EqualTo(3), "the unexpired registrations stay");
+        Assert.That(store.ExpiryChecks, Is.EqualTo(10), "the three not due were not looked at");
+    }
+
+    [Test]
+    public void Expire_LooksOnlyAtWhatIsDue_NotAtTheWholeTable()
+    {
+        var store = new RegistrationStore();
+        for (int i = 0; i < 10_000; i++) store.Register(Key(i), Site, Xtr(7, expiresAtMs: 100_000 + i));
+        for (int t = 1; t <= 50; t++) Assert.That(store.Expire(nowMs: t * 10), Is.Zero);
+        Assert.That(store.ExpiryChecks, Is.Zero, "nothing due, nothing looked at");
+        for (int i = 20_000; i < 20_003; i++) store.Register(Key(i), Site, Xtr(8, expiresAtMs: 600));
+        Assert.That((store.Expire(nowMs: 610), store.ExpiryChecks, store.Count), Is.EqualTo((3, 3L, 10_000)));
+        // Due in order of time, a slice per call.
+        Assert.That(store.Expire(nowMs: 100_000 + 1_499, budget: 1_000), Is.EqualTo(1_000));
+        Assert.That(store.Expire(nowMs: 100_000 + 1_499, budget: 1_000), Is.EqualTo(500));
+        Assert.That(store.TryGet(Key(1_499), out _), Is.False);
+        Assert.That(store.TryGet(Key(1_500), out _), Is.True);
+    }
+
+    [Test]
+    public void ASecondXtrsEarlierExpiry_RemovesOnlyItsRegistration_AtItsOwnTime()
+    {
+        var store = new RegistrationStore();
+        store.Register(Key(1), Site, Xtr(7, expiresAtMs: 10_000));
+        store.Register(Key(1), Site, Xtr(8, expiresAtMs: 1_000));
+        Assert.That(store.Expire(nowMs: 2_000), Is.EqualTo(1), "xTR 8's registration, at its time");
+        Assert.That(store.TryGet(Key(1), out var left) ? left.ByXtr.Keys.Single() : 0, Is.EqualTo((UInt128)7));
+        Assert.That(store.Expire(nowMs: 9_000), Is.Zero);
+        Assert.That((store.Expire(nowMs: 10_000), store.Count), Is.EqualTo((1, 0)));
+    }
+
+    [Test]
+    public void ARefreshThatMovesTheExpiryEarlier_ExpiresAtTheEarlierTime()
+    {
+        // A reload that shortened registration-timeout: the next refresh expires sooner than the one before.
+        var store = new RegistrationStore();
+        var (first, second) = (Xtr(7, expiresAtMs: 10_000), Xtr(7, expiresAtMs: 10_000));
+        store.Register(Key(1), Site, first);
+        store.Register(Key(2), Site, second);
+        store.Register(Key(1), Site, first with { ExpiresAtMs = 2_000 });
+        Assert.That(store.TryRefresh(Key(2), Site, 7, 1, second.Source, second.Rlocs, false, 3, 0, false, DateTime.UtcNow, 3_000), Is.True);
+        Assert.That(store.Expire(nowMs: 2_500), Is.EqualTo(1));
+        Assert.That(store.Expire(nowMs: 3_500), Is.EqualTo(1));
+        Assert.That(store.Count, Is.Zero);
     }
 
     [Test]
@@ -62,7 +102,7 @@ public class RegistrationStoreTests
         var (_, stored) = store.Register(Key(1), Site, first);
         Assert.That(changes, Is.EqualTo(1));
         // The same locator set object and the same flags: a refresh. No new registration, no publication; the
-        // expiry moved, and an expiry pass that had seen the old time does not remove it.
+        // expiry moved, and expiry, queued for the old time, does not remove it.
         Assert.That(store.Expire(nowMs: 500, budget: 10), Is.Zero);
         var again = first with { LastRegistered = DateTime.UtcNow.AddSeconds(1), ExpiresAtMs = 5_000 };
         var (old, now) = store.Register(Key(1), Site, again);
