@@ -31,7 +31,7 @@ public sealed class MapServerHost : IDisposable
     private volatile bool _stopping;
     private int _expiring;
 
-    /// <summary>How often the expiry scan runs (each run looks at <see cref="RegistrationStore.ExpiryScanPerCall"/> registrations).</summary>
+    /// <summary>How often expiry runs (each run looks at up to <see cref="RegistrationStore.ExpiryScanPerCall"/> prefixes that are due).</summary>
     public const int ExpiryIntervalMs = 10;
 
     private readonly PolicyCell _policy;
