@@ -136,7 +136,7 @@ public sealed record EidRegistration(EidKey Key, SiteBinding Binding, ImmutableD
         }
     }
 
-    /// <summary>When the first of its xTR registrations expires; computed once (the object never changes).</summary>
+    /// <summary>When the first of its xTR registrations expires; computed once, and again after a refresh in place moved a time.</summary>
     public long EarliestExpiryMs
     {
         get
