@@ -20,7 +20,7 @@ public sealed record CachedReferral(uint InstanceId, EidFamily Family, UInt128 P
         {
             if (!ReferenceEquals(_byPriorityOf, Targets))
             {
-                _byPriority = Targets.Where(t => t.Priority != 255).OrderBy(t => t.Priority).ToList();
+                _byPriority = DdtResolver.ByPriority(Targets);
                 _byPriorityOf = Targets;
             }
             return _byPriority!;
@@ -331,11 +331,19 @@ public sealed class DdtResolver
     /// in the last <see cref="TargetDownMs"/>) after all the others, so they are still tried when nothing else is left.
     /// </summary>
     private List<(IPEndPoint Address, byte Priority, byte Weight)> Order(IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> targets, long nowMs) =>
-        targets.Where(t => t.Priority != 255).OrderBy(t => IsDown(t.Address, nowMs)).ThenBy(t => t.Priority).ToList();
+        _downUntilMs.Count == 0 ? ByPriority(targets) : DownLast(ByPriority(targets), nowMs);
 
-    /// <summary>A cached referral's targets in the order to ask them (<see cref="Order"/>), computed once while none is down.</summary>
+    /// <summary>A cached referral's targets in the order to ask them (<see cref="Order"/>), sorted by priority once.</summary>
     private IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> Order(CachedReferral referral, long nowMs) =>
-        _downUntilMs.Count == 0 ? referral.ByPriority : Order(referral.Targets, nowMs);
+        _downUntilMs.Count == 0 ? referral.ByPriority : DownLast(referral.ByPriority, nowMs);
+
+    /// <summary>The usable targets (priority 255: not to be used) by priority, the order within a priority the order given.</summary>
+    internal static List<(IPEndPoint Address, byte Priority, byte Weight)> ByPriority(IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> targets) =>
+        targets.Where(t => t.Priority != 255).OrderBy(t => t.Priority).ToList();
+
+    /// <summary>Targets in priority order with those marked down moved after the others (a stable sort keeps the rest as they are).</summary>
+    private List<(IPEndPoint Address, byte Priority, byte Weight)> DownLast(IReadOnlyList<(IPEndPoint Address, byte Priority, byte Weight)> ordered, long nowMs) =>
+        ordered.OrderBy(t => IsDown(t.Address, nowMs)).ToList();
 
     private static bool Names(CachedReferral referral, IPEndPoint target)
     {

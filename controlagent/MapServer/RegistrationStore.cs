@@ -101,9 +101,6 @@ public sealed record EidRegistration(EidKey Key, SiteBinding Binding, ImmutableD
     /// </summary>
     internal long ScheduledExpiryMs = long.MaxValue;
 
-    /// <summary>An xTR registration's expiry moved in place (a refresh): the earliest is computed again when next asked.</summary>
-    internal void ExpiryChanged() => _earliestExpiryMs = long.MinValue;
-
     /// <summary>
     /// The refresh every xTR sends each minute for each of its agents (and the draft's frequent ones), moved in place
     /// under the store's write lock: true when <paramref name="xtrId"/> alone registered this prefix and registers
@@ -116,7 +113,8 @@ public sealed record EidRegistration(EidKey Key, SiteBinding Binding, ImmutableD
     {
         if (ByXtr.Count != 1 || !ByXtr.TryGetValue(xtrId, out var same) || !same.IsRefreshedBy(xtrId, siteId, rlocs, merge, ttlMinutes, mapVersion, proxyReply)) return false;
         same.Refresh(source, now, expiresAtMs);
-        ExpiryChanged();
+        // Its only xTR's time is the earliest: known without walking ByXtr (the expiry queue asks at every refresh).
+        _earliestExpiryMs = expiresAtMs;
         return true;
     }
     private int _proxyReply = -1;
@@ -136,7 +134,7 @@ public sealed record EidRegistration(EidKey Key, SiteBinding Binding, ImmutableD
         }
     }
 
-    /// <summary>When the first of its xTR registrations expires; computed once, and again after a refresh in place moved a time.</summary>
+    /// <summary>When the first of its xTR registrations expires; computed once, and set by a refresh in place.</summary>
     public long EarliestExpiryMs
     {
         get
