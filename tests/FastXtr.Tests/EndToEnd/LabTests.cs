@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using FastXtr.Tests.Support;
 using NUnit.Framework;
 
@@ -28,6 +30,12 @@ public class LabTests() : LabFixture('t')
         byte[] png = File.ReadAllBytes(Path.Combine(Out, "timeline.png"));
         Assert.That(png.Take(8), Is.EqualTo(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }));
         Assert.That(png.Length, Is.GreaterThan(2000));
+        // The capture the wire checks below read holds every packet tcpdump was given: it is stopped after the
+        // senders, and hands packets over one at a time (a ring block still open at the stop used to be lost).
+        string log = File.ReadAllText(Path.Combine(Out, "logs", "tcpdump.log"));
+        long captured = long.Parse(Regex.Match(log, @"(\d+) packets captured").Groups[1].Value, CultureInfo.InvariantCulture);
+        long received = long.Parse(Regex.Match(log, @"(\d+) packets received by filter").Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.That((captured, received > 1000), Is.EqualTo((received, true)), log);
     }
 
     [Test]
