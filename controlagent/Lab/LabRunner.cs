@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using FastXtr.SharedMemory.MapCache;
 using FastXtr.SharedMemory;
 
@@ -317,10 +318,34 @@ public sealed partial class LabRunner : IDisposable
     public void Dispose()
     {
         Stop(_processes);
-        // The capture last, once nothing sends any more: its file then holds every packet it was given.
-        if (_capture is not null) Stop([_capture]);
+        // The capture last, once nothing sends any more and it has written what it was given: stopped while behind
+        // (a loaded machine), it would lose what still waits in its ring.
+        if (_capture is not null)
+        {
+            DrainCapture(_capture);
+            Stop([_capture]);
+        }
         Down(_t, _out, quiet: true);
     }
+
+    /// <summary>
+    /// Waits (at most 10 s) until tcpdump has captured every packet the kernel passed it: its counts, which it writes to
+    /// tcpdump.log on SIGUSR1, are equal.
+    /// </summary>
+    private void DrainCapture(Process capture)
+    {
+        string log = Path.Combine(_t.LogDir, "tcpdump.log");
+        for (int i = 0; i < 100 && !capture.HasExited; i++)
+        {
+            Shell.Sh($"kill -USR1 {capture.Id} 2>/dev/null");
+            Thread.Sleep(100);
+            var counts = CaptureCounts().Matches(File.ReadAllText(log));
+            if (counts.Count > 0 && counts[^1].Groups[1].Value == counts[^1].Groups[2].Value) return;
+        }
+    }
+
+    [GeneratedRegex(@"(\d+) packets captured, (\d+) packets received by filter")]
+    private static partial Regex CaptureCounts();
 
     private static void Stop(List<Process> processes)
     {

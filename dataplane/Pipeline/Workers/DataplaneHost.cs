@@ -150,7 +150,7 @@ public sealed class DataplaneHost : IDisposable
     /// <c>repair_allocation_contexts(FALSE)</c>): a worker that allocated nothing saw its count rise by up to an
     /// allocation quantum (49,200 bytes once in CI). Blocking collections settle the count exactly. The data plane's
     /// managed heap is small (2.5 MB with metrics on; the map-cache lives in shared memory) and its workers allocate
-    /// nothing, so full collections are rare and short.
+    /// nothing, so full collections are rare and short. The RTR's process holds its agent as well, under the same mode.
     /// </summary>
     public static void UseBlockingCollections() => System.Runtime.GCSettings.LatencyMode = System.Runtime.GCLatencyMode.Batch;
 
