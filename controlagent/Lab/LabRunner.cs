@@ -330,12 +330,12 @@ public sealed partial class LabRunner : IDisposable
 
     /// <summary>
     /// Waits (at most 10 s) until tcpdump has captured every packet the kernel passed it: its counts, which it writes to
-    /// tcpdump.log on SIGUSR1, are equal.
+    /// tcpdump.log on SIGUSR1, are equal. Returns at once when tcpdump is gone or has no log (teardown goes on).
     /// </summary>
     private void DrainCapture(Process capture)
     {
         string log = Path.Combine(_t.LogDir, "tcpdump.log");
-        for (int i = 0; i < 100 && !capture.HasExited; i++)
+        for (int i = 0; i < 100 && !capture.HasExited && File.Exists(log); i++)
         {
             Shell.Sh($"kill -USR1 {capture.Id} 2>/dev/null");
             Thread.Sleep(100);
