@@ -224,12 +224,8 @@ public sealed class MapServerHost : IDisposable
         // The DDT Map-Requests this worker's batch starts leave with its replies, in one sendmmsg of their own.
         using var ddtRequests = _resolverSocket.AddressFamily == AddressFamily.InterNetwork ? new DatagramBatch(_resolverSocket, receive: false) : null;
         long failuresCounted = 0, ddtFailuresCounted = 0;
-        MapServerCore.Sender sender = (datagram, to) =>
-        {
-            if (!batch.Queue(datagram, to)) SendOne(socket, datagram, to, "send to");
-        };
-        if (ddtRequests is not null)
-            core.DdtRequestSender = (datagram, to) => { if (!ddtRequests.Queue(datagram, to)) SendOne(_resolverSocket, datagram, to, "DDT Map-Request to"); };
+        var sender = QueueOrSend(batch, socket, "send to");
+        if (ddtRequests is not null) core.DdtRequestSender = QueueOrSend(ddtRequests, _resolverSocket, "DDT Map-Request to");
         while (!_stopping)
         {
             int n = batch.Receive();
@@ -249,6 +245,10 @@ public sealed class MapServerHost : IDisposable
             if (ddtRequests is not null) CountFailures(ddtRequests, MsCounter.DdtMapRequestsNotSent, ref ddtFailuresCounted);
         }
     }
+
+    /// <summary>Queues each datagram in <paramref name="batch"/>, or sends it from <paramref name="socket"/> when the batch cannot take it (or there is none).</summary>
+    private MapServerCore.Sender QueueOrSend(DatagramBatch? batch, Socket socket, string what) =>
+        (datagram, to) => { if (batch is null || !batch.Queue(datagram, to)) SendOne(socket, datagram, to, what); };
 
     private void CountFailures(DatagramBatch batch, MsCounter counter, ref long counted)
     {
@@ -299,12 +299,7 @@ public sealed class MapServerHost : IDisposable
             catch (ObjectDisposedException) { return; }
             catch (SocketException) { continue; } // ICMP port unreachable from a dead target: its timeout handles it
             var source = (IPEndPoint)new IPEndPoint(IPAddress.Any, 0).Create(from);
-            if (LispMessage.PeekType(buffer.AsSpan(0, n)) != LispMessageType.MapReferral || !referral.TryDecode(buffer.AsSpan(0, n)).Ok)
-            {
-                Counters.Add(MsCounter.MalformedMessage);
-                continue;
-            }
-            Resolver.OnReferral(referral, source, MapServerCore.NowMs, reply);
+            OnReferral(buffer.AsSpan(0, n), source, MapServerCore.NowMs, referral, reply, null);
         }
     }
 
@@ -319,8 +314,8 @@ public sealed class MapServerHost : IDisposable
         using var replies = first.AddressFamily == AddressFamily.InterNetwork ? new DatagramBatch(first, receive: false) : null;
         var referral = new MapReferral();
         long failuresCounted = 0, replyFailuresCounted = 0;
-        MapServerCore.Sender next = (b, to) => { if (!batch.Queue(b, to)) SendOne(_resolverSocket, b, to, "DDT Map-Request to"); };
-        MapServerCore.Sender reply = (b, to) => { if (replies is null || !replies.Queue(b, to)) SendOne(first, b, to, "negative Map-Reply to"); };
+        var next = QueueOrSend(batch, _resolverSocket, "DDT Map-Request to");
+        var reply = QueueOrSend(replies, first, "negative Map-Reply to");
         while (!_stopping)
         {
             int n = batch.Receive();
@@ -330,21 +325,23 @@ public sealed class MapServerHost : IDisposable
                 continue;
             }
             long now = MapServerCore.NowMs;
-            for (int i = 0; i < n; i++)
-            {
-                var datagram = batch.Datagram(i);
-                if (LispMessage.PeekType(datagram) != LispMessageType.MapReferral || !referral.TryDecode(datagram).Ok)
-                {
-                    Counters.Add(MsCounter.MalformedMessage);
-                    continue;
-                }
-                Resolver.OnReferral(referral, batch.Source(i), now, reply, next);
-            }
+            for (int i = 0; i < n; i++) OnReferral(batch.Datagram(i), batch.Source(i), now, referral, reply, next);
             batch.Flush();
             replies?.Flush();
             CountFailures(batch, MsCounter.DdtMapRequestsNotSent, ref failuresCounted);
             if (replies is not null) CountFailures(replies, MsCounter.RepliesNotSent, ref replyFailuresCounted);
         }
+    }
+
+    /// <summary>A datagram on the resolver's socket: a Map-Referral to follow, anything else counted as malformed.</summary>
+    private void OnReferral(ReadOnlySpan<byte> datagram, IPEndPoint source, long nowMs, MapReferral referral, MapServerCore.Sender reply, MapServerCore.Sender? next)
+    {
+        if (LispMessage.PeekType(datagram) != LispMessageType.MapReferral || !referral.TryDecode(datagram).Ok)
+        {
+            Counters.Add(MsCounter.MalformedMessage);
+            return;
+        }
+        Resolver.OnReferral(referral, source, nowMs, reply, next);
     }
 
     /// <summary>One received message through the core; nothing a peer sends stops the worker.</summary>
